@@ -1,0 +1,2 @@
+//! pgwarden-raft: the embedded DCS.
+pub mod dcs;

@@ -1,0 +1,13 @@
+//! pgwarden: PostgreSQL high availability in one binary.
+//!
+//! # Layout
+//! - [`types`]: newtypes shared by every module (member names, LSNs, timelines).
+//! - [`config`]: the Patroni-layout YAML configuration, environment overrides and validation.
+//! - [`postgres`]: everything done to the local PostgreSQL instance; executes and observes, decides nothing.
+//! - [`dcs`]: the DCS the HA loop sees (re-exported from the `pgwarden-raft` crate).
+#![cfg_attr(not(test), deny(clippy::unwrap_used))]
+
+pub mod config;
+pub mod dcs;
+pub mod postgres;
+pub mod types;

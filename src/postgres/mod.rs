@@ -1,0 +1,1 @@
+//! The PostgreSQL manager (placeholder, being written).
