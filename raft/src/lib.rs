@@ -1,2 +1,83 @@
 //! pgwarden-raft: the embedded DCS.
+//!
+//! One Raft group (openraft 0.9, log in sled) replicating Patroni's keyspace, with TTL
+//! leases, compare-and-swap and watches. It knows nothing of PostgreSQL; the daemon uses
+//! it through the [`dcs::Dcs`] trait.
+//!
+//! # Layout
+//! - [`command`]: the replicated commands (put, delete, expire) and their conditions.
+//! - [`keyspace`]: the in-memory keyspace and the pure apply function.
+//! - [`state_machine`]: openraft's state machine over the keyspace; snapshots; watch events.
+//! - [`log_store`]: openraft's log storage in sled (the only module that knows sled).
+//! - [`lease`]: per-node lease deadlines and the leader-only reaper.
+//! - [`network`]: the gRPC peer transport (client side) with optional fault injection.
+//! - [`server`]: the gRPC peer service.
+//! - [`node`]: a running DCS member: start, discovery and bootstrap, reads, writes, membership.
+//! - [`dcs`]: the `Dcs` trait the HA loop uses, implemented by [`node::RaftNode`] and by an
+//!   in-memory fake for unit tests.
+#![cfg_attr(not(test), deny(clippy::unwrap_used))]
+#![warn(missing_docs)]
+
+pub mod command;
 pub mod dcs;
+pub mod error;
+pub mod keyspace;
+pub mod lease;
+pub mod log_store;
+pub mod network;
+pub mod node;
+pub mod server;
+pub mod state_machine;
+
+/// Generated protobuf types of `pgwarden.raft.v1`.
+#[allow(missing_docs, clippy::all)]
+pub mod pb {
+    tonic::include_proto!("pgwarden.raft.v1");
+}
+
+use serde::{Deserialize, Serialize};
+use std::io::Cursor;
+
+/// A Raft node id. Ids are random and persisted with the node's data, never assigned by
+/// hand: a node that lost its data comes back as a new member with a new id.
+pub type NodeId = u64;
+
+/// What the Raft membership records about a node: the address book.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Node {
+    /// The member's name (Patroni's `name`).
+    pub name: String,
+    /// Where its peer service listens, `host:port`.
+    pub addr: String,
+}
+
+impl std::fmt::Display for Node {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}@{}", self.name, self.addr)
+    }
+}
+
+openraft::declare_raft_types!(
+    /// openraft's type configuration for pgwarden.
+    pub TypeConfig:
+        D = command::Command,
+        R = command::CommandResult,
+        NodeId = NodeId,
+        Node = Node,
+        Entry = openraft::Entry<TypeConfig>,
+        SnapshotData = Cursor<Vec<u8>>,
+        AsyncRuntime = openraft::TokioRuntime,
+);
+
+/// The openraft handle type.
+pub type Raft = openraft::Raft<TypeConfig>;
+/// A log id in this cluster.
+pub type LogId = openraft::LogId<NodeId>;
+/// The membership as stored with the state machine.
+pub type StoredMembership = openraft::StoredMembership<NodeId, Node>;
+/// openraft's storage error.
+pub type StorageError = openraft::StorageError<NodeId>;
+
+pub use command::{Command, CommandResult, Condition, KeyValue};
+pub use dcs::{Dcs, DcsError, MemDcs, WatchEvent, WriteOutcome};
+pub use node::{NodeConfig, RaftNode, RaftTiming};

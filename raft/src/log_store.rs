@@ -1,0 +1,419 @@
+//! Raft log, vote, committed index and snapshots in sled 0.34. The only module that
+//! knows sled, so the engine can be swapped (redb, a plain WAL) without touching the rest.
+//!
+//! Durability: sled's `flush` makes its buffers stable with `sync_file_range`, which does
+//! not flush the disk's volatile cache or file metadata. Every acknowledged write
+//! therefore flushes and then `fsync`s sled's data file through a second handle (fsync
+//! applies to the inode), before openraft is told the append or vote is done.
+
+use crate::state_machine::StoredSnapshot;
+use crate::{LogId, NodeId, StorageError, TypeConfig};
+use openraft::storage::{LogFlushed, LogState, RaftLogReader, RaftLogStorage};
+use openraft::{ErrorSubject, ErrorVerb, StorageIOError, Vote};
+use std::fmt::Debug;
+use std::fs::File;
+use std::ops::{Bound, RangeBounds};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+const TREE_META: &str = "raft_meta";
+const TREE_LOG: &str = "raft_log";
+const TREE_SNAPSHOT: &str = "sm_snapshot";
+const KEY_VOTE: &[u8] = b"vote";
+const KEY_COMMITTED: &[u8] = b"committed";
+const KEY_LAST_PURGED: &[u8] = b"last_purged";
+const KEY_NODE_ID: &[u8] = b"node_id";
+const KEY_SNAPSHOT: &[u8] = b"current";
+/// sled's page cache. Its default of 1 GiB is absurd for a keyspace of a few hundred
+/// small keys, and RSS can reach a multiple of it.
+const CACHE_BYTES: u64 = 8 * 1024 * 1024;
+
+/// A store that could not be opened. The node must stop: starting empty instead would
+/// let it vote as if it had never seen the cluster's log.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// sled refused to open the directory (permissions, lock held, I/O error, corruption).
+    #[error("cannot open the Raft store in {dir}")]
+    Open {
+        /// The data directory.
+        dir: PathBuf,
+        /// What sled said.
+        #[source]
+        source: sled::Error,
+    },
+    /// A record in the store does not decode: the store is corrupt or from another version.
+    #[error("the Raft store in {dir} is corrupt: {what} does not decode")]
+    Corrupt {
+        /// The data directory.
+        dir: PathBuf,
+        /// Which record.
+        what: String,
+        /// The decode error.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// A write at open time failed.
+    #[error("cannot write to the Raft store in {dir}")]
+    Write {
+        /// The data directory.
+        dir: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// The opened sled database with its trees.
+#[derive(Clone)]
+pub struct SledStore {
+    dir: PathBuf,
+    db: sled::Db,
+    meta: sled::Tree,
+    log: sled::Tree,
+    snapshot: sled::Tree,
+    data_file: Arc<File>,
+}
+
+impl SledStore {
+    /// Opens (or creates) the store in `dir` and checks that every metadata record decodes.
+    pub fn open(dir: &Path) -> Result<Self, StoreError> {
+        let open_err = |source| StoreError::Open {
+            dir: dir.to_path_buf(),
+            source,
+        };
+        std::fs::create_dir_all(dir).map_err(|source| StoreError::Write {
+            dir: dir.to_path_buf(),
+            source,
+        })?;
+        let db = sled::Config::new()
+            .path(dir)
+            .cache_capacity(CACHE_BYTES)
+            .open()
+            .map_err(open_err)?;
+        let meta = db.open_tree(TREE_META).map_err(open_err)?;
+        let log = db.open_tree(TREE_LOG).map_err(open_err)?;
+        let snapshot = db.open_tree(TREE_SNAPSHOT).map_err(open_err)?;
+        let data_file = File::open(dir.join("db")).map_err(|source| StoreError::Write {
+            dir: dir.to_path_buf(),
+            source,
+        })?;
+        let store = SledStore {
+            dir: dir.to_path_buf(),
+            db,
+            meta,
+            log,
+            snapshot,
+            data_file: Arc::new(data_file),
+        };
+        store.check()?;
+        Ok(store)
+    }
+
+    /// Decodes every record once at start, so corruption stops the node with a message
+    /// naming the directory instead of surfacing later as a Raft fatal error.
+    fn check(&self) -> Result<(), StoreError> {
+        let corrupt = |what: &str, source| StoreError::Corrupt {
+            dir: self.dir.clone(),
+            what: what.into(),
+            source,
+        };
+        let open_err = |source| StoreError::Open {
+            dir: self.dir.clone(),
+            source,
+        };
+        if let Some(v) = self.meta.get(KEY_VOTE).map_err(open_err)? {
+            serde_json::from_slice::<Vote<NodeId>>(&v).map_err(|e| corrupt("the saved vote", e))?;
+        }
+        for key in [KEY_COMMITTED, KEY_LAST_PURGED] {
+            if let Some(v) = self.meta.get(key).map_err(open_err)? {
+                serde_json::from_slice::<Option<LogId>>(&v)
+                    .map_err(|e| corrupt(&String::from_utf8_lossy(key), e))?;
+            }
+        }
+        for item in self.log.iter() {
+            let (k, v) = item.map_err(open_err)?;
+            serde_json::from_slice::<openraft::Entry<TypeConfig>>(&v)
+                .map_err(|e| corrupt(&format!("log entry {}", decode_index(&k)), e))?;
+        }
+        if let Some(v) = self.snapshot.get(KEY_SNAPSHOT).map_err(open_err)? {
+            serde_json::from_slice::<StoredSnapshot>(&v).map_err(|e| corrupt("the snapshot", e))?;
+        }
+        Ok(())
+    }
+
+    /// This node's Raft id, created at random on first open and kept with the data: a
+    /// node that loses its data directory comes back as a different member.
+    pub fn node_id(&self) -> Result<NodeId, StoreError> {
+        let open_err = |source| StoreError::Open {
+            dir: self.dir.clone(),
+            source,
+        };
+        if let Some(v) = self.meta.get(KEY_NODE_ID).map_err(open_err)? {
+            let bytes: [u8; 8] = v.as_ref().try_into().map_err(|_| StoreError::Corrupt {
+                dir: self.dir.clone(),
+                what: "node id".into(),
+                source: serde_json::Error::io(std::io::Error::other("wrong length")),
+            })?;
+            return Ok(u64::from_be_bytes(bytes));
+        }
+        let id = loop {
+            let id: u64 = rand::random::<u64>() >> 1;
+            if id != 0 {
+                break id;
+            }
+        };
+        self.meta
+            .insert(KEY_NODE_ID, &id.to_be_bytes())
+            .map_err(open_err)?;
+        self.db.flush().map_err(open_err)?;
+        self.data_file.sync_all().map_err(|source| StoreError::Write {
+            dir: self.dir.clone(),
+            source,
+        })?;
+        Ok(id)
+    }
+
+    /// Whether the store has never held Raft state (no vote, no log, no snapshot).
+    pub fn is_fresh(&self) -> bool {
+        matches!(self.meta.get(KEY_VOTE), Ok(None))
+            && self.log.is_empty()
+            && matches!(self.snapshot.get(KEY_SNAPSHOT), Ok(None))
+    }
+
+    /// The log storage handle for openraft.
+    pub fn log_store(&self) -> LogStore {
+        LogStore { store: self.clone() }
+    }
+
+    /// The snapshot storage handle for the state machine.
+    pub fn snapshot_store(&self) -> SnapshotStore {
+        SnapshotStore { store: self.clone() }
+    }
+
+    /// Bytes on disk, for metrics and the bounded-size test.
+    pub fn size_on_disk(&self) -> u64 {
+        self.db.size_on_disk().unwrap_or(0)
+    }
+
+    /// Flushes sled and fsyncs its data file: the point after which a write is durable.
+    async fn sync(&self) -> Result<(), std::io::Error> {
+        self.db.flush_async().await.map_err(std::io::Error::other)?;
+        self.data_file.sync_data()
+    }
+
+    fn get_meta<T: serde::de::DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>, StorageError> {
+        let read_err = |e: &dyn std::error::Error| {
+            StorageError::from(StorageIOError::new(
+                ErrorSubject::Store,
+                ErrorVerb::Read,
+                openraft::AnyError::error(e),
+            ))
+        };
+        match self.meta.get(key).map_err(|e| read_err(&e))? {
+            None => Ok(None),
+            Some(v) => serde_json::from_slice(&v).map(Some).map_err(|e| read_err(&e)),
+        }
+    }
+
+    async fn put_meta<T: serde::Serialize>(
+        &self,
+        key: &[u8],
+        value: &T,
+        subject: ErrorSubject<NodeId>,
+    ) -> Result<(), StorageError> {
+        let write_err = |e: &dyn std::error::Error| {
+            StorageError::from(StorageIOError::new(
+                subject.clone(),
+                ErrorVerb::Write,
+                openraft::AnyError::error(e),
+            ))
+        };
+        let bytes = serde_json::to_vec(value).map_err(|e| write_err(&e))?;
+        self.meta.insert(key, bytes).map_err(|e| write_err(&e))?;
+        self.sync().await.map_err(|e| write_err(&e))
+    }
+}
+
+fn encode_index(i: u64) -> [u8; 8] {
+    i.to_be_bytes()
+}
+
+fn decode_index(k: &[u8]) -> u64 {
+    k.try_into().map(u64::from_be_bytes).unwrap_or(u64::MAX)
+}
+
+/// openraft's log storage over sled.
+#[derive(Clone)]
+pub struct LogStore {
+    store: SledStore,
+}
+
+impl RaftLogReader<TypeConfig> for LogStore {
+    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + Send>(
+        &mut self,
+        range: RB,
+    ) -> Result<Vec<openraft::Entry<TypeConfig>>, StorageError> {
+        let start = match range.start_bound() {
+            Bound::Included(i) => *i,
+            Bound::Excluded(i) => i.saturating_add(1),
+            Bound::Unbounded => 0,
+        };
+        let mut out = Vec::new();
+        for item in self.store.log.range(encode_index(start)..) {
+            let (k, v) = item.map_err(|e| StorageIOError::read_logs(&e))?;
+            let index = decode_index(&k);
+            if !range.contains(&index) {
+                break;
+            }
+            let entry: openraft::Entry<TypeConfig> =
+                serde_json::from_slice(&v).map_err(|e| StorageIOError::read_log_at_index(index, &e))?;
+            out.push(entry);
+        }
+        Ok(out)
+    }
+}
+
+impl RaftLogStorage<TypeConfig> for LogStore {
+    type LogReader = LogStore;
+
+    async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError> {
+        let last_purged_log_id: Option<LogId> = self.store.get_meta(KEY_LAST_PURGED)?.flatten();
+        let last = match self.store.log.last().map_err(|e| StorageIOError::read_logs(&e))? {
+            Some((k, v)) => {
+                let entry: openraft::Entry<TypeConfig> = serde_json::from_slice(&v)
+                    .map_err(|e| StorageIOError::read_log_at_index(decode_index(&k), &e))?;
+                Some(entry.log_id)
+            }
+            None => last_purged_log_id,
+        };
+        Ok(LogState {
+            last_purged_log_id,
+            last_log_id: last,
+        })
+    }
+
+    async fn get_log_reader(&mut self) -> Self::LogReader {
+        self.clone()
+    }
+
+    async fn save_vote(&mut self, vote: &Vote<NodeId>) -> Result<(), StorageError> {
+        self.store.put_meta(KEY_VOTE, vote, ErrorSubject::Vote).await
+    }
+
+    async fn read_vote(&mut self) -> Result<Option<Vote<NodeId>>, StorageError> {
+        self.store.get_meta(KEY_VOTE)
+    }
+
+    async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
+        // Not synced on its own: it only lets a restart re-apply sooner, and the next
+        // append or vote flush carries it to disk.
+        let bytes = serde_json::to_vec(&committed).map_err(|e| StorageIOError::write(&e))?;
+        self.store
+            .meta
+            .insert(KEY_COMMITTED, bytes)
+            .map_err(|e| StorageIOError::write(&e))?;
+        Ok(())
+    }
+
+    async fn read_committed(&mut self) -> Result<Option<LogId>, StorageError> {
+        Ok(self.store.get_meta::<Option<LogId>>(KEY_COMMITTED)?.flatten())
+    }
+
+    async fn append<I>(&mut self, entries: I, callback: LogFlushed<TypeConfig>) -> Result<(), StorageError>
+    where
+        I: IntoIterator<Item = openraft::Entry<TypeConfig>> + Send,
+        I::IntoIter: Send,
+    {
+        let mut batch = sled::Batch::default();
+        for entry in entries {
+            let bytes =
+                serde_json::to_vec(&entry).map_err(|e| StorageIOError::write_log_entry(entry.log_id, &e))?;
+            batch.insert(&encode_index(entry.log_id.index), bytes);
+        }
+        self.store
+            .log
+            .apply_batch(batch)
+            .map_err(|e| StorageIOError::write_logs(&e))?;
+        // openraft may count this entry towards a quorum only once it is on disk.
+        let res = self.store.sync().await;
+        let failed = res.as_ref().err().map(|e| StorageIOError::write_logs(e));
+        callback.log_io_completed(res);
+        match failed {
+            Some(e) => Err(e.into()),
+            None => Ok(()),
+        }
+    }
+
+    async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
+        let mut batch = sled::Batch::default();
+        for item in self.store.log.range(encode_index(log_id.index)..) {
+            let (k, _) = item.map_err(|e| StorageIOError::write_logs(&e))?;
+            batch.remove(k);
+        }
+        self.store
+            .log
+            .apply_batch(batch)
+            .map_err(|e| StorageIOError::write_logs(&e))?;
+        self.store
+            .sync()
+            .await
+            .map_err(|e| StorageIOError::write_logs(&e))?;
+        Ok(())
+    }
+
+    async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
+        // Record the purge point durably first: a crash between the two steps leaves
+        // entries at or below it, which get_log_state tolerates, never a hole above it.
+        self.store
+            .put_meta(KEY_LAST_PURGED, &Some(log_id), ErrorSubject::Logs)
+            .await?;
+        let mut batch = sled::Batch::default();
+        for item in self.store.log.range(..=encode_index(log_id.index)) {
+            let (k, _) = item.map_err(|e| StorageIOError::write_logs(&e))?;
+            batch.remove(k);
+        }
+        self.store
+            .log
+            .apply_batch(batch)
+            .map_err(|e| StorageIOError::write_logs(&e))?;
+        Ok(())
+    }
+}
+
+/// The persisted snapshot, written durably before openraft is told about it.
+#[derive(Clone)]
+pub struct SnapshotStore {
+    store: SledStore,
+}
+
+impl SnapshotStore {
+    /// The current snapshot, if one was built or installed.
+    pub fn load(&self) -> Result<Option<StoredSnapshot>, StorageError> {
+        match self
+            .store
+            .snapshot
+            .get(KEY_SNAPSHOT)
+            .map_err(|e| StorageIOError::read_snapshot(None, &e))?
+        {
+            None => Ok(None),
+            Some(v) => serde_json::from_slice(&v)
+                .map(Some)
+                .map_err(|e| StorageIOError::read_snapshot(None, &e).into()),
+        }
+    }
+
+    /// Replaces the current snapshot.
+    pub async fn save(&self, snap: &StoredSnapshot) -> Result<(), StorageError> {
+        let sig = Some(snap.meta.signature());
+        let bytes = serde_json::to_vec(snap).map_err(|e| StorageIOError::write_snapshot(sig.clone(), &e))?;
+        self.store
+            .snapshot
+            .insert(KEY_SNAPSHOT, bytes)
+            .map_err(|e| StorageIOError::write_snapshot(sig.clone(), &e))?;
+        self.store
+            .sync()
+            .await
+            .map_err(|e| StorageIOError::write_snapshot(sig, &e))?;
+        Ok(())
+    }
+}

@@ -1,0 +1,257 @@
+//! The peer transport, client side: openraft's network over tonic, plus the calls nodes
+//! make to each other (hello, forwarded writes, read index, admin).
+//!
+//! Every call carries the id of the node the sender means to reach; the receiver refuses
+//! a call meant for another id, so an address that now belongs to a different node (a
+//! wiped and re-created member, a config typo) cannot vote or append.
+
+use crate::pb::raft_service_client::RaftServiceClient;
+use crate::pb::Envelope;
+use crate::{Node, NodeId, TypeConfig};
+use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable};
+use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    VoteRequest, VoteResponse,
+};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tonic::transport::{Channel, Endpoint};
+
+/// Largest message a peer sends or accepts. Snapshots travel in chunks well below it.
+pub const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
+/// How long to wait for a TCP connection to a peer.
+const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// Fault injection for tests: decides whether a message from one node may reach another.
+pub trait LinkFilter: Send + Sync + 'static {
+    /// Whether `from` can currently reach `to`.
+    fn allows(&self, from: NodeId, to: NodeId) -> bool;
+}
+
+/// The peer RPCs, by name.
+#[derive(Clone, Copy, Debug)]
+pub enum Rpc {
+    /// openraft AppendEntries.
+    AppendEntries,
+    /// openraft Vote.
+    Vote,
+    /// openraft InstallSnapshot.
+    InstallSnapshot,
+    /// Who are you.
+    Hello,
+    /// A keyspace write.
+    Write,
+    /// Leader-confirmed read index.
+    ReadIndex,
+    /// A linearizable read.
+    Read,
+    /// Membership administration and status.
+    Admin,
+}
+
+/// Why a peer call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CallError {
+    /// The request was certainly not delivered (no connection, link cut by a test).
+    #[error("{addr} is unreachable: {reason}")]
+    NotSent {
+        /// The peer.
+        addr: String,
+        /// Why.
+        reason: String,
+    },
+    /// The request may or may not have been processed.
+    #[error("call to {addr} failed: {status}")]
+    Failed {
+        /// The peer.
+        addr: String,
+        /// What tonic said.
+        status: Box<tonic::Status>,
+    },
+    /// The reply did not decode.
+    #[error("bad reply from {addr}")]
+    Decode {
+        /// The peer.
+        addr: String,
+        /// The decode error.
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+/// Cached gRPC channels to peers, shared by openraft's network and the node's own calls.
+#[derive(Clone)]
+pub struct PeerClients {
+    my_id: NodeId,
+    channels: Arc<Mutex<HashMap<String, RaftServiceClient<Channel>>>>,
+    filter: Option<Arc<dyn LinkFilter>>,
+}
+
+impl PeerClients {
+    /// Clients for node `my_id`, with optional fault injection.
+    pub fn new(my_id: NodeId, filter: Option<Arc<dyn LinkFilter>>) -> Self {
+        PeerClients {
+            my_id,
+            channels: Arc::default(),
+            filter,
+        }
+    }
+
+    fn client(&self, addr: &str) -> Result<RaftServiceClient<Channel>, CallError> {
+        let mut map = self.channels.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(c) = map.get(addr) {
+            return Ok(c.clone());
+        }
+        let endpoint = Endpoint::from_shared(format!("http://{addr}"))
+            .map_err(|e| CallError::NotSent {
+                addr: addr.into(),
+                reason: format!("bad address: {e}"),
+            })?
+            .connect_timeout(CONNECT_TIMEOUT)
+            .tcp_nodelay(true);
+        // Lazy: connecting happens on first use, so creating a client never blocks Raft.
+        let client = RaftServiceClient::new(endpoint.connect_lazy())
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES);
+        map.insert(addr.to_string(), client.clone());
+        Ok(client)
+    }
+
+    /// Calls `rpc` on the node `target` (0: whoever answers at `addr`) with a JSON payload.
+    pub async fn call<Req: Serialize, Resp: DeserializeOwned>(
+        &self,
+        rpc: Rpc,
+        target: NodeId,
+        addr: &str,
+        req: &Req,
+        timeout: Duration,
+    ) -> Result<Resp, CallError> {
+        if let Some(f) = &self.filter {
+            if target != 0 && !f.allows(self.my_id, target) {
+                return Err(CallError::NotSent {
+                    addr: addr.into(),
+                    reason: "link cut by fault injection".into(),
+                });
+            }
+        }
+        let payload = serde_json::to_vec(req).map_err(|e| CallError::Decode {
+            addr: addr.into(),
+            source: e,
+        })?;
+        let mut client = self.client(addr)?;
+        let mut request = tonic::Request::new(Envelope { target, payload });
+        request.set_timeout(timeout);
+        let reply = match rpc {
+            Rpc::AppendEntries => client.append_entries(request).await,
+            Rpc::Vote => client.vote(request).await,
+            Rpc::InstallSnapshot => client.install_snapshot(request).await,
+            Rpc::Hello => client.hello(request).await,
+            Rpc::Write => client.write(request).await,
+            Rpc::ReadIndex => client.read_index(request).await,
+            Rpc::Read => client.read(request).await,
+            Rpc::Admin => client.admin(request).await,
+        };
+        let reply = reply.map_err(|status| classify(addr, status))?.into_inner();
+        serde_json::from_slice(&reply.payload).map_err(|e| CallError::Decode {
+            addr: addr.into(),
+            source: e,
+        })
+    }
+}
+
+/// A connection refused or not established means the request never left; anything else
+/// (deadline, reset mid-call) leaves the outcome unknown.
+fn classify(addr: &str, status: tonic::Status) -> CallError {
+    let not_connected = status.code() == tonic::Code::Unavailable
+        && (status.message().contains("connect") || status.message().contains("transport"));
+    if not_connected || status.code() == tonic::Code::FailedPrecondition {
+        CallError::NotSent {
+            addr: addr.into(),
+            reason: status.message().to_string(),
+        }
+    } else {
+        CallError::Failed {
+            addr: addr.into(),
+            status: Box::new(status),
+        }
+    }
+}
+
+/// openraft's network factory.
+pub struct NetworkFactory {
+    /// Shared peer channels.
+    pub peers: PeerClients,
+}
+
+impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
+    type Network = PeerConnection;
+
+    async fn new_client(&mut self, target: NodeId, node: &Node) -> PeerConnection {
+        PeerConnection {
+            peers: self.peers.clone(),
+            target,
+            addr: node.addr.clone(),
+        }
+    }
+}
+
+/// openraft's connection to one peer.
+pub struct PeerConnection {
+    peers: PeerClients,
+    target: NodeId,
+    addr: String,
+}
+
+impl PeerConnection {
+    async fn raft_call<Req: Serialize, Resp: DeserializeOwned, E: std::error::Error + DeserializeOwned>(
+        &self,
+        rpc: Rpc,
+        req: &Req,
+        option: &RPCOption,
+    ) -> Result<Resp, RPCError<NodeId, Node, RaftError<NodeId, E>>> {
+        let res: Result<Result<Resp, RaftError<NodeId, E>>, CallError> = self
+            .peers
+            .call(rpc, self.target, &self.addr, req, option.hard_ttl())
+            .await;
+        match res {
+            Ok(Ok(resp)) => Ok(resp),
+            Ok(Err(e)) => Err(RPCError::RemoteError(RemoteError::new(self.target, e))),
+            // openraft backs off from an unreachable peer instead of hammering it.
+            Err(e @ CallError::NotSent { .. }) => Err(RPCError::Unreachable(Unreachable::new(&e))),
+            Err(e) => Err(RPCError::Network(NetworkError::new(&e))),
+        }
+    }
+}
+
+impl RaftNetwork<TypeConfig> for PeerConnection {
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, Node, RaftError<NodeId>>> {
+        self.raft_call(Rpc::AppendEntries, &rpc, &option).await
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        rpc: InstallSnapshotRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<
+        InstallSnapshotResponse<NodeId>,
+        RPCError<NodeId, Node, RaftError<NodeId, InstallSnapshotError>>,
+    > {
+        self.raft_call(Rpc::InstallSnapshot, &rpc, &option).await
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<NodeId>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, Node, RaftError<NodeId>>> {
+        self.raft_call(Rpc::Vote, &rpc, &option).await
+    }
+}
