@@ -190,6 +190,34 @@ impl SledStore {
         SnapshotStore { store: self.clone() }
     }
 
+    /// A human-readable dump of the store (vote, committed, purged, every log entry, the
+    /// snapshot's metadata), for post-mortems. Read only.
+    pub fn dump(&self) -> String {
+        let mut out = String::new();
+        for key in [KEY_VOTE, KEY_COMMITTED, KEY_LAST_PURGED] {
+            let v = self.meta.get(key).ok().flatten();
+            out.push_str(&format!(
+                "{}: {}\n",
+                String::from_utf8_lossy(key),
+                v.map(|v| String::from_utf8_lossy(&v).into_owned())
+                    .unwrap_or_else(|| "-".into())
+            ));
+        }
+        for (k, v) in self.log.iter().flatten() {
+            out.push_str(&format!(
+                "log {}: {}\n",
+                decode_index(&k),
+                String::from_utf8_lossy(&v)
+            ));
+        }
+        if let Ok(Some(v)) = self.snapshot.get(KEY_SNAPSHOT) {
+            if let Ok(s) = serde_json::from_slice::<StoredSnapshot>(&v) {
+                out.push_str(&format!("snapshot: {:?}\n", s.meta));
+            }
+        }
+        out
+    }
+
     /// Bytes on disk, for metrics and the bounded-size test.
     pub fn size_on_disk(&self) -> u64 {
         self.db.size_on_disk().unwrap_or(0)
@@ -305,14 +333,15 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
-        // Not synced on its own: it only lets a restart re-apply sooner, and the next
-        // append or vote flush carries it to disk.
-        let bytes = serde_json::to_vec(&committed).map_err(|e| StorageIOError::write(&e))?;
+        // Durable, not a mere hint: openraft 0.9 restores a restarted leader as leader in
+        // the same term without a new no-op entry, and its read index is then this saved
+        // value. Left unsynced, a SIGKILL of every member lost it, and the restored leader
+        // served "linearizable" reads missing acknowledged writes (found by the
+        // dcs_process SIGKILL test). openraft saves it before applying, so every write a
+        // client saw acknowledged is at or below the durable committed index.
         self.store
-            .meta
-            .insert(KEY_COMMITTED, bytes)
-            .map_err(|e| StorageIOError::write(&e))?;
-        Ok(())
+            .put_meta(KEY_COMMITTED, &committed, ErrorSubject::Store)
+            .await
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId>, StorageError> {

@@ -484,6 +484,9 @@ impl Dcs for RaftNode {
     }
 }
 
+/// The answer of a node that is not (yet) part of a cluster.
+pub const NOT_A_MEMBER: &str = "this node is not a member of a Raft cluster (yet)";
+
 /// Shortest and longest pause between retries while no leader is known.
 const RETRY_MIN: Duration = Duration::from_millis(10);
 const RETRY_MAX: Duration = Duration::from_millis(100);
@@ -512,8 +515,17 @@ impl NodeInner {
         }
     }
 
+    /// Whether this node belongs to a cluster; a node waiting to be added answers client
+    /// calls at once so the caller tries another member.
+    async fn is_member(&self) -> bool {
+        self.raft.is_initialized().await.unwrap_or(false)
+    }
+
     pub(crate) async fn serve_write(&self, cmd: Command) -> Result<CommandResult, RemoteWriteError> {
         cmd.validate().map_err(RemoteWriteError::Invalid)?;
+        if !self.is_member().await {
+            return Err(RemoteWriteError::NotLeader);
+        }
         let limit = self.config.op_timeout;
         match tokio::time::timeout(limit, self.write_inner(cmd)).await {
             Ok(Ok(r)) => Ok(r),
@@ -637,6 +649,9 @@ impl NodeInner {
     }
 
     pub(crate) async fn serve_read(&self, r: wire::Read) -> Result<Vec<KeyValue>, String> {
+        if !self.is_member().await {
+            return Err(NOT_A_MEMBER.into());
+        }
         self.linearize("read").await.map_err(|e| e.to_string())?;
         Ok(if r.prefix {
             self.sm.list(&r.key)
@@ -684,6 +699,9 @@ impl NodeInner {
     }
 
     pub(crate) async fn serve_admin(&self, req: AdminRequest) -> Result<AdminReply, AdminError> {
+        if !self.is_member().await {
+            return Err(AdminError::NoLeader);
+        }
         if let AdminRequest::Status = req {
             if self.leader().map(|(l, _)| l) != Some(self.id) {
                 // Status from a follower is still useful: it says whom it follows.
