@@ -53,16 +53,8 @@ impl RaftClient {
         }
     }
 
-    /// Calls the first endpoint that takes the call, starting with the last one that did.
-    async fn call<Req: serde::Serialize, Resp: serde::de::DeserializeOwned>(
-        &self,
-        rpc: Rpc,
-        req: &Req,
-    ) -> Result<Resp, ClientError> {
-        self.call_until(rpc, req, |_: &Resp| false).await
-    }
-
-    /// Like `call`, but an answer for which `elsewhere` is true (the member is not part of
+    /// Calls the first endpoint that takes the call, starting with the last one that did;
+    /// an answer for which `elsewhere` is true (the member is not part of
     /// a cluster, or knows no leader) sends the call on to the next endpoint.
     async fn call_until<Req: serde::Serialize, Resp: serde::de::DeserializeOwned>(
         &self,

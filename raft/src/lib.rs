@@ -17,6 +17,9 @@
 //!   in-memory fake for unit tests.
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 #![warn(missing_docs)]
+// openraft's StorageError (its API type, which our storage traits must return) is 224
+// bytes; boxing it at our call sites would only add conversions.
+#![allow(clippy::result_large_err)]
 
 pub mod client;
 pub mod command;

@@ -365,7 +365,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             .map_err(|e| StorageIOError::write_logs(&e))?;
         // openraft may count this entry towards a quorum only once it is on disk.
         let res = self.store.sync().await;
-        let failed = res.as_ref().err().map(|e| StorageIOError::write_logs(e));
+        let failed = res.as_ref().err().map(StorageIOError::write_logs);
         callback.log_io_completed(res);
         match failed {
             Some(e) => Err(e.into()),
