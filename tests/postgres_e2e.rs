@@ -330,6 +330,41 @@ async fn e2e_initdb_start_observe_and_stop_in_each_mode() {
     // The immediate stop left an unclean state: single-user recovery makes it clean.
     assert!(node.pg.crash_recovery().await.unwrap());
     assert!(node.pg.controldata().await.unwrap().clean_shutdown());
+
+    // Escalation: a client session holds a smart shutdown, so after the (short) smart stage the
+    // stop escalates to fast.
+    node.pg.start().await.unwrap();
+    let mut impatient_settings = node.pg.settings().clone();
+    impatient_settings.timeouts.stop = Duration::from_secs(1);
+    let impatient = PgManager::new(impatient_settings).await.unwrap();
+    assert!(impatient.adopt().unwrap().is_some());
+    let s = node.pg.settings();
+    let mut cfg = tokio_postgres::Config::new();
+    cfg.host_path(&s.socket_dir)
+        .port(s.port)
+        .user("postgres")
+        .dbname("postgres");
+    let (held, conn) = cfg.connect(tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(conn);
+    held.simple_query("SELECT 1").await.unwrap();
+    let outcome = impatient.stop(StopMode::Smart).await.unwrap();
+    assert_eq!(outcome, StopOutcome::Stopped { mode: StopMode::Fast });
+    drop(held);
+
+    // A postmaster that dies during startup (invalid setting) fails fast with the log tail.
+    let mut bad = config(None);
+    bad.local_parameters
+        .insert("shared_buffers".into(), "lots".into());
+    node.pg.write_config(&bad).await.unwrap();
+    let started = Instant::now();
+    let err = node.pg.start().await.unwrap_err();
+    assert!(matches!(err, Error::PostmasterDied { .. }), "{err}");
+    assert!(
+        err.to_string().contains("shared_buffers"),
+        "log tail in the error: {err}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(20), "failed fast");
+    assert_eq!(node.pg.probe(), PostmasterState::Stopped);
 }
 
 fn count_secret_files() -> usize {
