@@ -399,9 +399,29 @@ async fn e2e_clone_stream_promote_diverge_and_rewind() {
         }
         max_total
     });
-    b.pg.clone_from(&a.upstream(), &ReplicaMethod::default_methods(), &tx)
-        .await
-        .unwrap();
+    // A custom method first (records its Patroni-style arguments, then fails), then basebackup.
+    let args_file = dir.path().join("custom.args");
+    let methods = vec![
+        ReplicaMethod::Custom {
+            name: "custom".into(),
+            command: format!(
+                "/bin/sh -c 'echo \"$@\" > {}; exit 3' custom",
+                args_file.display()
+            ),
+            params: [("foo".to_string(), "bar".to_string())].into(),
+        },
+        ReplicaMethod::Basebackup { max_tries: 2 },
+    ];
+    b.pg.clone_from(&a.upstream(), &methods, &tx).await.unwrap();
+    let args = std::fs::read_to_string(&args_file).unwrap();
+    assert_eq!(
+        args.trim(),
+        format!(
+            "--scope=e2e --role=replica --datadir={} --connstring=postgres://replicator@127.0.0.1:{}/postgres --foo=bar",
+            b.pg.settings().data_dir.display(),
+            a.pg.settings().port
+        )
+    );
     let last = tx.borrow().clone();
     drop(tx);
     assert!(last.finished && last.percent == 100, "{last:?}");

@@ -619,7 +619,7 @@ impl PgManager {
     ) -> Result<()> {
         let s = &self.settings;
         let words = split_command(command)?;
-        let mut cmd = self.runner.command(&words[0]);
+        let mut cmd = self.runner.external(&words[0]);
         cmd.args(&words[1..])
             .arg(format!("--scope={}", s.scope))
             .arg("--role=replica")
@@ -773,7 +773,7 @@ impl PgControl for PgManager {
             &pgpass_line("*", s.port, &s.superuser),
             &self.runner.ids,
         )?;
-        let mut cmd = self.runner.command(&words[0]);
+        let mut cmd = self.runner.external(&words[0]);
         cmd.args(&words[1..])
             .arg(format!(
                 "postgres://{}@{}:{}/postgres",

@@ -84,17 +84,18 @@ pub(crate) struct Runner {
 }
 
 impl Runner {
-    /// A command for `program` (a name in `bin_dir`, or a path): environment cleared except PATH
-    /// and a UTF-8 C locale (so messages and initdb's defaults do not depend on the daemon's
-    /// environment), stdin closed, cwd `/` (the daemon's cwd may not be readable by the child
-    /// user), and killed if the handle is dropped, which is how timeouts end a child.
-    pub fn command(&self, program: impl AsRef<OsStr>) -> Command {
-        let program = program.as_ref();
-        let path = if Path::new(program).components().count() > 1 {
-            PathBuf::from(program)
-        } else {
-            self.bin_dir.join(program)
-        };
+    /// A command for one of PostgreSQL's tools, by name, from `bin_dir`. See [`Self::external`].
+    pub fn command(&self, tool: &str) -> Command {
+        self.external(self.bin_dir.join(tool))
+    }
+
+    /// A command for `program` (a configured script: a path, or a name looked up in the child's
+    /// PATH): environment cleared except PATH and a UTF-8 C locale (so messages and initdb's
+    /// defaults do not depend on the daemon's environment), stdin closed, cwd `/` (the daemon's
+    /// cwd may not be readable by the child user), and killed if the handle is dropped, which is
+    /// how timeouts end a child.
+    pub fn external(&self, program: impl AsRef<OsStr>) -> Command {
+        let path = PathBuf::from(program.as_ref());
         let mut cmd = Command::new(path);
         cmd.env_clear()
             .env("PATH", format!("{}:/usr/bin:/bin", self.bin_dir.display()))
