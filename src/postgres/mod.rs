@@ -1,1 +1,207 @@
-//! The PostgreSQL manager (placeholder, being written).
+//! The PostgreSQL manager: everything done to, and read from, the local PostgreSQL instance.
+//!
+//! It owns the data directory's life cycle (initdb, clone, rewind, moving a directory aside), the
+//! configuration files pgwarden writes (`postgresql.conf`, `pg_hba.conf`, `standby.signal`, the
+//! replication passfile), the postmaster process (start, stop, restart, reload, promote, crash
+//! detection, adoption after a daemon restart, single-user crash recovery) and observation over
+//! tokio-postgres.
+//!
+//! It decides nothing: it never chooses a role, an upstream or whether to rewind, re-clone or
+//! fail over. It executes what the HA loop asks and reports what it sees, with a typed [`Error`]
+//! naming what failed. It never deletes a data directory. Every wait has a time limit.
+//!
+//! The HA loop sees it through the [`PgControl`] trait; [`PgManager`] is the real implementation
+//! and [`fake::FakePg`] a recording fake for unit tests.
+//!
+//! # Layout
+//! - `settings`: paths, ports, users, timeouts ([`PgSettings`]).
+//! - `binaries`: finding the binaries and the server version.
+//! - `runner`: spawning tools (clean env, closed stdin, user switch, timeouts, secret files).
+//! - `conf`: parameter precedence and the files pgwarden owns.
+//! - `bootstrap`: initdb options and role SQL. `clone`: replica methods and progress.
+//! - `controldata`, `rewind`: pg_controldata parsing and the timeline-divergence rule.
+//! - `query`: observation SQL. `manager`: [`PgManager`]. `fake`: [`fake::FakePg`].
+
+mod binaries;
+mod bootstrap;
+mod clone;
+mod conf;
+mod controldata;
+mod error;
+pub mod fake;
+mod manager;
+mod query;
+mod rewind;
+mod runner;
+mod settings;
+
+pub use binaries::{discover, PgVersion};
+pub use bootstrap::InitdbOption;
+pub use clone::{parse_progress, CloneProgress, ReplicaMethod, Upstream};
+pub use conf::{effective_parameters, ConfigInput, StandbyTarget, BASE_CONF, CLUSTER_WIDE_GUCS};
+pub use controldata::ControlData;
+pub use error::{Error, Result};
+pub use manager::PgManager;
+pub use query::{LocalStatus, PendingChange, ReplicationRow, Slot, WalReceiver};
+pub use rewind::{decide as decide_rewind, parse_history, HistoryEntry, RewindDecision};
+pub use settings::{Credentials, PgSettings, Timeouts};
+
+use crate::types::Lsn;
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::path::PathBuf;
+use tokio::sync::watch;
+
+/// How to stop the postmaster; each maps to a signal (see [`PgControl::stop`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StopMode {
+    /// SIGTERM: wait for sessions to end, then checkpoint.
+    Smart,
+    /// SIGINT: end sessions, checkpoint.
+    Fast,
+    /// SIGQUIT: exit at once; crash recovery at next start.
+    Immediate,
+}
+
+impl std::fmt::Display for StopMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            StopMode::Smart => "smart",
+            StopMode::Fast => "fast",
+            StopMode::Immediate => "immediate",
+        })
+    }
+}
+
+/// What is known about the postmaster right now.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PostmasterState {
+    /// A postmaster for our data directory is alive.
+    Running {
+        /// Its pid.
+        pid: i32,
+    },
+    /// Cleanly stopped (no postmaster.pid) or never started.
+    Stopped,
+    /// A postmaster we started or adopted is gone without us stopping it, or a stale
+    /// postmaster.pid names a dead process: the instance crashed.
+    Crashed {
+        /// The pid that died.
+        pid: i32,
+    },
+}
+
+/// Result of a stop request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StopOutcome {
+    /// Nothing was running.
+    NotRunning,
+    /// Stopped; `mode` is the mode that finally worked (after escalation).
+    Stopped {
+        /// The effective mode.
+        mode: StopMode,
+    },
+}
+
+/// The side effects the HA loop needs from the local PostgreSQL, narrow enough to fake.
+///
+/// Methods return `Send` futures so the loop can run them from spawned tasks.
+pub trait PgControl: Send + Sync {
+    /// The server version of the binaries in use.
+    fn version(&self) -> PgVersion;
+
+    /// Creates a new cluster in the (absent or empty) data directory with `bootstrap.initdb`
+    /// options; the superuser password goes through a private temporary file.
+    fn initdb(&self, options: &[InitdbOption]) -> impl Future<Output = Result<()>> + Send;
+
+    /// Creates or updates the superuser password, the replication role and the rewind role
+    /// (with pg_rewind's function grants). Needs a running primary.
+    fn create_roles(&self) -> impl Future<Output = Result<()>> + Send;
+
+    /// Runs the `post_bootstrap` command with the superuser connection URL as its argument.
+    fn run_post_bootstrap(&self, command: &str) -> impl Future<Output = Result<()>> + Send;
+
+    /// Writes postgresql.conf (layered parameters), pg_hba.conf and the standby files.
+    /// Takes effect at the next reload or start.
+    fn write_config(&self, input: &ConfigInput) -> impl Future<Output = Result<()>> + Send;
+
+    /// Starts the postmaster and waits until it accepts connections.
+    fn start(&self) -> impl Future<Output = Result<()>> + Send;
+
+    /// Stops the postmaster in `mode`, escalating smart → fast → immediate when a stage times out.
+    fn stop(&self, mode: StopMode) -> impl Future<Output = Result<StopOutcome>> + Send;
+
+    /// Stops (in `mode`) and starts.
+    fn restart(&self, mode: StopMode) -> impl Future<Output = Result<()>> + Send;
+
+    /// Makes the postmaster re-read its configuration files (SIGHUP).
+    fn reload(&self) -> impl Future<Output = Result<()>> + Send;
+
+    /// Promotes a standby and waits for the end of recovery.
+    fn promote(&self) -> impl Future<Output = Result<()>> + Send;
+
+    /// Whether the postmaster runs, is stopped, or crashed.
+    fn probe(&self) -> PostmasterState;
+
+    /// After a daemon restart: takes over a postmaster already running on our data directory,
+    /// without restarting it. Returns its pid, or `None` if none runs.
+    fn adopt(&self) -> Result<Option<i32>>;
+
+    /// pg_control of the stopped (or running) instance.
+    fn controldata(&self) -> impl Future<Output = Result<ControlData>> + Send;
+
+    /// If the last shutdown was unclean, replays WAL in single-user mode so pg_control says
+    /// "shut down". Returns whether recovery ran. The postmaster must be stopped.
+    fn crash_recovery(&self) -> impl Future<Output = Result<bool>> + Send;
+
+    /// Creates the data directory from `source` with the replica methods in order, publishing
+    /// progress on `progress`.
+    fn clone_from(
+        &self,
+        source: &Upstream,
+        methods: &[ReplicaMethod],
+        progress: &watch::Sender<CloneProgress>,
+    ) -> impl Future<Output = Result<()>> + Send;
+
+    /// Whether the stopped local instance diverged from `primary`'s timeline.
+    fn check_rewind(&self, primary: &Upstream) -> impl Future<Output = Result<RewindDecision>> + Send;
+
+    /// Runs pg_rewind from `primary` after checking its preconditions. On failure of pg_rewind
+    /// itself, the data directory is moved aside ([`Error::RewindFailed`] says where).
+    fn rewind(&self, primary: &Upstream) -> impl Future<Output = Result<()>> + Send;
+
+    /// Renames the data directory with a timestamp suffix (it is never deleted); returns the
+    /// new path.
+    fn move_data_dir_aside(&self) -> Result<PathBuf>;
+
+    /// Recovery state, LSNs, timeline, system identifier.
+    fn status(&self) -> impl Future<Output = Result<LocalStatus>> + Send;
+
+    /// `pg_stat_replication`.
+    fn replication(&self) -> impl Future<Output = Result<Vec<ReplicationRow>>> + Send;
+
+    /// `pg_stat_wal_receiver`.
+    fn wal_receiver(&self) -> impl Future<Output = Result<Option<WalReceiver>>> + Send;
+
+    /// `pg_replication_slots`.
+    fn slots(&self) -> impl Future<Output = Result<Vec<Slot>>> + Send;
+
+    /// Creates a physical slot (no-op if present).
+    fn create_physical_slot(&self, name: &str) -> impl Future<Output = Result<()>> + Send;
+
+    /// Drops a slot (no-op if absent).
+    fn drop_slot(&self, name: &str) -> impl Future<Output = Result<()>> + Send;
+
+    /// Advances a slot to `to`.
+    fn advance_slot(&self, name: &str, to: Lsn) -> impl Future<Output = Result<()>> + Send;
+
+    /// Sets (or with `None` removes) synchronous_standby_names in postgresql.conf and reloads.
+    fn set_synchronous_standby_names(&self, value: Option<&str>) -> impl Future<Output = Result<()>> + Send;
+
+    /// Runs `CHECKPOINT`.
+    fn checkpoint(&self) -> impl Future<Output = Result<()>> + Send;
+
+    /// Parameters changed in the files that need a restart, with running and file values.
+    fn pending_restart(&self) -> impl Future<Output = Result<BTreeMap<String, PendingChange>>> + Send;
+}

@@ -1,0 +1,209 @@
+//! PostgreSQL configuration files pgwarden owns: `postgresql.conf`, `pg_hba.conf`, the standby
+//! signal, and the password file referenced from `primary_conninfo`.
+//!
+//! Ownership model (see docs/postgres.md): the first time pgwarden writes the configuration it
+//! renames the `postgresql.conf` that initdb (or a clone) left into `postgresql.base.conf`, then
+//! writes its own `postgresql.conf`, which includes the base file first and sets every managed
+//! parameter after it, so pgwarden's values win. `postgresql.conf` is rewritten whole each time;
+//! hand edits go into the base file.
+
+use crate::types::MemberName;
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// First line of every `postgresql.conf` pgwarden writes; lets us tell ours from initdb's.
+pub const HEADER: &str = "# Written by pgwarden. Do not edit: this file is rewritten whole.";
+/// Name of the file holding the original configuration.
+pub const BASE_CONF: &str = "postgresql.base.conf";
+
+/// GUCs that must be equal on every member (a replica with a lower value cannot replay): taken
+/// from the DCS configuration only, as Patroni does (patroni-behaviour.md §1 Precedence).
+pub const CLUSTER_WIDE_GUCS: &[&str] = &[
+    "hot_standby",
+    "max_connections",
+    "max_locks_per_transaction",
+    "max_prepared_transactions",
+    "max_replication_slots",
+    "max_wal_senders",
+    "max_worker_processes",
+    "track_commit_timestamp",
+    "wal_keep_segments",
+    "wal_keep_size",
+    "wal_level",
+    "wal_log_hints",
+];
+
+/// GUCs the manager sets itself from [`super::PgSettings`]; configured values are ignored.
+pub const MANAGED_GUCS: &[&str] = &[
+    "listen_addresses",
+    "port",
+    "unix_socket_directories",
+    "cluster_name",
+    "primary_conninfo",
+    "primary_slot_name",
+    "recovery_target_timeline",
+];
+
+/// What to stream from when running as a standby.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StandbyTarget {
+    /// Upstream host.
+    pub host: String,
+    /// Upstream port.
+    pub port: u16,
+    /// Physical slot on the upstream, if any.
+    pub slot: Option<String>,
+}
+
+/// Everything `write_config` needs: parameters by layer, pg_hba lines, and the role.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ConfigInput {
+    /// `postgresql.parameters` from the DCS dynamic configuration.
+    pub dcs_parameters: BTreeMap<String, String>,
+    /// `postgresql.parameters` from the local configuration file.
+    pub local_parameters: BTreeMap<String, String>,
+    /// pg_hba.conf lines; the file is left alone when empty.
+    pub pg_hba: Vec<String>,
+    /// `Some` to run as a standby of this upstream (writes standby.signal), `None` for a primary.
+    pub standby: Option<StandbyTarget>,
+}
+
+/// Applies Patroni's precedence: cluster-wide GUCs from the DCS only, other GUCs local over DCS,
+/// managed GUCs dropped. Returns the merged parameters and the local keys that were ignored.
+pub fn effective_parameters(
+    dcs: &BTreeMap<String, String>,
+    local: &BTreeMap<String, String>,
+) -> (BTreeMap<String, String>, Vec<String>) {
+    let wide = |k: &str| CLUSTER_WIDE_GUCS.contains(&k.to_ascii_lowercase().as_str());
+    let managed = |k: &str| MANAGED_GUCS.contains(&k.to_ascii_lowercase().as_str());
+    let mut out = BTreeMap::new();
+    let mut ignored = Vec::new();
+    for (k, v) in dcs {
+        if managed(k) {
+            ignored.push(k.clone());
+        } else {
+            out.insert(k.to_ascii_lowercase(), v.clone());
+        }
+    }
+    for (k, v) in local {
+        if wide(k) || managed(k) {
+            ignored.push(k.clone());
+        } else {
+            out.insert(k.to_ascii_lowercase(), v.clone());
+        }
+    }
+    (out, ignored)
+}
+
+/// Quotes a value for postgresql.conf: single quotes, embedded quote and backslash escaped.
+pub fn quote_guc(value: &str) -> String {
+    format!("'{}'", value.replace('\\', "\\\\").replace('\'', "''"))
+}
+
+/// Quotes a value for a libpq connection string.
+pub fn quote_conninfo(value: &str) -> String {
+    format!("'{}'", value.replace('\\', "\\\\").replace('\'', "\\'"))
+}
+
+/// Escapes a field of a `.pgpass` line.
+pub fn escape_pgpass(field: &str) -> String {
+    field.replace('\\', "\\\\").replace(':', "\\:")
+}
+
+/// `primary_conninfo` for a standby of `target`: the member name as application_name and the
+/// password only through `passfile` (never in the GUC, which any user can read with SHOW on
+/// some versions, nor on a command line).
+pub fn primary_conninfo(target: &StandbyTarget, user: &str, member: &MemberName, passfile: &Path) -> String {
+    [
+        ("host", target.host.as_str()),
+        ("port", &target.port.to_string()),
+        ("user", user),
+        ("application_name", member.as_str()),
+        ("passfile", &passfile.to_string_lossy()),
+        ("sslmode", "prefer"),
+    ]
+    .iter()
+    .map(|(k, v)| format!("{k}={}", quote_conninfo(v)))
+    .collect::<Vec<_>>()
+    .join(" ")
+}
+
+/// Renders postgresql.conf: header, include of the base file, then sorted parameters.
+pub fn render_postgresql_conf(params: &BTreeMap<String, String>) -> String {
+    let mut s = String::new();
+    s.push_str(HEADER);
+    s.push_str(
+        "\n# Local, hand-made settings belong in postgresql.base.conf (included first, so ours win).\n",
+    );
+    s.push_str(&format!("include {}\n\n", quote_guc(BASE_CONF)));
+    for (k, v) in params {
+        s.push_str(&format!("{k} = {}\n", quote_guc(v)));
+    }
+    s
+}
+
+/// Renders pg_hba.conf from configured lines.
+pub fn render_pg_hba(lines: &[String]) -> String {
+    let mut s = String::from("# Written by pgwarden from postgresql.pg_hba. Do not edit.\n");
+    for l in lines {
+        s.push_str(l.trim_end());
+        s.push('\n');
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(kv: &[(&str, &str)]) -> BTreeMap<String, String> {
+        kv.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn cluster_wide_gucs_come_only_from_the_dcs_and_local_wins_otherwise() {
+        let dcs = map(&[
+            ("max_connections", "100"),
+            ("work_mem", "4MB"),
+            ("wal_level", "replica"),
+        ]);
+        let local = map(&[
+            ("max_connections", "500"),
+            ("work_mem", "8MB"),
+            ("port", "1"),
+            ("Shared_Buffers", "1GB"),
+        ]);
+        let (eff, ignored) = effective_parameters(&dcs, &local);
+        assert_eq!(eff["max_connections"], "100");
+        assert_eq!(eff["work_mem"], "8MB");
+        assert_eq!(eff["wal_level"], "replica");
+        assert_eq!(eff["shared_buffers"], "1GB");
+        assert!(!eff.contains_key("port"));
+        assert_eq!(ignored, vec!["max_connections".to_string(), "port".to_string()]);
+    }
+
+    #[test]
+    fn rendering_quotes_values_and_includes_the_base_file_first() {
+        let text = render_postgresql_conf(&map(&[("a", "it's"), ("b", r"c:\x")]));
+        let include = text.find("include 'postgresql.base.conf'").unwrap();
+        assert!(text.starts_with(HEADER));
+        assert!(include < text.find("a = 'it''s'").unwrap());
+        assert!(text.contains(r"b = 'c:\\x'"));
+    }
+
+    #[test]
+    fn conninfo_and_pgpass_escape_their_specials() {
+        let t = StandbyTarget {
+            host: "127.0.0.1".into(),
+            port: 5433,
+            slot: None,
+        };
+        let m = MemberName::new("node-1").unwrap();
+        let ci = primary_conninfo(&t, "re'pl", &m, Path::new("/tmp/p ass"));
+        assert!(ci.contains(r"user='re\'pl'"), "{ci}");
+        assert!(ci.contains("application_name='node-1'"));
+        assert!(ci.contains("passfile='/tmp/p ass'"));
+        assert!(!ci.contains("password"));
+        assert_eq!(escape_pgpass(r"a:b\c"), r"a\:b\\c");
+    }
+}

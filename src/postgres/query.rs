@@ -1,0 +1,319 @@
+//! Observation and small admin commands over tokio-postgres. Every call has a time limit.
+
+use super::error::{Error, Result};
+use crate::types::{Lsn, TimelineId};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::time::Duration;
+use tokio_postgres::{Client, Row};
+
+/// What the local instance says about itself.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct LocalStatus {
+    /// `pg_is_in_recovery()`.
+    pub in_recovery: bool,
+    /// Current WAL insert position (primary only).
+    pub current_lsn: Option<Lsn>,
+    /// Last WAL received (standby only, when streaming has happened).
+    pub receive_lsn: Option<Lsn>,
+    /// Last WAL replayed (standby only).
+    pub replay_lsn: Option<Lsn>,
+    /// Primary: timeline of the current WAL segment. Standby: the walreceiver's timeline, else
+    /// the timeline of the last replayed checkpoint.
+    pub timeline: TimelineId,
+    /// `pg_control_system().system_identifier`.
+    pub system_identifier: u64,
+}
+
+/// A `pg_stat_replication` row.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ReplicationRow {
+    /// Walsender pid.
+    pub pid: i32,
+    /// Role streaming.
+    pub usename: Option<String>,
+    /// The standby's application_name (its member name).
+    pub application_name: String,
+    /// Client address.
+    pub client_addr: Option<String>,
+    /// `streaming`, `catchup`, `startup`, `backup`...
+    pub state: Option<String>,
+    /// `async`, `sync`, `potential`, `quorum`.
+    pub sync_state: Option<String>,
+    /// Priority in synchronous_standby_names.
+    pub sync_priority: i32,
+    /// Positions.
+    pub sent_lsn: Option<Lsn>,
+    /// Written.
+    pub write_lsn: Option<Lsn>,
+    /// Flushed.
+    pub flush_lsn: Option<Lsn>,
+    /// Replayed.
+    pub replay_lsn: Option<Lsn>,
+}
+
+/// The `pg_stat_wal_receiver` row of a standby.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct WalReceiver {
+    /// `streaming`, `waiting`, ...
+    pub status: String,
+    /// Timeline received.
+    pub received_tli: TimelineId,
+    /// Last flushed position.
+    pub flushed_lsn: Option<Lsn>,
+    /// Upstream host.
+    pub sender_host: Option<String>,
+    /// Upstream port.
+    pub sender_port: Option<i32>,
+    /// Slot used.
+    pub slot_name: Option<String>,
+}
+
+/// A `pg_replication_slots` row.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Slot {
+    /// Name.
+    pub name: String,
+    /// `physical` or `logical`.
+    pub slot_type: String,
+    /// In use.
+    pub active: bool,
+    /// Oldest WAL kept.
+    pub restart_lsn: Option<Lsn>,
+    /// Logical: database.
+    pub database: Option<String>,
+    /// Logical: output plugin.
+    pub plugin: Option<String>,
+}
+
+/// A parameter whose file value differs from the running one until a restart.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct PendingChange {
+    /// Running value (`current_setting`).
+    pub old_value: String,
+    /// Value in the configuration files.
+    pub new_value: String,
+}
+
+/// Runs a driver future with a timeout, naming the query in errors.
+pub(crate) async fn timed<T>(
+    what: &'static str,
+    timeout: Duration,
+    fut: impl Future<Output = std::result::Result<T, tokio_postgres::Error>>,
+) -> Result<T> {
+    match tokio::time::timeout(timeout, fut).await {
+        Ok(r) => r.map_err(|source| Error::Query { what, source }),
+        Err(_) => Err(Error::QueryTimeout { what, timeout }),
+    }
+}
+
+fn lsn(row: &Row, idx: usize, what: &'static str) -> Result<Option<Lsn>> {
+    let text: Option<String> = row.try_get(idx).map_err(|source| Error::Query { what, source })?;
+    text.map(|t| {
+        t.parse().map_err(|_| Error::Unexpected {
+            what: "LSN from PostgreSQL",
+            value: t,
+        })
+    })
+    .transpose()
+}
+
+fn get<'a, T: tokio_postgres::types::FromSql<'a>>(row: &'a Row, idx: usize, what: &'static str) -> Result<T> {
+    row.try_get(idx).map_err(|source| Error::Query { what, source })
+}
+
+fn timeline(v: i64) -> Result<TimelineId> {
+    u32::try_from(v).map(TimelineId).map_err(|_| Error::Unexpected {
+        what: "timeline id",
+        value: v.to_string(),
+    })
+}
+
+/// `LocalStatus` in one round trip.
+pub(crate) async fn status(c: &Client, t: Duration) -> Result<LocalStatus> {
+    const WHAT: &str = "read recovery state, LSNs, timeline and system identifier";
+    // pg_walfile_name() is not allowed during recovery, hence the CASEs.
+    let sql = "SELECT pg_is_in_recovery(),
+        CASE WHEN pg_is_in_recovery() THEN NULL ELSE pg_current_wal_lsn()::text END,
+        pg_last_wal_receive_lsn()::text,
+        pg_last_wal_replay_lsn()::text,
+        CASE WHEN pg_is_in_recovery()
+             THEN COALESCE((SELECT received_tli FROM pg_stat_wal_receiver),
+                           (SELECT timeline_id FROM pg_control_checkpoint()))::int8
+             ELSE ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int8 END,
+        (SELECT system_identifier::text FROM pg_control_system())";
+    let row = timed(WHAT, t, c.query_one(sql, &[])).await?;
+    let sysid: String = get(&row, 5, WHAT)?;
+    Ok(LocalStatus {
+        in_recovery: get(&row, 0, WHAT)?,
+        current_lsn: lsn(&row, 1, WHAT)?,
+        receive_lsn: lsn(&row, 2, WHAT)?,
+        replay_lsn: lsn(&row, 3, WHAT)?,
+        timeline: timeline(get(&row, 4, WHAT)?)?,
+        system_identifier: sysid.parse().map_err(|_| Error::Unexpected {
+            what: "system identifier",
+            value: sysid,
+        })?,
+    })
+}
+
+/// `pg_stat_replication`.
+pub(crate) async fn replication(c: &Client, t: Duration) -> Result<Vec<ReplicationRow>> {
+    const WHAT: &str = "read pg_stat_replication";
+    let sql = "SELECT pid, usename::text, application_name, client_addr::text, state, sync_state,
+        sync_priority, sent_lsn::text, write_lsn::text, flush_lsn::text, replay_lsn::text
+        FROM pg_stat_replication ORDER BY application_name";
+    let rows = timed(WHAT, t, c.query(sql, &[])).await?;
+    rows.iter()
+        .map(|r| {
+            Ok(ReplicationRow {
+                pid: get(r, 0, WHAT)?,
+                usename: get(r, 1, WHAT)?,
+                application_name: get(r, 2, WHAT)?,
+                client_addr: get(r, 3, WHAT)?,
+                state: get(r, 4, WHAT)?,
+                sync_state: get(r, 5, WHAT)?,
+                sync_priority: get(r, 6, WHAT)?,
+                sent_lsn: lsn(r, 7, WHAT)?,
+                write_lsn: lsn(r, 8, WHAT)?,
+                flush_lsn: lsn(r, 9, WHAT)?,
+                replay_lsn: lsn(r, 10, WHAT)?,
+            })
+        })
+        .collect()
+}
+
+/// `pg_stat_wal_receiver` (no row when no walreceiver runs).
+pub(crate) async fn wal_receiver(c: &Client, t: Duration) -> Result<Option<WalReceiver>> {
+    const WHAT: &str = "read pg_stat_wal_receiver";
+    let sql = "SELECT status, received_tli::int8, flushed_lsn::text, sender_host, sender_port, slot_name
+        FROM pg_stat_wal_receiver";
+    let rows = timed(WHAT, t, c.query(sql, &[])).await?;
+    let Some(r) = rows.first() else { return Ok(None) };
+    Ok(Some(WalReceiver {
+        status: get(r, 0, WHAT)?,
+        received_tli: timeline(get::<Option<i64>>(r, 1, WHAT)?.unwrap_or(0))?,
+        flushed_lsn: lsn(r, 2, WHAT)?,
+        sender_host: get(r, 3, WHAT)?,
+        sender_port: get(r, 4, WHAT)?,
+        slot_name: get(r, 5, WHAT)?,
+    }))
+}
+
+/// `pg_replication_slots`.
+pub(crate) async fn slots(c: &Client, t: Duration) -> Result<Vec<Slot>> {
+    const WHAT: &str = "list replication slots";
+    let sql = "SELECT slot_name::text, slot_type, active, restart_lsn::text, database::text, plugin::text
+        FROM pg_replication_slots ORDER BY slot_name";
+    let rows = timed(WHAT, t, c.query(sql, &[])).await?;
+    rows.iter()
+        .map(|r| {
+            Ok(Slot {
+                name: get(r, 0, WHAT)?,
+                slot_type: get(r, 1, WHAT)?,
+                active: get(r, 2, WHAT)?,
+                restart_lsn: lsn(r, 3, WHAT)?,
+                database: get(r, 4, WHAT)?,
+                plugin: get(r, 5, WHAT)?,
+            })
+        })
+        .collect()
+}
+
+/// Creates a physical slot reserving WAL at once; no-op if it exists.
+pub(crate) async fn create_physical_slot(c: &Client, t: Duration, name: &str) -> Result<()> {
+    let sql = "SELECT pg_create_physical_replication_slot($1, true)
+        WHERE NOT EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = $1)";
+    timed("create a physical replication slot", t, c.execute(sql, &[&name])).await?;
+    Ok(())
+}
+
+/// Drops a slot; no-op if absent.
+pub(crate) async fn drop_slot(c: &Client, t: Duration, name: &str) -> Result<()> {
+    let sql = "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1";
+    timed("drop a replication slot", t, c.execute(sql, &[&name])).await?;
+    Ok(())
+}
+
+/// Moves a slot forward to `to`.
+pub(crate) async fn advance_slot(c: &Client, t: Duration, name: &str, to: crate::types::Lsn) -> Result<()> {
+    let sql = "SELECT pg_replication_slot_advance($1, $2::text::pg_lsn)";
+    timed(
+        "advance a replication slot",
+        t,
+        c.execute(sql, &[&name, &to.to_string()]),
+    )
+    .await?;
+    Ok(())
+}
+
+/// Parameters waiting for a restart: running value vs. the last value the files set.
+pub(crate) async fn pending_restart(c: &Client, t: Duration) -> Result<BTreeMap<String, PendingChange>> {
+    const WHAT: &str = "read parameters pending restart";
+    // pg_file_settings lists every assignment in file order; the last one is the effective one.
+    let sql = "SELECT s.name, current_setting(s.name), f.setting
+        FROM pg_settings s
+        LEFT JOIN LATERAL (SELECT fs.setting FROM pg_file_settings fs
+                           WHERE fs.name = s.name ORDER BY fs.seqno DESC LIMIT 1) f ON true
+        WHERE s.pending_restart";
+    let rows = timed(WHAT, t, c.query(sql, &[])).await?;
+    let mut out = BTreeMap::new();
+    for r in &rows {
+        let name: String = get(r, 0, WHAT)?;
+        let old_value: String = get(r, 1, WHAT)?;
+        let new_value: Option<String> = get(r, 2, WHAT)?;
+        out.insert(
+            name,
+            PendingChange {
+                old_value,
+                // Removed from the files: it returns to its default at restart.
+                new_value: new_value.unwrap_or_else(|| "(default)".to_owned()),
+            },
+        );
+    }
+    Ok(out)
+}
+
+/// What a primary says about its timelines, for the rewind check and its preconditions.
+pub(crate) struct PrimaryTimeline {
+    pub in_recovery: bool,
+    pub timeline: TimelineId,
+    pub checkpoint_timeline: TimelineId,
+    pub history: Option<String>,
+}
+
+/// Reads the primary's current timeline, its last checkpoint's timeline and its history file.
+pub(crate) async fn primary_timeline(c: &Client, t: Duration) -> Result<PrimaryTimeline> {
+    const WHAT: &str = "read the primary's timeline";
+    let sql = "SELECT pg_is_in_recovery(),
+        CASE WHEN pg_is_in_recovery() THEN (SELECT received_tli FROM pg_stat_wal_receiver)::int8
+             ELSE ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int8 END,
+        (SELECT timeline_id FROM pg_control_checkpoint())::int8";
+    let row = timed(WHAT, t, c.query_one(sql, &[])).await?;
+    let in_recovery: bool = get(&row, 0, WHAT)?;
+    let tl = timeline(get::<Option<i64>>(&row, 1, WHAT)?.unwrap_or(0))?;
+    let checkpoint_timeline = timeline(get(&row, 2, WHAT)?)?;
+    let history = if tl.0 > 1 {
+        let sql = "SELECT pg_read_file('pg_wal/' || upper(lpad(to_hex($1::int4), 8, '0')) || '.history')";
+        let tl_i32 = i32::try_from(tl.0).map_err(|_| Error::Unexpected {
+            what: "timeline id",
+            value: tl.to_string(),
+        })?;
+        let row = timed(
+            "read the primary's timeline history file",
+            t,
+            c.query_one(sql, &[&tl_i32]),
+        )
+        .await?;
+        Some(get(&row, 0, "read the primary's timeline history file")?)
+    } else {
+        None
+    };
+    Ok(PrimaryTimeline {
+        in_recovery,
+        timeline: tl,
+        checkpoint_timeline,
+        history,
+    })
+}
