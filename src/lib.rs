@@ -9,5 +9,6 @@
 
 pub mod config;
 pub mod dcs;
+pub mod ha;
 pub mod postgres;
 pub mod types;

@@ -1,0 +1,6 @@
+//! The HA loop: observe → decide (pure) → act.
+//!
+//! - [`view`]: Patroni's DCS keys parsed into a [`view::ClusterView`].
+//! - [`decide`]: the pure decision table.
+pub mod decide;
+pub mod view;

@@ -1,0 +1,320 @@
+//! The cluster as stored in the DCS, parsed from Patroni's keys under `<namespace><scope>/`.
+//!
+//! Parsing is tolerant the way Patroni's is: a value that does not parse is skipped (and
+//! reported once by the caller), never a reason to stop the loop.
+
+use crate::types::{Lsn, MemberName};
+use pgwarden_raft::KeyValue;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::collections::BTreeMap;
+
+/// A member key (`members/<name>`), Patroni's JSON fields.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct MemberRecord {
+    /// `postgres://host:port/postgres`.
+    #[serde(default)]
+    pub conn_url: String,
+    /// `http://host:port/patroni`.
+    #[serde(default)]
+    pub api_url: String,
+    /// PostgreSQL state string ("running", "stopped", "creating replica", ...).
+    #[serde(default)]
+    pub state: String,
+    /// "primary", "replica", "uninitialized", ...
+    #[serde(default)]
+    pub role: String,
+    /// Daemon version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    /// WAL position as an integer (primary: write position; replica: max(receive, replay)).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub xlog_location: Option<u64>,
+    /// Receive position.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub receive_lsn: Option<u64>,
+    /// Replay position.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replay_lsn: Option<u64>,
+    /// "streaming" or "in archive recovery".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replication_state: Option<String>,
+    /// Timeline.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeline: Option<u32>,
+    /// Non-default tags.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tags: BTreeMap<String, Value>,
+    /// A restart is needed for a changed parameter.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending_restart: Option<bool>,
+    /// Reason per parameter.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending_restart_reason: Option<Value>,
+    /// Set while the cluster is paused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pause: Option<bool>,
+    /// Set by a new leader until its post-promote checkpoint has finished.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checkpoint_after_promote: Option<bool>,
+}
+
+impl MemberRecord {
+    /// host and port of `conn_url`.
+    pub fn pg_address(&self) -> Option<(String, u16)> {
+        let rest = self
+            .conn_url
+            .strip_prefix("postgres://")
+            .or_else(|| self.conn_url.strip_prefix("postgresql://"))?;
+        let hostport = rest.split('/').next()?;
+        let hostport = hostport.rsplit('@').next()?;
+        let (host, port) = hostport.rsplit_once(':')?;
+        Some((host.trim_matches(['[', ']']).to_string(), port.parse().ok()?))
+    }
+
+    /// Whether a tag is set to true.
+    pub fn tag_true(&self, tag: &str) -> bool {
+        matches!(self.tags.get(tag), Some(Value::Bool(true)))
+    }
+
+    /// Patroni's failover priority: `nofailover` means 0, default 1.
+    pub fn failover_priority(&self) -> i64 {
+        if self.tag_true("nofailover") {
+            return 0;
+        }
+        self.tags
+            .get("failover_priority")
+            .and_then(Value::as_i64)
+            .unwrap_or(1)
+    }
+}
+
+/// The `failover` key: a requested switchover or failover. Cleared by writing `{}`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FailoverKey {
+    /// The member that must stop being leader (switchover).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub leader: Option<String>,
+    /// The member that must become leader.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub member: Option<String>,
+    /// ISO 8601 time with zone, for a scheduled switchover.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scheduled_at: Option<String>,
+}
+
+impl FailoverKey {
+    /// Whether the key asks for nothing (`{}`).
+    pub fn is_empty(&self) -> bool {
+        self.leader.is_none() && self.member.is_none()
+    }
+}
+
+/// One `history` row: `[timeline, lsn, reason, timestamp, new_leader]`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct HistoryRow(pub u32, pub u64, pub String, pub String, pub String);
+
+/// A value with the revision it was read at, for compare-and-swap.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Versioned<T> {
+    /// The value.
+    pub value: T,
+    /// Its mod revision.
+    pub revision: u64,
+}
+
+/// Everything under the scope prefix.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ClusterView {
+    /// `initialize`: the system identifier, "" while bootstrapping, `None` before.
+    pub initialize: Option<String>,
+    /// `config`: the dynamic configuration (a JSON object).
+    pub config: Option<Versioned<Value>>,
+    /// `leader`: the lock holder.
+    pub leader: Option<Versioned<MemberName>>,
+    /// `members/*`.
+    pub members: BTreeMap<MemberName, MemberRecord>,
+    /// `failover`, unless empty.
+    pub failover: Option<Versioned<FailoverKey>>,
+    /// `history`.
+    pub history: Vec<HistoryRow>,
+    /// `status.optime`: the leader's last reported WAL position.
+    pub optime: Option<u64>,
+    /// Keys that did not parse: (key, problem).
+    pub unparsable: Vec<(String, String)>,
+}
+
+impl ClusterView {
+    /// Parses the keys read under `prefix` (which ends with '/').
+    pub fn from_kvs(prefix: &str, kvs: &[KeyValue]) -> ClusterView {
+        let mut v = ClusterView::default();
+        for kv in kvs {
+            let Some(rel) = kv.key.strip_prefix(prefix) else {
+                continue;
+            };
+            let bad = |v: &mut ClusterView, why: String| v.unparsable.push((kv.key.clone(), why));
+            match rel {
+                "initialize" => v.initialize = Some(kv.value.clone()),
+                "config" => match serde_json::from_str::<Value>(&kv.value) {
+                    Ok(val @ Value::Object(_)) => {
+                        v.config = Some(Versioned {
+                            value: val,
+                            revision: kv.mod_revision,
+                        })
+                    }
+                    Ok(_) => bad(&mut v, "not a JSON object".into()),
+                    Err(e) => bad(&mut v, e.to_string()),
+                },
+                "leader" => match MemberName::new(kv.value.clone()) {
+                    Ok(n) => {
+                        v.leader = Some(Versioned {
+                            value: n,
+                            revision: kv.mod_revision,
+                        })
+                    }
+                    Err(e) => bad(&mut v, e.to_string()),
+                },
+                "failover" => match parse_failover(&kv.value) {
+                    Some(f) if f.is_empty() => {}
+                    Some(f) => {
+                        v.failover = Some(Versioned {
+                            value: f,
+                            revision: kv.mod_revision,
+                        })
+                    }
+                    None => bad(&mut v, "not a failover request".into()),
+                },
+                "history" => match serde_json::from_str(&kv.value) {
+                    Ok(h) => v.history = h,
+                    Err(e) => bad(&mut v, e.to_string()),
+                },
+                "status" => {
+                    v.optime = serde_json::from_str::<Value>(&kv.value)
+                        .ok()
+                        .and_then(|s| s.get("optime").and_then(Value::as_u64))
+                }
+                _ => {
+                    if let Some(name) = rel.strip_prefix("members/") {
+                        match (
+                            MemberName::new(name),
+                            serde_json::from_str::<MemberRecord>(&kv.value),
+                        ) {
+                            (Ok(n), Ok(m)) => {
+                                v.members.insert(n, m);
+                            }
+                            (Err(e), _) => bad(&mut v, e.to_string()),
+                            (_, Err(e)) => bad(&mut v, e.to_string()),
+                        }
+                    }
+                }
+            }
+        }
+        v
+    }
+
+    /// The leader's name, if the key is held.
+    pub fn leader_name(&self) -> Option<&MemberName> {
+        self.leader.as_ref().map(|l| &l.value)
+    }
+
+    /// The cluster timeline: last history timeline + 1 (1 without history).
+    pub fn timeline(&self) -> u32 {
+        self.history.last().map_or(1, |h| h.0 + 1)
+    }
+
+    /// Whether the dynamic config pauses the cluster (maintenance mode).
+    pub fn paused(&self) -> bool {
+        self.config
+            .as_ref()
+            .and_then(|c| c.value.get("pause"))
+            .and_then(Value::as_bool)
+            .unwrap_or(false)
+    }
+
+    /// The leader's last reported WAL position.
+    pub fn leader_optime(&self) -> Option<Lsn> {
+        self.optime.map(Lsn)
+    }
+}
+
+/// Patroni's failover value: JSON, or the legacy `leader:candidate` text.
+fn parse_failover(s: &str) -> Option<FailoverKey> {
+    if let Ok(f) = serde_json::from_str::<FailoverKey>(s) {
+        return Some(f);
+    }
+    let (leader, member) = s.split_once(':')?;
+    let some = |x: &str| (!x.is_empty()).then(|| x.to_string());
+    Some(FailoverKey {
+        leader: some(leader),
+        member: some(member),
+        scheduled_at: None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kv(key: &str, value: &str, rev: u64) -> KeyValue {
+        KeyValue {
+            key: key.into(),
+            value: value.into(),
+            create_revision: rev,
+            mod_revision: rev,
+            ttl_ms: None,
+        }
+    }
+
+    /// Patroni's values parse into the view; `{}` failover is "none"; bad values are reported, not fatal.
+    #[test]
+    fn parses_patroni_keys() {
+        let p = "/service/batman/";
+        let kvs = vec![
+            kv("/service/batman/initialize", "7277694203142172922", 1),
+            kv(
+                "/service/batman/config",
+                r#"{"ttl":30,"loop_wait":10,"pause":true}"#,
+                2,
+            ),
+            kv("/service/batman/leader", "pg1", 9),
+            kv(
+                "/service/batman/members/pg1",
+                r#"{"conn_url":"postgres://127.0.0.1:5432/postgres","api_url":"http://127.0.0.1:8008/patroni","state":"running","role":"primary","xlog_location":100,"timeline":2,"tags":{"nofailover":true}}"#,
+                8,
+            ),
+            kv("/service/batman/members/pg2", "garbage", 7),
+            kv("/service/batman/failover", "{}", 5),
+            kv(
+                "/service/batman/history",
+                r#"[[1,25165984,"no recovery target specified","2024-01-01T00:00:00+00:00","pg1"]]"#,
+                6,
+            ),
+            kv("/service/batman/status", r#"{"optime":123}"#, 10),
+        ];
+        let v = ClusterView::from_kvs(p, &kvs);
+        assert_eq!(v.initialize.as_deref(), Some("7277694203142172922"));
+        assert!(v.paused());
+        assert_eq!(v.leader_name().unwrap().as_str(), "pg1");
+        assert_eq!(v.leader.as_ref().unwrap().revision, 9);
+        let m = &v.members[&MemberName::new("pg1").unwrap()];
+        assert_eq!(m.pg_address(), Some(("127.0.0.1".into(), 5432)));
+        assert_eq!(m.failover_priority(), 0);
+        assert_eq!(v.members.len(), 1);
+        assert_eq!(v.unparsable.len(), 1);
+        assert!(v.failover.is_none());
+        assert_eq!(v.timeline(), 2);
+        assert_eq!(v.optime, Some(123));
+    }
+
+    /// The legacy `leader:candidate` failover text is understood.
+    #[test]
+    fn legacy_failover_text() {
+        let f = parse_failover("pg1:pg2").unwrap();
+        assert_eq!(
+            (f.leader.as_deref(), f.member.as_deref()),
+            (Some("pg1"), Some("pg2"))
+        );
+        let f = parse_failover(":pg2").unwrap();
+        assert_eq!((f.leader, f.member.as_deref()), (None, Some("pg2")));
+    }
+}
