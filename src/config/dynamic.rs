@@ -18,31 +18,67 @@ use std::collections::BTreeMap;
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct DynamicConfig {
     /// Leader-key lease in seconds; see [`Timing`].
-    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "lenient::opt_int")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient::opt_int"
+    )]
     pub ttl: Option<i64>,
     /// Seconds between HA loop iterations.
-    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "lenient::opt_int")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient::opt_int"
+    )]
     pub loop_wait: Option<i64>,
     /// Seconds DCS and PostgreSQL operations are retried.
-    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "lenient::opt_int")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient::opt_int"
+    )]
     pub retry_timeout: Option<i64>,
     /// Bytes a replica may lag and still race for leadership.
-    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "lenient::opt_int")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient::opt_int"
+    )]
     pub maximum_lag_on_failover: Option<u64>,
     /// Bytes a sync standby may lag before it is swapped (≤ 0: never).
-    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "lenient::opt_int")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient::opt_int"
+    )]
     pub maximum_lag_on_syncnode: Option<i64>,
     /// Timeline history entries kept (0: all).
-    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "lenient::opt_int")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient::opt_int"
+    )]
     pub max_timelines_history: Option<u32>,
     /// Seconds a crashed primary may take to recover before failover (alias `master_start_timeout`).
-    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "lenient::opt_int")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient::opt_int"
+    )]
     pub primary_start_timeout: Option<u32>,
     /// Seconds before SIGKILL when stopping a primary in sync mode (alias `master_stop_timeout`).
-    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "lenient::opt_int")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient::opt_int"
+    )]
     pub primary_stop_timeout: Option<u32>,
     /// Seconds a replica waits before racing while its WAL still advances.
-    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "lenient::opt_int")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient::opt_int"
+    )]
     pub primary_race_backoff: Option<u32>,
     /// Synchronous replication mode.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -51,7 +87,11 @@ pub struct DynamicConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub synchronous_mode_strict: Option<bool>,
     /// Number of synchronous standbys.
-    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "lenient::opt_int")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient::opt_int"
+    )]
     pub synchronous_node_count: Option<u32>,
     /// Keep the primary running through a DCS outage if all members agree.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -119,7 +159,9 @@ impl<'de> Deserialize<'de> for SyncMode {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         match Value::deserialize(d)? {
             Value::Bool(b) => Ok(if b { SyncMode::On } else { SyncMode::Off }),
-            Value::String(s) => SyncMode::parse(&s).ok_or_else(|| D::Error::custom(format!("bad synchronous_mode {s:?}"))),
+            Value::String(s) => {
+                SyncMode::parse(&s).ok_or_else(|| D::Error::custom(format!("bad synchronous_mode {s:?}")))
+            }
             other => Err(D::Error::custom(format!("bad synchronous_mode {other}"))),
         }
     }
@@ -172,7 +214,11 @@ pub struct StandbyCluster {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host: Option<String>,
     /// Remote port.
-    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "lenient::opt_int")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient::opt_int"
+    )]
     pub port: Option<u16>,
     /// Slot to use on the remote primary.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -242,7 +288,11 @@ pub struct Timing {
 
 impl Default for Timing {
     fn default() -> Self {
-        Timing { ttl: d::TTL, loop_wait: d::LOOP_WAIT, retry_timeout: d::RETRY_TIMEOUT }
+        Timing {
+            ttl: d::TTL,
+            loop_wait: d::LOOP_WAIT,
+            retry_timeout: d::RETRY_TIMEOUT,
+        }
     }
 }
 
@@ -250,12 +300,20 @@ impl Default for Timing {
 /// minimum, then enforce `loop_wait + 2*retry_timeout <= ttl` by shrinking `loop_wait`, or, if even
 /// `loop_wait = 1` does not fit, `loop_wait = 1` and `retry_timeout = (ttl - 1) // 2`. The warnings
 /// use Patroni's wording so that operators who grep for them find them.
-pub fn adjust_timing(ttl: Option<i64>, loop_wait: Option<i64>, retry_timeout: Option<i64>) -> (Timing, Vec<ConfigWarning>) {
+pub fn adjust_timing(
+    ttl: Option<i64>,
+    loop_wait: Option<i64>,
+    retry_timeout: Option<i64>,
+) -> (Timing, Vec<ConfigWarning>) {
     let mut warnings = Vec::new();
     let mut at_least = |name: &str, value: Option<i64>, default: u32, min: u32| -> i64 {
         let v = value.unwrap_or(default.into());
         if v < i64::from(min) {
-            warnings.push(ConfigWarning::RaisedToMinimum { key: name.into(), value: v, minimum: min.into() });
+            warnings.push(ConfigWarning::RaisedToMinimum {
+                key: name.into(),
+                value: v,
+                minimum: min.into(),
+            });
             i64::from(min)
         } else {
             v
@@ -263,7 +321,12 @@ pub fn adjust_timing(ttl: Option<i64>, loop_wait: Option<i64>, retry_timeout: Op
     };
     let min_loop_wait = i64::from(d::MIN_LOOP_WAIT);
     let mut lw = at_least("loop_wait", loop_wait, d::LOOP_WAIT, d::MIN_LOOP_WAIT);
-    let mut rt = at_least("retry_timeout", retry_timeout, d::RETRY_TIMEOUT, d::MIN_RETRY_TIMEOUT);
+    let mut rt = at_least(
+        "retry_timeout",
+        retry_timeout,
+        d::RETRY_TIMEOUT,
+        d::MIN_RETRY_TIMEOUT,
+    );
     let ttl = at_least("ttl", ttl, d::TTL, d::MIN_TTL);
     if min_loop_wait + 2 * rt > ttl {
         let new_rt = (ttl - min_loop_wait) / 2;
@@ -284,7 +347,14 @@ pub fn adjust_timing(ttl: Option<i64>, loop_wait: Option<i64>, retry_timeout: Op
     // Every value is now between its minimum and `ttl`, which came from an i64 the user wrote; clamp
     // rather than fail on absurd inputs beyond u32 (over a century of seconds).
     let clamp = |v: i64| u32::try_from(v).unwrap_or(u32::MAX);
-    (Timing { ttl: clamp(ttl), loop_wait: clamp(lw), retry_timeout: clamp(rt) }, warnings)
+    (
+        Timing {
+            ttl: clamp(ttl),
+            loop_wait: clamp(lw),
+            retry_timeout: clamp(rt),
+        },
+        warnings,
+    )
 }
 
 fn lenient_int(v: Option<&Value>) -> Option<i64> {
@@ -342,13 +412,17 @@ impl DynamicConfig {
     /// `primary_start_timeout`, else the legacy `master_start_timeout`, else the default.
     pub fn primary_start_timeout(&self) -> u32 {
         self.primary_start_timeout
-            .or_else(|| lenient_int(self.extra.get("master_start_timeout")).and_then(|n| u32::try_from(n).ok()))
+            .or_else(|| {
+                lenient_int(self.extra.get("master_start_timeout")).and_then(|n| u32::try_from(n).ok())
+            })
             .unwrap_or(d::PRIMARY_START_TIMEOUT)
     }
     /// `primary_stop_timeout`, else the legacy `master_stop_timeout`, else the default.
     pub fn primary_stop_timeout(&self) -> u32 {
         self.primary_stop_timeout
-            .or_else(|| lenient_int(self.extra.get("master_stop_timeout")).and_then(|n| u32::try_from(n).ok()))
+            .or_else(|| {
+                lenient_int(self.extra.get("master_stop_timeout")).and_then(|n| u32::try_from(n).ok())
+            })
             .unwrap_or(d::PRIMARY_STOP_TIMEOUT)
     }
     /// `primary_race_backoff` or its default.
@@ -381,7 +455,9 @@ impl DynamicConfig {
     }
     /// `member_slots_ttl` in seconds or its default.
     pub fn member_slots_ttl(&self) -> u64 {
-        self.member_slots_ttl.as_ref().map_or(d::MEMBER_SLOTS_TTL, |s| s.secs)
+        self.member_slots_ttl
+            .as_ref()
+            .map_or(d::MEMBER_SLOTS_TTL, |s| s.secs)
     }
     /// `pause` or false.
     pub fn is_paused(&self) -> bool {
@@ -389,19 +465,34 @@ impl DynamicConfig {
     }
     /// `postgresql.use_slots` or its default.
     pub fn use_slots(&self) -> bool {
-        self.postgresql.as_ref().and_then(|p| p.use_slots).unwrap_or(d::USE_SLOTS)
+        self.postgresql
+            .as_ref()
+            .and_then(|p| p.use_slots)
+            .unwrap_or(d::USE_SLOTS)
     }
 
     /// Checks values that have the right type but are not acceptable. `prefix` is prepended to key
     /// paths (`bootstrap.dcs` when checking the file, empty for the DCS).
     pub fn validate(&self, prefix: &str) -> Result<(), ConfigError> {
-        let key = |k: &str| if prefix.is_empty() { k.to_string() } else { format!("{prefix}.{k}") };
+        let key = |k: &str| {
+            if prefix.is_empty() {
+                k.to_string()
+            } else {
+                format!("{prefix}.{k}")
+            }
+        };
         let mut errors = Vec::new();
         if self.synchronous_node_count == Some(0) {
-            errors.push(ConfigError::Invalid { key: key("synchronous_node_count"), why: "must be at least 1".into() });
+            errors.push(ConfigError::Invalid {
+                key: key("synchronous_node_count"),
+                why: "must be at least 1".into(),
+            });
         }
         if self.maximum_lag_on_syncnode.is_some_and(|v| v < -1) {
-            errors.push(ConfigError::Invalid { key: key("maximum_lag_on_syncnode"), why: "must be -1 or more".into() });
+            errors.push(ConfigError::Invalid {
+                key: key("maximum_lag_on_syncnode"),
+                why: "must be -1 or more".into(),
+            });
         }
         for (name, slot) in self.slots.iter().flatten() {
             let Some(slot) = slot else { continue };
@@ -409,8 +500,14 @@ impl DynamicConfig {
             match slot.slot_type.as_deref().unwrap_or("physical") {
                 "physical" => {}
                 "logical" if slot.database.is_some() && slot.plugin.is_some() => {}
-                "logical" => errors.push(ConfigError::Invalid { key: k, why: "a logical slot needs `database` and `plugin`".into() }),
-                other => errors.push(ConfigError::Invalid { key: k, why: format!("type {other:?} is not physical or logical") }),
+                "logical" => errors.push(ConfigError::Invalid {
+                    key: k,
+                    why: "a logical slot needs `database` and `plugin`".into(),
+                }),
+                other => errors.push(ConfigError::Invalid {
+                    key: k,
+                    why: format!("type {other:?} is not physical or logical"),
+                }),
             }
         }
         if let Some(sc) = &self.standby_cluster {

@@ -48,7 +48,11 @@ pub enum ConfigError {
 
     /// A key holds a value of the wrong shape.
     #[error("`{key}`: wrong type: expected {expected}, found {found}")]
-    WrongType { key: String, expected: String, found: String },
+    WrongType {
+        key: String,
+        expected: String,
+        found: String,
+    },
 
     /// A required key is absent.
     #[error("`{key}`: missing required key: {why}")]
@@ -158,7 +162,9 @@ impl fmt::Display for ConfigWarning {
         match self {
             ConfigWarning::UnknownKey { key, hint: None } => write!(f, "{key}: unknown key"),
             ConfigWarning::UnknownKey { key, hint: Some(h) } => write!(f, "{key}: unknown key ({h})"),
-            ConfigWarning::Ignored { key, why } => write!(f, "{key}: accepted for Patroni compatibility, ignored: {why}"),
+            ConfigWarning::Ignored { key, why } => {
+                write!(f, "{key}: accepted for Patroni compatibility, ignored: {why}")
+            }
             ConfigWarning::RaisedToMinimum { key, value, minimum } => {
                 write!(f, "{key}={value} can't be smaller than {minimum}, adjusting...")
             }

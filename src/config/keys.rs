@@ -153,12 +153,26 @@ const AUTH_PARAMS: &[&str] = &[
 ];
 
 /// The PostgreSQL programs whose names `postgresql.bin_name` may override.
-const BINARIES: &[&str] =
-    &["pg_ctl", "initdb", "pg_controldata", "pg_basebackup", "postgres", "pg_isready", "pg_rewind"];
+const BINARIES: &[&str] = &[
+    "pg_ctl",
+    "initdb",
+    "pg_controldata",
+    "pg_basebackup",
+    "postgres",
+    "pg_isready",
+    "pg_rewind",
+];
 
 /// DCS sections of Patroni that pgwarden replaces with `raft:`.
-pub const UNSUPPORTED_DCS: &[&str] =
-    &["citus", "consul", "etcd", "etcd3", "kubernetes", "zookeeper", "exhibitor"];
+pub const UNSUPPORTED_DCS: &[&str] = &[
+    "citus",
+    "consul",
+    "etcd",
+    "etcd3",
+    "kubernetes",
+    "zookeeper",
+    "exhibitor",
+];
 
 struct Builder {
     rows: Vec<KeySpec>,
@@ -168,8 +182,18 @@ struct Builder {
 
 impl Builder {
     fn k(&mut self, path: &str, kind: Kind, default: Dflt) -> &mut KeySpec {
-        let path = if self.prefix.is_empty() { path.to_string() } else { format!("{}.{path}", self.prefix) };
-        self.rows.push(KeySpec { path, kind, default, dynamic: self.dynamic, env: None });
+        let path = if self.prefix.is_empty() {
+            path.to_string()
+        } else {
+            format!("{}.{path}", self.prefix)
+        };
+        self.rows.push(KeySpec {
+            path,
+            kind,
+            default,
+            dynamic: self.dynamic,
+            env: None,
+        });
         let last = self.rows.len() - 1;
         &mut self.rows[last]
     }
@@ -190,21 +214,35 @@ impl KeySpec {
 /// The dynamic keys, relative to the DCS `config` key.
 fn dynamic_rows(b: &mut Builder) {
     use Dflt::*;
-    use Kind::{Bool, Int, Map, MapList, OptList, Port, Scalar, ScalarMap, Secs, Section, Str, StrList, SyncMode};
+    use Kind::{
+        Bool, Int, Map, MapList, OptList, Port, Scalar, ScalarMap, Secs, Section, Str, StrList, SyncMode,
+    };
     b.k("ttl", Int, Num(d::TTL.into()));
     b.k("loop_wait", Int, Num(d::LOOP_WAIT.into()));
     b.k("retry_timeout", Int, Num(d::RETRY_TIMEOUT.into()));
-    b.k("maximum_lag_on_failover", Int, Num(d::MAXIMUM_LAG_ON_FAILOVER as i64));
+    b.k(
+        "maximum_lag_on_failover",
+        Int,
+        Num(d::MAXIMUM_LAG_ON_FAILOVER as i64),
+    );
     b.k("maximum_lag_on_syncnode", Int, Num(d::MAXIMUM_LAG_ON_SYNCNODE));
     b.k("max_timelines_history", Int, Num(d::MAX_TIMELINES_HISTORY.into()));
     b.k("primary_start_timeout", Int, Num(d::PRIMARY_START_TIMEOUT.into()));
     b.k("primary_stop_timeout", Int, Num(d::PRIMARY_STOP_TIMEOUT.into()));
-    b.k("master_start_timeout", Int, Text("alias of primary_start_timeout"));
+    b.k(
+        "master_start_timeout",
+        Int,
+        Text("alias of primary_start_timeout"),
+    );
     b.k("master_stop_timeout", Int, Text("alias of primary_stop_timeout"));
     b.k("primary_race_backoff", Int, Num(d::PRIMARY_RACE_BACKOFF.into()));
     b.k("synchronous_mode", SyncMode, Text("off"));
     b.k("synchronous_mode_strict", Bool, Flag(false));
-    b.k("synchronous_node_count", Int, Num(d::SYNCHRONOUS_NODE_COUNT.into()));
+    b.k(
+        "synchronous_node_count",
+        Int,
+        Num(d::SYNCHRONOUS_NODE_COUNT.into()),
+    );
     b.k("failsafe_mode", Bool, Flag(false));
     b.k("check_timeline", Bool, Flag(false));
     b.k("member_slots_ttl", Secs, Text("30min"));
@@ -234,8 +272,8 @@ fn dynamic_rows(b: &mut Builder) {
 fn local_rows(b: &mut Builder) {
     use Dflt::*;
     use Kind::{
-        Addr, AddrList, Bool, Command, Enum, Int, ListenAddr, Map, Open, OptList, Path, Scalar, ScalarMap, Secs, Section, Str,
-        StrList, WatchdogMode,
+        Addr, AddrList, Bool, Command, Enum, Int, ListenAddr, Map, Open, OptList, Path, Scalar, ScalarMap,
+        Secs, Section, Str, StrList, WatchdogMode,
     };
     let ignored_threads = "pgwarden does not use a Python thread pool";
     b.k("scope", Str, Required).env();
@@ -246,13 +284,27 @@ fn local_rows(b: &mut Builder) {
 
     b.k("log", Section, Unset);
     b.k("log.type", Enum(&["plain", "json"]), Text("plain")).env();
-    b.k("log.level", Enum(&["DEBUG", "INFO", "WARN", "WARNING", "ERROR", "FATAL", "CRITICAL"]), Text(d::LOG_LEVEL))
-        .env();
-    b.k("log.traceback_level", Kind::Ignored("Rust errors are logged with their full cause chain"), Unset).env();
+    b.k(
+        "log.level",
+        Enum(&["DEBUG", "INFO", "WARN", "WARNING", "ERROR", "FATAL", "CRITICAL"]),
+        Text(d::LOG_LEVEL),
+    )
+    .env();
+    b.k(
+        "log.traceback_level",
+        Kind::Ignored("Rust errors are logged with their full cause chain"),
+        Unset,
+    )
+    .env();
     b.k("log.format", Scalar, Unset).env();
     b.k("log.dateformat", Str, Unset).env();
     b.k("log.static_fields", ScalarMap, Unset).env();
-    b.k("log.max_queue_size", Kind::Ignored("logging is not queued through a Python thread"), Unset).env();
+    b.k(
+        "log.max_queue_size",
+        Kind::Ignored("logging is not queued through a Python thread"),
+        Unset,
+    )
+    .env();
     b.k("log.dir", Path, Unset).env();
     b.k("log.mode", Int, Unset).env();
     b.k("log.file_num", Int, Num(4)).env();
@@ -264,20 +316,37 @@ fn local_rows(b: &mut Builder) {
     b.k("restapi.listen", Addr, Required).env();
     b.k("restapi.connect_address", Addr, Required).env();
     b.k("restapi.authentication", Section, Unset);
-    b.k("restapi.authentication.username", Str, Unset).env_named("PGWARDEN_RESTAPI_USERNAME".into());
-    b.k("restapi.authentication.password", Str, Unset).env_named("PGWARDEN_RESTAPI_PASSWORD".into());
+    b.k("restapi.authentication.username", Str, Unset)
+        .env_named("PGWARDEN_RESTAPI_USERNAME".into());
+    b.k("restapi.authentication.password", Str, Unset)
+        .env_named("PGWARDEN_RESTAPI_PASSWORD".into());
     b.k("restapi.certfile", Path, Unset).env();
     b.k("restapi.keyfile", Path, Unset).env();
     b.k("restapi.keyfile_password", Str, Unset).env();
     b.k("restapi.cafile", Path, Unset).env();
     b.k("restapi.ciphers", Str, Unset).env();
-    b.k("restapi.verify_client", Enum(&["none", "optional", "required"]), Text("none")).env();
+    b.k(
+        "restapi.verify_client",
+        Enum(&["none", "optional", "required"]),
+        Text("none"),
+    )
+    .env();
     b.k("restapi.allowlist", StrList, Unset).env();
     b.k("restapi.allowlist_include_members", Bool, Flag(false)).env();
     b.k("restapi.http_extra_headers", ScalarMap, Unset).env();
     b.k("restapi.https_extra_headers", ScalarMap, Unset).env();
-    b.k("restapi.request_queue_size", Int, Num(d::REQUEST_QUEUE_SIZE.into())).env();
-    b.k("restapi.server_tokens", Enum(&["minimal", "productonly", "original"]), Text("original")).env();
+    b.k(
+        "restapi.request_queue_size",
+        Int,
+        Num(d::REQUEST_QUEUE_SIZE.into()),
+    )
+    .env();
+    b.k(
+        "restapi.server_tokens",
+        Enum(&["minimal", "productonly", "original"]),
+        Text("original"),
+    )
+    .env();
     b.k("restapi.thread_pool_size", Kind::Ignored(ignored_threads), Unset);
 
     b.k("ctl", Section, Unset);
@@ -288,13 +357,22 @@ fn local_rows(b: &mut Builder) {
     b.k("ctl.keyfile", Path, Unset).env();
     b.k("ctl.keyfile_password", Str, Unset).env();
     b.k("ctl.cacert", Path, Unset).env();
-    b.k("ctl.verify_client", Enum(&["none", "required"]), Text("none")).env();
+    b.k("ctl.verify_client", Enum(&["none", "required"]), Text("none"))
+        .env();
     b.k("ctl.insecure", Bool, Flag(false)).env();
     b.k("ctl.authentication", Section, Unset);
-    b.k("ctl.authentication.username", Str, Text("restapi.authentication.username"))
-        .env_named("PGWARDEN_CTL_USERNAME".into());
-    b.k("ctl.authentication.password", Str, Text("restapi.authentication.password"))
-        .env_named("PGWARDEN_CTL_PASSWORD".into());
+    b.k(
+        "ctl.authentication.username",
+        Str,
+        Text("restapi.authentication.username"),
+    )
+    .env_named("PGWARDEN_CTL_USERNAME".into());
+    b.k(
+        "ctl.authentication.password",
+        Str,
+        Text("restapi.authentication.password"),
+    )
+    .env_named("PGWARDEN_CTL_PASSWORD".into());
 
     b.k("raft", Section, Required);
     b.k("raft.data_dir", Path, Required).env();
@@ -303,26 +381,50 @@ fn local_rows(b: &mut Builder) {
     b.k("raft.partner_addrs", AddrList, Text("[]")).env();
     b.k("raft.witness", Bool, Flag(false)).env();
     b.k("raft.single_node", Bool, Flag(false)).env();
-    b.k("raft.heartbeat_interval_ms", Int, Num(d::RAFT_HEARTBEAT_INTERVAL_MS as i64)).env();
-    b.k("raft.election_timeout_min_ms", Int, Num(d::RAFT_ELECTION_TIMEOUT_MIN_MS as i64)).env();
-    b.k("raft.election_timeout_max_ms", Int, Num(d::RAFT_ELECTION_TIMEOUT_MAX_MS as i64)).env();
+    b.k(
+        "raft.heartbeat_interval_ms",
+        Int,
+        Num(d::RAFT_HEARTBEAT_INTERVAL_MS as i64),
+    )
+    .env();
+    b.k(
+        "raft.election_timeout_min_ms",
+        Int,
+        Num(d::RAFT_ELECTION_TIMEOUT_MIN_MS as i64),
+    )
+    .env();
+    b.k(
+        "raft.election_timeout_max_ms",
+        Int,
+        Num(d::RAFT_ELECTION_TIMEOUT_MAX_MS as i64),
+    )
+    .env();
 
     b.k("postgresql", Section, Required);
     b.k("postgresql.listen", ListenAddr, Required).env();
     b.k("postgresql.connect_address", Addr, Required).env();
     b.k("postgresql.proxy_address", Addr, Unset).env();
     b.k("postgresql.data_dir", Path, Required).env();
-    b.k("postgresql.config_dir", Path, Text("postgresql.data_dir")).env();
+    b.k("postgresql.config_dir", Path, Text("postgresql.data_dir"))
+        .env();
     b.k("postgresql.bin_dir", Path, Text("$PATH")).env();
     b.k("postgresql.pgpass", Path, Unset).env();
     b.k("postgresql.run_as", Str, Unset).env();
     b.k("postgresql.custom_conf", Path, Unset);
     b.k("postgresql.authentication", Section, Required);
     for user in ["superuser", "replication", "rewind"] {
-        b.k(&format!("postgresql.authentication.{user}"), Section, if user == "rewind" { Unset } else { Required });
+        b.k(
+            &format!("postgresql.authentication.{user}"),
+            Section,
+            if user == "rewind" { Unset } else { Required },
+        );
         for p in AUTH_PARAMS {
-            let default = if *p == "username" && user != "rewind" { Required } else { Unset };
-            b.k(&format!("postgresql.authentication.{user}.{p}"), if *p == "password" { Str } else { Str }, default)
+            let default = if *p == "username" && user != "rewind" {
+                Required
+            } else {
+                Unset
+            };
+            b.k(&format!("postgresql.authentication.{user}.{p}"), Str, default)
                 .env_named(format!("PGWARDEN_{}_{}", user.to_uppercase(), p.to_uppercase()));
         }
     }
@@ -340,8 +442,16 @@ fn local_rows(b: &mut Builder) {
     b.k("postgresql.<method>", Map, Unset);
     b.k("postgresql.rewind", OptList, Unset);
     b.k("postgresql.use_pg_rewind", Bool, Flag(false));
-    b.k("postgresql.remove_data_directory_on_rewind_failure", Bool, Flag(false));
-    b.k("postgresql.remove_data_directory_on_diverged_timelines", Bool, Flag(false));
+    b.k(
+        "postgresql.remove_data_directory_on_rewind_failure",
+        Bool,
+        Flag(false),
+    );
+    b.k(
+        "postgresql.remove_data_directory_on_diverged_timelines",
+        Bool,
+        Flag(false),
+    );
     b.k("postgresql.use_unix_socket", Bool, Flag(false));
     b.k("postgresql.use_unix_socket_repl", Bool, Flag(false));
     b.k("postgresql.pg_ctl_timeout", Secs, Num(d::PG_CTL_TIMEOUT as i64));
@@ -380,7 +490,11 @@ fn local_rows(b: &mut Builder) {
 /// The whole table, built once: local keys, then the dynamic ones under `bootstrap.dcs`.
 pub fn table() -> &'static [KeySpec] {
     static TABLE: LazyLock<Vec<KeySpec>> = LazyLock::new(|| {
-        let mut b = Builder { rows: Vec::new(), dynamic: false, prefix: "" };
+        let mut b = Builder {
+            rows: Vec::new(),
+            dynamic: false,
+            prefix: "",
+        };
         local_rows(&mut b);
         b.dynamic = true;
         b.prefix = DCS_PREFIX;
@@ -413,10 +527,14 @@ impl MethodNames {
     /// when `wal_g` is listed in a `create_replica_methods`.
     pub(crate) fn from_doc(root: &Value) -> Self {
         let mut names = MethodNames::default();
-        for path in [&["postgresql", "create_replica_methods"][..], &["bootstrap", "dcs", "standby_cluster", "create_replica_methods"]]
-        {
+        for path in [
+            &["postgresql", "create_replica_methods"][..],
+            &["bootstrap", "dcs", "standby_cluster", "create_replica_methods"],
+        ] {
             if let Some(Value::Array(list)) = get_path(root, path) {
-                names.replica.extend(list.iter().filter_map(|v| v.as_str()).map(str::to_string));
+                names
+                    .replica
+                    .extend(list.iter().filter_map(|v| v.as_str()).map(str::to_string));
             }
         }
         if let Some(Value::String(m)) = get_path(root, &["bootstrap", "method"]) {
@@ -442,7 +560,13 @@ pub(crate) struct WalkReport {
 
 /// Walks `obj` (whose table path is `table_prefix`, shown to the user as `shown_prefix`), checking
 /// every key against the table: unknown keys, Patroni-only keys and values of the wrong shape.
-pub(crate) fn walk(obj: &Map<String, Value>, table_prefix: &str, shown_prefix: &str, methods: &MethodNames, out: &mut WalkReport) {
+pub(crate) fn walk(
+    obj: &Map<String, Value>,
+    table_prefix: &str,
+    shown_prefix: &str,
+    methods: &MethodNames,
+    out: &mut WalkReport,
+) {
     let parent_open = lookup(table_prefix).is_some_and(|s| s.kind == Kind::Open);
     for (key, value) in obj {
         let tpath = join(table_prefix, key);
@@ -458,7 +582,10 @@ pub(crate) fn walk(obj: &Map<String, Value>, table_prefix: &str, shown_prefix: &
         });
         let Some(spec) = spec else {
             if !parent_open {
-                out.unknown.push(ConfigWarning::UnknownKey { key: shown, hint: hint(&tpath) });
+                out.unknown.push(ConfigWarning::UnknownKey {
+                    key: shown,
+                    hint: hint(&tpath),
+                });
             }
             continue;
         };
@@ -501,14 +628,18 @@ fn hint(tpath: &str) -> Option<String> {
     if parent == "postgresql" && leaf == "use_slots" {
         return Some("`use_slots` is cluster-wide: set it under `bootstrap.dcs.postgresql`".into());
     }
-    if parent == "raft" && ["password", "min_timeout", "max_timeout", "append_entries_period"].contains(&leaf) {
+    if parent == "raft" && ["password", "min_timeout", "max_timeout", "append_entries_period"].contains(&leaf)
+    {
         return Some("pysyncobj setting; see the `raft` section of docs/configuration.md".into());
     }
     let candidates = table().iter().filter_map(|k| {
         let (p, l) = k.path.rsplit_once('.').unwrap_or(("", k.path.as_str()));
         (p == parent && !l.starts_with('<')).then_some(l)
     });
-    let best = candidates.map(|c| (edit_distance(c, leaf), c)).filter(|(dist, _)| *dist <= 2).min();
+    let best = candidates
+        .map(|c| (edit_distance(c, leaf), c))
+        .filter(|(dist, _)| *dist <= 2)
+        .min();
     best.map(|(_, c)| format!("did you mean `{}`?", join(parent, c)))
 }
 
@@ -519,7 +650,9 @@ fn edit_distance(a: &str, b: &str) -> usize {
     for (i, ca) in a.chars().enumerate() {
         let mut cur = vec![i + 1; b.len() + 1];
         for (j, cb) in b.iter().enumerate() {
-            cur[j + 1] = (prev[j] + usize::from(ca != *cb)).min(prev[j + 1] + 1).min(cur[j] + 1);
+            cur[j + 1] = (prev[j] + usize::from(ca != *cb))
+                .min(prev[j + 1] + 1)
+                .min(cur[j] + 1);
         }
         prev = cur;
     }
@@ -541,7 +674,11 @@ pub(crate) fn type_name(v: &Value) -> &'static str {
 /// Checks one value against its kind. Address and duration syntax are checked here too, so that
 /// every such error carries its key.
 pub(crate) fn check(kind: Kind, v: &Value, key: &str) -> Result<(), ConfigError> {
-    let wrong = || ConfigError::WrongType { key: key.to_string(), expected: kind.expected(), found: type_name(v).to_string() };
+    let wrong = || ConfigError::WrongType {
+        key: key.to_string(),
+        expected: kind.expected(),
+        found: type_name(v).to_string(),
+    };
     let ok = match kind {
         Kind::Section | Kind::Open | Kind::Map => v.is_object(),
         Kind::ScalarMap => match v {
@@ -570,21 +707,35 @@ pub(crate) fn check(kind: Kind, v: &Value, key: &str) -> Result<(), ConfigError>
             };
             return match port {
                 Some(p) if p <= u64::from(u16::MAX) => Ok(()),
-                _ => Err(ConfigError::Invalid { key: key.into(), why: format!("{v} is not a port number (0-65535)") }),
+                _ => Err(ConfigError::Invalid {
+                    key: key.into(),
+                    why: format!("{v} is not a port number (0-65535)"),
+                }),
             };
         }
         Kind::Secs => {
             return match super::values::Secs::from_value(v) {
                 Some(_) => Ok(()),
-                None => Err(ConfigError::BadDuration { key: key.into(), value: scalar_text(v) }),
+                None => Err(ConfigError::BadDuration {
+                    key: key.into(),
+                    value: scalar_text(v),
+                }),
             }
         }
         Kind::Addr => match v.as_str() {
-            Some(s) => return super::values::HostPort::parse(s).map(|_| ()).map_err(|why| bad_addr(key, s, why)),
+            Some(s) => {
+                return super::values::HostPort::parse(s)
+                    .map(|_| ())
+                    .map_err(|why| bad_addr(key, s, why))
+            }
             None => false,
         },
         Kind::ListenAddr => match v.as_str() {
-            Some(s) => return super::values::ListenAddr::parse(s).map(|_| ()).map_err(|why| bad_addr(key, s, why)),
+            Some(s) => {
+                return super::values::ListenAddr::parse(s)
+                    .map(|_| ())
+                    .map_err(|why| bad_addr(key, s, why))
+            }
             None => false,
         },
         Kind::AddrList => match v {
@@ -592,7 +743,11 @@ pub(crate) fn check(kind: Kind, v: &Value, key: &str) -> Result<(), ConfigError>
                 for (i, item) in items.iter().enumerate() {
                     let k = format!("{key}[{i}]");
                     let Some(s) = item.as_str() else {
-                        return Err(ConfigError::WrongType { key: k, expected: "\"host:port\"".into(), found: type_name(item).into() });
+                        return Err(ConfigError::WrongType {
+                            key: k,
+                            expected: "\"host:port\"".into(),
+                            found: type_name(item).into(),
+                        });
                     };
                     super::values::HostPort::parse(s).map_err(|why| bad_addr(&k, s, why))?;
                 }
@@ -610,13 +765,20 @@ pub(crate) fn check(kind: Kind, v: &Value, key: &str) -> Result<(), ConfigError>
             Value::Object(m) => m.values().all(|x| !x.is_array() && !x.is_object()),
             _ => false,
         },
-        Kind::Command => v.is_string() || v.as_array().is_some_and(|a| !a.is_empty() && a.iter().all(Value::is_string)),
+        Kind::Command => {
+            v.is_string()
+                || v.as_array()
+                    .is_some_and(|a| !a.is_empty() && a.iter().all(Value::is_string))
+        }
         Kind::Enum(vals) => {
             let Some(s) = v.as_str() else { return Err(wrong()) };
             if vals.iter().any(|x| x.eq_ignore_ascii_case(s)) {
                 true
             } else {
-                return Err(ConfigError::Invalid { key: key.into(), why: format!("{s:?} is not one of {}", vals.join(", ")) });
+                return Err(ConfigError::Invalid {
+                    key: key.into(),
+                    why: format!("{s:?} is not one of {}", vals.join(", ")),
+                });
             }
         }
         Kind::SyncMode => {
@@ -624,7 +786,10 @@ pub(crate) fn check(kind: Kind, v: &Value, key: &str) -> Result<(), ConfigError>
                 true
             } else if let Some(s) = v.as_str() {
                 if super::dynamic::SyncMode::parse(s).is_none() {
-                    return Err(ConfigError::Invalid { key: key.into(), why: format!("{s:?} is not one of on, off, quorum") });
+                    return Err(ConfigError::Invalid {
+                        key: key.into(),
+                        why: format!("{s:?} is not one of on, off, quorum"),
+                    });
                 }
                 true
             } else {
@@ -636,7 +801,10 @@ pub(crate) fn check(kind: Kind, v: &Value, key: &str) -> Result<(), ConfigError>
                 true
             } else if let Some(s) = v.as_str() {
                 if super::values::WatchdogMode::parse(s).is_none() {
-                    return Err(ConfigError::Invalid { key: key.into(), why: format!("{s:?} is not one of off, automatic, required") });
+                    return Err(ConfigError::Invalid {
+                        key: key.into(),
+                        why: format!("{s:?} is not one of off, automatic, required"),
+                    });
                 }
                 true
             } else {
@@ -655,7 +823,11 @@ pub(crate) fn check(kind: Kind, v: &Value, key: &str) -> Result<(), ConfigError>
 }
 
 fn bad_addr(key: &str, value: &str, why: String) -> ConfigError {
-    ConfigError::BadAddress { key: key.into(), value: value.into(), why }
+    ConfigError::BadAddress {
+        key: key.into(),
+        value: value.into(),
+        why,
+    }
 }
 
 fn scalar_text(v: &Value) -> String {
@@ -680,20 +852,43 @@ pub(crate) fn parse_bool(s: &str) -> Option<bool> {
 /// lists may be `a,b` or YAML `[a, b]` / `- a`, mappings `k: v, k2: v2` or YAML `{...}`.
 fn env_value(kind: Kind, raw: &str) -> Result<Value, String> {
     match kind {
-        Kind::Bool => parse_bool(raw).map(Value::Bool).ok_or_else(|| format!("{raw:?} is not a boolean (true/false, on/off)")),
-        Kind::Int => raw.trim().parse::<i64>().map(Value::from).map_err(|_| format!("{raw:?} is not an integer")),
+        Kind::Bool => parse_bool(raw)
+            .map(Value::Bool)
+            .ok_or_else(|| format!("{raw:?} is not a boolean (true/false, on/off)")),
+        Kind::Int => raw
+            .trim()
+            .parse::<i64>()
+            .map(Value::from)
+            .map_err(|_| format!("{raw:?} is not an integer")),
         Kind::StrList | Kind::AddrList => {
-            let text = if raw.trim_start().starts_with('-') || raw.contains('[') { raw.to_string() } else { format!("[{raw}]") };
+            let text = if raw.trim_start().starts_with('-') || raw.contains('[') {
+                raw.to_string()
+            } else {
+                format!("[{raw}]")
+            };
             let parsed: Value = serde_yaml::from_str(&text).map_err(|e| format!("not a list: {e}"))?;
             match parsed {
                 Value::Array(items) => Ok(Value::Array(
-                    items.into_iter().map(|i| if let Value::String(_) = i { i } else { Value::String(scalar_text(&i)) }).collect(),
+                    items
+                        .into_iter()
+                        .map(|i| {
+                            if let Value::String(_) = i {
+                                i
+                            } else {
+                                Value::String(scalar_text(&i))
+                            }
+                        })
+                        .collect(),
                 )),
                 _ => Err("not a list".into()),
             }
         }
         Kind::Map | Kind::ScalarMap => {
-            let text = if raw.trim_start().starts_with('{') { raw.to_string() } else { format!("{{{raw}}}") };
+            let text = if raw.trim_start().starts_with('{') {
+                raw.to_string()
+            } else {
+                format!("{{{raw}}}")
+            };
             let parsed: Value = serde_yaml::from_str(&text).map_err(|e| format!("not a mapping: {e}"))?;
             if parsed.is_object() {
                 Ok(parsed)
@@ -707,17 +902,33 @@ fn env_value(kind: Kind, raw: &str) -> Result<Value, String> {
 
 /// Applies `PGWARDEN_*` variables from `env` on top of the document; environment wins over the file,
 /// as with Patroni's `PATRONI_*`. Empty values are ignored (Patroni does the same).
-pub(crate) fn apply_env(root: &mut Map<String, Value>, env: impl IntoIterator<Item = (String, String)>) -> Result<(), ConfigError> {
-    static BY_VAR: LazyLock<HashMap<&'static str, &'static KeySpec>> =
-        LazyLock::new(|| table().iter().filter_map(|k| k.env.as_deref().map(|e| (e, k))).collect());
+pub(crate) fn apply_env(
+    root: &mut Map<String, Value>,
+    env: impl IntoIterator<Item = (String, String)>,
+) -> Result<(), ConfigError> {
+    static BY_VAR: LazyLock<HashMap<&'static str, &'static KeySpec>> = LazyLock::new(|| {
+        table()
+            .iter()
+            .filter_map(|k| k.env.as_deref().map(|e| (e, k)))
+            .collect()
+    });
     let mut errors = Vec::new();
-    let mut vars: Vec<(String, String)> = env.into_iter().filter(|(k, v)| k.starts_with("PGWARDEN_") && !v.is_empty()).collect();
+    let mut vars: Vec<(String, String)> = env
+        .into_iter()
+        .filter(|(k, v)| k.starts_with("PGWARDEN_") && !v.is_empty())
+        .collect();
     vars.sort();
     for (var, raw) in vars {
-        let Some(spec) = BY_VAR.get(var.as_str()) else { continue };
+        let Some(spec) = BY_VAR.get(var.as_str()) else {
+            continue;
+        };
         match env_value(spec.kind, &raw) {
             Ok(value) => set_path(root, &spec.path, value),
-            Err(why) => errors.push(ConfigError::Env { var: var.clone(), key: spec.path.clone(), why }),
+            Err(why) => errors.push(ConfigError::Env {
+                var: var.clone(),
+                key: spec.path.clone(),
+                why,
+            }),
         }
     }
     match ConfigError::from_list(errors) {
@@ -734,7 +945,9 @@ fn set_path(root: &mut Map<String, Value>, path: &str, value: Value) {
             cur.insert(seg.to_string(), value);
             return;
         }
-        let slot = cur.entry(seg.to_string()).or_insert_with(|| Value::Object(Map::new()));
+        let slot = cur
+            .entry(seg.to_string())
+            .or_insert_with(|| Value::Object(Map::new()));
         if !slot.is_object() {
             *slot = Value::Object(Map::new());
         }

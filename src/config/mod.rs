@@ -23,8 +23,8 @@ mod values;
 mod tests;
 
 pub use dynamic::{
-    adjust_timing, merge_parameters, merge_patch, DynPostgresql, DynamicConfig, IgnoreSlot, PermanentSlot, StandbyCluster,
-    SyncMode, Timing,
+    adjust_timing, merge_parameters, merge_patch, DynPostgresql, DynamicConfig, IgnoreSlot, PermanentSlot,
+    StandbyCluster, SyncMode, Timing,
 };
 pub use error::{ConfigError, ConfigWarning};
 pub use values::{Command, GucValue, HostPort, ListenAddr, Secs, ToolOpt, ToolOptions, WatchdogMode};
@@ -116,13 +116,25 @@ pub struct Log {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dir: Option<PathBuf>,
     /// File permissions (e.g. 0o640).
-    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "lenient::opt_int")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient::opt_int"
+    )]
     pub mode: Option<u32>,
     /// Rotated files kept.
-    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "lenient::opt_int")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient::opt_int"
+    )]
     pub file_num: Option<u32>,
     /// Bytes before rotation.
-    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "lenient::opt_int")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient::opt_int"
+    )]
     pub file_size: Option<u64>,
     /// Per-target levels (`pgwarden::ha: DEBUG`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -211,7 +223,11 @@ pub struct RestApi {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub https_extra_headers: Option<BTreeMap<String, Value>>,
     /// Listen backlog.
-    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "lenient::opt_int")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient::opt_int"
+    )]
     pub request_queue_size: Option<u32>,
     /// `Server` header: `minimal`, `productonly` or `original`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -306,20 +322,34 @@ pub struct Raft {
     #[serde(default)]
     pub single_node: bool,
     /// Leader heartbeat period, ms.
-    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "lenient::opt_int")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient::opt_int"
+    )]
     pub heartbeat_interval_ms: Option<u64>,
     /// Election timeout lower bound, ms.
-    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "lenient::opt_int")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient::opt_int"
+    )]
     pub election_timeout_min_ms: Option<u64>,
     /// Election timeout upper bound, ms.
-    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "lenient::opt_int")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient::opt_int"
+    )]
     pub election_timeout_max_ms: Option<u64>,
 }
 
 impl Raft {
     /// The data directory (a witness may omit it).
     pub fn data_dir(&self) -> PathBuf {
-        self.data_dir.clone().unwrap_or_else(|| PathBuf::from(d::WITNESS_RAFT_DATA_DIR))
+        self.data_dir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(d::WITNESS_RAFT_DATA_DIR))
     }
     /// Address to bind.
     pub fn bind_addr(&self) -> &HostPort {
@@ -331,15 +361,18 @@ impl Raft {
     }
     /// Heartbeat period.
     pub fn heartbeat_interval_ms(&self) -> u64 {
-        self.heartbeat_interval_ms.unwrap_or(d::RAFT_HEARTBEAT_INTERVAL_MS)
+        self.heartbeat_interval_ms
+            .unwrap_or(d::RAFT_HEARTBEAT_INTERVAL_MS)
     }
     /// Election timeout lower bound.
     pub fn election_timeout_min_ms(&self) -> u64 {
-        self.election_timeout_min_ms.unwrap_or(d::RAFT_ELECTION_TIMEOUT_MIN_MS)
+        self.election_timeout_min_ms
+            .unwrap_or(d::RAFT_ELECTION_TIMEOUT_MIN_MS)
     }
     /// Election timeout upper bound.
     pub fn election_timeout_max_ms(&self) -> u64 {
-        self.election_timeout_max_ms.unwrap_or(d::RAFT_ELECTION_TIMEOUT_MAX_MS)
+        self.election_timeout_max_ms
+            .unwrap_or(d::RAFT_ELECTION_TIMEOUT_MAX_MS)
     }
 }
 
@@ -587,7 +620,11 @@ pub struct Tags {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nofailover: Option<bool>,
     /// Leader race tie-break; ≤ 0 means nofailover.
-    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "lenient::opt_int")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient::opt_int"
+    )]
     pub failover_priority: Option<i64>,
     /// Answer 503 on `/replica`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -602,7 +639,11 @@ pub struct Tags {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nosync: Option<bool>,
     /// Sync standby preference; ≤ 0 means nosync.
-    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "lenient::opt_int")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient::opt_int"
+    )]
     pub sync_priority: Option<i64>,
     /// Archive recovery only, no streaming.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -650,7 +691,12 @@ impl Tags {
         let py = |b: bool| if b { "True" } else { "False" };
         let mut out = Vec::new();
         for (bool_name, b, prio_name, p) in [
-            ("nofailover", self.nofailover, "failover_priority", self.failover_priority),
+            (
+                "nofailover",
+                self.nofailover,
+                "failover_priority",
+                self.failover_priority,
+            ),
             ("nosync", self.nosync, "sync_priority", self.sync_priority),
         ] {
             if let (Some(b), Some(p)) = (b, p) {
@@ -677,14 +723,20 @@ pub struct Watchdog {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub device: Option<PathBuf>,
     /// Seconds between watchdog expiry and lease expiry; -1 means `ttl // 2`.
-    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "lenient::opt_int")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient::opt_int"
+    )]
     pub safety_margin: Option<i64>,
 }
 
 impl Watchdog {
     /// Device path or `/dev/watchdog`.
     pub fn device(&self) -> PathBuf {
-        self.device.clone().unwrap_or_else(|| PathBuf::from(d::WATCHDOG_DEVICE))
+        self.device
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(d::WATCHDOG_DEVICE))
     }
     /// The safety margin for a given `ttl` (`-1` → `ttl // 2`).
     pub fn safety_margin(&self, ttl: u32) -> u32 {
@@ -704,8 +756,10 @@ impl Watchdog {
 /// Turns a YAML document into the JSON value the rest of loading works on. JSON is the DCS's format,
 /// so one walk and one set of serde impls serve both.
 fn yaml_to_json(text: &str, path: &Path) -> Result<Map<String, Value>, ConfigError> {
-    let yaml: serde_yaml::Value =
-        serde_yaml::from_str(text).map_err(|source| ConfigError::Syntax { path: path.to_path_buf(), source })?;
+    let yaml: serde_yaml::Value = serde_yaml::from_str(text).map_err(|source| ConfigError::Syntax {
+        path: path.to_path_buf(),
+        source,
+    })?;
     let json = serde_json::to_value(&yaml).map_err(|e| ConfigError::Invalid {
         key: String::new(),
         why: format!("the document cannot be represented as JSON (non-string mapping keys?): {e}"),
@@ -713,7 +767,9 @@ fn yaml_to_json(text: &str, path: &Path) -> Result<Map<String, Value>, ConfigErr
     match json {
         Value::Object(m) => Ok(m),
         Value::Null => Ok(Map::new()),
-        other => Err(ConfigError::NotAMapping { found: keys::type_name(&other) }),
+        other => Err(ConfigError::NotAMapping {
+            found: keys::type_name(&other),
+        }),
     }
 }
 
@@ -745,8 +801,10 @@ impl Config {
         strictness: Strictness,
         env: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Loaded, ConfigError> {
-        let text =
-            std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
         Self::from_yaml_str(&text, path, strictness, env)
     }
 
@@ -765,7 +823,9 @@ impl Config {
         let mut errors: Vec<ConfigError> = keys::UNSUPPORTED_DCS
             .iter()
             .filter(|s| root.contains_key(**s))
-            .map(|s| ConfigError::UnsupportedDcs { section: s.to_string() })
+            .map(|s| ConfigError::UnsupportedDcs {
+                section: s.to_string(),
+            })
             .collect();
         if get(&root, "bootstrap.users").is_some() {
             errors.push(ConfigError::Removed {
@@ -781,7 +841,13 @@ impl Config {
         }
 
         let mut report = WalkReport::default();
-        keys::walk(&root, "", "", &MethodNames::from_doc(&Value::Object(root.clone())), &mut report);
+        keys::walk(
+            &root,
+            "",
+            "",
+            &MethodNames::from_doc(&Value::Object(root.clone())),
+            &mut report,
+        );
         errors.append(&mut report.errors);
 
         let witness = matches!(get(&root, "raft.witness"), Some(Value::Bool(true)));
@@ -808,9 +874,11 @@ impl Config {
             });
         }
 
-        let mut config: Config = serde_path_to_error::deserialize(Value::Object(root)).map_err(|e| {
-            ConfigError::Deserialize { key: e.path().to_string(), message: e.inner().to_string() }
-        })?;
+        let mut config: Config =
+            serde_path_to_error::deserialize(Value::Object(root)).map_err(|e| ConfigError::Deserialize {
+                key: e.path().to_string(),
+                message: e.inner().to_string(),
+            })?;
         config.drop_stray_method_sections();
         warnings.extend(config.validate()?);
         Ok(Loaded { config, warnings })
@@ -823,17 +891,32 @@ impl Config {
             ("scope", "the cluster name"),
             ("name", "this member's unique name"),
             ("restapi.listen", "the REST API bind address"),
-            ("restapi.connect_address", "the REST API address other members use"),
+            (
+                "restapi.connect_address",
+                "the REST API address other members use",
+            ),
             ("raft.self_addr", "this node's Raft address"),
         ];
         if !witness {
             required.extend([
                 ("raft.data_dir", "where the Raft log is stored"),
-                ("postgresql.listen", "PostgreSQL's listen address (not needed with `raft.witness: true`)"),
-                ("postgresql.connect_address", "PostgreSQL's address for other members"),
+                (
+                    "postgresql.listen",
+                    "PostgreSQL's listen address (not needed with `raft.witness: true`)",
+                ),
+                (
+                    "postgresql.connect_address",
+                    "PostgreSQL's address for other members",
+                ),
                 ("postgresql.data_dir", "PGDATA"),
-                ("postgresql.authentication.superuser.username", "the superuser pgwarden connects as"),
-                ("postgresql.authentication.replication.username", "the role replicas stream with"),
+                (
+                    "postgresql.authentication.superuser.username",
+                    "the superuser pgwarden connects as",
+                ),
+                (
+                    "postgresql.authentication.replication.username",
+                    "the role replicas stream with",
+                ),
             ]);
         }
         let mut out: Vec<ConfigError> = required
@@ -864,10 +947,13 @@ impl Config {
             .unwrap_or_default();
         if let Some(pg) = &mut self.postgresql {
             let listed: Vec<String> = pg.create_replica_methods.clone().unwrap_or_default();
-            pg.replica_methods.retain(|k, _| listed.contains(k) || standby_methods.contains(k));
+            pg.replica_methods
+                .retain(|k, _| listed.contains(k) || standby_methods.contains(k));
         }
         let method = self.bootstrap.method.clone();
-        self.bootstrap.methods.retain(|k, _| method.as_deref() == Some(k.as_str()));
+        self.bootstrap
+            .methods
+            .retain(|k, _| method.as_deref() == Some(k.as_str()));
     }
 
     /// Checks values: names, addresses, Raft membership and timing, method sections, forbidden tool
@@ -878,16 +964,28 @@ impl Config {
         let mut warnings = Vec::new();
 
         if let Err(e) = MemberName::new(self.name.as_str()) {
-            errors.push(ConfigError::Invalid { key: "name".into(), why: e.to_string() });
+            errors.push(ConfigError::Invalid {
+                key: "name".into(),
+                why: e.to_string(),
+            });
         }
         if self.name.as_str() == d::RESERVED_NAME {
-            errors.push(ConfigError::Invalid { key: "name".into(), why: format!("{:?} is reserved", d::RESERVED_NAME) });
+            errors.push(ConfigError::Invalid {
+                key: "name".into(),
+                why: format!("{:?} is reserved", d::RESERVED_NAME),
+            });
         }
         if self.scope.is_empty() || self.scope.contains('/') {
-            errors.push(ConfigError::Invalid { key: "scope".into(), why: "must be non-empty and contain no '/'".into() });
+            errors.push(ConfigError::Invalid {
+                key: "scope".into(),
+                why: "must be non-empty and contain no '/'".into(),
+            });
         }
         if !self.namespace.starts_with('/') {
-            errors.push(ConfigError::Invalid { key: "namespace".into(), why: "must start with '/'".into() });
+            errors.push(ConfigError::Invalid {
+                key: "namespace".into(),
+                why: "must start with '/'".into(),
+            });
         }
         let connect = |key: &str, a: &HostPort, errors: &mut Vec<ConfigError>| {
             if a.host.is_empty() || a.port == 0 {
@@ -898,7 +996,11 @@ impl Config {
                 });
             }
         };
-        connect("restapi.connect_address", &self.restapi.connect_address, &mut errors);
+        connect(
+            "restapi.connect_address",
+            &self.restapi.connect_address,
+            &mut errors,
+        );
         connect("raft.self_addr", &self.raft.self_addr, &mut errors);
         if let Some(a) = &self.ctl.connect_address {
             connect("ctl.connect_address", a, &mut errors);
@@ -908,7 +1010,9 @@ impl Config {
         let r = &self.raft;
         if r.single_node {
             if !r.partner_addrs.is_empty() {
-                errors.push(ConfigError::SingleNodeWithPartners { count: r.partner_addrs.len() });
+                errors.push(ConfigError::SingleNodeWithPartners {
+                    count: r.partner_addrs.len(),
+                });
             }
             if r.witness {
                 errors.push(ConfigError::Invalid {
@@ -917,7 +1021,9 @@ impl Config {
                 });
             }
         } else if r.voters() == 2 {
-            errors.push(ConfigError::TwoVoters { partner: r.partner_addrs[0].to_string() });
+            errors.push(ConfigError::TwoVoters {
+                partner: r.partner_addrs[0].to_string(),
+            });
         } else if r.voters() < 3 {
             errors.push(ConfigError::TooFewVoters { voters: r.voters() });
         }
@@ -929,12 +1035,22 @@ impl Config {
                 });
             }
             if r.partner_addrs[..i].contains(p) {
-                errors.push(ConfigError::Invalid { key: format!("raft.partner_addrs[{i}]"), why: format!("{p} is listed twice") });
+                errors.push(ConfigError::Invalid {
+                    key: format!("raft.partner_addrs[{i}]"),
+                    why: format!("{p} is listed twice"),
+                });
             }
         }
-        let (hb, emin, emax) = (r.heartbeat_interval_ms(), r.election_timeout_min_ms(), r.election_timeout_max_ms());
+        let (hb, emin, emax) = (
+            r.heartbeat_interval_ms(),
+            r.election_timeout_min_ms(),
+            r.election_timeout_max_ms(),
+        );
         if hb == 0 {
-            errors.push(ConfigError::Invalid { key: "raft.heartbeat_interval_ms".into(), why: "must be positive".into() });
+            errors.push(ConfigError::Invalid {
+                key: "raft.heartbeat_interval_ms".into(),
+                why: "must be positive".into(),
+            });
         }
         if emin <= hb {
             errors.push(ConfigError::Invalid {
@@ -952,7 +1068,10 @@ impl Config {
         // ctl exposure.
         let ctl_listen = self.ctl.listen();
         let loopback = ctl_listen.host == "localhost"
-            || ctl_listen.host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback());
+            || ctl_listen
+                .host
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback());
         let client_certs = self.ctl.verify_client() == VerifyClient::Required && self.ctl.cacert.is_some();
         if !loopback && self.ctl.auth_token.is_none() && !client_certs {
             errors.push(ConfigError::Invalid {
@@ -968,7 +1087,10 @@ impl Config {
             ("ctl", &self.ctl.certfile, &self.ctl.keyfile),
         ] {
             if keyf.is_some() && cert.is_none() {
-                errors.push(ConfigError::Missing { key: format!("{key}.certfile"), why: "a keyfile needs its certificate" });
+                errors.push(ConfigError::Missing {
+                    key: format!("{key}.certfile"),
+                    why: "a keyfile needs its certificate",
+                });
             }
         }
         if self.restapi.verify_client() != VerifyClient::None && self.restapi.cafile.is_none() {
@@ -982,10 +1104,16 @@ impl Config {
         if let Some(pg) = &self.postgresql {
             connect("postgresql.connect_address", &pg.connect_address, &mut errors);
             if pg.authentication.superuser.username.is_empty() {
-                errors.push(ConfigError::Missing { key: "postgresql.authentication.superuser.username".into(), why: "it is empty" });
+                errors.push(ConfigError::Missing {
+                    key: "postgresql.authentication.superuser.username".into(),
+                    why: "it is empty",
+                });
             }
             if pg.authentication.replication.username.is_empty() {
-                errors.push(ConfigError::Missing { key: "postgresql.authentication.replication.username".into(), why: "it is empty" });
+                errors.push(ConfigError::Missing {
+                    key: "postgresql.authentication.replication.username".into(),
+                    why: "it is empty",
+                });
             }
             for m in pg.create_replica_methods() {
                 if m != "basebackup" && !pg.replica_methods.contains_key(&m) {
@@ -997,13 +1125,27 @@ impl Config {
             }
             for (m, section) in &pg.replica_methods {
                 if section.get("command").is_none() {
-                    errors.push(ConfigError::Missing { key: format!("postgresql.{m}.command"), why: "the script to run" });
+                    errors.push(ConfigError::Missing {
+                        key: format!("postgresql.{m}.command"),
+                        why: "the script to run",
+                    });
                 }
             }
             check_forbidden(
                 "postgresql.rewind",
                 pg.rewind.as_ref(),
-                &["target-pgdata", "source-pgdata", "source-server", "write-recovery-conf", "dry-run", "restore-target-wal", "config-file", "no-ensure-shutdown", "version", "help"],
+                &[
+                    "target-pgdata",
+                    "source-pgdata",
+                    "source-server",
+                    "write-recovery-conf",
+                    "dry-run",
+                    "restore-target-wal",
+                    "config-file",
+                    "no-ensure-shutdown",
+                    "version",
+                    "help",
+                ],
                 &mut errors,
             );
             for (key, cmd) in [
@@ -1022,8 +1164,11 @@ impl Config {
             })) {
                 check_command(key, cmd, &mut errors);
             }
-            let ignored: Vec<&String> =
-                pg.parameters.keys().filter(|k| d::DCS_ONLY_GUCS.iter().any(|g| g.eq_ignore_ascii_case(k))).collect();
+            let ignored: Vec<&String> = pg
+                .parameters
+                .keys()
+                .filter(|k| d::DCS_ONLY_GUCS.iter().any(|g| g.eq_ignore_ascii_case(k)))
+                .collect();
             for k in ignored {
                 warnings.push(ConfigWarning::Note {
                     key: format!("postgresql.parameters.{k}"),
@@ -1036,14 +1181,23 @@ impl Config {
         let b = &self.bootstrap;
         if let Some(m) = b.method.as_deref().filter(|m| *m != "initdb") {
             match b.methods.get(m) {
-                None => errors.push(ConfigError::Missing { key: format!("bootstrap.{m}"), why: "`bootstrap.method` names this section" }),
-                Some(s) if s.get("command").is_none() => {
-                    errors.push(ConfigError::Missing { key: format!("bootstrap.{m}.command"), why: "the script to run" })
-                }
+                None => errors.push(ConfigError::Missing {
+                    key: format!("bootstrap.{m}"),
+                    why: "`bootstrap.method` names this section",
+                }),
+                Some(s) if s.get("command").is_none() => errors.push(ConfigError::Missing {
+                    key: format!("bootstrap.{m}.command"),
+                    why: "the script to run",
+                }),
                 Some(_) => {}
             }
         }
-        check_forbidden("bootstrap.initdb", b.initdb.as_ref(), &["pgdata", "nosync", "pwfile", "sync-only", "version"], &mut errors);
+        check_forbidden(
+            "bootstrap.initdb",
+            b.initdb.as_ref(),
+            &["pgdata", "nosync", "pwfile", "sync-only", "version"],
+            &mut errors,
+        );
         check_command("bootstrap.post_bootstrap", b.post_bootstrap.as_ref(), &mut errors);
         check_command("bootstrap.post_init", b.post_init.as_ref(), &mut errors);
         if b.post_bootstrap.is_some() && b.post_init.is_some() {
@@ -1094,9 +1248,18 @@ impl Config {
 /// produces are plain data, so they are rebuilt here.
 fn clone_error(e: &ConfigError) -> ConfigError {
     match e {
-        ConfigError::Invalid { key, why } => ConfigError::Invalid { key: key.clone(), why: why.clone() },
-        ConfigError::Missing { key, why } => ConfigError::Missing { key: key.clone(), why },
-        other => ConfigError::Invalid { key: other.key().unwrap_or_default().to_string(), why: other.to_string() },
+        ConfigError::Invalid { key, why } => ConfigError::Invalid {
+            key: key.clone(),
+            why: why.clone(),
+        },
+        ConfigError::Missing { key, why } => ConfigError::Missing {
+            key: key.clone(),
+            why,
+        },
+        other => ConfigError::Invalid {
+            key: other.key().unwrap_or_default().to_string(),
+            why: other.to_string(),
+        },
     }
 }
 
@@ -1105,7 +1268,10 @@ fn check_forbidden(key: &str, opts: Option<&ToolOptions>, forbidden: &[&str], er
         if forbidden.contains(&o.name.as_str()) {
             errors.push(ConfigError::Invalid {
                 key: key.into(),
-                why: format!("option `{}` is set by pgwarden itself and may not be given here", o.name),
+                why: format!(
+                    "option `{}` is set by pgwarden itself and may not be given here",
+                    o.name
+                ),
             });
         }
     }
@@ -1115,8 +1281,14 @@ fn check_command(key: &str, cmd: Option<&Command>, errors: &mut Vec<ConfigError>
     if let Some(c) = cmd {
         match c.argv() {
             Some(argv) if !argv.is_empty() => {}
-            Some(_) => errors.push(ConfigError::Invalid { key: key.into(), why: "the command is empty".into() }),
-            None => errors.push(ConfigError::Invalid { key: key.into(), why: "unbalanced quote or trailing backslash".into() }),
+            Some(_) => errors.push(ConfigError::Invalid {
+                key: key.into(),
+                why: "the command is empty".into(),
+            }),
+            None => errors.push(ConfigError::Invalid {
+                key: key.into(),
+                why: "unbalanced quote or trailing backslash".into(),
+            }),
         }
     }
 }

@@ -21,9 +21,13 @@ impl HostPort {
     /// Parses `host:port`; the error text says what is wrong, the caller adds the key.
     pub fn parse(s: &str) -> Result<Self, String> {
         let s = s.trim();
-        let (host, port) = s.rsplit_once(':').ok_or_else(|| "expected host:port".to_string())?;
+        let (host, port) = s
+            .rsplit_once(':')
+            .ok_or_else(|| "expected host:port".to_string())?;
         let host = if let Some(inner) = host.strip_prefix('[') {
-            inner.strip_suffix(']').ok_or_else(|| "unclosed '[' in IPv6 address".to_string())?
+            inner
+                .strip_suffix(']')
+                .ok_or_else(|| "unclosed '[' in IPv6 address".to_string())?
         } else if host.contains(':') {
             return Err("IPv6 addresses must be written in brackets, e.g. [::1]:8008".into());
         } else {
@@ -32,8 +36,13 @@ impl HostPort {
         if host.chars().any(|c| c.is_whitespace() || c == '/' || c == ',') {
             return Err(format!("{host:?} is not a host name or address"));
         }
-        let port = port.parse::<u16>().map_err(|_| format!("{port:?} is not a port number (0-65535)"))?;
-        Ok(HostPort { host: host.to_string(), port })
+        let port = port
+            .parse::<u16>()
+            .map_err(|_| format!("{port:?} is not a port number (0-65535)"))?;
+        Ok(HostPort {
+            host: host.to_string(),
+            port,
+        })
     }
 }
 
@@ -73,10 +82,18 @@ pub struct ListenAddr {
 impl ListenAddr {
     /// Parses `host[,host...]:port`.
     pub fn parse(s: &str) -> Result<Self, String> {
-        let (hosts, port) = s.trim().rsplit_once(':').ok_or_else(|| "expected host[,host...]:port".to_string())?;
-        let port = port.parse::<u16>().map_err(|_| format!("{port:?} is not a port number (0-65535)"))?;
+        let (hosts, port) = s
+            .trim()
+            .rsplit_once(':')
+            .ok_or_else(|| "expected host[,host...]:port".to_string())?;
+        let port = port
+            .parse::<u16>()
+            .map_err(|_| format!("{port:?} is not a port number (0-65535)"))?;
         let hosts: Vec<String> = hosts.split(',').map(|h| h.trim().to_string()).collect();
-        if hosts.iter().any(|h| h.is_empty() || h.contains(char::is_whitespace)) {
+        if hosts
+            .iter()
+            .any(|h| h.is_empty() || h.contains(char::is_whitespace))
+        {
             return Err("empty or malformed host in the list".into());
         }
         Ok(ListenAddr { hosts, port })
@@ -121,7 +138,10 @@ impl Secs {
     pub fn from_value(v: &Value) -> Option<Self> {
         match v {
             Value::Number(n) => n.as_u64().map(Secs::new),
-            Value::String(s) => Self::parse_text(s).map(|secs| Secs { secs, text: Some(s.clone()) }),
+            Value::String(s) => Self::parse_text(s).map(|secs| Secs {
+                secs,
+                text: Some(s.clone()),
+            }),
             _ => None,
         }
     }
@@ -194,7 +214,9 @@ impl<'de> Deserialize<'de> for WatchdogMode {
         match Value::deserialize(d)? {
             Value::Bool(true) => Ok(WatchdogMode::Automatic),
             Value::Bool(false) => Ok(WatchdogMode::Off),
-            Value::String(s) => WatchdogMode::parse(&s).ok_or_else(|| D::Error::custom(format!("bad watchdog mode {s:?}"))),
+            Value::String(s) => {
+                WatchdogMode::parse(&s).ok_or_else(|| D::Error::custom(format!("bad watchdog mode {s:?}")))
+            }
             other => Err(D::Error::custom(format!("bad watchdog mode {other}"))),
         }
     }
@@ -319,19 +341,31 @@ fn scalar_string(v: &Value) -> String {
 
 impl<'de> Deserialize<'de> for ToolOptions {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let pair = |k: &String, v: &Value| ToolOpt { name: k.clone(), value: Some(scalar_string(v)) };
+        let pair = |k: &String, v: &Value| ToolOpt {
+            name: k.clone(),
+            value: Some(scalar_string(v)),
+        };
         match Value::deserialize(d)? {
             Value::Array(items) => items
                 .iter()
                 .map(|i| match i {
-                    Value::String(s) => Ok(ToolOpt { name: s.clone(), value: None }),
-                    Value::Object(m) if m.len() == 1 => Ok(m.iter().map(|(k, v)| pair(k, v)).collect::<Vec<_>>().remove(0)),
-                    other => Err(D::Error::custom(format!("expected a string or a single-key mapping, found {other}"))),
+                    Value::String(s) => Ok(ToolOpt {
+                        name: s.clone(),
+                        value: None,
+                    }),
+                    Value::Object(m) if m.len() == 1 => {
+                        Ok(m.iter().map(|(k, v)| pair(k, v)).collect::<Vec<_>>().remove(0))
+                    }
+                    other => Err(D::Error::custom(format!(
+                        "expected a string or a single-key mapping, found {other}"
+                    ))),
                 })
                 .collect::<Result<Vec<_>, _>>()
                 .map(ToolOptions),
             Value::Object(m) => Ok(ToolOptions(m.iter().map(|(k, v)| pair(k, v)).collect())),
-            other => Err(D::Error::custom(format!("expected a list of options, found {other}"))),
+            other => Err(D::Error::custom(format!(
+                "expected a list of options, found {other}"
+            ))),
         }
     }
 }
@@ -400,6 +434,8 @@ pub(crate) mod lenient {
             Some(_) => None,
         };
         let n = n.ok_or_else(|| D::Error::custom("expected an integer"))?;
-        T::try_from(n).map(Some).map_err(|_| D::Error::custom(format!("{n} is out of range")))
+        T::try_from(n)
+            .map(Some)
+            .map_err(|_| D::Error::custom(format!("{n} is out of range")))
     }
 }
