@@ -36,6 +36,8 @@ pub struct Running {
     pub following: Option<MemberName>,
     /// Whether its WAL receiver is streaming.
     pub streaming: bool,
+    /// A replica that has not streamed for longer than the runner's grace period.
+    pub stalled: bool,
 }
 
 /// How to stop being primary (patroni-behaviour §2, demote modes).
@@ -338,6 +340,14 @@ fn decide_running(
                 format!("following the new leader {l}"),
             );
         }
+        if r.stalled {
+            return decision(
+                vec![Action::StartReplica {
+                    leader: Some(l.clone()),
+                }],
+                format!("not streaming from the leader {l} for too long: restarting, with a rewind check"),
+            );
+        }
         return decision(vec![], format!("a replica following the leader {l}"));
     }
 
@@ -474,6 +484,7 @@ mod tests {
             wal: Lsn(wal),
             following: following.map(n),
             streaming: true,
+            stalled: false,
         })
     }
 
@@ -484,6 +495,7 @@ mod tests {
             wal: Lsn(100),
             following: None,
             streaming: false,
+            stalled: false,
         })
     }
 

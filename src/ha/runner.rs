@@ -1,0 +1,980 @@
+//! The HA loop's runner: one iteration reads the scope from the DCS (linearizably),
+//! observes PostgreSQL, polls peers when the leader key is free, calls [`decide`], executes
+//! the actions in order, writes the member key and publishes [`NodeStatus`]. A fence task
+//! stops PostgreSQL when the leader's lease (measured from the send time of its last
+//! successful refresh) runs out, even while a DCS call is still pending.
+
+use super::decide::{decide, Action, DemoteMode, Inputs, PeerStatus, PgState, Running};
+use super::status::{NodeStatus, ReplicationInfo};
+use super::view::{ClusterView, HistoryRow, MemberRecord};
+use crate::dcs::{Dcs, DcsError};
+use crate::postgres::{
+    CloneProgress, ConfigInput, InitdbOption, PgControl, PostmasterState, ReplicaMethod, StandbyTarget,
+    StopMode, Upstream,
+};
+use crate::types::{Lsn, MemberName};
+use pgwarden_raft::Condition;
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+/// Loop timing (Patroni's keys), re-read from the dynamic config every iteration.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Timing {
+    /// Lease length of the leader and member keys.
+    pub ttl: Duration,
+    /// Pause between iterations.
+    pub loop_wait: Duration,
+    /// Time limit of one DCS or peer operation.
+    pub retry_timeout: Duration,
+}
+
+/// Everything the runner needs from the configuration.
+#[derive(Clone, Debug)]
+pub struct HaSettings {
+    /// `<namespace><scope>/`.
+    pub prefix: String,
+    /// Cluster scope.
+    pub scope: String,
+    /// This member.
+    pub me: MemberName,
+    /// `http://host:port/patroni`.
+    pub api_url: String,
+    /// `postgres://host:port/postgres`.
+    pub conn_url: String,
+    /// Timing before the dynamic config is known.
+    pub timing: Timing,
+    /// How long before its lease runs out a primary stops itself.
+    pub safety_margin: Duration,
+    /// Tags published in the member key.
+    pub tags: BTreeMap<String, Value>,
+    /// Failover priority (0: nofailover).
+    pub failover_priority: i64,
+    /// initdb options.
+    pub initdb: Vec<InitdbOption>,
+    /// bootstrap.dcs, written as `config` by the member that bootstraps.
+    pub bootstrap_dcs: Value,
+    /// pg_hba lines.
+    pub pg_hba: Vec<String>,
+    /// Local postgresql.parameters.
+    pub local_parameters: BTreeMap<String, String>,
+    /// post_bootstrap command.
+    pub post_bootstrap: Option<String>,
+    /// create_replica_methods.
+    pub replica_methods: Vec<ReplicaMethod>,
+}
+
+/// Why an action did not complete; the rest of the iteration is abandoned.
+#[derive(Debug, thiserror::Error)]
+pub enum ActError {
+    /// A compare-and-swap lost: somebody else got there first.
+    #[error("{0}")]
+    Lost(String),
+    /// The DCS failed.
+    #[error("DCS operation failed")]
+    Dcs(#[from] DcsError),
+    /// PostgreSQL failed.
+    #[error("PostgreSQL operation failed")]
+    Pg(#[from] crate::postgres::Error),
+    /// Unrecoverable: the loop stops.
+    #[error("{0}")]
+    Fatal(String),
+}
+
+/// Shared between the runner and its fence task.
+struct Lease {
+    /// Until when the lock is ours (send time of the last refresh + ttl − margin).
+    until: watch::Sender<Option<Instant>>,
+}
+
+/// The HA loop of one member.
+pub struct Runner<D: Dcs, P: PgControl + 'static> {
+    dcs: Arc<D>,
+    pg: Arc<P>,
+    s: HaSettings,
+    timing: Timing,
+    status: watch::Sender<NodeStatus>,
+    lease: Arc<Lease>,
+    following: Option<MemberName>,
+    not_streaming_since: Option<Instant>,
+    http: reqwest::Client,
+    progress: watch::Sender<CloneProgress>,
+    tick: u64,
+    last_reason: String,
+    warned_keys: bool,
+}
+
+/// How long a replica may fail to stream from its leader before it is restarted (with a
+/// rewind check): long enough for a new primary to come up, short enough to heal fast.
+const STREAMING_GRACE: Duration = Duration::from_secs(8);
+
+impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
+    /// A runner; `status` receives a new [`NodeStatus`] after every iteration.
+    pub fn new(dcs: Arc<D>, pg: Arc<P>, s: HaSettings, status: watch::Sender<NodeStatus>) -> Self {
+        let (until, _) = watch::channel(None);
+        let timing = s.timing;
+        let (progress, _) = watch::channel(CloneProgress::default());
+        Runner {
+            dcs,
+            pg,
+            s,
+            timing,
+            status,
+            lease: Arc::new(Lease { until }),
+            following: None,
+            not_streaming_since: None,
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(2))
+                .build()
+                .unwrap_or_default(),
+            progress,
+            tick: 0,
+            last_reason: String::new(),
+            warned_keys: false,
+        }
+    }
+
+    fn key(&self, rel: &str) -> String {
+        format!("{}{}", self.s.prefix, rel)
+    }
+
+    /// Runs until `shutdown`; then, on the primary, stops PostgreSQL and releases the key
+    /// so a replica takes over at once instead of waiting for the lease to run out.
+    pub async fn run(mut self, shutdown: CancellationToken) -> Result<(), ActError> {
+        let fence = tokio::spawn(fence(
+            self.pg.clone(),
+            self.lease.until.subscribe(),
+            shutdown.clone(),
+        ));
+        let mut watch = self.dcs.watch(&self.s.prefix);
+        let result = loop {
+            let started = Instant::now();
+            self.tick += 1;
+            let span = tracing::info_span!("ha_tick", member = %self.s.me, tick = self.tick);
+            let res = {
+                let _e = span.enter();
+                drop(_e);
+                tracing::Instrument::instrument(self.iteration(), span).await
+            };
+            if let Err(ActError::Fatal(why)) = res {
+                tracing::error!(reason = %why, "stopping the HA loop");
+                break Err(ActError::Fatal(why));
+            }
+            // Sleep loop_wait, or less when the leader key, failover or config changes.
+            let deadline = started + self.timing.loop_wait;
+            let wait = async {
+                loop {
+                    match watch.next().await {
+                        Some(crate::dcs::WatchEvent::Delete { key, .. }) if key == self.key("leader") => {
+                            return
+                        }
+                        Some(crate::dcs::WatchEvent::Put(kv))
+                            if kv.key == self.key("failover") || kv.key == self.key("config") =>
+                        {
+                            return
+                        }
+                        Some(crate::dcs::WatchEvent::Put(kv))
+                            if kv.key == self.key("leader") && kv.value != self.s.me.as_str() =>
+                        {
+                            return
+                        }
+                        Some(_) => continue,
+                        None => std::future::pending::<()>().await,
+                    }
+                }
+            };
+            tokio::select! {
+                _ = shutdown.cancelled() => break Ok(()),
+                _ = tokio::time::sleep_until(deadline) => {}
+                _ = wait => {}
+            }
+        };
+        self.on_shutdown().await;
+        fence.abort();
+        result
+    }
+
+    async fn on_shutdown(&mut self) {
+        let holds = self.status.borrow().holds_lock;
+        tracing::info!(leader = holds, "shutting down: stopping PostgreSQL");
+        if let Err(e) = self.pg.stop(StopMode::Fast).await {
+            tracing::warn!(error = %format!("{e:#}"), "stopping PostgreSQL at shutdown");
+        }
+        if holds {
+            // The replicas received the shutdown checkpoint during the fast stop, so
+            // releasing now lets the healthiest take over at once.
+            let _ = self
+                .dcs
+                .delete(&self.key("leader"), Condition::ValueEquals(self.s.me.to_string()))
+                .await;
+            self.lease.until.send_replace(None);
+        }
+        let _ = self
+            .dcs
+            .delete(&self.key(&format!("members/{}", self.s.me)), Condition::Always)
+            .await;
+    }
+
+    async fn iteration(&mut self) -> Result<(), ActError> {
+        let view = match self.dcs.list(&self.s.prefix).await {
+            Ok(kvs) => Some(ClusterView::from_kvs(&self.s.prefix, &kvs)),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the cluster from the DCS");
+                None
+            }
+        };
+        if let Some(v) = &view {
+            self.apply_dynamic_timing(v);
+            if !v.unparsable.is_empty() && !self.warned_keys {
+                tracing::warn!(keys = ?v.unparsable, "ignoring DCS values that do not parse");
+                self.warned_keys = true;
+            }
+        }
+        let (pg, sysid, obs) = self.observe().await;
+        let peers = match &view {
+            Some(v) if v.leader.is_none() && matches!(pg, PgState::Running(_)) => self.poll_peers(v).await,
+            _ => vec![],
+        };
+        let scheduled_due = view
+            .as_ref()
+            .and_then(|v| v.failover.as_ref())
+            .and_then(|f| f.value.scheduled_at.as_deref())
+            .map(|at| {
+                chrono::DateTime::parse_from_rfc3339(at)
+                    .map(|t| t <= chrono::Utc::now())
+                    .unwrap_or(true)
+            })
+            .unwrap_or(true);
+        let d = decide(&Inputs {
+            me: &self.s.me,
+            view: view.as_ref(),
+            pg: &pg,
+            sysid,
+            failover_priority: self.s.failover_priority,
+            peers: &peers,
+            maximum_lag_on_failover: max_lag(view.as_ref()),
+            scheduled_due,
+        });
+        if d.reason != self.last_reason {
+            tracing::info!(reason = %d.reason, actions = ?d.actions, "decision");
+            self.last_reason = d.reason.clone();
+        } else {
+            tracing::debug!(reason = %d.reason, "decision");
+        }
+        let mut outcome = Ok(());
+        for a in &d.actions {
+            if let Err(e) = self.act(a, view.as_ref()).await {
+                match &e {
+                    ActError::Lost(why) => tracing::info!(action = ?a, "{why}"),
+                    ActError::Fatal(_) => return Err(e),
+                    other => tracing::warn!(action = ?a, error = %format!("{other:#}"), "action failed"),
+                }
+                outcome = Err(e);
+                break;
+            }
+        }
+        // Publish after acting, from a fresh observation.
+        let (pg_after, sysid_after, obs_after) = if d.actions.is_empty() {
+            (pg, sysid, obs)
+        } else {
+            self.observe().await
+        };
+        if let Some(v) = &view {
+            if let Err(e) = self.write_member(&pg_after, &obs_after).await {
+                tracing::warn!(error = %e, "cannot write the member key");
+            }
+            self.publish(v, &pg_after, sysid_after, &obs_after, true);
+        } else {
+            let last = self.status.borrow().clone();
+            self.publish(
+                &ClusterView {
+                    leader: None,
+                    ..Default::default()
+                },
+                &pg_after,
+                sysid_after,
+                &obs_after,
+                false,
+            );
+            let _ = last;
+        }
+        outcome
+    }
+
+    fn apply_dynamic_timing(&mut self, v: &ClusterView) {
+        let Some(c) = &v.config else { return };
+        let get = |k: &str, d: Duration| {
+            c.value
+                .get(k)
+                .and_then(Value::as_u64)
+                .map(Duration::from_secs)
+                .unwrap_or(d)
+        };
+        let mut t = Timing {
+            ttl: get("ttl", self.s.timing.ttl),
+            loop_wait: get("loop_wait", self.s.timing.loop_wait),
+            retry_timeout: get("retry_timeout", self.s.timing.retry_timeout),
+        };
+        // Patroni's rule: loop_wait + 2*retry_timeout <= ttl.
+        if t.loop_wait + 2 * t.retry_timeout > t.ttl {
+            let lw = t.ttl.saturating_sub(2 * t.retry_timeout);
+            if lw >= Duration::from_secs(1) {
+                t.loop_wait = lw;
+            } else {
+                t.loop_wait = Duration::from_secs(1);
+                t.retry_timeout = Duration::from_secs(t.ttl.as_secs().saturating_sub(1) / 2);
+            }
+        }
+        if t != self.timing {
+            tracing::info!(ttl = ?t.ttl, loop_wait = ?t.loop_wait, retry_timeout = ?t.retry_timeout, "timing from the dynamic config");
+            self.timing = t;
+        }
+    }
+
+    /// Observes PostgreSQL: its state, system identifier and the raw facts for the member key.
+    async fn observe(&self) -> (PgState, Option<u64>, Observation) {
+        let mut obs = Observation::default();
+        let data_present = self.pg.controldata().await.ok();
+        let sysid = data_present.as_ref().map(|c| c.system_identifier);
+        let state = match self.pg.probe() {
+            PostmasterState::Running { .. } => match self.pg.status().await {
+                Ok(st) => {
+                    obs.status = Some(st.clone());
+                    let wal = if st.in_recovery {
+                        st.receive_lsn.max(st.replay_lsn).unwrap_or(Lsn(0))
+                    } else {
+                        st.current_lsn.unwrap_or(Lsn(0))
+                    };
+                    let mut streaming = false;
+                    if st.in_recovery {
+                        if let Ok(Some(w)) = self.pg.wal_receiver().await {
+                            streaming = w.status == "streaming";
+                        }
+                    } else if let Ok(rows) = self.pg.replication().await {
+                        obs.replication = rows;
+                    }
+                    obs.streaming = streaming;
+                    PgState::Running(Running {
+                        primary: !st.in_recovery,
+                        timeline: st.timeline.0,
+                        wal,
+                        following: if st.in_recovery {
+                            self.following.clone()
+                        } else {
+                            None
+                        },
+                        streaming,
+                        stalled: st.in_recovery
+                            && !streaming
+                            && self
+                                .not_streaming_since
+                                .is_some_and(|t| t.elapsed() > STREAMING_GRACE),
+                    })
+                }
+                Err(_) => PgState::Unresponsive,
+            },
+            PostmasterState::Stopped | PostmasterState::Crashed { .. } => match &data_present {
+                None => PgState::NoData,
+                Some(c) => PgState::Stopped {
+                    clean: c.clean_shutdown(),
+                },
+            },
+        };
+        (
+            state,
+            sysid.or(obs.status.as_ref().map(|s| s.system_identifier)),
+            obs,
+        )
+    }
+
+    /// Asks every other member for GET /patroni, in parallel, 2 s each (Patroni's limit).
+    async fn poll_peers(&self, v: &ClusterView) -> Vec<PeerStatus> {
+        let futs = v
+            .members
+            .iter()
+            .filter(|(n, _)| **n != self.s.me)
+            .map(|(name, m)| {
+                let http = self.http.clone();
+                let url = m.api_url.clone();
+                let name = name.clone();
+                let prio = m.failover_priority();
+                async move {
+                    let body: Value = http.get(&url).send().await.ok()?.json().await.ok()?;
+                    let role = body.get("role").and_then(Value::as_str).unwrap_or("");
+                    let x = body.get("xlog");
+                    let pick = |k: &str| x.and_then(|x| x.get(k)).and_then(Value::as_u64).unwrap_or(0);
+                    let primary =
+                        role == "primary" && body.get("state").and_then(Value::as_str) == Some("running");
+                    let wal = if primary {
+                        pick("location")
+                    } else {
+                        pick("received_location").max(pick("replayed_location"))
+                    };
+                    Some(PeerStatus {
+                        name,
+                        primary,
+                        wal: Lsn(wal),
+                        timeline: body.get("timeline").and_then(Value::as_u64).unwrap_or(0) as u32,
+                        failover_priority: prio,
+                    })
+                }
+            });
+        futures::future::join_all(futs)
+            .await
+            .into_iter()
+            .flatten()
+            .collect()
+    }
+
+    fn upstream_of(
+        &self,
+        v: Option<&ClusterView>,
+        leader: &MemberName,
+    ) -> Result<(Upstream, StandbyTarget), ActError> {
+        let m = v
+            .and_then(|v| v.members.get(leader))
+            .ok_or_else(|| ActError::Lost(format!("no member key for {leader}")))?;
+        let (host, port) = m
+            .pg_address()
+            .ok_or_else(|| ActError::Lost(format!("{leader} has no usable conn_url: {:?}", m.conn_url)))?;
+        Ok((
+            Upstream {
+                host: host.clone(),
+                port,
+            },
+            StandbyTarget {
+                host,
+                port,
+                slot: Some(slot_name(&self.s.me)),
+            },
+        ))
+    }
+
+    fn config_input(&self, v: Option<&ClusterView>, standby: Option<StandbyTarget>) -> ConfigInput {
+        let dynamic = v
+            .and_then(|v| v.config.as_ref())
+            .map(|c| &c.value)
+            .unwrap_or(&self.s.bootstrap_dcs);
+        let dcs_parameters = dynamic
+            .pointer("/postgresql/parameters")
+            .and_then(Value::as_object)
+            .map(|o| o.iter().map(|(k, v)| (k.clone(), guc_text(v))).collect())
+            .unwrap_or_default();
+        ConfigInput {
+            dcs_parameters,
+            local_parameters: self.s.local_parameters.clone(),
+            pg_hba: self.s.pg_hba.clone(),
+            standby,
+        }
+    }
+
+    async fn put_lease(&self, key: &str, value: &str, cond: Condition) -> Result<bool, ActError> {
+        let sent = Instant::now();
+        let r = self
+            .dcs
+            .put(&self.key(key), value, Some(self.timing.ttl), cond)
+            .await?;
+        if r.succeeded && key == "leader" {
+            let margin = self.s.safety_margin.min(self.timing.ttl / 2);
+            self.lease
+                .until
+                .send_replace(Some(sent + self.timing.ttl - margin));
+        }
+        Ok(r.succeeded)
+    }
+
+    async fn act(&mut self, a: &Action, v: Option<&ClusterView>) -> Result<(), ActError> {
+        let me = self.s.me.to_string();
+        match a {
+            Action::RaceInitialize => {
+                let r = self
+                    .dcs
+                    .put(&self.key("initialize"), "", None, Condition::Absent)
+                    .await?;
+                if !r.succeeded {
+                    return Err(ActError::Lost("another member won the bootstrap race".into()));
+                }
+                tracing::info!("won the bootstrap race: initialising a new cluster");
+            }
+            Action::Bootstrap => {
+                if let Err(e) = self.bootstrap(v).await {
+                    tracing::error!(error = %format!("{e:#}"), "bootstrap failed; giving up the initialize key");
+                    let _ = self
+                        .dcs
+                        .delete(&self.key("initialize"), Condition::ValueEquals(String::new()))
+                        .await;
+                    let _ = self.pg.stop(StopMode::Immediate).await;
+                    match self.pg.move_data_dir_aside() {
+                        Ok(p) => {
+                            tracing::error!(moved_to = %p.display(), "the failed data directory was moved aside")
+                        }
+                        Err(e2) => {
+                            tracing::warn!(error = %e2, "could not move the failed data directory aside")
+                        }
+                    }
+                    return Err(e);
+                }
+            }
+            Action::AcquireLeader => {
+                if !self.put_lease("leader", &me, Condition::Absent).await? {
+                    return Err(ActError::Lost("another member took the leader key first".into()));
+                }
+                tracing::info!("acquired the leader key");
+            }
+            Action::RefreshLeader => {
+                if !self
+                    .put_lease("leader", &me, Condition::ValueEquals(me.clone()))
+                    .await?
+                {
+                    self.lease.until.send_replace(None);
+                    if matches!(self.pg.probe(), PostmasterState::Running { .. }) {
+                        tracing::warn!("lost the leader key: demoting at once");
+                        self.pg.stop(StopMode::Immediate).await?;
+                    }
+                    return Err(ActError::Lost("the leader key is no longer ours".into()));
+                }
+                if let Ok(st) = self.pg.status().await {
+                    if let (false, Some(lsn)) = (st.in_recovery, st.current_lsn) {
+                        let _ = self
+                            .dcs
+                            .put(
+                                &self.key("status"),
+                                &json!({"optime": lsn.0}).to_string(),
+                                None,
+                                Condition::Always,
+                            )
+                            .await;
+                        self.ensure_slots(v).await;
+                    }
+                }
+            }
+            Action::ReleaseLeader => {
+                self.lease.until.send_replace(None);
+                self.dcs
+                    .delete(&self.key("leader"), Condition::ValueEquals(me))
+                    .await?;
+            }
+            Action::ClearFailover { revision } => {
+                self.dcs
+                    .put(
+                        &self.key("failover"),
+                        "{}",
+                        None,
+                        Condition::ModRevisionEquals(*revision),
+                    )
+                    .await?;
+            }
+            Action::Clone { from } => {
+                let (up, _) = self.upstream_of(v, from)?;
+                self.set_state("creating replica");
+                tracing::info!(from = %from, upstream = %up, "cloning a replica");
+                PgControl::clone_from(&*self.pg, &up, &self.s.replica_methods, &self.progress).await?;
+            }
+            Action::StartPrimary => {
+                self.following = None;
+                self.pg.write_config(&self.config_input(v, None)).await?;
+                self.set_state("starting");
+                self.pg.start().await?;
+                tracing::info!("started PostgreSQL as primary");
+            }
+            Action::StartReplica { leader } => {
+                if matches!(self.pg.probe(), PostmasterState::Running { .. }) {
+                    self.pg.stop(StopMode::Fast).await?;
+                }
+                let target = match leader {
+                    Some(l) => {
+                        let (up, target) = self.upstream_of(v, l)?;
+                        if let Ok(c) = self.pg.controldata().await {
+                            if !c.clean_shutdown() {
+                                tracing::info!("last shutdown was not clean: running crash recovery first");
+                                self.pg.crash_recovery().await?;
+                            }
+                        }
+                        match self.pg.check_rewind(&up).await {
+                            Ok(d) if d.needed() => {
+                                tracing::info!(decision = ?d, leader = %l, "rewinding from the new leader");
+                                if let Err(e) = self.pg.rewind(&up).await {
+                                    tracing::error!(error = %format!("{e:#}"), "pg_rewind failed");
+                                    return Err(e.into());
+                                }
+                            }
+                            Ok(d) => tracing::debug!(decision = ?d, "no rewind needed"),
+                            Err(e) => {
+                                tracing::warn!(error = %format!("{e:#}"), "rewind check failed; starting anyway")
+                            }
+                        }
+                        Some(target)
+                    }
+                    None => None,
+                };
+                self.pg.write_config(&self.config_input(v, target)).await?;
+                self.set_state("starting");
+                self.pg.start().await?;
+                self.following = leader.clone();
+                self.not_streaming_since = None;
+                tracing::info!(leader = ?leader, "started PostgreSQL as a replica");
+            }
+            Action::Follow { leader } => {
+                let (_, target) = self.upstream_of(v, leader)?;
+                self.pg.write_config(&self.config_input(v, Some(target))).await?;
+                // primary_conninfo is reloadable since PostgreSQL 13.
+                self.pg.reload().await?;
+                self.following = Some(leader.clone());
+                self.not_streaming_since = Some(Instant::now());
+                tracing::info!(leader = %leader, "following a new leader");
+            }
+            Action::Promote => {
+                let before = self.pg.status().await.ok();
+                self.pg.promote().await?;
+                self.following = None;
+                if let Some(b) = before {
+                    let mut history = v.map(|v| v.history.clone()).unwrap_or_default();
+                    let lsn = b.receive_lsn.max(b.replay_lsn).map_or(0, |l| l.0);
+                    history.push(HistoryRow(
+                        b.timeline.0,
+                        lsn,
+                        "no recovery target specified".into(),
+                        chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, false),
+                        me.clone(),
+                    ));
+                    let _ = self
+                        .dcs
+                        .put(
+                            &self.key("history"),
+                            &serde_json::to_string(&history).unwrap_or_default(),
+                            None,
+                            Condition::Always,
+                        )
+                        .await;
+                }
+                tracing::info!("promoted to primary");
+                // Others can pg_rewind from us only once the post-promote checkpoint is done.
+                if let Err(e) = self.pg.checkpoint().await {
+                    tracing::warn!(error = %format!("{e:#}"), "post-promote checkpoint");
+                }
+            }
+            Action::Demote(mode) => {
+                tracing::info!(mode = ?mode, "demoting");
+                match mode {
+                    DemoteMode::Graceful => {
+                        // A fast stop writes the shutdown checkpoint and waits for the
+                        // walsenders to send it, so the candidate has all our WAL.
+                        self.pg.stop(StopMode::Fast).await?;
+                        self.lease.until.send_replace(None);
+                        self.dcs
+                            .delete(&self.key("leader"), Condition::ValueEquals(me))
+                            .await?;
+                    }
+                    DemoteMode::ImmediateNoLock => {
+                        self.lease.until.send_replace(None);
+                        self.pg.stop(StopMode::Immediate).await?;
+                    }
+                    DemoteMode::Offline => {
+                        self.lease.until.send_replace(None);
+                        self.pg.stop(StopMode::Fast).await?;
+                        self.pg.write_config(&self.config_input(v, None)).await?;
+                    }
+                }
+            }
+            Action::Fatal(why) => return Err(ActError::Fatal(why.clone())),
+        }
+        Ok(())
+    }
+
+    async fn bootstrap(&mut self, _v: Option<&ClusterView>) -> Result<(), ActError> {
+        self.set_state("initializing new cluster");
+        self.pg.initdb(&self.s.initdb).await?;
+        self.pg.write_config(&self.config_input(None, None)).await?;
+        self.pg.start().await?;
+        self.pg.create_roles().await?;
+        if let Some(cmd) = &self.s.post_bootstrap {
+            self.pg.run_post_bootstrap(cmd).await?;
+        }
+        let st = self.pg.status().await?;
+        let sysid = st.system_identifier.to_string();
+        self.dcs
+            .put(
+                &self.key("initialize"),
+                &sysid,
+                None,
+                Condition::ValueEquals(String::new()),
+            )
+            .await?;
+        self.dcs
+            .put(
+                &self.key("config"),
+                &self.s.bootstrap_dcs.to_string(),
+                None,
+                Condition::Absent,
+            )
+            .await?;
+        self.put_lease("leader", self.s.me.as_str(), Condition::Always)
+            .await?;
+        tracing::info!(system_identifier = %sysid, "bootstrapped a new cluster; this member is the leader");
+        Ok(())
+    }
+
+    /// The primary keeps a physical slot for every other member (Patroni's names), so a
+    /// replica's WAL is retained while it is briefly away.
+    async fn ensure_slots(&self, v: Option<&ClusterView>) {
+        let Some(v) = v else { return };
+        let use_slots = v
+            .config
+            .as_ref()
+            .and_then(|c| c.value.pointer("/postgresql/use_slots"))
+            .and_then(Value::as_bool)
+            .unwrap_or(true);
+        if !use_slots {
+            return;
+        }
+        let Ok(existing) = self.pg.slots().await else {
+            return;
+        };
+        for name in v.members.keys().filter(|n| **n != self.s.me) {
+            let slot = slot_name(name);
+            if !existing.iter().any(|s| s.name == slot) {
+                match self.pg.create_physical_slot(&slot).await {
+                    Ok(()) => tracing::info!(slot = %slot, "created replication slot"),
+                    Err(e) => {
+                        tracing::warn!(slot = %slot, error = %format!("{e:#}"), "creating replication slot")
+                    }
+                }
+            }
+        }
+    }
+
+    fn set_state(&self, state: &str) {
+        self.status.send_modify(|s| s.state = state.to_string());
+    }
+
+    async fn write_member(&self, pg: &PgState, obs: &Observation) -> Result<(), DcsError> {
+        let (state, role) = state_and_role(pg, &self.status.borrow().state);
+        let mut m = MemberRecord {
+            conn_url: self.s.conn_url.clone(),
+            api_url: self.s.api_url.clone(),
+            state,
+            role,
+            version: Some(env!("CARGO_PKG_VERSION").to_string()),
+            tags: self.s.tags.clone(),
+            ..Default::default()
+        };
+        if let Some(st) = &obs.status {
+            m.timeline = Some(st.timeline.0);
+            if st.in_recovery {
+                m.receive_lsn = st.receive_lsn.map(|l| l.0);
+                m.replay_lsn = st.replay_lsn.map(|l| l.0);
+                m.xlog_location = st.receive_lsn.max(st.replay_lsn).map(|l| l.0);
+                m.replication_state = Some(if obs.streaming {
+                    "streaming".into()
+                } else {
+                    "in archive recovery".into()
+                });
+            } else {
+                m.xlog_location = st.current_lsn.map(|l| l.0);
+            }
+        }
+        let value = serde_json::to_string(&m).unwrap_or_default();
+        self.dcs
+            .put(
+                &self.key(&format!("members/{}", self.s.me)),
+                &value,
+                Some(self.timing.ttl),
+                Condition::Always,
+            )
+            .await
+            .map(|_| ())
+    }
+
+    fn publish(
+        &mut self,
+        v: &ClusterView,
+        pg: &PgState,
+        sysid: Option<u64>,
+        obs: &Observation,
+        dcs_ok: bool,
+    ) {
+        let holds = v.leader_name() == Some(&self.s.me);
+        let (state, role) = state_and_role(pg, &self.status.borrow().state);
+        let lease_until = *self.lease.until.borrow();
+        if let PgState::Running(r) = pg {
+            if !r.primary && !r.streaming {
+                self.not_streaming_since.get_or_insert(Instant::now());
+            } else {
+                self.not_streaming_since = None;
+            }
+        }
+        self.status.send_modify(|s| {
+            s.state = state;
+            s.role = role;
+            s.timeline = obs.status.as_ref().map(|st| st.timeline.0);
+            s.database_system_identifier = sysid.map(|x| x.to_string());
+            s.xlog = obs.status.as_ref().map(|st| {
+                if st.in_recovery {
+                    json!({
+                        "received_location": st.receive_lsn.map(|l| l.0),
+                        "replayed_location": st.replay_lsn.map(|l| l.0),
+                        "replayed_timestamp": null,
+                        "paused": false,
+                    })
+                } else {
+                    json!({"location": st.current_lsn.map(|l| l.0)})
+                }
+            });
+            s.replication_state = obs.status.as_ref().filter(|st| st.in_recovery).map(|_| {
+                if obs.streaming {
+                    "streaming".to_string()
+                } else {
+                    "in archive recovery".to_string()
+                }
+            });
+            s.replication = obs
+                .replication
+                .iter()
+                .map(|r| ReplicationInfo {
+                    usename: r.usename.clone(),
+                    application_name: r.application_name.clone(),
+                    client_addr: r.client_addr.clone(),
+                    state: r.state.clone(),
+                    sync_state: r.sync_state.clone(),
+                    sync_priority: r.sync_priority,
+                })
+                .collect();
+            if dcs_ok {
+                s.pause = v.paused();
+                s.cluster_unlocked = v.leader.is_none();
+                s.leader = v.leader_name().map(|l| l.to_string());
+                s.holds_lock = holds;
+                s.dcs_last_seen = Some(chrono::Utc::now().timestamp());
+                s.lag = match (&obs.status, v.optime) {
+                    (Some(st), Some(opt)) if st.in_recovery => {
+                        Some(opt.saturating_sub(st.receive_lsn.max(st.replay_lsn).map_or(0, |l| l.0)))
+                    }
+                    _ => None,
+                };
+            }
+            s.lease_until = lease_until;
+            s.tags = self.s.tags.clone();
+            s.last_loop = Some(Instant::now());
+        });
+    }
+}
+
+/// Raw observations kept for the member key and the REST document.
+#[derive(Default)]
+struct Observation {
+    status: Option<crate::postgres::LocalStatus>,
+    replication: Vec<crate::postgres::ReplicationRow>,
+    streaming: bool,
+}
+
+fn state_and_role(pg: &PgState, current: &str) -> (String, String) {
+    match pg {
+        PgState::NoData => {
+            let s = if current == "creating replica" || current == "initializing new cluster" {
+                current
+            } else {
+                "stopped"
+            };
+            (s.into(), "uninitialized".into())
+        }
+        PgState::Stopped { clean: true } => ("stopped".into(), "replica".into()),
+        PgState::Stopped { clean: false } => ("crashed".into(), "replica".into()),
+        PgState::Unresponsive => ("starting".into(), "replica".into()),
+        PgState::Running(r) => (
+            "running".into(),
+            if r.primary {
+                "primary".into()
+            } else {
+                "replica".into()
+            },
+        ),
+    }
+}
+
+/// Patroni's slot name for a member: lowercase, `-` and `.` to `_`, other characters
+/// outside `[a-z0-9_]` as `u%04x`, at most 63 bytes.
+pub fn slot_name(member: &MemberName) -> String {
+    let mut out = String::new();
+    for c in member.as_str().to_lowercase().chars() {
+        match c {
+            'a'..='z' | '0'..='9' | '_' => out.push(c),
+            '-' | '.' => out.push('_'),
+            other => out.push_str(&format!("u{:04x}", other as u32)),
+        }
+    }
+    out.truncate(63);
+    out
+}
+
+fn guc_text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Bool(b) => {
+            if *b {
+                "on".into()
+            } else {
+                "off".into()
+            }
+        }
+        other => other.to_string(),
+    }
+}
+
+fn max_lag(v: Option<&ClusterView>) -> u64 {
+    v.and_then(|v| v.config.as_ref())
+        .and_then(|c| c.value.get("maximum_lag_on_failover"))
+        .and_then(Value::as_u64)
+        .unwrap_or(1 << 20)
+}
+
+/// Stops PostgreSQL when the lease runs out, whatever the loop is doing: a primary must
+/// not stay writable past `sent + ttl − margin` even while a DCS call hangs.
+async fn fence<P: PgControl + 'static>(
+    pg: Arc<P>,
+    mut until: watch::Receiver<Option<Instant>>,
+    shutdown: CancellationToken,
+) {
+    loop {
+        let deadline = *until.borrow_and_update();
+        match deadline {
+            None => {
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    r = until.changed() => if r.is_err() { return },
+                }
+            }
+            Some(d) => {
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    r = until.changed() => if r.is_err() { return },
+                    _ = tokio::time::sleep_until(d) => {
+                        if *until.borrow() == Some(d) && matches!(pg.probe(), PostmasterState::Running { .. }) {
+                            tracing::error!("the leader lease ran out before it could be refreshed: stopping PostgreSQL now");
+                            if let Err(e) = pg.stop(StopMode::Immediate).await {
+                                tracing::error!(error = %format!("{e:#}"), "fencing stop failed");
+                            }
+                        }
+                        // Wait for the next refresh (or none) before arming again.
+                        if until.changed().await.is_err() { return }
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Patroni's slot naming.
+    #[test]
+    fn slot_names_follow_patroni() {
+        assert_eq!(slot_name(&MemberName::new("Node-1.dc").unwrap()), "node_1_dc");
+        assert_eq!(slot_name(&MemberName::new("a b").unwrap()), "au0020b");
+    }
+}
