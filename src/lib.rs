@@ -7,7 +7,9 @@
 //! - [`dcs`]: the DCS the HA loop sees (re-exported from the `pgwarden-raft` crate).
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
+pub mod api;
 pub mod config;
+pub mod daemon;
 pub mod dcs;
 pub mod ha;
 pub mod postgres;

@@ -447,15 +447,23 @@ impl RaftNode {
         self.inner.status()
     }
 
-    /// Stops the server, the reaper and Raft, and waits for them.
+    /// Stops the server, the reaper and Raft. Tasks get a short grace period and are then
+    /// aborted: tonic's graceful shutdown would otherwise wait for peers to close their
+    /// long-lived HTTP/2 connections, which they never do while they run.
     pub async fn shutdown(&self) {
         self.inner.shutdown.cancel();
         if let Err(e) = self.inner.raft.shutdown().await {
             tracing::warn!(error = %e, "Raft shutdown");
         }
         let tasks: Vec<_> = std::mem::take(&mut *self.tasks.lock().unwrap_or_else(|p| p.into_inner()));
-        for t in tasks {
-            let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
+        for mut t in tasks {
+            if tokio::time::timeout(Duration::from_millis(500), &mut t)
+                .await
+                .is_err()
+            {
+                t.abort();
+                let _ = t.await;
+            }
         }
     }
 }

@@ -1,5 +1,105 @@
-//! The pgwarden daemon (placeholder until the HA daemon lands).
-fn main() {
-    eprintln!("pgwarden: the daemon is not built yet");
-    std::process::exit(2);
+//! The pgwarden daemon: `pgwarden CONFIG` runs a node (data node or witness);
+//! `pgwarden --validate-config CONFIG` checks a configuration file and exits.
+
+use clap::Parser;
+use pgwarden::config::{Config, Strictness};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Parser)]
+#[command(version, about = "PostgreSQL high availability with an embedded Raft DCS")]
+struct Args {
+    /// The configuration file (Patroni's layout with a `raft:` section).
+    #[arg(short = 'c', long = "config")]
+    config_flag: Option<PathBuf>,
+    /// The configuration file, positional as in `patroni config.yml`.
+    config: Option<PathBuf>,
+    /// Check the configuration (unknown keys are errors) and exit.
+    #[arg(long)]
+    validate_config: bool,
+}
+
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let Some(path) = args.config_flag.or(args.config) else {
+        eprintln!(
+            "pgwarden: no configuration file given (pgwarden CONFIG, or pgwarden --validate-config CONFIG)"
+        );
+        return ExitCode::from(2);
+    };
+    let strictness = if args.validate_config {
+        Strictness::Strict
+    } else {
+        Strictness::Lenient
+    };
+    let loaded = match Config::load(&path, strictness) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("pgwarden: {}: {}", path.display(), chain(&e));
+            return ExitCode::FAILURE;
+        }
+    };
+    if args.validate_config {
+        for w in &loaded.warnings {
+            eprintln!("pgwarden: warning: {w}");
+        }
+        println!("{}: configuration is valid", path.display());
+        return ExitCode::SUCCESS;
+    }
+    let level = loaded.config.log.level();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+                tracing_subscriber::EnvFilter::new(format!("{},openraft=warn", level.to_lowercase()))
+            }),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    for w in &loaded.warnings {
+        tracing::warn!("{w}");
+    }
+    let rt = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("pgwarden: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let res = rt.block_on(async move {
+        let shutdown = CancellationToken::new();
+        let s2 = shutdown.clone();
+        tokio::spawn(async move {
+            let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(t) => t,
+                Err(_) => return,
+            };
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            tracing::info!("shutdown requested");
+            s2.cancel();
+        });
+        pgwarden::daemon::run(loaded.config, shutdown).await
+    });
+    match res {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("pgwarden: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
 }

@@ -101,6 +101,10 @@ pub struct Runner<D: Dcs, P: PgControl + 'static> {
     lease: Arc<Lease>,
     following: Option<MemberName>,
     not_streaming_since: Option<Instant>,
+    /// The data directory was just cloned: its pg_control says "in production" (copied from
+    /// a running primary) but it must be started as is, since recovery from the backup
+    /// label is what makes it consistent. Crash recovery or a rewind here would fork it.
+    just_cloned: bool,
     http: reqwest::Client,
     progress: watch::Sender<CloneProgress>,
     tick: u64,
@@ -127,6 +131,7 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
             lease: Arc::new(Lease { until }),
             following: None,
             not_streaming_since: None,
+            just_cloned: false,
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(2))
                 .build()
@@ -573,6 +578,7 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
                 self.set_state("creating replica");
                 tracing::info!(from = %from, upstream = %up, "cloning a replica");
                 PgControl::clone_from(&*self.pg, &up, &self.s.replica_methods, &self.progress).await?;
+                self.just_cloned = true;
             }
             Action::StartPrimary => {
                 self.following = None;
@@ -586,6 +592,7 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
                     self.pg.stop(StopMode::Fast).await?;
                 }
                 let target = match leader {
+                    Some(l) if std::mem::take(&mut self.just_cloned) => Some(self.upstream_of(v, l)?.1),
                     Some(l) => {
                         let (up, target) = self.upstream_of(v, l)?;
                         if let Ok(c) = self.pg.controldata().await {

@@ -1,0 +1,2 @@
+//! The member's APIs: Patroni's REST API (axum).
+pub mod rest;

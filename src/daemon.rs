@@ -1,0 +1,269 @@
+//! Wiring of one pgwarden node: the Raft DCS member, the REST API and, unless this node
+//! is a witness, the PostgreSQL manager and the HA loop.
+
+use crate::api::rest::{self, ApiState};
+use crate::config::Config;
+use crate::dcs::Dcs;
+use crate::ha::runner::{HaSettings, Runner, Timing};
+use crate::ha::status::{DaemonInfo, NodeStatus};
+use crate::postgres::{Credentials, InitdbOption, PgControl, PgManager, PgSettings, ReplicaMethod};
+use anyhow::{bail, Context};
+use pgwarden_raft::{NodeConfig, RaftNode, RaftTiming};
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+/// Runs the node until `shutdown` is cancelled.
+pub async fn run(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let (timing, _) = cfg.bootstrap.dcs.timing();
+    let timing = Timing {
+        ttl: Duration::from_secs(timing.ttl.into()),
+        loop_wait: Duration::from_secs(timing.loop_wait.into()),
+        retry_timeout: Duration::from_secs(timing.retry_timeout.into()),
+    };
+    let prefix = format!("{}/{}/", cfg.namespace.trim_end_matches('/'), cfg.scope);
+    let witness = cfg.is_witness();
+
+    let mut node_cfg = NodeConfig::new(
+        cfg.name.as_str(),
+        cfg.raft.data_dir(),
+        &cfg.raft.self_addr.to_string(),
+        cfg.raft.partner_addrs.iter().map(|a| a.to_string()).collect(),
+    );
+    node_cfg.single_node = cfg.raft.single_node;
+    node_cfg.op_timeout = timing.retry_timeout;
+    node_cfg.timing = RaftTiming {
+        heartbeat_interval: Duration::from_millis(cfg.raft.heartbeat_interval_ms()),
+        election_timeout_min: Duration::from_millis(cfg.raft.election_timeout_min_ms()),
+        election_timeout_max: Duration::from_millis(cfg.raft.election_timeout_max_ms()),
+    };
+    let raft_listener = tokio::net::TcpListener::bind(cfg.raft.bind_addr().to_string())
+        .await
+        .with_context(|| {
+            format!(
+                "cannot listen for Raft peers on {} (raft.bind_addr / raft.self_addr)",
+                cfg.raft.bind_addr()
+            )
+        })?;
+    let node = Arc::new(
+        RaftNode::start(node_cfg, Some(raft_listener))
+            .await
+            .context("starting the Raft DCS")?,
+    );
+
+    let info = DaemonInfo {
+        version: env!("CARGO_PKG_VERSION").into(),
+        scope: cfg.scope.clone(),
+        name: cfg.name.to_string(),
+    };
+    let (status_tx, status_rx) = watch::channel(NodeStatus::initial(info, witness));
+    if !witness {
+        refuse_duplicate_name(&node, &prefix, &cfg).await?;
+    }
+    let rest_listener = tokio::net::TcpListener::bind(cfg.restapi.listen.to_string())
+        .await
+        .with_context(|| {
+            format!(
+                "cannot listen for the REST API on {} (restapi.listen)",
+                cfg.restapi.listen
+            )
+        })?;
+    let api = rest::router(ApiState {
+        status: status_rx,
+        dcs: node.clone(),
+        prefix: prefix.clone(),
+        ttl: timing.ttl,
+    });
+    let rest_shutdown = shutdown.clone();
+    let rest_task = tokio::spawn(async move {
+        let _ = axum::serve(rest_listener, api)
+            .with_graceful_shutdown(rest_shutdown.cancelled_owned())
+            .await;
+    });
+
+    let result = if witness {
+        tracing::info!("running as a witness: Raft voter and REST API, no PostgreSQL");
+        status_tx.send_modify(|s| s.last_loop = Some(tokio::time::Instant::now()));
+        // Keep liveness fresh while serving.
+        let mut t = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => break Ok(()),
+                _ = t.tick() => status_tx.send_modify(|s| s.last_loop = Some(tokio::time::Instant::now())),
+            }
+        }
+    } else {
+        let pg_cfg = cfg
+            .postgresql
+            .as_ref()
+            .context("postgresql: section missing on a data node")?;
+        let settings = pg_settings(&cfg)?;
+        let pg = Arc::new(
+            PgManager::new(settings)
+                .await
+                .context("preparing the PostgreSQL manager")?,
+        );
+        if let Ok(Some(pid)) = pg.adopt() {
+            tracing::info!(pid, "adopted the running PostgreSQL instance");
+        }
+        let ha = ha_settings(&cfg, &prefix, timing, pg_cfg)?;
+        Runner::new(node.clone(), pg, ha, status_tx)
+            .run(shutdown.clone())
+            .await
+            .map_err(anyhow::Error::from)
+    };
+    shutdown.cancel();
+    let _ = rest_task.await;
+    node.shutdown().await;
+    result
+}
+
+/// Patroni refuses to start a second daemon with a name whose member key belongs to a live
+/// node. pgwarden does the same: the key exists and its API answers.
+async fn refuse_duplicate_name(node: &RaftNode, prefix: &str, cfg: &Config) -> anyhow::Result<()> {
+    let key = format!("{prefix}members/{}", cfg.name);
+    let mut existing = None;
+    for _ in 0..50 {
+        match node.get(&key).await {
+            Ok(v) => {
+                existing = v;
+                break;
+            }
+            Err(_) if !node.raft().is_initialized().await.unwrap_or(false) => break,
+            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    }
+    let Some(kv) = existing else { return Ok(()) };
+    let api = serde_json::from_str::<Value>(&kv.value)
+        .ok()
+        .and_then(|v| v.get("api_url").and_then(Value::as_str).map(str::to_string));
+    if let Some(api) = api {
+        let url = api.replace("/patroni", "/liveness");
+        let alive = reqwest::Client::new()
+            .get(&url)
+            .timeout(Duration::from_secs(2))
+            .send()
+            .await
+            .is_ok();
+        if alive {
+            bail!(
+                "Can't start; there is already a node named '{}' running",
+                cfg.name
+            );
+        }
+    }
+    Ok(())
+}
+
+fn creds(u: &crate::config::PgUser) -> Credentials {
+    Credentials {
+        username: u.username.clone(),
+        password: u.password.clone(),
+    }
+}
+
+fn pg_settings(cfg: &Config) -> anyhow::Result<PgSettings> {
+    let p = cfg.postgresql.as_ref().context("postgresql: section missing")?;
+    let mut s = PgSettings::new(
+        cfg.name.clone(),
+        cfg.scope.clone(),
+        p.data_dir.clone(),
+        p.listen.port,
+    );
+    s.bin_dir = p.bin_dir.clone();
+    s.listen_host = p.listen.hosts.join(",");
+    // PostgreSQL refuses to run as root: a daemon started as root runs its children as
+    // `postgresql.run_as`, or as `postgres` when that is not set.
+    s.run_as = p
+        .run_as
+        .clone()
+        .or_else(|| nix::unistd::geteuid().is_root().then(|| "postgres".to_string()));
+    if let Some(pgpass) = &p.pgpass {
+        s.pgpass_file = pgpass.clone();
+    }
+    s.superuser = creds(&p.authentication.superuser);
+    s.replication = creds(&p.authentication.replication);
+    s.rewind = p.authentication.rewind.as_ref().map(creds);
+    Ok(s)
+}
+
+fn ha_settings(
+    cfg: &Config,
+    prefix: &str,
+    timing: Timing,
+    p: &crate::config::Postgresql,
+) -> anyhow::Result<HaSettings> {
+    let mut tags: BTreeMap<String, Value> = match serde_json::to_value(&cfg.tags)? {
+        Value::Object(m) => m.into_iter().filter(|(_, v)| !v.is_null()).collect(),
+        _ => BTreeMap::new(),
+    };
+    if let Some(Value::Object(custom)) = tags.remove("custom") {
+        tags.extend(custom);
+    }
+    let initdb: Vec<InitdbOption> = match &cfg.bootstrap.initdb {
+        Some(opts) => serde_json::from_value(serde_json::to_value(opts)?).context("bootstrap.initdb")?,
+        None => vec![],
+    };
+    let replica_methods = match &p.create_replica_methods {
+        None => ReplicaMethod::default_methods(),
+        Some(names) => names
+            .iter()
+            .map(|n| match n.as_str() {
+                "basebackup" => Ok(ReplicaMethod::Basebackup { max_tries: 2 }),
+                other => bail!("postgresql.create_replica_methods: method {other:?} is not supported yet"),
+            })
+            .collect::<anyhow::Result<_>>()?,
+    };
+    let connect = &p.connect_address;
+    let api = &cfg.restapi.connect_address;
+    let margin = Duration::from_secs(2).min(timing.ttl / 4);
+    Ok(HaSettings {
+        prefix: prefix.to_string(),
+        scope: cfg.scope.clone(),
+        me: cfg.name.clone(),
+        api_url: format!("http://{api}/patroni"),
+        conn_url: format!("postgres://{connect}/postgres"),
+        timing,
+        safety_margin: margin,
+        failover_priority: if cfg.tags.nofailover() {
+            0
+        } else {
+            cfg.tags.failover_priority()
+        },
+        tags,
+        initdb,
+        bootstrap_dcs: cfg.bootstrap.dcs.to_json(),
+        pg_hba: cfg
+            .bootstrap
+            .pg_hba
+            .clone()
+            .or_else(|| p.pg_hba.clone())
+            .unwrap_or_else(default_hba),
+        local_parameters: p
+            .parameters
+            .iter()
+            .map(|(k, v)| (k.clone(), v.to_string()))
+            .collect(),
+        post_bootstrap: cfg
+            .bootstrap
+            .post_bootstrap()
+            .and_then(|c| c.argv())
+            .map(|a| a.join(" ")),
+        replica_methods,
+    })
+}
+
+/// Without a configured pg_hba: local connections, and password authentication for
+/// replication and clients from anywhere (Patroni's documented minimum).
+fn default_hba() -> Vec<String> {
+    vec![
+        "local all all trust".into(),
+        "host all all 127.0.0.1/32 scram-sha-256".into(),
+        "host replication all 127.0.0.1/32 scram-sha-256".into(),
+        "host all all 0.0.0.0/0 scram-sha-256".into(),
+        "host replication all 0.0.0.0/0 scram-sha-256".into(),
+    ]
+}
