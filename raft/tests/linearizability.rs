@@ -22,9 +22,16 @@ const CLIENTS: usize = 6;
 /// operations that all clients start together every `PERIOD`: within a burst the clients
 /// contend on the keys (overlapping operations are what a linearizability check is
 /// about), and the bursts span the whole fault schedule.
-const OPS_PER_CLIENT: u32 = 240;
+const OPS_PER_CLIENT: u32 = 300;
 const BURST: u32 = 8;
 const PERIOD: Duration = Duration::from_millis(400);
+/// How long the killed leader stays down. Failover takes 1.6-2.9 s here (election timeout
+/// 0.5-1 s, openraft's leader lease, clients backing off), so a shorter outage would
+/// often end before the survivors commit anything, and the restarted member would have
+/// nothing to catch up on.
+const DOWN: Duration = Duration::from_millis(3000);
+/// Time for the restarted member to catch up before the next kill.
+const UP: Duration = Duration::from_millis(2500);
 
 /// How one client's operations ended.
 #[derive(Debug, Default, Clone, Copy)]
@@ -73,6 +80,26 @@ fn overlapping(history: &[Op]) -> usize {
                     .any(|(j, b)| j != *i && a.key == b.key && b.call <= end(a) && a.call <= end(b))
         })
         .count()
+}
+
+/// The longest stretches without any answered write, as (from, to) in seconds: where the
+/// cluster could not commit (for the log; failovers show up here).
+fn write_gaps(history: &[Op], n: usize) -> Vec<(f64, f64)> {
+    let mut acks: Vec<u64> = history
+        .iter()
+        .filter(|o| o.input != Input::Read)
+        .filter_map(|o| o.ret.as_ref().map(|r| r.0))
+        .collect();
+    acks.sort_unstable();
+    let mut gaps: Vec<(u64, u64)> = acks.windows(2).map(|w| (w[0], w[1])).collect();
+    gaps.sort_by_key(|(a, b)| std::cmp::Reverse(b - a));
+    let mut top: Vec<(f64, f64)> = gaps
+        .into_iter()
+        .take(n)
+        .map(|(a, b)| (a as f64 / 1e9, b as f64 / 1e9))
+        .collect();
+    top.sort_by(|x, y| x.0.total_cmp(&y.0));
+    top
 }
 
 /// One client: a random mix of get, put and compare-and-swap on the shared keys until
@@ -161,7 +188,7 @@ async fn run_client(
                         last_seen.insert(key.clone(), if r.succeeded { Some(v.clone()) } else { prev });
                         (Some(out), false)
                     }
-                    // Refused before reaching a leader: certainly not executed.
+                    // No member took the call (refused connections): certainly not executed.
                     Err(ClientError::Unreachable { .. } | ClientError::Invalid(_)) => {
                         run.counts.failed += 1;
                         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -211,24 +238,25 @@ async fn history_under_leader_kills_is_linearizable() {
     }
 
     // The fault schedule: let traffic settle, then twice kill the leader, keep it down
-    // long enough for the others to elect, restart it and give it time to catch up.
-    let mut last_restart = 0;
+    // long enough for the others to elect and commit, restart it and let it catch up.
+    let mut outages = Vec::new();
     tokio::time::sleep(Duration::from_secs(2)).await;
     for round in 0..2 {
         let l = c.leader().await;
+        let killed = nanos_since(start);
         eprintln!(
             "{:>7.3}s round {round}: SIGKILL leader n{l}",
             start.elapsed().as_secs_f64()
         );
         c.kill9(l);
-        tokio::time::sleep(Duration::from_millis(1500)).await;
+        tokio::time::sleep(DOWN).await;
         c.start_member(l);
-        last_restart = nanos_since(start);
+        outages.push((l, killed, nanos_since(start)));
         eprintln!(
             "{:>7.3}s round {round}: restarted n{l}",
             start.elapsed().as_secs_f64()
         );
-        tokio::time::sleep(Duration::from_millis(2500)).await;
+        tokio::time::sleep(UP).await;
     }
     tokio::time::sleep(Duration::from_millis(1000)).await;
     stop.cancel();
@@ -246,6 +274,7 @@ async fn history_under_leader_kills_is_linearizable() {
         counts += run.counts;
         anomalies.extend(run.anomalies);
     }
+    let last_restart = outages.last().expect("two rounds").2;
     let ok_after_restart = history
         .iter()
         .filter(|o| o.ret.is_some() && o.call > last_restart)
@@ -267,6 +296,20 @@ async fn history_under_leader_kills_is_linearizable() {
         swaps(true),
         swaps(false),
     );
+
+    for (l, from, to) in &outages {
+        let n = history
+            .iter()
+            .filter(|o| o.call >= *from && o.ret.as_ref().is_some_and(|r| r.0 <= *to))
+            .count();
+        eprintln!("  {n} ops answered while n{l} was down");
+    }
+    for (from, to) in write_gaps(&history, 4) {
+        eprintln!(
+            "  no write answered from {from:.3}s to {to:.3}s ({:.3}s)",
+            to - from
+        );
+    }
 
     let checking = Instant::now();
     let report = check(&history, Options::default());
