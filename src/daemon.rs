@@ -40,6 +40,13 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<()>
         election_timeout_min: Duration::from_millis(cfg.raft.election_timeout_min_ms()),
         election_timeout_max: Duration::from_millis(cfg.raft.election_timeout_max_ms()),
     };
+    if let Some(p) = pgwarden_raft::partition::FilePartition::from_env(&cfg.raft.self_addr.to_string()) {
+        tracing::warn!(
+            env = pgwarden_raft::partition::ENV,
+            "test partition hook active: Raft links can be cut by a file"
+        );
+        node_cfg.link_filter = Some(Arc::new(p));
+    }
     let raft_listener = tokio::net::TcpListener::bind(cfg.raft.bind_addr().to_string())
         .await
         .with_context(|| {

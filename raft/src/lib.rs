@@ -30,6 +30,7 @@ pub mod lease;
 pub mod log_store;
 pub mod network;
 pub mod node;
+pub mod partition;
 pub mod server;
 pub mod state_machine;
 

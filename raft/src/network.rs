@@ -28,8 +28,8 @@ const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
 
 /// Fault injection for tests: decides whether a message from one node may reach another.
 pub trait LinkFilter: Send + Sync + 'static {
-    /// Whether `from` can currently reach `to`.
-    fn allows(&self, from: NodeId, to: NodeId) -> bool;
+    /// Whether `from` can currently reach node `to`, listening at `to_addr`.
+    fn allows(&self, from: NodeId, to: NodeId, to_addr: &str) -> bool;
 }
 
 /// The peer RPCs, by name.
@@ -131,7 +131,7 @@ impl PeerClients {
         timeout: Duration,
     ) -> Result<Resp, CallError> {
         if let Some(f) = &self.filter {
-            if target != 0 && !f.allows(self.my_id, target) {
+            if target != 0 && !f.allows(self.my_id, target, addr) {
                 return Err(CallError::NotSent {
                     addr: addr.into(),
                     reason: "link cut by fault injection".into(),

@@ -207,7 +207,7 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
         let holds = self.status.borrow().holds_lock;
         tracing::info!(leader = holds, "shutting down: stopping PostgreSQL");
         if let Err(e) = self.pg.stop(StopMode::Fast).await {
-            tracing::warn!(error = %format!("{e:#}"), "stopping PostgreSQL at shutdown");
+            tracing::warn!(error = %chain(&e), "stopping PostgreSQL at shutdown");
         }
         if holds {
             // The replicas received the shutdown checkpoint during the fast stop, so
@@ -240,6 +240,15 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
             }
         }
         let (pg, sysid, obs) = self.observe().await;
+        // Patroni writes its member key first when it is missing: the primary creates a
+        // replica's slot from it, and a replica that starts up may block until it streams.
+        if let Some(v) = &view {
+            if !v.members.contains_key(&self.s.me) {
+                if let Err(e) = self.write_member(&pg, &obs).await {
+                    tracing::warn!(error = %e, "cannot write the member key");
+                }
+            }
+        }
         let peers = match &view {
             Some(v) if v.leader.is_none() && matches!(pg, PgState::Running(_)) => self.poll_peers(v).await,
             _ => vec![],
@@ -276,7 +285,7 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
                 match &e {
                     ActError::Lost(why) => tracing::info!(action = ?a, "{why}"),
                     ActError::Fatal(_) => return Err(e),
-                    other => tracing::warn!(action = ?a, error = %format!("{other:#}"), "action failed"),
+                    other => tracing::warn!(action = ?a, error = %chain(other), "action failed"),
                 }
                 outcome = Err(e);
                 break;
@@ -507,7 +516,7 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
             }
             Action::Bootstrap => {
                 if let Err(e) = self.bootstrap(v).await {
-                    tracing::error!(error = %format!("{e:#}"), "bootstrap failed; giving up the initialize key");
+                    tracing::error!(error = %chain(&e), "bootstrap failed; giving up the initialize key");
                     let _ = self
                         .dcs
                         .delete(&self.key("initialize"), Condition::ValueEquals(String::new()))
@@ -605,13 +614,13 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
                             Ok(d) if d.needed() => {
                                 tracing::info!(decision = ?d, leader = %l, "rewinding from the new leader");
                                 if let Err(e) = self.pg.rewind(&up).await {
-                                    tracing::error!(error = %format!("{e:#}"), "pg_rewind failed");
+                                    tracing::error!(error = %chain(&e), "pg_rewind failed");
                                     return Err(e.into());
                                 }
                             }
                             Ok(d) => tracing::debug!(decision = ?d, "no rewind needed"),
                             Err(e) => {
-                                tracing::warn!(error = %format!("{e:#}"), "rewind check failed; starting anyway")
+                                tracing::warn!(error = %chain(&e), "rewind check failed; starting anyway")
                             }
                         }
                         Some(target)
@@ -661,7 +670,7 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
                 tracing::info!("promoted to primary");
                 // Others can pg_rewind from us only once the post-promote checkpoint is done.
                 if let Err(e) = self.pg.checkpoint().await {
-                    tracing::warn!(error = %format!("{e:#}"), "post-promote checkpoint");
+                    tracing::warn!(error = %chain(&e), "post-promote checkpoint");
                 }
             }
             Action::Demote(mode) => {
@@ -747,7 +756,7 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
                 match self.pg.create_physical_slot(&slot).await {
                     Ok(()) => tracing::info!(slot = %slot, "created replication slot"),
                     Err(e) => {
-                        tracing::warn!(slot = %slot, error = %format!("{e:#}"), "creating replication slot")
+                        tracing::warn!(slot = %slot, error = %chain(&e), "creating replication slot")
                     }
                 }
             }
@@ -962,7 +971,7 @@ async fn fence<P: PgControl + 'static>(
                         if *until.borrow() == Some(d) && matches!(pg.probe(), PostmasterState::Running { .. }) {
                             tracing::error!("the leader lease ran out before it could be refreshed: stopping PostgreSQL now");
                             if let Err(e) = pg.stop(StopMode::Immediate).await {
-                                tracing::error!(error = %format!("{e:#}"), "fencing stop failed");
+                                tracing::error!(error = %chain(&e), "fencing stop failed");
                             }
                         }
                         // Wait for the next refresh (or none) before arming again.
@@ -984,4 +993,16 @@ mod tests {
         assert_eq!(slot_name(&MemberName::new("Node-1.dc").unwrap()), "node_1_dc");
         assert_eq!(slot_name(&MemberName::new("a b").unwrap()), "au0020b");
     }
+}
+
+/// An error with its causes, `a: b: c`, for a log line.
+pub fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
 }

@@ -1071,7 +1071,9 @@ impl PgControl for PgManager {
         cmd.arg("--single")
             .arg("-D")
             .arg(&dir)
-            .args(["-c", "archive_mode=off", "-c", "max_replication_slots=0"])
+            // Not max_replication_slots=0: a former primary keeps a slot per member, and
+            // PostgreSQL refuses to start with slots on disk and none allowed.
+            .args(["-c", "archive_mode=off"])
             .arg("template1");
         let res = self
             .runner

@@ -33,7 +33,7 @@ impl Links {
 }
 
 impl LinkFilter for Links {
-    fn allows(&self, from: NodeId, to: NodeId) -> bool {
+    fn allows(&self, from: NodeId, to: NodeId, _to_addr: &str) -> bool {
         !self.cut.lock().unwrap().contains(&(from, to))
     }
 }

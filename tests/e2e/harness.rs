@@ -1,0 +1,541 @@
+//! Real pgwarden daemons managing real PostgreSQL on loopback, with ports chosen at run
+//! time, a temporary directory per cluster and a writer that records every acknowledged
+//! row. Everything started here is killed and reaped on drop.
+#![allow(dead_code)]
+
+use serde_json::Value;
+use std::collections::BTreeSet;
+use std::future::Future;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::time::Instant;
+
+pub const SUPERUSER_PASSWORD: &str = "sup3r-secret";
+
+pub fn pg_available() -> bool {
+    Path::new("/usr/lib/postgresql/15/bin/postgres").exists()
+}
+
+/// Skips (loudly) when PostgreSQL 15 is not installed; CI installs it.
+#[macro_export]
+macro_rules! require_pg {
+    () => {
+        if !$crate::harness::pg_available() {
+            eprintln!("SKIPPED: PostgreSQL 15 is not installed (apt-get install postgresql-15)");
+            return;
+        }
+    };
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[derive(Clone)]
+pub struct NodeSpec {
+    pub name: String,
+    pub witness: bool,
+    pub raft: u16,
+    pub rest: u16,
+    pub pg: u16,
+}
+
+pub struct Node {
+    pub spec: NodeSpec,
+    pub dir: PathBuf,
+    pub child: Option<Child>,
+}
+
+impl Node {
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.join("pgwarden.yml")
+    }
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.join("daemon.log")
+    }
+    pub fn pgdata(&self) -> PathBuf {
+        self.dir.join("pgdata")
+    }
+    pub fn raft_addr(&self) -> String {
+        format!("127.0.0.1:{}", self.spec.raft)
+    }
+    pub fn postmaster_pid(&self) -> Option<i32> {
+        std::fs::read_to_string(self.pgdata().join("postmaster.pid"))
+            .ok()?
+            .lines()
+            .next()?
+            .trim()
+            .parse()
+            .ok()
+    }
+}
+
+pub struct Cluster {
+    root_dir: PathBuf,
+    root: Option<tempfile::TempDir>,
+    pub nodes: Vec<Node>,
+    pub scope: String,
+    pub http: reqwest::Client,
+    pub dcs_extra: String,
+}
+
+pub struct Options {
+    pub data_nodes: usize,
+    pub witness: bool,
+    /// Extra YAML lines under bootstrap.dcs (indented by 4).
+    pub dcs_extra: String,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            data_nodes: 3,
+            witness: false,
+            dcs_extra: String::new(),
+        }
+    }
+}
+
+impl Cluster {
+    pub fn new(opts: Options) -> Cluster {
+        // Under /tmp with traversable permissions: PostgreSQL runs as `postgres` when the
+        // tests run as root, and must reach its data directory.
+        let root = tempfile::Builder::new()
+            .prefix("pgwarden-e2e-")
+            .tempdir_in("/tmp")
+            .unwrap();
+        std::fs::set_permissions(root.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let mut specs = vec![];
+        for i in 0..opts.data_nodes {
+            specs.push(NodeSpec {
+                name: format!("pg{i}"),
+                witness: false,
+                raft: free_port(),
+                rest: free_port(),
+                pg: free_port(),
+            });
+        }
+        if opts.witness {
+            specs.push(NodeSpec {
+                name: "witness".into(),
+                witness: true,
+                raft: free_port(),
+                rest: free_port(),
+                pg: 0,
+            });
+        }
+        let mut nodes = vec![];
+        for spec in &specs {
+            let dir = root.path().join(&spec.name);
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+            let node = Node {
+                spec: spec.clone(),
+                dir,
+                child: None,
+            };
+            write_config(&node, &specs, &opts.dcs_extra);
+            nodes.push(node);
+        }
+        Cluster {
+            root_dir: root.path().to_path_buf(),
+            root: Some(root),
+            nodes,
+            scope: "e2e".into(),
+            http: reqwest::Client::new(),
+            dcs_extra: opts.dcs_extra,
+        }
+    }
+
+    pub fn partition_file(&self) -> PathBuf {
+        self.root_dir.join("partition")
+    }
+
+    /// Cuts the Raft links of node `i` (its PostgreSQL and REST stay reachable).
+    pub fn isolate(&self, i: usize) {
+        std::fs::write(self.partition_file(), format!("{}\n", self.nodes[i].raft_addr())).unwrap();
+    }
+
+    pub fn heal(&self) {
+        std::fs::write(self.partition_file(), "").unwrap();
+    }
+
+    pub fn start(&mut self, i: usize) {
+        let part = self.partition_file();
+        let n = &mut self.nodes[i];
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(n.log_path())
+            .unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_pgwarden"))
+            .arg(n.config_path())
+            .env("PGWARDEN_TEST_PARTITION_FILE", &part)
+            .env("RUST_LOG", "info,openraft=error")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn pgwarden");
+        n.child = Some(child);
+    }
+
+    pub fn start_all(&mut self) {
+        for i in 0..self.nodes.len() {
+            self.start(i);
+        }
+    }
+
+    /// SIGKILL of the daemon and of its postmaster together (a node loss).
+    pub fn kill9(&mut self, i: usize) {
+        let n = &mut self.nodes[i];
+        if let Some(mut c) = n.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        if let Some(pid) = n.postmaster_pid() {
+            let _ =
+                nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+        }
+    }
+
+    /// SIGKILL of the postmaster only (a PostgreSQL crash with the daemon alive).
+    pub fn kill9_postmaster(&self, i: usize) -> Option<i32> {
+        let pid = self.nodes[i].postmaster_pid()?;
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL).ok()?;
+        Some(pid)
+    }
+
+    /// SIGTERM and wait (at most 30 s, then SIGKILL).
+    pub async fn stop(&mut self, i: usize) {
+        let n = &mut self.nodes[i];
+        if let Some(mut c) = n.child.take() {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(c.id() as i32),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+            let deadline = Instant::now() + Duration::from_secs(30);
+            loop {
+                if let Ok(Some(_)) = c.try_wait() {
+                    break;
+                }
+                if Instant::now() > deadline {
+                    let _ = c.kill();
+                    let _ = c.wait();
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+
+    pub async fn patroni(&self, i: usize) -> Option<Value> {
+        let url = format!("http://127.0.0.1:{}/patroni", self.nodes[i].spec.rest);
+        self.http
+            .get(url)
+            .timeout(Duration::from_secs(2))
+            .send()
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()
+    }
+
+    pub async fn http_status(&self, i: usize, path: &str) -> Option<u16> {
+        let url = format!("http://127.0.0.1:{}{path}", self.nodes[i].spec.rest);
+        Some(
+            self.http
+                .get(url)
+                .timeout(Duration::from_secs(2))
+                .send()
+                .await
+                .ok()?
+                .status()
+                .as_u16(),
+        )
+    }
+
+    pub async fn post(&self, i: usize, path: &str, body: Value) -> Option<(u16, String)> {
+        let url = format!("http://127.0.0.1:{}{path}", self.nodes[i].spec.rest);
+        let r = self
+            .http
+            .post(url)
+            .json(&body)
+            .timeout(Duration::from_secs(40))
+            .send()
+            .await
+            .ok()?;
+        let code = r.status().as_u16();
+        Some((code, r.text().await.unwrap_or_default()))
+    }
+
+    /// Index of the node answering /primary with 200, if exactly one does.
+    pub async fn primary(&self) -> Option<usize> {
+        let mut found = vec![];
+        for i in 0..self.nodes.len() {
+            if self.nodes[i].spec.witness || self.nodes[i].child.is_none() {
+                continue;
+            }
+            if self.http_status(i, "/primary").await == Some(200) {
+                found.push(i);
+            }
+        }
+        (found.len() == 1).then(|| found[0])
+    }
+
+    /// Waits for one primary and every other running data node streaming from it on its timeline.
+    pub async fn wait_healthy(&self, limit: Duration) -> usize {
+        wait_for(limit, "1 leader and every other data node streaming", || async {
+            let p = self.primary().await?;
+            let tl = self.patroni(p).await?.get("timeline")?.as_u64()?;
+            for i in 0..self.nodes.len() {
+                if i == p || self.nodes[i].spec.witness || self.nodes[i].child.is_none() {
+                    continue;
+                }
+                let s = self.patroni(i).await?;
+                if s.get("replication_state")?.as_str()? != "streaming" || s.get("timeline")?.as_u64()? != tl
+                {
+                    return None;
+                }
+            }
+            Some(p)
+        })
+        .await
+    }
+
+    pub fn conn_str(&self, i: usize) -> String {
+        format!(
+            "host=127.0.0.1 port={} user=postgres password={SUPERUSER_PASSWORD} dbname=postgres connect_timeout=2",
+            self.nodes[i].spec.pg
+        )
+    }
+
+    pub async fn connect(&self, i: usize) -> Option<tokio_postgres::Client> {
+        let (c, conn) = tokio_postgres::connect(&self.conn_str(i), tokio_postgres::NoTls)
+            .await
+            .ok()?;
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        Some(c)
+    }
+
+    pub async fn query_i64(&self, i: usize, sql: &str) -> Option<i64> {
+        let c = self.connect(i).await?;
+        c.query_one(sql, &[]).await.ok()?.try_get::<_, i64>(0).ok()
+    }
+
+    pub fn log(&self, i: usize) -> String {
+        std::fs::read_to_string(self.nodes[i].log_path()).unwrap_or_default()
+    }
+
+    pub fn dump_logs(&self) {
+        for n in &self.nodes {
+            let s = std::fs::read_to_string(n.log_path()).unwrap_or_default();
+            eprintln!("==== {} daemon log (tail) ====", n.spec.name);
+            for l in s.lines().rev().take(60).collect::<Vec<_>>().into_iter().rev() {
+                eprintln!("{l}");
+            }
+        }
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let failed = std::thread::panicking();
+        if failed {
+            self.dump_logs();
+        }
+        for i in 0..self.nodes.len() {
+            self.kill9(i);
+        }
+        // Postmasters whose daemon died earlier: stop every one still running in our tree.
+        for n in &self.nodes {
+            if let Some(pid) = n.postmaster_pid() {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+        }
+        // A failed test keeps its directory (logs, data) for a post-mortem.
+        if failed {
+            if let Some(root) = self.root.take() {
+                eprintln!("test directory kept for inspection: {}", root.keep().display());
+            }
+        }
+    }
+}
+
+fn write_config(n: &Node, all: &[NodeSpec], dcs_extra: &str) {
+    let partners: Vec<String> = all
+        .iter()
+        .filter(|s| s.name != n.spec.name)
+        .map(|s| format!("127.0.0.1:{}", s.raft))
+        .collect();
+    let mut y = format!(
+        "scope: e2e\nname: {name}\nrestapi:\n  listen: 127.0.0.1:{rest}\n  connect_address: 127.0.0.1:{rest}\n\
+         raft:\n  data_dir: {dir}/raft\n  self_addr: 127.0.0.1:{raft}\n  partner_addrs: [{partners}]\n",
+        name = n.spec.name,
+        rest = n.spec.rest,
+        raft = n.spec.raft,
+        dir = n.dir.display(),
+        partners = partners.join(", ")
+    );
+    if n.spec.witness {
+        y.push_str("  witness: true\n");
+    } else {
+        y.push_str(&format!(
+            "bootstrap:\n  dcs:\n    ttl: 10\n    loop_wait: 2\n    retry_timeout: 3\n{dcs_extra}    postgresql:\n      parameters:\n        \
+             wal_level: replica\n        hot_standby: \"on\"\n        max_wal_senders: 10\n        max_replication_slots: 10\n        \
+             wal_log_hints: \"on\"\n        shared_buffers: 16MB\n        wal_keep_size: 128MB\n  initdb: [{{encoding: UTF8}}, data-checksums]\n\
+             postgresql:\n  listen: 127.0.0.1:{pg}\n  connect_address: 127.0.0.1:{pg}\n  data_dir: {dir}/pgdata\n  \
+             authentication:\n    superuser: {{username: postgres, password: {SUPERUSER_PASSWORD}}}\n    \
+             replication: {{username: replicator, password: r3pl-secret}}\n",
+            pg = n.spec.pg,
+            dir = n.dir.display(),
+        ));
+    }
+    std::fs::write(n.config_path(), y).unwrap();
+}
+
+/// Polls `cond` every 100 ms until it returns Some, or panics after `limit` naming `what`.
+pub async fn wait_for<T, F, Fut>(limit: Duration, what: &str, mut cond: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(v) = cond().await {
+            return v;
+        }
+        if Instant::now() >= deadline {
+            panic!("timed out after {limit:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A client that inserts rows continuously into whichever member accepts writes, and
+/// records every acknowledged id and the gaps between acknowledged writes.
+pub struct Writer {
+    pub acked: Arc<Mutex<BTreeSet<i64>>>,
+    pub ack_times: Arc<Mutex<Vec<(Instant, usize)>>>,
+    stop: tokio_util::sync::CancellationToken,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Writer {
+    pub async fn start(conns: Vec<String>) -> Writer {
+        let acked: Arc<Mutex<BTreeSet<i64>>> = Arc::default();
+        let ack_times: Arc<Mutex<Vec<(Instant, usize)>>> = Arc::default();
+        let stop = tokio_util::sync::CancellationToken::new();
+        let (a, t, s) = (acked.clone(), ack_times.clone(), stop.clone());
+        let task = tokio::spawn(async move {
+            let mut id: i64 = 0;
+            let mut client: Option<(tokio_postgres::Client, usize)> = None;
+            // Bounded: at most 200k inserts.
+            while !s.is_cancelled() && id < 200_000 {
+                if client.is_none() {
+                    for (i, cs) in conns.iter().enumerate() {
+                        if let Ok((c, conn)) = tokio_postgres::connect(cs, tokio_postgres::NoTls).await {
+                            tokio::spawn(async move {
+                                let _ = conn.await;
+                            });
+                            let _ = c
+                                .batch_execute("CREATE TABLE IF NOT EXISTS writes (id bigint primary key)")
+                                .await;
+                            if let Ok(row) = c.query_one("SELECT pg_is_in_recovery()", &[]).await {
+                                if !row.get::<_, bool>(0) {
+                                    client = Some((c, i));
+                                    break;
+                                }
+                            }
+                        }
+                    }
+                    if client.is_none() {
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                }
+                id += 1;
+                let Some((c, node)) = &client else { continue };
+                let r = tokio::time::timeout(
+                    Duration::from_secs(3),
+                    c.execute("INSERT INTO writes (id) VALUES ($1)", &[&id]),
+                )
+                .await;
+                match r {
+                    Ok(Ok(_)) => {
+                        a.lock().unwrap().insert(id);
+                        t.lock().unwrap().push((Instant::now(), *node));
+                    }
+                    _ => client = None,
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        });
+        Writer {
+            acked,
+            ack_times,
+            stop,
+            task: Some(task),
+        }
+    }
+
+    pub fn count(&self) -> usize {
+        self.acked.lock().unwrap().len()
+    }
+
+    /// Waits until `n` more writes have been acknowledged.
+    pub async fn wait_more(&self, n: usize, limit: Duration) {
+        let target = self.count() + n;
+        wait_for(limit, "writes to be acknowledged", || async {
+            (self.count() >= target).then_some(())
+        })
+        .await;
+    }
+
+    /// Longest gap between consecutive acknowledgements after `from`.
+    pub fn longest_gap_after(&self, from: Instant) -> Duration {
+        let t = self.ack_times.lock().unwrap();
+        let mut last: Option<Instant> = None;
+        let mut gap = Duration::ZERO;
+        for (at, _) in t.iter() {
+            if let Some(l) = last {
+                if *at >= from {
+                    gap = gap.max(*at - l);
+                }
+            }
+            last = Some(*at);
+        }
+        gap
+    }
+
+    /// The first acknowledgement after `from` by a node other than `not`.
+    pub fn first_ack_after(&self, from: Instant, not: Option<usize>) -> Option<(Instant, usize)> {
+        self.ack_times
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|(at, n)| *at > from && Some(*n) != not)
+            .copied()
+    }
+
+    pub async fn stop(mut self) -> BTreeSet<i64> {
+        self.stop.cancel();
+        if let Some(t) = self.task.take() {
+            let _ = t.await;
+        }
+        self.acked.lock().unwrap().clone()
+    }
+}
