@@ -133,13 +133,23 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<()>
 async fn refuse_duplicate_name(node: &RaftNode, prefix: &str, cfg: &Config) -> anyhow::Result<()> {
     let key = format!("{prefix}members/{}", cfg.name);
     let mut existing = None;
-    for _ in 0..50 {
-        match node.get(&key).await {
+    // A node that is not (yet) a Raft member reads through its partners, so a second
+    // machine configured with a taken name is stopped before it joins anything.
+    let partners = pgwarden_raft::client::RaftClient::new(
+        cfg.raft.partner_addrs.iter().map(|a| a.to_string()).collect(),
+        Duration::from_secs(2),
+    );
+    for _ in 0..25 {
+        let read = if node.raft().is_initialized().await.unwrap_or(false) {
+            node.get(&key).await.map_err(|e| e.to_string())
+        } else {
+            partners.get(&key).await.map_err(|e| e.to_string())
+        };
+        match read {
             Ok(v) => {
                 existing = v;
                 break;
             }
-            Err(_) if !node.raft().is_initialized().await.unwrap_or(false) => break,
             Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
         }
     }

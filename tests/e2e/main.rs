@@ -130,3 +130,275 @@ async fn e2e_primary_node_killed_fails_over_and_rejoins() {
     )
     .await;
 }
+
+/// PostgreSQL crashes on the primary while its daemon lives: it is restarted in place as
+/// primary on the same timeline, and no other member is promoted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn e2e_postgres_crash_on_primary_restarts_in_place() {
+    require_pg!();
+    let mut c = Cluster::new(Options::default());
+    c.start_all();
+    let leader = c.wait_healthy(Duration::from_secs(90)).await;
+    let tl = c.patroni(leader).await.unwrap()["timeline"].as_u64().unwrap();
+    let old_pid = c.kill9_postmaster(leader).expect("postmaster pid");
+    wait_for(
+        Duration::from_secs(60),
+        "a new postmaster on the same node",
+        || async { c.nodes[leader].postmaster_pid().filter(|p| *p != old_pid) },
+    )
+    .await;
+    let back = c.wait_healthy(Duration::from_secs(60)).await;
+    assert_eq!(back, leader, "a crash of PostgreSQL alone must not fail over");
+    let s = c.patroni(leader).await.unwrap();
+    assert_eq!(s["timeline"].as_u64().unwrap(), tl);
+    assert_ne!(c.nodes[leader].postmaster_pid(), Some(old_pid));
+    assert!(
+        c.log(leader).contains("starting it as primary"),
+        "the daemon did not restart PostgreSQL as primary"
+    );
+}
+
+/// In maintenance mode (pause) the primary's death promotes nobody; after resume the
+/// cluster elects a leader and serves writes again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn e2e_paused_cluster_does_not_fail_over() {
+    require_pg!();
+    let mut c = Cluster::new(Options::default());
+    c.start_all();
+    let leader = c.wait_healthy(Duration::from_secs(90)).await;
+    let dcs = pgwarden_raft::client::RaftClient::new(
+        c.nodes.iter().map(|n| n.raft_addr()).collect(),
+        Duration::from_secs(3),
+    );
+    let key = "/service/e2e/config";
+    let set_pause = |pause: bool| {
+        let dcs = dcs.clone();
+        async move {
+            let cur = dcs.get(key).await.unwrap().expect("config key");
+            let mut v: serde_json::Value = serde_json::from_str(&cur.value).unwrap();
+            if pause {
+                v["pause"] = json!(true);
+            } else {
+                v.as_object_mut().unwrap().remove("pause");
+            }
+            let r = dcs
+                .put(
+                    key,
+                    &v.to_string(),
+                    None,
+                    pgwarden_raft::Condition::ModRevisionEquals(cur.mod_revision),
+                )
+                .await
+                .unwrap();
+            assert!(r.succeeded);
+        }
+    };
+    set_pause(true).await;
+    wait_for(
+        Duration::from_secs(20),
+        "every member to report pause",
+        || async {
+            for i in 0..3 {
+                if c.patroni(i).await?.get("pause")? != &json!(true) {
+                    return None;
+                }
+            }
+            Some(())
+        },
+    )
+    .await;
+    c.kill9(leader);
+    // Watch for twice the ttl: nobody may become primary while paused.
+    let until = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < until {
+        for i in (0..3).filter(|i| *i != leader) {
+            let s = c.patroni(i).await;
+            assert!(
+                s.as_ref().is_none_or(|s| s["role"] != "primary"),
+                "pg{i} was promoted while paused: {s:?}"
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    set_pause(false).await;
+    let new_leader = wait_for(Duration::from_secs(60), "a new primary after resume", || async {
+        c.primary().await
+    })
+    .await;
+    assert_ne!(new_leader, leader);
+    let w = Writer::start(conns(&c)).await;
+    w.wait_more(20, Duration::from_secs(30)).await;
+    w.stop().await;
+}
+
+/// Two data nodes and a witness: the witness runs no PostgreSQL and is never primary; the
+/// primary node's loss promotes the replica; the witness's loss leaves the cluster serving
+/// and able to switch over.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn e2e_two_data_nodes_and_a_witness() {
+    require_pg!();
+    let mut c = Cluster::new(Options {
+        data_nodes: 2,
+        witness: true,
+        ..Default::default()
+    });
+    c.start_all();
+    let leader = c.wait_healthy(Duration::from_secs(90)).await;
+    let witness = 2;
+    let ws = c.patroni(witness).await.unwrap();
+    assert_eq!(ws["role"], "witness");
+    assert!(
+        !c.nodes[witness].pgdata().exists(),
+        "the witness created a data directory"
+    );
+    assert_eq!(c.http_status(witness, "/primary").await, Some(503));
+
+    c.kill9(leader);
+    let other = 1 - leader;
+    wait_for(Duration::from_secs(40), "the replica to be promoted", || async {
+        (c.primary().await? == other).then_some(())
+    })
+    .await;
+    c.start(leader);
+    c.wait_healthy(Duration::from_secs(90)).await;
+
+    c.kill9(witness);
+    let w = Writer::start(conns(&c)).await;
+    w.wait_more(50, Duration::from_secs(30)).await;
+    let p = c.primary().await.unwrap();
+    let (code, body) = c
+        .post(
+            p,
+            "/switchover",
+            json!({"leader": format!("pg{p}"), "candidate": format!("pg{}", 1 - p)}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(code, 200, "switchover without the witness: {body}");
+    w.wait_more(50, Duration::from_secs(30)).await;
+    w.stop().await;
+}
+
+/// The primary's Raft traffic is cut: it stops accepting writes before any other member
+/// is promoted. Every 100 ms each member is asked to take a write; no two ever do in the
+/// same round, and the old primary's last accepted write precedes the new one's first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn e2e_isolated_primary_stops_writes_before_another_is_promoted() {
+    require_pg!();
+    let mut c = Cluster::new(Options::default());
+    c.start_all();
+    let leader = c.wait_healthy(Duration::from_secs(90)).await;
+    let mut clients = vec![];
+    for i in 0..3 {
+        let cl = c.connect(i).await.unwrap();
+        cl.batch_execute("SET statement_timeout = '500ms'").await.unwrap();
+        clients.push(cl);
+    }
+    clients[leader]
+        .batch_execute("CREATE TABLE IF NOT EXISTS probe (node int, at timestamptz default now())")
+        .await
+        .unwrap();
+    wait_for(
+        Duration::from_secs(20),
+        "the probe table on the replicas",
+        || async {
+            for i in 0..3 {
+                c.query_i64(i, "SELECT count(*) FROM pg_tables WHERE tablename = 'probe'")
+                    .await
+                    .filter(|n| *n == 1)?;
+            }
+            Some(())
+        },
+    )
+    .await;
+    c.isolate(leader);
+    let cut = Instant::now();
+    let mut last_old: Option<Instant> = None;
+    let mut first_new: Option<(Instant, usize)> = None;
+    // Bounded: at most 60 s of probing.
+    while cut.elapsed() < Duration::from_secs(60) {
+        let mut accepted = vec![];
+        for (i, cl) in clients.iter().enumerate() {
+            let r = tokio::time::timeout(
+                Duration::from_millis(700),
+                cl.execute("INSERT INTO probe (node) VALUES ($1)", &[&(i as i32)]),
+            )
+            .await;
+            if matches!(r, Ok(Ok(_))) {
+                accepted.push(i);
+            }
+        }
+        let now = Instant::now();
+        assert!(
+            accepted.len() <= 1,
+            "two members accepted writes at once: {accepted:?}"
+        );
+        if accepted.contains(&leader) {
+            last_old = Some(now);
+        }
+        if let Some(&n) = accepted.iter().find(|n| **n != leader) {
+            first_new.get_or_insert((now, n));
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (t_new, new) = first_new.expect("another member was promoted");
+    if let Some(t_old) = last_old {
+        assert!(t_old < t_new);
+        eprintln!("isolated primary stopped writes {:?} after the cut; pg{new} accepted its first write {:?} after the cut", t_old - cut, t_new - cut);
+    }
+    c.heal();
+    drop(clients);
+    let back = c.wait_healthy(Duration::from_secs(90)).await;
+    assert_eq!(back, new);
+}
+
+/// A second daemon with a name already in use by a live member refuses to start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn e2e_duplicate_member_name_is_refused() {
+    require_pg!();
+    let mut c = Cluster::new(Options::default());
+    c.start_all();
+    c.wait_healthy(Duration::from_secs(90)).await;
+    // A fourth process configured as pg1 (own ports and directories) with the real members
+    // as partners: it reads the member key through them and refuses to start.
+    let dir = c.nodes[1].dir.join("dup");
+    std::fs::create_dir_all(&dir).unwrap();
+    let cfg = std::fs::read_to_string(c.nodes[1].config_path()).unwrap();
+    let free = || {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    };
+    let (raft, rest, pg) = (free(), free(), free());
+    let cfg = cfg
+        .replace(
+            &format!("127.0.0.1:{}", c.nodes[1].spec.raft),
+            &format!("127.0.0.1:{raft}"),
+        )
+        .replace(
+            &format!("127.0.0.1:{}", c.nodes[1].spec.rest),
+            &format!("127.0.0.1:{rest}"),
+        )
+        .replace(
+            &format!("127.0.0.1:{}", c.nodes[1].spec.pg),
+            &format!("127.0.0.1:{pg}"),
+        )
+        .replace(&c.nodes[1].dir.display().to_string(), &dir.display().to_string());
+    std::fs::write(dir.join("pgwarden.yml"), cfg).unwrap();
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_pgwarden"))
+        .arg(dir.join("pgwarden.yml"))
+        .env("RUST_LOG", "info,openraft=error")
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(Duration::from_secs(60), out).await;
+    let out = out.expect("the duplicate daemon exits").unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("Can't start; there is already a node named 'pg1' running"),
+        "{err}"
+    );
+}
