@@ -11,6 +11,7 @@ pub mod api;
 pub mod config;
 pub mod daemon;
 pub mod dcs;
+pub mod demo;
 pub mod ha;
 pub mod postgres;
 pub mod types;

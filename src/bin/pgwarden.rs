@@ -10,6 +10,8 @@ use tokio_util::sync::CancellationToken;
 #[derive(Parser)]
 #[command(version, about = "PostgreSQL high availability with an embedded Raft DCS")]
 struct Args {
+    #[command(subcommand)]
+    command: Option<Sub>,
     /// The configuration file (Patroni's layout with a `raft:` section).
     #[arg(short = 'c', long = "config")]
     config_flag: Option<PathBuf>,
@@ -18,6 +20,25 @@ struct Args {
     /// Check the configuration (unknown keys are errors) and exit.
     #[arg(long)]
     validate_config: bool,
+}
+
+#[derive(clap::Subcommand)]
+enum Sub {
+    /// Start a local cluster on loopback in a temporary directory and show how to use it.
+    Demo {
+        /// Two data nodes and a witness instead of three data nodes.
+        #[arg(long)]
+        witness: bool,
+        /// Stop after this many seconds instead of waiting for Ctrl-C.
+        #[arg(long)]
+        duration: Option<u64>,
+        /// Keep the demo directory afterwards.
+        #[arg(long)]
+        keep: bool,
+        /// First of the nine consecutive ports the demo uses.
+        #[arg(long, default_value_t = 15400)]
+        base_port: u16,
+    },
 }
 
 fn chain(e: &dyn std::error::Error) -> String {
@@ -33,6 +54,34 @@ fn chain(e: &dyn std::error::Error) -> String {
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    if let Some(Sub::Demo {
+        witness,
+        duration,
+        keep,
+        base_port,
+    }) = args.command
+    {
+        let rt = match tokio::runtime::Runtime::new() {
+            Ok(rt) => rt,
+            Err(e) => {
+                eprintln!("pgwarden: cannot start the runtime: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        let opts = pgwarden::demo::DemoOptions {
+            witness,
+            duration: duration.map(std::time::Duration::from_secs),
+            keep,
+            base_port,
+        };
+        return match rt.block_on(pgwarden::demo::run(opts)) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("pgwarden demo: {e:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let Some(path) = args.config_flag.or(args.config) else {
         eprintln!(
             "pgwarden: no configuration file given (pgwarden CONFIG, or pgwarden --validate-config CONFIG)"

@@ -983,18 +983,6 @@ async fn fence<P: PgControl + 'static>(
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Patroni's slot naming.
-    #[test]
-    fn slot_names_follow_patroni() {
-        assert_eq!(slot_name(&MemberName::new("Node-1.dc").unwrap()), "node_1_dc");
-        assert_eq!(slot_name(&MemberName::new("a b").unwrap()), "au0020b");
-    }
-}
-
 /// An error with its causes, `a: b: c`, for a log line.
 pub fn chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
@@ -1005,4 +993,16 @@ pub fn chain(e: &dyn std::error::Error) -> String {
         cur = c.source();
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Patroni's slot naming.
+    #[test]
+    fn slot_names_follow_patroni() {
+        assert_eq!(slot_name(&MemberName::new("Node-1.dc").unwrap()), "node_1_dc");
+        assert_eq!(slot_name(&MemberName::new("a b").unwrap()), "au0020b");
+    }
 }
