@@ -161,8 +161,10 @@ async fn tls_request(
 /// Plain HTTP serves, tags requests with the peer address, and stops on shutdown.
 #[tokio::test]
 async fn plain_http_serves_and_stops() {
-    let mut sec = Security::default();
-    sec.allowlist = vec!["127.0.0.1/32".parse().unwrap()];
+    let sec = Security {
+        allowlist: vec!["127.0.0.1/32".parse().unwrap()],
+        ..Security::default()
+    };
     let (addr, stop, task) = start(None, sec).await;
     let tcp = TcpStream::connect(addr).await.unwrap();
     assert_eq!(request(tcp, "GET", "/health").await.unwrap(), 200);
