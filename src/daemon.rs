@@ -85,7 +85,8 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<()>
     let api = rest::router(
         ApiState::new(status_rx, node.clone(), prefix.clone(), timing.ttl)
             .with_raft(raft_info_watch(node.clone()))
-            .with_security(security),
+            .with_security(security)
+            .with_extra_headers(rest::extra_headers_from_config(&cfg.restapi, tls.is_some())),
     );
     let rest_shutdown = shutdown.clone();
     let rest_task = tokio::spawn(async move {

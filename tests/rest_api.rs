@@ -1006,6 +1006,25 @@ async fn actions_go_through_the_request_channel() {
     assert!(seen.iter().any(|s| s == "Reload"));
 }
 
+/// Configured extra headers are on every answer, errors included.
+#[tokio::test]
+async fn extra_headers_are_added_to_every_response() {
+    let fx = Fx::new(replica(), None).await;
+    let h = vec![(
+        header::HeaderName::from_static("x-frame-options"),
+        header::HeaderValue::from_static("DENY"),
+    )];
+    let r = router(fx.state.clone().with_extra_headers(h));
+    for (m, p) in [("GET", "/replica"), ("GET", "/config"), ("BREW", "/x")] {
+        let resp = r
+            .clone()
+            .oneshot(Request::builder().method(m).uri(p).body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(resp.headers()["x-frame-options"], "DENY", "{m} {p}");
+    }
+}
+
 /// A loop that drops the reply makes the request fail with 503, not hang.
 #[tokio::test]
 async fn a_dropped_reply_is_a_503() {

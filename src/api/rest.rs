@@ -13,7 +13,7 @@ use crate::dcs::Dcs;
 use crate::ha::status::NodeStatus;
 use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::{header, HeaderMap, Method, StatusCode};
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 use serde_json::{Map, Value};
@@ -44,6 +44,9 @@ pub struct ApiState<D: Dcs> {
     pub raft: Option<watch::Receiver<RaftInfo>>,
     /// Access rules for unsafe requests.
     pub security: Arc<Security>,
+    /// Headers added to every response (`restapi.http_extra_headers`, and
+    /// `https_extra_headers` when TLS is on).
+    pub extra_headers: Arc<Vec<(HeaderName, HeaderValue)>>,
 }
 
 impl<D: Dcs> Clone for ApiState<D> {
@@ -56,6 +59,7 @@ impl<D: Dcs> Clone for ApiState<D> {
             requests: self.requests.clone(),
             raft: self.raft.clone(),
             security: self.security.clone(),
+            extra_headers: self.extra_headers.clone(),
         }
     }
 }
@@ -76,6 +80,7 @@ impl<D: Dcs> ApiState<D> {
             requests: None,
             raft: None,
             security: Arc::new(Security::default()),
+            extra_headers: Arc::new(vec![]),
         }
     }
 
@@ -88,6 +93,12 @@ impl<D: Dcs> ApiState<D> {
     /// Shows the Raft member's state in /metrics.
     pub fn with_raft(mut self, rx: watch::Receiver<RaftInfo>) -> Self {
         self.raft = Some(rx);
+        self
+    }
+
+    /// Adds these headers to every response.
+    pub fn with_extra_headers(mut self, headers: Vec<(HeaderName, HeaderValue)>) -> Self {
+        self.extra_headers = Arc::new(headers);
         self
     }
 
@@ -105,10 +116,39 @@ pub fn router<D: Dcs>(state: ApiState<D>) -> Router {
 }
 
 async fn dispatch<D: Dcs>(State(st): State<ApiState<D>>, req: Request) -> Response {
-    match route(st, req).await {
+    let extra = st.extra_headers.clone();
+    let mut resp = match route(st, req).await {
         Ok(r) => r,
         Err(e) => e.into_response(),
+    };
+    for (k, v) in extra.iter() {
+        resp.headers_mut().insert(k.clone(), v.clone());
     }
+    resp
+}
+
+/// `restapi.http_extra_headers`, plus `https_extra_headers` when TLS is on, as Patroni
+/// sends them; a name or value that is not valid in HTTP is skipped with a warning.
+pub fn extra_headers_from_config(r: &crate::config::RestApi, tls: bool) -> Vec<(HeaderName, HeaderValue)> {
+    let https = r.https_extra_headers.iter().flatten().filter(|_| tls);
+    r.http_extra_headers
+        .iter()
+        .flatten()
+        .chain(https)
+        .filter_map(|(k, v)| {
+            let v = match v {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            match (HeaderName::try_from(k.as_str()), HeaderValue::try_from(v)) {
+                (Ok(k), Ok(v)) => Some((k, v)),
+                _ => {
+                    tracing::warn!(header = %k, "restapi extra headers: not a valid HTTP header; skipped");
+                    None
+                }
+            }
+        })
+        .collect()
 }
 
 /// The endpoints that change something; they pass [`Security::check`] first.
