@@ -1,7 +1,10 @@
 //! Wiring of one pgwarden node: the Raft DCS member, the REST API and, unless this node
 //! is a witness, the PostgreSQL manager and the HA loop.
 
+use crate::api::metrics::raft_info_watch;
 use crate::api::rest::{self, ApiState};
+use crate::api::security::Security;
+use crate::api::serve::{serve, TlsSettings};
 use crate::config::Config;
 use crate::dcs::Dcs;
 use crate::ha::runner::{HaSettings, Runner, Timing};
@@ -78,17 +81,25 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<()>
                 cfg.restapi.listen
             )
         })?;
-    let api = rest::router(ApiState {
-        status: status_rx,
-        dcs: node.clone(),
-        prefix: prefix.clone(),
-        ttl: timing.ttl,
-    });
+    let security = Security::from_config(&cfg.restapi);
+    let tls = TlsSettings::from_config(&cfg.restapi).context("restapi: TLS settings")?;
+    if let Some(t) = &tls {
+        // Fail at start, not in the serving task, on unreadable certificates or keys.
+        t.server_config().context("restapi: TLS settings")?;
+    }
+    // The HA runner does not take API requests yet: restart, reload, reinitialize and
+    // failsafe answer 503 until it does (see api::actions for the contract).
+    let api = rest::router(
+        ApiState::new(status_rx, node.clone(), prefix.clone(), timing.ttl)
+            .with_raft(raft_info_watch(node.clone()))
+            .with_security(security)
+            .with_extra_headers(rest::extra_headers_from_config(&cfg.restapi, tls.is_some())),
+    );
     let rest_shutdown = shutdown.clone();
     let rest_task = tokio::spawn(async move {
-        let _ = axum::serve(rest_listener, api)
-            .with_graceful_shutdown(rest_shutdown.cancelled_owned())
-            .await;
+        if let Err(e) = serve(rest_listener, api, tls, rest_shutdown.cancelled_owned()).await {
+            tracing::error!("REST API stopped: {:#}", anyhow::Error::from(e));
+        }
     });
 
     let result = if witness {

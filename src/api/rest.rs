@@ -1,22 +1,31 @@
-//! Patroni's REST API: the health checks HAProxy and monitoring use, GET /patroni (which
-//! peers poll in the leader race), and switchover / failover requests.
+//! Patroni's REST API: [`ApiState`], the router, and the dispatch by method and first path
+//! segment that Patroni's `parse_request` does (so `/cluster/x` is /cluster and any other
+//! GET path is a health check).
 
+use super::actions::{self, ApiRequest};
+use super::cluster::{self, Snapshot};
+use super::error::{json, text, ApiError};
+use super::health::{self, Params};
+use super::manual::{self, Action};
+use super::metrics::{self, RaftInfo};
+use super::security::{api_url_ip, PeerInfo, Security};
 use crate::dcs::Dcs;
 use crate::ha::status::NodeStatus;
-use crate::ha::view::{ClusterView, FailoverKey};
-use axum::extract::{Query, State};
-use axum::http::{Method, StatusCode};
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{any, post};
-use axum::{Json, Router};
-use pgwarden_raft::Condition;
-use serde::Deserialize;
-use serde_json::Value;
-use std::collections::HashMap;
+use axum::Router;
+use serde_json::{Map, Value};
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
+
+/// The largest request body read (1 MiB): Patroni's bodies are small JSON documents, and a
+/// bound keeps a client from making the daemon buffer without limit. Larger is 413.
+pub const MAX_BODY: usize = 1 << 20;
 
 /// What the handlers share.
 pub struct ApiState<D: Dcs> {
@@ -28,6 +37,16 @@ pub struct ApiState<D: Dcs> {
     pub prefix: String,
     /// The member's ttl (liveness).
     pub ttl: Duration,
+    /// Requests to the HA loop (restart, reload, reinitialize, failsafe, wake-up); `None`
+    /// until the runner takes them, and those endpoints then answer 503.
+    pub requests: Option<mpsc::Sender<ApiRequest>>,
+    /// The embedded Raft member's state for /metrics; `None` omits the Raft metrics.
+    pub raft: Option<watch::Receiver<RaftInfo>>,
+    /// Access rules for unsafe requests.
+    pub security: Arc<Security>,
+    /// Headers added to every response (`restapi.http_extra_headers`, and
+    /// `https_extra_headers` when TLS is on).
+    pub extra_headers: Arc<Vec<(HeaderName, HeaderValue)>>,
 }
 
 impl<D: Dcs> Clone for ApiState<D> {
@@ -37,271 +56,363 @@ impl<D: Dcs> Clone for ApiState<D> {
             dcs: self.dcs.clone(),
             prefix: self.prefix.clone(),
             ttl: self.ttl,
+            requests: self.requests.clone(),
+            raft: self.raft.clone(),
+            security: self.security.clone(),
+            extra_headers: self.extra_headers.clone(),
         }
     }
 }
 
-/// The router.
-pub fn router<D: Dcs>(state: ApiState<D>) -> Router {
-    Router::new()
-        .route("/switchover", post(switchover::<D>))
-        .route("/failover", post(failover::<D>))
-        .fallback(any(health::<D>))
-        .with_state(state)
-}
-
-fn text(code: StatusCode, body: impl Into<String>) -> Response {
-    (code, body.into()).into_response()
-}
-
-/// Every GET path that is not an action is a health check, chosen by its first segment.
-async fn health<D: Dcs>(
-    State(st): State<ApiState<D>>,
-    method: Method,
-    uri: axum::http::Uri,
-    Query(q): Query<HashMap<String, String>>,
-) -> Response {
-    if method != Method::GET && method != Method::HEAD && method != Method::OPTIONS {
-        return text(StatusCode::NOT_IMPLEMENTED, "Not Implemented");
+impl<D: Dcs> ApiState<D> {
+    /// A state without request channel, Raft metrics or access rules.
+    pub fn new(
+        status: watch::Receiver<NodeStatus>,
+        dcs: Arc<D>,
+        prefix: impl Into<String>,
+        ttl: Duration,
+    ) -> Self {
+        ApiState {
+            status,
+            dcs,
+            prefix: prefix.into(),
+            ttl,
+            requests: None,
+            raft: None,
+            security: Arc::new(Security::default()),
+            extra_headers: Arc::new(vec![]),
+        }
     }
-    let s = st.status.borrow().clone();
-    let now = Instant::now();
-    let path = uri
-        .path()
+
+    /// Hands actions to the HA loop through `tx` (see [`actions`] for the contract).
+    pub fn with_requests(mut self, tx: mpsc::Sender<ApiRequest>) -> Self {
+        self.requests = Some(tx);
+        self
+    }
+
+    /// Shows the Raft member's state in /metrics.
+    pub fn with_raft(mut self, rx: watch::Receiver<RaftInfo>) -> Self {
+        self.raft = Some(rx);
+        self
+    }
+
+    /// Adds these headers to every response.
+    pub fn with_extra_headers(mut self, headers: Vec<(HeaderName, HeaderValue)>) -> Self {
+        self.extra_headers = Arc::new(headers);
+        self
+    }
+
+    /// Guards unsafe requests with these rules.
+    pub fn with_security(mut self, s: Security) -> Self {
+        self.security = Arc::new(s);
+        self
+    }
+}
+
+/// The router: one handler, because Patroni routes on method plus first path segment and
+/// sends every other GET to the health checks.
+pub fn router<D: Dcs>(state: ApiState<D>) -> Router {
+    Router::new().fallback(dispatch::<D>).with_state(state)
+}
+
+async fn dispatch<D: Dcs>(State(st): State<ApiState<D>>, req: Request) -> Response {
+    let extra = st.extra_headers.clone();
+    let mut resp = match route(st, req).await {
+        Ok(r) => r,
+        Err(e) => e.into_response(),
+    };
+    for (k, v) in extra.iter() {
+        resp.headers_mut().insert(k.clone(), v.clone());
+    }
+    resp
+}
+
+/// `restapi.http_extra_headers`, plus `https_extra_headers` when TLS is on, as Patroni
+/// sends them; a name or value that is not valid in HTTP is skipped with a warning.
+pub fn extra_headers_from_config(r: &crate::config::RestApi, tls: bool) -> Vec<(HeaderName, HeaderValue)> {
+    let https = r.https_extra_headers.iter().flatten().filter(|_| tls);
+    r.http_extra_headers
+        .iter()
+        .flatten()
+        .chain(https)
+        .filter_map(|(k, v)| {
+            let v = match v {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            match (HeaderName::try_from(k.as_str()), HeaderValue::try_from(v)) {
+                (Ok(k), Ok(v)) => Some((k, v)),
+                _ => {
+                    tracing::warn!(header = %k, "restapi extra headers: not a valid HTTP header; skipped");
+                    None
+                }
+            }
+        })
+        .collect()
+}
+
+/// The endpoints that change something; they pass [`Security::check`] first.
+fn is_unsafe(method: &Method, seg: &str) -> bool {
+    matches!(
+        (method.as_str(), seg),
+        ("PATCH" | "PUT", "config")
+            | (
+                "POST",
+                "switchover" | "failover" | "restart" | "reload" | "reinitialize" | "failsafe"
+            )
+            | ("DELETE", "switchover" | "restart")
+    )
+}
+
+async fn route<D: Dcs>(st: ApiState<D>, req: Request) -> Result<Response, ApiError> {
+    let (parts, body) = req.into_parts();
+    let path = parts.uri.path().to_string();
+    let seg = path
         .trim_start_matches('/')
         .split('/')
         .next()
         .unwrap_or("")
         .to_string();
-    let replica_ok = || {
-        s.role == "replica"
-            && s.state == "running"
-            && !s
-                .tags
-                .get("noloadbalance")
-                .and_then(Value::as_bool)
-                .unwrap_or(false)
-            && lag_ok(&q, s.lag)
-    };
-    let ok = match path.as_str() {
-        "" | "primary" | "master" | "read-write" | "leader" => s.is_writable_leader(now),
-        "replica" => replica_ok(),
-        "read-only" => s.is_writable_leader(now) || replica_ok(),
-        "health" => s.state == "running",
-        "liveness" => {
-            let limit = if s.holds_lock { st.ttl } else { st.ttl * 2 };
-            s.pause || s.last_loop.is_some_and(|t| now.duration_since(t) < limit)
-        }
-        "readiness" => {
-            s.is_writable_leader(now) || (replica_ok() && s.replication_state.as_deref() == Some("streaming"))
-        }
-        "patroni" => true,
-        _ => s.is_writable_leader(now) || replica_ok(),
-    };
-    let code = if ok {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
-    if method != Method::GET || path == "liveness" || path == "readiness" {
-        return code.into_response();
-    }
-    (code, Json(serde_json::to_value(&s).unwrap_or(Value::Null))).into_response()
-}
+    let q = params(parts.uri.query());
+    let method = parts.method.clone();
 
-fn lag_ok(q: &HashMap<String, String>, lag: Option<u64>) -> bool {
-    match q.get("lag").and_then(|v| parse_size(v)) {
-        Some(max) => lag.is_some_and(|l| l <= max),
-        None => true,
-    }
-}
-
-/// Patroni's lag values: bytes, or with a unit (16kB, 10MB, 1GB).
-pub fn parse_size(v: &str) -> Option<u64> {
-    let v = v.trim();
-    let split = v.find(|c: char| !c.is_ascii_digit()).unwrap_or(v.len());
-    let (num, unit) = v.split_at(split);
-    let n: u64 = num.parse().ok()?;
-    let mult = match unit.trim() {
-        "" | "B" => 1,
-        "kB" | "KB" => 1 << 10,
-        "MB" => 1 << 20,
-        "GB" => 1 << 30,
-        "TB" => 1 << 40,
-        _ => return None,
-    };
-    n.checked_mul(mult)
-}
-
-#[derive(Deserialize, Default)]
-struct SwitchoverBody {
-    leader: Option<String>,
-    candidate: Option<String>,
-    member: Option<String>,
-    scheduled_at: Option<String>,
-}
-
-async fn switchover<D: Dcs>(State(st): State<ApiState<D>>, body: axum::body::Bytes) -> Response {
-    manual(st, body, false).await
-}
-
-async fn failover<D: Dcs>(State(st): State<ApiState<D>>, body: axum::body::Bytes) -> Response {
-    manual(st, body, true).await
-}
-
-/// Patroni's POST /switchover and /failover: validate, write the failover key, and for an
-/// immediate request wait for the outcome.
-async fn manual<D: Dcs>(st: ApiState<D>, body: axum::body::Bytes, is_failover: bool) -> Response {
-    let Ok(b) = serde_json::from_slice::<SwitchoverBody>(&body) else {
-        return text(StatusCode::BAD_REQUEST, "Bad request: body is not a JSON object");
-    };
-    let candidate = b.candidate.or(b.member);
-    let leader = b.leader;
-    let action = if is_failover && leader.is_none() {
-        "failover"
-    } else {
-        "switchover"
-    };
-    if is_failover && leader.is_none() && candidate.is_none() {
-        return text(
-            StatusCode::BAD_REQUEST,
-            "Failover could be performed only to a specific candidate",
-        );
-    }
-    if !is_failover && leader.is_none() {
-        return text(
-            StatusCode::BAD_REQUEST,
-            "Switchover could be performed only from a specific leader",
-        );
-    }
-    if leader.is_some() && leader == candidate {
-        return text(
-            StatusCode::BAD_REQUEST,
-            "Switchover target and source are the same",
-        );
-    }
-    if is_failover && leader.is_none() && b.scheduled_at.is_some() {
-        return text(StatusCode::BAD_REQUEST, "Failover can't be scheduled");
-    }
-    let scheduled = match &b.scheduled_at {
-        Some(at) => match chrono::DateTime::parse_from_rfc3339(at) {
-            Ok(t) if t <= chrono::Utc::now() => {
-                return text(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    "Can't schedule switchover in the past",
-                )
-            }
-            Ok(_) => true,
-            Err(e) => {
-                return text(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    format!("Unable to parse scheduled timestamp ({e})"),
-                )
-            }
-        },
-        None => false,
-    };
-    let view = match st.dcs.list(&st.prefix).await {
-        Ok(kvs) => ClusterView::from_kvs(&st.prefix, &kvs),
-        Err(_) => {
-            return text(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "failed to write failover key into DCS",
-            )
-        }
-    };
-    if view.paused() && scheduled {
-        return text(
-            StatusCode::BAD_REQUEST,
-            "Can't schedule switchover in the paused state",
-        );
-    }
-    if !scheduled {
-        if let Some(l) = &leader {
-            if view.leader_name().map(|n| n.as_str()) != Some(l.as_str()) {
-                return text(StatusCode::PRECONDITION_FAILED, "leader name does not match");
-            }
-        }
-        if let Some(c) = &candidate {
-            if !view.members.keys().any(|n| n.as_str() == c) {
-                return text(StatusCode::PRECONDITION_FAILED, "candidate does not exists");
-            }
-        } else if !view.members.iter().any(|(n, m)| {
-            Some(n.as_str()) != leader.as_deref() && m.role == "replica" && m.state == "running"
-        }) {
-            return text(
-                StatusCode::PRECONDITION_FAILED,
-                format!("{action} is not possible: cluster does not have members except leader"),
-            );
-        }
-    }
-    let key = FailoverKey {
-        leader: leader.clone(),
-        member: candidate.clone(),
-        scheduled_at: b.scheduled_at.clone(),
-    };
-    let value = serde_json::to_string(&key).unwrap_or_default();
-    if st
-        .dcs
-        .put(&format!("{}failover", st.prefix), &value, None, Condition::Always)
-        .await
-        .is_err()
-    {
-        return text(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "failed to write failover key into DCS",
-        );
-    }
-    if scheduled {
-        return text(StatusCode::ACCEPTED, "Switchover scheduled");
-    }
-    // Wait for the outcome, as Patroni does: up to 2 × max(10, loop_wait) seconds.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let done = if is_failover && leader.is_none() {
-        "failed over"
-    } else {
-        "switched over"
-    };
-    while Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        let Ok(kvs) = st.dcs.list(&st.prefix).await else {
-            continue;
+    if is_unsafe(&method, &seg) {
+        let member_ips = if st.security.allowlist_include_members {
+            member_api_ips(&Snapshot::read_local(st.dcs.as_ref(), &st.prefix))
+        } else {
+            vec![]
         };
-        let v = ClusterView::from_kvs(&st.prefix, &kvs);
-        if let Some(new) = v.leader_name() {
-            if Some(new.as_str()) != leader.as_deref() && v.failover.is_none() {
-                return match &candidate {
-                    Some(c) if c != new.as_str() => text(
-                        StatusCode::OK,
-                        format!("Switched over to \"{new}\" instead of \"{c}\""),
-                    ),
-                    _ => text(StatusCode::OK, format!("Successfully {done} to \"{new}\"")),
-                };
+        let auth = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok());
+        st.security
+            .check(parts.extensions.get::<PeerInfo>(), auth, &member_ips)?;
+    }
+
+    let status = || st.status.borrow().clone();
+    let now = Instant::now();
+    match (method.as_str(), seg.as_str()) {
+        ("GET", "patroni") => {
+            let s = status();
+            let snap = Snapshot::read_local(st.dcs.as_ref(), &st.prefix);
+            Ok(json(StatusCode::OK, &status_json(&s, &snap)))
+        }
+        ("GET", "cluster") => {
+            let (snap, _) = Snapshot::read(st.dcs.as_ref(), &st.prefix).await;
+            Ok(json(
+                StatusCode::OK,
+                &cluster::cluster_json(&snap, &status().patroni.scope),
+            ))
+        }
+        ("GET", "history") => {
+            let (snap, _) = Snapshot::read(st.dcs.as_ref(), &st.prefix).await;
+            Ok(json(StatusCode::OK, &cluster::history_json(&snap)))
+        }
+        ("GET", "config") => {
+            let (snap, _) = Snapshot::read(st.dcs.as_ref(), &st.prefix).await;
+            Ok(json(StatusCode::OK, &cluster::config_json(&snap)?))
+        }
+        ("GET", "failsafe") => {
+            let snap = Snapshot::read_local(st.dcs.as_ref(), &st.prefix);
+            Ok(json(StatusCode::OK, &cluster::failsafe_json(&snap)?))
+        }
+        ("GET", "metrics") => {
+            let snap = Snapshot::read_local(st.dcs.as_ref(), &st.prefix);
+            let raft = st.raft.as_ref().map(|r| r.borrow().clone());
+            let body = metrics::render(&status(), &snap, raft.as_ref(), now);
+            Ok((
+                StatusCode::OK,
+                [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+                body,
+            )
+                .into_response())
+        }
+        ("GET" | "HEAD" | "OPTIONS", "liveness") => {
+            Ok(health::liveness_code(&status(), st.ttl, now).into_response())
+        }
+        ("GET" | "HEAD" | "OPTIONS", "readiness") => {
+            let snap = Snapshot::read_local(st.dcs.as_ref(), &st.prefix);
+            Ok(health::readiness_code(&q, &status(), &snap, now).into_response())
+        }
+        ("GET" | "HEAD" | "OPTIONS", _) => {
+            let s = status();
+            let snap = Snapshot::read_local(st.dcs.as_ref(), &st.prefix);
+            let code = health::health_code(&path, &q, &s, &snap, now);
+            if method == Method::GET {
+                Ok(json(code, &status_json(&s, &snap)))
+            } else {
+                // HAProxy's OPTIONS/HEAD checks read the status line only.
+                Ok(code.into_response())
             }
         }
-        if v.failover.is_none()
-            && v.leader_name().map(|n| n.as_str()) == leader.as_deref()
-            && leader.is_some()
-        {
-            return text(StatusCode::SERVICE_UNAVAILABLE, "Switchover failed");
+        ("PATCH", "config") => {
+            let req = read_json(&parts.headers, body, false).await?;
+            let new = cluster::patch_config(st.dcs.as_ref(), &st.prefix, &req).await?;
+            st.wakeup();
+            Ok(json(StatusCode::OK, &new))
+        }
+        ("PUT", "config") => {
+            let req = read_json(&parts.headers, body, false).await?;
+            let new = cluster::put_config(st.dcs.as_ref(), &st.prefix, &req).await?;
+            st.wakeup();
+            Ok(json(StatusCode::OK, &new))
+        }
+        ("POST", "switchover" | "failover") => {
+            let req = read_json(&parts.headers, body, false).await?;
+            let action = if seg == "switchover" {
+                Action::Switchover
+            } else {
+                Action::Failover
+            };
+            let (code, msg) = manual::post_manual(&st, req, action).await?;
+            Ok(text(code_of(code), msg))
+        }
+        ("DELETE", "switchover") => {
+            let msg = cluster::delete_switchover(st.dcs.as_ref(), &st.prefix).await?;
+            Ok(text(StatusCode::OK, msg))
+        }
+        ("POST", "restart") => {
+            let req = read_json(&parts.headers, body, true).await?;
+            let (code, msg) = actions::post_restart(&st, req).await?;
+            Ok(text(code_of(code), msg))
+        }
+        ("DELETE", "restart") => Ok(text(StatusCode::OK, actions::delete_restart(&st).await?)),
+        ("POST", "reload") => Ok(text(StatusCode::ACCEPTED, actions::post_reload(&st).await?)),
+        ("POST", "reinitialize") => {
+            let req = read_json(&parts.headers, body, true).await?;
+            Ok(text(StatusCode::OK, actions::post_reinitialize(&st, req).await?))
+        }
+        ("POST", "failsafe") => {
+            let snap = Snapshot::read_local(st.dcs.as_ref(), &st.prefix);
+            if !snap.failsafe_mode() {
+                return Err(ApiError::BadGateway);
+            }
+            let req = read_json(&parts.headers, body, false).await?;
+            Ok(json(
+                StatusCode::OK,
+                &actions::post_failsafe(&st, &snap, req).await?,
+            ))
+        }
+        _ => Err(ApiError::UnsupportedMethod(method.to_string())),
+    }
+}
+
+fn code_of(code: u16) -> StatusCode {
+    StatusCode::from_u16(code).unwrap_or(StatusCode::OK)
+}
+
+/// Query parameters, lenient as Python's `parse_qs`: what does not decode is skipped.
+fn params(query: Option<&str>) -> Params {
+    let Some(q) = query else {
+        return Params::default();
+    };
+    Params(
+        q.split('&')
+            .filter(|p| !p.is_empty())
+            .filter_map(|p| {
+                let (k, v) = p.split_once('=').unwrap_or((p, ""));
+                Some((decode(k)?, decode(v)?))
+            })
+            .collect(),
+    )
+}
+
+/// Percent-decoding with `+` as space (form encoding).
+fn decode(s: &str) -> Option<String> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'+' => out.push(b' '),
+            b'%' => {
+                let h = std::str::from_utf8(b.get(i + 1..i + 3)?).ok()?;
+                out.push(u8::from_str_radix(h, 16).ok()?);
+                i += 2;
+            }
+            c => out.push(c),
+        }
+        i += 1;
+    }
+    String::from_utf8(out).ok()
+}
+
+/// Patroni's `_read_json_content`: Content-Length is required (411) unless the body is
+/// optional; the body must be a JSON object, non-empty unless optional (400); larger than
+/// [`MAX_BODY`] is 413.
+async fn read_json(headers: &HeaderMap, body: Body, optional: bool) -> Result<Map<String, Value>, ApiError> {
+    let Some(len) = headers.get(header::CONTENT_LENGTH) else {
+        return if optional {
+            Ok(Map::new())
+        } else {
+            Err(ApiError::LengthRequired)
+        };
+    };
+    let len: usize = len
+        .to_str()
+        .ok()
+        .and_then(|l| l.trim().parse().ok())
+        .ok_or_else(|| ApiError::BadRequest("Bad request: invalid Content-Length".into()))?;
+    if len > MAX_BODY {
+        return Err(ApiError::PayloadTooLarge);
+    }
+    if len == 0 && optional {
+        return Ok(Map::new());
+    }
+    let bytes = axum::body::to_bytes(body, MAX_BODY)
+        .await
+        .map_err(|_| ApiError::PayloadTooLarge)?;
+    match serde_json::from_slice::<Value>(&bytes) {
+        Ok(Value::Object(m)) if !m.is_empty() || optional => Ok(m),
+        Ok(_) => Err(ApiError::BadRequest(
+            "Bad request: the body must be a non-empty JSON object".into(),
+        )),
+        Err(e) => Err(ApiError::BadRequest(format!("Bad request: {e}"))),
+    }
+}
+
+/// The addresses of the members' REST APIs (allowlist_include_members); host names that are
+/// not addresses are skipped rather than resolved on the request path.
+fn member_api_ips(snap: &Snapshot) -> Vec<IpAddr> {
+    snap.view
+        .members
+        .values()
+        .filter_map(|m| api_url_ip(&m.api_url))
+        .collect()
+}
+
+/// GET /patroni (and the health checks' body): the published status, plus what only the
+/// DCS knows (sync_standby / quorum_standby).
+pub fn status_json(s: &NodeStatus, snap: &Snapshot) -> Value {
+    let mut v = serde_json::to_value(s).unwrap_or(Value::Null);
+    if let Value::Object(m) = &mut v {
+        if s.role != "primary" && snap.is_sync(&s.patroni.name) {
+            let k = if snap.quorum_mode() {
+                "quorum_standby"
+            } else {
+                "sync_standby"
+            };
+            m.insert(k.into(), Value::Bool(true));
         }
     }
-    text(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "Switchover status unknown after 20 seconds; operation may still be in progress",
-    )
+    v
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// Patroni's lag units.
+    /// Query strings decode like Python's parse_qs, and bad escapes are skipped, not fatal.
     #[test]
-    fn sizes_parse_like_patroni() {
-        assert_eq!(parse_size("16kB"), Some(16384));
-        assert_eq!(parse_size("10MB"), Some(10 << 20));
-        assert_eq!(parse_size("100"), Some(100));
-        assert_eq!(parse_size("1XB"), None);
+    fn query_strings_decode_leniently() {
+        let p = params(Some(
+            "lag=10MB&tag_zone=eu%2Dwest&x=%zz&replication_state=in+archive+recovery",
+        ));
+        assert_eq!(p.get("lag"), Some("10MB"));
+        assert_eq!(p.get("tag_zone"), Some("eu-west"));
+        assert_eq!(p.get("x"), None);
+        assert_eq!(p.get("replication_state"), Some("in archive recovery"));
+        assert_eq!(params(Some("%")).0.len(), 0);
     }
 }
