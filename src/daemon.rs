@@ -87,10 +87,15 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<()>
         // Fail at start, not in the serving task, on unreadable certificates or keys.
         t.server_config().context("restapi: TLS settings")?;
     }
-    // The HA runner does not take API requests yet: restart, reload, reinitialize and
-    // failsafe answer 503 until it does (see api::actions for the contract).
+    // Restart, reload and reinitialize go to the HA loop through this channel (see
+    // api::actions for the contract); a witness has no loop and answers 503.
+    let (req_tx, req_rx) = tokio::sync::mpsc::channel(crate::api::actions::REQUEST_QUEUE);
+    let mut state = ApiState::new(status_rx, node.clone(), prefix.clone(), timing.ttl);
+    if !witness {
+        state = state.with_requests(req_tx);
+    }
     let api = rest::router(
-        ApiState::new(status_rx, node.clone(), prefix.clone(), timing.ttl)
+        state
             .with_raft(raft_info_watch(node.clone()))
             .with_security(security)
             .with_extra_headers(rest::extra_headers_from_config(&cfg.restapi, tls.is_some())),
@@ -129,6 +134,7 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<()>
         }
         let ha = ha_settings(&cfg, &prefix, timing, pg_cfg)?;
         Runner::new(node.clone(), pg, ha, status_tx)
+            .with_requests(req_rx)
             .run(shutdown.clone())
             .await
             .map_err(anyhow::Error::from)

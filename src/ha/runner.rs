@@ -7,6 +7,7 @@
 use super::decide::{decide, Action, DemoteMode, Inputs, PeerStatus, PgState, Running};
 use super::status::{NodeStatus, ReplicationInfo};
 use super::view::{ClusterView, HistoryRow, MemberRecord};
+use crate::api::actions::{ActionOutcome, ApiRequest, RestartConditions};
 use crate::dcs::{Dcs, DcsError};
 use crate::postgres::{
     CloneProgress, ConfigInput, InitdbOption, PgControl, PostmasterState, ReplicaMethod, StandbyTarget,
@@ -110,6 +111,12 @@ pub struct Runner<D: Dcs, P: PgControl + 'static> {
     tick: u64,
     last_reason: String,
     warned_keys: bool,
+    /// Requests from the REST API (restart, reload, reinitialize).
+    requests: Option<tokio::sync::mpsc::Receiver<ApiRequest>>,
+    /// The view of the last iteration, for requests handled between iterations.
+    last_view: Option<ClusterView>,
+    /// A restart scheduled through the API: when, and on which conditions.
+    scheduled_restart: Option<(chrono::DateTime<chrono::FixedOffset>, RestartConditions)>,
 }
 
 /// How long a replica may fail to stream from its leader before it is restarted (with a
@@ -140,7 +147,16 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
             tick: 0,
             last_reason: String::new(),
             warned_keys: false,
+            requests: None,
+            last_view: None,
+            scheduled_restart: None,
         }
+    }
+
+    /// Takes requests from the REST API.
+    pub fn with_requests(mut self, rx: tokio::sync::mpsc::Receiver<ApiRequest>) -> Self {
+        self.requests = Some(rx);
+        self
     }
 
     fn key(&self, rel: &str) -> String {
@@ -171,20 +187,19 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
             }
             // Sleep loop_wait, or less when the leader key, failover or config changes.
             let deadline = started + self.timing.loop_wait;
+            let (leader_key, failover_key, config_key) =
+                (self.key("leader"), self.key("failover"), self.key("config"));
+            let me = self.s.me.to_string();
             let wait = async {
                 loop {
                     match watch.next().await {
-                        Some(crate::dcs::WatchEvent::Delete { key, .. }) if key == self.key("leader") => {
-                            return
-                        }
+                        Some(crate::dcs::WatchEvent::Delete { key, .. }) if key == leader_key => return,
                         Some(crate::dcs::WatchEvent::Put(kv))
-                            if kv.key == self.key("failover") || kv.key == self.key("config") =>
+                            if kv.key == failover_key || kv.key == config_key =>
                         {
                             return
                         }
-                        Some(crate::dcs::WatchEvent::Put(kv))
-                            if kv.key == self.key("leader") && kv.value != self.s.me.as_str() =>
-                        {
+                        Some(crate::dcs::WatchEvent::Put(kv)) if kv.key == leader_key && kv.value != me => {
                             return
                         }
                         Some(_) => continue,
@@ -192,15 +207,160 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
                     }
                 }
             };
-            tokio::select! {
-                _ = shutdown.cancelled() => break Ok(()),
-                _ = tokio::time::sleep_until(deadline) => {}
-                _ = wait => {}
+            let mut requests = self.requests.take();
+            let req = async {
+                match requests.as_mut() {
+                    Some(rx) => rx.recv().await,
+                    None => std::future::pending().await,
+                }
+            };
+            let got = tokio::select! {
+                _ = shutdown.cancelled() => { self.requests = requests; break Ok(()) }
+                _ = tokio::time::sleep_until(deadline) => None,
+                _ = wait => None,
+                r = req => r,
+            };
+            self.requests = requests;
+            if let Some(r) = got {
+                self.handle_request(r).await;
             }
         };
         self.on_shutdown().await;
         fence.abort();
         result
+    }
+
+    /// Handles one REST request between iterations (see `api::actions` for the contract).
+    async fn handle_request(&mut self, req: ApiRequest) {
+        match req {
+            ApiRequest::Restart { conditions, reply } => {
+                let out = self.restart(&conditions).await;
+                let _ = reply.send(out);
+            }
+            ApiRequest::ScheduleRestart {
+                conditions,
+                at,
+                reply,
+            } => {
+                let free = self.scheduled_restart.is_none();
+                if free {
+                    tracing::info!(at = %at, "restart scheduled");
+                    self.scheduled_restart = Some((at, conditions));
+                }
+                let _ = reply.send(free);
+            }
+            ApiRequest::CancelScheduledRestart { reply } => {
+                let _ = reply.send(self.scheduled_restart.take().is_some());
+            }
+            ApiRequest::Reload => {
+                // Re-writes the configuration from the current dynamic config and reloads
+                // PostgreSQL. (Re-reading the YAML file itself is not implemented yet.)
+                let standby = self
+                    .following
+                    .clone()
+                    .and_then(|l| self.upstream_of(self.last_view.as_ref(), &l).ok())
+                    .map(|(_, t)| t);
+                let input = self.config_input(self.last_view.as_ref(), standby);
+                let res = async {
+                    self.pg.write_config(&input).await?;
+                    self.pg.reload().await
+                }
+                .await;
+                match res {
+                    Ok(()) => tracing::info!("configuration reloaded on request"),
+                    Err(e) => tracing::warn!(error = %chain(&e), "reload failed"),
+                }
+            }
+            ApiRequest::Reinitialize {
+                force: _,
+                from_leader: _,
+                reply,
+            } => {
+                let v = self.last_view.clone().unwrap_or_default();
+                let answer = match v.leader_name() {
+                    Some(l) if *l == self.s.me => Err("I am the leader, can not reinitialize".to_string()),
+                    None => Err("Cluster has no leader, can not reinitialize".to_string()),
+                    Some(_) => {
+                        // The data directory is moved aside, never deleted; the next
+                        // iteration sees no data and clones from the leader.
+                        let res = async {
+                            self.pg.stop(StopMode::Immediate).await?;
+                            self.pg.move_data_dir_aside()
+                        }
+                        .await;
+                        match res {
+                            Ok(p) => {
+                                tracing::info!(moved_to = %p.display(), "reinitializing: old data directory moved aside");
+                                self.following = None;
+                                Ok(())
+                            }
+                            Err(e) => Err(format!("reinitialize failed: {}", chain(&e))),
+                        }
+                    }
+                };
+                let _ = reply.send(answer);
+            }
+            ApiRequest::Failsafe { reply, .. } => {
+                let _ = reply.send(Err(
+                    "failsafe mode is not implemented by this pgwarden version".into()
+                ));
+            }
+            ApiRequest::Wakeup => {}
+        }
+    }
+
+    /// Patroni's `ha.restart()`: check the conditions, restart, report.
+    async fn restart(&mut self, c: &RestartConditions) -> ActionOutcome {
+        let st = self.status.borrow().clone();
+        let role_ok = c
+            .role
+            .as_deref()
+            .is_none_or(|r| r == st.role || (r == "primary" && st.role == "master"));
+        let version_ok = c.postgres_version.is_none_or(|v| self.pg.version().num < v);
+        let pending_ok = !c.restart_pending
+            || self
+                .pg
+                .pending_restart()
+                .await
+                .map(|p| !p.is_empty())
+                .unwrap_or(false);
+        if !(role_ok && version_ok && pending_ok) {
+            return ActionOutcome {
+                ok: false,
+                message: "restart conditions are not satisfied".into(),
+            };
+        }
+        if st.state == "starting" {
+            return ActionOutcome {
+                ok: false,
+                message: "postgres is still starting".into(),
+            };
+        }
+        self.set_state("restarting");
+        let limit = c.timeout.unwrap_or(Duration::from_secs(600));
+        let res = tokio::time::timeout(limit, self.pg.restart(StopMode::Fast)).await;
+        match res {
+            Ok(Ok(())) => {
+                self.set_state("running");
+                tracing::info!("restarted PostgreSQL on request");
+                ActionOutcome {
+                    ok: true,
+                    message: "restarted successfully".into(),
+                }
+            }
+            Ok(Err(e)) => {
+                self.set_state("restart failed");
+                tracing::warn!(error = %chain(&e), "restart failed");
+                ActionOutcome {
+                    ok: false,
+                    message: "restart failed".into(),
+                }
+            }
+            Err(_) => ActionOutcome {
+                ok: false,
+                message: "restart failed".into(),
+            },
+        }
     }
 
     async fn on_shutdown(&mut self) {
@@ -225,6 +385,14 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
     }
 
     async fn iteration(&mut self) -> Result<(), ActError> {
+        if let Some((at, _)) = &self.scheduled_restart {
+            if *at <= chrono::Utc::now() {
+                if let Some((_, cond)) = self.scheduled_restart.take() {
+                    let out = self.restart(&cond).await;
+                    tracing::info!(ok = out.ok, message = %out.message, "scheduled restart");
+                }
+            }
+        }
         let view = match self.dcs.list(&self.s.prefix).await {
             Ok(kvs) => Some(ClusterView::from_kvs(&self.s.prefix, &kvs)),
             Err(e) => {
@@ -233,6 +401,7 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
             }
         };
         if let Some(v) = &view {
+            self.last_view = Some(v.clone());
             self.apply_dynamic_timing(v);
             if !v.unparsable.is_empty() && !self.warned_keys {
                 tracing::warn!(keys = ?v.unparsable, "ignoring DCS values that do not parse");

@@ -402,3 +402,42 @@ async fn e2e_duplicate_member_name_is_refused() {
         "{err}"
     );
 }
+
+/// Restart and reinitialize through the REST API act on the member: a replica restarts
+/// (new postmaster), the leader refuses to reinitialize, a replica reinitializes (its old
+/// data directory moved aside, never deleted) and streams again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn e2e_restart_and_reinitialize_through_rest() {
+    require_pg!();
+    let mut c = Cluster::new(Options::default());
+    c.start_all();
+    let leader = c.wait_healthy(Duration::from_secs(90)).await;
+    let replica = (leader + 1) % 3;
+    let pid = c.nodes[replica].postmaster_pid().unwrap();
+    let (code, body) = c.post(replica, "/restart", json!({})).await.unwrap();
+    assert_eq!((code, body.as_str()), (200, "restarted successfully"));
+    assert_ne!(c.nodes[replica].postmaster_pid(), Some(pid));
+    let (code, body) = c
+        .post(replica, "/restart", json!({"role": "primary"}))
+        .await
+        .unwrap();
+    assert_eq!(
+        (code, body.as_str()),
+        (503, "restart conditions are not satisfied")
+    );
+
+    let (code, body) = c.post(leader, "/reinitialize", json!({})).await.unwrap();
+    assert_eq!(code, 503);
+    assert!(body.contains("I am the leader, can not reinitialize"), "{body}");
+    let (code, body) = c
+        .post(replica, "/reinitialize", json!({"force": true}))
+        .await
+        .unwrap();
+    assert_eq!(code, 200, "{body}");
+    c.wait_healthy(Duration::from_secs(90)).await;
+    let aside = std::fs::read_dir(&c.nodes[replica].dir)
+        .unwrap()
+        .flatten()
+        .any(|e| e.file_name().to_string_lossy().starts_with("pgdata.") && e.path().is_dir());
+    assert!(aside, "the old data directory was not kept");
+}
