@@ -216,14 +216,15 @@ fn run(args: &Args) -> Result<()> {
         .enable_all()
         .build()
         .context("starting the tokio runtime")?;
-    let res = rt.block_on(async {
+    let (res, by_signal) = rt.block_on(async {
         tokio::select! {
-            r = bench(&plan, &header, &mut clusters) => r,
-            sig = interrupted() => Err(anyhow::anyhow!("interrupted by {sig}")),
+            r = bench(&plan, &header, &mut clusters) => (r, false),
+            sig = interrupted() => (Err(anyhow::anyhow!("interrupted by {sig}")), true),
         }
     });
     drop(rt);
-    if res.is_err() {
+    // The members' logs explain a failure, not an interruption.
+    if res.is_err() && !by_signal {
         for c in &clusters {
             c.print_log_tails(15);
         }
