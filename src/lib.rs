@@ -14,4 +14,5 @@ pub mod dcs;
 pub mod demo;
 pub mod ha;
 pub mod postgres;
+pub mod shell;
 pub mod types;

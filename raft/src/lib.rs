@@ -86,3 +86,17 @@ pub type StorageError = openraft::StorageError<NodeId>;
 pub use command::{Command, CommandResult, Condition, KeyValue};
 pub use dcs::{Dcs, DcsError, MemDcs, WatchEvent, WriteOutcome};
 pub use node::{NodeConfig, RaftNode, RaftTiming};
+
+/// An error with its causes, `a: b: c`, for a log line or a message to a person. Error
+/// types here keep their cause in `source()` rather than in their own text, so this is
+/// where a chain is rendered, once.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}

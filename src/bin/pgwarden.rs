@@ -41,17 +41,6 @@ enum Sub {
     },
 }
 
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
-}
-
 fn main() -> ExitCode {
     let args = Args::parse();
     if let Some(Sub::Demo {
@@ -96,7 +85,7 @@ fn main() -> ExitCode {
     let loaded = match Config::load(&path, strictness) {
         Ok(l) => l,
         Err(e) => {
-            eprintln!("pgwarden: {}: {}", path.display(), chain(&e));
+            eprintln!("pgwarden: {}: {}", path.display(), pgwarden_raft::error_chain(&e));
             return ExitCode::FAILURE;
         }
     };

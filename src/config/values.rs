@@ -244,60 +244,9 @@ impl Command {
     }
 }
 
-/// Minimal POSIX-like word splitting: whitespace separates, single quotes are literal, double
-/// quotes allow `\"` and `\\`, a backslash outside quotes escapes the next character.
+/// Word splitting as the command will be run (see [`crate::shell::split_words`]).
 fn split_shell(s: &str) -> Option<Vec<String>> {
-    let mut words = Vec::new();
-    let mut cur = String::new();
-    let mut in_word = false;
-    let mut chars = s.chars();
-    while let Some(c) = chars.next() {
-        match c {
-            '\'' => {
-                in_word = true;
-                loop {
-                    match chars.next()? {
-                        '\'' => break,
-                        x => cur.push(x),
-                    }
-                }
-            }
-            '"' => {
-                in_word = true;
-                loop {
-                    match chars.next()? {
-                        '"' => break,
-                        '\\' => {
-                            let x = chars.next()?;
-                            if x != '"' && x != '\\' {
-                                cur.push('\\');
-                            }
-                            cur.push(x);
-                        }
-                        x => cur.push(x),
-                    }
-                }
-            }
-            '\\' => {
-                in_word = true;
-                cur.push(chars.next()?);
-            }
-            c if c.is_whitespace() => {
-                if in_word {
-                    words.push(std::mem::take(&mut cur));
-                    in_word = false;
-                }
-            }
-            c => {
-                in_word = true;
-                cur.push(c);
-            }
-        }
-    }
-    if in_word {
-        words.push(cur);
-    }
-    Some(words)
+    crate::shell::split_words(s).ok()
 }
 
 /// One option for a PostgreSQL tool (`initdb`, `pg_basebackup`, `pg_rewind`): `data-checksums` or

@@ -1152,17 +1152,7 @@ async fn fence<P: PgControl + 'static>(
     }
 }
 
-/// An error with its causes, `a: b: c`, for a log line.
-pub fn chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
-}
+pub use pgwarden_raft::error_chain as chain;
 
 #[cfg(test)]
 mod tests {

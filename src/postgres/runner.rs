@@ -239,59 +239,13 @@ pub(crate) fn write_file_atomic(path: &Path, content: &str, mode: u32, ids: &Chi
     res
 }
 
-/// Splits a command line into words: whitespace separates, single and double quotes group,
-/// backslash escapes outside single quotes. Enough for configured commands; no expansion.
+/// Splits a configured command line into words (see [`crate::shell::split_words`]).
 pub(crate) fn split_command(command: &str) -> Result<Vec<String>> {
     let bad = |why| Error::BadCommand {
         command: command.to_owned(),
         why,
     };
-    let mut words = Vec::new();
-    let mut cur = String::new();
-    let mut in_word = false;
-    let mut chars = command.chars();
-    while let Some(c) = chars.next() {
-        match c {
-            '\'' => {
-                in_word = true;
-                loop {
-                    match chars.next() {
-                        Some('\'') => break,
-                        Some(c) => cur.push(c),
-                        None => return Err(bad("unterminated single quote")),
-                    }
-                }
-            }
-            '"' => {
-                in_word = true;
-                loop {
-                    match chars.next() {
-                        Some('"') => break,
-                        Some('\\') => cur.push(chars.next().ok_or_else(|| bad("trailing backslash"))?),
-                        Some(c) => cur.push(c),
-                        None => return Err(bad("unterminated double quote")),
-                    }
-                }
-            }
-            '\\' => {
-                in_word = true;
-                cur.push(chars.next().ok_or_else(|| bad("trailing backslash"))?);
-            }
-            c if c.is_whitespace() => {
-                if in_word {
-                    words.push(std::mem::take(&mut cur));
-                    in_word = false;
-                }
-            }
-            c => {
-                in_word = true;
-                cur.push(c);
-            }
-        }
-    }
-    if in_word {
-        words.push(cur);
-    }
+    let words = crate::shell::split_words(command).map_err(bad)?;
     if words.is_empty() {
         return Err(bad("it is empty"));
     }

@@ -56,7 +56,7 @@ async fn main() -> std::process::ExitCode {
                 std::process::ExitCode::SUCCESS
             }
             Err(e) => {
-                eprintln!("pgwarden-dcs: {}", error_chain(&e));
+                eprintln!("pgwarden-dcs: {}", pgwarden_raft::error_chain(&e));
                 std::process::ExitCode::FAILURE
             }
         };
@@ -71,7 +71,7 @@ async fn main() -> std::process::ExitCode {
     let node = match RaftNode::start(cfg, None).await {
         Ok(n) => n,
         Err(e) => {
-            eprintln!("pgwarden-dcs: {}", error_chain(&e));
+            eprintln!("pgwarden-dcs: {}", pgwarden_raft::error_chain(&e));
             return std::process::ExitCode::FAILURE;
         }
     };
@@ -88,15 +88,4 @@ async fn main() -> std::process::ExitCode {
     }
     node.shutdown().await;
     std::process::ExitCode::SUCCESS
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
 }
