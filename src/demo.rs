@@ -23,6 +23,9 @@ pub struct DemoOptions {
     pub keep: bool,
     /// First port; each node uses three consecutive ports from here.
     pub base_port: u16,
+    /// Once the cluster is up: kill the primary, narrate the failover with timings, bring
+    /// the old primary back, then switch over to it and time the write gap.
+    pub failover_drill: bool,
 }
 
 struct DemoNode {
@@ -119,8 +122,12 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
             );
             n.child = Some(child);
         }
-        watch_until_up(&nodes).await?;
+        let up = watch_until_up(&nodes).await?;
+        println!("timing: bootstrap {:.2} s", up.as_secs_f64());
         print_info(&nodes, &exe);
+        if opts.failover_drill {
+            failover_drill(&mut nodes, &exe).await?;
+        }
         match opts.duration {
             Some(d) => {
                 println!("running for {d:?} (--duration)");
@@ -181,8 +188,9 @@ fn config(n: &DemoNode, all: &[DemoNode]) -> String {
     y
 }
 
-/// Narrates start-up from the members' REST answers until one leads and the others stream.
-async fn watch_until_up(nodes: &[DemoNode]) -> anyhow::Result<()> {
+/// Narrates start-up from the members' REST answers until one leads and the others stream;
+/// returns how long that took.
+async fn watch_until_up(nodes: &[DemoNode]) -> anyhow::Result<Duration> {
     let http = reqwest::Client::new();
     let started = Instant::now();
     let mut last: Vec<String> = vec![String::new(); nodes.len()];
@@ -229,7 +237,7 @@ async fn watch_until_up(nodes: &[DemoNode]) -> anyhow::Result<()> {
                 started.elapsed().as_secs_f64(),
                 data - 1
             );
-            return Ok(());
+            return Ok(started.elapsed());
         }
         if started.elapsed() > Duration::from_secs(180) {
             bail!("the cluster did not come up within 180 s; see the logs above");
@@ -315,4 +323,239 @@ async fn stop_all(nodes: &mut [DemoNode]) {
             }
         }
     }
+}
+
+async fn status(http: &reqwest::Client, n: &DemoNode) -> Option<Value> {
+    let url = format!("http://127.0.0.1:{}/patroni", n.rest);
+    http.get(url)
+        .timeout(Duration::from_secs(1))
+        .send()
+        .await
+        .ok()?
+        .json()
+        .await
+        .ok()
+}
+
+async fn primary(http: &reqwest::Client, nodes: &[DemoNode]) -> Option<usize> {
+    for (i, n) in nodes.iter().enumerate() {
+        if n.witness || n.child.is_none() {
+            continue;
+        }
+        let url = format!("http://127.0.0.1:{}/primary", n.rest);
+        if let Ok(r) = http.get(url).timeout(Duration::from_secs(1)).send().await {
+            if r.status().as_u16() == 200 {
+                return Some(i);
+            }
+        }
+    }
+    None
+}
+
+/// Inserts a row every 10 ms through the multi-host connection string and records when
+/// each insert was acknowledged and by which port.
+fn start_writer(
+    nodes: &[DemoNode],
+) -> (
+    tokio::sync::watch::Receiver<Vec<(Instant, u16)>>,
+    tokio_util::sync::CancellationToken,
+) {
+    let hosts: Vec<String> = nodes
+        .iter()
+        .filter(|n| !n.witness)
+        .map(|n| format!("127.0.0.1:{}", n.pg))
+        .collect();
+    let conn = format!(
+        "postgresql://postgres:{PASSWORD}@{}/postgres?target_session_attrs=read-write&connect_timeout=1",
+        hosts.join(",")
+    );
+    let (tx, rx) = tokio::sync::watch::channel(Vec::new());
+    let stop = tokio_util::sync::CancellationToken::new();
+    let token = stop.clone();
+    tokio::spawn(async move {
+        let mut client: Option<tokio_postgres::Client> = None;
+        // Bounded by the drill: it cancels the token when done.
+        while !token.is_cancelled() {
+            if client.is_none() {
+                if let Ok((c, conn)) = tokio_postgres::connect(&conn, tokio_postgres::NoTls).await {
+                    tokio::spawn(async move {
+                        let _ = conn.await;
+                    });
+                    let _ = c
+                        .batch_execute("CREATE TABLE IF NOT EXISTS drill (at timestamptz DEFAULT now())")
+                        .await;
+                    client = Some(c);
+                } else {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    continue;
+                }
+            }
+            let Some(c) = &client else { continue };
+            let r = tokio::time::timeout(
+                Duration::from_secs(2),
+                c.query_one(
+                    "INSERT INTO drill DEFAULT VALUES RETURNING inet_server_port()",
+                    &[],
+                ),
+            )
+            .await;
+            match r {
+                Ok(Ok(row)) => {
+                    let port: i32 = row.try_get(0).unwrap_or(0);
+                    tx.send_modify(|v| v.push((Instant::now(), port as u16)));
+                }
+                _ => client = None,
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    });
+    (rx, stop)
+}
+
+/// The failover drill: SIGKILL of the primary's daemon and postmaster, narrated, timed.
+async fn failover_drill(nodes: &mut [DemoNode], exe: &Path) -> anyhow::Result<()> {
+    let http = reqwest::Client::new();
+    println!();
+    println!("failover drill: writing through the multi-host connection string, then killing the primary");
+    let (acks, stop) = start_writer(nodes);
+    let wait_acks = |n: usize| {
+        let mut acks = acks.clone();
+        async move {
+            let target = acks.borrow().len() + n;
+            let _ = tokio::time::timeout(Duration::from_secs(60), acks.wait_for(|v| v.len() >= target)).await;
+        }
+    };
+    wait_acks(50).await;
+    let Some(old) = primary(&http, nodes).await else {
+        bail!("no primary to kill")
+    };
+    let old_port = nodes[old].pg;
+    let killed = Instant::now();
+    if let Some(c) = nodes[old].child.as_mut() {
+        let _ = c.start_kill();
+        let _ = c.wait().await;
+    }
+    nodes[old].child = None;
+    if let Ok(pidfile) = std::fs::read_to_string(nodes[old].dir.join("pgdata/postmaster.pid")) {
+        if let Some(pid) = pidfile.lines().next().and_then(|l| l.trim().parse::<i32>().ok()) {
+            let _ =
+                nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+        }
+    }
+    println!(
+        "  [{:>5.1}s] killed {} (daemon and postmaster, SIGKILL)",
+        0.0, nodes[old].name
+    );
+    let deadline = killed + Duration::from_secs(90);
+    let mut promoted: Option<(usize, Duration)> = None;
+    let mut first_write: Option<Duration> = None;
+    while Instant::now() < deadline && (promoted.is_none() || first_write.is_none()) {
+        if promoted.is_none() {
+            if let Some(p) = primary(&http, nodes).await.filter(|p| *p != old) {
+                promoted = Some((p, killed.elapsed()));
+                println!(
+                    "  [{:>5.1}s] {} is the new primary",
+                    killed.elapsed().as_secs_f64(),
+                    nodes[p].name
+                );
+            }
+        }
+        if first_write.is_none() {
+            let w = acks
+                .borrow()
+                .iter()
+                .find(|(at, port)| *at > killed && *port != old_port)
+                .map(|(at, _)| *at - killed);
+            if let Some(w) = w {
+                first_write = Some(w);
+                println!(
+                    "  [{:>5.1}s] first write acknowledged by the new primary",
+                    w.as_secs_f64()
+                );
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (Some((new, _)), Some(rto)) = (promoted, first_write) else {
+        stop.cancel();
+        bail!("no failover within 90 s; see the node logs");
+    };
+    println!(
+        "timing: failover {:.2} s (SIGKILL of the primary to the first acknowledged write)",
+        rto.as_secs_f64()
+    );
+
+    // Bring the old primary back: it rejoins as a replica (pg_rewind if it diverged).
+    let log = std::fs::OpenOptions::new()
+        .append(true)
+        .open(nodes[old].dir.join("pgwarden.log"))?;
+    nodes[old].child = Some(
+        Command::new(exe)
+            .arg(nodes[old].dir.join("pgwarden.yml"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .kill_on_drop(true)
+            .spawn()?,
+    );
+    let back = Instant::now();
+    loop {
+        if let Some(s) = status(&http, &nodes[old]).await {
+            if s["role"] == "replica" && s["replication_state"] == "streaming" {
+                break;
+            }
+        }
+        if back.elapsed() > Duration::from_secs(120) {
+            stop.cancel();
+            bail!("{} did not rejoin within 120 s", nodes[old].name);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    println!(
+        "  {} rejoined as a streaming replica {:.1} s after its restart",
+        nodes[old].name,
+        back.elapsed().as_secs_f64()
+    );
+
+    // Switch back, timing the longest write gap.
+    wait_acks(50).await;
+    let before = Instant::now();
+    let url = format!("http://127.0.0.1:{}/switchover", nodes[new].rest);
+    let body = serde_json::json!({"leader": nodes[new].name, "candidate": nodes[old].name});
+    let reply = http
+        .post(url)
+        .json(&body)
+        .timeout(Duration::from_secs(60))
+        .send()
+        .await?;
+    let code = reply.status();
+    let text = reply.text().await.unwrap_or_default();
+    println!(
+        "  switchover {} -> {}: {} {}",
+        nodes[new].name,
+        nodes[old].name,
+        code.as_u16(),
+        text
+    );
+    wait_acks(50).await;
+    let gap = {
+        let v = acks.borrow();
+        let mut last: Option<Instant> = None;
+        let mut gap = Duration::ZERO;
+        for (at, _) in v.iter() {
+            if let Some(l) = last {
+                if *at > before {
+                    gap = gap.max(*at - l);
+                }
+            }
+            last = Some(*at);
+        }
+        gap
+    };
+    stop.cancel();
+    if !code.is_success() {
+        bail!("switchover failed: {text}");
+    }
+    println!("timing: switchover write gap {:.2} s", gap.as_secs_f64());
+    Ok(())
 }

@@ -38,6 +38,9 @@ enum Sub {
         /// First of the nine consecutive ports the demo uses.
         #[arg(long, default_value_t = 15400)]
         base_port: u16,
+        /// Once up, kill the primary and narrate the failover with timings, then switch back.
+        #[arg(long)]
+        failover_drill: bool,
     },
 }
 
@@ -48,6 +51,7 @@ fn main() -> ExitCode {
         duration,
         keep,
         base_port,
+        failover_drill,
     }) = args.command
     {
         let rt = match tokio::runtime::Runtime::new() {
@@ -62,6 +66,7 @@ fn main() -> ExitCode {
             duration: duration.map(std::time::Duration::from_secs),
             keep,
             base_port,
+            failover_drill,
         };
         return match rt.block_on(pgwarden::demo::run(opts)) {
             Ok(()) => ExitCode::SUCCESS,
