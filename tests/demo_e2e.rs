@@ -92,3 +92,37 @@ fn e2e_demo_runs_as_an_unprivileged_user() {
         .unwrap();
     check(out);
 }
+
+/// `--failover-drill`: the primary is killed once the cluster is up, the failover, the old
+/// primary's rejoin and a switchover back are narrated with timings, and everything is
+/// cleaned up afterwards.
+#[test]
+fn e2e_demo_failover_drill_narrates_and_times_the_failover() {
+    if !std::path::Path::new("/usr/lib/postgresql/15/bin/postgres").exists() {
+        eprintln!("SKIPPED: PostgreSQL 15 is not installed");
+        return;
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_pgwarden"))
+        .args([
+            "demo",
+            "--failover-drill",
+            "--duration",
+            "1",
+            "--base-port",
+            &base_port().to_string(),
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    for expected in [
+        "killed pg",
+        "first write acknowledged by the new primary",
+        "timing: failover",
+        "rejoined as a streaming replica",
+        "Successfully switched over to",
+        "timing: switchover write gap",
+    ] {
+        assert!(stdout.contains(expected), "missing {expected:?} in:\n{stdout}");
+    }
+    check(out);
+}
