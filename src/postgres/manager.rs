@@ -202,13 +202,15 @@ impl PgManager {
             data_dir = %settings.data_dir.display(),
             "PostgreSQL binaries found"
         );
-        Ok(PgManager {
+        let mgr = PgManager {
             settings,
             runner,
             version,
             inner: Mutex::new(Inner::default()),
             client: tokio::sync::Mutex::new(None),
-        })
+        };
+        mgr.remove_stale_secrets();
+        Ok(mgr)
     }
 
     /// The settings in use.
@@ -231,8 +233,46 @@ impl PgManager {
         &self.settings.data_dir
     }
 
+    /// Where short-lived password files for tools go: beside the data directory (where the
+    /// replication passfile lives, owned by the same user), not in a shared /tmp, so that a
+    /// file left by a daemon killed mid-operation is found and removed at the next start.
     fn secret_dir(&self) -> PathBuf {
-        std::env::temp_dir()
+        self.settings
+            .pgpass_file
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(std::env::temp_dir)
+    }
+
+    /// The prefix of this instance's temporary password files (one per data directory, so
+    /// two instances sharing a parent directory never remove each other's).
+    fn secret_prefix(&self) -> String {
+        let base = self
+            .data_dir()
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        format!("pgwarden-pgpass-{base}")
+    }
+
+    /// Removes password files a killed predecessor left behind.
+    fn remove_stale_secrets(&self) {
+        let prefix = format!("{}.", self.secret_prefix());
+        let Ok(entries) = std::fs::read_dir(self.secret_dir()) else {
+            return;
+        };
+        for e in entries.flatten() {
+            if e.file_name().to_string_lossy().starts_with(&prefix) {
+                match std::fs::remove_file(e.path()) {
+                    Ok(()) => {
+                        tracing::info!(path = %e.path().display(), "removed a password file left by a previous run")
+                    }
+                    Err(err) => {
+                        tracing::warn!(path = %e.path().display(), error = %err, "cannot remove a stale password file")
+                    }
+                }
+            }
+        }
     }
 
     /// The data directory must exist, belong to the child user and hold a cluster.
@@ -769,7 +809,7 @@ impl PgControl for PgManager {
         let words = split_command(command)?;
         let pass = SecretFile::create(
             &self.secret_dir(),
-            "pgwarden-pgpass",
+            &self.secret_prefix(),
             &pgpass_line("*", s.port, &s.superuser),
             &self.runner.ids,
         )?;
@@ -1101,7 +1141,7 @@ impl PgControl for PgManager {
         let s = &self.settings;
         let pass = SecretFile::create(
             &self.secret_dir(),
-            "pgwarden-pgpass",
+            &self.secret_prefix(),
             &pgpass_line(&source.host, source.port, &s.replication),
             &self.runner.ids,
         )?;
@@ -1212,7 +1252,7 @@ impl PgControl for PgManager {
         let creds = s.rewind_credentials();
         let pass = SecretFile::create(
             &self.secret_dir(),
-            "pgwarden-pgpass",
+            &self.secret_prefix(),
             &pgpass_line(&primary.host, primary.port, creds),
             &self.runner.ids,
         )?;
