@@ -712,13 +712,9 @@ impl NodeInner {
         if !self.is_member().await {
             return Err(AdminError::NoLeader);
         }
-        if let AdminRequest::Status = req {
-            if self.leader().map(|(l, _)| l) != Some(self.id) {
-                // Status from a follower is still useful: it says whom it follows.
-                if self.leader().is_none() {
-                    return Ok(AdminReply::Status(self.status()));
-                }
-            }
+        // With no leader known, a node's own status is still worth answering.
+        if matches!(req, AdminRequest::Status) && self.leader().is_none() {
+            return Ok(AdminReply::Status(self.status()));
         }
         match self.leader() {
             Some((lid, _)) if lid == self.id => self.admin_local(req).await,

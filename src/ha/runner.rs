@@ -176,11 +176,7 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
             let started = Instant::now();
             self.tick += 1;
             let span = tracing::info_span!("ha_tick", member = %self.s.me, tick = self.tick);
-            let res = {
-                let _e = span.enter();
-                drop(_e);
-                tracing::Instrument::instrument(self.iteration(), span).await
-            };
+            let res = tracing::Instrument::instrument(self.iteration(), span).await;
             if let Err(ActError::Fatal(why)) = res {
                 tracing::error!(reason = %why, "stopping the HA loop");
                 break Err(ActError::Fatal(why));
@@ -472,7 +468,6 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
             }
             self.publish(v, &pg_after, sysid_after, &obs_after, true);
         } else {
-            let last = self.status.borrow().clone();
             self.publish(
                 &ClusterView {
                     leader: None,
@@ -483,7 +478,6 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
                 &obs_after,
                 false,
             );
-            let _ = last;
         }
         outcome
     }
@@ -521,8 +515,9 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
     /// Observes PostgreSQL: its state, system identifier and the raw facts for the member key.
     async fn observe(&self) -> (PgState, Option<u64>, Observation) {
         let mut obs = Observation::default();
-        let data_present = self.pg.controldata().await.ok();
-        let sysid = data_present.as_ref().map(|c| c.system_identifier);
+        // pg_controldata (a child process) is read only when PostgreSQL is not running;
+        // a running instance reports its system identifier over SQL.
+        let mut control_sysid = None;
         let state = match self.pg.probe() {
             PostmasterState::Running { .. } => match self.pg.status().await {
                 Ok(st) => {
@@ -560,16 +555,19 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
                 }
                 Err(_) => PgState::Unresponsive,
             },
-            PostmasterState::Stopped | PostmasterState::Crashed { .. } => match &data_present {
-                None => PgState::NoData,
-                Some(c) => PgState::Stopped {
-                    clean: c.clean_shutdown(),
-                },
+            PostmasterState::Stopped | PostmasterState::Crashed { .. } => match self.pg.controldata().await {
+                Err(_) => PgState::NoData,
+                Ok(c) => {
+                    control_sysid = Some(c.system_identifier);
+                    PgState::Stopped {
+                        clean: c.clean_shutdown(),
+                    }
+                }
             },
         };
         (
             state,
-            sysid.or(obs.status.as_ref().map(|s| s.system_identifier)),
+            obs.status.as_ref().map(|s| s.system_identifier).or(control_sysid),
             obs,
         )
     }

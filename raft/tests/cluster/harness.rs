@@ -3,12 +3,10 @@
 use pgwarden_raft::network::LinkFilter;
 use pgwarden_raft::{NodeConfig, NodeId, RaftNode};
 use std::collections::HashSet;
-use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tempfile::TempDir;
 use tokio::net::TcpListener;
-use tokio::time::Instant;
 
 /// Which directed links are cut.
 #[derive(Default)]
@@ -144,20 +142,4 @@ impl Cluster {
     }
 }
 
-/// Polls `cond` every 20 ms until it returns Some, or panics after `limit` naming `what`.
-pub async fn wait_for<T, F, Fut>(limit: Duration, what: &str, mut cond: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(v) = cond().await {
-            return v;
-        }
-        if Instant::now() >= deadline {
-            panic!("timed out after {limit:?} waiting for {what}");
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
+pub use crate::common::wait_for;

@@ -2,6 +2,8 @@
 //! fault-injecting link matrix: elections, partitions, leases, CAS races, watches,
 //! snapshots and membership.
 
+#[path = "../common/mod.rs"]
+mod common;
 mod harness;
 
 use harness::{wait_for, Cluster};
