@@ -6,7 +6,7 @@
 //! guard) before the directory is removed. Tests skip loudly when PostgreSQL is absent.
 
 use pgwarden::postgres::{
-    CloneProgress, ConfigInput, Credentials, Error, InitdbOption, PgControl, PgManager, PgSettings,
+    CloneProgress, ConfigInput, Credentials, Error, InitdbOption, PgControl, PgManager, PgRole, PgSettings,
     PostmasterState, ReplicaMethod, StandbyTarget, StopMode, StopOutcome, Upstream,
 };
 use pgwarden::types::{MemberName, TimelineId};
@@ -130,6 +130,10 @@ fn params(extra: &[(&str, &str)]) -> BTreeMap<String, String> {
 }
 
 fn config(standby: Option<StandbyTarget>) -> ConfigInput {
+    let role = match standby {
+        Some(t) => PgRole::Standby(Some(t)),
+        None => PgRole::Primary,
+    };
     ConfigInput {
         dcs_parameters: params(&[]),
         local_parameters: BTreeMap::new(),
@@ -138,7 +142,7 @@ fn config(standby: Option<StandbyTarget>) -> ConfigInput {
             "host all all 127.0.0.1/32 scram-sha-256".into(),
             "host replication all 127.0.0.1/32 scram-sha-256".into(),
         ],
-        standby,
+        role,
     }
 }
 
@@ -702,4 +706,35 @@ async fn e2e_bad_inputs_fail_specifically_and_touch_no_data() {
     assert_eq!(std::fs::read_dir(&s.data_dir).unwrap().count(), 0);
     // The primary was not disturbed.
     assert!(!a.pg.status().await.unwrap().in_recovery);
+}
+
+/// A member with no leader to follow starts PostgreSQL as a standby without an upstream: it
+/// serves reads and refuses writes, and only a promotion makes it writable. (A switchover
+/// once lost acknowledged commits because such a member came up writable.)
+#[tokio::test]
+async fn e2e_standby_without_upstream_refuses_writes() {
+    let Some(bin) = pg_bin() else { return };
+    let dir = test_dir();
+    let node = bootstrap_primary(&bin, dir.path(), "pg1").await;
+    node.sql("CREATE TABLE t (id int)").await.unwrap();
+    node.pg.stop(StopMode::Fast).await.unwrap();
+
+    let mut input = config(None);
+    input.role = PgRole::Standby(None);
+    node.pg.write_config(&input).await.unwrap();
+    let data = node.pg.settings().data_dir.clone();
+    assert!(data.join("standby.signal").is_file());
+    node.pg.start().await.unwrap();
+    assert!(node.pg.status().await.unwrap().in_recovery);
+    let err = node.sql("INSERT INTO t VALUES (1)").await.unwrap_err();
+    assert_eq!(
+        err.code(),
+        Some(&tokio_postgres::error::SqlState::READ_ONLY_SQL_TRANSACTION),
+        "a standby must refuse writes: {err:?}"
+    );
+    assert_eq!(node.sql("SELECT count(*) FROM t").await.unwrap(), vec!["0"]);
+
+    node.pg.promote().await.unwrap();
+    assert!(!data.join("standby.signal").exists());
+    node.sql("INSERT INTO t VALUES (1)").await.unwrap();
 }

@@ -10,8 +10,8 @@ use super::view::{ClusterView, HistoryRow, MemberRecord};
 use crate::api::actions::{ActionOutcome, ApiRequest, RestartConditions};
 use crate::dcs::{Dcs, DcsError};
 use crate::postgres::{
-    CloneProgress, ConfigInput, InitdbOption, PgControl, PostmasterState, ReplicaMethod, StandbyTarget,
-    StopMode, Upstream,
+    CloneProgress, ConfigInput, InitdbOption, PgControl, PgRole, PostmasterState, ReplicaMethod,
+    StandbyTarget, StopMode, Upstream,
 };
 use crate::types::{Lsn, MemberName};
 use pgwarden_raft::Condition;
@@ -101,6 +101,8 @@ pub struct Runner<D: Dcs, P: PgControl + 'static> {
     status: watch::Sender<NodeStatus>,
     lease: Arc<Lease>,
     following: Option<MemberName>,
+    /// The role PostgreSQL's configuration was last written for (None before the first write).
+    written_role: Option<PgRole>,
     not_streaming_since: Option<Instant>,
     /// The data directory was just cloned: its pg_control says "in production" (copied from
     /// a running primary) but it must be started as is, since recovery from the backup
@@ -137,6 +139,7 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
             status,
             lease: Arc::new(Lease { until }),
             following: None,
+            written_role: None,
             not_streaming_since: None,
             just_cloned: false,
             http: reqwest::Client::builder()
@@ -251,12 +254,18 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
             ApiRequest::Reload => {
                 // Re-writes the configuration from the current dynamic config and reloads
                 // PostgreSQL. (Re-reading the YAML file itself is not implemented yet.)
-                let standby = self
-                    .following
-                    .clone()
-                    .and_then(|l| self.upstream_of(self.last_view.as_ref(), &l).ok())
-                    .map(|(_, t)| t);
-                let input = self.config_input(self.last_view.as_ref(), standby);
+                // The role stays what it was last written as; only the upstream's address
+                // is looked up again.
+                let role = match self.written_role {
+                    Some(PgRole::Primary) => PgRole::Primary,
+                    _ => PgRole::Standby(
+                        self.following
+                            .clone()
+                            .and_then(|l| self.upstream_of(self.last_view.as_ref(), &l).ok())
+                            .map(|(_, t)| t),
+                    ),
+                };
+                let input = self.config_input(self.last_view.as_ref(), role);
                 let res = async {
                     self.pg.write_config(&input).await?;
                     self.pg.reload().await
@@ -635,7 +644,7 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
         ))
     }
 
-    fn config_input(&self, v: Option<&ClusterView>, standby: Option<StandbyTarget>) -> ConfigInput {
+    fn config_input(&self, v: Option<&ClusterView>, role: PgRole) -> ConfigInput {
         let dynamic = v
             .and_then(|v| v.config.as_ref())
             .map(|c| &c.value)
@@ -649,8 +658,17 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
             dcs_parameters,
             local_parameters: self.s.local_parameters.clone(),
             pg_hba: self.s.pg_hba.clone(),
-            standby,
+            role,
         }
+    }
+
+    /// Writes PostgreSQL's configuration for `role` and remembers the role, so a reload
+    /// keeps it.
+    async fn write_pg_config(&mut self, v: Option<&ClusterView>, role: PgRole) -> Result<(), ActError> {
+        let input = self.config_input(v, role);
+        self.pg.write_config(&input).await?;
+        self.written_role = Some(input.role);
+        Ok(())
     }
 
     async fn put_lease(&self, key: &str, value: &str, cond: Condition) -> Result<bool, ActError> {
@@ -758,7 +776,7 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
             }
             Action::StartPrimary => {
                 self.following = None;
-                self.pg.write_config(&self.config_input(v, None)).await?;
+                self.write_pg_config(v, PgRole::Primary).await?;
                 self.set_state("starting");
                 self.pg.start().await?;
                 tracing::info!("started PostgreSQL as primary");
@@ -794,7 +812,7 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
                     }
                     None => None,
                 };
-                self.pg.write_config(&self.config_input(v, target)).await?;
+                self.write_pg_config(v, PgRole::Standby(target)).await?;
                 self.set_state("starting");
                 self.pg.start().await?;
                 self.following = leader.clone();
@@ -803,7 +821,7 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
             }
             Action::Follow { leader } => {
                 let (_, target) = self.upstream_of(v, leader)?;
-                self.pg.write_config(&self.config_input(v, Some(target))).await?;
+                self.write_pg_config(v, PgRole::Standby(Some(target))).await?;
                 // primary_conninfo is reloadable since PostgreSQL 13.
                 self.pg.reload().await?;
                 self.following = Some(leader.clone());
@@ -859,7 +877,7 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
                     DemoteMode::Offline => {
                         self.lease.until.send_replace(None);
                         self.pg.stop(StopMode::Fast).await?;
-                        self.pg.write_config(&self.config_input(v, None)).await?;
+                        self.write_pg_config(v, PgRole::Standby(None)).await?;
                     }
                 }
             }
@@ -871,7 +889,7 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
     async fn bootstrap(&mut self, _v: Option<&ClusterView>) -> Result<(), ActError> {
         self.set_state("initializing new cluster");
         self.pg.initdb(&self.s.initdb).await?;
-        self.pg.write_config(&self.config_input(None, None)).await?;
+        self.write_pg_config(None, PgRole::Primary).await?;
         self.pg.start().await?;
         self.pg.create_roles().await?;
         if let Some(cmd) = &self.s.post_bootstrap {

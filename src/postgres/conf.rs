@@ -55,6 +55,37 @@ pub struct StandbyTarget {
     pub slot: Option<String>,
 }
 
+/// What PostgreSQL is configured to run as.
+///
+/// Only the holder of the leader key is ever configured as a primary. A member with no
+/// leader to follow starts as a standby without an upstream: read-only, replaying what it
+/// has, ready to be promoted or pointed at a leader (Patroni does the same). Starting it
+/// writable instead would accept commits that the next leader never sees.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PgRole {
+    /// Writable: no standby.signal.
+    Primary,
+    /// standby.signal, streaming from the upstream when there is one.
+    Standby(Option<StandbyTarget>),
+}
+
+impl Default for PgRole {
+    /// The safe side: read-only.
+    fn default() -> Self {
+        PgRole::Standby(None)
+    }
+}
+
+impl PgRole {
+    /// The upstream, when this is a standby with one.
+    pub fn upstream(&self) -> Option<&StandbyTarget> {
+        match self {
+            PgRole::Standby(t) => t.as_ref(),
+            PgRole::Primary => None,
+        }
+    }
+}
+
 /// Everything `write_config` needs: parameters by layer, pg_hba lines, and the role.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ConfigInput {
@@ -64,8 +95,8 @@ pub struct ConfigInput {
     pub local_parameters: BTreeMap<String, String>,
     /// pg_hba.conf lines; the file is left alone when empty.
     pub pg_hba: Vec<String>,
-    /// `Some` to run as a standby of this upstream (writes standby.signal), `None` for a primary.
-    pub standby: Option<StandbyTarget>,
+    /// Primary, or standby (writes standby.signal) of an upstream or of none yet.
+    pub role: PgRole,
 }
 
 /// Applies Patroni's precedence: cluster-wide GUCs from the DCS only, other GUCs local over DCS,

@@ -3,7 +3,7 @@
 use super::binaries::{self, PgVersion};
 use super::bootstrap::{quote_ident, quote_literal, InitdbOption, REWIND_GRANTS};
 use super::clone::{classify, parse_progress, CloneProgress, Failure, ReplicaMethod, Upstream};
-use super::conf::{self, ConfigInput, BASE_CONF, HEADER};
+use super::conf::{self, ConfigInput, PgRole, BASE_CONF, HEADER};
 use super::controldata::ControlData;
 use super::error::{Error, Result};
 use super::query::{self, LocalStatus, PendingChange, ReplicationRow, Slot, WalReceiver};
@@ -470,7 +470,7 @@ impl PgManager {
         if let Some(v) = ssn {
             params.insert("synchronous_standby_names".into(), v.to_owned());
         }
-        if let Some(t) = &input.standby {
+        if let Some(t) = input.role.upstream() {
             params.insert(
                 "primary_conninfo".into(),
                 conf::primary_conninfo(t, &s.replication.username, &s.member, &s.pgpass_file),
@@ -841,24 +841,30 @@ impl PgControl for PgManager {
                 &self.runner.ids,
             )?;
         }
-        match &input.standby {
-            Some(t) => {
-                super::runner::write_file_atomic(
-                    &s.pgpass_file,
-                    &pgpass_line(&t.host, t.port, &s.replication),
-                    0o600,
-                    &self.runner.ids,
-                )?;
+        match &input.role {
+            PgRole::Standby(upstream) => {
+                if let Some(t) = upstream {
+                    super::runner::write_file_atomic(
+                        &s.pgpass_file,
+                        &pgpass_line(&t.host, t.port, &s.replication),
+                        0o600,
+                        &self.runner.ids,
+                    )?;
+                }
                 super::runner::write_file_atomic(&dir.join("standby.signal"), "", 0o600, &self.runner.ids)?;
                 Self::remove_if_exists(&dir.join("recovery.signal"))?;
             }
-            None => {
+            PgRole::Primary => {
                 Self::remove_if_exists(&dir.join("standby.signal"))?;
                 Self::remove_if_exists(&dir.join("recovery.signal"))?;
             }
         }
         self.inner().last_config = Some(input.clone());
-        tracing::info!(standby = input.standby.is_some(), "configuration written");
+        tracing::info!(
+            standby = !matches!(input.role, PgRole::Primary),
+            upstream = ?input.role.upstream().map(|t| format!("{}:{}", t.host, t.port)),
+            "configuration written"
+        );
         Ok(())
     }
 

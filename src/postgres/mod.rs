@@ -38,7 +38,7 @@ mod settings;
 pub use binaries::{discover, PgVersion};
 pub use bootstrap::InitdbOption;
 pub use clone::{parse_progress, CloneProgress, ReplicaMethod, Upstream};
-pub use conf::{effective_parameters, ConfigInput, StandbyTarget, BASE_CONF, CLUSTER_WIDE_GUCS};
+pub use conf::{effective_parameters, ConfigInput, PgRole, StandbyTarget, BASE_CONF, CLUSTER_WIDE_GUCS};
 pub use controldata::ControlData;
 pub use error::{Error, Result};
 pub use manager::PgManager;
