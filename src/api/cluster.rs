@@ -7,7 +7,6 @@ use crate::dcs::Dcs;
 use crate::ha::view::{ClusterView, FailoverKey, MemberRecord};
 use crate::types::Lsn;
 use pgwarden_raft::command::{Condition, KeyValue};
-use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
 
@@ -16,28 +15,7 @@ pub const DEFAULT_MAXIMUM_LAG: u64 = 1_048_576;
 /// Patroni's default `loop_wait` in seconds.
 pub const DEFAULT_LOOP_WAIT: u64 = 10;
 
-/// The `sync` key: `{"leader","sync_standby":"n1,n2","quorum"}`.
-#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
-pub struct SyncKey {
-    /// The primary that wrote it.
-    #[serde(default)]
-    pub leader: Option<String>,
-    /// Comma-separated synchronous (or quorum) standbys.
-    #[serde(default)]
-    pub sync_standby: Option<String>,
-    /// Quorum size in quorum commit mode.
-    #[serde(default)]
-    pub quorum: Option<u64>,
-}
-
-impl SyncKey {
-    /// Whether `name` is one of the listed standbys (Patroni's `SyncState.matches`).
-    pub fn matches(&self, name: &str) -> bool {
-        self.sync_standby
-            .as_deref()
-            .is_some_and(|s| s.split(',').any(|m| m.trim() == name))
-    }
-}
+pub use crate::ha::view::SyncKey;
 
 /// Everything under the scope prefix, parsed for the handlers: the HA loop's
 /// [`ClusterView`] plus the keys it does not model (sync, failsafe, raw history and members).
@@ -143,7 +121,7 @@ impl Snapshot {
 
     /// Whether `name` is a synchronous (or quorum) standby right now.
     pub fn is_sync(&self, name: &str) -> bool {
-        self.synchronous_mode() && self.sync.as_ref().is_some_and(|s| s.matches(name))
+        self.synchronous_mode() && self.sync.as_ref().is_some_and(|s| s.matches(name, false))
     }
 
     /// `loop_wait` in seconds.

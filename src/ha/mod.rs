@@ -5,4 +5,5 @@
 pub mod decide;
 pub mod runner;
 pub mod status;
+pub mod sync;
 pub mod view;

@@ -6,7 +6,8 @@
 
 use super::decide::{decide, Action, DemoteMode, Inputs, PeerStatus, PgState, Running};
 use super::status::{NodeStatus, ReplicationInfo};
-use super::view::{ClusterView, HistoryRow, MemberRecord};
+use super::sync::{self, Standby, SyncSettings};
+use super::view::{ClusterView, HistoryRow, MemberRecord, SyncKey, SyncMode};
 use crate::api::actions::{ActionOutcome, ApiRequest, RestartConditions};
 use crate::dcs::{Dcs, DcsError};
 use crate::postgres::{
@@ -119,7 +120,27 @@ pub struct Runner<D: Dcs, P: PgControl + 'static> {
     last_view: Option<ClusterView>,
     /// A restart scheduled through the API: when, and on which conditions.
     scheduled_restart: Option<(chrono::DateTime<chrono::FixedOffset>, RestartConditions)>,
+    /// Synchronous replication bookkeeping of a primary.
+    sync: SyncTrack,
 }
+
+/// What a primary knows about its own synchronous_standby_names.
+#[derive(Debug, Default)]
+struct SyncTrack {
+    /// The SSN this process set (`None`: not known, e.g. after a start).
+    ssn: Option<Option<String>>,
+    /// When it was set.
+    changed_at: Option<Instant>,
+    /// The primary's WAL position taken once the change had time to take effect: a
+    /// standby that has flushed it holds every commit acknowledged before the change.
+    mark: Option<Lsn>,
+    /// "running without a synchronous standby" was logged.
+    warned_degraded: bool,
+}
+
+/// How long after a reload SSN is taken as in effect in every backend (PostgreSQL
+/// processes SIGHUP within milliseconds; this is the margin).
+const SSN_SETTLE: Duration = Duration::from_millis(500);
 
 /// How long a replica may fail to stream from its leader before it is restarted (with a
 /// rewind check): long enough for a new primary to come up, short enough to heal fast.
@@ -153,6 +174,7 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
             requests: None,
             last_view: None,
             scheduled_restart: None,
+            sync: SyncTrack::default(),
         }
     }
 
@@ -341,6 +363,17 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
                 message: "postgres is still starting".into(),
             };
         }
+        // The loop does not run during the restart: give the lease its full length first,
+        // so a restart that takes a while does not trip the fence and a failover.
+        if st.holds_lock {
+            let me = self.s.me.to_string();
+            if let Err(e) = self
+                .put_lease("leader", &me, Condition::ValueEquals(me.clone()))
+                .await
+            {
+                tracing::warn!(error = %chain(&e), "refreshing the leader key before a restart");
+            }
+        }
         self.set_state("restarting");
         let limit = c.timeout.unwrap_or(Duration::from_secs(600));
         let res = tokio::time::timeout(limit, self.pg.restart(StopMode::Fast)).await;
@@ -472,6 +505,16 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
             self.observe().await
         };
         if let Some(v) = &view {
+            let leading = outcome.is_ok()
+                && d.actions.contains(&Action::RefreshLeader)
+                && matches!(&pg_after, PgState::Running(r) if r.primary);
+            if leading {
+                if let Err(e) = self.manage_sync(v, &obs_after).await {
+                    tracing::warn!(error = %chain(&e), "synchronous replication step failed");
+                }
+            } else if !matches!(&pg_after, PgState::Running(r) if r.primary) {
+                self.sync = SyncTrack::default();
+            }
             if let Err(e) = self.write_member(&pg_after, &obs_after).await {
                 tracing::warn!(error = %e, "cannot write the member key");
             }
@@ -662,6 +705,150 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
         }
     }
 
+    /// Patroni's pre-promote step in synchronous mode: the new primary writes `sync` naming
+    /// itself and no standby (compare-and-swap; losing it aborts the promotion), so nobody
+    /// can be promoted after it until a standby provably holds its commits; in strict mode
+    /// SSN is `*` before the first commit.
+    async fn pre_promote_sync(&mut self, v: &ClusterView) -> Result<(), ActError> {
+        let mode = v.synchronous_mode();
+        if mode == SyncMode::Off {
+            return Ok(());
+        }
+        let s = SyncSettings::from_config(mode, v.config.as_ref().map(|c| &c.value));
+        let value = SyncKey {
+            leader: Some(self.s.me.to_string()),
+            sync_standby: None,
+            quorum: Some(0),
+        };
+        let cond = match &v.sync {
+            Some(k) => Condition::ModRevisionEquals(k.revision),
+            None => Condition::Absent,
+        };
+        let r = self
+            .dcs
+            .put(
+                &self.key("sync"),
+                &serde_json::to_string(&value).unwrap_or_default(),
+                None,
+                cond,
+            )
+            .await?;
+        if !r.succeeded {
+            return Err(ActError::Lost(
+                "the sync key changed under us: not promoting".into(),
+            ));
+        }
+        let ssn = sync::ssn_text(
+            mode,
+            s.strict,
+            &sync::Target {
+                names: vec![],
+                numsync: 0,
+            },
+        );
+        self.pg.set_synchronous_standby_names(ssn.as_deref()).await?;
+        self.sync = SyncTrack {
+            ssn: Some(ssn),
+            changed_at: Some(Instant::now()),
+            ..Default::default()
+        };
+        Ok(())
+    }
+
+    /// One round of synchronous replication management on the primary (see `ha::sync`).
+    async fn manage_sync(&mut self, v: &ClusterView, obs: &Observation) -> Result<(), ActError> {
+        let mode = v.synchronous_mode();
+        if mode == SyncMode::Off {
+            if let Some(k) = &v.sync {
+                self.dcs
+                    .delete(&self.key("sync"), Condition::ModRevisionEquals(k.revision))
+                    .await?;
+                tracing::info!("synchronous mode is off: removed the sync key");
+            }
+            if self.sync.ssn != Some(None) {
+                self.pg.set_synchronous_standby_names(None).await?;
+                self.sync.ssn = Some(None);
+            }
+            return Ok(());
+        }
+        let settings = SyncSettings::from_config(mode, v.config.as_ref().map(|c| &c.value));
+        let Some(primary_lsn) = obs.status.as_ref().and_then(|s| s.current_lsn) else {
+            return Ok(());
+        };
+        if self.sync.mark.is_none() && self.sync.changed_at.is_some_and(|t| t.elapsed() >= SSN_SETTLE) {
+            self.sync.mark = Some(primary_lsn);
+        }
+        let standbys: Vec<Standby> = obs
+            .replication
+            .iter()
+            .filter(|r| r.state.as_deref() == Some("streaming"))
+            .filter_map(|r| {
+                let name = MemberName::new(r.application_name.clone()).ok()?;
+                let m = v.members.get(&name)?;
+                (m.state == "running").then_some(())?;
+                Some(Standby {
+                    name: name.to_string(),
+                    flush: r.flush_lsn.unwrap_or(Lsn(0)),
+                    sync_state: r.sync_state.clone().unwrap_or_default(),
+                    priority: member_sync_priority(m),
+                })
+            })
+            .collect();
+        let current = v.sync.as_ref().map(|k| &k.value);
+        let steps = sync::plan(&sync::PlanInputs {
+            me: self.s.me.as_str(),
+            settings: &settings,
+            key: current,
+            standbys: &standbys,
+            primary_lsn,
+            ssn: self.sync.ssn.as_ref(),
+            mark: self.sync.mark,
+        });
+        tracing::debug!(?standbys, ?current, ssn = ?self.sync.ssn, mark = ?self.sync.mark, %primary_lsn, ?steps, "sync plan");
+        let mut revision = v.sync.as_ref().map(|k| k.revision);
+        for step in steps {
+            match step {
+                sync::Step::WriteKey(k) => {
+                    let cond = match revision {
+                        Some(r) => Condition::ModRevisionEquals(r),
+                        None => Condition::Absent,
+                    };
+                    let r = self
+                        .dcs
+                        .put(
+                            &self.key("sync"),
+                            &serde_json::to_string(&k).unwrap_or_default(),
+                            None,
+                            cond,
+                        )
+                        .await?;
+                    if !r.succeeded {
+                        return Err(ActError::Lost("the sync key changed concurrently".into()));
+                    }
+                    revision = Some(r.revision);
+                    tracing::info!(sync_standby = ?k.sync_standby, quorum = ?k.quorum, "sync key written");
+                }
+                sync::Step::SetSsn(text) => {
+                    self.pg.set_synchronous_standby_names(text.as_deref()).await?;
+                    if text.is_none() && !self.sync.warned_degraded {
+                        tracing::warn!(
+                            "synchronous mode: no synchronous standby is available; commits no longer wait \
+                             for a standby (synchronous_mode_strict is off)"
+                        );
+                        self.sync.warned_degraded = true;
+                    }
+                    if text.is_some() {
+                        self.sync.warned_degraded = false;
+                    }
+                    self.sync.ssn = Some(text);
+                    self.sync.changed_at = Some(Instant::now());
+                    self.sync.mark = None;
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Writes PostgreSQL's configuration for `role` and remembers the role, so a reload
     /// keeps it.
     async fn write_pg_config(&mut self, v: Option<&ClusterView>, role: PgRole) -> Result<(), ActError> {
@@ -737,6 +924,20 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
                     return Err(ActError::Lost("the leader key is no longer ours".into()));
                 }
                 if let Ok(st) = self.pg.status().await {
+                    // Patroni's repair: the lock holder restores a lost `initialize`.
+                    let init = v.and_then(|v| v.initialize.as_deref());
+                    if !st.in_recovery && init.is_none_or(str::is_empty) {
+                        let cond = match init {
+                            None => Condition::Absent,
+                            Some(_) => Condition::ValueEquals(String::new()),
+                        };
+                        let sysid = st.system_identifier.to_string();
+                        if let Ok(r) = self.dcs.put(&self.key("initialize"), &sysid, None, cond).await {
+                            if r.succeeded {
+                                tracing::warn!(system_identifier = %sysid, "restored the missing initialize key");
+                            }
+                        }
+                    }
                     if let (false, Some(lsn)) = (st.in_recovery, st.current_lsn) {
                         let _ = self
                             .dcs
@@ -776,6 +977,25 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
             }
             Action::StartPrimary => {
                 self.following = None;
+                if let Some(v) = v {
+                    // Commits must wait for the listed standbys from the first one on.
+                    let mode = v.synchronous_mode();
+                    if mode != SyncMode::Off {
+                        let s = SyncSettings::from_config(mode, v.config.as_ref().map(|c| &c.value));
+                        let mine = v
+                            .sync
+                            .as_ref()
+                            .map(|k| &k.value)
+                            .filter(|k| k.leader.as_deref() == Some(self.s.me.as_str()));
+                        let ssn = sync::ssn_from_key(mode, s.strict, mine);
+                        self.pg.set_synchronous_standby_names(ssn.as_deref()).await?;
+                        self.sync = SyncTrack {
+                            ssn: Some(ssn),
+                            changed_at: Some(Instant::now()),
+                            ..Default::default()
+                        };
+                    }
+                }
                 self.write_pg_config(v, PgRole::Primary).await?;
                 self.set_state("starting");
                 self.pg.start().await?;
@@ -829,6 +1049,9 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
                 tracing::info!(leader = %leader, "following a new leader");
             }
             Action::Promote => {
+                if let Some(v) = v {
+                    self.pre_promote_sync(v).await?;
+                }
                 let before = self.pg.status().await.ok();
                 self.pg.promote().await?;
                 self.following = None;
@@ -1109,6 +1332,14 @@ pub fn slot_name(member: &MemberName) -> String {
     }
     out.truncate(63);
     out
+}
+
+/// Patroni's `sync_priority` from a member's tags: `nosync` means 0, default 1.
+fn member_sync_priority(m: &MemberRecord) -> i64 {
+    if m.tag_true("nosync") {
+        return 0;
+    }
+    m.tags.get("sync_priority").and_then(Value::as_i64).unwrap_or(1)
 }
 
 fn guc_text(v: &Value) -> String {
