@@ -275,13 +275,12 @@ impl ProxyWriter {
     fn gap_around(&self, at: Instant, port: u16) -> (Duration, Duration) {
         let acks = self.acks();
         let last_before = acks.iter().rev().find(|a| a.at <= at).map_or(at, |a| a.at);
-        let resumed = acks
-            .iter()
-            .find(|a| a.at > at && a.port == port)
-            .map_or(Duration::MAX, |a| a.at - at);
+        let first_on_port = acks.iter().find(|a| a.at > at && a.port == port).map(|a| a.at);
+        let resumed = first_on_port.map_or(Duration::MAX, |t| t - at);
         let mut gap = Duration::ZERO;
         let mut prev = last_before;
-        for a in acks.iter().filter(|a| a.at > last_before && a.at <= at + resumed) {
+        let end = first_on_port.unwrap_or_else(Instant::now);
+        for a in acks.iter().filter(|a| a.at > last_before && a.at <= end) {
             gap = gap.max(a.at - prev);
             prev = a.at;
         }
@@ -333,10 +332,12 @@ async fn read_through_replica_port(hp: &HaProxy, n: usize) -> BTreeSet<u16> {
 }
 
 /// Writes through HAProxy's primary port keep landing on the primary across a switchover
-/// and a failover (SIGKILL of the primary node): every acknowledged write is on the final
-/// primary, the acknowledging server only ever moves forward (old primary, candidate, new
-/// primary; never back, never a replica), the writer resumes through HAProxy within a
-/// bound after each event, and reads through the replica port land on servers in recovery.
+/// and a failover (SIGKILL of the primary node): the acknowledging server only ever moves
+/// forward (old primary, candidate, new primary; never back, never a replica), every
+/// acknowledged write is on the final primary (bar the killed primary's unreplicated last
+/// moments, which asynchronous replication cannot keep), the writer resumes through
+/// HAProxy within a bound after each event, and reads through the replica port land on
+/// servers in recovery.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn haproxy_routes_writes_to_the_primary_across_switchover_and_failover() {
     require_pg!();
@@ -457,16 +458,46 @@ async fn haproxy_routes_writes_to_the_primary_across_switchover_and_failover() {
         .iter()
         .map(|r| r.get(0))
         .collect();
-    let lost: Vec<i64> = acks
+    // Every acknowledged write is on the final primary, bar what asynchronous replication
+    // cannot promise: the killed primary's last acknowledged writes may not have reached
+    // the replica promoted in its place (Patroni without synchronous_mode loses them too).
+    // Such a loss must be a suffix of the killed primary's writes, acknowledged just
+    // before the SIGKILL; nothing acknowledged before the switchover or by another server
+    // may be missing.
+    let lost: Vec<Ack> = acks.iter().filter(|a| !stored.contains(&a.id)).copied().collect();
+    let window = lost
         .iter()
-        .map(|a| a.id)
-        .filter(|id| !stored.contains(id))
-        .collect();
+        .map(|a| t2.saturating_duration_since(a.at))
+        .max()
+        .unwrap_or_default();
+    eprintln!(
+        "failover: {} acknowledged writes missing on the new primary, acknowledged by the killed \
+         primary at most {window:?} before the SIGKILL",
+        lost.len()
+    );
+    for a in &lost {
+        assert_eq!(
+            a.port,
+            port_of(cand),
+            "acknowledged write {} (by port {}) missing on the final primary",
+            a.id,
+            a.port
+        );
+    }
+    if let Some(first_lost) = lost.iter().map(|a| a.id).min() {
+        let kept_after: Vec<i64> = acks
+            .iter()
+            .filter(|a| a.port == port_of(cand) && a.id > first_lost && stored.contains(&a.id))
+            .map(|a| a.id)
+            .collect();
+        assert!(
+            kept_after.is_empty(),
+            "a hole, not a suffix: write {first_lost} lost but later {kept_after:?} kept"
+        );
+    }
     assert!(
-        lost.is_empty(),
-        "{} acknowledged writes missing on the final primary: {:?}",
-        lost.len(),
-        &lost[..lost.len().min(20)]
+        window < Duration::from_secs(2),
+        "writes acknowledged {window:?} before the SIGKILL were not replicated"
     );
 
     // Bounded unavailability through HAProxy (loop_wait 2 s, ttl 10 s, checks every 0.5 s).
