@@ -30,7 +30,29 @@ macro_rules! require_pg {
     };
 }
 
-fn free_port() -> u16 {
+/// Whether this run is CI's (`CI` set, as `.ci/run` and most CI systems set it): there a
+/// missing tool is a failure, not a skip.
+pub fn in_ci() -> bool {
+    std::env::var_os("CI").is_some_and(|v| !v.is_empty() && v != "false" && v != "0")
+}
+
+/// Skips (loudly) when a tool a test drives is missing, except in CI, where
+/// `scripts/test.sh` installs it and its absence is a failure.
+#[macro_export]
+macro_rules! require_tool {
+    ($found:expr, $what:expr) => {
+        if !$found {
+            if $crate::harness::in_ci() {
+                panic!("{} is missing in CI (scripts/test.sh installs it)", $what);
+            }
+            eprintln!("SKIPPED: {} is missing (scripts/test.sh installs it)", $what);
+            return;
+        }
+    };
+}
+
+/// A loopback port that was free a moment ago.
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
