@@ -5,7 +5,7 @@ use crate::api::metrics::raft_info_watch;
 use crate::api::rest::{self, ApiState};
 use crate::api::security::Security;
 use crate::api::serve::{serve, TlsSettings};
-use crate::config::Config;
+use crate::config::{Config, Strictness};
 use crate::dcs::Dcs;
 use crate::ha::runner::{HaSettings, Runner, Timing};
 use crate::ha::status::{DaemonInfo, NodeStatus};
@@ -14,13 +14,19 @@ use anyhow::{bail, Context};
 use pgwarden_raft::{NodeConfig, RaftNode, RaftTiming};
 use serde_json::Value;
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 /// Runs the node until `shutdown` is cancelled.
-pub async fn run(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
+/// Runs the daemon until `shutdown`. `config_path` is re-read on SIGHUP and POST /reload.
+pub async fn run(
+    cfg: Config,
+    config_path: Option<PathBuf>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
     let (timing, _) = cfg.bootstrap.dcs.timing();
     let timing = Timing {
         ttl: Duration::from_secs(timing.ttl.into()),
@@ -92,6 +98,19 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<()>
     let (req_tx, req_rx) = tokio::sync::mpsc::channel(crate::api::actions::REQUEST_QUEUE);
     let mut state = ApiState::new(status_rx, node.clone(), prefix.clone(), timing.ttl);
     if !witness {
+        // `systemctl reload` / `kill -HUP`: the same as POST /reload.
+        let tx = req_tx.clone();
+        tokio::spawn(async move {
+            let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
+                return;
+            };
+            while hup.recv().await.is_some() {
+                tracing::info!("SIGHUP: reloading the configuration");
+                if tx.send(crate::api::actions::ApiRequest::Reload).await.is_err() {
+                    return;
+                }
+            }
+        });
         state = state.with_requests(req_tx);
     }
     let api = rest::router(
@@ -133,11 +152,24 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<()>
             tracing::info!(pid, "adopted the running PostgreSQL instance");
         }
         let ha = ha_settings(&cfg, &prefix, timing, pg_cfg)?;
-        Runner::new(node.clone(), pg, ha, status_tx)
-            .with_requests(req_rx)
-            .run(shutdown.clone())
-            .await
-            .map_err(anyhow::Error::from)
+        let mut runner = Runner::new(node.clone(), pg, ha, status_tx).with_requests(req_rx);
+        if let Some(path) = config_path {
+            let prefix = prefix.clone();
+            runner = runner.with_reloader(Arc::new(move || {
+                let loaded = Config::load(&path, Strictness::Lenient)
+                    .map_err(|e| format!("{}: {}", path.display(), pgwarden_raft::error_chain(&e)))?;
+                for w in &loaded.warnings {
+                    tracing::warn!("{w}");
+                }
+                let c = loaded.config;
+                let p = c
+                    .postgresql
+                    .as_ref()
+                    .ok_or_else(|| format!("{}: postgresql: section missing", path.display()))?;
+                ha_settings(&c, &prefix, timing, p).map_err(|e| format!("{}: {e:#}", path.display()))
+            }));
+        }
+        runner.run(shutdown.clone()).await.map_err(anyhow::Error::from)
     };
     shutdown.cancel();
     let _ = rest_task.await;

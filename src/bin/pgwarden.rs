@@ -137,7 +137,7 @@ fn main() -> ExitCode {
             tracing::info!("shutdown requested");
             s2.cancel();
         });
-        pgwarden::daemon::run(loaded.config, shutdown).await
+        pgwarden::daemon::run(loaded.config, Some(path), shutdown).await
     });
     match res {
         Ok(()) => ExitCode::SUCCESS,

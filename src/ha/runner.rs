@@ -122,7 +122,12 @@ pub struct Runner<D: Dcs, P: PgControl + 'static> {
     scheduled_restart: Option<(chrono::DateTime<chrono::FixedOffset>, RestartConditions)>,
     /// Synchronous replication bookkeeping of a primary.
     sync: SyncTrack,
+    /// Re-reads the configuration file (SIGHUP, POST /reload).
+    reloader: Option<Reloader>,
 }
+
+/// Builds fresh [`HaSettings`] from the configuration file, or says why it cannot.
+pub type Reloader = Arc<dyn Fn() -> Result<HaSettings, String> + Send + Sync>;
 
 /// What a primary knows about its own synchronous_standby_names.
 #[derive(Debug, Default)]
@@ -175,7 +180,47 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
             last_view: None,
             scheduled_restart: None,
             sync: SyncTrack::default(),
+            reloader: None,
         }
+    }
+
+    /// Re-reads the configuration file on a reload request.
+    pub fn with_reloader(mut self, r: Reloader) -> Self {
+        self.reloader = Some(r);
+        self
+    }
+
+    /// Applies a re-read configuration file: what a running member can change (tags,
+    /// PostgreSQL parameters and pg_hba, addresses published in the member key, replica
+    /// methods); a changed name or scope needs a restart and is refused.
+    fn apply_reloaded(&mut self, new: HaSettings) {
+        if new.me != self.s.me || new.prefix != self.s.prefix {
+            tracing::error!(
+                name = %new.me,
+                scope = %new.scope,
+                "reload: `name` and `scope` cannot change while running; restart the daemon to apply; nothing was reloaded"
+            );
+            return;
+        }
+        let mut changed = vec![];
+        if new.tags != self.s.tags || new.failover_priority != self.s.failover_priority {
+            changed.push("tags");
+        }
+        if new.local_parameters != self.s.local_parameters {
+            changed.push("postgresql.parameters");
+        }
+        if new.pg_hba != self.s.pg_hba {
+            changed.push("pg_hba");
+        }
+        if new.api_url != self.s.api_url || new.conn_url != self.s.conn_url {
+            changed.push("connect addresses");
+        }
+        if new.replica_methods != self.s.replica_methods {
+            changed.push("postgresql.create_replica_methods");
+        }
+        let timing = self.s.timing;
+        self.s = HaSettings { timing, ..new };
+        tracing::info!(changed = ?changed, "configuration file reloaded");
     }
 
     /// Takes requests from the REST API.
@@ -274,8 +319,16 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
                 let _ = reply.send(self.scheduled_restart.take().is_some());
             }
             ApiRequest::Reload => {
-                // Re-writes the configuration from the current dynamic config and reloads
-                // PostgreSQL. (Re-reading the YAML file itself is not implemented yet.)
+                // Re-read the configuration file, then rewrite PostgreSQL's configuration
+                // from it and the current dynamic config, and reload PostgreSQL.
+                if let Some(r) = self.reloader.clone() {
+                    match r() {
+                        Ok(new) => self.apply_reloaded(new),
+                        Err(e) => {
+                            tracing::error!(error = %e, "reload: the configuration file is not valid; keeping the running configuration")
+                        }
+                    }
+                }
                 // The role stays what it was last written as; only the upstream's address
                 // is looked up again.
                 let role = match self.written_role {
@@ -705,6 +758,65 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
         }
     }
 
+    /// Starts PostgreSQL on the leader (after a crash: through its crash recovery) while
+    /// refreshing the leader key every loop_wait, for at most `primary_start_timeout`
+    /// (Patroni's rule). When that runs out, or is 0, and a healthy replica could take
+    /// over, PostgreSQL is stopped and the key released so a failover happens instead.
+    async fn start_primary_keeping_the_lease(&mut self, v: Option<&ClusterView>) -> Result<(), ActError> {
+        let me = self.s.me.to_string();
+        let limit = v
+            .and_then(|v| v.config.as_ref())
+            .and_then(|c| {
+                c.value
+                    .get("primary_start_timeout")
+                    .or_else(|| c.value.get("master_start_timeout"))
+            })
+            .and_then(Value::as_u64)
+            .map_or(Duration::from_secs(300), Duration::from_secs);
+        let failover_possible = v.is_some_and(|v| {
+            v.members.iter().any(|(n, m)| {
+                *n != self.s.me && m.state == "running" && m.role == "replica" && m.failover_priority() > 0
+            })
+        });
+        let give_up = |why: &str| {
+            tracing::warn!(timeout = ?limit, "{why}: releasing the leader key so a replica takes over");
+            ActError::Lost(format!("{why}: released the leader key"))
+        };
+        if limit.is_zero() && failover_possible {
+            self.lease.until.send_replace(None);
+            self.dcs
+                .delete(&self.key("leader"), Condition::ValueEquals(me))
+                .await?;
+            return Err(give_up("primary_start_timeout is 0 and a replica can take over"));
+        }
+        let pg = self.pg.clone();
+        let start = pg.start();
+        tokio::pin!(start);
+        let deadline = Instant::now() + limit;
+        let mut tick = tokio::time::interval(self.timing.loop_wait);
+        tick.tick().await;
+        loop {
+            tokio::select! {
+                r = &mut start => return r.map_err(Into::into),
+                _ = tick.tick() => {
+                    if !self.put_lease("leader", &me, Condition::ValueEquals(me.clone())).await? {
+                        self.lease.until.send_replace(None);
+                        let _ = self.pg.stop(StopMode::Immediate).await;
+                        return Err(ActError::Lost("the leader key was lost while PostgreSQL started".into()));
+                    }
+                    if Instant::now() >= deadline && failover_possible {
+                        self.lease.until.send_replace(None);
+                        let _ = self.pg.stop(StopMode::Immediate).await;
+                        self.dcs
+                            .delete(&self.key("leader"), Condition::ValueEquals(me.clone()))
+                            .await?;
+                        return Err(give_up("PostgreSQL did not start within primary_start_timeout"));
+                    }
+                }
+            }
+        }
+    }
+
     /// Patroni's pre-promote step in synchronous mode: the new primary writes `sync` naming
     /// itself and no standby (compare-and-swap; losing it aborts the promotion), so nobody
     /// can be promoted after it until a standby provably holds its commits; in strict mode
@@ -998,7 +1110,7 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
                 }
                 self.write_pg_config(v, PgRole::Primary).await?;
                 self.set_state("starting");
-                self.pg.start().await?;
+                self.start_primary_keeping_the_lease(v).await?;
                 tracing::info!("started PostgreSQL as primary");
             }
             Action::StartReplica { leader } => {
