@@ -17,7 +17,7 @@ use crate::postgres::{
 use crate::types::{Lsn, MemberName};
 use pgwarden_raft::Condition;
 use serde_json::{json, Value};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -124,6 +124,10 @@ pub struct Runner<D: Dcs, P: PgControl + 'static> {
     sync: SyncTrack,
     /// Re-reads the configuration file (SIGHUP, POST /reload).
     reloader: Option<Reloader>,
+    /// Unneeded inactive slots on the primary, since when (see `ensure_slots`).
+    slot_absent_since: BTreeMap<String, Instant>,
+    /// Permanent slots already warned about.
+    warned_slots: BTreeSet<String>,
 }
 
 /// Builds fresh [`HaSettings`] from the configuration file, or says why it cannot.
@@ -181,6 +185,8 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
             scheduled_restart: None,
             sync: SyncTrack::default(),
             reloader: None,
+            slot_absent_since: BTreeMap::new(),
+            warned_slots: BTreeSet::new(),
         }
     }
 
@@ -1255,13 +1261,15 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
     }
 
     /// The primary keeps a physical slot for every other member (Patroni's names), so a
-    /// replica's WAL is retained while it is briefly away.
-    async fn ensure_slots(&self, v: Option<&ClusterView>) {
+    /// replica's WAL is retained while it is briefly away, and the permanent physical slots
+    /// of the dynamic config (`slots`). An inactive physical slot that is neither is dropped
+    /// once it has been so for `member_slots_ttl` (a member removed for good), unless
+    /// `ignore_slots` matches it; logical slots are left alone.
+    async fn ensure_slots(&mut self, v: Option<&ClusterView>) {
         let Some(v) = v else { return };
-        let use_slots = v
-            .config
-            .as_ref()
-            .and_then(|c| c.value.pointer("/postgresql/use_slots"))
+        let config = v.config.as_ref().map(|c| &c.value);
+        let use_slots = config
+            .and_then(|c| c.pointer("/postgresql/use_slots"))
             .and_then(Value::as_bool)
             .unwrap_or(true);
         if !use_slots {
@@ -1270,10 +1278,29 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
         let Ok(existing) = self.pg.slots().await else {
             return;
         };
-        for name in v.members.keys().filter(|n| **n != self.s.me) {
-            let slot = slot_name(name);
-            if !existing.iter().any(|s| s.name == slot) {
-                match self.pg.create_physical_slot(&slot).await {
+        let mut wanted: Vec<String> = v
+            .members
+            .iter()
+            .filter(|(n, m)| **n != self.s.me && !m.tag_true("nostream"))
+            .map(|(n, _)| slot_name(n))
+            .collect();
+        let mut permanent = BTreeSet::new();
+        if let Some(Value::Object(slots)) = config.and_then(|c| c.get("slots")) {
+            for (name, spec) in slots {
+                permanent.insert(name.clone());
+                match spec.get("type").and_then(Value::as_str).unwrap_or("physical") {
+                    "physical" => wanted.push(name.clone()),
+                    other => {
+                        if self.warned_slots.insert(name.clone()) {
+                            tracing::warn!(slot = %name, slot_type = other, "permanent slots of this type are not managed yet: create it yourself");
+                        }
+                    }
+                }
+            }
+        }
+        for slot in &wanted {
+            if !existing.iter().any(|s| &s.name == slot) {
+                match self.pg.create_physical_slot(slot).await {
                     Ok(()) => tracing::info!(slot = %slot, "created replication slot"),
                     Err(e) => {
                         tracing::warn!(slot = %slot, error = %chain(&e), "creating replication slot")
@@ -1281,6 +1308,42 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
                 }
             }
         }
+        let ttl = config
+            .and_then(|c| c.get("member_slots_ttl"))
+            .and_then(duration_value)
+            .unwrap_or(Duration::from_secs(1800));
+        let ignore = config
+            .and_then(|c| c.get("ignore_slots"))
+            .and_then(Value::as_array);
+        let mut still_absent = BTreeMap::new();
+        for slot in &existing {
+            let kept = wanted.contains(&slot.name)
+                || permanent.contains(&slot.name)
+                || slot.active
+                || slot.slot_type != "physical"
+                || ignore.is_some_and(|rules| rules.iter().any(|r| slot_matches(r, slot)));
+            if kept {
+                continue;
+            }
+            let since = self
+                .slot_absent_since
+                .get(&slot.name)
+                .copied()
+                .unwrap_or_else(Instant::now);
+            if since.elapsed() >= ttl {
+                match self.pg.drop_slot(&slot.name).await {
+                    Ok(()) => {
+                        tracing::info!(slot = %slot.name, member_slots_ttl = ?ttl, "dropped the replication slot of a member gone for member_slots_ttl")
+                    }
+                    Err(e) => {
+                        tracing::warn!(slot = %slot.name, error = %chain(&e), "dropping replication slot")
+                    }
+                }
+            } else {
+                still_absent.insert(slot.name.clone(), since);
+            }
+        }
+        self.slot_absent_since = still_absent;
     }
 
     fn set_state(&self, state: &str) {
@@ -1446,6 +1509,39 @@ pub fn slot_name(member: &MemberName) -> String {
     out
 }
 
+/// A duration in Patroni's style: seconds as a number, or text with a unit (`30min`, `2h`,
+/// `90s`, `1d`; no unit means seconds).
+fn duration_value(v: &Value) -> Option<Duration> {
+    if let Some(n) = v.as_u64() {
+        return Some(Duration::from_secs(n));
+    }
+    let t = v.as_str()?.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num.parse().ok()?;
+    let mult = match unit.trim() {
+        "" | "s" => 1,
+        "min" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        "ms" => return Some(Duration::from_millis(n)),
+        _ => return None,
+    };
+    Some(Duration::from_secs(n.saturating_mul(mult)))
+}
+
+/// Whether an `ignore_slots` rule (a subset of name, type, database, plugin) matches.
+fn slot_matches(rule: &Value, slot: &crate::postgres::Slot) -> bool {
+    let Some(rule) = rule.as_object() else {
+        return false;
+    };
+    let field = |k: &str| rule.get(k).and_then(Value::as_str);
+    field("name").is_none_or(|n| n == slot.name)
+        && field("type").is_none_or(|t| t == slot.slot_type)
+        && field("database").is_none_or(|d| Some(d) == slot.database.as_deref())
+        && field("plugin").is_none_or(|p| Some(p) == slot.plugin.as_deref())
+}
+
 /// Patroni's `sync_priority` from a member's tags: `nosync` means 0, default 1.
 fn member_sync_priority(m: &MemberRecord) -> i64 {
     if m.tag_true("nosync") {
@@ -1516,6 +1612,36 @@ pub use pgwarden_raft::error_chain as chain;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// member_slots_ttl in Patroni's forms.
+    #[test]
+    fn durations_with_units() {
+        assert_eq!(duration_value(&json!(90)), Some(Duration::from_secs(90)));
+        assert_eq!(duration_value(&json!("30min")), Some(Duration::from_secs(1800)));
+        assert_eq!(duration_value(&json!("2h")), Some(Duration::from_secs(7200)));
+        assert_eq!(duration_value(&json!("15")), Some(Duration::from_secs(15)));
+        assert_eq!(duration_value(&json!("soon")), None);
+    }
+
+    /// ignore_slots rules match on the fields they name.
+    #[test]
+    fn ignore_slot_rules() {
+        let slot = crate::postgres::Slot {
+            name: "keep_me".into(),
+            slot_type: "physical".into(),
+            active: false,
+            restart_lsn: None,
+            database: None,
+            plugin: None,
+        };
+        assert!(slot_matches(&json!({"name": "keep_me"}), &slot));
+        assert!(slot_matches(&json!({"type": "physical"}), &slot));
+        assert!(!slot_matches(
+            &json!({"name": "keep_me", "type": "logical"}),
+            &slot
+        ));
+        assert!(!slot_matches(&json!("keep_me"), &slot));
+    }
 
     /// Patroni's slot naming.
     #[test]

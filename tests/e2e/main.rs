@@ -525,3 +525,84 @@ async fn e2e_sighup_rereads_the_configuration_file() {
     assert!(c.patroni(r).await.is_some(), "the daemon keeps running");
     std::fs::write(&path, original).unwrap();
 }
+
+/// Replication slots: the primary keeps one per member and the permanent ones of the
+/// dynamic config; after a failover the new primary has them for the remaining members
+/// and replication resumes; the slot of a member gone longer than member_slots_ttl (0
+/// here) is dropped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn e2e_slots_follow_the_members() {
+    require_pg!();
+    let mut c = Cluster::new(Options {
+        dcs_extra: "    member_slots_ttl: 0\n    slots:\n      archiver: {type: physical}\n".into(),
+        ..Options::default()
+    });
+    c.start_all();
+    async fn slots(c: &Cluster, i: usize) -> Option<Vec<String>> {
+        let client = c.connect(i).await?;
+        let rows = client
+            .query("SELECT slot_name::text FROM pg_replication_slots ORDER BY 1", &[])
+            .await
+            .ok()?;
+        Some(rows.iter().map(|r| r.get::<_, String>(0)).collect())
+    }
+    let leader = c.wait_healthy(Duration::from_secs(90)).await;
+    let others: Vec<usize> = (0..3).filter(|i| *i != leader).collect();
+    let mut expect = vec!["archiver".to_string()];
+    expect.extend(others.iter().map(|i| format!("pg{i}")));
+    expect.sort();
+    wait_for(
+        Duration::from_secs(30),
+        "member and permanent slots on the primary",
+        || async { (slots(&c, leader).await? == expect).then_some(()) },
+    )
+    .await;
+
+    // A replica goes away: its key expires (ttl), then its slot goes (member_slots_ttl 0).
+    let gone = others[0];
+    let stays = others[1];
+    c.kill9(gone);
+    wait_for(
+        Duration::from_secs(60),
+        "the dead member's slot dropped, the others kept",
+        || async {
+            let got = slots(&c, leader).await?;
+            (got == vec!["archiver".to_string(), format!("pg{stays}")]).then_some(())
+        },
+    )
+    .await;
+    assert!(c.log(leader).contains("dropped the replication slot"));
+    // It comes back: slot recreated, streaming again.
+    c.start(gone);
+    c.wait_healthy(Duration::from_secs(90)).await;
+    wait_for(
+        Duration::from_secs(30),
+        "the returning member's slot recreated",
+        || async {
+            slots(&c, leader)
+                .await?
+                .contains(&format!("pg{gone}"))
+                .then_some(())
+        },
+    )
+    .await;
+    // Failover: the new primary has the permanent slot and one for each remaining member.
+    c.kill9(leader);
+    let new_leader = wait_for(Duration::from_secs(60), "a new primary", || async {
+        c.primary().await.filter(|p| *p != leader)
+    })
+    .await;
+    let other = others.iter().copied().find(|i| *i != new_leader).unwrap();
+    wait_for(
+        Duration::from_secs(60),
+        "slots on the new primary, the replica streaming",
+        || async {
+            let s = c.patroni(other).await?;
+            let streaming = s.get("replication_state")?.as_str()? == "streaming";
+            let got = slots(&c, new_leader).await?;
+            (streaming && got.contains(&"archiver".to_string()) && got.contains(&format!("pg{other}")))
+                .then_some(())
+        },
+    )
+    .await;
+}
