@@ -12,6 +12,7 @@ pub mod config;
 pub mod daemon;
 pub mod dcs;
 pub mod demo;
+pub mod grpc;
 pub mod ha;
 pub mod postgres;
 pub mod shell;
