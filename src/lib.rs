@@ -9,6 +9,7 @@
 
 pub mod api;
 pub mod config;
+pub mod ctl;
 pub mod daemon;
 pub mod dcs;
 pub mod demo;

@@ -39,7 +39,7 @@ def main():
                 suffix = "_e" if extended else ""
                 with open(f"list_{name}{suffix}.{fmt}", "w") as f:
                     f.write(text)
-    with open("history.json") as f:
+    with open("history_rows.json") as f:
         rows = json.load(f)
     for fmt in FORMATS[:4]:
         lines = [list(r) + [""] * (5 - len(r)) for r in rows]
