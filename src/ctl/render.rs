@@ -495,3 +495,52 @@ pub fn history(h: &pb::History, fmt: Format) -> String {
         .collect();
     print_output(&columns, rows, &["TL", "LSN"], fmt, "")
 }
+
+/// `members list`: the Raft voters and learners, the leader first marked.
+pub fn raft_members(m: &pb::RaftMembers, fmt: Format) -> String {
+    let leader = m
+        .members
+        .iter()
+        .find(|x| x.id == m.leader_id)
+        .map_or_else(|| "none".to_string(), |x| x.name.clone());
+    let columns: Vec<String> = ["Id", "Name", "Address", "Role", "Matched", "Lag"]
+        .map(String::from)
+        .to_vec();
+    let rows = m
+        .members
+        .iter()
+        .map(|x| {
+            let role = if x.leader {
+                "Leader"
+            } else if x.voter {
+                "Voter"
+            } else {
+                "Learner"
+            };
+            vec![
+                text(x.id.to_string()),
+                text(x.name.clone()),
+                text(x.addr.clone()),
+                text(role),
+                x.matched
+                    .map_or_else(|| text(""), |v| Cell::Int(i64::try_from(v).unwrap_or(i64::MAX))),
+                x.matched.map_or_else(
+                    || text(""),
+                    |v| Cell::Int(i64::try_from(m.last_log_index.saturating_sub(v)).unwrap_or(i64::MAX)),
+                ),
+            ]
+        })
+        .collect();
+    let title = format!(" Raft: leader {leader}, term {} ", m.term);
+    let fmt = if fmt == Format::Topology {
+        Format::Pretty
+    } else {
+        fmt
+    };
+    let title = if fmt == Format::Pretty {
+        title
+    } else {
+        String::new()
+    };
+    print_output(&columns, rows, &["Id", "Matched", "Lag"], fmt, &title)
+}

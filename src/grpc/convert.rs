@@ -43,6 +43,7 @@ pub fn member(m: &Value) -> pb::Member {
         pending_restart_reason_json: json_text(m, "pending_restart_reason"),
         scheduled_restart_json: json_text(m, "scheduled_restart"),
         tags_json: json_text(m, "tags"),
+        paused: m.get("pause").and_then(Value::as_bool).unwrap_or(false),
     }
 }
 

@@ -595,10 +595,16 @@ fn view<D: Dcs>(api: &ApiState<D>, snap: &Snapshot) -> (pb::Cluster, String) {
     let who = api.status.borrow().patroni.clone();
     let doc = cluster::cluster_json(snap, &who.scope);
     let config = snap.config().map(Value::to_string).unwrap_or_default();
-    (
-        convert::cluster(&doc, snap.view.initialize.as_deref(), &who.name),
-        config,
-    )
+    let mut c = convert::cluster(&doc, snap.view.initialize.as_deref(), &who.name);
+    for m in &mut c.members {
+        m.paused = snap
+            .raw_members
+            .get(&m.name)
+            .and_then(|r| r.get("pause"))
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
+    }
+    (c, config)
 }
 
 fn event(kind: Kind, cluster: &pb::Cluster, c: Option<watch::Change>) -> pb::ClusterEvent {
