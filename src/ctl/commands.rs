@@ -727,35 +727,27 @@ async fn config(c: &mut Client) -> Result<(Value, u64)> {
     Ok((v, r.revision))
 }
 
-async fn pause(
-    c: &mut Client,
-    cluster: Option<&str>,
-    scope: Option<&str>,
-    on: bool,
-    wait: bool,
-) -> Result<()> {
+async fn pause(c: &mut Client, cluster: Option<&str>, scope: Option<&str>, on: bool, wait: bool) -> Result<()> {
     cluster_of(c, cluster, scope).await?;
-    let r = if on {
-        c.pause(pb::PauseRequest {}).await
-    } else {
-        c.resume(pb::ResumeRequest {}).await
-    };
-    let msg = r
-        .map_err(|s| CtlError::Refused(s.message().to_string()))?
-        .into_inner()
-        .message;
+    // The member that takes the request polls the others' REST status, as patronictl does.
+    let wait_seconds = if wait { PAUSE_WAIT_SECONDS } else { 0 };
     if wait {
         println!(
             "'{}' request sent, waiting until it is recognized by all nodes",
             if on { "pause" } else { "resume" }
         );
-        let cl = c.get_cluster(pb::GetClusterRequest {}).await?.into_inner();
-        let names: Vec<String> = cl.members.iter().map(|m| m.name.clone()).collect();
-        wait_members(c, &names, Duration::from_secs(120), |m| m.paused == on).await?;
     }
-    println!("{msg}");
+    let r = if on {
+        c.pause(pb::PauseRequest { wait_seconds }).await
+    } else {
+        c.resume(pb::ResumeRequest { wait_seconds }).await
+    };
+    println!("{}", r?.into_inner().message);
     Ok(())
 }
+
+/// How long `pause --wait` / `resume --wait` waits for every member to report it.
+const PAUSE_WAIT_SECONDS: u32 = 120;
 
 /// Polls until every member in `names` satisfies `ok`.
 async fn wait_members(

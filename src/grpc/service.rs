@@ -155,7 +155,7 @@ impl<D: Dcs, R: RaftAdmin> Admin<D, R> {
         })
     }
 
-    async fn toggle_pause(&self, pause: bool) -> Result<pb::ActionReply, AdminError> {
+    async fn toggle_pause(&self, pause: bool, wait_seconds: u32) -> Result<pb::ActionReply, AdminError> {
         let snap = Snapshot::read_fresh(self.api.dcs.as_ref(), &self.api.prefix).await?;
         if snap.view.paused() == pause {
             return Err(AdminError::FailedPrecondition(format!(
@@ -167,6 +167,10 @@ impl<D: Dcs, R: RaftAdmin> Admin<D, R> {
         patch.insert("pause".into(), if pause { json!(true) } else { Value::Null });
         cluster::patch_config(self.api.dcs.as_ref(), &self.api.prefix, &patch).await?;
         self.api.wakeup();
+        if wait_seconds > 0 {
+            self.wait_pause_seen(pause, Duration::from_secs(u64::from(wait_seconds)))
+                .await?;
+        }
         Ok(pb::ActionReply {
             message: format!(
                 "Success: cluster management is {}",
@@ -174,6 +178,53 @@ impl<D: Dcs, R: RaftAdmin> Admin<D, R> {
             ),
             http_status: 200,
         })
+    }
+
+    /// Polls every member's GET /patroni (this member's own status directly) until each
+    /// reports `pause == pause`, as patronictl's `pause --wait` does.
+    async fn wait_pause_seen(&self, pause: bool, limit: Duration) -> Result<(), AdminError> {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let snap = Snapshot::read_local(self.api.dcs.as_ref(), &self.api.prefix);
+            let mut behind = Vec::new();
+            for (name, m) in &snap.view.members {
+                let seen = if name.as_str() == self.me() {
+                    self.api.status.borrow().pause
+                } else if m.api_url.is_empty() {
+                    continue;
+                } else {
+                    match self
+                        .forward
+                        .call(name.as_str(), &m.api_url, reqwest::Method::GET, "patroni", None)
+                        .await
+                    {
+                        Ok((200, body)) => serde_json::from_str::<Value>(&body)
+                            .ok()
+                            .and_then(|v| v.get("pause").and_then(Value::as_bool))
+                            .unwrap_or(false),
+                        _ => !pause,
+                    }
+                };
+                if seen != pause {
+                    behind.push(name.to_string());
+                }
+            }
+            if behind.is_empty() {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(AdminError::Rest {
+                    code: 503,
+                    message: format!(
+                        "{} requested, but after {}s these members do not report it yet: {}",
+                        if pause { "pause" } else { "resume" },
+                        limit.as_secs(),
+                        behind.join(", ")
+                    ),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
     }
 
     async fn raft_status(&self) -> Result<ClusterStatus, AdminError> {
@@ -418,12 +469,14 @@ impl<D: Dcs, R: RaftAdmin> AdminService for Admin<D, R> {
         Ok(Response::new(out))
     }
 
-    async fn pause(&self, _: Request<pb::PauseRequest>) -> Res<pb::ActionReply> {
-        Ok(Response::new(self.toggle_pause(true).await?))
+    async fn pause(&self, req: Request<pb::PauseRequest>) -> Res<pb::ActionReply> {
+        let wait = req.into_inner().wait_seconds;
+        Ok(Response::new(self.toggle_pause(true, wait).await?))
     }
 
-    async fn resume(&self, _: Request<pb::ResumeRequest>) -> Res<pb::ActionReply> {
-        Ok(Response::new(self.toggle_pause(false).await?))
+    async fn resume(&self, req: Request<pb::ResumeRequest>) -> Res<pb::ActionReply> {
+        let wait = req.into_inner().wait_seconds;
+        Ok(Response::new(self.toggle_pause(false, wait).await?))
     }
 
     async fn remove_member(&self, req: Request<pb::RemoveMemberRequest>) -> Res<pb::ActionReply> {
