@@ -24,7 +24,11 @@ struct Out {
 
 impl std::fmt::Debug for Out {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "ok={} stdout:\n{}\nstderr:\n{}", self.ok, self.stdout, self.stderr)
+        write!(
+            f,
+            "ok={} stdout:\n{}\nstderr:\n{}",
+            self.ok, self.stdout, self.stderr
+        )
     }
 }
 
@@ -49,10 +53,7 @@ async fn run(args: &[&str]) -> Out {
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
     };
-    assert!(
-        !o.stderr.contains("panicked"),
-        "pgwardenctl panicked: {o:?}"
-    );
+    assert!(!o.stderr.contains("panicked"), "pgwardenctl panicked: {o:?}");
     o
 }
 
@@ -81,16 +82,20 @@ async fn members(c: &Cluster, i: usize) -> Option<Vec<Value>> {
 
 /// The leader's name once one member leads and the others stream on its timeline.
 async fn healthy(c: &Cluster, i: usize, limit: Duration) -> String {
-    wait_for(limit, "1 leader and 2 streaming replicas (pgwardenctl list)", || async {
-        let ms = members(c, i).await?;
-        let leader = ms.iter().find(|m| m["Role"] == "Leader")?;
-        let tl = leader["TL"].as_u64()?;
-        let streaming = ms
-            .iter()
-            .filter(|m| m["State"] == "streaming" && m["TL"].as_u64() == Some(tl))
-            .count();
-        (ms.len() == 3 && streaming == 2).then(|| leader["Member"].as_str().unwrap().to_string())
-    })
+    wait_for(
+        limit,
+        "1 leader and 2 streaming replicas (pgwardenctl list)",
+        || async {
+            let ms = members(c, i).await?;
+            let leader = ms.iter().find(|m| m["Role"] == "Leader")?;
+            let tl = leader["TL"].as_u64()?;
+            let streaming = ms
+                .iter()
+                .filter(|m| m["State"] == "streaming" && m["TL"].as_u64() == Some(tl))
+                .count();
+            (ms.len() == 3 && streaming == 2).then(|| leader["Member"].as_str().unwrap().to_string())
+        },
+    )
     .await
 }
 
@@ -136,10 +141,14 @@ impl Pty {
 
     /// Waits until `text` has been printed after position `from`; returns the new position.
     async fn expect(&self, text: &str, from: usize) -> usize {
-        wait_for(Duration::from_secs(60), &format!("the prompt {text:?}"), || async {
-            let s = self.seen.lock().unwrap();
-            s[from.min(s.len())..].find(text).map(|p| from + p + text.len())
-        })
+        wait_for(
+            Duration::from_secs(60),
+            &format!("the prompt {text:?}"),
+            || async {
+                let s = self.seen.lock().unwrap();
+                s[from.min(s.len())..].find(text).map(|p| from + p + text.len())
+            },
+        )
         .await
     }
 
@@ -155,7 +164,10 @@ impl Pty {
             }
             if Instant::now() > deadline {
                 let _ = self.child.kill();
-                panic!("interactive pgwardenctl did not finish: {}", self.seen.lock().unwrap());
+                panic!(
+                    "interactive pgwardenctl did not finish: {}",
+                    self.seen.lock().unwrap()
+                );
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         };
@@ -189,7 +201,9 @@ async fn interactive_switchover(c: &Cluster, leader: &str, candidate: &str) {
         let at = p.expect("[now]: ", at).await;
         p.answer("now");
         p.expect(
-            &format!("Are you sure you want to switchover cluster e2e, demoting current leader {leader}? [y/N]: "),
+            &format!(
+                "Are you sure you want to switchover cluster e2e, demoting current leader {leader}? [y/N]: "
+            ),
             at,
         )
         .await;
@@ -228,7 +242,16 @@ async fn cluster_is_managed_through_pgwardenctl() {
     let first = table.lines().next().unwrap();
     assert!(first.starts_with("+ Cluster: e2e ("), "{table}");
     assert!(first[16..].starts_with(|ch: char| ch.is_ascii_digit()), "{table}");
-    for col in ["Member", "Host", "Role", "State", "TL", "Receive LSN", "Lag", "Replay LSN"] {
+    for col in [
+        "Member",
+        "Host",
+        "Role",
+        "State",
+        "TL",
+        "Receive LSN",
+        "Lag",
+        "Replay LSN",
+    ] {
         assert!(table.contains(col), "{col}: {table}");
     }
     assert!(table.contains("| Leader "), "{table}");
@@ -238,7 +261,10 @@ async fn cluster_is_managed_through_pgwardenctl() {
     let cand = format!("pg{}", (index(&leader) + 1) % 3);
     let via = (index(&leader) + 2) % 3;
     let out = ctl_ok(&c, via, &["switchover", "--candidate", &cand, "--force"]).await;
-    assert!(out.contains(&format!("Successfully switched over to \"{cand}\"")), "{out}");
+    assert!(
+        out.contains(&format!("Successfully switched over to \"{cand}\"")),
+        "{out}"
+    );
     let leader = healthy(&c, via, Duration::from_secs(90)).await;
     assert_eq!(leader, cand);
 
@@ -254,7 +280,16 @@ async fn cluster_is_managed_through_pgwardenctl() {
     let out = ctl_ok(
         &c,
         0,
-        &["switchover", "--leader", &leader, "--candidate", &other, "--scheduled", &at, "--force"],
+        &[
+            "switchover",
+            "--leader",
+            &leader,
+            "--candidate",
+            &other,
+            "--scheduled",
+            &at,
+            "--force",
+        ],
     )
     .await;
     assert!(out.contains("Switchover scheduled"), "{out}");
@@ -270,7 +305,10 @@ async fn cluster_is_managed_through_pgwardenctl() {
     assert!(out.contains("Success: cluster management is paused"), "{out}");
     assert!(ctl_ok(&c, 1, &["list"]).await.contains(" Maintenance mode: on"));
     let again = ctl(&c, 0, &["pause"]).await;
-    assert!(!again.ok && again.stderr.contains("Cluster is already paused"), "{again:?}");
+    assert!(
+        !again.ok && again.stderr.contains("Cluster is already paused"),
+        "{again:?}"
+    );
     let out = ctl_ok(&c, 0, &["resume", "--wait"]).await;
     assert!(out.contains("Success: cluster management is resumed"), "{out}");
     assert!(!ctl_ok(&c, 1, &["list"]).await.contains("Maintenance mode"));
@@ -291,7 +329,10 @@ async fn cluster_is_managed_through_pgwardenctl() {
     let replica = format!("pg{}", (index(&leader) + 1) % 3);
     let via = (index(&leader) + 2) % 3;
     let out = ctl_ok(&c, via, &["restart", "e2e", &replica, "--force"]).await;
-    assert!(out.contains(&format!("Success: restart on member {replica}")), "{out}");
+    assert!(
+        out.contains(&format!("Success: restart on member {replica}")),
+        "{out}"
+    );
     let out = ctl_ok(&c, via, &["restart", "e2e", &replica, "--pending", "--force"]).await;
     assert!(
         out.contains(&format!(
@@ -304,17 +345,27 @@ async fn cluster_is_managed_through_pgwardenctl() {
     // reinit of a replica, waiting for it to stream again.
     let replica = format!("pg{}", (index(&leader) + 1) % 3);
     let out = ctl_ok(&c, 0, &["reinit", "e2e", &replica, "--force", "--wait"]).await;
-    assert!(out.contains(&format!("Success: reinitialize for member {replica}")), "{out}");
+    assert!(
+        out.contains(&format!("Success: reinitialize for member {replica}")),
+        "{out}"
+    );
     assert!(out.contains("Reinitialize is completed on"), "{out}");
     let out = ctl(&c, 0, &["reinit", "e2e", &leader, "--force"]).await;
-    assert!(!out.ok && out.stdout.contains("I am the leader, can not reinitialize"), "{out:?}");
+    assert!(
+        !out.ok && out.stdout.contains("I am the leader, can not reinitialize"),
+        "{out:?}"
+    );
     healthy(&c, 0, Duration::from_secs(90)).await;
 
     // Raft membership: remove a member and add it back, through the leader's node (the
     // removed node itself no longer knows the membership).
     let l = index(&leader);
     let list = ctl_ok(&c, l, &["members", "list"]).await;
-    assert_eq!(list.matches("| Voter ").count() + list.matches("| Leader ").count(), 3, "{list}");
+    assert_eq!(
+        list.matches("| Voter ").count() + list.matches("| Leader ").count(),
+        3,
+        "{list}"
+    );
     let out = ctl_ok(&c, l, &["members", "remove", &replica, "--force"]).await;
     assert!(out.contains(&format!("removed Raft member {replica}")), "{out}");
     let list = ctl_ok(&c, l, &["members", "list", "-f", "json"]).await;
@@ -328,16 +379,30 @@ async fn cluster_is_managed_through_pgwardenctl() {
 
     // Refusals: clear message, non-zero exit.
     let o = ctl(&c, 0, &["restart", "e2e", "nosuch", "--force"]).await;
-    assert!(!o.ok && o.stderr.contains("nosuch is not a member of cluster e2e"), "{o:?}");
+    assert!(
+        !o.ok && o.stderr.contains("nosuch is not a member of cluster e2e"),
+        "{o:?}"
+    );
     let o = ctl(&c, 0, &["failover", "--candidate", "nosuch", "--force"]).await;
-    assert!(!o.ok && o.stderr.contains("Member nosuch does not exist in cluster e2e"), "{o:?}");
+    assert!(
+        !o.ok && o.stderr.contains("Member nosuch does not exist in cluster e2e"),
+        "{o:?}"
+    );
     let bad = c.nodes[0].dir.join("bad.yaml");
     std::fs::write(&bad, "postgresql: {parameters: [unclosed\n").unwrap();
-    let o = ctl(&c, 0, &["edit-config", "--apply", bad.to_str().unwrap(), "--force"]).await;
+    let o = ctl(
+        &c,
+        0,
+        &["edit-config", "--apply", bad.to_str().unwrap(), "--force"],
+    )
+    .await;
     assert!(!o.ok && o.stderr.contains("is not valid YAML"), "{o:?}");
     let endpoint = format!("127.0.0.1:{}", c.nodes[0].spec.ctl);
     let o = run(&["--endpoints", &endpoint, "--token", "wrong", "list"]).await;
-    assert!(!o.ok && o.stderr.contains("authentication failed: wrong bearer token"), "{o:?}");
+    assert!(
+        !o.ok && o.stderr.contains("authentication failed: wrong bearer token"),
+        "{o:?}"
+    );
     let o = run(&["--endpoints", &endpoint, "list"]).await;
     assert!(!o.ok && o.stderr.contains("requires a bearer token"), "{o:?}");
     let o = run(&["--endpoints", &endpoint, "--token", TOKEN, "list", "-f", "tsv"]).await;
@@ -355,10 +420,14 @@ async fn pending_restart_is_shown_and_restart_pending_clears_it() {
     c.start_all();
     healthy(&c, 0, Duration::from_secs(120)).await;
     ctl_ok(&c, 1, &["edit-config", "-p", "shared_buffers=24MB", "--force"]).await;
-    wait_for(Duration::from_secs(60), "pending restart on every member", || async {
-        let ms = members(&c, 0).await?;
-        ms.iter().all(|m| m["Pending restart"] == "*").then_some(())
-    })
+    wait_for(
+        Duration::from_secs(60),
+        "pending restart on every member",
+        || async {
+            let ms = members(&c, 0).await?;
+            ms.iter().all(|m| m["Pending restart"] == "*").then_some(())
+        },
+    )
     .await;
     let table = ctl_ok(&c, 0, &["list"]).await;
     assert!(table.contains("shared_buffers: 16MB->24MB"), "{table}");
@@ -366,7 +435,9 @@ async fn pending_restart_is_shown_and_restart_pending_clears_it() {
     assert_eq!(out.matches("Success: restart on member").count(), 3, "{out}");
     wait_for(Duration::from_secs(60), "no pending restart", || async {
         let ms = members(&c, 0).await?;
-        ms.iter().all(|m| m.get("Pending restart").is_none()).then_some(())
+        ms.iter()
+            .all(|m| m.get("Pending restart").is_none())
+            .then_some(())
     })
     .await;
 }

@@ -727,7 +727,13 @@ async fn config(c: &mut Client) -> Result<(Value, u64)> {
     Ok((v, r.revision))
 }
 
-async fn pause(c: &mut Client, cluster: Option<&str>, scope: Option<&str>, on: bool, wait: bool) -> Result<()> {
+async fn pause(
+    c: &mut Client,
+    cluster: Option<&str>,
+    scope: Option<&str>,
+    on: bool,
+    wait: bool,
+) -> Result<()> {
     cluster_of(c, cluster, scope).await?;
     // The member that takes the request polls the others' REST status, as patronictl does.
     let wait_seconds = if wait { PAUSE_WAIT_SECONDS } else { 0 };

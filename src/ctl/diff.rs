@@ -23,12 +23,13 @@ pub fn unified(before: &str, after: &str) -> String {
             ops.push((' ', a[i], i, j));
             i += 1;
             j += 1;
-        } else if j < b.len() && (i == a.len() || lcs[i][j + 1] >= lcs[i + 1][j]) {
-            ops.push(('+', b[j], i, j));
-            j += 1;
-        } else {
+        } else if i < a.len() && (j == b.len() || lcs[i + 1][j] >= lcs[i][j + 1]) {
+            // Removals before additions, as diff -u shows a changed line.
             ops.push(('-', a[i], i, j));
             i += 1;
+        } else {
+            ops.push(('+', b[j], i, j));
+            j += 1;
         }
     }
     if ops.iter().all(|o| o.0 == ' ') {

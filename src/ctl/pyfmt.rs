@@ -256,7 +256,7 @@ fn is_int(s: &str) -> bool {
     let head_ok = head.starts_with(|c: char| matches!(c, '1'..='9'))
         && digits(head, |c| c.is_ascii_digit() || c == '_');
     // Sexagesimal: 1:30:00 is an integer to YAML 1.1.
-    head_ok && parts.all(|p| sexagesimal_part(p))
+    head_ok && parts.all(sexagesimal_part)
 }
 
 fn sexagesimal_part(p: &str) -> bool {

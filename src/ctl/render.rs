@@ -306,6 +306,9 @@ fn topology_sort(members: &[pb::Member]) -> Vec<(pb::Member, String)> {
     out
 }
 
+/// A question about one member (does it have a value for an optional column?).
+type MemberTest = dyn Fn(&pb::Member) -> bool;
+
 /// `list` (and `topology` with [`Format::Topology`]): the cluster table with patronictl's
 /// columns, then, in the table formats, the maintenance and scheduled-switchover footers.
 pub fn list(cluster: &pb::Cluster, fmt: Format, extended: bool) -> String {
@@ -331,7 +334,7 @@ pub fn list(cluster: &pb::Cluster, fmt: Format, extended: bool) -> String {
     .to_vec();
     // Only members with a host count, as in patronictl.
     let hosted: Vec<&pb::Member> = cluster.members.iter().filter(|m| m.host.is_some()).collect();
-    let optional: [(&str, &dyn Fn(&pb::Member) -> bool); 4] = [
+    let optional: [(&str, &MemberTest); 4] = [
         ("Pending restart", &|m| m.pending_restart),
         ("Pending restart reason", &|m| {
             parse_json_object(&m.pending_restart_reason_json).is_some()

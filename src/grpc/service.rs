@@ -227,8 +227,23 @@ impl<D: Dcs, R: RaftAdmin> Admin<D, R> {
         }
     }
 
+    /// A membership request, retried while no Raft leader is known: right after a
+    /// membership change or a leader's removal an election is under way for a second or
+    /// two, and the caller should not have to retry by hand.
+    async fn raft_admin(&self, req: AdminRequest) -> Result<AdminReply, AdminError> {
+        let deadline = tokio::time::Instant::now() + RAFT_LEADER_WAIT;
+        loop {
+            match self.raft.admin(req.clone()).await {
+                Err(RaftAdminError::NoLeader) if tokio::time::Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                r => return Ok(r?),
+            }
+        }
+    }
+
     async fn raft_status(&self) -> Result<ClusterStatus, AdminError> {
-        match self.raft.admin(AdminRequest::Status).await? {
+        match self.raft_admin(AdminRequest::Status).await? {
             AdminReply::Status(s) => Ok(s),
             other => Err(AdminError::Raft(RaftAdminError::Raft(format!(
                 "unexpected reply to a status request: {other:?}"
@@ -242,7 +257,7 @@ impl<D: Dcs, R: RaftAdmin> Admin<D, R> {
                 "the new member's Raft address (host:port) is required".into(),
             ));
         }
-        match self.raft.admin(AdminRequest::AddMember { addr, replace }).await? {
+        match self.raft_admin(AdminRequest::AddMember { addr, replace }).await? {
             AdminReply::Added(m) => Ok(pb::RaftMember {
                 id: m.id,
                 name: m.name,
@@ -257,6 +272,9 @@ impl<D: Dcs, R: RaftAdmin> Admin<D, R> {
         }
     }
 }
+
+/// How long a membership request waits for a Raft leader to be elected.
+const RAFT_LEADER_WAIT: Duration = Duration::from_secs(10);
 
 /// A REST answer as an admin reply: 2xx is success, anything else an error with its text.
 fn reply(code: u16, message: String) -> Result<pb::ActionReply, AdminError> {
@@ -497,12 +515,10 @@ impl<D: Dcs, R: RaftAdmin> AdminService for Admin<D, R> {
         let mut done = Vec::new();
         let status = self.raft_status().await?;
         if status.members.iter().any(|m| m.name == member) {
-            self.raft
-                .admin(AdminRequest::RemoveMember {
-                    member: member.clone(),
-                })
-                .await
-                .map_err(AdminError::from)?;
+            self.raft_admin(AdminRequest::RemoveMember {
+                member: member.clone(),
+            })
+            .await?;
             done.push("removed from the Raft membership");
         }
         if snap.view.members.keys().any(|n| n.as_str() == member) {
@@ -584,12 +600,10 @@ impl<D: Dcs, R: RaftAdmin> AdminService for Admin<D, R> {
             return Err(AdminError::InvalidArgument("a member name or id is required".into()).into());
         }
         match self
-            .raft
-            .admin(AdminRequest::RemoveMember {
+            .raft_admin(AdminRequest::RemoveMember {
                 member: member.clone(),
             })
-            .await
-            .map_err(AdminError::from)?
+            .await?
         {
             AdminReply::Removed(id) => Ok(Response::new(pb::ActionReply {
                 message: format!("Success: removed Raft member {member} (id {id})"),
