@@ -7,6 +7,7 @@ use crate::api::security::Security;
 use crate::api::serve::{serve, TlsSettings};
 use crate::config::{Config, Strictness};
 use crate::dcs::Dcs;
+use crate::grpc::{self, auth::AdminAuth, forward::Forwarder, service::Admin};
 use crate::ha::runner::{HaSettings, Runner, Timing};
 use crate::ha::status::{DaemonInfo, NodeStatus};
 use crate::postgres::{Credentials, InitdbOption, PgControl, PgManager, PgSettings, ReplicaMethod};
@@ -113,6 +114,7 @@ pub async fn run(
         });
         state = state.with_requests(req_tx);
     }
+    let admin_state = state.clone();
     let api = rest::router(
         state
             .with_raft(raft_info_watch(node.clone()))
@@ -125,6 +127,8 @@ pub async fn run(
             tracing::error!("REST API stopped: {:#}", anyhow::Error::from(e));
         }
     });
+
+    let admin_task = start_admin(&cfg, admin_state, node.clone(), shutdown.clone()).await?;
 
     let result = if witness {
         tracing::info!("running as a witness: Raft voter and REST API, no PostgreSQL");
@@ -173,8 +177,48 @@ pub async fn run(
     };
     shutdown.cancel();
     let _ = rest_task.await;
+    stop_admin(admin_task).await;
     node.shutdown().await;
     result
+}
+
+/// Binds `ctl.listen` and serves the gRPC admin API there until `shutdown`.
+async fn start_admin(
+    cfg: &Config,
+    state: ApiState<RaftNode>,
+    node: Arc<RaftNode>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    let listen = cfg.ctl.listen();
+    let listener = tokio::net::TcpListener::bind(listen.to_string())
+        .await
+        .with_context(|| format!("cannot listen for the gRPC admin API on {listen} (ctl.listen)"))?;
+    // Actions for another member go to its REST API with the credentials members share.
+    let basic = cfg
+        .restapi
+        .authentication
+        .as_ref()
+        .and_then(|a| Some((a.username.clone()?, a.password.clone().unwrap_or_default())));
+    let admin = Admin::new(state, node, Forwarder::new(basic));
+    let auth = AdminAuth::new(cfg.ctl.auth_token.clone());
+    tracing::info!(addr = %listen, "gRPC admin API listening");
+    Ok(tokio::spawn(async move {
+        if let Err(e) = grpc::serve::serve(listener, admin, auth, shutdown.cancelled_owned()).await {
+            tracing::error!("gRPC admin API stopped: {}", pgwarden_raft::error_chain(&e));
+        }
+    }))
+}
+
+/// tonic's graceful shutdown waits for clients to close their connections, which a
+/// `Watch` stream or an idle pgwardenctl never does: give it a moment, then abort.
+async fn stop_admin(mut task: tokio::task::JoinHandle<()>) {
+    if tokio::time::timeout(Duration::from_secs(1), &mut task)
+        .await
+        .is_err()
+    {
+        task.abort();
+        let _ = task.await;
+    }
 }
 
 /// Patroni refuses to start a second daemon with a name whose member key belongs to a live

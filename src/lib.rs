@@ -9,9 +9,11 @@
 
 pub mod api;
 pub mod config;
+pub mod ctl;
 pub mod daemon;
 pub mod dcs;
 pub mod demo;
+pub mod grpc;
 pub mod ha;
 pub mod postgres;
 pub mod shell;

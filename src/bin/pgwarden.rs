@@ -35,7 +35,7 @@ enum Sub {
         /// Keep the demo directory afterwards.
         #[arg(long)]
         keep: bool,
-        /// First of the nine consecutive ports the demo uses.
+        /// First of the twelve consecutive ports the demo uses.
         #[arg(long, default_value_t = 15400)]
         base_port: u16,
         /// Once up, kill the primary and narrate the failover with timings, then switch back.

@@ -67,6 +67,8 @@ pub struct NodeSpec {
     pub raft: u16,
     pub rest: u16,
     pub pg: u16,
+    /// The gRPC admin API (ctl.listen).
+    pub ctl: u16,
 }
 
 pub struct Node {
@@ -113,6 +115,8 @@ pub struct Options {
     pub witness: bool,
     /// Extra YAML lines under bootstrap.dcs (indented by 4).
     pub dcs_extra: String,
+    /// Extra YAML lines under ctl (indented by 2), e.g. `  auth_token: x\n`.
+    pub ctl_extra: String,
 }
 
 impl Default for Options {
@@ -121,6 +125,7 @@ impl Default for Options {
             data_nodes: 3,
             witness: false,
             dcs_extra: String::new(),
+            ctl_extra: String::new(),
         }
     }
 }
@@ -142,6 +147,7 @@ impl Cluster {
                 raft: free_port(),
                 rest: free_port(),
                 pg: free_port(),
+                ctl: free_port(),
             });
         }
         if opts.witness {
@@ -151,6 +157,7 @@ impl Cluster {
                 raft: free_port(),
                 rest: free_port(),
                 pg: 0,
+                ctl: free_port(),
             });
         }
         let mut nodes = vec![];
@@ -163,7 +170,7 @@ impl Cluster {
                 dir,
                 child: None,
             };
-            write_config(&node, &specs, &opts.dcs_extra);
+            write_config(&node, &specs, &opts.dcs_extra, &opts.ctl_extra);
             nodes.push(node);
         }
         Cluster {
@@ -397,7 +404,7 @@ impl Drop for Cluster {
     }
 }
 
-fn write_config(n: &Node, all: &[NodeSpec], dcs_extra: &str) {
+fn write_config(n: &Node, all: &[NodeSpec], dcs_extra: &str, ctl_extra: &str) {
     let partners: Vec<String> = all
         .iter()
         .filter(|s| s.name != n.spec.name)
@@ -405,10 +412,13 @@ fn write_config(n: &Node, all: &[NodeSpec], dcs_extra: &str) {
         .collect();
     let mut y = format!(
         "scope: e2e\nname: {name}\nrestapi:\n  listen: 127.0.0.1:{rest}\n  connect_address: 127.0.0.1:{rest}\n\
+         ctl:\n  listen: 127.0.0.1:{ctl}\n{ctl_extra}\
          raft:\n  data_dir: {dir}/raft\n  self_addr: 127.0.0.1:{raft}\n  partner_addrs: [{partners}]\n",
         name = n.spec.name,
         rest = n.spec.rest,
         raft = n.spec.raft,
+        ctl = n.spec.ctl,
+        ctl_extra = ctl_extra,
         dir = n.dir.display(),
         partners = partners.join(", ")
     );
