@@ -412,8 +412,6 @@ async fn cluster_is_managed_through_pgwardenctl() {
 /// edit-config of a parameter that needs a restart shows "Pending restart" in `list`, and
 /// `restart --pending` restarts exactly those members and clears it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs the HA loop to apply changed dynamic PostgreSQL parameters and publish \
-            pending_restart in the member key (not done by src/ha yet)"]
 async fn pending_restart_is_shown_and_restart_pending_clears_it() {
     require_pg!();
     let mut c = Cluster::new(Options::default());

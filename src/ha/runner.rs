@@ -124,6 +124,8 @@ pub struct Runner<D: Dcs, P: PgControl + 'static> {
     sync: SyncTrack,
     /// Re-reads the configuration file (SIGHUP, POST /reload).
     reloader: Option<Reloader>,
+    /// The `config` revision PostgreSQL's files were last written from.
+    applied_config_rev: Option<u64>,
     /// Unneeded inactive slots on the primary, since when (see `ensure_slots`).
     slot_absent_since: BTreeMap<String, Instant>,
     /// Permanent slots already warned about.
@@ -185,6 +187,7 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
             scheduled_restart: None,
             sync: SyncTrack::default(),
             reloader: None,
+            applied_config_rev: None,
             slot_absent_since: BTreeMap::new(),
             warned_slots: BTreeSet::new(),
         }
@@ -557,6 +560,34 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
                 break;
             }
         }
+        // A changed dynamic configuration reaches PostgreSQL on every member: rewrite its
+        // files for the role they were written for, and reload (what needs a restart then
+        // shows as pending_restart).
+        if let (Some(v), Some(role), Ok(())) = (&view, self.written_role.clone(), &outcome) {
+            let rev = v.config.as_ref().map(|c| c.revision);
+            if rev.is_some()
+                && rev != self.applied_config_rev
+                && matches!(self.pg.probe(), PostmasterState::Running { .. })
+            {
+                if self.applied_config_rev.is_some() {
+                    let input = self.config_input(Some(v), role);
+                    let res = async {
+                        self.pg.write_config(&input).await?;
+                        self.pg.reload().await
+                    }
+                    .await;
+                    match res {
+                        Ok(()) => tracing::info!(
+                            "dynamic configuration changed: PostgreSQL configuration rewritten and reloaded"
+                        ),
+                        Err(e) => {
+                            tracing::warn!(error = %chain(&e), "applying the changed dynamic configuration")
+                        }
+                    }
+                }
+                self.applied_config_rev = rev;
+            }
+        }
         // Publish after acting, from a fresh observation.
         let (pg_after, sysid_after, obs_after) = if d.actions.is_empty() {
             (pg, sysid, obs)
@@ -647,6 +678,7 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
                         obs.replication = rows;
                     }
                     obs.streaming = streaming;
+                    obs.pending_restart = self.pg.pending_restart().await.unwrap_or_default();
                     PgState::Running(Running {
                         primary: !st.in_recovery,
                         timeline: st.timeline.0,
@@ -1376,6 +1408,10 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
                 m.xlog_location = st.current_lsn.map(|l| l.0);
             }
         }
+        if !obs.pending_restart.is_empty() {
+            m.pending_restart = Some(true);
+            m.pending_restart_reason = serde_json::to_value(&obs.pending_restart).ok();
+        }
         let value = serde_json::to_string(&m).unwrap_or_default();
         self.dcs
             .put(
@@ -1457,6 +1493,10 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
             }
             s.lease_until = lease_until;
             s.tags = self.s.tags.clone();
+            s.pending_restart = !obs.pending_restart.is_empty();
+            s.pending_restart_reason = (!obs.pending_restart.is_empty())
+                .then(|| serde_json::to_value(&obs.pending_restart).ok())
+                .flatten();
             s.last_loop = Some(Instant::now());
         });
     }
@@ -1468,6 +1508,8 @@ struct Observation {
     status: Option<crate::postgres::LocalStatus>,
     replication: Vec<crate::postgres::ReplicationRow>,
     streaming: bool,
+    /// Parameters whose new value waits for a restart.
+    pending_restart: BTreeMap<String, crate::postgres::PendingChange>,
 }
 
 fn state_and_role(pg: &PgState, current: &str) -> (String, String) {
