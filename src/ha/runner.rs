@@ -1824,6 +1824,10 @@ async fn fence<P: PgControl + 'static>(
 pub use pgwarden_raft::error_chain as chain;
 
 #[cfg(test)]
+#[path = "runner_hooks_tests.rs"]
+mod hooks_tests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

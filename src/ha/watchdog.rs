@@ -435,8 +435,11 @@ pub mod fake {
     use super::*;
     use std::sync::Arc;
 
+    /// Called when the device is opened (tests check what happened before).
+    pub type OnOpen = Arc<dyn Fn() + Send + Sync>;
+
     /// What tests can set and read.
-    #[derive(Debug, Default)]
+    #[derive(Default)]
     pub struct FakeState {
         /// Operations in order: `open`, `set_timeout 25`, `keepalive`, `magic_close`.
         pub ops: Vec<String>,
@@ -450,6 +453,8 @@ pub mod fake {
         pub timeout: u32,
         /// Open now.
         pub open: bool,
+        /// Hook run on open.
+        pub on_open: Option<OnOpen>,
     }
 
     /// The stand-in driver; clones share state.
@@ -480,6 +485,9 @@ pub mod fake {
             }
             s.ops.push("open".into());
             s.open = true;
+            if let Some(hook) = s.on_open.clone() {
+                hook();
+            }
             if let Some(t) = s.fixed_timeout {
                 s.timeout = t;
             } else if s.timeout == 0 {
