@@ -8,8 +8,10 @@ use crate::api::serve::{serve, TlsSettings};
 use crate::config::{Config, Strictness};
 use crate::dcs::Dcs;
 use crate::grpc::{self, auth::AdminAuth, forward::Forwarder, service::Admin};
+use crate::ha::callbacks::{CallbackCommands, ScriptCallbacks};
 use crate::ha::runner::{HaSettings, Runner, Timing};
 use crate::ha::status::{DaemonInfo, NodeStatus};
+use crate::ha::watchdog::{LinuxDriver, Watchdog};
 use crate::postgres::{Credentials, InitdbOption, PgControl, PgManager, PgSettings, ReplicaMethod};
 use anyhow::{bail, Context};
 use pgwarden_raft::{NodeConfig, RaftNode, RaftTiming};
@@ -156,7 +158,24 @@ pub async fn run(
             tracing::info!(pid, "adopted the running PostgreSQL instance");
         }
         let ha = ha_settings(&cfg, &prefix, timing, pg_cfg)?;
-        let mut runner = Runner::new(node.clone(), pg, ha, status_tx).with_requests(req_rx);
+        let callbacks = ScriptCallbacks::new(
+            CallbackCommands::from_config(pg_cfg)?,
+            cfg.scope.clone(),
+            run_as(pg_cfg).as_deref(),
+        )
+        .context("postgresql.callbacks")?;
+        let watchdog = Watchdog::new(
+            cfg.watchdog.mode,
+            cfg.watchdog.device(),
+            cfg.watchdog
+                .safety_margin
+                .unwrap_or(crate::config::defaults::WATCHDOG_SAFETY_MARGIN),
+            Box::new(LinuxDriver),
+        );
+        let mut runner = Runner::new(node.clone(), pg, ha, status_tx)
+            .with_callbacks(Arc::new(callbacks))
+            .with_watchdog(Arc::new(watchdog))
+            .with_requests(req_rx);
         if let Some(path) = config_path {
             let prefix = prefix.clone();
             runner = runner.with_reloader(Arc::new(move || {
@@ -275,6 +294,14 @@ fn creds(u: &crate::config::PgUser) -> Credentials {
     }
 }
 
+/// PostgreSQL refuses to run as root: a daemon started as root runs its children (and the
+/// user's scripts) as `postgresql.run_as`, or as `postgres` when that is not set.
+fn run_as(p: &crate::config::Postgresql) -> Option<String> {
+    p.run_as
+        .clone()
+        .or_else(|| nix::unistd::geteuid().is_root().then(|| "postgres".to_string()))
+}
+
 fn pg_settings(cfg: &Config) -> anyhow::Result<PgSettings> {
     let p = cfg.postgresql.as_ref().context("postgresql: section missing")?;
     let mut s = PgSettings::new(
@@ -285,12 +312,7 @@ fn pg_settings(cfg: &Config) -> anyhow::Result<PgSettings> {
     );
     s.bin_dir = p.bin_dir.clone();
     s.listen_host = p.listen.hosts.join(",");
-    // PostgreSQL refuses to run as root: a daemon started as root runs its children as
-    // `postgresql.run_as`, or as `postgres` when that is not set.
-    s.run_as = p
-        .run_as
-        .clone()
-        .or_else(|| nix::unistd::geteuid().is_root().then(|| "postgres".to_string()));
+    s.run_as = run_as(p);
     if let Some(pgpass) = &p.pgpass {
         s.pgpass_file = pgpass.clone();
     }

@@ -131,6 +131,12 @@ pub struct Inputs<'a> {
     /// Current wall-clock time as an RFC 3339 string comparison is not used; scheduled
     /// switchovers are due when this is true (computed by the runner from `scheduled_at`).
     pub scheduled_due: bool,
+    /// This member's pre_promote script failed and it released the leader key less than
+    /// ttl ago: it does not race (Patroni's back-off), so another member is chosen.
+    pub pre_promote_backoff: bool,
+    /// `false` when `watchdog.mode` is `required` and the device cannot be used: such a
+    /// member never races for the leader key.
+    pub watchdog_healthy: bool,
 }
 
 /// The actions of one iteration and why.
@@ -395,6 +401,10 @@ fn decide_running(
 
 /// Patroni's is_healthiest_node, for the rules pgwarden implements.
 fn healthiest(i: &Inputs<'_>, view: &ClusterView, r: &Running) -> Result<(), String> {
+    // Patroni checks the back-off first, before any manual failover request.
+    if i.pre_promote_backoff {
+        return Err("backing off for ttl seconds after the pre_promote script failed".into());
+    }
     // Synchronous replication: in mode `on` only the standbys listed in /sync (and the
     // primary that wrote it) hold every acknowledged commit, so only they may race, and
     // only against each other; in quorum mode anyone may race but needs `quorum` votes.
@@ -420,6 +430,9 @@ fn healthiest(i: &Inputs<'_>, view: &ClusterView, r: &Running) -> Result<(), Str
     }
     if r.primary {
         return Ok(());
+    }
+    if !i.watchdog_healthy {
+        return Err("watchdog.mode is required and the watchdog device is not usable".into());
     }
     if not_listed {
         return Err("synchronous mode: this member is not a synchronous standby in /sync".into());
@@ -586,6 +599,8 @@ mod tests {
             peers: &c.peers,
             maximum_lag_on_failover: 1 << 20,
             scheduled_due: true,
+            pre_promote_backoff: false,
+            watchdog_healthy: true,
         })
     }
 
@@ -987,7 +1002,53 @@ mod tests {
             peers: &[],
             maximum_lag_on_failover: 0,
             scheduled_due: true,
+            pre_promote_backoff: false,
+            watchdog_healthy: true,
         });
         assert!(matches!(d.actions.as_slice(), [Action::Fatal(m)] if m.contains("42")));
+    }
+    fn race_local(me: &str, pg: &PgState, backoff: bool, watchdog_healthy: bool) -> Decision {
+        let v = view(None);
+        let me = n(me);
+        decide(&Inputs {
+            me: &me,
+            view: Some(&v),
+            pg,
+            sysid: Some(7000000000000000001),
+            failover_priority: 1,
+            peers: &[],
+            maximum_lag_on_failover: 1 << 20,
+            scheduled_due: true,
+            pre_promote_backoff: backoff,
+            watchdog_healthy,
+        })
+    }
+
+    /// A member whose pre_promote script failed does not race for ttl seconds, even as the
+    /// healthiest replica, so another member is chosen.
+    #[test]
+    fn a_member_backing_off_after_a_failed_pre_promote_does_not_race() {
+        let ok = race_local("b", &replica(100, Some("a")), false, true);
+        assert_eq!(
+            ok.actions,
+            vec![Action::AcquireLeader, Action::Promote],
+            "{}",
+            ok.reason
+        );
+        let d = race_local("b", &replica(100, Some("a")), true, true);
+        assert_eq!(d.actions, vec![], "{}", d.reason);
+        assert!(d.reason.contains("pre_promote"), "{}", d.reason);
+    }
+
+    /// watchdog.mode required with an unusable device: the replica does not race, with a
+    /// reason saying why; a lock-less primary still takes the key (the runner then fails to
+    /// arm the watchdog and demotes it).
+    #[test]
+    fn a_required_but_unusable_watchdog_keeps_a_replica_out_of_the_race() {
+        let d = race_local("b", &replica(100, Some("a")), false, false);
+        assert_eq!(d.actions, vec![], "{}", d.reason);
+        assert!(d.reason.contains("watchdog"), "{}", d.reason);
+        let p = race_local("b", &primary(), false, false);
+        assert_eq!(p.actions, vec![Action::AcquireLeader], "{}", p.reason);
     }
 }

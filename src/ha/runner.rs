@@ -4,10 +4,12 @@
 //! stops PostgreSQL when the leader's lease (measured from the send time of its last
 //! successful refresh) runs out, even while a DCS call is still pending.
 
+use super::callbacks::{CallbackAction, CallbackRole, Callbacks, PrePromote, ScriptCallbacks};
 use super::decide::{decide, Action, DemoteMode, Inputs, PeerStatus, PgState, Running};
 use super::status::{NodeStatus, ReplicationInfo};
 use super::sync::{self, Standby, SyncSettings};
 use super::view::{ClusterView, HistoryRow, MemberRecord, SyncKey, SyncMode};
+use super::watchdog::{Watchdog, WatchdogMode, WatchdogTiming};
 use crate::api::actions::{ActionOutcome, ApiRequest, RestartConditions};
 use crate::dcs::{Dcs, DcsError};
 use crate::postgres::{
@@ -130,6 +132,15 @@ pub struct Runner<D: Dcs, P: PgControl + 'static> {
     slot_absent_since: BTreeMap<String, Instant>,
     /// Permanent slots already warned about.
     warned_slots: BTreeSet<String>,
+    /// User scripts: callbacks, pre_promote, before_stop (see `ha::callbacks`).
+    callbacks: Arc<dyn Callbacks>,
+    /// The kernel watchdog (see `ha::watchdog`).
+    watchdog: Arc<Watchdog>,
+    /// This member's pre_promote script failed and it released the key: no racing until then.
+    race_backoff_until: Option<Instant>,
+    /// PostgreSQL's role as last announced to the callbacks, to tell a role change (former
+    /// primary → replica) from a plain start or restart, as Patroni does.
+    cb_role: Option<CallbackRole>,
 }
 
 /// Builds fresh [`HaSettings`] from the configuration file, or says why it cannot.
@@ -190,7 +201,80 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
             applied_config_rev: None,
             slot_absent_since: BTreeMap::new(),
             warned_slots: BTreeSet::new(),
+            callbacks: Arc::new(ScriptCallbacks::none()),
+            watchdog: Arc::new(Watchdog::off()),
+            race_backoff_until: None,
+            cb_role: None,
         }
+    }
+
+    /// Runs these user scripts (default: none).
+    pub fn with_callbacks(mut self, callbacks: Arc<dyn Callbacks>) -> Self {
+        self.callbacks = callbacks;
+        self
+    }
+
+    /// Uses this watchdog (default: off).
+    pub fn with_watchdog(mut self, watchdog: Arc<Watchdog>) -> Self {
+        self.watchdog = watchdog;
+        self
+    }
+
+    fn wd_timing(&self) -> WatchdogTiming {
+        WatchdogTiming {
+            ttl: self.timing.ttl.as_secs(),
+            loop_wait: self.timing.loop_wait.as_secs(),
+        }
+    }
+
+    /// PostgreSQL's role for a callback argument.
+    fn cb_role_now(&self) -> CallbackRole {
+        self.cb_role
+            .unwrap_or_else(|| CallbackRole::from_status(&self.status.borrow().role))
+    }
+
+    /// Whether PostgreSQL was last announced as primary (or demoted from it): the next start
+    /// as a replica is then a role change, not a start (Patroni's `follow`).
+    fn role_changes_to_replica(&self) -> bool {
+        matches!(self.cb_role, Some(CallbackRole::Primary | CallbackRole::Demoted))
+    }
+
+    /// Starts a background callback and remembers the role it announced.
+    fn fire(&mut self, action: CallbackAction, role: CallbackRole) {
+        self.callbacks.fire(action, role);
+        if matches!(
+            action,
+            CallbackAction::OnStart | CallbackAction::OnRestart | CallbackAction::OnRoleChange
+        ) {
+            self.cb_role = Some(role);
+        }
+    }
+
+    /// Stops PostgreSQL as Patroni does: `before_stop` first (synchronously, within
+    /// retry_timeout) when it runs, `on_stop` after, unless `quiet` (the stop of a restart,
+    /// which announces on_restart or on_role_change once started again).
+    async fn stop_pg(&mut self, mode: StopMode, quiet: bool) -> Result<(), crate::postgres::Error> {
+        let running = matches!(self.pg.probe(), PostmasterState::Running { .. });
+        let role = self.cb_role_now();
+        if running {
+            self.callbacks.before_stop(self.timing.retry_timeout).await;
+        }
+        self.pg.stop(mode).await?;
+        if running && !quiet {
+            self.callbacks.fire(CallbackAction::OnStop, role);
+        }
+        Ok(())
+    }
+
+    /// Stops a primary that must not stay one: PostgreSQL first, then the watchdog.
+    async fn demote_stop(&mut self, mode: StopMode) -> Result<(), crate::postgres::Error> {
+        let was_primary = self.cb_role_now() == CallbackRole::Primary;
+        self.stop_pg(mode, false).await?;
+        self.watchdog.disable();
+        if was_primary {
+            self.cb_role = Some(CallbackRole::Demoted);
+        }
+        Ok(())
     }
 
     /// Re-reads the configuration file on a reload request.
@@ -356,7 +440,10 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
                 }
                 .await;
                 match res {
-                    Ok(()) => tracing::info!("configuration reloaded on request"),
+                    Ok(()) => {
+                        tracing::info!("configuration reloaded on request");
+                        self.fire(CallbackAction::OnReload, self.cb_role_now());
+                    }
                     Err(e) => tracing::warn!(error = %chain(&e), "reload failed"),
                 }
             }
@@ -373,7 +460,7 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
                         // The data directory is moved aside, never deleted; the next
                         // iteration sees no data and clones from the leader.
                         let res = async {
-                            self.pg.stop(StopMode::Immediate).await?;
+                            self.stop_pg(StopMode::Immediate, false).await?;
                             self.pg.move_data_dir_aside()
                         }
                         .await;
@@ -437,11 +524,19 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
             }
         }
         self.set_state("restarting");
+        // The loop (and with it the watchdog's feeding) stops during the restart, and
+        // PostgreSQL is down for part of it: disarm; the next refresh as primary re-arms.
+        self.watchdog.disable();
+        let role = self.cb_role_now();
+        if matches!(self.pg.probe(), PostmasterState::Running { .. }) {
+            self.callbacks.before_stop(self.timing.retry_timeout).await;
+        }
         let limit = c.timeout.unwrap_or(Duration::from_secs(600));
         let res = tokio::time::timeout(limit, self.pg.restart(StopMode::Fast)).await;
         match res {
             Ok(Ok(())) => {
                 self.set_state("running");
+                self.fire(CallbackAction::OnRestart, role);
                 tracing::info!("restarted PostgreSQL on request");
                 ActionOutcome {
                     ok: true,
@@ -466,8 +561,10 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
     async fn on_shutdown(&mut self) {
         let holds = self.status.borrow().holds_lock;
         tracing::info!(leader = holds, "shutting down: stopping PostgreSQL");
-        if let Err(e) = self.pg.stop(StopMode::Fast).await {
-            tracing::warn!(error = %chain(&e), "stopping PostgreSQL at shutdown");
+        match self.stop_pg(StopMode::Fast, false).await {
+            // Patroni leaves the watchdog armed when PostgreSQL could not be stopped.
+            Ok(()) => self.watchdog.disable(),
+            Err(e) => tracing::warn!(error = %chain(&e), "stopping PostgreSQL at shutdown"),
         }
         if holds {
             // The replicas received the shutdown checkpoint during the fast stop, so
@@ -482,6 +579,8 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
             .dcs
             .delete(&self.key(&format!("members/{}", self.s.me)), Condition::Always)
             .await;
+        // Let the on_stop script run before the process exits.
+        self.callbacks.wait_idle(Duration::from_secs(5)).await;
     }
 
     async fn iteration(&mut self) -> Result<(), ActError> {
@@ -503,6 +602,10 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
         if let Some(v) = &view {
             self.last_view = Some(v.clone());
             self.apply_dynamic_timing(v);
+            if v.paused() {
+                // Patroni: no watchdog while paused (nothing acts on a hung daemon then).
+                self.watchdog.disable();
+            }
             if !v.unparsable.is_empty() && !self.warned_keys {
                 tracing::warn!(keys = ?v.unparsable, "ignoring DCS values that do not parse");
                 self.warned_keys = true;
@@ -541,6 +644,8 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
             peers: &peers,
             maximum_lag_on_failover: max_lag(view.as_ref()),
             scheduled_due,
+            pre_promote_backoff: self.race_backoff_until.is_some_and(|t| Instant::now() < t),
+            watchdog_healthy: self.watchdog.is_healthy(self.wd_timing()),
         });
         if d.reason != self.last_reason {
             tracing::info!(reason = %d.reason, actions = ?d.actions, "decision");
@@ -822,6 +927,7 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
         };
         if limit.is_zero() && failover_possible {
             self.lease.until.send_replace(None);
+            self.watchdog.disable();
             self.dcs
                 .delete(&self.key("leader"), Condition::ValueEquals(me))
                 .await?;
@@ -840,11 +946,13 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
                     if !self.put_lease("leader", &me, Condition::ValueEquals(me.clone())).await? {
                         self.lease.until.send_replace(None);
                         let _ = self.pg.stop(StopMode::Immediate).await;
+                        self.watchdog.disable();
                         return Err(ActError::Lost("the leader key was lost while PostgreSQL started".into()));
                     }
                     if Instant::now() >= deadline && failover_possible {
                         self.lease.until.send_replace(None);
                         let _ = self.pg.stop(StopMode::Immediate).await;
+                        self.watchdog.disable();
                         self.dcs
                             .delete(&self.key("leader"), Condition::ValueEquals(me.clone()))
                             .await?;
@@ -853,6 +961,69 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
                 }
             }
         }
+    }
+
+    /// Before promoting: the `pre_promote` script, then the watchdog. A failing script (or one
+    /// that outlives the lease) releases the leader key and keeps this member out of the race
+    /// for ttl (Patroni's back-off), so another member is chosen; in `required` mode a
+    /// watchdog that cannot be armed releases the key too.
+    ///
+    /// Unlike Patroni, the script runs before the watchdog is armed and before `/sync` is
+    /// rewritten: the loop is blocked while it runs and cannot feed the watchdog, and a
+    /// failed promotion must not leave `/sync` naming a member that then backs off (in
+    /// synchronous mode no other member could be promoted).
+    async fn pre_promote_hooks(&mut self) -> Result<(), ActError> {
+        let me = self.s.me.to_string();
+        // The script may run until shortly before the lease runs out; the key is then
+        // refreshed before anything irreversible happens.
+        let lease_left = self
+            .lease
+            .until
+            .borrow()
+            .map(|u| u.saturating_duration_since(Instant::now()))
+            .unwrap_or(self.timing.retry_timeout);
+        let limit = lease_left
+            .saturating_sub(Duration::from_secs(1))
+            .max(Duration::from_secs(1));
+        let fail = match self.callbacks.pre_promote(limit).await {
+            Ok(PrePromote::NotConfigured) => None,
+            Ok(PrePromote::Succeeded) => {
+                if self
+                    .put_lease("leader", &me, Condition::ValueEquals(me.clone()))
+                    .await?
+                {
+                    None
+                } else {
+                    self.lease.until.send_replace(None);
+                    return Err(ActError::Lost(
+                        "the leader key was lost while pre_promote ran: not promoting".into(),
+                    ));
+                }
+            }
+            Err(e) => Some(format!(
+                "Promotion cancelled because the pre-promote script failed: {}",
+                chain(&e)
+            )),
+        };
+        if let Some(why) = fail {
+            tracing::warn!(reason = %why, "releasing the leader key voluntarily; not racing for ttl");
+            self.race_backoff_until = Some(Instant::now() + self.timing.ttl);
+            self.lease.until.send_replace(None);
+            self.dcs
+                .delete(&self.key("leader"), Condition::ValueEquals(me))
+                .await?;
+            return Err(ActError::Lost(why));
+        }
+        if self.watchdog.activate(self.wd_timing()).is_err() {
+            self.lease.until.send_replace(None);
+            self.dcs
+                .delete(&self.key("leader"), Condition::ValueEquals(me))
+                .await?;
+            return Err(ActError::Lost(
+                "Not promoting self because watchdog could not be activated".into(),
+            ));
+        }
+        Ok(())
     }
 
     /// Patroni's pre-promote step in synchronous mode: the new primary writes `sync` naming
@@ -1019,6 +1190,7 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
             self.lease
                 .until
                 .send_replace(Some(sent + self.timing.ttl - margin));
+            self.watchdog.keepalive(self.wd_timing());
         }
         Ok(r.succeeded)
     }
@@ -1037,7 +1209,11 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
                 tracing::info!("won the bootstrap race: initialising a new cluster");
             }
             Action::Bootstrap => {
-                if let Err(e) = self.bootstrap(v).await {
+                let res = self.bootstrap(v).await;
+                if res.is_ok() {
+                    self.fire(CallbackAction::OnStart, CallbackRole::Primary);
+                }
+                if let Err(e) = res {
                     tracing::error!(error = %chain(&e), "bootstrap failed; giving up the initialize key");
                     let _ = self
                         .dcs
@@ -1069,9 +1245,28 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
                     self.lease.until.send_replace(None);
                     if matches!(self.pg.probe(), PostmasterState::Running { .. }) {
                         tracing::warn!("lost the leader key: demoting at once");
-                        self.pg.stop(StopMode::Immediate).await?;
+                        self.demote_stop(StopMode::Immediate).await?;
                     }
+                    // Nothing feeds it any more: a watchdog left armed would reset the host.
+                    self.watchdog.disable();
                     return Err(ActError::Lost("the leader key is no longer ours".into()));
+                }
+                let paused = v.is_some_and(ClusterView::paused);
+                if !paused && self.watchdog.mode() != WatchdogMode::Off && !self.watchdog.is_running() {
+                    if let Ok(st) = self.pg.status().await {
+                        if !st.in_recovery && self.watchdog.activate(self.wd_timing()).is_err() {
+                            // Patroni: demote immediately and release the key.
+                            tracing::error!("demoting: the required watchdog could not be armed");
+                            self.demote_stop(StopMode::Immediate).await?;
+                            self.lease.until.send_replace(None);
+                            self.dcs
+                                .delete(&self.key("leader"), Condition::ValueEquals(me))
+                                .await?;
+                            return Err(ActError::Lost(
+                                "Demoting self because watchdog could not be activated".into(),
+                            ));
+                        }
+                    }
                 }
                 if let Ok(st) = self.pg.status().await {
                     // Patroni's repair: the lock holder restores a lost `initialize`.
@@ -1104,6 +1299,7 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
             }
             Action::ReleaseLeader => {
                 self.lease.until.send_replace(None);
+                self.watchdog.disable();
                 self.dcs
                     .delete(&self.key("leader"), Condition::ValueEquals(me))
                     .await?;
@@ -1149,11 +1345,13 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
                 self.write_pg_config(v, PgRole::Primary).await?;
                 self.set_state("starting");
                 self.start_primary_keeping_the_lease(v).await?;
+                self.fire(CallbackAction::OnStart, CallbackRole::Primary);
                 tracing::info!("started PostgreSQL as primary");
             }
             Action::StartReplica { leader } => {
-                if matches!(self.pg.probe(), PostmasterState::Running { .. }) {
-                    self.pg.stop(StopMode::Fast).await?;
+                let was_running = matches!(self.pg.probe(), PostmasterState::Running { .. });
+                if was_running {
+                    self.stop_pg(StopMode::Fast, true).await?;
                 }
                 let target = match leader {
                     Some(l) if std::mem::take(&mut self.just_cloned) => Some(self.upstream_of(v, l)?.1),
@@ -1187,6 +1385,14 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
                 self.pg.start().await?;
                 self.following = leader.clone();
                 self.not_streaming_since = None;
+                let action = if self.role_changes_to_replica() {
+                    CallbackAction::OnRoleChange
+                } else if was_running {
+                    CallbackAction::OnRestart
+                } else {
+                    CallbackAction::OnStart
+                };
+                self.fire(action, CallbackRole::Replica);
                 tracing::info!(leader = ?leader, "started PostgreSQL as a replica");
             }
             Action::Follow { leader } => {
@@ -1196,14 +1402,22 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
                 self.pg.reload().await?;
                 self.following = Some(leader.clone());
                 self.not_streaming_since = Some(Instant::now());
+                let action = if self.role_changes_to_replica() {
+                    CallbackAction::OnRoleChange
+                } else {
+                    CallbackAction::OnReload
+                };
+                self.fire(action, CallbackRole::Replica);
                 tracing::info!(leader = %leader, "following a new leader");
             }
             Action::Promote => {
+                self.pre_promote_hooks().await?;
                 if let Some(v) = v {
                     self.pre_promote_sync(v).await?;
                 }
                 let before = self.pg.status().await.ok();
                 self.pg.promote().await?;
+                self.fire(CallbackAction::OnRoleChange, CallbackRole::Primary);
                 self.following = None;
                 if let Some(b) = before {
                     let mut history = v.map(|v| v.history.clone()).unwrap_or_default();
@@ -1237,7 +1451,7 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
                     DemoteMode::Graceful => {
                         // A fast stop writes the shutdown checkpoint and waits for the
                         // walsenders to send it, so the candidate has all our WAL.
-                        self.pg.stop(StopMode::Fast).await?;
+                        self.demote_stop(StopMode::Fast).await?;
                         self.lease.until.send_replace(None);
                         self.dcs
                             .delete(&self.key("leader"), Condition::ValueEquals(me))
@@ -1245,11 +1459,11 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
                     }
                     DemoteMode::ImmediateNoLock => {
                         self.lease.until.send_replace(None);
-                        self.pg.stop(StopMode::Immediate).await?;
+                        self.demote_stop(StopMode::Immediate).await?;
                     }
                     DemoteMode::Offline => {
                         self.lease.until.send_replace(None);
-                        self.pg.stop(StopMode::Fast).await?;
+                        self.demote_stop(StopMode::Fast).await?;
                         self.write_pg_config(v, PgRole::Standby(None)).await?;
                     }
                 }
@@ -1650,6 +1864,10 @@ async fn fence<P: PgControl + 'static>(
 }
 
 pub use pgwarden_raft::error_chain as chain;
+
+#[cfg(test)]
+#[path = "runner_hooks_tests.rs"]
+mod hooks_tests;
 
 #[cfg(test)]
 mod tests {

@@ -117,6 +117,9 @@ pub struct Options {
     pub dcs_extra: String,
     /// Extra YAML lines under ctl (indented by 2), e.g. `  auth_token: x\n`.
     pub ctl_extra: String,
+    /// Per data node (by index; missing = none): extra YAML lines under `postgresql:`
+    /// (indented by 2), e.g. callbacks.
+    pub pg_extra: Vec<String>,
 }
 
 impl Default for Options {
@@ -126,6 +129,7 @@ impl Default for Options {
             witness: false,
             dcs_extra: String::new(),
             ctl_extra: String::new(),
+            pg_extra: Vec::new(),
         }
     }
 }
@@ -161,7 +165,7 @@ impl Cluster {
             });
         }
         let mut nodes = vec![];
-        for spec in &specs {
+        for (i, spec) in specs.iter().enumerate() {
             let dir = root.path().join(&spec.name);
             std::fs::create_dir_all(&dir).unwrap();
             std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
@@ -170,7 +174,8 @@ impl Cluster {
                 dir,
                 child: None,
             };
-            write_config(&node, &specs, &opts.dcs_extra, &opts.ctl_extra);
+            let pg_extra = opts.pg_extra.get(i).map_or("", String::as_str);
+            write_config(&node, &specs, &opts.dcs_extra, &opts.ctl_extra, pg_extra);
             nodes.push(node);
         }
         Cluster {
@@ -404,7 +409,7 @@ impl Drop for Cluster {
     }
 }
 
-fn write_config(n: &Node, all: &[NodeSpec], dcs_extra: &str, ctl_extra: &str) {
+fn write_config(n: &Node, all: &[NodeSpec], dcs_extra: &str, ctl_extra: &str, pg_extra: &str) {
     let partners: Vec<String> = all
         .iter()
         .filter(|s| s.name != n.spec.name)
@@ -425,13 +430,16 @@ fn write_config(n: &Node, all: &[NodeSpec], dcs_extra: &str, ctl_extra: &str) {
     if n.spec.witness {
         y.push_str("  witness: true\n");
     } else {
+        // Never the machine's watchdog: these tests SIGKILL daemons, and an armed
+        // /dev/watchdog left unfed reboots the host.
+        y.push_str("watchdog:\n  mode: off\n");
         y.push_str(&format!(
             "bootstrap:\n  dcs:\n    ttl: 10\n    loop_wait: 2\n    retry_timeout: 3\n{dcs_extra}    postgresql:\n      parameters:\n        \
              wal_level: replica\n        hot_standby: \"on\"\n        max_wal_senders: 10\n        max_replication_slots: 10\n        \
              wal_log_hints: \"on\"\n        shared_buffers: 16MB\n        wal_keep_size: 128MB\n  initdb: [{{encoding: UTF8}}, data-checksums]\n\
              postgresql:\n  listen: 127.0.0.1:{pg}\n  connect_address: 127.0.0.1:{pg}\n  data_dir: {dir}/pgdata\n  \
              authentication:\n    superuser: {{username: postgres, password: {SUPERUSER_PASSWORD}}}\n    \
-             replication: {{username: replicator, password: r3pl-secret}}\n",
+             replication: {{username: replicator, password: r3pl-secret}}\n{pg_extra}",
             pg = n.spec.pg,
             dir = n.dir.display(),
         ));
