@@ -871,7 +871,9 @@ impl NodeInner {
                     tracing::warn!(
                         partner = %existing.name,
                         "a Raft cluster already exists but this node is not a member of it (new or wiped data \
-                         directory); waiting to be added: run `pgwardenctl members add --replace {}` on any member",
+                         directory); waiting to be added: on any member run `pgwardenctl members add {}` \
+                         (a new member) or `pgwardenctl members replace {}` (a member that lost its data)",
+                        self.me.addr,
                         self.me.addr
                     );
                     said_waiting = true;

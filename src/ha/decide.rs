@@ -233,12 +233,15 @@ pub fn decide(i: &Inputs<'_>) -> Decision {
                 );
             }
             match leader {
-                Some(l) => decision(
-                    vec![Action::StartReplica {
-                        leader: Some(l.clone()),
-                    }],
-                    format!("PostgreSQL is not running: starting it as a replica of {l}"),
-                ),
+                Some(l) => {
+                    let up = upstream(i.me, view, l);
+                    decision(
+                        vec![Action::StartReplica {
+                            leader: Some(up.clone()),
+                        }],
+                        format!("PostgreSQL is not running: starting it as a replica of {up}"),
+                    )
+                }
                 None => decision(
                     vec![Action::StartReplica { leader: None }],
                     "PostgreSQL is not running and there is no leader: starting it read-only",
@@ -354,18 +357,27 @@ fn decide_running(
                 format!("{l} holds the leader key: demoting this primary"),
             );
         }
-        if r.following.as_ref() != Some(l) {
-            return decision(
-                vec![Action::Follow { leader: l.clone() }],
-                format!("following the new leader {l}"),
-            );
+        let up = upstream(i.me, view, l);
+        if r.following.as_ref() != Some(up) {
+            let why = if up == l {
+                format!("following the new leader {l}")
+            } else {
+                format!("following {up} (replicatefrom), the leader being {l}")
+            };
+            return decision(vec![Action::Follow { leader: up.clone() }], why);
         }
         if r.stalled {
             return decision(
                 vec![Action::StartReplica {
-                    leader: Some(l.clone()),
+                    leader: Some(up.clone()),
                 }],
-                format!("not streaming from the leader {l} for too long: restarting, with a rewind check"),
+                format!("not streaming from {up} for too long: restarting, with a rewind check"),
+            );
+        }
+        if up != l {
+            return decision(
+                vec![],
+                format!("a replica cascading from {up} (the leader is {l})"),
             );
         }
         return decision(vec![], format!("a replica following the leader {l}"));
@@ -396,6 +408,29 @@ fn decide_running(
             )
         }
         Err(why) => decision(vec![], format!("no leader, not racing: {why}")),
+    }
+}
+
+/// Where a replica streams from: the member its `replicatefrom` tag names while that member
+/// runs as a replica (cascading replication), otherwise the leader — so when the named
+/// member is promoted, fails or goes away, the replica is re-pointed at the leader.
+pub fn upstream<'a>(me: &MemberName, view: &'a ClusterView, leader: &'a MemberName) -> &'a MemberName {
+    let named = view
+        .members
+        .get(me)
+        .and_then(|m| m.tags.get("replicatefrom"))
+        .and_then(serde_json::Value::as_str);
+    match named.and_then(|n| view.members.iter().find(|(k, _)| k.as_str() == n)) {
+        Some((name, m))
+            if name != me
+                && name != leader
+                && m.state == "running"
+                && m.role == "replica"
+                && m.tags.get("replicatefrom").and_then(serde_json::Value::as_str) != Some(me.as_str()) =>
+        {
+            name
+        }
+        _ => leader,
     }
 }
 
@@ -968,6 +1003,49 @@ mod tests {
         assert!(d.reason.contains("quorum"), "{}", d.reason);
         let d = race("b", &v, 50, vec![peer("c", 60, false, 1)]);
         assert!(!races(&d), "{}", d.reason);
+    }
+
+    /// replicatefrom: a replica streams from the named replica, and from the leader once
+    /// the named member is the leader or is not a running replica.
+    #[test]
+    fn replicatefrom_cascades_and_falls_back() {
+        let mut v = view(Some("a"));
+        v.members
+            .get_mut(&n("c"))
+            .unwrap()
+            .tags
+            .insert("replicatefrom".into(), json!("b"));
+        let d = run(&Case {
+            name: "cascade",
+            me: "c",
+            view: Some(v.clone()),
+            pg: replica(10, Some("a")),
+            prio: 1,
+            peers: vec![],
+            expect: vec![Action::Follow { leader: n("b") }],
+        });
+        assert_eq!(d.actions, vec![Action::Follow { leader: n("b") }], "{}", d.reason);
+        let d = run(&Case {
+            name: "cascading",
+            me: "c",
+            view: Some(v.clone()),
+            pg: replica(10, Some("b")),
+            prio: 1,
+            peers: vec![],
+            expect: vec![],
+        });
+        assert_eq!(d.actions, vec![], "{}", d.reason);
+        v.members.get_mut(&n("b")).unwrap().state = "stopped".into();
+        let d = run(&Case {
+            name: "upstream gone",
+            me: "c",
+            view: Some(v),
+            pg: replica(10, Some("b")),
+            prio: 1,
+            peers: vec![],
+            expect: vec![],
+        });
+        assert_eq!(d.actions, vec![Action::Follow { leader: n("a") }], "{}", d.reason);
     }
 
     /// An empty member never bootstraps a second database next to a running leader whose

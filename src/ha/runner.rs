@@ -693,6 +693,11 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
                 self.applied_config_rev = rev;
             }
         }
+        if let (Some(v), Ok(()), PgState::Running(r)) = (&view, &outcome, &pg) {
+            if !r.primary {
+                self.ensure_slots(Some(v), false).await;
+            }
+        }
         // Publish after acting, from a fresh observation.
         let (pg_after, sysid_after, obs_after) = if d.actions.is_empty() {
             (pg, sysid, obs)
@@ -1293,7 +1298,7 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
                                 Condition::Always,
                             )
                             .await;
-                        self.ensure_slots(v).await;
+                        self.ensure_slots(v, true).await;
                     }
                 }
             }
@@ -1511,8 +1516,19 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
     /// of the dynamic config (`slots`). An inactive physical slot that is neither is dropped
     /// once it has been so for `member_slots_ttl` (a member removed for good), unless
     /// `ignore_slots` matches it; logical slots are left alone.
-    async fn ensure_slots(&mut self, v: Option<&ClusterView>) {
+    ///
+    /// A replica keeps the slots of the members cascading from it (`replicatefrom`); the
+    /// primary keeps none for those.
+    async fn ensure_slots(&mut self, v: Option<&ClusterView>, primary: bool) {
         let Some(v) = v else { return };
+        let leader = if primary {
+            &self.s.me
+        } else {
+            match v.leader_name() {
+                Some(l) => l,
+                None => return,
+            }
+        };
         let config = v.config.as_ref().map(|c| &c.value);
         let use_slots = config
             .and_then(|c| c.pointer("/postgresql/use_slots"))
@@ -1528,10 +1544,18 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
             .members
             .iter()
             .filter(|(n, m)| **n != self.s.me && !m.tag_true("nostream"))
+            .filter(|(n, _)| super::decide::upstream(n, v, leader) == &self.s.me)
             .map(|(n, _)| slot_name(n))
             .collect();
+        if !primary && wanted.is_empty() && self.slot_absent_since.is_empty() {
+            // The common replica: nobody cascades from it.
+            let has_physical = existing.iter().any(|s| s.slot_type == "physical" && !s.active);
+            if !has_physical {
+                return;
+            }
+        }
         let mut permanent = BTreeSet::new();
-        if let Some(Value::Object(slots)) = config.and_then(|c| c.get("slots")) {
+        if let (true, Some(Value::Object(slots))) = (primary, config.and_then(|c| c.get("slots"))) {
             for (name, spec) in slots {
                 permanent.insert(name.clone());
                 match spec.get("type").and_then(Value::as_str).unwrap_or("physical") {

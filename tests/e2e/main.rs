@@ -606,3 +606,77 @@ async fn e2e_slots_follow_the_members() {
     )
     .await;
 }
+
+/// Cascading replication: a member tagged `replicatefrom: pg1` streams from pg1 while pg1 is
+/// a replica (pg1 keeping its slot), and is re-pointed at the leader when pg1 goes away.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn e2e_replicatefrom_cascades_and_falls_back_to_the_leader() {
+    require_pg!();
+    let mut c = Cluster::new(Options::default());
+    let path = c.nodes[2].config_path();
+    let y = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(
+        &path,
+        format!("{y}tags:\n  nofailover: true\n  replicatefrom: pg1\n"),
+    )
+    .unwrap();
+    c.start_all();
+    let mut leader = c.wait_healthy(Duration::from_secs(90)).await;
+    if leader == 1 {
+        let (code, body) = c
+            .post(1, "/switchover", json!({"leader": "pg1", "candidate": "pg0"}))
+            .await
+            .expect("switchover answered");
+        assert_eq!(code, 200, "{body}");
+        leader = wait_for(Duration::from_secs(60), "pg0 to lead", || async {
+            c.primary().await.filter(|p| *p == 0)
+        })
+        .await;
+    }
+    assert_eq!(leader, 0);
+    async fn sender_port(c: &Cluster, i: usize) -> Option<u16> {
+        let client = c.connect(i).await?;
+        let row = client
+            .query_opt(
+                "SELECT sender_port FROM pg_stat_wal_receiver WHERE status = 'streaming'",
+                &[],
+            )
+            .await
+            .ok()??;
+        row.get::<_, Option<i32>>(0).map(|p| p as u16)
+    }
+    let pg1_port = c.nodes[1].spec.pg;
+    wait_for(Duration::from_secs(60), "pg2 streaming from pg1", || async {
+        (sender_port(&c, 2).await? == pg1_port).then_some(())
+    })
+    .await;
+    wait_for(Duration::from_secs(30), "pg1 keeping pg2's slot", || async {
+        let client = c.connect(1).await?;
+        let row = client
+            .query_one(
+                "SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'pg2' AND active",
+                &[],
+            )
+            .await
+            .ok()?;
+        (row.get::<_, i64>(0) == 1).then_some(())
+    })
+    .await;
+    c.kill9(1);
+    let pg0_port = c.nodes[0].spec.pg;
+    wait_for(
+        Duration::from_secs(60),
+        "pg2 re-pointed at the leader",
+        || async { (sender_port(&c, 2).await? == pg0_port).then_some(()) },
+    )
+    .await;
+    let primary = c.connect(0).await.unwrap();
+    primary
+        .batch_execute("CREATE TABLE cascade_check (id int); INSERT INTO cascade_check VALUES (42)")
+        .await
+        .unwrap();
+    wait_for(Duration::from_secs(30), "the row on pg2", || async {
+        (c.query_i64(2, "SELECT count(*) FROM cascade_check").await? == 1).then_some(())
+    })
+    .await;
+}
