@@ -46,6 +46,7 @@ pub async fn run(
         cfg.raft.partner_addrs.iter().map(|a| a.to_string()).collect(),
     );
     node_cfg.single_node = cfg.raft.single_node;
+    node_cfg.tls = cfg.raft.peer_tls().context("raft: TLS settings")?;
     node_cfg.op_timeout = timing.retry_timeout;
     node_cfg.timing = RaftTiming {
         heartbeat_interval: Duration::from_millis(cfg.raft.heartbeat_interval_ms()),
@@ -220,9 +221,11 @@ async fn start_admin(
         .and_then(|a| Some((a.username.clone()?, a.password.clone().unwrap_or_default())));
     let admin = Admin::new(state, node, Forwarder::new(basic));
     let auth = AdminAuth::new(cfg.ctl.auth_token.clone());
-    tracing::info!(addr = %listen, "gRPC admin API listening");
+    let tls = grpc::serve::tls_config(&cfg.ctl).context("ctl: TLS settings")?;
+    tracing::info!(addr = %listen, tls = tls.is_some(), "gRPC admin API listening");
     Ok(tokio::spawn(async move {
-        if let Err(e) = grpc::serve::serve(listener, admin, auth, shutdown.cancelled_owned()).await {
+        let stop = shutdown.cancelled_owned();
+        if let Err(e) = grpc::serve::serve_tls(listener, tls, admin, auth, stop).await {
             tracing::error!("gRPC admin API stopped: {}", pgwarden_raft::error_chain(&e));
         }
     }))
@@ -250,7 +253,8 @@ async fn refuse_duplicate_name(node: &RaftNode, prefix: &str, cfg: &Config) -> a
     let partners = pgwarden_raft::client::RaftClient::new(
         cfg.raft.partner_addrs.iter().map(|a| a.to_string()).collect(),
         Duration::from_secs(2),
-    );
+    )
+    .with_tls(cfg.raft.peer_tls()?.map(|t| t.client_config()));
     for _ in 0..25 {
         let read = if node.raft().is_initialized().await.unwrap_or(false) {
             node.get(&key).await.map_err(|e| e.to_string())

@@ -53,6 +53,13 @@ impl RaftClient {
         }
     }
 
+    /// Dials the members over TLS: `config` must trust their certificates and, when the
+    /// cluster uses mutual TLS, present a certificate signed by the cluster's CA.
+    pub fn with_tls(mut self, config: Option<Arc<rustls::ClientConfig>>) -> Self {
+        self.peers = self.peers.with_tls(config);
+        self
+    }
+
     /// Calls the first endpoint that takes the call, starting with the last one that did;
     /// an answer for which `elsewhere` is true (the member is not part of
     /// a cluster, or knows no leader) sends the call on to the next endpoint.

@@ -12,6 +12,7 @@
 //! - [`lease`]: per-node lease deadlines and the leader-only reaper.
 //! - [`network`]: the gRPC peer transport (client side) with optional fault injection.
 //! - [`server`]: the gRPC peer service.
+//! - [`tls`]: TLS for gRPC (mutual TLS between peers), server and client side.
 //! - [`node`]: a running DCS member: start, discovery and bootstrap, reads, writes, membership.
 //! - [`dcs`]: the `Dcs` trait the HA loop uses, implemented by [`node::RaftNode`] and by an
 //!   in-memory fake for unit tests.
@@ -33,6 +34,7 @@ pub mod node;
 pub mod partition;
 pub mod server;
 pub mod state_machine;
+pub mod tls;
 
 /// Generated protobuf types of `pgwarden.raft.v1`.
 #[allow(missing_docs, clippy::all)]

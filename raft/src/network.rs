@@ -89,6 +89,7 @@ pub struct PeerClients {
     my_id: NodeId,
     channels: Arc<Mutex<HashMap<String, RaftServiceClient<Channel>>>>,
     filter: Option<Arc<dyn LinkFilter>>,
+    tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 impl PeerClients {
@@ -98,7 +99,15 @@ impl PeerClients {
             my_id,
             channels: Arc::default(),
             filter,
+            tls: None,
         }
+    }
+
+    /// Dials peers over TLS with `config` (the server must present a certificate the
+    /// config trusts, for the IP or name in its address).
+    pub fn with_tls(mut self, config: Option<Arc<rustls::ClientConfig>>) -> Self {
+        self.tls = config;
+        self
     }
 
     fn client(&self, addr: &str) -> Result<RaftServiceClient<Channel>, CallError> {
@@ -114,7 +123,15 @@ impl PeerClients {
             .connect_timeout(CONNECT_TIMEOUT)
             .tcp_nodelay(true);
         // Lazy: connecting happens on first use, so creating a client never blocks Raft.
-        let client = RaftServiceClient::new(endpoint.connect_lazy())
+        // With TLS the handshake is done by our connector (the URI stays http://), which
+        // logs why a peer's certificate was not trusted.
+        let channel = match &self.tls {
+            Some(cfg) => {
+                endpoint.connect_with_connector_lazy(crate::tls::connector(cfg.clone(), "Raft peer"))
+            }
+            None => endpoint.connect_lazy(),
+        };
+        let client = RaftServiceClient::new(channel)
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES);
         map.insert(addr.to_string(), client.clone());

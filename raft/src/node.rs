@@ -62,6 +62,8 @@ pub struct NodeConfig {
     pub op_timeout: Duration,
     /// Fault injection for tests.
     pub link_filter: Option<Arc<dyn LinkFilter>>,
+    /// Mutual TLS with the peers; plain gRPC when `None`.
+    pub tls: Option<crate::tls::PeerTls>,
 }
 
 impl NodeConfig {
@@ -81,6 +83,7 @@ impl NodeConfig {
             timing: RaftTiming::default(),
             op_timeout: Duration::from_secs(5),
             link_filter: None,
+            tls: None,
         }
     }
 }
@@ -337,7 +340,8 @@ impl RaftNode {
         }
         .validate()
         .map_err(StartError::Timing)?;
-        let peers = PeerClients::new(id, config.link_filter.clone());
+        let peers = PeerClients::new(id, config.link_filter.clone())
+            .with_tls(config.tls.as_ref().map(|t| t.client_config()));
         let raft = Raft::new(
             id,
             Arc::new(raft_config),
@@ -378,15 +382,28 @@ impl RaftNode {
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES);
         let token = shutdown.clone();
+        let tls = inner.config.tls.as_ref().map(|t| t.server_config());
         tasks.push(tokio::spawn(async move {
             // Nagle must be off on accepted sockets, or every reply waits for the peer's
             // delayed ACK (~40 ms on Linux). `Server::tcp_nodelay` does not apply to an
             // incoming stream we supply, so it is set on the stream itself.
-            let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
-            let res = tonic::transport::Server::builder()
-                .add_service(svc)
-                .serve_with_incoming_shutdown(incoming, token.cancelled())
-                .await;
+            let server = tonic::transport::Server::builder().add_service(svc);
+            let res = match tls {
+                // Handshakes are done (and refusals logged) by tls::incoming.
+                Some(cfg) => {
+                    let incoming = crate::tls::incoming(listener, cfg, "Raft peer");
+                    server
+                        .serve_with_incoming_shutdown(incoming, token.cancelled())
+                        .await
+                }
+                None => {
+                    let incoming =
+                        tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+                    server
+                        .serve_with_incoming_shutdown(incoming, token.cancelled())
+                        .await
+                }
+            };
             if let Err(e) = res {
                 tracing::error!(error = %e, "Raft peer server stopped");
             }

@@ -399,6 +399,9 @@ fn local_rows(b: &mut Builder) {
         Num(d::RAFT_ELECTION_TIMEOUT_MAX_MS as i64),
     )
     .env();
+    b.k("raft.certfile", Path, Unset).env();
+    b.k("raft.keyfile", Path, Unset).env();
+    b.k("raft.cafile", Path, Unset).env();
 
     b.k("postgresql", Section, Required);
     b.k("postgresql.listen", ListenAddr, Required).env();

@@ -342,9 +342,45 @@ pub struct Raft {
         deserialize_with = "lenient::opt_int"
     )]
     pub election_timeout_max_ms: Option<u64>,
+    /// This node's certificate chain (PEM) for mutual TLS with the peers; TLS is on when set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certfile: Option<PathBuf>,
+    /// Private key of `certfile` (PEM, unencrypted).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keyfile: Option<PathBuf>,
+    /// CA bundle every peer's certificate must be signed by.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cafile: Option<PathBuf>,
 }
 
 impl Raft {
+    /// Mutual TLS with the peers from `raft.certfile`, `raft.keyfile` and `raft.cafile`;
+    /// `None` when `raft.certfile` is not set. Errors name the key and the file.
+    pub fn peer_tls(&self) -> Result<Option<pgwarden_raft::tls::PeerTls>, ConfigError> {
+        use pgwarden_raft::tls;
+        let Some(certfile) = &self.certfile else {
+            return Ok(None);
+        };
+        let missing = |key: &str| ConfigError::Missing {
+            key: key.into(),
+            why: "mutual TLS between peers needs raft.certfile, raft.keyfile and raft.cafile together",
+        };
+        let keyfile = self.keyfile.as_ref().ok_or_else(|| missing("raft.keyfile"))?;
+        let cafile = self.cafile.as_ref().ok_or_else(|| missing("raft.cafile"))?;
+        let invalid = |key: &str| {
+            let key = key.to_string();
+            move |e: tls::TlsError| ConfigError::Invalid {
+                key,
+                why: e.to_string(),
+            }
+        };
+        let certs = tls::read_certs(certfile).map_err(invalid("raft.certfile"))?;
+        let key = tls::read_key(keyfile).map_err(invalid("raft.keyfile"))?;
+        let roots = tls::read_roots(cafile).map_err(invalid("raft.cafile"))?;
+        tls::PeerTls::new(certs, key, roots)
+            .map(Some)
+            .map_err(invalid("raft.keyfile"))
+    }
     /// The data directory (a witness may omit it).
     pub fn data_dir(&self) -> PathBuf {
         self.data_dir
@@ -1092,6 +1128,34 @@ impl Config {
                     why: "a keyfile needs its certificate",
                 });
             }
+        }
+        // Raft mutual TLS: all three files or none.
+        let tls = [
+            ("raft.certfile", &r.certfile),
+            ("raft.keyfile", &r.keyfile),
+            ("raft.cafile", &r.cafile),
+        ];
+        if tls.iter().any(|(_, v)| v.is_some()) {
+            for (key, v) in tls {
+                if v.is_none() {
+                    errors.push(ConfigError::Missing {
+                        key: key.into(),
+                        why: "mutual TLS between peers needs raft.certfile, raft.keyfile and raft.cafile together",
+                    });
+                }
+            }
+        }
+        if self.ctl.verify_client() == VerifyClient::Required && self.ctl.cacert.is_none() {
+            errors.push(ConfigError::Missing {
+                key: "ctl.cacert".into(),
+                why: "client certificates are verified against it (ctl.verify_client is required)",
+            });
+        }
+        if self.ctl.verify_client() == VerifyClient::Required && self.ctl.certfile.is_none() {
+            errors.push(ConfigError::Missing {
+                key: "ctl.certfile".into(),
+                why: "client certificates need TLS, which the admin API serves when ctl.certfile is set",
+            });
         }
         if self.restapi.verify_client() != VerifyClient::None && self.restapi.cafile.is_none() {
             errors.push(ConfigError::Missing {

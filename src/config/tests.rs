@@ -253,6 +253,15 @@ fn each_validation_error_names_its_key() {
         ("restapi.request_queue_size", |d| {
             set(d, "restapi.request_queue_size", json!("many"))
         }),
+        ("raft.keyfile", |d| set(d, "raft.certfile", json!("/n.pem"))),
+        ("raft.certfile", |d| {
+            set(d, "raft.keyfile", json!("/n.key"));
+            set(d, "raft.cafile", json!("/ca.pem"))
+        }),
+        ("ctl.cacert", |d| {
+            set(d, "ctl.certfile", json!("/c.pem"));
+            set(d, "ctl.verify_client", json!("required"))
+        }),
         ("raft.self_addr", |d| remove(d, "raft.self_addr")),
         ("raft.data_dir", |d| remove(d, "raft.data_dir")),
         ("raft.partner_addrs[1]", |d| {
@@ -772,6 +781,10 @@ fn every_table_key_is_read_by_the_types() {
         set(&mut doc, "restapi.cafile", json!("/ca")); // so any verify_client sample is allowed
         set(&mut doc, "restapi.certfile", json!("/c")); // so a keyfile sample is allowed
         set(&mut doc, "ctl.certfile", json!("/c"));
+        set(&mut doc, "ctl.cacert", json!("/ca")); // so a verify_client sample is allowed
+        for k in ["raft.certfile", "raft.keyfile", "raft.cafile"] {
+            set(&mut doc, k, json!("/tls")); // the three go together
+        }
         set(
             &mut doc,
             "postgresql.authentication.rewind.username",
@@ -895,4 +908,31 @@ fn broken_documents_are_reported() {
     )
     .unwrap_err();
     assert!(matches!(err, ConfigError::Read { .. }));
+}
+
+/// Mutual TLS between peers: unreadable or bad files are errors naming the key and the file.
+#[test]
+fn raft_tls_files_are_checked_with_their_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let junk = dir.path().join("junk.pem");
+    std::fs::write(&junk, "not PEM").unwrap();
+    let mut doc = base();
+    set(&mut doc, "raft.certfile", json!(dir.path().join("absent.pem")));
+    set(&mut doc, "raft.keyfile", json!(junk));
+    set(&mut doc, "raft.cafile", json!(junk));
+    let cfg = load_env(&doc, Strictness::Strict, &[]).unwrap().config;
+    let e = cfg.raft.peer_tls().unwrap_err().to_string();
+    assert!(
+        e.contains("raft.certfile") && e.contains("absent.pem") && e.contains("cannot read"),
+        "{e}"
+    );
+    let mut doc = base();
+    set(&mut doc, "raft.certfile", json!(junk));
+    set(&mut doc, "raft.keyfile", json!(junk));
+    set(&mut doc, "raft.cafile", json!(junk));
+    let cfg = load_env(&doc, Strictness::Strict, &[]).unwrap().config;
+    let e = cfg.raft.peer_tls().unwrap_err().to_string();
+    assert!(e.contains("raft.certfile") && e.contains("junk.pem"), "{e}");
+    let plain = load_env(&base(), Strictness::Strict, &[]).unwrap().config;
+    assert!(plain.raft.peer_tls().unwrap().is_none());
 }

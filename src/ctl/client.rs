@@ -100,6 +100,54 @@ pub struct Target {
     pub tls: Option<ClientTlsConfig>,
     /// Per-endpoint connection timeout.
     pub connect_timeout: Duration,
+    /// The same TLS settings for rustls, to check a connection before using it (see
+    /// [`tls_probe`]); set when a CA bundle is given.
+    pub probe: Option<std::sync::Arc<rustls::ClientConfig>>,
+}
+
+/// Connects to `addr` with TLS and exchanges HTTP/2 settings. With TLS 1.3 a server that
+/// refuses the client certificate says so only after the client's side of the handshake
+/// is done, and tonic then reports a bare "operation was canceled"; reading the server's
+/// first frame surfaces the reason ("received fatal alert: UnknownCA").
+async fn tls_probe(
+    addr: &str,
+    cfg: std::sync::Arc<rustls::ClientConfig>,
+    limit: Duration,
+) -> Result<(), String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let work = async {
+        let (host, _) = addr.rsplit_once(':').ok_or("not host:port")?;
+        let host = host.trim_start_matches('[').trim_end_matches(']').to_string();
+        let tcp = tokio::net::TcpStream::connect(addr)
+            .await
+            .map_err(|e| e.to_string())?;
+        let name = rustls::pki_types::ServerName::try_from(host).map_err(|e| e.to_string())?;
+        let mut tls = tokio_rustls::TlsConnector::from(cfg)
+            .connect(name, tcp)
+            .await
+            .map_err(|e| format!("TLS handshake failed: {e}"))?;
+        // The HTTP/2 preface and an empty SETTINGS frame; the server answers with its own.
+        tls.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0")
+            .await
+            .map_err(|e| format!("TLS: {e}"))?;
+        let mut buf = [0u8; 9];
+        match tls.read(&mut buf).await {
+            Ok(n) if n > 0 => Ok(()),
+            Ok(_) => Err("the server closed the TLS connection".to_string()),
+            Err(e) => Err(format!("the server refused the TLS connection: {e}")),
+        }
+    };
+    match tokio::time::timeout(limit, work).await {
+        Ok(r) => r.map_err(|e: String| {
+            if e.contains("alert") {
+                format!("{e}; is the client certificate (--certfile, ctl.certfile) signed by the member's ctl.cacert?")
+            } else {
+                e
+            }
+        }),
+        // Not a verdict: let the real connection report its own error.
+        Err(_) => Ok(()),
+    }
 }
 
 /// The address to dial for a listen or connect address: an any-address means this host.
@@ -169,6 +217,21 @@ impl Target {
             .keyfile
             .clone()
             .or_else(|| ctl.and_then(|c| c.keyfile.clone()));
+        let probe = match &cacert {
+            Some(ca) => {
+                use pgwarden_raft::tls;
+                let bad = |e: tls::TlsError| CtlError::Usage(format!("TLS: {e}"));
+                let roots = tls::read_roots(ca).map_err(bad)?;
+                let identity = match (&certfile, &keyfile) {
+                    (Some(c), Some(k)) => {
+                        Some((tls::read_certs(c).map_err(bad)?, tls::read_key(k).map_err(bad)?))
+                    }
+                    _ => None,
+                };
+                Some(tls::client_config(roots, identity).map_err(bad)?)
+            }
+            None => None,
+        };
         let tls = if cacert.is_some() || certfile.is_some() {
             let mut t = ClientTlsConfig::new();
             if let Some(ca) = &cacert {
@@ -187,6 +250,7 @@ impl Target {
             scope: cfg.map(|c| c.scope),
             tls,
             connect_timeout: Duration::from_secs(cli.connect_timeout.max(1)),
+            probe,
         })
     }
 
@@ -200,6 +264,12 @@ impl Target {
         };
         let mut tried = Vec::new();
         for e in &self.endpoints {
+            if let Some(cfg) = &self.probe {
+                if let Err(why) = tls_probe(e, cfg.clone(), self.connect_timeout).await {
+                    tried.push(format!("{e} ({why})"));
+                    continue;
+                }
+            }
             let scheme = if self.tls.is_some() { "https" } else { "http" };
             let endpoint = match Endpoint::from_shared(format!("{scheme}://{e}")) {
                 Ok(ep) => ep.connect_timeout(self.connect_timeout).tcp_nodelay(true),

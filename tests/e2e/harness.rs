@@ -120,6 +120,9 @@ pub struct Options {
     /// Per data node (by index; missing = none): extra YAML lines under `postgresql:`
     /// (indented by 2), e.g. callbacks.
     pub pg_extra: Vec<String>,
+    /// Per node (by index; missing = none): extra YAML lines under `raft:` (indented
+    /// by 2), e.g. TLS files.
+    pub raft_extra: Vec<String>,
 }
 
 impl Default for Options {
@@ -130,6 +133,7 @@ impl Default for Options {
             dcs_extra: String::new(),
             ctl_extra: String::new(),
             pg_extra: Vec::new(),
+            raft_extra: Vec::new(),
         }
     }
 }
@@ -175,7 +179,15 @@ impl Cluster {
                 child: None,
             };
             let pg_extra = opts.pg_extra.get(i).map_or("", String::as_str);
-            write_config(&node, &specs, &opts.dcs_extra, &opts.ctl_extra, pg_extra);
+            let raft_extra = opts.raft_extra.get(i).map_or("", String::as_str);
+            write_config(
+                &node,
+                &specs,
+                &opts.dcs_extra,
+                &opts.ctl_extra,
+                pg_extra,
+                raft_extra,
+            );
             nodes.push(node);
         }
         Cluster {
@@ -409,7 +421,14 @@ impl Drop for Cluster {
     }
 }
 
-fn write_config(n: &Node, all: &[NodeSpec], dcs_extra: &str, ctl_extra: &str, pg_extra: &str) {
+fn write_config(
+    n: &Node,
+    all: &[NodeSpec],
+    dcs_extra: &str,
+    ctl_extra: &str,
+    pg_extra: &str,
+    raft_extra: &str,
+) {
     let partners: Vec<String> = all
         .iter()
         .filter(|s| s.name != n.spec.name)
@@ -418,7 +437,7 @@ fn write_config(n: &Node, all: &[NodeSpec], dcs_extra: &str, ctl_extra: &str, pg
     let mut y = format!(
         "scope: e2e\nname: {name}\nrestapi:\n  listen: 127.0.0.1:{rest}\n  connect_address: 127.0.0.1:{rest}\n\
          ctl:\n  listen: 127.0.0.1:{ctl}\n{ctl_extra}\
-         raft:\n  data_dir: {dir}/raft\n  self_addr: 127.0.0.1:{raft}\n  partner_addrs: [{partners}]\n",
+         raft:\n  data_dir: {dir}/raft\n  self_addr: 127.0.0.1:{raft}\n  partner_addrs: [{partners}]\n{raft_extra}",
         name = n.spec.name,
         rest = n.spec.rest,
         raft = n.spec.raft,

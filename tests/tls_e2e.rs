@@ -1,0 +1,281 @@
+//! TLS on all gRPC traffic, with real processes on loopback: three pgwarden daemons with
+//! mutual TLS between Raft peers (certificates from one CA, IP SAN 127.0.0.1) form a
+//! cluster and serve pgwardenctl over TLS on the admin API; a daemon and a pgwardenctl
+//! with certificates from another CA are refused, and the members' logs say why.
+
+#[path = "e2e/harness.rs"]
+mod harness;
+
+use harness::{wait_for, Cluster, Options};
+use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+struct Ca {
+    cert: rcgen::Certificate,
+    key: KeyPair,
+}
+
+fn ca(name: &str) -> Ca {
+    let key = KeyPair::generate().unwrap();
+    let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+    p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    p.distinguished_name.push(DnType::CommonName, name);
+    Ca {
+        cert: p.self_signed(&key).unwrap(),
+        key,
+    }
+}
+
+/// Writes `<name>.pem` and `<name>.key`, signed by `ca`, with the IP SAN 127.0.0.1.
+fn issue(dir: &Path, ca: &Ca, name: &str) -> (PathBuf, PathBuf) {
+    let key = KeyPair::generate().unwrap();
+    let mut p = CertificateParams::new(vec!["127.0.0.1".to_string()]).unwrap();
+    p.distinguished_name.push(DnType::CommonName, name);
+    let cert = p.signed_by(&key, &ca.cert, &ca.key).unwrap();
+    let (c, k) = (dir.join(format!("{name}.pem")), dir.join(format!("{name}.key")));
+    std::fs::write(&c, cert.pem()).unwrap();
+    std::fs::write(&k, key.serialize_pem()).unwrap();
+    (c, k)
+}
+
+fn tls_lines(cert: &Path, key: &Path, ca: &Path) -> String {
+    format!(
+        "  certfile: {}\n  keyfile: {}\n  cafile: {}\n",
+        cert.display(),
+        key.display(),
+        ca.display()
+    )
+}
+
+struct Out {
+    ok: bool,
+    stdout: String,
+    stderr: String,
+}
+
+impl std::fmt::Debug for Out {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "ok={} stdout:\n{}\nstderr:\n{}",
+            self.ok, self.stdout, self.stderr
+        )
+    }
+}
+
+/// Runs pgwardenctl with a time limit (killed past it).
+async fn ctl(args: &[&str]) -> Out {
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_pgwardenctl"));
+    cmd.args(args)
+        .env_remove("PGWARDENCTL_CONFIG_FILE")
+        .env_remove("PGWARDENCTL_ENDPOINTS")
+        .env_remove("PGWARDENCTL_TOKEN")
+        .env_remove("PGWARDENCTL_CACERT")
+        .env_remove("PGWARDENCTL_CERTFILE")
+        .env_remove("PGWARDENCTL_KEYFILE")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    let child = cmd.spawn().expect("spawn pgwardenctl");
+    let out = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
+        .await
+        .expect("pgwardenctl finished within 60 s")
+        .expect("pgwardenctl output");
+    let o = Out {
+        ok: out.status.success(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    };
+    assert!(!o.stderr.contains("panicked"), "pgwardenctl panicked: {o:?}");
+    o
+}
+
+/// A daemon this test started outside the harness; killed (by its PID) when dropped.
+struct Daemon(Child);
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mutual_tls_cluster_forms_and_refuses_foreign_certificates() {
+    require_pg!();
+    let pki = tempfile::tempdir().unwrap();
+    let dir = pki.path();
+    let cluster_ca = ca("pgwarden cluster CA");
+    let other_ca = ca("some other CA");
+    let ca_file = dir.join("ca.pem");
+    std::fs::write(&ca_file, cluster_ca.cert.pem()).unwrap();
+    let raft_extra = (0..3)
+        .map(|i| {
+            let (c, k) = issue(dir, &cluster_ca, &format!("pg{i}-raft"));
+            tls_lines(&c, &k, &ca_file)
+        })
+        .collect();
+    // One admin certificate for all members (all listen on 127.0.0.1); pgwardenctl run
+    // with a member's config presents it as its client certificate.
+    let (admin_cert, admin_key) = issue(dir, &cluster_ca, "admin");
+    let ctl_extra = format!(
+        "  certfile: {}\n  keyfile: {}\n  cacert: {}\n  verify_client: required\n",
+        admin_cert.display(),
+        admin_key.display(),
+        ca_file.display()
+    );
+    let mut c = Cluster::new(Options {
+        ctl_extra,
+        raft_extra,
+        ..Default::default()
+    });
+    c.start_all();
+
+    // The cluster forms over mutual TLS; pgwardenctl lists it over TLS.
+    let cfg0 = c.nodes[0].config_path();
+    let cfg0 = cfg0.to_str().unwrap();
+    let leader = wait_for(
+        Duration::from_secs(150),
+        "1 leader and 2 streaming replicas (pgwardenctl list over TLS)",
+        || async {
+            let o = ctl(&["-c", cfg0, "list", "-f", "json"]).await;
+            if !o.ok {
+                return None;
+            }
+            let ms = serde_json::from_str::<Value>(&o.stdout)
+                .ok()?
+                .as_array()
+                .cloned()?;
+            let leader = ms.iter().find(|m| m["Role"] == "Leader")?;
+            let streaming = ms.iter().filter(|m| m["State"] == "streaming").count();
+            (ms.len() == 3 && streaming == 2).then(|| leader["Member"].as_str().unwrap_or("").to_string())
+        },
+    )
+    .await;
+    let table = ctl(&["-c", cfg0, "list"]).await;
+    assert!(table.ok && table.stdout.contains(&leader), "{table:?}");
+
+    // A 4th daemon with a certificate from another CA (trusting both CAs, so the only
+    // thing in its way is its own certificate) cannot join: the members refuse it.
+    let intruder_dir = tempfile::tempdir().unwrap();
+    let (ic, ik) = issue(dir, &other_ca, "intruder");
+    let both = dir.join("both-cas.pem");
+    std::fs::write(&both, format!("{}{}", other_ca.cert.pem(), cluster_ca.cert.pem())).unwrap();
+    let partners: Vec<String> = c.nodes.iter().map(|n| n.raft_addr()).collect();
+    let intruder_cfg = intruder_dir.path().join("pgwarden.yml");
+    std::fs::write(
+        &intruder_cfg,
+        format!(
+            "scope: e2e\nname: intruder\nrestapi:\n  listen: 127.0.0.1:{rest}\n  connect_address: 127.0.0.1:{rest}\n\
+             ctl:\n  listen: 127.0.0.1:{ctlp}\n\
+             raft:\n  data_dir: {d}/raft\n  self_addr: 127.0.0.1:{raft}\n  partner_addrs: [{p}]\n  witness: true\n{tls}",
+            rest = harness::free_port(),
+            ctlp = harness::free_port(),
+            raft = harness::free_port(),
+            d = intruder_dir.path().display(),
+            p = partners.join(", "),
+            tls = tls_lines(&ic, &ik, &both),
+        ),
+    )
+    .unwrap();
+    let log = std::fs::File::create(intruder_dir.path().join("daemon.log")).unwrap();
+    let _intruder = Daemon(
+        Command::new(env!("CARGO_BIN_EXE_pgwarden"))
+            .arg(&intruder_cfg)
+            .env("RUST_LOG", "info,openraft=error")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn the intruder"),
+    );
+    let line = wait_for(
+        Duration::from_secs(30),
+        "a member's log to refuse the intruder's Raft connection",
+        || async {
+            (0..3).find_map(|i| {
+                c.log(i)
+                    .lines()
+                    .find(|l| l.contains("refused a Raft peer connection from 127.0.0.1:"))
+                    .map(str::to_string)
+            })
+        },
+    )
+    .await;
+    assert!(
+        line.contains("TLS handshake failed") && line.contains("UnknownIssuer"),
+        "the refusal says why: {line}"
+    );
+    // It never became a member: the Raft membership still has the three voters.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let m = ctl(&["-c", cfg0, "members", "list"]).await;
+    assert!(m.ok && !m.stdout.contains("intruder"), "{m:?}");
+    let o = ctl(&["-c", cfg0, "list", "-f", "json"]).await;
+    assert!(o.ok && !o.stdout.contains("intruder"), "{o:?}");
+
+    // pgwardenctl with a client certificate from another CA: refused, non-zero exit, and
+    // the member's log names the client and the reason.
+    let endpoint = format!("127.0.0.1:{}", c.nodes[0].spec.ctl);
+    let bad = ctl(&[
+        "-d",
+        &endpoint,
+        "--cacert",
+        ca_file.to_str().unwrap(),
+        "--certfile",
+        ic.to_str().unwrap(),
+        "--keyfile",
+        ik.to_str().unwrap(),
+        "list",
+    ])
+    .await;
+    eprintln!("foreign client certificate: {bad:?}");
+    assert!(!bad.ok, "{bad:?}");
+    assert!(
+        bad.stderr.contains("refused the TLS connection") && bad.stderr.contains("client certificate"),
+        "the message says the certificate was refused: {bad:?}"
+    );
+    let refused = wait_for(
+        Duration::from_secs(10),
+        "the admin API's refusal in the log",
+        || async {
+            c.log(0)
+                .lines()
+                .find(|l| l.contains("refused a gRPC admin API connection from 127.0.0.1:"))
+                .map(str::to_string)
+        },
+    )
+    .await;
+    assert!(refused.contains("UnknownIssuer"), "{refused}");
+
+    // pgwardenctl trusting another CA: the member's certificate is not trusted.
+    let other_ca_file = dir.join("other-ca.pem");
+    std::fs::write(&other_ca_file, other_ca.cert.pem()).unwrap();
+    let distrust = ctl(&[
+        "-d",
+        &endpoint,
+        "--cacert",
+        other_ca_file.to_str().unwrap(),
+        "--certfile",
+        admin_cert.to_str().unwrap(),
+        "--keyfile",
+        admin_key.to_str().unwrap(),
+        "list",
+    ])
+    .await;
+    eprintln!("foreign CA: {distrust:?}");
+    assert!(!distrust.ok, "{distrust:?}");
+    assert!(
+        distrust
+            .stderr
+            .contains("invalid peer certificate: UnknownIssuer"),
+        "{distrust:?}"
+    );
+
+    // Plain gRPC against the TLS listener: refused too.
+    let plain = ctl(&["-d", &endpoint, "list"]).await;
+    assert!(!plain.ok, "{plain:?}");
+}
