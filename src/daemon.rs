@@ -106,6 +106,10 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<()>
             tracing::error!("REST API stopped: {:#}", anyhow::Error::from(e));
         }
     });
+    // Raft serves its peers and the REST API is accepting: tell systemd (Type=notify) the
+    // service is up. Not "the cluster is formed": a first node must be able to start while
+    // its partners are still down.
+    crate::sd_notify::notify(&format!("READY=1\nSTATUS=serving REST on {}", cfg.restapi.listen));
 
     let result = if witness {
         tracing::info!("running as a witness: Raft voter and REST API, no PostgreSQL");
