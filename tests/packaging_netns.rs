@@ -1,10 +1,11 @@
 //! Three hosts from the .deb: the package is installed with `dpkg -i` (its maintainer scripts
 //! run, its dependencies are checked), then three Linux network namespaces on a bridge stand
 //! for three machines, each running the packaged `/usr/bin/pgwarden /etc/pgwarden/pgwarden.yml`
-//! as the postgres user, as pgwarden.service would. The test sees 1 leader + 2 streaming
-//! replicas from every host, cuts the leader's host off the network (its bridge port goes
-//! down), sees another host take over and the isolated one stop being a primary, heals the link
-//! and sees the old leader rejoin as a streaming replica.
+//! as the postgres user, as pgwarden.service would, with docs/install.md's configuration. The
+//! test sees 1 leader + 2 streaming replicas from every host (and a row written on the leader
+//! on both replicas), cuts the leader's host off the network (its bridge port goes down), sees
+//! another host take over (and take writes) and the isolated one stop being a primary, heals
+//! the link and sees the old leader rejoin as a streaming replica with the new leader's rows.
 //!
 //! What is per host, and how:
 //! - the network: namespace `<prefix>-hN` with 10.200.0.N/24 on a veth whose peer is a port of
@@ -60,6 +61,8 @@ struct Lab {
     root: PathBuf,
     namespaces: Vec<String>,
     etc_netns: Vec<PathBuf>,
+    /// /etc/netns did not exist before: remove it at the end if empty.
+    remove_etc_netns: bool,
     daemons: Vec<Option<Child>>,
     /// The package was not installed before: purge it at the end.
     purge_package: bool,
@@ -261,6 +264,9 @@ impl Drop for Lab {
         for d in self.etc_netns.drain(..) {
             let _ = std::fs::remove_dir_all(&d);
         }
+        if self.remove_etc_netns {
+            let _ = std::fs::remove_dir("/etc/netns");
+        }
         // PostgreSQL's children may need a moment to exit after the postmaster's SIGKILL
         // before their files can all be removed.
         for _ in 0..50 {
@@ -352,6 +358,47 @@ fn healthy_from(lab: &Lab, i: usize, members: &[usize]) -> Option<String> {
         }
     }
     Some(leader.get("name")?.as_str()?.to_string())
+}
+
+/// The superuser password of docs/install.md's configuration.
+const SUPERUSER_PASSWORD: &str = "change-me-too";
+
+/// Runs `sql` with psql from inside host `i`, over TCP to host `j`'s PostgreSQL as the
+/// superuser; its output (unaligned, tuples only), or None if it failed.
+fn psql(lab: &Lab, pg_major: &str, i: usize, j: usize, sql: &str) -> Option<String> {
+    let out = run_limited(
+        Command::new("ip")
+            .args(["netns", "exec", &lab.ns(i), "env"])
+            .arg(format!("PGPASSWORD={SUPERUSER_PASSWORD}"))
+            .arg("PGCONNECT_TIMEOUT=3")
+            .arg(format!("/usr/lib/postgresql/{pg_major}/bin/psql"))
+            .args([
+                "-h",
+                &host_ip(j),
+                "-p",
+                "5432",
+                "-U",
+                "postgres",
+                "-d",
+                "postgres",
+            ])
+            .args(["-X", "-A", "-t", "-q", "-v", "ON_ERROR_STOP=1", "-c", sql]),
+        Duration::from_secs(30),
+    )?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+/// The ids in the test table on host `j`, read from host `i`.
+fn ids_on(lab: &Lab, pg_major: &str, i: usize, j: usize) -> Option<String> {
+    psql(
+        lab,
+        pg_major,
+        i,
+        j,
+        "SELECT string_agg(id::text, ',' ORDER BY id) FROM packaging_netns",
+    )
 }
 
 /// Polls `cond` every 500 ms until it returns Some, or panics after `limit` naming `what`.
@@ -528,6 +575,7 @@ fn three_hosts_from_the_deb_fail_over_when_the_leader_is_cut_off() {
         root,
         namespaces: vec![],
         etc_netns: vec![],
+        remove_etc_netns: !Path::new("/etc/netns").exists(),
         daemons: (0..HOSTS).map(|_| None).collect(),
         purge_package: before.is_none(),
         remove_state_dir: !state_dir_existed,
@@ -642,6 +690,25 @@ fn three_hosts_from_the_deb_fail_over_when_the_leader_is_cut_off() {
         host_name(leader)
     );
     check_pgwardenctl(&lab, leader);
+    assert!(
+        packaging::documented_host1_config().contains(SUPERUSER_PASSWORD),
+        "docs/install.md's superuser password changed"
+    );
+    // A row written on the leader reaches both replicas.
+    psql(
+        &lab,
+        &pg_major,
+        leader,
+        leader,
+        "CREATE TABLE packaging_netns (id int PRIMARY KEY, note text); \
+         INSERT INTO packaging_netns VALUES (1, 'before the cut')",
+    )
+    .expect("write on the leader");
+    for i in all.iter().copied().filter(|&i| i != leader) {
+        wait_for(Duration::from_secs(30), "the first row on every replica", || {
+            (ids_on(&lab, &pg_major, i, i)? == "1").then_some(())
+        });
+    }
 
     // 4. Cut the leader's host off; the two others elect a new leader.
     let others: Vec<usize> = all.iter().copied().filter(|&i| i != leader).collect();
@@ -679,6 +746,31 @@ fn three_hosts_from_the_deb_fail_over_when_the_leader_is_cut_off() {
         "[{:>5.1}s] failover to {new_leader} in {:.1}s",
         t0.elapsed().as_secs_f64(),
         failover.as_secs_f64()
+    );
+    let new_idx = (0..HOSTS).find(|&i| host_name(i) == new_leader).unwrap();
+    // The new leader takes writes, and has the row written before the cut.
+    wait_for(Duration::from_secs(30), "a write on the new leader", || {
+        psql(
+            &lab,
+            &pg_major,
+            new_idx,
+            new_idx,
+            "INSERT INTO packaging_netns VALUES (2, 'after the failover')",
+        )
+    });
+    assert_eq!(ids_on(&lab, &pg_major, new_idx, new_idx).as_deref(), Some("1,2"));
+    // By the time another host holds the leader key, the isolated one's lease has run out and
+    // it must refuse writes (ARCHITECTURE.md, invariant 1): no waiting here.
+    assert_eq!(
+        psql(
+            &lab,
+            &pg_major,
+            leader,
+            leader,
+            "INSERT INTO packaging_netns VALUES (3, 'split brain')",
+        ),
+        None,
+        "the isolated old leader accepted a write after {new_leader} took over"
     );
     // The isolated host stops being a writable primary (its lease ran out).
     wait_for(
@@ -721,6 +813,12 @@ fn three_hosts_from_the_deb_fail_over_when_the_leader_is_cut_off() {
         t_heal.elapsed().as_secs_f64()
     );
     check_pgwardenctl(&lab, after);
+    // The rejoined old leader replays the new leader's history.
+    wait_for(
+        Duration::from_secs(30),
+        "both rows on the rejoined old leader",
+        || (ids_on(&lab, &pg_major, leader, leader)? == "1,2").then_some(()),
+    );
 
     // 6. Stop like `systemctl stop` (SIGTERM), replicas first.
     let mut order: Vec<usize> = all.iter().copied().filter(|&i| i != after).collect();
