@@ -33,6 +33,7 @@ use packaging::{deb, have, run_limited, skip, stdout_of};
 use serde_json::Value;
 use std::io::{Read, Write};
 use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -64,6 +65,8 @@ struct Lab {
     /// /etc/netns did not exist before: remove it at the end if empty.
     remove_etc_netns: bool,
     daemons: Vec<Option<Child>>,
+    /// Per host, the datagram socket standing in for systemd's NOTIFY_SOCKET.
+    notify: Vec<Option<UnixDatagram>>,
     /// The package was not installed before: purge it at the end.
     purge_package: bool,
     /// /var/lib/pgwarden did not exist before: remove it at the end if still empty.
@@ -173,13 +176,23 @@ impl Lab {
             .append(true)
             .open(self.log_path(i))
             .unwrap();
+        // What systemd gives a Type=notify service: a datagram socket in NOTIFY_SOCKET.
+        let notify_path = dir.join("notify");
+        let _ = std::fs::remove_file(&notify_path);
+        let sock = UnixDatagram::bind(&notify_path).unwrap();
+        sock.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
+        // The daemon runs as postgres and must be allowed to send to it.
+        std::fs::set_permissions(&notify_path, std::fs::Permissions::from_mode(0o666)).unwrap();
+        self.notify[i] = Some(sock);
         // `ip netns exec` unshares the mount namespace and execs sh, which binds the host's
-        // directories and execs setpriv, which execs pgwarden: one PID throughout.
-        let script = r#"mount --bind "$1" /var/lib/pgwarden && mount --bind "$2" /var/lib/postgresql && exec setpriv --reuid=postgres --regid=postgres --init-groups --reset-env /usr/bin/pgwarden /etc/pgwarden/pgwarden.yml"#;
+        // directories and execs setpriv, which execs env, which execs pgwarden: one PID
+        // throughout.
+        let script = r#"mount --bind "$1" /var/lib/pgwarden && mount --bind "$2" /var/lib/postgresql && exec setpriv --reuid=postgres --regid=postgres --init-groups --reset-env env NOTIFY_SOCKET="$3" /usr/bin/pgwarden /etc/pgwarden/pgwarden.yml"#;
         let child = Command::new("ip")
             .args(["netns", "exec", &self.ns(i), "sh", "-c", script, "sh"])
             .arg(dir.join("var-lib-pgwarden"))
             .arg(dir.join("var-lib-postgresql"))
+            .arg(&notify_path)
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
@@ -187,6 +200,31 @@ impl Lab {
             .expect("spawn ip netns exec");
         eprintln!("{}: pgwarden started, pid {}", host_name(i), child.id());
         self.daemons[i] = Some(child);
+    }
+
+    /// Waits up to `limit` for a notification from host `i`'s daemon that contains `want`
+    /// (e.g. READY=1); returns every message seen until then.
+    fn wait_notify(&self, i: usize, want: &str, limit: Duration) -> Vec<String> {
+        let sock = self.notify[i]
+            .as_ref()
+            .expect("host started with a notify socket");
+        let deadline = Instant::now() + limit;
+        let mut seen = vec![];
+        let mut buf = [0u8; 4096];
+        while Instant::now() < deadline {
+            if let Ok(n) = sock.recv(&mut buf) {
+                let msg = String::from_utf8_lossy(&buf[..n]).into_owned();
+                let done = msg.lines().any(|l| l == want);
+                seen.push(msg);
+                if done {
+                    return seen;
+                }
+            }
+        }
+        panic!(
+            "{}: no {want} on NOTIFY_SOCKET within {limit:?}; got {seen:?}",
+            host_name(i)
+        );
     }
 
     /// SIGTERM (the unit's stop), then waits up to `limit` before SIGKILL.
@@ -577,6 +615,7 @@ fn three_hosts_from_the_deb_fail_over_when_the_leader_is_cut_off() {
         etc_netns: vec![],
         remove_etc_netns: !Path::new("/etc/netns").exists(),
         daemons: (0..HOSTS).map(|_| None).collect(),
+        notify: (0..HOSTS).map(|_| None).collect(),
         purge_package: before.is_none(),
         remove_state_dir: !state_dir_existed,
     };
@@ -671,11 +710,23 @@ fn three_hosts_from_the_deb_fail_over_when_the_leader_is_cut_off() {
     );
 
     // 3. Start in the documented order (host1, host2, host3) and wait for the cluster.
+    let t_start = Instant::now();
     for i in 0..HOSTS {
         lab.start(i);
     }
+    // Type=notify: each daemon reports READY=1 once Raft and the REST API serve, before the
+    // cluster has formed.
+    for i in 0..HOSTS {
+        let msgs = lab.wait_notify(i, "READY=1", Duration::from_secs(60));
+        eprintln!(
+            "[{:>5.1}s] {}: {:?} after {:.1}s",
+            t0.elapsed().as_secs_f64(),
+            host_name(i),
+            msgs.last().map(|m| m.replace('\n', " ")),
+            t_start.elapsed().as_secs_f64()
+        );
+    }
     let all: Vec<usize> = (0..HOSTS).collect();
-    let t_start = Instant::now();
     let leader = wait_healthy(
         &lab,
         &all,
@@ -709,6 +760,50 @@ fn three_hosts_from_the_deb_fail_over_when_the_leader_is_cut_off() {
             (ids_on(&lab, &pg_major, i, i)? == "1").then_some(())
         });
     }
+
+    // Installing the package again while the cluster runs (what an upgrade does: prerm,
+    // unpack, postinst configure) keeps a locally edited /etc/pgwarden/pgwarden.yml and
+    // neither stops nor restarts anything.
+    let conf = Path::new("/etc/pgwarden/pgwarden.yml");
+    let edited = format!(
+        "{}# edited by the administrator\n",
+        std::fs::read_to_string(conf).unwrap()
+    );
+    std::fs::write(conf, &edited).unwrap();
+    let pids: Vec<u32> = lab.daemons.iter().map(|c| c.as_ref().unwrap().id()).collect();
+    let out = run_limited(
+        Command::new("dpkg").args(["-i", "--force-confold"]).arg(&deb),
+        Duration::from_secs(300),
+    )
+    .expect("dpkg -i (again) did not complete");
+    assert!(
+        out.status.success(),
+        "reinstall: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        std::fs::read_to_string(conf).unwrap(),
+        edited,
+        "reinstall replaced the edited conffile"
+    );
+    for (i, c) in lab.daemons.iter_mut().enumerate() {
+        let c = c.as_mut().unwrap();
+        assert!(
+            matches!(c.try_wait(), Ok(None)),
+            "{} exited during the reinstall",
+            host_name(i)
+        );
+        assert_eq!(c.id(), pids[i]);
+    }
+    assert_eq!(
+        healthy_from(&lab, leader, &all).as_deref(),
+        Some(host_name(leader).as_str()),
+        "the cluster changed during the reinstall"
+    );
+    eprintln!(
+        "[{:>5.1}s] reinstalled the package under the running cluster",
+        t0.elapsed().as_secs_f64()
+    );
 
     // 4. Cut the leader's host off; the two others elect a new leader.
     let others: Vec<usize> = all.iter().copied().filter(|&i| i != leader).collect();
@@ -829,6 +924,7 @@ fn three_hosts_from_the_deb_fail_over_when_the_leader_is_cut_off() {
             "{} did not stop within 60 s of SIGTERM",
             host_name(i)
         );
+        lab.wait_notify(i, "STOPPING=1", Duration::from_secs(1));
     }
     eprintln!("[{:>5.1}s] all stopped", t0.elapsed().as_secs_f64());
 
