@@ -10,10 +10,13 @@ as_root() {
 }
 
 # Packages the tests drive for real: PostgreSQL 15 (the server, its client tools),
-# iproute2 for the network-namespace tests, protobuf is NOT needed (protox compiles protos).
+# iproute2 for the network-namespace tests, HAProxy (tests/haproxy_e2e.rs) and Python's venv
+# (check_patroni below); protobuf is NOT needed (protox compiles protos).
 need_pkgs=()
 [ -x /usr/lib/postgresql/15/bin/postgres ] || need_pkgs+=(postgresql-15)
 command -v ip >/dev/null || need_pkgs+=(iproute2)
+command -v haproxy >/dev/null || [ -x /usr/sbin/haproxy ] || need_pkgs+=(haproxy)
+python3 -c 'import venv, ensurepip' 2>/dev/null || need_pkgs+=(python3-venv)
 command -v cc >/dev/null || need_pkgs+=(build-essential)
 command -v pkg-config >/dev/null || need_pkgs+=(pkg-config)
 # Packaging: dpkg-shlibdeps and strip for scripts/package.sh; lintian, rpm and systemd-analyze
@@ -29,7 +32,22 @@ if [ ${#need_pkgs[@]} -gt 0 ]; then
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need_pkgs[@]}"
 fi
 # Debian's postgresql package starts a default cluster; the tests do not use it, but
-# they never touch it either.
+# they never touch it either. Debian's haproxy package likewise starts its own service,
+# which the tests leave alone: they run HAProxy as a child on ports of their own.
+
+# check_patroni (PyPI), the monitoring plugin tests/check_patroni_e2e.rs runs, lives in a
+# virtualenv under the target directory, made once and kept across runs; the test finds it
+# there or through PGWARDEN_CHECK_PATRONI.
+check_patroni_version=2.2.0
+venv="${CARGO_TARGET_DIR:-target}/tools/check_patroni"
+if ! "$venv/bin/check_patroni" --version 2>/dev/null | grep -qx "Version $check_patroni_version"; then
+    echo "installing check_patroni $check_patroni_version into $venv"
+    rm -rf "$venv"
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check "check_patroni==$check_patroni_version"
+fi
+PGWARDEN_CHECK_PATRONI="$(cd "$venv/bin" && pwd)/check_patroni"
+export PGWARDEN_CHECK_PATRONI
 
 if ! command -v cargo >/dev/null; then
     echo "scripts/test.sh: cargo is missing; install Rust (rustup) first" >&2; exit 1

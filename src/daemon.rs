@@ -5,22 +5,31 @@ use crate::api::metrics::raft_info_watch;
 use crate::api::rest::{self, ApiState};
 use crate::api::security::Security;
 use crate::api::serve::{serve, TlsSettings};
-use crate::config::Config;
+use crate::config::{Config, Strictness};
 use crate::dcs::Dcs;
+use crate::grpc::{self, auth::AdminAuth, forward::Forwarder, service::Admin};
+use crate::ha::callbacks::{CallbackCommands, ScriptCallbacks};
 use crate::ha::runner::{HaSettings, Runner, Timing};
 use crate::ha::status::{DaemonInfo, NodeStatus};
+use crate::ha::watchdog::{LinuxDriver, Watchdog};
 use crate::postgres::{Credentials, InitdbOption, PgControl, PgManager, PgSettings, ReplicaMethod};
 use anyhow::{bail, Context};
 use pgwarden_raft::{NodeConfig, RaftNode, RaftTiming};
 use serde_json::Value;
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 /// Runs the node until `shutdown` is cancelled.
-pub async fn run(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
+/// Runs the daemon until `shutdown`. `config_path` is re-read on SIGHUP and POST /reload.
+pub async fn run(
+    cfg: Config,
+    config_path: Option<PathBuf>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
     let (timing, _) = cfg.bootstrap.dcs.timing();
     let timing = Timing {
         ttl: Duration::from_secs(timing.ttl.into()),
@@ -92,8 +101,22 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<()>
     let (req_tx, req_rx) = tokio::sync::mpsc::channel(crate::api::actions::REQUEST_QUEUE);
     let mut state = ApiState::new(status_rx, node.clone(), prefix.clone(), timing.ttl);
     if !witness {
+        // `systemctl reload` / `kill -HUP`: the same as POST /reload.
+        let tx = req_tx.clone();
+        tokio::spawn(async move {
+            let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
+                return;
+            };
+            while hup.recv().await.is_some() {
+                tracing::info!("SIGHUP: reloading the configuration");
+                if tx.send(crate::api::actions::ApiRequest::Reload).await.is_err() {
+                    return;
+                }
+            }
+        });
         state = state.with_requests(req_tx);
     }
+    let admin_state = state.clone();
     let api = rest::router(
         state
             .with_raft(raft_info_watch(node.clone()))
@@ -106,7 +129,9 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<()>
             tracing::error!("REST API stopped: {:#}", anyhow::Error::from(e));
         }
     });
-    // Raft serves its peers and the REST API is accepting: tell systemd (Type=notify) the
+
+    let admin_task = start_admin(&cfg, admin_state, node.clone(), shutdown.clone()).await?;
+    // Raft serves its peers, the REST and admin APIs accept: tell systemd (Type=notify) the
     // service is up. Not "the cluster is formed": a first node must be able to start while
     // its partners are still down.
     crate::sd_notify::notify(&format!("READY=1\nSTATUS=serving REST on {}", cfg.restapi.listen));
@@ -137,16 +162,86 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<()>
             tracing::info!(pid, "adopted the running PostgreSQL instance");
         }
         let ha = ha_settings(&cfg, &prefix, timing, pg_cfg)?;
-        Runner::new(node.clone(), pg, ha, status_tx)
-            .with_requests(req_rx)
-            .run(shutdown.clone())
-            .await
-            .map_err(anyhow::Error::from)
+        let callbacks = ScriptCallbacks::new(
+            CallbackCommands::from_config(pg_cfg)?,
+            cfg.scope.clone(),
+            run_as(pg_cfg).as_deref(),
+        )
+        .context("postgresql.callbacks")?;
+        let watchdog = Watchdog::new(
+            cfg.watchdog.mode,
+            cfg.watchdog.device(),
+            cfg.watchdog
+                .safety_margin
+                .unwrap_or(crate::config::defaults::WATCHDOG_SAFETY_MARGIN),
+            Box::new(LinuxDriver),
+        );
+        let mut runner = Runner::new(node.clone(), pg, ha, status_tx)
+            .with_callbacks(Arc::new(callbacks))
+            .with_watchdog(Arc::new(watchdog))
+            .with_requests(req_rx);
+        if let Some(path) = config_path {
+            let prefix = prefix.clone();
+            runner = runner.with_reloader(Arc::new(move || {
+                let loaded = Config::load(&path, Strictness::Lenient)
+                    .map_err(|e| format!("{}: {}", path.display(), pgwarden_raft::error_chain(&e)))?;
+                for w in &loaded.warnings {
+                    tracing::warn!("{w}");
+                }
+                let c = loaded.config;
+                let p = c
+                    .postgresql
+                    .as_ref()
+                    .ok_or_else(|| format!("{}: postgresql: section missing", path.display()))?;
+                ha_settings(&c, &prefix, timing, p).map_err(|e| format!("{}: {e:#}", path.display()))
+            }));
+        }
+        runner.run(shutdown.clone()).await.map_err(anyhow::Error::from)
     };
     shutdown.cancel();
     let _ = rest_task.await;
+    stop_admin(admin_task).await;
     node.shutdown().await;
     result
+}
+
+/// Binds `ctl.listen` and serves the gRPC admin API there until `shutdown`.
+async fn start_admin(
+    cfg: &Config,
+    state: ApiState<RaftNode>,
+    node: Arc<RaftNode>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    let listen = cfg.ctl.listen();
+    let listener = tokio::net::TcpListener::bind(listen.to_string())
+        .await
+        .with_context(|| format!("cannot listen for the gRPC admin API on {listen} (ctl.listen)"))?;
+    // Actions for another member go to its REST API with the credentials members share.
+    let basic = cfg
+        .restapi
+        .authentication
+        .as_ref()
+        .and_then(|a| Some((a.username.clone()?, a.password.clone().unwrap_or_default())));
+    let admin = Admin::new(state, node, Forwarder::new(basic));
+    let auth = AdminAuth::new(cfg.ctl.auth_token.clone());
+    tracing::info!(addr = %listen, "gRPC admin API listening");
+    Ok(tokio::spawn(async move {
+        if let Err(e) = grpc::serve::serve(listener, admin, auth, shutdown.cancelled_owned()).await {
+            tracing::error!("gRPC admin API stopped: {}", pgwarden_raft::error_chain(&e));
+        }
+    }))
+}
+
+/// tonic's graceful shutdown waits for clients to close their connections, which a
+/// `Watch` stream or an idle pgwardenctl never does: give it a moment, then abort.
+async fn stop_admin(mut task: tokio::task::JoinHandle<()>) {
+    if tokio::time::timeout(Duration::from_secs(1), &mut task)
+        .await
+        .is_err()
+    {
+        task.abort();
+        let _ = task.await;
+    }
 }
 
 /// Patroni refuses to start a second daemon with a name whose member key belongs to a live
@@ -203,6 +298,14 @@ fn creds(u: &crate::config::PgUser) -> Credentials {
     }
 }
 
+/// PostgreSQL refuses to run as root: a daemon started as root runs its children (and the
+/// user's scripts) as `postgresql.run_as`, or as `postgres` when that is not set.
+fn run_as(p: &crate::config::Postgresql) -> Option<String> {
+    p.run_as
+        .clone()
+        .or_else(|| nix::unistd::geteuid().is_root().then(|| "postgres".to_string()))
+}
+
 fn pg_settings(cfg: &Config) -> anyhow::Result<PgSettings> {
     let p = cfg.postgresql.as_ref().context("postgresql: section missing")?;
     let mut s = PgSettings::new(
@@ -213,12 +316,7 @@ fn pg_settings(cfg: &Config) -> anyhow::Result<PgSettings> {
     );
     s.bin_dir = p.bin_dir.clone();
     s.listen_host = p.listen.hosts.join(",");
-    // PostgreSQL refuses to run as root: a daemon started as root runs its children as
-    // `postgresql.run_as`, or as `postgres` when that is not set.
-    s.run_as = p
-        .run_as
-        .clone()
-        .or_else(|| nix::unistd::geteuid().is_root().then(|| "postgres".to_string()));
+    s.run_as = run_as(p);
     if let Some(pgpass) = &p.pgpass {
         s.pgpass_file = pgpass.clone();
     }

@@ -21,7 +21,8 @@ pub struct DemoOptions {
     pub duration: Option<Duration>,
     /// Keep the directory afterwards.
     pub keep: bool,
-    /// First port; each node uses three consecutive ports from here.
+    /// First port; each node uses three consecutive ports from here, and the nodes' admin
+    /// APIs the three after those.
     pub base_port: u16,
     /// Once the cluster is up: kill the primary, narrate the failover with timings, bring
     /// the old primary back, then switch over to it and time the write gap.
@@ -35,6 +36,7 @@ struct DemoNode {
     raft: u16,
     rest: u16,
     pg: u16,
+    ctl: u16,
     child: Option<Child>,
 }
 
@@ -85,6 +87,7 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
                 raft: base,
                 rest: base + 1,
                 pg: base + 2,
+                ctl: opts.base_port + 9 + i as u16,
                 child: None,
             }
         })
@@ -165,10 +168,12 @@ fn config(n: &DemoNode, all: &[DemoNode]) -> String {
         .collect();
     let mut y = format!(
         "scope: demo\nname: {name}\nrestapi:\n  listen: 127.0.0.1:{rest}\n  connect_address: 127.0.0.1:{rest}\n\
+         ctl:\n  listen: 127.0.0.1:{ctl}\n\
          raft:\n  data_dir: {dir}/raft\n  self_addr: 127.0.0.1:{raft}\n  partner_addrs: [{partners}]\n",
         name = n.name,
         rest = n.rest,
         raft = n.raft,
+        ctl = n.ctl,
         dir = n.dir.display(),
         partners = partners.join(", ")
     );

@@ -11,10 +11,12 @@
 
 pub mod api;
 pub mod config;
+pub mod ctl;
 pub mod daemon;
 pub mod dcs;
 pub mod demo;
 pub mod generate;
+pub mod grpc;
 pub mod ha;
 pub mod postgres;
 pub mod sd_notify;

@@ -334,6 +334,9 @@ async fn read_endpoints_show_status_and_dcs() {
     let v: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(v["role"], "replica");
     assert_eq!(v["patroni"]["name"], "me");
+    // Patroni's version, which clients such as check_patroni gate on; pgwarden's beside it.
+    assert_eq!(v["patroni"]["version"], "4.1.5");
+    assert_eq!(v["patroni"]["pgwarden_version"], "0.1.0");
     assert_eq!(v["xlog"]["replayed_location"], OPTIME);
     assert!(v.get("sync_standby").is_none());
 
@@ -408,7 +411,7 @@ async fn metrics_use_patronis_names_and_add_raft() {
     assert_eq!(code, 200);
     let l = "{scope=\"s\",name=\"me\"}";
     for line in [
-        format!("patroni_version{l} 000100"),
+        format!("patroni_version{l} 040105"),
         format!("patroni_postgres_running{l} 1"),
         format!("patroni_primary{l} 1"),
         format!("patroni_replica{l} 0"),

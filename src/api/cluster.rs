@@ -7,7 +7,6 @@ use crate::dcs::Dcs;
 use crate::ha::view::{ClusterView, FailoverKey, MemberRecord};
 use crate::types::Lsn;
 use pgwarden_raft::command::{Condition, KeyValue};
-use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
 
@@ -16,28 +15,7 @@ pub const DEFAULT_MAXIMUM_LAG: u64 = 1_048_576;
 /// Patroni's default `loop_wait` in seconds.
 pub const DEFAULT_LOOP_WAIT: u64 = 10;
 
-/// The `sync` key: `{"leader","sync_standby":"n1,n2","quorum"}`.
-#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
-pub struct SyncKey {
-    /// The primary that wrote it.
-    #[serde(default)]
-    pub leader: Option<String>,
-    /// Comma-separated synchronous (or quorum) standbys.
-    #[serde(default)]
-    pub sync_standby: Option<String>,
-    /// Quorum size in quorum commit mode.
-    #[serde(default)]
-    pub quorum: Option<u64>,
-}
-
-impl SyncKey {
-    /// Whether `name` is one of the listed standbys (Patroni's `SyncState.matches`).
-    pub fn matches(&self, name: &str) -> bool {
-        self.sync_standby
-            .as_deref()
-            .is_some_and(|s| s.split(',').any(|m| m.trim() == name))
-    }
-}
+pub use crate::ha::view::SyncKey;
 
 /// Everything under the scope prefix, parsed for the handlers: the HA loop's
 /// [`ClusterView`] plus the keys it does not model (sync, failsafe, raw history and members).
@@ -143,7 +121,7 @@ impl Snapshot {
 
     /// Whether `name` is a synchronous (or quorum) standby right now.
     pub fn is_sync(&self, name: &str) -> bool {
-        self.synchronous_mode() && self.sync.as_ref().is_some_and(|s| s.matches(name))
+        self.synchronous_mode() && self.sync.as_ref().is_some_and(|s| s.matches(name, false))
     }
 
     /// `loop_wait` in seconds.
@@ -184,11 +162,13 @@ fn as_u64_lenient(v: &Value) -> Option<u64> {
     }
 }
 
-/// Lag of `pos` behind the cluster's last optime, Patroni's rule: 0 when ahead.
-fn lag_of(cluster_lsn: u64, pos: Option<u64>) -> Value {
-    match pos {
-        None => json!("unknown"),
-        Some(p) => json!(cluster_lsn.saturating_sub(p)),
+/// A non-leader's position and its lag behind the cluster's last optime, Patroni's rule:
+/// the lag is 0 when ahead, and an unknown position (absent, or 0 as Python's falsy test
+/// reads it) shows as `"unknown"` in both fields.
+fn lsn_and_lag(cluster_lsn: u64, pos: Option<u64>) -> (Value, Value) {
+    match pos.filter(|p| *p != 0) {
+        None => (json!("unknown"), json!("unknown")),
+        Some(p) => (json!(Lsn(p).to_string()), json!(cluster_lsn.saturating_sub(p))),
     }
 }
 
@@ -244,10 +224,9 @@ fn member_json(name: &str, m: &MemberRecord, raw: Option<&Value>, snap: &Snapsho
             ("receive_lsn", "receive_lag", m.receive_lsn),
             ("replay_lsn", "replay_lag", m.replay_lsn),
         ] {
-            if let Some(p) = pos {
-                out.insert(lsn_key.into(), json!(Lsn(p).to_string()));
-            }
-            out.insert(lag_key.into(), lag_of(cluster_lsn, pos));
+            let (lsn, lag) = lsn_and_lag(cluster_lsn, pos);
+            out.insert(lsn_key.into(), lsn);
+            out.insert(lag_key.into(), lag);
         }
     }
     Value::Object(out)
@@ -437,7 +416,17 @@ mod tests {
         assert_eq!(m[1]["lsn"], "0/384");
         assert_eq!(m[1]["tags"]["x"], 1);
         assert_eq!(m[2]["role"], "replica");
-        assert_eq!(m[2]["lag"], "unknown");
+        // A member with no position (PostgreSQL down): "unknown" for position and lag alike.
+        for k in [
+            "lsn",
+            "lag",
+            "receive_lsn",
+            "receive_lag",
+            "replay_lsn",
+            "replay_lag",
+        ] {
+            assert_eq!(m[2][k], "unknown", "{k}");
+        }
         assert_eq!(j["scope"], "s");
         assert_eq!(j["scheduled_switchover"]["to"], "b");
         assert!(j.get("pause").is_none());

@@ -73,7 +73,10 @@ fn failover_impossible(
     }
     let strict_sync = snap.synchronous_mode() && !snap.quorum_mode();
     let members: Vec<&MemberRecord> = if let Some(c) = candidate {
-        if action == Action::Switchover && strict_sync && !snap.sync.as_ref().is_some_and(|s| s.matches(c)) {
+        if action == Action::Switchover
+            && strict_sync
+            && !snap.sync.as_ref().is_some_and(|s| s.matches(c, false))
+        {
             return Some("candidate name does not match with sync_standby".into());
         }
         let found: Vec<_> = snap
@@ -92,7 +95,7 @@ fn failover_impossible(
             .view
             .members
             .iter()
-            .filter(|(n, _)| snap.sync.as_ref().is_some_and(|s| s.matches(n.as_str())))
+            .filter(|(n, _)| snap.sync.as_ref().is_some_and(|s| s.matches(n.as_str(), false)))
             .map(|(_, m)| m)
             .collect();
         if found.is_empty() {

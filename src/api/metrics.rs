@@ -148,7 +148,7 @@ pub fn render(s: &NodeStatus, snap: &Snapshot, raft: Option<&RaftInfo>, now: Ins
         "patroni_version",
         "gauge",
         "Patroni semver without periods.",
-        padded_version(&s.patroni.version),
+        padded_version(super::PATRONI_COMPAT_VERSION),
     );
     o.metric(
         "patroni_postgres_running",

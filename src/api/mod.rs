@@ -15,6 +15,14 @@
 //! The API never changes PostgreSQL itself: it writes DCS keys Patroni's API writes
 //! (failover, config) and hands everything else to the HA loop through [`actions::ApiRequest`].
 pub mod actions;
+
+/// The Patroni release whose REST API this one reproduces. GET /patroni reports it as
+/// `patroni.version` (pgwarden's own version is beside it as `patroni.pgwarden_version`)
+/// and /metrics as `patroni_version`, because clients choose how to read the API by it:
+/// check_patroni, for one, judges a replica by `state: streaming` only from Patroni 3.0.4
+/// on and expects `running` before that, so a 0.x version made every replica unhealthy.
+pub const PATRONI_COMPAT_VERSION: &str = "4.1.5";
+
 pub mod cluster;
 pub mod error;
 pub mod health;

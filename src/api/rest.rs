@@ -383,10 +383,17 @@ fn member_api_ips(snap: &Snapshot) -> Vec<IpAddr> {
 }
 
 /// GET /patroni (and the health checks' body): the published status, plus what only the
-/// DCS knows (sync_standby / quorum_standby).
+/// DCS knows (sync_standby / quorum_standby), with Patroni's version in `patroni.version`
+/// (see [`super::PATRONI_COMPAT_VERSION`]).
 pub fn status_json(s: &NodeStatus, snap: &Snapshot) -> Value {
     let mut v = serde_json::to_value(s).unwrap_or(Value::Null);
     if let Value::Object(m) = &mut v {
+        if let Some(Value::Object(p)) = m.get_mut("patroni") {
+            let own = p.insert("version".into(), Value::from(super::PATRONI_COMPAT_VERSION));
+            if let Some(own) = own {
+                p.insert("pgwarden_version".into(), own);
+            }
+        }
         if s.role != "primary" && snap.is_sync(&s.patroni.name) {
             let k = if snap.quorum_mode() {
                 "quorum_standby"

@@ -35,7 +35,7 @@ enum Sub {
         /// Keep the demo directory afterwards.
         #[arg(long)]
         keep: bool,
-        /// First of the nine consecutive ports the demo uses.
+        /// First of the twelve consecutive ports the demo uses.
         #[arg(long, default_value_t = 15400)]
         base_port: u16,
         /// Once up, kill the primary and narrate the failover with timings, then switch back.
@@ -123,6 +123,8 @@ fn main() -> ExitCode {
             }),
         )
         .with_writer(std::io::stderr)
+        // Colour codes only on a terminal: journald and log files get plain text.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     for w in &loaded.warnings {
         tracing::warn!("{w}");
@@ -150,7 +152,7 @@ fn main() -> ExitCode {
             pgwarden::sd_notify::notify("STOPPING=1");
             s2.cancel();
         });
-        pgwarden::daemon::run(loaded.config, shutdown).await
+        pgwarden::daemon::run(loaded.config, Some(path), shutdown).await
     });
     match res {
         Ok(()) => ExitCode::SUCCESS,

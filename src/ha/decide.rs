@@ -4,7 +4,7 @@
 //! order and abandons the rest of the list at the first one that fails (a lost
 //! compare-and-swap, a failed start), so a later cycle decides again from fresh facts.
 
-use super::view::ClusterView;
+use super::view::{ClusterView, SyncMode};
 use crate::types::{Lsn, MemberName};
 
 /// What the local PostgreSQL is, as observed this cycle.
@@ -131,6 +131,12 @@ pub struct Inputs<'a> {
     /// Current wall-clock time as an RFC 3339 string comparison is not used; scheduled
     /// switchovers are due when this is true (computed by the runner from `scheduled_at`).
     pub scheduled_due: bool,
+    /// This member's pre_promote script failed and it released the leader key less than
+    /// ttl ago: it does not race (Patroni's back-off), so another member is chosen.
+    pub pre_promote_backoff: bool,
+    /// `false` when `watchdog.mode` is `required` and the device cannot be used: such a
+    /// member never races for the leader key.
+    pub watchdog_healthy: bool,
 }
 
 /// The actions of one iteration and why.
@@ -184,6 +190,12 @@ pub fn decide(i: &Inputs<'_>) -> Decision {
                 actions.push(Action::ReleaseLeader);
             }
             match view.initialize.as_deref() {
+                // A leader without `initialize` (keys lost, or a cluster being adopted):
+                // bootstrapping here would create a second, empty database.
+                None if leader.is_some_and(|l| l != i.me) => decision(
+                    actions,
+                    "no initialize key but a leader exists: waiting for it to restore the key",
+                ),
                 None if i.failover_priority > 0 && !paused => {
                     actions.extend([Action::RaceInitialize, Action::Bootstrap]);
                     decision(actions, "no cluster yet: trying to bootstrap it")
@@ -267,12 +279,20 @@ fn decide_running(
                             format!("switchover to {c} scheduled: waiting for its time"),
                         );
                     }
-                    let healthy = view.members.iter().any(|(n, m)| {
-                        n.as_str() == c
-                            && m.state == "running"
-                            && m.role == "replica"
-                            && m.failover_priority() > 0
+                    // In synchronous mode (not quorum) a switchover goes to a synchronous
+                    // standby only: another one may lack acknowledged commits.
+                    let in_sync = view.sync_active().is_none_or(|s| {
+                        view.synchronous_mode() == SyncMode::Quorum
+                            || f.value.leader.is_none()
+                            || s.matches(c, false)
                     });
+                    let healthy = in_sync
+                        && view.members.iter().any(|(n, m)| {
+                            n.as_str() == c
+                                && m.state == "running"
+                                && m.role == "replica"
+                                && m.failover_priority() > 0
+                        });
                     if healthy && !paused {
                         actions.push(Action::Demote(DemoteMode::Graceful));
                         return decision(actions, format!("switchover: handing the leader key to {c}"));
@@ -381,7 +401,20 @@ fn decide_running(
 
 /// Patroni's is_healthiest_node, for the rules pgwarden implements.
 fn healthiest(i: &Inputs<'_>, view: &ClusterView, r: &Running) -> Result<(), String> {
+    // Patroni checks the back-off first, before any manual failover request.
+    if i.pre_promote_backoff {
+        return Err("backing off for ttl seconds after the pre_promote script failed".into());
+    }
+    // Synchronous replication: in mode `on` only the standbys listed in /sync (and the
+    // primary that wrote it) hold every acknowledged commit, so only they may race, and
+    // only against each other; in quorum mode anyone may race but needs `quorum` votes.
+    let sync = view.sync_active();
+    let quorum_mode = view.synchronous_mode() == SyncMode::Quorum;
+    let not_listed = sync.is_some_and(|s| !quorum_mode && !s.matches(i.me.as_str(), true));
     if let Some(f) = &view.failover {
+        if not_listed && f.value.leader.is_some() {
+            return Err("synchronous mode: only a synchronous standby listed in /sync may take over".into());
+        }
         if let Some(c) = f.value.member.as_deref() {
             if c == i.me.as_str() {
                 return Ok(());
@@ -397,6 +430,12 @@ fn healthiest(i: &Inputs<'_>, view: &ClusterView, r: &Running) -> Result<(), Str
     }
     if r.primary {
         return Ok(());
+    }
+    if !i.watchdog_healthy {
+        return Err("watchdog.mode is required and the watchdog device is not usable".into());
+    }
+    if not_listed {
+        return Err("synchronous mode: this member is not a synchronous standby in /sync".into());
     }
     if let Some(optime) = view.optime {
         let lag = optime.saturating_sub(r.wal.0);
@@ -414,6 +453,12 @@ fn healthiest(i: &Inputs<'_>, view: &ClusterView, r: &Running) -> Result<(), Str
             view.timeline()
         ));
     }
+    // Quorum votes: our own membership counts as the first.
+    let mut votes: i64 = if sync.is_some_and(|s| s.matches(i.me.as_str(), false)) {
+        0
+    } else {
+        -1
+    };
     for p in i.peers {
         if p.name == *i.me {
             continue;
@@ -421,7 +466,18 @@ fn healthiest(i: &Inputs<'_>, view: &ClusterView, r: &Running) -> Result<(), Str
         if p.primary {
             return Err(format!("{} is still running as a primary", p.name));
         }
-        if p.failover_priority <= 0 {
+        let voter = sync.is_some_and(|s| quorum_mode && s.matches(p.name.as_str(), false));
+        if let Some(s) = sync {
+            if !s.matches(p.name.as_str(), true) {
+                // Not synchronous: it cannot hold a commit we lack, and must not block us.
+                continue;
+            }
+            if p.wal > r.wal && s.leader.as_deref() == Some(p.name.as_str()) {
+                // The former primary's extra WAL was never acknowledged.
+                continue;
+            }
+        }
+        if p.failover_priority <= 0 && !voter {
             continue;
         }
         if p.timeline > r.timeline {
@@ -430,10 +486,23 @@ fn healthiest(i: &Inputs<'_>, view: &ClusterView, r: &Running) -> Result<(), Str
         if p.wal > r.wal {
             return Err(format!("{} has more WAL ({} > {})", p.name, p.wal, r.wal));
         }
-        if p.wal == r.wal && p.failover_priority > i.failover_priority {
+        if p.wal == r.wal && p.failover_priority > i.failover_priority && p.failover_priority > 0 {
             return Err(format!(
                 "{} has the same WAL and a higher failover_priority",
                 p.name
+            ));
+        }
+        if voter && p.wal.0 > 0 {
+            votes += 1;
+        }
+    }
+    if let (true, Some(s)) = (quorum_mode, sync) {
+        let needed = s.quorum.unwrap_or(0) as i64;
+        let former_leader = s.leader.as_deref() == Some(i.me.as_str());
+        if votes < needed && !former_leader {
+            return Err(format!(
+                "quorum commit: {} votes from the voters in /sync, {needed} needed",
+                votes.max(0)
             ));
         }
     }
@@ -530,6 +599,8 @@ mod tests {
             peers: &c.peers,
             maximum_lag_on_failover: 1 << 20,
             scheduled_due: true,
+            pre_promote_backoff: false,
+            watchdog_healthy: true,
         })
     }
 
@@ -833,6 +904,90 @@ mod tests {
         }
     }
 
+    fn sync_view(mode: serde_json::Value, standbys: &str, quorum: u64) -> ClusterView {
+        let mut v = view(None);
+        v.config = Some(Versioned {
+            value: json!({ "synchronous_mode": mode }),
+            revision: 1,
+        });
+        v.sync = Some(Versioned {
+            value: super::super::view::SyncKey {
+                leader: Some("a".into()),
+                sync_standby: Some(standbys.into()),
+                quorum: Some(quorum),
+            },
+            revision: 2,
+        });
+        v
+    }
+
+    fn race(me: &'static str, v: &ClusterView, wal: u64, peers: Vec<PeerStatus>) -> Decision {
+        run(&Case {
+            name: "sync",
+            me,
+            view: Some(v.clone()),
+            pg: replica(wal, Some("a")),
+            prio: 1,
+            peers,
+            expect: vec![],
+        })
+    }
+
+    fn races(d: &Decision) -> bool {
+        d.actions.contains(&Action::AcquireLeader)
+    }
+
+    /// Mode on: only the standby in /sync races, ignoring an asynchronous replica that
+    /// received more WAL and the former primary's unacknowledged WAL.
+    #[test]
+    fn sync_mode_only_listed_standbys_race() {
+        let v = sync_view(json!(true), "b", 0);
+        let d = race("c", &v, 100, vec![peer("b", 50, false, 1)]);
+        assert!(!races(&d), "{}", d.reason);
+        assert!(d.reason.contains("/sync"), "{}", d.reason);
+        let d = race(
+            "b",
+            &v,
+            50,
+            vec![peer("c", 100, false, 1), peer("a", 90, false, 1)],
+        );
+        assert!(races(&d), "{}", d.reason);
+        // With the mode switched off the key no longer restricts anybody.
+        let off = sync_view(json!(false), "b", 0);
+        assert!(races(&race("c", &off, 100, vec![peer("b", 50, false, 1)])));
+    }
+
+    /// Quorum: a voter needs `quorum` votes from the other voters that are not ahead.
+    #[test]
+    fn quorum_mode_needs_votes() {
+        let v = sync_view(json!("quorum"), "b,c", 1);
+        let d = race("b", &v, 50, vec![peer("c", 50, false, 1)]);
+        assert!(races(&d), "{}", d.reason);
+        let d = race("b", &v, 50, vec![]);
+        assert!(!races(&d), "{}", d.reason);
+        assert!(d.reason.contains("quorum"), "{}", d.reason);
+        let d = race("b", &v, 50, vec![peer("c", 60, false, 1)]);
+        assert!(!races(&d), "{}", d.reason);
+    }
+
+    /// An empty member never bootstraps a second database next to a running leader whose
+    /// `initialize` key is missing.
+    #[test]
+    fn no_bootstrap_while_a_leader_exists() {
+        let mut v = view(Some("a"));
+        v.initialize = None;
+        let d = run(&Case {
+            name: "leader without initialize",
+            me: "b",
+            view: Some(v),
+            pg: PgState::NoData,
+            prio: 1,
+            peers: vec![],
+            expect: vec![],
+        });
+        assert_eq!(d.actions, vec![], "{}", d.reason);
+    }
+
     /// A data directory from another cluster stops the loop instead of being touched.
     #[test]
     fn system_id_mismatch_is_fatal() {
@@ -847,7 +1002,53 @@ mod tests {
             peers: &[],
             maximum_lag_on_failover: 0,
             scheduled_due: true,
+            pre_promote_backoff: false,
+            watchdog_healthy: true,
         });
         assert!(matches!(d.actions.as_slice(), [Action::Fatal(m)] if m.contains("42")));
+    }
+    fn race_local(me: &str, pg: &PgState, backoff: bool, watchdog_healthy: bool) -> Decision {
+        let v = view(None);
+        let me = n(me);
+        decide(&Inputs {
+            me: &me,
+            view: Some(&v),
+            pg,
+            sysid: Some(7000000000000000001),
+            failover_priority: 1,
+            peers: &[],
+            maximum_lag_on_failover: 1 << 20,
+            scheduled_due: true,
+            pre_promote_backoff: backoff,
+            watchdog_healthy,
+        })
+    }
+
+    /// A member whose pre_promote script failed does not race for ttl seconds, even as the
+    /// healthiest replica, so another member is chosen.
+    #[test]
+    fn a_member_backing_off_after_a_failed_pre_promote_does_not_race() {
+        let ok = race_local("b", &replica(100, Some("a")), false, true);
+        assert_eq!(
+            ok.actions,
+            vec![Action::AcquireLeader, Action::Promote],
+            "{}",
+            ok.reason
+        );
+        let d = race_local("b", &replica(100, Some("a")), true, true);
+        assert_eq!(d.actions, vec![], "{}", d.reason);
+        assert!(d.reason.contains("pre_promote"), "{}", d.reason);
+    }
+
+    /// watchdog.mode required with an unusable device: the replica does not race, with a
+    /// reason saying why; a lock-less primary still takes the key (the runner then fails to
+    /// arm the watchdog and demotes it).
+    #[test]
+    fn a_required_but_unusable_watchdog_keeps_a_replica_out_of_the_race() {
+        let d = race_local("b", &replica(100, Some("a")), false, false);
+        assert_eq!(d.actions, vec![], "{}", d.reason);
+        assert!(d.reason.contains("watchdog"), "{}", d.reason);
+        let p = race_local("b", &primary(), false, false);
+        assert_eq!(p.actions, vec![Action::AcquireLeader], "{}", p.reason);
     }
 }

@@ -2,7 +2,12 @@
 //!
 //! - [`view`]: Patroni's DCS keys parsed into a [`view::ClusterView`].
 //! - [`decide`]: the pure decision table.
+//! - [`callbacks`]: the user scripts run around PostgreSQL events.
+//! - [`watchdog`]: the kernel watchdog a primary keeps fed.
+pub mod callbacks;
 pub mod decide;
 pub mod runner;
 pub mod status;
+pub mod sync;
 pub mod view;
+pub mod watchdog;

@@ -4,9 +4,12 @@
 //! stops PostgreSQL when the leader's lease (measured from the send time of its last
 //! successful refresh) runs out, even while a DCS call is still pending.
 
+use super::callbacks::{CallbackAction, CallbackRole, Callbacks, PrePromote, ScriptCallbacks};
 use super::decide::{decide, Action, DemoteMode, Inputs, PeerStatus, PgState, Running};
 use super::status::{NodeStatus, ReplicationInfo};
-use super::view::{ClusterView, HistoryRow, MemberRecord};
+use super::sync::{self, Standby, SyncSettings};
+use super::view::{ClusterView, HistoryRow, MemberRecord, SyncKey, SyncMode};
+use super::watchdog::{Watchdog, WatchdogMode, WatchdogTiming};
 use crate::api::actions::{ActionOutcome, ApiRequest, RestartConditions};
 use crate::dcs::{Dcs, DcsError};
 use crate::postgres::{
@@ -16,7 +19,7 @@ use crate::postgres::{
 use crate::types::{Lsn, MemberName};
 use pgwarden_raft::Condition;
 use serde_json::{json, Value};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -119,7 +122,47 @@ pub struct Runner<D: Dcs, P: PgControl + 'static> {
     last_view: Option<ClusterView>,
     /// A restart scheduled through the API: when, and on which conditions.
     scheduled_restart: Option<(chrono::DateTime<chrono::FixedOffset>, RestartConditions)>,
+    /// Synchronous replication bookkeeping of a primary.
+    sync: SyncTrack,
+    /// Re-reads the configuration file (SIGHUP, POST /reload).
+    reloader: Option<Reloader>,
+    /// The `config` revision PostgreSQL's files were last written from.
+    applied_config_rev: Option<u64>,
+    /// Unneeded inactive slots on the primary, since when (see `ensure_slots`).
+    slot_absent_since: BTreeMap<String, Instant>,
+    /// Permanent slots already warned about.
+    warned_slots: BTreeSet<String>,
+    /// User scripts: callbacks, pre_promote, before_stop (see `ha::callbacks`).
+    callbacks: Arc<dyn Callbacks>,
+    /// The kernel watchdog (see `ha::watchdog`).
+    watchdog: Arc<Watchdog>,
+    /// This member's pre_promote script failed and it released the key: no racing until then.
+    race_backoff_until: Option<Instant>,
+    /// PostgreSQL's role as last announced to the callbacks, to tell a role change (former
+    /// primary → replica) from a plain start or restart, as Patroni does.
+    cb_role: Option<CallbackRole>,
 }
+
+/// Builds fresh [`HaSettings`] from the configuration file, or says why it cannot.
+pub type Reloader = Arc<dyn Fn() -> Result<HaSettings, String> + Send + Sync>;
+
+/// What a primary knows about its own synchronous_standby_names.
+#[derive(Debug, Default)]
+struct SyncTrack {
+    /// The SSN this process set (`None`: not known, e.g. after a start).
+    ssn: Option<Option<String>>,
+    /// When it was set.
+    changed_at: Option<Instant>,
+    /// The primary's WAL position taken once the change had time to take effect: a
+    /// standby that has flushed it holds every commit acknowledged before the change.
+    mark: Option<Lsn>,
+    /// "running without a synchronous standby" was logged.
+    warned_degraded: bool,
+}
+
+/// How long after a reload SSN is taken as in effect in every backend (PostgreSQL
+/// processes SIGHUP within milliseconds; this is the margin).
+const SSN_SETTLE: Duration = Duration::from_millis(500);
 
 /// How long a replica may fail to stream from its leader before it is restarted (with a
 /// rewind check): long enough for a new primary to come up, short enough to heal fast.
@@ -153,7 +196,124 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
             requests: None,
             last_view: None,
             scheduled_restart: None,
+            sync: SyncTrack::default(),
+            reloader: None,
+            applied_config_rev: None,
+            slot_absent_since: BTreeMap::new(),
+            warned_slots: BTreeSet::new(),
+            callbacks: Arc::new(ScriptCallbacks::none()),
+            watchdog: Arc::new(Watchdog::off()),
+            race_backoff_until: None,
+            cb_role: None,
         }
+    }
+
+    /// Runs these user scripts (default: none).
+    pub fn with_callbacks(mut self, callbacks: Arc<dyn Callbacks>) -> Self {
+        self.callbacks = callbacks;
+        self
+    }
+
+    /// Uses this watchdog (default: off).
+    pub fn with_watchdog(mut self, watchdog: Arc<Watchdog>) -> Self {
+        self.watchdog = watchdog;
+        self
+    }
+
+    fn wd_timing(&self) -> WatchdogTiming {
+        WatchdogTiming {
+            ttl: self.timing.ttl.as_secs(),
+            loop_wait: self.timing.loop_wait.as_secs(),
+        }
+    }
+
+    /// PostgreSQL's role for a callback argument.
+    fn cb_role_now(&self) -> CallbackRole {
+        self.cb_role
+            .unwrap_or_else(|| CallbackRole::from_status(&self.status.borrow().role))
+    }
+
+    /// Whether PostgreSQL was last announced as primary (or demoted from it): the next start
+    /// as a replica is then a role change, not a start (Patroni's `follow`).
+    fn role_changes_to_replica(&self) -> bool {
+        matches!(self.cb_role, Some(CallbackRole::Primary | CallbackRole::Demoted))
+    }
+
+    /// Starts a background callback and remembers the role it announced.
+    fn fire(&mut self, action: CallbackAction, role: CallbackRole) {
+        self.callbacks.fire(action, role);
+        if matches!(
+            action,
+            CallbackAction::OnStart | CallbackAction::OnRestart | CallbackAction::OnRoleChange
+        ) {
+            self.cb_role = Some(role);
+        }
+    }
+
+    /// Stops PostgreSQL as Patroni does: `before_stop` first (synchronously, within
+    /// retry_timeout) when it runs, `on_stop` after, unless `quiet` (the stop of a restart,
+    /// which announces on_restart or on_role_change once started again).
+    async fn stop_pg(&mut self, mode: StopMode, quiet: bool) -> Result<(), crate::postgres::Error> {
+        let running = matches!(self.pg.probe(), PostmasterState::Running { .. });
+        let role = self.cb_role_now();
+        if running {
+            self.callbacks.before_stop(self.timing.retry_timeout).await;
+        }
+        self.pg.stop(mode).await?;
+        if running && !quiet {
+            self.callbacks.fire(CallbackAction::OnStop, role);
+        }
+        Ok(())
+    }
+
+    /// Stops a primary that must not stay one: PostgreSQL first, then the watchdog.
+    async fn demote_stop(&mut self, mode: StopMode) -> Result<(), crate::postgres::Error> {
+        let was_primary = self.cb_role_now() == CallbackRole::Primary;
+        self.stop_pg(mode, false).await?;
+        self.watchdog.disable();
+        if was_primary {
+            self.cb_role = Some(CallbackRole::Demoted);
+        }
+        Ok(())
+    }
+
+    /// Re-reads the configuration file on a reload request.
+    pub fn with_reloader(mut self, r: Reloader) -> Self {
+        self.reloader = Some(r);
+        self
+    }
+
+    /// Applies a re-read configuration file: what a running member can change (tags,
+    /// PostgreSQL parameters and pg_hba, addresses published in the member key, replica
+    /// methods); a changed name or scope needs a restart and is refused.
+    fn apply_reloaded(&mut self, new: HaSettings) {
+        if new.me != self.s.me || new.prefix != self.s.prefix {
+            tracing::error!(
+                name = %new.me,
+                scope = %new.scope,
+                "reload: `name` and `scope` cannot change while running; restart the daemon to apply; nothing was reloaded"
+            );
+            return;
+        }
+        let mut changed = vec![];
+        if new.tags != self.s.tags || new.failover_priority != self.s.failover_priority {
+            changed.push("tags");
+        }
+        if new.local_parameters != self.s.local_parameters {
+            changed.push("postgresql.parameters");
+        }
+        if new.pg_hba != self.s.pg_hba {
+            changed.push("pg_hba");
+        }
+        if new.api_url != self.s.api_url || new.conn_url != self.s.conn_url {
+            changed.push("connect addresses");
+        }
+        if new.replica_methods != self.s.replica_methods {
+            changed.push("postgresql.create_replica_methods");
+        }
+        let timing = self.s.timing;
+        self.s = HaSettings { timing, ..new };
+        tracing::info!(changed = ?changed, "configuration file reloaded");
     }
 
     /// Takes requests from the REST API.
@@ -252,8 +412,16 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
                 let _ = reply.send(self.scheduled_restart.take().is_some());
             }
             ApiRequest::Reload => {
-                // Re-writes the configuration from the current dynamic config and reloads
-                // PostgreSQL. (Re-reading the YAML file itself is not implemented yet.)
+                // Re-read the configuration file, then rewrite PostgreSQL's configuration
+                // from it and the current dynamic config, and reload PostgreSQL.
+                if let Some(r) = self.reloader.clone() {
+                    match r() {
+                        Ok(new) => self.apply_reloaded(new),
+                        Err(e) => {
+                            tracing::error!(error = %e, "reload: the configuration file is not valid; keeping the running configuration")
+                        }
+                    }
+                }
                 // The role stays what it was last written as; only the upstream's address
                 // is looked up again.
                 let role = match self.written_role {
@@ -272,7 +440,10 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
                 }
                 .await;
                 match res {
-                    Ok(()) => tracing::info!("configuration reloaded on request"),
+                    Ok(()) => {
+                        tracing::info!("configuration reloaded on request");
+                        self.fire(CallbackAction::OnReload, self.cb_role_now());
+                    }
                     Err(e) => tracing::warn!(error = %chain(&e), "reload failed"),
                 }
             }
@@ -289,7 +460,7 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
                         // The data directory is moved aside, never deleted; the next
                         // iteration sees no data and clones from the leader.
                         let res = async {
-                            self.pg.stop(StopMode::Immediate).await?;
+                            self.stop_pg(StopMode::Immediate, false).await?;
                             self.pg.move_data_dir_aside()
                         }
                         .await;
@@ -341,12 +512,31 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
                 message: "postgres is still starting".into(),
             };
         }
+        // The loop does not run during the restart: give the lease its full length first,
+        // so a restart that takes a while does not trip the fence and a failover.
+        if st.holds_lock {
+            let me = self.s.me.to_string();
+            if let Err(e) = self
+                .put_lease("leader", &me, Condition::ValueEquals(me.clone()))
+                .await
+            {
+                tracing::warn!(error = %chain(&e), "refreshing the leader key before a restart");
+            }
+        }
         self.set_state("restarting");
+        // The loop (and with it the watchdog's feeding) stops during the restart, and
+        // PostgreSQL is down for part of it: disarm; the next refresh as primary re-arms.
+        self.watchdog.disable();
+        let role = self.cb_role_now();
+        if matches!(self.pg.probe(), PostmasterState::Running { .. }) {
+            self.callbacks.before_stop(self.timing.retry_timeout).await;
+        }
         let limit = c.timeout.unwrap_or(Duration::from_secs(600));
         let res = tokio::time::timeout(limit, self.pg.restart(StopMode::Fast)).await;
         match res {
             Ok(Ok(())) => {
                 self.set_state("running");
+                self.fire(CallbackAction::OnRestart, role);
                 tracing::info!("restarted PostgreSQL on request");
                 ActionOutcome {
                     ok: true,
@@ -371,8 +561,10 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
     async fn on_shutdown(&mut self) {
         let holds = self.status.borrow().holds_lock;
         tracing::info!(leader = holds, "shutting down: stopping PostgreSQL");
-        if let Err(e) = self.pg.stop(StopMode::Fast).await {
-            tracing::warn!(error = %chain(&e), "stopping PostgreSQL at shutdown");
+        match self.stop_pg(StopMode::Fast, false).await {
+            // Patroni leaves the watchdog armed when PostgreSQL could not be stopped.
+            Ok(()) => self.watchdog.disable(),
+            Err(e) => tracing::warn!(error = %chain(&e), "stopping PostgreSQL at shutdown"),
         }
         if holds {
             // The replicas received the shutdown checkpoint during the fast stop, so
@@ -387,6 +579,8 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
             .dcs
             .delete(&self.key(&format!("members/{}", self.s.me)), Condition::Always)
             .await;
+        // Let the on_stop script run before the process exits.
+        self.callbacks.wait_idle(Duration::from_secs(5)).await;
     }
 
     async fn iteration(&mut self) -> Result<(), ActError> {
@@ -408,6 +602,10 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
         if let Some(v) = &view {
             self.last_view = Some(v.clone());
             self.apply_dynamic_timing(v);
+            if v.paused() {
+                // Patroni: no watchdog while paused (nothing acts on a hung daemon then).
+                self.watchdog.disable();
+            }
             if !v.unparsable.is_empty() && !self.warned_keys {
                 tracing::warn!(keys = ?v.unparsable, "ignoring DCS values that do not parse");
                 self.warned_keys = true;
@@ -446,6 +644,8 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
             peers: &peers,
             maximum_lag_on_failover: max_lag(view.as_ref()),
             scheduled_due,
+            pre_promote_backoff: self.race_backoff_until.is_some_and(|t| Instant::now() < t),
+            watchdog_healthy: self.watchdog.is_healthy(self.wd_timing()),
         });
         if d.reason != self.last_reason {
             tracing::info!(reason = %d.reason, actions = ?d.actions, "decision");
@@ -465,6 +665,34 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
                 break;
             }
         }
+        // A changed dynamic configuration reaches PostgreSQL on every member: rewrite its
+        // files for the role they were written for, and reload (what needs a restart then
+        // shows as pending_restart).
+        if let (Some(v), Some(role), Ok(())) = (&view, self.written_role.clone(), &outcome) {
+            let rev = v.config.as_ref().map(|c| c.revision);
+            if rev.is_some()
+                && rev != self.applied_config_rev
+                && matches!(self.pg.probe(), PostmasterState::Running { .. })
+            {
+                if self.applied_config_rev.is_some() {
+                    let input = self.config_input(Some(v), role);
+                    let res = async {
+                        self.pg.write_config(&input).await?;
+                        self.pg.reload().await
+                    }
+                    .await;
+                    match res {
+                        Ok(()) => tracing::info!(
+                            "dynamic configuration changed: PostgreSQL configuration rewritten and reloaded"
+                        ),
+                        Err(e) => {
+                            tracing::warn!(error = %chain(&e), "applying the changed dynamic configuration")
+                        }
+                    }
+                }
+                self.applied_config_rev = rev;
+            }
+        }
         // Publish after acting, from a fresh observation.
         let (pg_after, sysid_after, obs_after) = if d.actions.is_empty() {
             (pg, sysid, obs)
@@ -472,6 +700,16 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
             self.observe().await
         };
         if let Some(v) = &view {
+            let leading = outcome.is_ok()
+                && d.actions.contains(&Action::RefreshLeader)
+                && matches!(&pg_after, PgState::Running(r) if r.primary);
+            if leading {
+                if let Err(e) = self.manage_sync(v, &obs_after).await {
+                    tracing::warn!(error = %chain(&e), "synchronous replication step failed");
+                }
+            } else if !matches!(&pg_after, PgState::Running(r) if r.primary) {
+                self.sync = SyncTrack::default();
+            }
             if let Err(e) = self.write_member(&pg_after, &obs_after).await {
                 tracing::warn!(error = %e, "cannot write the member key");
             }
@@ -545,6 +783,7 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
                         obs.replication = rows;
                     }
                     obs.streaming = streaming;
+                    obs.pending_restart = self.pg.pending_restart().await.unwrap_or_default();
                     PgState::Running(Running {
                         primary: !st.in_recovery,
                         timeline: st.timeline.0,
@@ -662,6 +901,275 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
         }
     }
 
+    /// Starts PostgreSQL on the leader (after a crash: through its crash recovery) while
+    /// refreshing the leader key every loop_wait, for at most `primary_start_timeout`
+    /// (Patroni's rule). When that runs out, or is 0, and a healthy replica could take
+    /// over, PostgreSQL is stopped and the key released so a failover happens instead.
+    async fn start_primary_keeping_the_lease(&mut self, v: Option<&ClusterView>) -> Result<(), ActError> {
+        let me = self.s.me.to_string();
+        let limit = v
+            .and_then(|v| v.config.as_ref())
+            .and_then(|c| {
+                c.value
+                    .get("primary_start_timeout")
+                    .or_else(|| c.value.get("master_start_timeout"))
+            })
+            .and_then(Value::as_u64)
+            .map_or(Duration::from_secs(300), Duration::from_secs);
+        let failover_possible = v.is_some_and(|v| {
+            v.members.iter().any(|(n, m)| {
+                *n != self.s.me && m.state == "running" && m.role == "replica" && m.failover_priority() > 0
+            })
+        });
+        let give_up = |why: &str| {
+            tracing::warn!(timeout = ?limit, "{why}: releasing the leader key so a replica takes over");
+            ActError::Lost(format!("{why}: released the leader key"))
+        };
+        if limit.is_zero() && failover_possible {
+            self.lease.until.send_replace(None);
+            self.watchdog.disable();
+            self.dcs
+                .delete(&self.key("leader"), Condition::ValueEquals(me))
+                .await?;
+            return Err(give_up("primary_start_timeout is 0 and a replica can take over"));
+        }
+        let pg = self.pg.clone();
+        let start = pg.start();
+        tokio::pin!(start);
+        let deadline = Instant::now() + limit;
+        let mut tick = tokio::time::interval(self.timing.loop_wait);
+        tick.tick().await;
+        loop {
+            tokio::select! {
+                r = &mut start => return r.map_err(Into::into),
+                _ = tick.tick() => {
+                    if !self.put_lease("leader", &me, Condition::ValueEquals(me.clone())).await? {
+                        self.lease.until.send_replace(None);
+                        let _ = self.pg.stop(StopMode::Immediate).await;
+                        self.watchdog.disable();
+                        return Err(ActError::Lost("the leader key was lost while PostgreSQL started".into()));
+                    }
+                    if Instant::now() >= deadline && failover_possible {
+                        self.lease.until.send_replace(None);
+                        let _ = self.pg.stop(StopMode::Immediate).await;
+                        self.watchdog.disable();
+                        self.dcs
+                            .delete(&self.key("leader"), Condition::ValueEquals(me.clone()))
+                            .await?;
+                        return Err(give_up("PostgreSQL did not start within primary_start_timeout"));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Before promoting: the `pre_promote` script, then the watchdog. A failing script (or one
+    /// that outlives the lease) releases the leader key and keeps this member out of the race
+    /// for ttl (Patroni's back-off), so another member is chosen; in `required` mode a
+    /// watchdog that cannot be armed releases the key too.
+    ///
+    /// Unlike Patroni, the script runs before the watchdog is armed and before `/sync` is
+    /// rewritten: the loop is blocked while it runs and cannot feed the watchdog, and a
+    /// failed promotion must not leave `/sync` naming a member that then backs off (in
+    /// synchronous mode no other member could be promoted).
+    async fn pre_promote_hooks(&mut self) -> Result<(), ActError> {
+        let me = self.s.me.to_string();
+        // The script may run until shortly before the lease runs out; the key is then
+        // refreshed before anything irreversible happens.
+        let lease_left = self
+            .lease
+            .until
+            .borrow()
+            .map(|u| u.saturating_duration_since(Instant::now()))
+            .unwrap_or(self.timing.retry_timeout);
+        let limit = lease_left
+            .saturating_sub(Duration::from_secs(1))
+            .max(Duration::from_secs(1));
+        let fail = match self.callbacks.pre_promote(limit).await {
+            Ok(PrePromote::NotConfigured) => None,
+            Ok(PrePromote::Succeeded) => {
+                if self
+                    .put_lease("leader", &me, Condition::ValueEquals(me.clone()))
+                    .await?
+                {
+                    None
+                } else {
+                    self.lease.until.send_replace(None);
+                    return Err(ActError::Lost(
+                        "the leader key was lost while pre_promote ran: not promoting".into(),
+                    ));
+                }
+            }
+            Err(e) => Some(format!(
+                "Promotion cancelled because the pre-promote script failed: {}",
+                chain(&e)
+            )),
+        };
+        if let Some(why) = fail {
+            tracing::warn!(reason = %why, "releasing the leader key voluntarily; not racing for ttl");
+            self.race_backoff_until = Some(Instant::now() + self.timing.ttl);
+            self.lease.until.send_replace(None);
+            self.dcs
+                .delete(&self.key("leader"), Condition::ValueEquals(me))
+                .await?;
+            return Err(ActError::Lost(why));
+        }
+        if self.watchdog.activate(self.wd_timing()).is_err() {
+            self.lease.until.send_replace(None);
+            self.dcs
+                .delete(&self.key("leader"), Condition::ValueEquals(me))
+                .await?;
+            return Err(ActError::Lost(
+                "Not promoting self because watchdog could not be activated".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Patroni's pre-promote step in synchronous mode: the new primary writes `sync` naming
+    /// itself and no standby (compare-and-swap; losing it aborts the promotion), so nobody
+    /// can be promoted after it until a standby provably holds its commits; in strict mode
+    /// SSN is `*` before the first commit.
+    async fn pre_promote_sync(&mut self, v: &ClusterView) -> Result<(), ActError> {
+        let mode = v.synchronous_mode();
+        if mode == SyncMode::Off {
+            return Ok(());
+        }
+        let s = SyncSettings::from_config(mode, v.config.as_ref().map(|c| &c.value));
+        let value = SyncKey {
+            leader: Some(self.s.me.to_string()),
+            sync_standby: None,
+            quorum: Some(0),
+        };
+        let cond = match &v.sync {
+            Some(k) => Condition::ModRevisionEquals(k.revision),
+            None => Condition::Absent,
+        };
+        let r = self
+            .dcs
+            .put(
+                &self.key("sync"),
+                &serde_json::to_string(&value).unwrap_or_default(),
+                None,
+                cond,
+            )
+            .await?;
+        if !r.succeeded {
+            return Err(ActError::Lost(
+                "the sync key changed under us: not promoting".into(),
+            ));
+        }
+        let ssn = sync::ssn_text(
+            mode,
+            s.strict,
+            &sync::Target {
+                names: vec![],
+                numsync: 0,
+            },
+        );
+        self.pg.set_synchronous_standby_names(ssn.as_deref()).await?;
+        self.sync = SyncTrack {
+            ssn: Some(ssn),
+            changed_at: Some(Instant::now()),
+            ..Default::default()
+        };
+        Ok(())
+    }
+
+    /// One round of synchronous replication management on the primary (see `ha::sync`).
+    async fn manage_sync(&mut self, v: &ClusterView, obs: &Observation) -> Result<(), ActError> {
+        let mode = v.synchronous_mode();
+        if mode == SyncMode::Off {
+            if let Some(k) = &v.sync {
+                self.dcs
+                    .delete(&self.key("sync"), Condition::ModRevisionEquals(k.revision))
+                    .await?;
+                tracing::info!("synchronous mode is off: removed the sync key");
+            }
+            if self.sync.ssn != Some(None) {
+                self.pg.set_synchronous_standby_names(None).await?;
+                self.sync.ssn = Some(None);
+            }
+            return Ok(());
+        }
+        let settings = SyncSettings::from_config(mode, v.config.as_ref().map(|c| &c.value));
+        let Some(primary_lsn) = obs.status.as_ref().and_then(|s| s.current_lsn) else {
+            return Ok(());
+        };
+        if self.sync.mark.is_none() && self.sync.changed_at.is_some_and(|t| t.elapsed() >= SSN_SETTLE) {
+            self.sync.mark = Some(primary_lsn);
+        }
+        let standbys: Vec<Standby> = obs
+            .replication
+            .iter()
+            .filter(|r| r.state.as_deref() == Some("streaming"))
+            .filter_map(|r| {
+                let name = MemberName::new(r.application_name.clone()).ok()?;
+                let m = v.members.get(&name)?;
+                (m.state == "running").then_some(())?;
+                Some(Standby {
+                    name: name.to_string(),
+                    flush: r.flush_lsn.unwrap_or(Lsn(0)),
+                    sync_state: r.sync_state.clone().unwrap_or_default(),
+                    priority: member_sync_priority(m),
+                })
+            })
+            .collect();
+        let current = v.sync.as_ref().map(|k| &k.value);
+        let steps = sync::plan(&sync::PlanInputs {
+            me: self.s.me.as_str(),
+            settings: &settings,
+            key: current,
+            standbys: &standbys,
+            primary_lsn,
+            ssn: self.sync.ssn.as_ref(),
+            mark: self.sync.mark,
+        });
+        tracing::debug!(?standbys, ?current, ssn = ?self.sync.ssn, mark = ?self.sync.mark, %primary_lsn, ?steps, "sync plan");
+        let mut revision = v.sync.as_ref().map(|k| k.revision);
+        for step in steps {
+            match step {
+                sync::Step::WriteKey(k) => {
+                    let cond = match revision {
+                        Some(r) => Condition::ModRevisionEquals(r),
+                        None => Condition::Absent,
+                    };
+                    let r = self
+                        .dcs
+                        .put(
+                            &self.key("sync"),
+                            &serde_json::to_string(&k).unwrap_or_default(),
+                            None,
+                            cond,
+                        )
+                        .await?;
+                    if !r.succeeded {
+                        return Err(ActError::Lost("the sync key changed concurrently".into()));
+                    }
+                    revision = Some(r.revision);
+                    tracing::info!(sync_standby = ?k.sync_standby, quorum = ?k.quorum, "sync key written");
+                }
+                sync::Step::SetSsn(text) => {
+                    self.pg.set_synchronous_standby_names(text.as_deref()).await?;
+                    if text.is_none() && !self.sync.warned_degraded {
+                        tracing::warn!(
+                            "synchronous mode: no synchronous standby is available; commits no longer wait \
+                             for a standby (synchronous_mode_strict is off)"
+                        );
+                        self.sync.warned_degraded = true;
+                    }
+                    if text.is_some() {
+                        self.sync.warned_degraded = false;
+                    }
+                    self.sync.ssn = Some(text);
+                    self.sync.changed_at = Some(Instant::now());
+                    self.sync.mark = None;
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Writes PostgreSQL's configuration for `role` and remembers the role, so a reload
     /// keeps it.
     async fn write_pg_config(&mut self, v: Option<&ClusterView>, role: PgRole) -> Result<(), ActError> {
@@ -682,6 +1190,7 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
             self.lease
                 .until
                 .send_replace(Some(sent + self.timing.ttl - margin));
+            self.watchdog.keepalive(self.wd_timing());
         }
         Ok(r.succeeded)
     }
@@ -700,7 +1209,11 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
                 tracing::info!("won the bootstrap race: initialising a new cluster");
             }
             Action::Bootstrap => {
-                if let Err(e) = self.bootstrap(v).await {
+                let res = self.bootstrap(v).await;
+                if res.is_ok() {
+                    self.fire(CallbackAction::OnStart, CallbackRole::Primary);
+                }
+                if let Err(e) = res {
                     tracing::error!(error = %chain(&e), "bootstrap failed; giving up the initialize key");
                     let _ = self
                         .dcs
@@ -732,11 +1245,44 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
                     self.lease.until.send_replace(None);
                     if matches!(self.pg.probe(), PostmasterState::Running { .. }) {
                         tracing::warn!("lost the leader key: demoting at once");
-                        self.pg.stop(StopMode::Immediate).await?;
+                        self.demote_stop(StopMode::Immediate).await?;
                     }
+                    // Nothing feeds it any more: a watchdog left armed would reset the host.
+                    self.watchdog.disable();
                     return Err(ActError::Lost("the leader key is no longer ours".into()));
                 }
+                let paused = v.is_some_and(ClusterView::paused);
+                if !paused && self.watchdog.mode() != WatchdogMode::Off && !self.watchdog.is_running() {
+                    if let Ok(st) = self.pg.status().await {
+                        if !st.in_recovery && self.watchdog.activate(self.wd_timing()).is_err() {
+                            // Patroni: demote immediately and release the key.
+                            tracing::error!("demoting: the required watchdog could not be armed");
+                            self.demote_stop(StopMode::Immediate).await?;
+                            self.lease.until.send_replace(None);
+                            self.dcs
+                                .delete(&self.key("leader"), Condition::ValueEquals(me))
+                                .await?;
+                            return Err(ActError::Lost(
+                                "Demoting self because watchdog could not be activated".into(),
+                            ));
+                        }
+                    }
+                }
                 if let Ok(st) = self.pg.status().await {
+                    // Patroni's repair: the lock holder restores a lost `initialize`.
+                    let init = v.and_then(|v| v.initialize.as_deref());
+                    if !st.in_recovery && init.is_none_or(str::is_empty) {
+                        let cond = match init {
+                            None => Condition::Absent,
+                            Some(_) => Condition::ValueEquals(String::new()),
+                        };
+                        let sysid = st.system_identifier.to_string();
+                        if let Ok(r) = self.dcs.put(&self.key("initialize"), &sysid, None, cond).await {
+                            if r.succeeded {
+                                tracing::warn!(system_identifier = %sysid, "restored the missing initialize key");
+                            }
+                        }
+                    }
                     if let (false, Some(lsn)) = (st.in_recovery, st.current_lsn) {
                         let _ = self
                             .dcs
@@ -753,6 +1299,7 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
             }
             Action::ReleaseLeader => {
                 self.lease.until.send_replace(None);
+                self.watchdog.disable();
                 self.dcs
                     .delete(&self.key("leader"), Condition::ValueEquals(me))
                     .await?;
@@ -776,14 +1323,35 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
             }
             Action::StartPrimary => {
                 self.following = None;
+                if let Some(v) = v {
+                    // Commits must wait for the listed standbys from the first one on.
+                    let mode = v.synchronous_mode();
+                    if mode != SyncMode::Off {
+                        let s = SyncSettings::from_config(mode, v.config.as_ref().map(|c| &c.value));
+                        let mine = v
+                            .sync
+                            .as_ref()
+                            .map(|k| &k.value)
+                            .filter(|k| k.leader.as_deref() == Some(self.s.me.as_str()));
+                        let ssn = sync::ssn_from_key(mode, s.strict, mine);
+                        self.pg.set_synchronous_standby_names(ssn.as_deref()).await?;
+                        self.sync = SyncTrack {
+                            ssn: Some(ssn),
+                            changed_at: Some(Instant::now()),
+                            ..Default::default()
+                        };
+                    }
+                }
                 self.write_pg_config(v, PgRole::Primary).await?;
                 self.set_state("starting");
-                self.pg.start().await?;
+                self.start_primary_keeping_the_lease(v).await?;
+                self.fire(CallbackAction::OnStart, CallbackRole::Primary);
                 tracing::info!("started PostgreSQL as primary");
             }
             Action::StartReplica { leader } => {
-                if matches!(self.pg.probe(), PostmasterState::Running { .. }) {
-                    self.pg.stop(StopMode::Fast).await?;
+                let was_running = matches!(self.pg.probe(), PostmasterState::Running { .. });
+                if was_running {
+                    self.stop_pg(StopMode::Fast, true).await?;
                 }
                 let target = match leader {
                     Some(l) if std::mem::take(&mut self.just_cloned) => Some(self.upstream_of(v, l)?.1),
@@ -817,6 +1385,14 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
                 self.pg.start().await?;
                 self.following = leader.clone();
                 self.not_streaming_since = None;
+                let action = if self.role_changes_to_replica() {
+                    CallbackAction::OnRoleChange
+                } else if was_running {
+                    CallbackAction::OnRestart
+                } else {
+                    CallbackAction::OnStart
+                };
+                self.fire(action, CallbackRole::Replica);
                 tracing::info!(leader = ?leader, "started PostgreSQL as a replica");
             }
             Action::Follow { leader } => {
@@ -826,11 +1402,22 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
                 self.pg.reload().await?;
                 self.following = Some(leader.clone());
                 self.not_streaming_since = Some(Instant::now());
+                let action = if self.role_changes_to_replica() {
+                    CallbackAction::OnRoleChange
+                } else {
+                    CallbackAction::OnReload
+                };
+                self.fire(action, CallbackRole::Replica);
                 tracing::info!(leader = %leader, "following a new leader");
             }
             Action::Promote => {
+                self.pre_promote_hooks().await?;
+                if let Some(v) = v {
+                    self.pre_promote_sync(v).await?;
+                }
                 let before = self.pg.status().await.ok();
                 self.pg.promote().await?;
+                self.fire(CallbackAction::OnRoleChange, CallbackRole::Primary);
                 self.following = None;
                 if let Some(b) = before {
                     let mut history = v.map(|v| v.history.clone()).unwrap_or_default();
@@ -864,7 +1451,7 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
                     DemoteMode::Graceful => {
                         // A fast stop writes the shutdown checkpoint and waits for the
                         // walsenders to send it, so the candidate has all our WAL.
-                        self.pg.stop(StopMode::Fast).await?;
+                        self.demote_stop(StopMode::Fast).await?;
                         self.lease.until.send_replace(None);
                         self.dcs
                             .delete(&self.key("leader"), Condition::ValueEquals(me))
@@ -872,11 +1459,11 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
                     }
                     DemoteMode::ImmediateNoLock => {
                         self.lease.until.send_replace(None);
-                        self.pg.stop(StopMode::Immediate).await?;
+                        self.demote_stop(StopMode::Immediate).await?;
                     }
                     DemoteMode::Offline => {
                         self.lease.until.send_replace(None);
-                        self.pg.stop(StopMode::Fast).await?;
+                        self.demote_stop(StopMode::Fast).await?;
                         self.write_pg_config(v, PgRole::Standby(None)).await?;
                     }
                 }
@@ -920,13 +1507,15 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
     }
 
     /// The primary keeps a physical slot for every other member (Patroni's names), so a
-    /// replica's WAL is retained while it is briefly away.
-    async fn ensure_slots(&self, v: Option<&ClusterView>) {
+    /// replica's WAL is retained while it is briefly away, and the permanent physical slots
+    /// of the dynamic config (`slots`). An inactive physical slot that is neither is dropped
+    /// once it has been so for `member_slots_ttl` (a member removed for good), unless
+    /// `ignore_slots` matches it; logical slots are left alone.
+    async fn ensure_slots(&mut self, v: Option<&ClusterView>) {
         let Some(v) = v else { return };
-        let use_slots = v
-            .config
-            .as_ref()
-            .and_then(|c| c.value.pointer("/postgresql/use_slots"))
+        let config = v.config.as_ref().map(|c| &c.value);
+        let use_slots = config
+            .and_then(|c| c.pointer("/postgresql/use_slots"))
             .and_then(Value::as_bool)
             .unwrap_or(true);
         if !use_slots {
@@ -935,10 +1524,29 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
         let Ok(existing) = self.pg.slots().await else {
             return;
         };
-        for name in v.members.keys().filter(|n| **n != self.s.me) {
-            let slot = slot_name(name);
-            if !existing.iter().any(|s| s.name == slot) {
-                match self.pg.create_physical_slot(&slot).await {
+        let mut wanted: Vec<String> = v
+            .members
+            .iter()
+            .filter(|(n, m)| **n != self.s.me && !m.tag_true("nostream"))
+            .map(|(n, _)| slot_name(n))
+            .collect();
+        let mut permanent = BTreeSet::new();
+        if let Some(Value::Object(slots)) = config.and_then(|c| c.get("slots")) {
+            for (name, spec) in slots {
+                permanent.insert(name.clone());
+                match spec.get("type").and_then(Value::as_str).unwrap_or("physical") {
+                    "physical" => wanted.push(name.clone()),
+                    other => {
+                        if self.warned_slots.insert(name.clone()) {
+                            tracing::warn!(slot = %name, slot_type = other, "permanent slots of this type are not managed yet: create it yourself");
+                        }
+                    }
+                }
+            }
+        }
+        for slot in &wanted {
+            if !existing.iter().any(|s| &s.name == slot) {
+                match self.pg.create_physical_slot(slot).await {
                     Ok(()) => tracing::info!(slot = %slot, "created replication slot"),
                     Err(e) => {
                         tracing::warn!(slot = %slot, error = %chain(&e), "creating replication slot")
@@ -946,6 +1554,42 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
                 }
             }
         }
+        let ttl = config
+            .and_then(|c| c.get("member_slots_ttl"))
+            .and_then(duration_value)
+            .unwrap_or(Duration::from_secs(1800));
+        let ignore = config
+            .and_then(|c| c.get("ignore_slots"))
+            .and_then(Value::as_array);
+        let mut still_absent = BTreeMap::new();
+        for slot in &existing {
+            let kept = wanted.contains(&slot.name)
+                || permanent.contains(&slot.name)
+                || slot.active
+                || slot.slot_type != "physical"
+                || ignore.is_some_and(|rules| rules.iter().any(|r| slot_matches(r, slot)));
+            if kept {
+                continue;
+            }
+            let since = self
+                .slot_absent_since
+                .get(&slot.name)
+                .copied()
+                .unwrap_or_else(Instant::now);
+            if since.elapsed() >= ttl {
+                match self.pg.drop_slot(&slot.name).await {
+                    Ok(()) => {
+                        tracing::info!(slot = %slot.name, member_slots_ttl = ?ttl, "dropped the replication slot of a member gone for member_slots_ttl")
+                    }
+                    Err(e) => {
+                        tracing::warn!(slot = %slot.name, error = %chain(&e), "dropping replication slot")
+                    }
+                }
+            } else {
+                still_absent.insert(slot.name.clone(), since);
+            }
+        }
+        self.slot_absent_since = still_absent;
     }
 
     fn set_state(&self, state: &str) {
@@ -977,6 +1621,10 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
             } else {
                 m.xlog_location = st.current_lsn.map(|l| l.0);
             }
+        }
+        if !obs.pending_restart.is_empty() {
+            m.pending_restart = Some(true);
+            m.pending_restart_reason = serde_json::to_value(&obs.pending_restart).ok();
         }
         let value = serde_json::to_string(&m).unwrap_or_default();
         self.dcs
@@ -1059,6 +1707,10 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
             }
             s.lease_until = lease_until;
             s.tags = self.s.tags.clone();
+            s.pending_restart = !obs.pending_restart.is_empty();
+            s.pending_restart_reason = (!obs.pending_restart.is_empty())
+                .then(|| serde_json::to_value(&obs.pending_restart).ok())
+                .flatten();
             s.last_loop = Some(Instant::now());
         });
     }
@@ -1070,6 +1722,8 @@ struct Observation {
     status: Option<crate::postgres::LocalStatus>,
     replication: Vec<crate::postgres::ReplicationRow>,
     streaming: bool,
+    /// Parameters whose new value waits for a restart.
+    pending_restart: BTreeMap<String, crate::postgres::PendingChange>,
 }
 
 fn state_and_role(pg: &PgState, current: &str) -> (String, String) {
@@ -1109,6 +1763,47 @@ pub fn slot_name(member: &MemberName) -> String {
     }
     out.truncate(63);
     out
+}
+
+/// A duration in Patroni's style: seconds as a number, or text with a unit (`30min`, `2h`,
+/// `90s`, `1d`; no unit means seconds).
+fn duration_value(v: &Value) -> Option<Duration> {
+    if let Some(n) = v.as_u64() {
+        return Some(Duration::from_secs(n));
+    }
+    let t = v.as_str()?.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num.parse().ok()?;
+    let mult = match unit.trim() {
+        "" | "s" => 1,
+        "min" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        "ms" => return Some(Duration::from_millis(n)),
+        _ => return None,
+    };
+    Some(Duration::from_secs(n.saturating_mul(mult)))
+}
+
+/// Whether an `ignore_slots` rule (a subset of name, type, database, plugin) matches.
+fn slot_matches(rule: &Value, slot: &crate::postgres::Slot) -> bool {
+    let Some(rule) = rule.as_object() else {
+        return false;
+    };
+    let field = |k: &str| rule.get(k).and_then(Value::as_str);
+    field("name").is_none_or(|n| n == slot.name)
+        && field("type").is_none_or(|t| t == slot.slot_type)
+        && field("database").is_none_or(|d| Some(d) == slot.database.as_deref())
+        && field("plugin").is_none_or(|p| Some(p) == slot.plugin.as_deref())
+}
+
+/// Patroni's `sync_priority` from a member's tags: `nosync` means 0, default 1.
+fn member_sync_priority(m: &MemberRecord) -> i64 {
+    if m.tag_true("nosync") {
+        return 0;
+    }
+    m.tags.get("sync_priority").and_then(Value::as_i64).unwrap_or(1)
 }
 
 fn guc_text(v: &Value) -> String {
@@ -1171,8 +1866,42 @@ async fn fence<P: PgControl + 'static>(
 pub use pgwarden_raft::error_chain as chain;
 
 #[cfg(test)]
+#[path = "runner_hooks_tests.rs"]
+mod hooks_tests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
+
+    /// member_slots_ttl in Patroni's forms.
+    #[test]
+    fn durations_with_units() {
+        assert_eq!(duration_value(&json!(90)), Some(Duration::from_secs(90)));
+        assert_eq!(duration_value(&json!("30min")), Some(Duration::from_secs(1800)));
+        assert_eq!(duration_value(&json!("2h")), Some(Duration::from_secs(7200)));
+        assert_eq!(duration_value(&json!("15")), Some(Duration::from_secs(15)));
+        assert_eq!(duration_value(&json!("soon")), None);
+    }
+
+    /// ignore_slots rules match on the fields they name.
+    #[test]
+    fn ignore_slot_rules() {
+        let slot = crate::postgres::Slot {
+            name: "keep_me".into(),
+            slot_type: "physical".into(),
+            active: false,
+            restart_lsn: None,
+            database: None,
+            plugin: None,
+        };
+        assert!(slot_matches(&json!({"name": "keep_me"}), &slot));
+        assert!(slot_matches(&json!({"type": "physical"}), &slot));
+        assert!(!slot_matches(
+            &json!({"name": "keep_me", "type": "logical"}),
+            &slot
+        ));
+        assert!(!slot_matches(&json!("keep_me"), &slot));
+    }
 
     /// Patroni's slot naming.
     #[test]

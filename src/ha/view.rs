@@ -3,6 +3,7 @@
 //! Parsing is tolerant the way Patroni's is: a value that does not parse is skipped (and
 //! reported once by the caller), never a reason to stop the loop.
 
+pub use crate::config::SyncMode;
 use crate::types::{Lsn, MemberName};
 use pgwarden_raft::KeyValue;
 use serde::{Deserialize, Serialize};
@@ -110,6 +111,42 @@ impl FailoverKey {
     }
 }
 
+/// The `sync` key: `{"leader":"n0","sync_standby":"n1,n2","quorum":0}`. In synchronous
+/// mode only the listed standbys (and the primary that wrote it) may be promoted
+/// automatically; in quorum mode `quorum` is how many of them a candidate must hear from.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyncKey {
+    /// The primary that wrote it.
+    #[serde(default)]
+    pub leader: Option<String>,
+    /// Comma-separated synchronous (or quorum) standbys, sorted; `null` for none.
+    #[serde(default)]
+    pub sync_standby: Option<String>,
+    /// Quorum commit: votes a candidate needs from the listed standbys (0 otherwise).
+    #[serde(default)]
+    pub quorum: Option<u64>,
+}
+
+impl SyncKey {
+    /// The listed standbys.
+    pub fn members(&self) -> Vec<String> {
+        self.sync_standby
+            .as_deref()
+            .unwrap_or("")
+            .split(',')
+            .map(str::trim)
+            .filter(|m| !m.is_empty())
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// Whether `name` is one of the listed standbys (Patroni's `SyncState.matches`);
+    /// with `or_leader`, the primary that wrote the key matches too.
+    pub fn matches(&self, name: &str, or_leader: bool) -> bool {
+        (or_leader && self.leader.as_deref() == Some(name)) || self.members().iter().any(|m| m == name)
+    }
+}
+
 /// One `history` row: `[timeline, lsn, reason, timestamp, new_leader]`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct HistoryRow(pub u32, pub u64, pub String, pub String, pub String);
@@ -140,6 +177,8 @@ pub struct ClusterView {
     pub history: Vec<HistoryRow>,
     /// `status.optime`: the leader's last reported WAL position.
     pub optime: Option<u64>,
+    /// `sync`, when present and parsable.
+    pub sync: Option<Versioned<SyncKey>>,
     /// Keys that did not parse: (key, problem).
     pub unparsable: Vec<(String, String)>,
 }
@@ -188,6 +227,15 @@ impl ClusterView {
                     Ok(h) => v.history = h,
                     Err(e) => bad(&mut v, e.to_string()),
                 },
+                "sync" => match serde_json::from_str::<SyncKey>(&kv.value) {
+                    Ok(k) => {
+                        v.sync = Some(Versioned {
+                            value: k,
+                            revision: kv.mod_revision,
+                        })
+                    }
+                    Err(e) => bad(&mut v, e.to_string()),
+                },
                 "status" => {
                     v.optime = serde_json::from_str::<Value>(&kv.value)
                         .ok()
@@ -229,6 +277,39 @@ impl ClusterView {
             .and_then(|c| c.value.get("pause"))
             .and_then(Value::as_bool)
             .unwrap_or(false)
+    }
+
+    /// `synchronous_mode` from the dynamic config (a boolean, `on`/`off` or `quorum`).
+    pub fn synchronous_mode(&self) -> SyncMode {
+        let c = self.config.as_ref().map(|c| &c.value);
+        if c.and_then(|c| c.get("standby_cluster"))
+            .is_some_and(|s| !s.is_null())
+        {
+            return SyncMode::Off;
+        }
+        match c.and_then(|c| c.get("synchronous_mode")) {
+            Some(Value::Bool(b)) => {
+                if *b {
+                    SyncMode::On
+                } else {
+                    SyncMode::Off
+                }
+            }
+            Some(Value::String(s)) => SyncMode::parse(s).unwrap_or_default(),
+            _ => SyncMode::Off,
+        }
+    }
+
+    /// The `sync` key when synchronous replication is active: the mode is on (or quorum)
+    /// and the key names a leader. Promotion rules then depend on it.
+    pub fn sync_active(&self) -> Option<&SyncKey> {
+        if self.synchronous_mode() == SyncMode::Off {
+            return None;
+        }
+        self.sync
+            .as_ref()
+            .map(|s| &s.value)
+            .filter(|s| s.leader.as_deref().is_some_and(|l| !l.is_empty()))
     }
 
     /// The leader's last reported WAL position.

@@ -11,7 +11,7 @@ use super::rewind::{self, RewindDecision};
 use super::runner::{program_name, split_command, tail, ChildIds, Runner, SecretFile};
 use super::settings::{Credentials, PgSettings};
 use super::{PgControl, PostmasterState, StopMode, StopOutcome};
-use crate::types::Lsn;
+use crate::types::{Lsn, TimelineId};
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 use std::collections::BTreeMap;
@@ -40,6 +40,11 @@ struct Inner {
     last_config: Option<ConfigInput>,
     /// Current synchronous_standby_names override.
     synchronous_standby_names: Option<String>,
+    /// The highest timeline this data directory was seen replaying, by system identifier.
+    /// Once the upstream is gone a standby no longer reports its walreceiver's timeline,
+    /// and the checkpoint's can be several promotions old; a standby never goes back to
+    /// an older timeline, so the highest seen stands (Patroni caches it the same way).
+    replica_timeline: Option<(u64, TimelineId)>,
 }
 
 /// The real PostgreSQL manager for one data directory.
@@ -831,7 +836,14 @@ impl PgControl for PgManager {
         self.check_data_dir()?;
         let s = &self.settings;
         let dir = self.data_dir();
-        let ssn = self.inner().synchronous_standby_names.clone();
+        // A standby never waits for standbys: a former primary's list is dropped here.
+        let ssn = {
+            let mut inner = self.inner();
+            if !matches!(input.role, PgRole::Primary) {
+                inner.synchronous_standby_names = None;
+            }
+            inner.synchronous_standby_names.clone()
+        };
         self.write_postgresql_conf(input, ssn.as_deref())?;
         if !input.pg_hba.is_empty() {
             super::runner::write_file_atomic(
@@ -1304,6 +1316,7 @@ impl PgControl for PgManager {
 
     fn move_data_dir_aside(&self) -> Result<PathBuf> {
         self.ensure_stopped("move the data directory aside")?;
+        self.inner().replica_timeline = None;
         let secs = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs())
@@ -1321,7 +1334,17 @@ impl PgControl for PgManager {
     }
 
     async fn status(&self) -> Result<LocalStatus> {
-        query::status(&*self.client().await?, self.settings.timeouts.query).await
+        let mut st = query::status(&*self.client().await?, self.settings.timeouts.query).await?;
+        if st.in_recovery {
+            let mut inner = self.inner();
+            let seen = match inner.replica_timeline {
+                Some((sysid, tl)) if sysid == st.system_identifier => tl.max(st.timeline),
+                _ => st.timeline,
+            };
+            inner.replica_timeline = Some((st.system_identifier, seen));
+            st.timeline = seen;
+        }
+        Ok(st)
     }
 
     async fn replication(&self) -> Result<Vec<ReplicationRow>> {
@@ -1357,7 +1380,12 @@ impl PgControl for PgManager {
         self.check_data_dir()?;
         self.write_postgresql_conf(&input, value)?;
         tracing::info!(synchronous_standby_names = ?value, "synchronous_standby_names set");
-        self.reload().await
+        // Not running: the value is in postgresql.conf for the next start.
+        if self.running_pid()?.is_some() {
+            self.reload().await
+        } else {
+            Ok(())
+        }
     }
 
     async fn checkpoint(&self) -> Result<()> {

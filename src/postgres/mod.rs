@@ -32,7 +32,7 @@ pub mod fake;
 mod manager;
 mod query;
 mod rewind;
-mod runner;
+pub(crate) mod runner;
 mod settings;
 
 pub use binaries::{discover, PgVersion};

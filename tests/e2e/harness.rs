@@ -30,7 +30,29 @@ macro_rules! require_pg {
     };
 }
 
-fn free_port() -> u16 {
+/// Whether this run is CI's (`CI` set, as `.ci/run` and most CI systems set it): there a
+/// missing tool is a failure, not a skip.
+pub fn in_ci() -> bool {
+    std::env::var_os("CI").is_some_and(|v| !v.is_empty() && v != "false" && v != "0")
+}
+
+/// Skips (loudly) when a tool a test drives is missing, except in CI, where
+/// `scripts/test.sh` installs it and its absence is a failure.
+#[macro_export]
+macro_rules! require_tool {
+    ($found:expr, $what:expr) => {
+        if !$found {
+            if $crate::harness::in_ci() {
+                panic!("{} is missing in CI (scripts/test.sh installs it)", $what);
+            }
+            eprintln!("SKIPPED: {} is missing (scripts/test.sh installs it)", $what);
+            return;
+        }
+    };
+}
+
+/// A loopback port that was free a moment ago.
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -45,6 +67,8 @@ pub struct NodeSpec {
     pub raft: u16,
     pub rest: u16,
     pub pg: u16,
+    /// The gRPC admin API (ctl.listen).
+    pub ctl: u16,
 }
 
 pub struct Node {
@@ -91,6 +115,11 @@ pub struct Options {
     pub witness: bool,
     /// Extra YAML lines under bootstrap.dcs (indented by 4).
     pub dcs_extra: String,
+    /// Extra YAML lines under ctl (indented by 2), e.g. `  auth_token: x\n`.
+    pub ctl_extra: String,
+    /// Per data node (by index; missing = none): extra YAML lines under `postgresql:`
+    /// (indented by 2), e.g. callbacks.
+    pub pg_extra: Vec<String>,
 }
 
 impl Default for Options {
@@ -99,6 +128,8 @@ impl Default for Options {
             data_nodes: 3,
             witness: false,
             dcs_extra: String::new(),
+            ctl_extra: String::new(),
+            pg_extra: Vec::new(),
         }
     }
 }
@@ -120,6 +151,7 @@ impl Cluster {
                 raft: free_port(),
                 rest: free_port(),
                 pg: free_port(),
+                ctl: free_port(),
             });
         }
         if opts.witness {
@@ -129,10 +161,11 @@ impl Cluster {
                 raft: free_port(),
                 rest: free_port(),
                 pg: 0,
+                ctl: free_port(),
             });
         }
         let mut nodes = vec![];
-        for spec in &specs {
+        for (i, spec) in specs.iter().enumerate() {
             let dir = root.path().join(&spec.name);
             std::fs::create_dir_all(&dir).unwrap();
             std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
@@ -141,7 +174,8 @@ impl Cluster {
                 dir,
                 child: None,
             };
-            write_config(&node, &specs, &opts.dcs_extra);
+            let pg_extra = opts.pg_extra.get(i).map_or("", String::as_str);
+            write_config(&node, &specs, &opts.dcs_extra, &opts.ctl_extra, pg_extra);
             nodes.push(node);
         }
         Cluster {
@@ -375,7 +409,7 @@ impl Drop for Cluster {
     }
 }
 
-fn write_config(n: &Node, all: &[NodeSpec], dcs_extra: &str) {
+fn write_config(n: &Node, all: &[NodeSpec], dcs_extra: &str, ctl_extra: &str, pg_extra: &str) {
     let partners: Vec<String> = all
         .iter()
         .filter(|s| s.name != n.spec.name)
@@ -383,23 +417,29 @@ fn write_config(n: &Node, all: &[NodeSpec], dcs_extra: &str) {
         .collect();
     let mut y = format!(
         "scope: e2e\nname: {name}\nrestapi:\n  listen: 127.0.0.1:{rest}\n  connect_address: 127.0.0.1:{rest}\n\
+         ctl:\n  listen: 127.0.0.1:{ctl}\n{ctl_extra}\
          raft:\n  data_dir: {dir}/raft\n  self_addr: 127.0.0.1:{raft}\n  partner_addrs: [{partners}]\n",
         name = n.spec.name,
         rest = n.spec.rest,
         raft = n.spec.raft,
+        ctl = n.spec.ctl,
+        ctl_extra = ctl_extra,
         dir = n.dir.display(),
         partners = partners.join(", ")
     );
     if n.spec.witness {
         y.push_str("  witness: true\n");
     } else {
+        // Never the machine's watchdog: these tests SIGKILL daemons, and an armed
+        // /dev/watchdog left unfed reboots the host.
+        y.push_str("watchdog:\n  mode: off\n");
         y.push_str(&format!(
             "bootstrap:\n  dcs:\n    ttl: 10\n    loop_wait: 2\n    retry_timeout: 3\n{dcs_extra}    postgresql:\n      parameters:\n        \
              wal_level: replica\n        hot_standby: \"on\"\n        max_wal_senders: 10\n        max_replication_slots: 10\n        \
              wal_log_hints: \"on\"\n        shared_buffers: 16MB\n        wal_keep_size: 128MB\n  initdb: [{{encoding: UTF8}}, data-checksums]\n\
              postgresql:\n  listen: 127.0.0.1:{pg}\n  connect_address: 127.0.0.1:{pg}\n  data_dir: {dir}/pgdata\n  \
              authentication:\n    superuser: {{username: postgres, password: {SUPERUSER_PASSWORD}}}\n    \
-             replication: {{username: replicator, password: r3pl-secret}}\n",
+             replication: {{username: replicator, password: r3pl-secret}}\n{pg_extra}",
             pg = n.spec.pg,
             dir = n.dir.display(),
         ));

@@ -158,6 +158,33 @@ async fn e2e_postgres_crash_on_primary_restarts_in_place() {
     );
 }
 
+/// With `primary_start_timeout: 0` a crash of PostgreSQL on the primary is not repaired in
+/// place: the leader key is released at once and a replica takes over (Patroni's rule), and
+/// the old primary comes back as a replica.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn e2e_primary_start_timeout_zero_fails_over_on_a_crash() {
+    require_pg!();
+    let mut c = Cluster::new(Options {
+        dcs_extra: "    primary_start_timeout: 0\n".into(),
+        ..Options::default()
+    });
+    c.start_all();
+    let leader = c.wait_healthy(Duration::from_secs(90)).await;
+    let tl = c.patroni(leader).await.unwrap()["timeline"].as_u64().unwrap();
+    c.kill9_postmaster(leader).expect("postmaster pid");
+    let new_leader = wait_for(Duration::from_secs(60), "another member promoted", || async {
+        c.primary().await.filter(|p| *p != leader)
+    })
+    .await;
+    let back = c.wait_healthy(Duration::from_secs(90)).await;
+    assert_eq!(back, new_leader);
+    assert!(c.patroni(back).await.unwrap()["timeline"].as_u64().unwrap() > tl);
+    assert!(
+        c.log(leader).contains("primary_start_timeout is 0"),
+        "the old primary says why it gave up the key"
+    );
+}
+
 /// In maintenance mode (pause) the primary's death promotes nobody; after resume the
 /// cluster elects a leader and serves writes again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -440,4 +467,142 @@ async fn e2e_restart_and_reinitialize_through_rest() {
         .flatten()
         .any(|e| e.file_name().to_string_lossy().starts_with("pgdata.") && e.path().is_dir());
     assert!(aside, "the old data directory was not kept");
+}
+
+/// The configuration file is re-read on SIGHUP (and POST /reload): a local PostgreSQL
+/// parameter and a tag take effect on a running replica without a restart; a broken file
+/// is refused with a clear log line and the running configuration is kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn e2e_sighup_rereads_the_configuration_file() {
+    require_pg!();
+    let mut c = Cluster::new(Options::default());
+    c.start_all();
+    let leader = c.wait_healthy(Duration::from_secs(90)).await;
+    let r = (leader + 1) % 3;
+    let path = c.nodes[r].config_path();
+    let original = std::fs::read_to_string(&path).unwrap();
+    // The file ends inside `postgresql:`; the tags section is new.
+    std::fs::write(
+        &path,
+        format!("{original}  parameters:\n    work_mem: 7MB\ntags:\n  nofailover: true\n"),
+    )
+    .unwrap();
+    let pid = c.nodes[r].child.as_ref().unwrap().id() as i32;
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGHUP).unwrap();
+    wait_for(
+        Duration::from_secs(30),
+        "work_mem reloaded on the replica",
+        || async {
+            let client = c.connect(r).await?;
+            let row = client.query_one("SHOW work_mem", &[]).await.ok()?;
+            (row.get::<_, String>(0) == "7MB").then_some(())
+        },
+    )
+    .await;
+    wait_for(
+        Duration::from_secs(30),
+        "the nofailover tag published",
+        || async {
+            let s = c.patroni(r).await?;
+            s.get("tags")?.get("nofailover")?.as_bool()?.then_some(())
+        },
+    )
+    .await;
+
+    std::fs::write(&path, "scope: [this is not\n").unwrap();
+    let (code, _) = c.post(r, "/reload", json!({})).await.expect("reload answered");
+    assert_eq!(code, 202);
+    wait_for(
+        Duration::from_secs(30),
+        "the broken file to be refused",
+        || async {
+            c.log(r)
+                .contains("keeping the running configuration")
+                .then_some(())
+        },
+    )
+    .await;
+    assert!(c.patroni(r).await.is_some(), "the daemon keeps running");
+    std::fs::write(&path, original).unwrap();
+}
+
+/// Replication slots: the primary keeps one per member and the permanent ones of the
+/// dynamic config; after a failover the new primary has them for the remaining members
+/// and replication resumes; the slot of a member gone longer than member_slots_ttl (0
+/// here) is dropped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn e2e_slots_follow_the_members() {
+    require_pg!();
+    let mut c = Cluster::new(Options {
+        dcs_extra: "    member_slots_ttl: 0\n    slots:\n      archiver: {type: physical}\n".into(),
+        ..Options::default()
+    });
+    c.start_all();
+    async fn slots(c: &Cluster, i: usize) -> Option<Vec<String>> {
+        let client = c.connect(i).await?;
+        let rows = client
+            .query("SELECT slot_name::text FROM pg_replication_slots ORDER BY 1", &[])
+            .await
+            .ok()?;
+        Some(rows.iter().map(|r| r.get::<_, String>(0)).collect())
+    }
+    let leader = c.wait_healthy(Duration::from_secs(90)).await;
+    let others: Vec<usize> = (0..3).filter(|i| *i != leader).collect();
+    let mut expect = vec!["archiver".to_string()];
+    expect.extend(others.iter().map(|i| format!("pg{i}")));
+    expect.sort();
+    wait_for(
+        Duration::from_secs(30),
+        "member and permanent slots on the primary",
+        || async { (slots(&c, leader).await? == expect).then_some(()) },
+    )
+    .await;
+
+    // A replica goes away: its key expires (ttl), then its slot goes (member_slots_ttl 0).
+    let gone = others[0];
+    let stays = others[1];
+    c.kill9(gone);
+    wait_for(
+        Duration::from_secs(60),
+        "the dead member's slot dropped, the others kept",
+        || async {
+            let got = slots(&c, leader).await?;
+            (got == vec!["archiver".to_string(), format!("pg{stays}")]).then_some(())
+        },
+    )
+    .await;
+    assert!(c.log(leader).contains("dropped the replication slot"));
+    // It comes back: slot recreated, streaming again.
+    c.start(gone);
+    c.wait_healthy(Duration::from_secs(90)).await;
+    wait_for(
+        Duration::from_secs(30),
+        "the returning member's slot recreated",
+        || async {
+            slots(&c, leader)
+                .await?
+                .contains(&format!("pg{gone}"))
+                .then_some(())
+        },
+    )
+    .await;
+    // Failover: the new primary has the permanent slot and one for each remaining member.
+    c.kill9(leader);
+    let new_leader = wait_for(Duration::from_secs(60), "a new primary", || async {
+        c.primary().await.filter(|p| *p != leader)
+    })
+    .await;
+    let other = others.iter().copied().find(|i| *i != new_leader).unwrap();
+    wait_for(
+        Duration::from_secs(60),
+        "slots on the new primary, the replica streaming",
+        || async {
+            let s = c.patroni(other).await?;
+            let streaming = s.get("replication_state")?.as_str()? == "streaming";
+            let got = slots(&c, new_leader).await?;
+            (streaming && got.contains(&"archiver".to_string()) && got.contains(&format!("pg{other}")))
+                .then_some(())
+        },
+    )
+    .await;
 }

@@ -1,0 +1,25 @@
+//! The gRPC admin API (`pgwarden.admin.v1.AdminService`), served on `ctl.listen`.
+//!
+//! - [`service`]: the tonic service. It answers from the same code as the REST API
+//!   ([`crate::api::cluster`], [`crate::api::manual`], [`crate::api::actions`]), so both APIs
+//!   give the same answers and refuse the same requests with the same texts.
+//! - [`convert`]: the REST documents (GET /cluster, /history) as protobuf messages.
+//! - [`forward`]: member actions (restart, reload, reinitialize) for another member are sent
+//!   to that member's REST API, as patronictl does.
+//! - [`watch`]: the event stream, a diff of successive cluster snapshots.
+//! - [`auth`]: bearer token or client certificate on every call.
+//! - [`serve`]: the listener loop.
+//! - [`error`]: [`error::AdminError`] and its mapping to gRPC status codes.
+pub mod auth;
+pub mod convert;
+pub mod error;
+pub mod forward;
+pub mod serve;
+pub mod service;
+pub mod watch;
+
+/// Generated protobuf types and tonic stubs of `pgwarden.admin.v1`.
+#[allow(missing_docs, clippy::all, clippy::pedantic)]
+pub mod pb {
+    tonic::include_proto!("pgwarden.admin.v1");
+}

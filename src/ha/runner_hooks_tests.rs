@@ -1,0 +1,289 @@
+//! The runner with a fake PostgreSQL, an in-memory DCS, recording callbacks and a stand-in
+//! watchdog device: where the callbacks fire and when the watchdog is armed, fed and
+//! disarmed. (Never the real /dev/watchdog: arming it would reboot the machine.)
+
+use super::*;
+use crate::dcs::MemDcs;
+use crate::ha::callbacks::fake::RecordingCallbacks;
+use crate::ha::status::DaemonInfo;
+use crate::ha::watchdog::fake::FakeDriver;
+use crate::postgres::fake::{Call, FakePg};
+use crate::types::TimelineId;
+use std::sync::atomic::Ordering;
+
+const PREFIX: &str = "/service/t/";
+
+fn settings(me: &str) -> HaSettings {
+    HaSettings {
+        prefix: PREFIX.into(),
+        scope: "t".into(),
+        me: MemberName::new(me).unwrap(),
+        api_url: "http://127.0.0.1:1/patroni".into(),
+        conn_url: "postgres://127.0.0.1:5432/postgres".into(),
+        timing: Timing {
+            ttl: Duration::from_secs(30),
+            loop_wait: Duration::from_secs(10),
+            retry_timeout: Duration::from_secs(10),
+        },
+        safety_margin: Duration::from_secs(2),
+        tags: BTreeMap::new(),
+        failover_priority: 1,
+        initdb: vec![],
+        bootstrap_dcs: json!({}),
+        pg_hba: vec![],
+        local_parameters: BTreeMap::new(),
+        post_bootstrap: None,
+        replica_methods: vec![],
+    }
+}
+
+struct Fixture {
+    dcs: Arc<MemDcs>,
+    pg: Arc<FakePg>,
+    cb: Arc<RecordingCallbacks>,
+    wd: FakeDriver,
+    runner: Runner<MemDcs, FakePg>,
+}
+
+/// Member `a`, a running streaming-less replica, alone in an initialised cluster with no
+/// leader; member `b` exists as a key only (a leader to follow later).
+async fn fixture(mode: WatchdogMode) -> Fixture {
+    let dcs = Arc::new(MemDcs::new());
+    let put = |k: &str, v: String| {
+        let dcs = dcs.clone();
+        let k = format!("{PREFIX}{k}");
+        async move { dcs.put(&k, &v, None, Condition::Always).await.unwrap() }
+    };
+    put("initialize", "7000000000000000001".into()).await;
+    put(
+        "config",
+        json!({"ttl": 30, "loop_wait": 10, "retry_timeout": 10}).to_string(),
+    )
+    .await;
+    put(
+        "members/b",
+        json!({"conn_url": "postgres://127.0.0.1:5433/postgres", "api_url": "http://127.0.0.1:1/patroni",
+               "state": "running", "role": "replica"})
+        .to_string(),
+    )
+    .await;
+    // `b` is unreachable over REST, so it does not count as a peer in the race.
+    let pg = Arc::new(FakePg::new());
+    pg.with_state(|s| {
+        s.postmaster = PostmasterState::Running { pid: 4242 };
+        s.status.in_recovery = true;
+        s.status.current_lsn = None;
+        s.status.receive_lsn = Some(Lsn(0x300_0000));
+        s.status.replay_lsn = Some(Lsn(0x300_0000));
+        s.status.timeline = TimelineId(1);
+    });
+    let cb = Arc::new(RecordingCallbacks::default());
+    let wd = FakeDriver::default();
+    let info = DaemonInfo {
+        version: "test".into(),
+        scope: "t".into(),
+        name: "a".into(),
+    };
+    let (status, _) = watch::channel(NodeStatus::initial(info, false));
+    let runner = Runner::new(dcs.clone(), pg.clone(), settings("a"), status)
+        .with_callbacks(cb.clone())
+        .with_watchdog(Arc::new(Watchdog::new(
+            mode,
+            "/dev/stand-in".into(),
+            5,
+            Box::new(wd.clone()),
+        )));
+    Fixture {
+        dcs,
+        pg,
+        cb,
+        wd,
+        runner,
+    }
+}
+
+impl Fixture {
+    async fn leader(&self) -> Option<String> {
+        self.dcs
+            .get(&format!("{PREFIX}leader"))
+            .await
+            .unwrap()
+            .map(|kv| kv.value)
+    }
+    fn promoted(&self) -> bool {
+        self.pg.calls().contains(&Call::Promote)
+    }
+}
+
+/// The watchdog is armed (timeout ttl − safety_margin = 25) before PostgreSQL is promoted,
+/// fed after every leader-key refresh, and magic-closed when the member is demoted; the
+/// callbacks fire as Patroni's do: on_role_change primary on promotion, before_stop and
+/// on_stop primary on the demotion, on_role_change replica once it runs as a replica.
+#[tokio::test]
+async fn watchdog_is_armed_before_promote_fed_on_refresh_and_closed_on_demote() {
+    let mut f = fixture(WatchdogMode::Required).await;
+    // Record whether PostgreSQL had been promoted when the device was opened.
+    let (pg, seen) = (f.pg.clone(), Arc::new(std::sync::Mutex::new(None)));
+    let seen2 = seen.clone();
+    f.wd.with(|s| {
+        s.on_open = Some(Arc::new(move || {
+            *seen2.lock().unwrap() = Some(pg.calls().contains(&Call::Promote));
+        }))
+    });
+    f.runner.iteration().await.unwrap();
+    assert_eq!(f.leader().await.as_deref(), Some("a"));
+    assert!(f.promoted());
+    assert_eq!(*seen.lock().unwrap(), Some(false), "armed before the promotion");
+    assert_eq!(f.wd.ops(), ["open", "set_timeout 25"]);
+    assert_eq!(f.cb.calls(), ["pre_promote", "on_role_change primary"]);
+
+    for n in 1..=3 {
+        f.runner.iteration().await.unwrap();
+        let feeds = f.wd.ops().iter().filter(|o| *o == "keepalive").count();
+        assert_eq!(feeds, n, "one feed per refresh: {:?}", f.wd.ops());
+    }
+
+    // Another member took the key: demote.
+    f.dcs
+        .put(&format!("{PREFIX}leader"), "b", None, Condition::Always)
+        .await
+        .unwrap();
+    f.runner.iteration().await.unwrap();
+    assert_eq!(f.wd.ops().last().map(String::as_str), Some("magic_close"));
+    assert!(!f.wd.with(|s| s.open));
+    assert_eq!(
+        f.cb.calls()[2..],
+        ["before_stop", "on_stop primary", "on_role_change replica"]
+    );
+}
+
+/// Shutdown of an armed primary: before_stop, stop, on_stop primary, then the magic close.
+#[tokio::test]
+async fn shutdown_stops_postgres_then_magic_closes_the_watchdog() {
+    let mut f = fixture(WatchdogMode::Automatic).await;
+    f.runner.iteration().await.unwrap();
+    f.runner.iteration().await.unwrap();
+    assert!(f.wd.with(|s| s.open));
+    f.runner.on_shutdown().await;
+    assert_eq!(f.wd.ops().last().map(String::as_str), Some("magic_close"));
+    assert_eq!(f.cb.calls()[2..], ["before_stop", "on_stop primary"]);
+    assert!(f.pg.calls().contains(&Call::Stop(StopMode::Fast)));
+}
+
+/// Pausing the cluster disarms the watchdog.
+#[tokio::test]
+async fn pause_disarms_the_watchdog() {
+    let mut f = fixture(WatchdogMode::Automatic).await;
+    f.runner.iteration().await.unwrap();
+    assert!(f.wd.with(|s| s.open));
+    f.dcs
+        .put(
+            &format!("{PREFIX}config"),
+            &json!({"ttl": 30, "loop_wait": 10, "retry_timeout": 10, "pause": true}).to_string(),
+            None,
+            Condition::Always,
+        )
+        .await
+        .unwrap();
+    f.runner.iteration().await.unwrap();
+    assert!(!f.wd.with(|s| s.open));
+    assert_eq!(f.wd.ops().last().map(String::as_str), Some("magic_close"));
+}
+
+/// watchdog.mode required with a missing device: the member does not race for the leader
+/// key, and PostgreSQL is never promoted.
+#[tokio::test]
+async fn required_watchdog_without_a_device_prevents_promotion() {
+    let mut f = fixture(WatchdogMode::Required).await;
+    f.wd.with(|s| s.missing = true);
+    f.runner.iteration().await.unwrap();
+    assert_eq!(f.leader().await, None);
+    assert!(!f.promoted());
+    assert!(
+        f.runner.last_reason.contains("watchdog"),
+        "{}",
+        f.runner.last_reason
+    );
+}
+
+/// required, device present but it cannot be armed safely (a fixed 60 s timeout): the
+/// member takes the key, fails to arm, releases the key without promoting, and does not
+/// race again.
+#[tokio::test]
+async fn required_watchdog_that_cannot_be_armed_releases_the_key_unpromoted() {
+    let mut f = fixture(WatchdogMode::Required).await;
+    f.wd.with(|s| s.fixed_timeout = Some(60));
+    let r = f.runner.iteration().await;
+    assert!(
+        matches!(&r, Err(ActError::Lost(m)) if m.contains("watchdog")),
+        "{r:?}"
+    );
+    assert_eq!(f.leader().await, None);
+    assert!(!f.promoted());
+    f.runner.iteration().await.unwrap();
+    assert_eq!(f.leader().await, None, "no second race");
+    assert!(
+        f.runner.last_reason.contains("watchdog"),
+        "{}",
+        f.runner.last_reason
+    );
+}
+
+/// A primary holding the key whose required watchdog cannot be armed demotes: PostgreSQL
+/// is stopped at once and the key released.
+#[tokio::test]
+async fn primary_that_cannot_arm_a_required_watchdog_demotes() {
+    let mut f = fixture(WatchdogMode::Required).await;
+    f.wd.with(|s| s.fail_open = true);
+    f.pg.with_state(|s| {
+        s.status.in_recovery = false;
+        s.status.current_lsn = Some(Lsn(0x300_0000));
+    });
+    f.dcs
+        .put(&format!("{PREFIX}leader"), "a", None, Condition::Always)
+        .await
+        .unwrap();
+    let r = f.runner.iteration().await;
+    assert!(
+        matches!(&r, Err(ActError::Lost(m)) if m.contains("watchdog")),
+        "{r:?}"
+    );
+    assert!(f.pg.calls().contains(&Call::Stop(StopMode::Immediate)));
+    assert_eq!(f.leader().await, None);
+}
+
+/// A failing pre_promote aborts the promotion, releases the key, and keeps the member out
+/// of the race for ttl (then it may race again).
+#[tokio::test]
+async fn failing_pre_promote_releases_the_key_and_backs_off_for_ttl() {
+    let mut f = fixture(WatchdogMode::Off).await;
+    f.cb.fail_pre_promote.store(true, Ordering::SeqCst);
+    let r = f.runner.iteration().await;
+    assert!(
+        matches!(&r, Err(ActError::Lost(m)) if m.contains("pre-promote")),
+        "{r:?}"
+    );
+    assert_eq!(f.leader().await, None);
+    assert!(!f.promoted());
+    let until = f.runner.race_backoff_until.expect("back-off set");
+    let left = until.saturating_duration_since(Instant::now());
+    assert!(
+        left > Duration::from_secs(25) && left <= Duration::from_secs(30),
+        "{left:?}"
+    );
+
+    f.runner.iteration().await.unwrap();
+    assert_eq!(f.leader().await, None, "backing off");
+    assert!(
+        f.runner.last_reason.contains("pre_promote"),
+        "{}",
+        f.runner.last_reason
+    );
+
+    // Once ttl has passed (simulated), it races again; the script now succeeds.
+    f.runner.race_backoff_until = Some(Instant::now());
+    f.cb.fail_pre_promote.store(false, Ordering::SeqCst);
+    f.runner.iteration().await.unwrap();
+    assert_eq!(f.leader().await.as_deref(), Some("a"));
+    assert!(f.promoted());
+}
