@@ -57,16 +57,9 @@ generate() {
     "$stage/bin/$bin" generate completions zsh >"$stage/completions/zsh/_$bin" || return 1
     "$stage/bin/$bin" generate completions fish >"$stage/completions/fish/$bin.fish" || return 1
 }
-generate pgwarden
-# pgwardenctl gets the same hidden subcommand with its real CLI; until then (a placeholder
-# that exits non-zero) the packages ship it without man page or completions.
-if generate pgwardenctl 2>/dev/null; then
-    say "pgwardenctl: man pages and completions generated"
-else
-    rm -f "$stage"/man/pgwardenctl*.1 "$stage"/completions/*/*pgwardenctl*
-    say "WARNING: pgwardenctl has no 'generate' subcommand yet (placeholder CLI):" \
-        "the packages carry no pgwardenctl man page or completions"
-fi
+for bin in pgwarden pgwardenctl; do
+    generate "$bin" || { say "'$bin generate' failed"; exit 1; }
+done
 # Compressed as Debian policy and RPM's brp-compress do; -n keeps the archive reproducible.
 gzip -9n "$stage"/man/*.1
 

@@ -23,6 +23,10 @@ const COMMON_FILES: &[&str] = &[
     "/usr/share/man/man1/pgwarden-demo.1.gz",
     "/usr/share/bash-completion/completions/pgwarden",
     "/usr/share/fish/vendor_completions.d/pgwarden.fish",
+    "/usr/share/man/man1/pgwardenctl.1.gz",
+    "/usr/share/man/man1/pgwardenctl-list.1.gz",
+    "/usr/share/bash-completion/completions/pgwardenctl",
+    "/usr/share/fish/vendor_completions.d/pgwardenctl.fish",
     "/usr/share/doc/pgwarden/README.md",
     "/usr/share/doc/pgwarden/install.md",
 ];
@@ -32,29 +36,10 @@ const COMMON_FILES: &[&str] = &[
 const DEB_PG_DEPENDENCY: &str =
     "postgresql-18 | postgresql-17 | postgresql-16 | postgresql-15 | postgresql-14";
 
-/// Whether this checkout's pgwardenctl is the real CLI (with `generate`), in which case the
-/// packages must also carry its man page and completions. The placeholder exits non-zero.
-fn pgwardenctl_is_real() -> bool {
-    let out = run_limited(
-        Command::new(env!("CARGO_BIN_EXE_pgwardenctl")).args(["generate", "completions", "bash"]),
-        QUICK,
-    );
-    let real = out.is_some_and(|o| o.status.success());
-    if !real {
-        eprintln!("NOTE: pgwardenctl is still the placeholder: not expecting its man page or completions");
-    }
-    real
-}
-
 fn expected_files(zsh_dir: &str) -> Vec<String> {
     let mut v: Vec<String> = COMMON_FILES.iter().map(|s| s.to_string()).collect();
     v.push(format!("{zsh_dir}/_pgwarden"));
-    if pgwardenctl_is_real() {
-        v.push("/usr/share/man/man1/pgwardenctl.1.gz".into());
-        v.push("/usr/share/bash-completion/completions/pgwardenctl".into());
-        v.push(format!("{zsh_dir}/_pgwardenctl"));
-        v.push("/usr/share/fish/vendor_completions.d/pgwardenctl.fish".into());
-    }
+    v.push(format!("{zsh_dir}/_pgwardenctl"));
     v
 }
 
