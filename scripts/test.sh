@@ -19,6 +19,13 @@ command -v haproxy >/dev/null || [ -x /usr/sbin/haproxy ] || need_pkgs+=(haproxy
 python3 -c 'import venv, ensurepip' 2>/dev/null || need_pkgs+=(python3-venv)
 command -v cc >/dev/null || need_pkgs+=(build-essential)
 command -v pkg-config >/dev/null || need_pkgs+=(pkg-config)
+# Packaging: dpkg-shlibdeps and strip for scripts/package.sh; lintian, rpm and systemd-analyze
+# for tests/packaging_checks.rs.
+command -v dpkg-shlibdeps >/dev/null || need_pkgs+=(dpkg-dev)
+command -v strip >/dev/null || need_pkgs+=(binutils)
+command -v lintian >/dev/null || need_pkgs+=(lintian)
+command -v rpm >/dev/null || need_pkgs+=(rpm)
+command -v systemd-analyze >/dev/null || need_pkgs+=(systemd)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
     echo "installing: ${need_pkgs[*]}"
     as_root apt-get update -qq
@@ -51,4 +58,8 @@ fi
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings -D clippy::todo
+# The .deb and .rpm that tests/packaging_checks.rs and tests/packaging_netns.rs check
+# (target/packages). As root (CI), those tests must run rather than skip.
+./scripts/package.sh
+if [ "$(id -u)" -eq 0 ]; then export PGWARDEN_REQUIRE_PACKAGE_TESTS=1; fi
 cargo nextest run --workspace --profile ci --no-fail-fast

@@ -132,6 +132,10 @@ pub async fn run(
     });
 
     let admin_task = start_admin(&cfg, admin_state, node.clone(), shutdown.clone()).await?;
+    // Raft serves its peers, the REST and admin APIs accept: tell systemd (Type=notify) the
+    // service is up. Not "the cluster is formed": a first node must be able to start while
+    // its partners are still down.
+    crate::sd_notify::notify(&format!("READY=1\nSTATUS=serving REST on {}", cfg.restapi.listen));
 
     let result = if witness {
         tracing::info!("running as a witness: Raft voter and REST API, no PostgreSQL");

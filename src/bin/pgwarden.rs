@@ -1,7 +1,7 @@
 //! The pgwarden daemon: `pgwarden CONFIG` runs a node (data node or witness);
 //! `pgwarden --validate-config CONFIG` checks a configuration file and exits.
 
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 use pgwarden::config::{Config, Strictness};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -13,7 +13,7 @@ struct Args {
     #[command(subcommand)]
     command: Option<Sub>,
     /// The configuration file (Patroni's layout with a `raft:` section).
-    #[arg(short = 'c', long = "config")]
+    #[arg(short = 'c', long = "config", value_name = "CONFIG")]
     config_flag: Option<PathBuf>,
     /// The configuration file, positional as in `patroni config.yml`.
     config: Option<PathBuf>,
@@ -42,10 +42,24 @@ enum Sub {
         #[arg(long)]
         failover_drill: bool,
     },
+    /// Man pages and shell completions, for packaging.
+    #[command(hide = true, subcommand)]
+    Generate(pgwarden::generate::Generate),
 }
 
 fn main() -> ExitCode {
+    // Before any thread exists: it edits the environment.
+    pgwarden::sd_notify::take_socket_from_env();
     let args = Args::parse();
+    if let Some(Sub::Generate(g)) = &args.command {
+        return match g.run(Args::command()) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("pgwarden generate: {e:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     if let Some(Sub::Demo {
         witness,
         duration,
@@ -135,6 +149,7 @@ fn main() -> ExitCode {
                 _ = term.recv() => {}
             }
             tracing::info!("shutdown requested");
+            pgwarden::sd_notify::notify("STOPPING=1");
             s2.cancel();
         });
         pgwarden::daemon::run(loaded.config, Some(path), shutdown).await
