@@ -116,6 +116,17 @@ pub async fn run(
             }
         });
         state = state.with_requests(req_tx);
+    } else {
+        // SIGHUP's default action ends the process: a witness, with nothing to reload,
+        // only says so (`systemctl reload` must not kill a Raft voter).
+        tokio::spawn(async move {
+            let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
+                return;
+            };
+            while hup.recv().await.is_some() {
+                tracing::info!("SIGHUP: a witness has no HA or PostgreSQL settings to reload; restart it to change Raft or API settings");
+            }
+        });
     }
     let admin_state = state.clone();
     let api = rest::router(
