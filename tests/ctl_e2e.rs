@@ -5,7 +5,7 @@
 #[path = "e2e/harness.rs"]
 mod harness;
 
-use harness::{wait_for, Cluster, Options};
+use harness::{wait_for, Cluster, CtlOut, Options};
 use serde_json::Value;
 use std::io::{Read, Write};
 use std::os::fd::OwnedFd;
@@ -16,49 +16,13 @@ use tokio::time::Instant;
 
 const TOKEN: &str = "e2e-admin-token";
 
-struct Out {
-    ok: bool,
-    stdout: String,
-    stderr: String,
-}
-
-impl std::fmt::Debug for Out {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "ok={} stdout:\n{}\nstderr:\n{}",
-            self.ok, self.stdout, self.stderr
-        )
-    }
-}
-
 /// Runs pgwardenctl with a time limit (killed past it) and returns its status and output.
-async fn run(args: &[&str]) -> Out {
-    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_pgwardenctl"));
-    cmd.args(args)
-        .env_remove("PGWARDENCTL_CONFIG_FILE")
-        .env_remove("PGWARDENCTL_ENDPOINTS")
-        .env_remove("PGWARDENCTL_TOKEN")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    let child = cmd.spawn().expect("spawn pgwardenctl");
-    let out = tokio::time::timeout(Duration::from_secs(180), child.wait_with_output())
-        .await
-        .expect("pgwardenctl finished within 180 s")
-        .expect("pgwardenctl output");
-    let o = Out {
-        ok: out.status.success(),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    };
-    assert!(!o.stderr.contains("panicked"), "pgwardenctl panicked: {o:?}");
-    o
+async fn run(args: &[&str]) -> CtlOut {
+    harness::pgwardenctl(args, Duration::from_secs(180)).await
 }
 
 /// pgwardenctl -c <node i's config> args...
-async fn ctl(c: &Cluster, i: usize, args: &[&str]) -> Out {
+async fn ctl(c: &Cluster, i: usize, args: &[&str]) -> CtlOut {
     let cfg = c.nodes[i].config_path();
     let mut all = vec!["-c", cfg.to_str().unwrap()];
     all.extend_from_slice(args);

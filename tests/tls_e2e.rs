@@ -6,7 +6,7 @@
 #[path = "e2e/harness.rs"]
 mod harness;
 
-use harness::{wait_for, Cluster, Options};
+use harness::{wait_for, Cluster, CtlOut, Options};
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -50,48 +50,9 @@ fn tls_lines(cert: &Path, key: &Path, ca: &Path) -> String {
     )
 }
 
-struct Out {
-    ok: bool,
-    stdout: String,
-    stderr: String,
-}
-
-impl std::fmt::Debug for Out {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "ok={} stdout:\n{}\nstderr:\n{}",
-            self.ok, self.stdout, self.stderr
-        )
-    }
-}
-
 /// Runs pgwardenctl with a time limit (killed past it).
-async fn ctl(args: &[&str]) -> Out {
-    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_pgwardenctl"));
-    cmd.args(args)
-        .env_remove("PGWARDENCTL_CONFIG_FILE")
-        .env_remove("PGWARDENCTL_ENDPOINTS")
-        .env_remove("PGWARDENCTL_TOKEN")
-        .env_remove("PGWARDENCTL_CACERT")
-        .env_remove("PGWARDENCTL_CERTFILE")
-        .env_remove("PGWARDENCTL_KEYFILE")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    let child = cmd.spawn().expect("spawn pgwardenctl");
-    let out = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
-        .await
-        .expect("pgwardenctl finished within 60 s")
-        .expect("pgwardenctl output");
-    let o = Out {
-        ok: out.status.success(),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    };
-    assert!(!o.stderr.contains("panicked"), "pgwardenctl panicked: {o:?}");
-    o
+async fn ctl(args: &[&str]) -> CtlOut {
+    harness::pgwardenctl(args, Duration::from_secs(60)).await
 }
 
 /// A daemon this test started outside the harness; killed (by its PID) when dropped.

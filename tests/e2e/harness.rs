@@ -598,3 +598,53 @@ impl Writer {
         self.acked.lock().unwrap().clone()
     }
 }
+
+/// pgwardenctl's exit status and output.
+pub struct CtlOut {
+    pub ok: bool,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl std::fmt::Debug for CtlOut {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "ok={} stdout:\n{}\nstderr:\n{}",
+            self.ok, self.stdout, self.stderr
+        )
+    }
+}
+
+/// Runs pgwardenctl with a time limit (killed past it), ignoring any PGWARDENCTL_* settings
+/// of the environment; a panic in it fails the test.
+pub async fn pgwardenctl(args: &[&str], limit: Duration) -> CtlOut {
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_pgwardenctl"));
+    cmd.args(args);
+    for var in [
+        "PGWARDENCTL_CONFIG_FILE",
+        "PGWARDENCTL_ENDPOINTS",
+        "PGWARDENCTL_TOKEN",
+        "PGWARDENCTL_CACERT",
+        "PGWARDENCTL_CERTFILE",
+        "PGWARDENCTL_KEYFILE",
+    ] {
+        cmd.env_remove(var);
+    }
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    let child = cmd.spawn().expect("spawn pgwardenctl");
+    let out = tokio::time::timeout(limit, child.wait_with_output())
+        .await
+        .unwrap_or_else(|_| panic!("pgwardenctl {args:?} did not finish within {limit:?}"))
+        .expect("pgwardenctl output");
+    let o = CtlOut {
+        ok: out.status.success(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    };
+    assert!(!o.stderr.contains("panicked"), "pgwardenctl panicked: {o:?}");
+    o
+}
