@@ -100,7 +100,10 @@ pub async fn run(
     // Restart, reload and reinitialize go to the HA loop through this channel (see
     // api::actions for the contract); a witness has no loop and answers 503.
     let (req_tx, req_rx) = tokio::sync::mpsc::channel(crate::api::actions::REQUEST_QUEUE);
-    let mut state = ApiState::new(status_rx, node.clone(), prefix.clone(), timing.ttl);
+    // POST /failsafe is answered by the API and read by the HA loop.
+    let failsafe = crate::ha::failsafe::FailsafeState::new(timing.ttl);
+    let mut state =
+        ApiState::new(status_rx, node.clone(), prefix.clone(), timing.ttl).with_failsafe(failsafe.clone());
     if !witness {
         // `systemctl reload` / `kill -HUP`: the same as POST /reload.
         let tx = req_tx.clone();
@@ -191,6 +194,7 @@ pub async fn run(
         let mut runner = Runner::new(node.clone(), pg, ha, status_tx)
             .with_callbacks(Arc::new(callbacks))
             .with_watchdog(Arc::new(watchdog))
+            .with_failsafe(failsafe.clone())
             .with_requests(req_rx);
         if let Some(path) = config_path {
             let prefix = prefix.clone();
@@ -372,6 +376,11 @@ fn ha_settings(
     let api = &cfg.restapi.connect_address;
     let margin = Duration::from_secs(2).min(timing.ttl / 4);
     Ok(HaSettings {
+        api_auth: cfg
+            .restapi
+            .authentication
+            .as_ref()
+            .and_then(|a| Some((a.username.clone()?, a.password.clone().unwrap_or_default()))),
         prefix: prefix.to_string(),
         scope: cfg.scope.clone(),
         me: cfg.name.clone(),

@@ -824,9 +824,6 @@ fn fake_loop(mut rx: mpsc::Receiver<ApiRequest>) -> Arc<Mutex<Vec<String>>> {
                         Err("reinitialize already in progress".into())
                     });
                 }
-                ApiRequest::Failsafe { reply, .. } => {
-                    let _ = reply.send(Ok(()));
-                }
                 ApiRequest::Reload | ApiRequest::Wakeup => {}
             }
             log.lock().unwrap().push(entry);
@@ -835,7 +832,8 @@ fn fake_loop(mut rx: mpsc::Receiver<ApiRequest>) -> Arc<Mutex<Vec<String>>> {
     seen
 }
 
-/// Restart, reload, reinitialize and failsafe go to the HA loop with Patroni's codes.
+/// Restart, reload and reinitialize go to the HA loop with Patroni's codes; failsafe is
+/// answered by the API itself.
 #[tokio::test]
 async fn actions_go_through_the_request_channel() {
     let fx = Fx::new(replica(), Some(json!({}))).await;
@@ -959,9 +957,32 @@ async fn actions_go_through_the_request_channel() {
         502
     );
     put(&fx.dcs, "config", r#"{"failsafe_mode":true}"#).await;
+    // Patroni's primary checks for exactly this plain-text body.
+    let notice = r#"{"name":"l1","conn_url":"postgres://x:5432/postgres","api_url":"http://x/patroni"}"#;
+    assert!(!call(&r, "GET", "/patroni", None)
+        .await
+        .1
+        .contains("failsafe_mode_is_active"));
     assert_eq!(
-        call(&r, "POST", "/failsafe", Some(r#"{"l1":"http://x/patroni"}"#)).await,
-        (StatusCode::OK, "\"Accepted\"".into())
+        call(&r, "POST", "/failsafe", Some(notice)).await,
+        (StatusCode::OK, "Accepted".into())
+    );
+    assert!(call(&r, "GET", "/patroni", None)
+        .await
+        .1
+        .contains(r#""failsafe_mode_is_active":true"#));
+    assert!(call(&r, "GET", "/metrics", None)
+        .await
+        .1
+        .contains("patroni_failsafe_mode_is_active{scope=\"s\",name=\"me\"} 1"));
+    let (code, body) = call(&r, "POST", "/failsafe", Some(r#"{"l1":"http://x/patroni"}"#)).await;
+    assert_eq!(code, StatusCode::BAD_REQUEST, "{body}");
+    assert!(body.contains("'name'"), "{body}");
+    // A running primary never vouches for another one.
+    let lfx = Fx::new(leader(), Some(json!({"failsafe_mode": true}))).await;
+    assert_eq!(
+        call(&lfx.router(), "POST", "/failsafe", Some(notice)).await,
+        (StatusCode::INTERNAL_SERVER_ERROR, "Running as a leader".into())
     );
 
     put(&fx.dcs, "config", r#"{"pause":true}"#).await;

@@ -1,6 +1,6 @@
 //! The request channel from the REST API to the HA loop, for the endpoints that must act
 //! on PostgreSQL or on the loop's own state: POST/DELETE /restart, POST /reload,
-//! POST /reinitialize, POST /failsafe, and the wake-up Patroni's API sends after writing a
+//! POST /reinitialize, and the wake-up Patroni's API sends after writing a
 //! failover or config key.
 //!
 //! # Contract for the receiving side (the HA runner)
@@ -29,8 +29,6 @@
 //!   can not reinitialize", "Cluster has no leader, can not reinitialize", "<action> already
 //!   in progress" (503). The API already refuses the first two from its own view; the runner
 //!   must check again because the view can be a loop old;
-//! - for [`ApiRequest::Failsafe`]: Patroni's `update_failsafe` (a replica learns the failsafe
-//!   member list from the primary); reply `Ok(())` ("Accepted", 200) or `Err(message)` (500);
 //! - [`ApiRequest::Wakeup`]: start the next iteration now.
 //!
 //! Validation (JSON shape, roles, versions, timeouts, schedules, pause) is done here; the
@@ -107,13 +105,6 @@ pub enum ApiRequest {
         /// Take the base backup from the leader, not from a replica.
         from_leader: bool,
         /// `Ok` once started, or Patroni's refusal text.
-        reply: oneshot::Sender<Result<(), String>>,
-    },
-    /// POST /failsafe: the primary's failsafe member list.
-    Failsafe {
-        /// `{member name: api_url}`.
-        members: Map<String, Value>,
-        /// `Ok` ("Accepted") or the refusal text.
         reply: oneshot::Sender<Result<(), String>>,
     },
     /// Run the next iteration now (after a failover or config key was written).
@@ -390,23 +381,6 @@ pub async fn post_reinitialize<D: Dcs>(
     .await?
     .map_err(ApiError::Unavailable)?;
     Ok("reinitialize started".into())
-}
-
-/// POST /failsafe: only with `failsafe_mode` on (502 otherwise, as Patroni).
-pub async fn post_failsafe<D: Dcs>(
-    st: &ApiState<D>,
-    snap: &Snapshot,
-    req: Map<String, Value>,
-) -> Result<Value, ApiError> {
-    if !snap.failsafe_mode() {
-        return Err(ApiError::BadGateway);
-    }
-    st.ask("failsafe", "failsafe update failed", |reply| {
-        ApiRequest::Failsafe { members: req, reply }
-    })
-    .await?
-    .map_err(ApiError::Refused)?;
-    Ok(Value::String("Accepted".into()))
 }
 
 #[cfg(test)]

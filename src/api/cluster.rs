@@ -140,17 +140,7 @@ impl Snapshot {
 }
 
 /// Patroni's `parse_bool` for config values: true, "on", "true", "yes", "1".
-pub fn truthy(v: &Value) -> bool {
-    match v {
-        Value::Bool(b) => *b,
-        Value::Number(n) => n.as_i64().is_some_and(|n| n != 0),
-        Value::String(s) => matches!(
-            s.trim().to_ascii_lowercase().as_str(),
-            "on" | "true" | "yes" | "1" | "y" | "t"
-        ),
-        _ => false,
-    }
-}
+pub use crate::ha::view::truthy;
 
 fn as_u64_lenient(v: &Value) -> Option<u64> {
     match v {

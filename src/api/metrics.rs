@@ -258,7 +258,7 @@ pub fn render(s: &NodeStatus, snap: &Snapshot, raft: Option<&RaftInfo>, now: Ins
         "patroni_failsafe_mode_is_active",
         "gauge",
         "Value is 1 if failsafe mode is active, 0 if inactive.",
-        0,
+        b(s.failsafe_mode_is_active),
     );
     o.metric(
         "patroni_postgres_timeline",

@@ -6,7 +6,7 @@
 //! - [`cluster`]: the DCS snapshot the handlers read, GET /cluster, /history, /config, /failsafe,
 //!   PATCH and PUT /config, DELETE /switchover.
 //! - [`manual`]: POST /switchover and /failover.
-//! - [`actions`]: the request channel to the HA loop (restart, reload, reinitialize, failsafe).
+//! - [`actions`]: the request channel to the HA loop (restart, reload, reinitialize).
 //! - [`metrics`]: GET /metrics (Prometheus text).
 //! - [`security`]: Basic auth, allowlist and client-certificate checks on unsafe requests.
 //! - [`serve`]: the listener loop (plain TCP or TLS) that daemons and tests start.

@@ -10,6 +10,7 @@ use super::manual::{self, Action};
 use super::metrics::{self, RaftInfo};
 use super::security::{api_url_ip, PeerInfo, Security};
 use crate::dcs::Dcs;
+use crate::ha::failsafe::{FailsafeState, Refusal};
 use crate::ha::status::NodeStatus;
 use axum::body::Body;
 use axum::extract::{Request, State};
@@ -37,7 +38,7 @@ pub struct ApiState<D: Dcs> {
     pub prefix: String,
     /// The member's ttl (liveness).
     pub ttl: Duration,
-    /// Requests to the HA loop (restart, reload, reinitialize, failsafe, wake-up); `None`
+    /// Requests to the HA loop (restart, reload, reinitialize, wake-up); `None`
     /// until the runner takes them, and those endpoints then answer 503.
     pub requests: Option<mpsc::Sender<ApiRequest>>,
     /// The embedded Raft member's state for /metrics; `None` omits the Raft metrics.
@@ -47,6 +48,9 @@ pub struct ApiState<D: Dcs> {
     /// Headers added to every response (`restapi.http_extra_headers`, and
     /// `https_extra_headers` when TLS is on).
     pub extra_headers: Arc<Vec<(HeaderName, HeaderValue)>>,
+    /// Failsafe state shared with the HA loop: POST /failsafe is answered here, at once,
+    /// even while the loop waits on an unreachable DCS.
+    pub failsafe: FailsafeState,
 }
 
 impl<D: Dcs> Clone for ApiState<D> {
@@ -60,6 +64,7 @@ impl<D: Dcs> Clone for ApiState<D> {
             raft: self.raft.clone(),
             security: self.security.clone(),
             extra_headers: self.extra_headers.clone(),
+            failsafe: self.failsafe.clone(),
         }
     }
 }
@@ -81,7 +86,14 @@ impl<D: Dcs> ApiState<D> {
             raft: None,
             security: Arc::new(Security::default()),
             extra_headers: Arc::new(vec![]),
+            failsafe: FailsafeState::new(ttl),
         }
+    }
+
+    /// Shares this failsafe state with the HA loop.
+    pub fn with_failsafe(mut self, f: FailsafeState) -> Self {
+        self.failsafe = f;
+        self
     }
 
     /// Hands actions to the HA loop through `tx` (see [`actions`] for the contract).
@@ -190,8 +202,12 @@ async fn route<D: Dcs>(st: ApiState<D>, req: Request) -> Result<Response, ApiErr
             .check(parts.extensions.get::<PeerInfo>(), auth, &member_ips)?;
     }
 
-    let status = || st.status.borrow().clone();
     let now = Instant::now();
+    let status = || {
+        let mut s = st.status.borrow().clone();
+        s.failsafe_mode_is_active = st.failsafe.is_active(now);
+        s
+    };
     match (method.as_str(), seg.as_str()) {
         ("GET", "patroni") => {
             let s = status();
@@ -284,15 +300,28 @@ async fn route<D: Dcs>(st: ApiState<D>, req: Request) -> Result<Response, ApiErr
             Ok(text(StatusCode::OK, actions::post_reinitialize(&st, req).await?))
         }
         ("POST", "failsafe") => {
+            // Patroni checks its cached global configuration, not the DCS: this request
+            // comes exactly when the DCS may be unreachable, so the local copy decides.
             let snap = Snapshot::read_local(st.dcs.as_ref(), &st.prefix);
             if !snap.failsafe_mode() {
                 return Err(ApiError::BadGateway);
             }
             let req = read_json(&parts.headers, body, false).await?;
-            Ok(json(
-                StatusCode::OK,
-                &actions::post_failsafe(&st, &snap, req).await?,
-            ))
+            let s = st.status.borrow().clone();
+            let primary = s.role == "primary" && s.state == "running";
+            match st.failsafe.accept(&req, primary) {
+                Ok(()) => {
+                    let mut resp = text(StatusCode::OK, "Accepted");
+                    if let Some(lsn) = s.wal_position() {
+                        resp.headers_mut().insert("lsn", HeaderValue::from(lsn));
+                    }
+                    Ok(resp)
+                }
+                Err(e @ Refusal::RunningAsLeader) => {
+                    Ok(text(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
+                }
+                Err(e @ Refusal::Invalid(_)) => Ok(text(StatusCode::BAD_REQUEST, e.to_string())),
+            }
         }
         _ => Err(ApiError::UnsupportedMethod(method.to_string())),
     }

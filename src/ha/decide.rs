@@ -137,6 +137,9 @@ pub struct Inputs<'a> {
     /// `false` when `watchdog.mode` is `required` and the device cannot be used: such a
     /// member never races for the leader key.
     pub watchdog_healthy: bool,
+    /// The DCS could not be read, failsafe_mode is on, and every other member listed in
+    /// `/failsafe` just accepted this primary's notice: it stays primary this cycle.
+    pub failsafe_held: bool,
 }
 
 /// The actions of one iteration and why.
@@ -159,6 +162,10 @@ fn decision(actions: Vec<Action>, reason: impl Into<String>) -> Decision {
 pub fn decide(i: &Inputs<'_>) -> Decision {
     let Some(view) = i.view else {
         return match i.pg {
+            PgState::Running(r) if r.primary && i.failsafe_held => decision(
+                vec![],
+                "continue to run as a leader because failsafe mode is enabled and all members are accessible",
+            ),
             PgState::Running(r) if r.primary => decision(
                 vec![Action::Demote(DemoteMode::Offline)],
                 "DCS is not accessible: demoting, since a primary must not run without its lease",
@@ -469,6 +476,17 @@ fn healthiest(i: &Inputs<'_>, view: &ClusterView, r: &Running) -> Result<(), Str
     if !i.watchdog_healthy {
         return Err("watchdog.mode is required and the watchdog device is not usable".into());
     }
+    // Failsafe: the primary only asks the members in /failsafe before it keeps running
+    // through a DCS outage; one that was not asked could be racing against a live primary.
+    if let Some(l) = view
+        .failsafe
+        .as_ref()
+        .filter(|l| view.failsafe_mode() && !l.is_empty())
+    {
+        if !l.contains_key(i.me.as_str()) {
+            return Err("failsafe mode: this member is not listed in /failsafe".into());
+        }
+    }
     if not_listed {
         return Err("synchronous mode: this member is not a synchronous standby in /sync".into());
     }
@@ -636,6 +654,7 @@ mod tests {
             scheduled_due: true,
             pre_promote_backoff: false,
             watchdog_healthy: true,
+            failsafe_held: false,
         })
     }
 
@@ -1082,6 +1101,7 @@ mod tests {
             scheduled_due: true,
             pre_promote_backoff: false,
             watchdog_healthy: true,
+            failsafe_held: false,
         });
         assert!(matches!(d.actions.as_slice(), [Action::Fatal(m)] if m.contains("42")));
     }
@@ -1099,6 +1119,7 @@ mod tests {
             scheduled_due: true,
             pre_promote_backoff: backoff,
             watchdog_healthy,
+            failsafe_held: false,
         })
     }
 
@@ -1128,5 +1149,82 @@ mod tests {
         assert!(d.reason.contains("watchdog"), "{}", d.reason);
         let p = race_local("b", &primary(), false, false);
         assert_eq!(p.actions, vec![Action::AcquireLeader], "{}", p.reason);
+    }
+
+    /// DCS lost: a primary whose members all accepted its failsafe notice keeps running;
+    /// without that it demotes; a replica waits either way.
+    #[test]
+    fn failsafe_keeps_a_confirmed_primary_through_a_dcs_outage() {
+        let me = n("a");
+        let run = |pg: &PgState, held: bool| {
+            decide(&Inputs {
+                me: &me,
+                view: None,
+                pg,
+                sysid: Some(7000000000000000001),
+                failover_priority: 1,
+                peers: &[],
+                maximum_lag_on_failover: 1 << 20,
+                scheduled_due: true,
+                pre_promote_backoff: false,
+                watchdog_healthy: true,
+                failsafe_held: held,
+            })
+        };
+        let kept = run(&primary(), true);
+        assert_eq!(kept.actions, vec![], "{}", kept.reason);
+        assert!(kept.reason.contains("failsafe"), "{}", kept.reason);
+        let demoted = run(&primary(), false);
+        assert_eq!(demoted.actions, vec![Action::Demote(DemoteMode::Offline)]);
+        assert_eq!(run(&replica(1, Some("a")), true).actions, vec![]);
+    }
+
+    /// With failsafe_mode on, a member missing from a non-empty /failsafe never races
+    /// (the primary did not ask it, so it may still be running); listed members do.
+    #[test]
+    fn failsafe_members_not_listed_do_not_race() {
+        let mut v = view(None);
+        v.config = Some(Versioned {
+            value: json!({"failsafe_mode": true}),
+            revision: 1,
+        });
+        v.failsafe = Some(
+            [("a", "http://a/patroni"), ("c", "http://c/patroni")]
+                .into_iter()
+                .map(|(k, u)| (k.to_string(), u.to_string()))
+                .collect(),
+        );
+        let race = |me: &str, v: &ClusterView| {
+            let me = n(me);
+            decide(&Inputs {
+                me: &me,
+                view: Some(v),
+                pg: &replica(100, Some("a")),
+                sysid: Some(7000000000000000001),
+                failover_priority: 1,
+                peers: &[],
+                maximum_lag_on_failover: 1 << 20,
+                scheduled_due: true,
+                pre_promote_backoff: false,
+                watchdog_healthy: true,
+                failsafe_held: false,
+            })
+        };
+        let b = race("b", &v);
+        assert_eq!(b.actions, vec![], "{}", b.reason);
+        assert!(b.reason.contains("/failsafe"), "{}", b.reason);
+        let c = race("c", &v);
+        assert_eq!(
+            c.actions,
+            vec![Action::AcquireLeader, Action::Promote],
+            "{}",
+            c.reason
+        );
+        // failsafe_mode off: the stale list does not matter.
+        v.config = None;
+        assert_eq!(
+            race("b", &v).actions,
+            vec![Action::AcquireLeader, Action::Promote]
+        );
     }
 }

@@ -4,8 +4,10 @@
 //! - [`decide`]: the pure decision table.
 //! - [`callbacks`]: the user scripts run around PostgreSQL events.
 //! - [`watchdog`]: the kernel watchdog a primary keeps fed.
+//! - [`failsafe`]: keeping a primary through a DCS outage on its members' word.
 pub mod callbacks;
 pub mod decide;
+pub mod failsafe;
 pub mod runner;
 pub mod status;
 pub mod sync;

@@ -6,9 +6,10 @@
 
 use super::callbacks::{CallbackAction, CallbackRole, Callbacks, PrePromote, ScriptCallbacks};
 use super::decide::{decide, Action, DemoteMode, Inputs, PeerStatus, PgState, Running};
+use super::failsafe::{self, FailsafeState};
 use super::status::{NodeStatus, ReplicationInfo};
 use super::sync::{self, Standby, SyncSettings};
-use super::view::{ClusterView, HistoryRow, MemberRecord, SyncKey, SyncMode};
+use super::view::{ClusterView, HistoryRow, MemberRecord, SyncKey, SyncMode, Versioned};
 use super::watchdog::{Watchdog, WatchdogMode, WatchdogTiming};
 use crate::api::actions::{ActionOutcome, ApiRequest, RestartConditions};
 use crate::dcs::{Dcs, DcsError};
@@ -70,6 +71,9 @@ pub struct HaSettings {
     pub post_bootstrap: Option<String>,
     /// create_replica_methods.
     pub replica_methods: Vec<ReplicaMethod>,
+    /// `restapi.authentication`: the credentials members use on each other's REST API
+    /// (POST /failsafe).
+    pub api_auth: Option<(String, String)>,
 }
 
 /// Why an action did not complete; the rest of the iteration is abandoned.
@@ -141,6 +145,10 @@ pub struct Runner<D: Dcs, P: PgControl + 'static> {
     /// PostgreSQL's role as last announced to the callbacks, to tell a role change (former
     /// primary → replica) from a plain start or restart, as Patroni does.
     cb_role: Option<CallbackRole>,
+    /// Failsafe mode, shared with the REST API (see `ha::failsafe`).
+    failsafe: FailsafeState,
+    /// "kept running through a DCS outage in failsafe mode" was logged.
+    failsafe_logged: bool,
 }
 
 /// Builds fresh [`HaSettings`] from the configuration file, or says why it cannot.
@@ -205,7 +213,15 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
             watchdog: Arc::new(Watchdog::off()),
             race_backoff_until: None,
             cb_role: None,
+            failsafe: FailsafeState::new(timing.ttl),
+            failsafe_logged: false,
         }
+    }
+
+    /// Shares the failsafe state with the REST API (which answers POST /failsafe).
+    pub fn with_failsafe(mut self, f: FailsafeState) -> Self {
+        self.failsafe = f;
+        self
     }
 
     /// Runs these user scripts (default: none).
@@ -476,11 +492,6 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
                 };
                 let _ = reply.send(answer);
             }
-            ApiRequest::Failsafe { reply, .. } => {
-                let _ = reply.send(Err(
-                    "failsafe mode is not implemented by this pgwarden version".into()
-                ));
-            }
             ApiRequest::Wakeup => {}
         }
     }
@@ -592,16 +603,18 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
                 }
             }
         }
-        let view = match self.dcs.list(&self.s.prefix).await {
+        let mut view = match self.dcs.list(&self.s.prefix).await {
             Ok(kvs) => Some(ClusterView::from_kvs(&self.s.prefix, &kvs)),
             Err(e) => {
                 tracing::warn!(error = %e, "cannot read the cluster from the DCS");
                 None
             }
         };
-        if let Some(v) = &view {
+        if let Some(v) = &mut view {
             self.last_view = Some(v.clone());
             self.apply_dynamic_timing(v);
+            self.failsafe.set_ttl(self.timing.ttl);
+            self.inject_failsafe_leader(v);
             if v.paused() {
                 // Patroni: no watchdog while paused (nothing acts on a hung daemon then).
                 self.watchdog.disable();
@@ -625,6 +638,12 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
             Some(v) if v.leader.is_none() && matches!(pg, PgState::Running(_)) => self.poll_peers(v).await,
             _ => vec![],
         };
+        // Failsafe: the DCS cannot be read and this is a running primary — it stays one
+        // only on the word of every member listed in /failsafe.
+        let failsafe_held = match (&view, &pg) {
+            (None, PgState::Running(r)) if r.primary => self.failsafe_hold().await,
+            _ => false,
+        };
         let scheduled_due = view
             .as_ref()
             .and_then(|v| v.failover.as_ref())
@@ -646,6 +665,7 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
             scheduled_due,
             pre_promote_backoff: self.race_backoff_until.is_some_and(|t| Instant::now() < t),
             watchdog_healthy: self.watchdog.is_healthy(self.wd_timing()),
+            failsafe_held,
         });
         if d.reason != self.last_reason {
             tracing::info!(reason = %d.reason, actions = ?d.actions, "decision");
@@ -660,6 +680,14 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
                     ActError::Lost(why) => tracing::info!(action = ?a, "{why}"),
                     ActError::Fatal(_) => return Err(e),
                     other => tracing::warn!(action = ?a, error = %chain(other), "action failed"),
+                }
+                // The DCS failed under the lease refresh itself (not a lost compare-and-
+                // swap): the same failsafe rule as for a failed read, before the fence
+                // stops PostgreSQL at the end of the lease.
+                if matches!((a, &e), (Action::RefreshLeader, ActError::Dcs(_)))
+                    && matches!(&pg, PgState::Running(r) if r.primary)
+                {
+                    self.failsafe_hold().await;
                 }
                 outcome = Err(e);
                 break;
@@ -709,6 +737,9 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
                 && d.actions.contains(&Action::RefreshLeader)
                 && matches!(&pg_after, PgState::Running(r) if r.primary);
             if leading {
+                self.failsafe.release();
+                self.failsafe_logged = false;
+                self.write_failsafe_topology(v).await;
                 if let Err(e) = self.manage_sync(v, &obs_after).await {
                     tracing::warn!(error = %chain(&e), "synchronous replication step failed");
                 }
@@ -862,6 +893,108 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
             .into_iter()
             .flatten()
             .collect()
+    }
+
+    /// Replica side of failsafe: when the leader key is free but a primary vouched for
+    /// itself over POST /failsafe within ttl, treat it as the leader (follow it, do not
+    /// race), as Patroni does.
+    fn inject_failsafe_leader(&self, v: &mut ClusterView) {
+        if v.leader.is_some() || !v.failsafe_mode() {
+            return;
+        }
+        if let Some(r) = self.failsafe.leader(Instant::now()) {
+            if r.leader != self.s.me {
+                tracing::info!(leader = %r.leader, "no leader key, but the primary confirmed itself over POST /failsafe: following it");
+                v.leader = Some(Versioned {
+                    value: r.leader,
+                    revision: 0,
+                });
+            }
+        }
+    }
+
+    /// Primary side of failsafe, on a DCS error: ask every other member listed in the last
+    /// known /failsafe; if all accept, extend the lease from the moment of asking (each
+    /// member's window starts later, when it answers) and feed the watchdog. False when
+    /// failsafe_mode is off, the cluster is paused, this member is not listed, or anyone
+    /// did not accept in time.
+    async fn failsafe_hold(&mut self) -> bool {
+        let Some(v) = self.last_view.clone() else {
+            return false;
+        };
+        if !v.failsafe_mode() || v.paused() {
+            return false;
+        }
+        let Some(ask) = failsafe::to_ask(v.failsafe.as_ref(), &self.s.me) else {
+            tracing::warn!("failsafe mode: this member is not listed in /failsafe, so it cannot stay primary without the DCS");
+            return false;
+        };
+        let asked = Instant::now();
+        let Some(until) = *self.lease.until.borrow() else {
+            return false;
+        };
+        let left = until.saturating_duration_since(asked);
+        if left.is_zero() {
+            return false;
+        }
+        let body = failsafe::notice(&self.s.me, &self.s.conn_url, &self.s.api_url, None);
+        let ok = failsafe::ask_all(
+            &self.http,
+            self.s.api_auth.as_ref(),
+            &ask,
+            &body,
+            left.min(Duration::from_secs(4)),
+        )
+        .await;
+        if !ok {
+            self.failsafe.release();
+            tracing::warn!("failsafe mode: not every member in /failsafe accepted; this primary must stop");
+            return false;
+        }
+        let margin = self.s.safety_margin.min(self.timing.ttl / 2);
+        self.lease
+            .until
+            .send_replace(Some(asked + self.timing.ttl - margin));
+        self.watchdog.keepalive(self.wd_timing());
+        self.failsafe.held(asked);
+        if !self.failsafe_logged {
+            tracing::warn!(
+                members = ask.len(),
+                "DCS unreachable: continuing to run as the leader because failsafe mode is enabled and all members are accessible"
+            );
+            self.failsafe_logged = true;
+        }
+        true
+    }
+
+    /// The leader keeps /failsafe (members with an API, and itself) while failsafe_mode
+    /// is on, writing it only when it changed.
+    async fn write_failsafe_topology(&self, v: &ClusterView) {
+        if !v.failsafe_mode() {
+            return;
+        }
+        let want = failsafe::topology(
+            v.members.iter().map(|(n, m)| (n, m.api_url.as_str())),
+            &self.s.me,
+            &self.s.api_url,
+        );
+        if v.failsafe.as_ref() == Some(&want) {
+            return;
+        }
+        let value = match serde_json::to_string(&want) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "failsafe: cannot encode the member list");
+                return;
+            }
+        };
+        if let Err(e) = self
+            .dcs
+            .put(&self.key("failsafe"), &value, None, Condition::Always)
+            .await
+        {
+            tracing::warn!(error = %e, "failsafe: cannot write /failsafe");
+        }
     }
 
     fn upstream_of(

@@ -34,6 +34,7 @@ fn settings(me: &str) -> HaSettings {
         local_parameters: BTreeMap::new(),
         post_bootstrap: None,
         replica_methods: vec![],
+        api_auth: None,
     }
 }
 

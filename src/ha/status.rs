@@ -65,6 +65,10 @@ pub struct NodeStatus {
     /// Nobody holds the leader key.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub cluster_unlocked: bool,
+    /// Failsafe mode kept this primary running, or this member accepted a primary's
+    /// failsafe notice, within the last ttl (filled in by the REST API at request time).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub failsafe_mode_is_active: bool,
     /// Unix time of the last successful DCS read.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub dcs_last_seen: Option<i64>,
@@ -126,6 +130,7 @@ impl NodeStatus {
             replication: vec![],
             pause: false,
             cluster_unlocked: false,
+            failsafe_mode_is_active: false,
             dcs_last_seen: None,
             tags: BTreeMap::new(),
             database_system_identifier: None,
@@ -139,6 +144,17 @@ impl NodeStatus {
             witness,
             lag: None,
         }
+    }
+
+    /// The WAL position GET /patroni shows: the write location on a primary,
+    /// max(received, replayed) on a replica.
+    pub fn wal_position(&self) -> Option<u64> {
+        let x = self.xlog.as_ref()?;
+        let get = |k: &str| x.get(k).and_then(Value::as_u64);
+        get("location").or_else(|| match (get("received_location"), get("replayed_location")) {
+            (None, None) => None,
+            (a, b) => Some(a.unwrap_or(0).max(b.unwrap_or(0))),
+        })
     }
 
     /// Whether this member may currently act as a writable primary: it holds the key, its

@@ -179,6 +179,9 @@ pub struct ClusterView {
     pub optime: Option<u64>,
     /// `sync`, when present and parsable.
     pub sync: Option<Versioned<SyncKey>>,
+    /// `failsafe`: the members (name → api_url) the leader last listed, when it is a JSON
+    /// object of strings.
+    pub failsafe: Option<BTreeMap<String, String>>,
     /// Keys that did not parse: (key, problem).
     pub unparsable: Vec<(String, String)>,
 }
@@ -236,6 +239,10 @@ impl ClusterView {
                     }
                     Err(e) => bad(&mut v, e.to_string()),
                 },
+                "failsafe" => match serde_json::from_str::<BTreeMap<String, String>>(&kv.value) {
+                    Ok(m) => v.failsafe = Some(m),
+                    Err(e) => bad(&mut v, e.to_string()),
+                },
                 "status" => {
                     v.optime = serde_json::from_str::<Value>(&kv.value)
                         .ok()
@@ -277,6 +284,14 @@ impl ClusterView {
             .and_then(|c| c.value.get("pause"))
             .and_then(Value::as_bool)
             .unwrap_or(false)
+    }
+
+    /// `failsafe_mode` from the dynamic config (Patroni's boolean spellings).
+    pub fn failsafe_mode(&self) -> bool {
+        self.config
+            .as_ref()
+            .and_then(|c| c.value.get("failsafe_mode"))
+            .is_some_and(truthy)
     }
 
     /// `synchronous_mode` from the dynamic config (a boolean, `on`/`off` or `quorum`).
@@ -330,6 +345,20 @@ fn parse_failover(s: &str) -> Option<FailoverKey> {
         member: some(member),
         scheduled_at: None,
     })
+}
+
+/// A configuration flag as Patroni reads it: a boolean, a non-zero number, or one of the
+/// strings on/true/yes/1/y/t in any case.
+pub fn truthy(v: &Value) -> bool {
+    match v {
+        Value::Bool(b) => *b,
+        Value::Number(n) => n.as_i64().is_some_and(|n| n != 0),
+        Value::String(s) => matches!(
+            s.trim().to_ascii_lowercase().as_str(),
+            "on" | "true" | "yes" | "1" | "y" | "t"
+        ),
+        _ => false,
+    }
 }
 
 #[cfg(test)]

@@ -209,6 +209,16 @@ impl Cluster {
         std::fs::write(self.partition_file(), format!("{}\n", self.nodes[i].raft_addr())).unwrap();
     }
 
+    /// Cuts every Raft link: no member has a quorum, the REST APIs and PostgreSQL stay up.
+    pub fn isolate_all(&self) {
+        let all: String = self
+            .nodes
+            .iter()
+            .map(|n| format!("{}\n", n.raft_addr()))
+            .collect();
+        std::fs::write(self.partition_file(), all).unwrap();
+    }
+
     pub fn heal(&self) {
         std::fs::write(self.partition_file(), "").unwrap();
     }
