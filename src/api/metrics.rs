@@ -105,7 +105,13 @@ fn padded_version(v: &str) -> String {
 }
 
 fn epoch_seconds(iso: Option<&str>) -> f64 {
-    iso.and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+    // Also PostgreSQL's to_char text with a "UTC" zone name (replayed_timestamp).
+    let iso = iso.map(|t| match t.strip_suffix(" UTC") {
+        Some(b) => format!("{b}+00:00"),
+        None => t.to_string(),
+    });
+    iso.as_deref()
+        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
         .map_or(0.0, |t| t.timestamp_millis() as f64 / 1000.0)
 }
 
@@ -383,5 +389,19 @@ mod tests {
         assert_eq!(padded_version("4.1.4"), "040104");
         assert_eq!(padded_version("0.1.0"), "000100");
         assert_eq!(escape("a\"b"), "a\\\"b");
+    }
+
+    /// Both timestamp texts /patroni carries become epoch seconds.
+    #[test]
+    fn timestamps_become_epoch_seconds() {
+        assert_eq!(
+            epoch_seconds(Some("2023-11-14 22:13:20.123456+00:00")),
+            1_700_000_000.123
+        );
+        assert_eq!(
+            epoch_seconds(Some("2023-11-14 22:13:20.123 UTC")),
+            1_700_000_000.123
+        );
+        assert_eq!(epoch_seconds(None), 0.0);
     }
 }

@@ -109,6 +109,9 @@ pub struct PeerStatus {
     pub timeline: u32,
     /// Its failover priority (0: never).
     pub failover_priority: i64,
+    /// It reports `watchdog_failed` (required watchdog unusable): it cannot be promoted, so
+    /// it does not hold anybody back.
+    pub watchdog_failed: bool,
 }
 
 /// Everything `decide` looks at.
@@ -530,7 +533,7 @@ fn healthiest(i: &Inputs<'_>, view: &ClusterView, r: &Running) -> Result<(), Str
                 continue;
             }
         }
-        if p.failover_priority <= 0 && !voter {
+        if (p.failover_priority <= 0 || p.watchdog_failed) && !voter {
             continue;
         }
         if p.timeline > r.timeline {
@@ -628,6 +631,7 @@ mod tests {
             wal: Lsn(wal),
             timeline: 1,
             failover_priority: prio,
+            watchdog_failed: false,
         }
     }
 
@@ -1226,5 +1230,19 @@ mod tests {
             race("b", &v).actions,
             vec![Action::AcquireLeader, Action::Promote]
         );
+    }
+
+    /// A peer reporting watchdog_failed cannot be promoted, so its extra WAL does not hold
+    /// a healthy member back (Patroni's "not watchdog capable"); a running primary still does.
+    #[test]
+    fn peers_with_a_failed_watchdog_do_not_block_the_race() {
+        let v = view(None);
+        let mut ahead = peer("c", 200, false, 1);
+        assert!(!races(&race("b", &v, 100, vec![ahead.clone()])));
+        ahead.watchdog_failed = true;
+        assert!(races(&race("b", &v, 100, vec![ahead.clone()])));
+        let mut primary_peer = peer("c", 200, true, 1);
+        primary_peer.watchdog_failed = true;
+        assert!(!races(&race("b", &v, 100, vec![primary_peer])));
     }
 }

@@ -885,6 +885,10 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
                         wal: Lsn(wal),
                         timeline: body.get("timeline").and_then(Value::as_u64).unwrap_or(0) as u32,
                         failover_priority: prio,
+                        watchdog_failed: body
+                            .get("watchdog_failed")
+                            .and_then(Value::as_bool)
+                            .unwrap_or(false),
                     })
                 }
             });
@@ -1806,6 +1810,8 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
         let holds = v.leader_name() == Some(&self.s.me);
         let (state, role) = state_and_role(pg, &self.status.borrow().state);
         let lease_until = *self.lease.until.borrow();
+        let watchdog_failed = !self.watchdog.is_healthy(self.wd_timing());
+        let server_version = self.pg.version().num;
         if let PgState::Running(r) = pg {
             if !r.primary && !r.streaming {
                 self.not_streaming_since.get_or_insert(Instant::now());
@@ -1818,13 +1824,19 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
             s.role = role;
             s.timeline = obs.status.as_ref().map(|st| st.timeline.0);
             s.database_system_identifier = sysid.map(|x| x.to_string());
+            s.server_version = obs.status.as_ref().map(|_| server_version);
+            s.postmaster_start_time = obs
+                .status
+                .as_ref()
+                .and_then(|st| st.postmaster_start)
+                .and_then(postmaster_start_text);
             s.xlog = obs.status.as_ref().map(|st| {
                 if st.in_recovery {
                     json!({
                         "received_location": st.receive_lsn.map(|l| l.0),
                         "replayed_location": st.replay_lsn.map(|l| l.0),
-                        "replayed_timestamp": null,
-                        "paused": false,
+                        "replayed_timestamp": st.replay_timestamp.and_then(replayed_timestamp_text),
+                        "paused": st.replay_paused,
                     })
                 } else {
                     json!({"location": st.current_lsn.map(|l| l.0)})
@@ -1863,6 +1875,7 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
                 };
             }
             s.lease_until = lease_until;
+            s.watchdog_failed = watchdog_failed;
             s.tags = self.s.tags.clone();
             s.pending_restart = !obs.pending_restart.is_empty();
             s.pending_restart_reason = (!obs.pending_restart.is_empty())
@@ -1881,6 +1894,19 @@ struct Observation {
     streaming: bool,
     /// Parameters whose new value waits for a restart.
     pending_restart: BTreeMap<String, crate::postgres::PendingChange>,
+}
+
+/// Patroni's `postmaster_start_time`: Python's `isoformat(sep=' ')` of the timestamp, here
+/// always in UTC ("2026-11-22 04:36:36.123456+00:00").
+fn postmaster_start_text(micros: i64) -> Option<String> {
+    let t = chrono::DateTime::from_timestamp_micros(micros)?;
+    Some(t.format("%Y-%m-%d %H:%M:%S%.6f+00:00").to_string())
+}
+
+/// Patroni's `replayed_timestamp`: `to_char(..., 'YYYY-MM-DD HH24:MI:SS.MS TZ')`, in UTC.
+fn replayed_timestamp_text(micros: i64) -> Option<String> {
+    let t = chrono::DateTime::from_timestamp_micros(micros)?;
+    Some(t.format("%Y-%m-%d %H:%M:%S%.3f UTC").to_string())
 }
 
 fn state_and_role(pg: &PgState, current: &str) -> (String, String) {
@@ -2058,6 +2084,19 @@ mod tests {
             &slot
         ));
         assert!(!slot_matches(&json!("keep_me"), &slot));
+    }
+
+    /// Patroni's text forms of the postmaster start and last replay times.
+    #[test]
+    fn timestamps_as_patroni_prints_them() {
+        assert_eq!(
+            postmaster_start_text(1_700_000_000_123_456).as_deref(),
+            Some("2023-11-14 22:13:20.123456+00:00")
+        );
+        assert_eq!(
+            replayed_timestamp_text(1_700_000_000_123_456).as_deref(),
+            Some("2023-11-14 22:13:20.123 UTC")
+        );
     }
 
     /// Patroni's slot naming.

@@ -84,6 +84,10 @@ pub struct NodeStatus {
     /// Per parameter: old and new value.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pending_restart_reason: Option<Value>,
+    /// `watchdog.mode` is required and the watchdog cannot be used: this member will not
+    /// be promoted.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub watchdog_failed: bool,
     /// Daemon identity.
     pub patroni: DaemonInfo,
 
@@ -136,6 +140,7 @@ impl NodeStatus {
             database_system_identifier: None,
             pending_restart: false,
             pending_restart_reason: None,
+            watchdog_failed: false,
             patroni: info,
             holds_lock: false,
             lease_until: None,

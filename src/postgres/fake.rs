@@ -93,6 +93,9 @@ impl Default for FakeState {
                 replay_lsn: None,
                 timeline: TimelineId(1),
                 system_identifier: 7_000_000_000_000_000_001,
+                postmaster_start: None,
+                replay_timestamp: None,
+                replay_paused: false,
             },
             rewind_decision: RewindDecision::NotNeeded {
                 reason: "fake".into(),

@@ -24,6 +24,13 @@ pub struct LocalStatus {
     pub timeline: TimelineId,
     /// `pg_control_system().system_identifier`.
     pub system_identifier: u64,
+    /// `pg_postmaster_start_time()`, Unix microseconds.
+    pub postmaster_start: Option<i64>,
+    /// Standby: `pg_last_xact_replay_timestamp()`, Unix microseconds (None before the first
+    /// replayed commit).
+    pub replay_timestamp: Option<i64>,
+    /// Standby: `pg_is_wal_replay_paused()`.
+    pub replay_paused: bool,
 }
 
 /// A `pg_stat_replication` row.
@@ -142,7 +149,11 @@ pub(crate) async fn status(c: &Client, t: Duration) -> Result<LocalStatus> {
              THEN COALESCE((SELECT received_tli FROM pg_stat_wal_receiver),
                            (SELECT timeline_id FROM pg_control_checkpoint()))::int8
              ELSE ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int8 END,
-        (SELECT system_identifier::text FROM pg_control_system())";
+        (SELECT system_identifier::text FROM pg_control_system()),
+        (extract(epoch FROM pg_postmaster_start_time()) * 1000000)::int8,
+        CASE WHEN pg_is_in_recovery()
+             THEN (extract(epoch FROM pg_last_xact_replay_timestamp()) * 1000000)::int8 END,
+        CASE WHEN pg_is_in_recovery() THEN pg_is_wal_replay_paused() ELSE false END";
     let row = timed(WHAT, t, c.query_one(sql, &[])).await?;
     let sysid: String = get(&row, 5, WHAT)?;
     Ok(LocalStatus {
@@ -155,6 +166,9 @@ pub(crate) async fn status(c: &Client, t: Duration) -> Result<LocalStatus> {
             what: "system identifier",
             value: sysid,
         })?,
+        postmaster_start: get(&row, 6, WHAT)?,
+        replay_timestamp: get(&row, 7, WHAT)?,
+        replay_paused: get(&row, 8, WHAT)?,
     })
 }
 
