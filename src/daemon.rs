@@ -376,6 +376,10 @@ fn ha_settings(
     let api = &cfg.restapi.connect_address;
     let margin = Duration::from_secs(2).min(timing.ttl / 4);
     Ok(HaSettings {
+        scripts: Some((
+            CallbackCommands::from_config(p).context("postgresql.callbacks")?,
+            run_as(p),
+        )),
         api_auth: cfg
             .restapi
             .authentication

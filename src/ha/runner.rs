@@ -4,7 +4,9 @@
 //! stops PostgreSQL when the leader's lease (measured from the send time of its last
 //! successful refresh) runs out, even while a DCS call is still pending.
 
-use super::callbacks::{CallbackAction, CallbackRole, Callbacks, PrePromote, ScriptCallbacks};
+use super::callbacks::{
+    CallbackAction, CallbackCommands, CallbackRole, Callbacks, PrePromote, ScriptCallbacks,
+};
 use super::decide::{decide, Action, DemoteMode, Inputs, PeerStatus, PgState, Running};
 use super::failsafe::{self, FailsafeState};
 use super::status::{NodeStatus, ReplicationInfo};
@@ -74,6 +76,9 @@ pub struct HaSettings {
     /// `restapi.authentication`: the credentials members use on each other's REST API
     /// (POST /failsafe).
     pub api_auth: Option<(String, String)>,
+    /// `postgresql.callbacks`, `pre_promote`, `before_stop`, and the user they run as:
+    /// compared on reload, which rebuilds the scripts when they changed.
+    pub scripts: Option<(CallbackCommands, Option<String>)>,
 }
 
 /// Why an action did not complete; the rest of the iteration is abandoned.
@@ -326,6 +331,21 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
         }
         if new.replica_methods != self.s.replica_methods {
             changed.push("postgresql.create_replica_methods");
+        }
+        if new.scripts != self.s.scripts {
+            if let Some((commands, run_as)) = &new.scripts {
+                match ScriptCallbacks::new(commands.clone(), new.scope.clone(), run_as.as_deref()) {
+                    Ok(cb) => {
+                        // Scripts already running finish under the old set; new events use
+                        // the new commands.
+                        self.callbacks = Arc::new(cb);
+                        changed.push("postgresql.callbacks");
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "reload: the new callbacks cannot be used; keeping the old ones")
+                    }
+                }
+            }
         }
         let timing = self.s.timing;
         self.s = HaSettings { timing, ..new };

@@ -35,6 +35,7 @@ fn settings(me: &str) -> HaSettings {
         post_bootstrap: None,
         replica_methods: vec![],
         api_auth: None,
+        scripts: None,
     }
 }
 
@@ -287,4 +288,40 @@ async fn failing_pre_promote_releases_the_key_and_backs_off_for_ttl() {
     f.runner.iteration().await.unwrap();
     assert_eq!(f.leader().await.as_deref(), Some("a"));
     assert!(f.promoted());
+}
+
+/// A reload that changes `postgresql.callbacks` swaps the scripts: the on_reload of the
+/// new file runs, with Patroni's arguments (action, role, scope).
+#[tokio::test]
+async fn reload_swaps_the_callback_scripts() {
+    let mut f = fixture(WatchdogMode::Off).await;
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let script = vec![
+        "/bin/sh".to_string(),
+        "-c".to_string(),
+        format!("echo \"$0 $1 $2\" >> {}", out.display()),
+    ];
+    f.runner = f.runner.with_reloader(Arc::new(move || {
+        let mut s = settings("a");
+        s.scripts = Some((
+            CallbackCommands {
+                on_reload: Some(script.clone()),
+                ..CallbackCommands::default()
+            },
+            // As root, scripts need a user to run as: the daemon's own will do here.
+            nix::unistd::geteuid().is_root().then(|| "root".to_string()),
+        ));
+        Ok(s)
+    }));
+    f.runner.handle_request(ApiRequest::Reload).await;
+    assert!(
+        f.cb.calls().is_empty(),
+        "the old scripts no longer get events: {:?}",
+        f.cb.calls()
+    );
+    f.runner.callbacks.wait_idle(Duration::from_secs(10)).await;
+    let text = std::fs::read_to_string(&out).expect("the new on_reload script ran");
+    // No iteration ran yet, so the role is not known: Patroni says "uninitialized" then.
+    assert_eq!(text.trim(), "on_reload uninitialized t");
 }
