@@ -1155,32 +1155,37 @@ mod tests {
         assert_eq!(p.actions, vec![Action::AcquireLeader], "{}", p.reason);
     }
 
+    /// One decision for member `me` with default inputs.
+    fn decide_for(me: &str, view: Option<&ClusterView>, pg: &PgState, failsafe_held: bool) -> Decision {
+        let me = n(me);
+        decide(&Inputs {
+            me: &me,
+            view,
+            pg,
+            sysid: Some(7000000000000000001),
+            failover_priority: 1,
+            peers: &[],
+            maximum_lag_on_failover: 1 << 20,
+            scheduled_due: true,
+            pre_promote_backoff: false,
+            watchdog_healthy: true,
+            failsafe_held,
+        })
+    }
+
     /// DCS lost: a primary whose members all accepted its failsafe notice keeps running;
     /// without that it demotes; a replica waits either way.
     #[test]
     fn failsafe_keeps_a_confirmed_primary_through_a_dcs_outage() {
-        let me = n("a");
-        let run = |pg: &PgState, held: bool| {
-            decide(&Inputs {
-                me: &me,
-                view: None,
-                pg,
-                sysid: Some(7000000000000000001),
-                failover_priority: 1,
-                peers: &[],
-                maximum_lag_on_failover: 1 << 20,
-                scheduled_due: true,
-                pre_promote_backoff: false,
-                watchdog_healthy: true,
-                failsafe_held: held,
-            })
-        };
-        let kept = run(&primary(), true);
+        let kept = decide_for("a", None, &primary(), true);
         assert_eq!(kept.actions, vec![], "{}", kept.reason);
         assert!(kept.reason.contains("failsafe"), "{}", kept.reason);
-        let demoted = run(&primary(), false);
+        let demoted = decide_for("a", None, &primary(), false);
         assert_eq!(demoted.actions, vec![Action::Demote(DemoteMode::Offline)]);
-        assert_eq!(run(&replica(1, Some("a")), true).actions, vec![]);
+        assert_eq!(
+            decide_for("a", None, &replica(1, Some("a")), true).actions,
+            vec![]
+        );
     }
 
     /// With failsafe_mode on, a member missing from a non-empty /failsafe never races
@@ -1198,22 +1203,7 @@ mod tests {
                 .map(|(k, u)| (k.to_string(), u.to_string()))
                 .collect(),
         );
-        let race = |me: &str, v: &ClusterView| {
-            let me = n(me);
-            decide(&Inputs {
-                me: &me,
-                view: Some(v),
-                pg: &replica(100, Some("a")),
-                sysid: Some(7000000000000000001),
-                failover_priority: 1,
-                peers: &[],
-                maximum_lag_on_failover: 1 << 20,
-                scheduled_due: true,
-                pre_promote_backoff: false,
-                watchdog_healthy: true,
-                failsafe_held: false,
-            })
-        };
+        let race = |me: &str, v: &ClusterView| decide_for(me, Some(v), &replica(100, Some("a")), false);
         let b = race("b", &v);
         assert_eq!(b.actions, vec![], "{}", b.reason);
         assert!(b.reason.contains("/failsafe"), "{}", b.reason);
