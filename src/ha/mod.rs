@@ -4,9 +4,11 @@
 //! - [`decide`]: the pure decision table.
 //! - [`callbacks`]: the user scripts run around PostgreSQL events.
 //! - [`watchdog`]: the kernel watchdog a primary keeps fed.
+//! - [`slots`]: which replication slots a member keeps, and the leader's `status` key.
 pub mod callbacks;
 pub mod decide;
 pub mod runner;
+pub mod slots;
 pub mod status;
 pub mod sync;
 pub mod view;
