@@ -815,8 +815,10 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
                             None
                         },
                         streaming,
+                        // A nostream member never streams: that is no reason to restart it.
                         stalled: st.in_recovery
                             && !streaming
+                            && !self.nostream()
                             && self
                                 .not_streaming_since
                                 .is_some_and(|t| t.elapsed() > STREAMING_GRACE),
@@ -905,6 +907,12 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
     }
 
     fn config_input(&self, v: Option<&ClusterView>, role: PgRole) -> ConfigInput {
+        // `nostream`: a standby that replays from the archive only (restore_command), with
+        // no primary_conninfo and no slot, whichever member it follows.
+        let role = match role {
+            PgRole::Standby(Some(_)) if self.nostream() => PgRole::Standby(None),
+            other => other,
+        };
         let dynamic = v
             .and_then(|v| v.config.as_ref())
             .map(|c| &c.value)
@@ -1127,7 +1135,9 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
             .filter_map(|r| {
                 let name = MemberName::new(r.application_name.clone()).ok()?;
                 let m = v.members.get(&name)?;
-                (m.state == "running").then_some(())?;
+                // A nostream member does not stream, so is never synchronous (a row with its
+                // name is somebody else's connection).
+                (m.state == "running" && !m.tag_true("nostream")).then_some(())?;
                 Some(Standby {
                     name: name.to_string(),
                     flush: r.flush_lsn.unwrap_or(Lsn(0)),
