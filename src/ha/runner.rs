@@ -1336,7 +1336,8 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
                     )
                     .await?;
             }
-            Action::Clone { from } => {
+            Action::Clone { from, clonefrom } => {
+                let from = super::decide::clone_source(clonefrom, from, rand::random::<usize>());
                 let (up, _) = self.upstream_of(v, from)?;
                 self.set_state("creating replica");
                 tracing::info!(from = %from, upstream = %up, "cloning a replica");
