@@ -376,7 +376,26 @@ pub fn render(s: &NodeStatus, snap: &Snapshot, raft: Option<&RaftInfo>, now: Ins
             );
         }
     }
+    slot_retained_bytes(&mut o, s);
     o.text
+}
+
+/// `pgwarden_replication_slot_retained_bytes{slot_name=...}`: WAL each local slot holds back
+/// (not a Patroni metric; Patroni has no per-slot figure). Nothing when there are no slots.
+fn slot_retained_bytes(o: &mut Out, s: &NodeStatus) {
+    if s.slot_retained_bytes.is_empty() {
+        return;
+    }
+    let name = "pgwarden_replication_slot_retained_bytes";
+    let _ = writeln!(
+        o.text,
+        "# HELP {name} WAL retained by each replication slot, in bytes: the current WAL position (a replica's replay position) minus the slot's restart_lsn."
+    );
+    let _ = writeln!(o.text, "# TYPE {name} gauge");
+    let base = o.labels.trim_end_matches('}');
+    for (slot, bytes) in &s.slot_retained_bytes {
+        let _ = writeln!(o.text, "{name}{base},slot_name=\"{}\"}} {bytes}", escape(slot));
+    }
 }
 
 #[cfg(test)]
@@ -403,5 +422,33 @@ mod tests {
             1_700_000_000.123
         );
         assert_eq!(epoch_seconds(None), 0.0);
+    }
+
+    /// One labelled sample per slot, with the scope and name labels.
+    #[test]
+    fn slot_retained_bytes_per_slot() {
+        let mut st = NodeStatus::initial(
+            crate::ha::status::DaemonInfo {
+                version: "0".into(),
+                scope: "s".into(),
+                name: "n".into(),
+            },
+            false,
+        );
+        let mut o = Out {
+            text: String::new(),
+            labels: "{scope=\"s\",name=\"n\"}".into(),
+        };
+        slot_retained_bytes(&mut o, &st);
+        assert!(o.text.is_empty());
+        st.slot_retained_bytes.insert("pg1".into(), 4096);
+        slot_retained_bytes(&mut o, &st);
+        assert!(
+            o.text.contains(
+                "pgwarden_replication_slot_retained_bytes{scope=\"s\",name=\"n\",slot_name=\"pg1\"} 4096\n"
+            ),
+            "{}",
+            o.text
+        );
     }
 }

@@ -70,10 +70,13 @@ pub enum Action {
         /// The revision read, for the compare-and-swap.
         revision: u64,
     },
-    /// Clone the data directory from a member.
+    /// Clone the data directory from a member: one of `clonefrom` chosen at random when it
+    /// lists any (the runner chooses, with [`clone_source`]), else `from`, the leader.
     Clone {
-        /// The source.
+        /// The leader.
         from: MemberName,
+        /// Running members tagged `clonefrom: true`, other than this one and the leader.
+        clonefrom: Vec<MemberName>,
     },
     /// Start as primary (we hold the key).
     StartPrimary,
@@ -217,13 +220,22 @@ pub fn decide(i: &Inputs<'_>) -> Decision {
                 Some("") => decision(actions, "another member is bootstrapping the cluster: waiting"),
                 Some(_) => match leader.filter(|l| *l != i.me && view.members.contains_key(*l)) {
                     Some(l) => {
+                        let clonefrom = clone_candidates(i.me, view, l);
+                        let why = if clonefrom.is_empty() {
+                            format!("no data directory: cloning from the leader {l}")
+                        } else {
+                            format!("no data directory: cloning from a member tagged clonefrom (the leader is {l})")
+                        };
                         actions.extend([
-                            Action::Clone { from: l.clone() },
+                            Action::Clone {
+                                from: l.clone(),
+                                clonefrom,
+                            },
                             Action::StartReplica {
                                 leader: Some(l.clone()),
                             },
                         ]);
-                        decision(actions, format!("no data directory: cloning from the leader {l}"))
+                        decision(actions, why)
                     }
                     None => decision(actions, "no data directory and no leader to clone from: waiting"),
                 },
@@ -418,6 +430,26 @@ fn decide_running(
             )
         }
         Err(why) => decision(vec![], format!("no leader, not racing: {why}")),
+    }
+}
+
+/// Patroni's clone sources: running members tagged `clonefrom: true`, except `me` and the
+/// leader (the fallback source).
+pub fn clone_candidates(me: &MemberName, view: &ClusterView, leader: &MemberName) -> Vec<MemberName> {
+    view.members
+        .iter()
+        .filter(|(n, m)| *n != me && *n != leader && m.tag_true("clonefrom") && m.state == "running")
+        .map(|(n, _)| n.clone())
+        .collect()
+}
+
+/// The member to clone from: `candidates[r % len]` (the runner passes a random `r`), or the
+/// leader when there is no candidate.
+pub fn clone_source<'a>(candidates: &'a [MemberName], leader: &'a MemberName, r: usize) -> &'a MemberName {
+    if candidates.is_empty() {
+        leader
+    } else {
+        &candidates[r % candidates.len()]
     }
 }
 
@@ -736,7 +768,10 @@ mod tests {
                 prio: 1,
                 peers: vec![],
                 expect: vec![
-                    Action::Clone { from: n("a") },
+                    Action::Clone {
+                        from: n("a"),
+                        clonefrom: vec![],
+                    },
                     Action::StartReplica { leader: Some(n("a")) },
                 ],
             },
@@ -1234,5 +1269,46 @@ mod tests {
         let mut primary_peer = peer("c", 200, true, 1);
         primary_peer.watchdog_failed = true;
         assert!(!races(&race("b", &v, 100, vec![primary_peer])));
+    }
+
+    /// clonefrom: a new replica clones from a running member tagged `clonefrom` (not
+    /// itself, not the leader), picked by the random number the runner passes; else from
+    /// the leader.
+    #[test]
+    fn clone_source_prefers_clonefrom_members() {
+        let mut v = view(Some("a"));
+        for m in ["a", "b", "c"] {
+            v.members
+                .get_mut(&n(m))
+                .unwrap()
+                .tags
+                .insert("clonefrom".into(), json!(true));
+        }
+        // "b" is the one cloning; "a" leads: only "c" qualifies.
+        assert_eq!(clone_candidates(&n("b"), &v, &n("a")), vec![n("c")]);
+        let d = run(&Case {
+            name: "clonefrom",
+            me: "b",
+            view: Some(v.clone()),
+            pg: PgState::NoData,
+            prio: 1,
+            peers: vec![],
+            expect: vec![],
+        });
+        assert_eq!(
+            d.actions[0],
+            Action::Clone {
+                from: n("a"),
+                clonefrom: vec![n("c")],
+            }
+        );
+        // Not running: not a source.
+        v.members.get_mut(&n("c")).unwrap().state = "stopped".into();
+        assert!(clone_candidates(&n("b"), &v, &n("a")).is_empty());
+        let (c, d2, leader) = (n("c"), n("d"), n("a"));
+        let both = [c.clone(), d2.clone()];
+        assert_eq!(clone_source(&both, &leader, 0), &c);
+        assert_eq!(clone_source(&both, &leader, 3), &d2);
+        assert_eq!(clone_source(&[], &leader, 7), &leader);
     }
 }

@@ -5,10 +5,12 @@
 //! - [`callbacks`]: the user scripts run around PostgreSQL events.
 //! - [`watchdog`]: the kernel watchdog a primary keeps fed.
 //! - [`failsafe`]: keeping a primary through a DCS outage on its members' word.
+//! - [`slots`]: which replication slots a member keeps, and the leader's `status` key.
 pub mod callbacks;
 pub mod decide;
 pub mod failsafe;
 pub mod runner;
+pub mod slots;
 pub mod status;
 pub mod sync;
 pub mod view;

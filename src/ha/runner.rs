@@ -9,9 +9,10 @@ use super::callbacks::{
 };
 use super::decide::{decide, Action, DemoteMode, Inputs, PeerStatus, PgState, Running};
 use super::failsafe::{self, FailsafeState};
+use super::slots::{self, Holder, Permanent, PermanentSlots, Retained};
 use super::status::{NodeStatus, ReplicationInfo};
 use super::sync::{self, Standby, SyncSettings};
-use super::view::{ClusterView, HistoryRow, MemberRecord, SyncKey, SyncMode, Versioned};
+use super::view::{ClusterView, HistoryRow, MemberRecord, StatusKey, SyncKey, SyncMode, Versioned};
 use super::watchdog::{Watchdog, WatchdogMode, WatchdogTiming};
 use crate::api::actions::{ActionOutcome, ApiRequest, RestartConditions};
 use crate::dcs::{Dcs, DcsError};
@@ -139,8 +140,10 @@ pub struct Runner<D: Dcs, P: PgControl + 'static> {
     applied_config_rev: Option<u64>,
     /// Unneeded inactive slots on the primary, since when (see `ensure_slots`).
     slot_absent_since: BTreeMap<String, Instant>,
-    /// Permanent slots already warned about.
+    /// Slot problems already warned about (see `warn_slot_once`).
     warned_slots: BTreeSet<String>,
+    /// The leader's `retain_slots` bookkeeping.
+    retained: Retained,
     /// User scripts: callbacks, pre_promote, before_stop (see `ha::callbacks`).
     callbacks: Arc<dyn Callbacks>,
     /// The kernel watchdog (see `ha::watchdog`).
@@ -154,6 +157,18 @@ pub struct Runner<D: Dcs, P: PgControl + 'static> {
     failsafe: FailsafeState,
     /// "kept running through a DCS outage in failsafe mode" was logged.
     failsafe_logged: bool,
+}
+
+/// What `ensure_slots` leaves for the `status` key.
+struct SlotsOutcome {
+    /// The slots after the changes.
+    slots: Vec<crate::postgres::Slot>,
+    /// The permanent slots of the dynamic config.
+    permanent: PermanentSlots,
+    /// member_slots_ttl > 0.
+    keep_all_members: bool,
+    /// `retain_slots` (on the leader).
+    retain: Vec<String>,
 }
 
 /// Builds fresh [`HaSettings`] from the configuration file, or says why it cannot.
@@ -214,6 +229,7 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
             applied_config_rev: None,
             slot_absent_since: BTreeMap::new(),
             warned_slots: BTreeSet::new(),
+            retained: Retained::default(),
             callbacks: Arc::new(ScriptCallbacks::none()),
             watchdog: Arc::new(Watchdog::off()),
             race_backoff_until: None,
@@ -850,8 +866,10 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
                             None
                         },
                         streaming,
+                        // A nostream member never streams: that is no reason to restart it.
                         stalled: st.in_recovery
                             && !streaming
+                            && !self.nostream()
                             && self
                                 .not_streaming_since
                                 .is_some_and(|t| t.elapsed() > STREAMING_GRACE),
@@ -1046,6 +1064,12 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
     }
 
     fn config_input(&self, v: Option<&ClusterView>, role: PgRole) -> ConfigInput {
+        // `nostream`: a standby that replays from the archive only (restore_command), with
+        // no primary_conninfo and no slot, whichever member it follows.
+        let role = match role {
+            PgRole::Standby(Some(_)) if self.nostream() => PgRole::Standby(None),
+            other => other,
+        };
         let dynamic = v
             .and_then(|v| v.config.as_ref())
             .map(|c| &c.value)
@@ -1268,7 +1292,9 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
             .filter_map(|r| {
                 let name = MemberName::new(r.application_name.clone()).ok()?;
                 let m = v.members.get(&name)?;
-                (m.state == "running").then_some(())?;
+                // A nostream member does not stream, so is never synchronous (a row with its
+                // name is somebody else's connection).
+                (m.state == "running" && !m.tag_true("nostream")).then_some(())?;
                 Some(Standby {
                     name: name.to_string(),
                     flush: r.flush_lsn.unwrap_or(Lsn(0)),
@@ -1446,16 +1472,7 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
                         }
                     }
                     if let (false, Some(lsn)) = (st.in_recovery, st.current_lsn) {
-                        let _ = self
-                            .dcs
-                            .put(
-                                &self.key("status"),
-                                &json!({"optime": lsn.0}).to_string(),
-                                None,
-                                Condition::Always,
-                            )
-                            .await;
-                        self.ensure_slots(v, true).await;
+                        self.write_status_and_slots(v, lsn).await;
                     }
                 }
             }
@@ -1476,7 +1493,8 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
                     )
                     .await?;
             }
-            Action::Clone { from } => {
+            Action::Clone { from, clonefrom } => {
+                let from = super::decide::clone_source(clonefrom, from, rand::random::<usize>());
                 let (up, _) = self.upstream_of(v, from)?;
                 self.set_state("creating replica");
                 tracing::info!(from = %from, upstream = %up, "cloning a replica");
@@ -1668,87 +1686,210 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
         Ok(())
     }
 
-    /// The primary keeps a physical slot for every other member (Patroni's names), so a
-    /// replica's WAL is retained while it is briefly away, and the permanent physical slots
-    /// of the dynamic config (`slots`). An inactive physical slot that is neither is dropped
-    /// once it has been so for `member_slots_ttl` (a member removed for good), unless
-    /// `ignore_slots` matches it; logical slots are left alone.
-    ///
-    /// A replica keeps the slots of the members cascading from it (`replicatefrom`); the
-    /// primary keeps none for those.
-    async fn ensure_slots(&mut self, v: Option<&ClusterView>, primary: bool) {
-        let Some(v) = v else { return };
-        let leader = if primary {
-            &self.s.me
-        } else {
-            match v.leader_name() {
-                Some(l) => l,
-                None => return,
-            }
+    /// This member's `nostream` tag: it replays from the archive only, never streams.
+    fn nostream(&self) -> bool {
+        matches!(self.s.tags.get("nostream"), Some(Value::Bool(true)))
+    }
+
+    /// Whether this member could be promoted: it then keeps copies of the other members'
+    /// slots (see `ha::slots`).
+    fn failover_capable(&self) -> bool {
+        self.s.failover_priority > 0 && !self.nostream()
+    }
+
+    /// Warns once about a slot problem (keyed by `key`), so a bad definition or a slot that
+    /// cannot be created does not repeat every loop.
+    fn warn_slot_once(&mut self, key: String, slot: &str, problem: &str) {
+        if self.warned_slots.insert(key) {
+            tracing::warn!(slot = %slot, problem = %problem, "replication slot not managed");
+        }
+    }
+
+    /// On the leader, after its lease refresh: keep the slots, then publish `status`
+    /// (Patroni 4.1: optime, slots, retain_slots) when it changed.
+    async fn write_status_and_slots(&mut self, v: Option<&ClusterView>, optime: Lsn) {
+        let outcome = self.ensure_slots(v, true).await;
+        let key = match &outcome {
+            Some(o) => slots::status_key(
+                optime,
+                &self.s.me,
+                &o.slots,
+                &o.permanent,
+                o.keep_all_members,
+                o.retain.clone(),
+            ),
+            None => StatusKey {
+                optime: Some(optime.0),
+                ..Default::default()
+            },
         };
+        if v.and_then(|v| v.status.as_ref()) == Some(&key) {
+            return;
+        }
+        let value = serde_json::to_string(&key).unwrap_or_default();
+        if let Err(e) = self
+            .dcs
+            .put(&self.key("status"), &value, None, Condition::Always)
+            .await
+        {
+            tracing::debug!(error = %e, "writing the status key");
+        }
+    }
+
+    /// Keeps this member's replication slots as `ha::slots` describes: creates the member
+    /// and permanent slots it must have (logical ones on the primary only), advances a
+    /// replica's copies to the positions the leader published, and drops inactive physical
+    /// slots nobody needs: at once when `retain_slots` says so (the leader applied
+    /// member_slots_ttl), otherwise after they have been unneeded for member_slots_ttl.
+    /// Logical slots, active slots and slots matching `ignore_slots` are never dropped.
+    /// Problems are logged (once per slot), never returned: slots never stop the loop.
+    async fn ensure_slots(&mut self, v: Option<&ClusterView>, primary: bool) -> Option<SlotsOutcome> {
+        let v = v?;
         let config = v.config.as_ref().map(|c| &c.value);
         let use_slots = config
             .and_then(|c| c.pointer("/postgresql/use_slots"))
             .and_then(Value::as_bool)
             .unwrap_or(true);
         if !use_slots {
-            return;
-        }
-        let Ok(existing) = self.pg.slots().await else {
-            return;
-        };
-        let mut wanted: Vec<String> = v
-            .members
-            .iter()
-            .filter(|(n, m)| **n != self.s.me && !m.tag_true("nostream"))
-            .filter(|(n, _)| super::decide::upstream(n, v, leader) == &self.s.me)
-            .map(|(n, _)| slot_name(n))
-            .collect();
-        if !primary && wanted.is_empty() && self.slot_absent_since.is_empty() {
-            // The common replica: nobody cascades from it.
-            let has_physical = existing.iter().any(|s| s.slot_type == "physical" && !s.active);
-            if !has_physical {
-                return;
-            }
-        }
-        let mut permanent = BTreeSet::new();
-        if let (true, Some(Value::Object(slots))) = (primary, config.and_then(|c| c.get("slots"))) {
-            for (name, spec) in slots {
-                permanent.insert(name.clone());
-                match spec.get("type").and_then(Value::as_str).unwrap_or("physical") {
-                    "physical" => wanted.push(name.clone()),
-                    other => {
-                        if self.warned_slots.insert(name.clone()) {
-                            tracing::warn!(slot = %name, slot_type = other, "permanent slots of this type are not managed yet: create it yourself");
-                        }
-                    }
-                }
-            }
-        }
-        for slot in &wanted {
-            if !existing.iter().any(|s| &s.name == slot) {
-                match self.pg.create_physical_slot(slot).await {
-                    Ok(()) => tracing::info!(slot = %slot, "created replication slot"),
-                    Err(e) => {
-                        tracing::warn!(slot = %slot, error = %chain(&e), "creating replication slot")
-                    }
-                }
-            }
+            self.status.send_modify(|s| s.slot_retained_bytes.clear());
+            return None;
         }
         let ttl = config
             .and_then(|c| c.get("member_slots_ttl"))
             .and_then(duration_value)
             .unwrap_or(Duration::from_secs(1800));
+        let keep_all_members = !ttl.is_zero();
+        let failover_capable = self.failover_capable();
+        let holder = if primary {
+            Holder::Primary
+        } else {
+            Holder::Replica {
+                leader: v.leader_name()?,
+                failover_capable,
+            }
+        };
+        let permanent = slots::permanent_slots(config);
+        for (name, problem) in &permanent.problems {
+            self.warn_slot_once(format!("definition {name}: {problem}"), name, problem);
+        }
         let ignore = config
             .and_then(|c| c.get("ignore_slots"))
-            .and_then(Value::as_array);
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        let st = self.pg.status().await.ok()?;
+        let existing = match self.pg.slots().await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::debug!(error = %chain(&e), "listing replication slots");
+                return None;
+            }
+        };
+        let my_slot = slot_name(&self.s.me);
+        let mut create = slots::member_slots(&self.s.me, v, holder, keep_all_members);
+        if primary || failover_capable {
+            create.extend(permanent.physical().filter(|n| **n != my_slot).cloned());
+        }
+        // Names to keep if present: the leader's own bookkeeping on the primary, what the
+        // leader published on a replica that keeps member slots.
+        let retain: Vec<String> = if primary {
+            self.retained.update(Instant::now(), &self.s.me, v, ttl)
+        } else if failover_capable && keep_all_members {
+            v.status
+                .as_ref()
+                .and_then(|s| s.retain_slots.clone())
+                .unwrap_or_default()
+        } else {
+            vec![]
+        };
+        let drop_at_once = primary || !retain.is_empty();
+        let mut keep = create.clone();
+        keep.extend(retain.iter().filter(|n| **n != my_slot).cloned());
+
+        let mut changed = false;
+        for slot in &create {
+            match existing.iter().find(|s| &s.name == slot) {
+                Some(s) if s.slot_type != "physical" => {
+                    let key = format!("type {slot}");
+                    self.warn_slot_once(key, slot, "a slot of that name exists but is not physical");
+                }
+                Some(_) => {}
+                None => match self.pg.create_physical_slot(slot).await {
+                    Ok(()) => {
+                        changed = true;
+                        tracing::info!(slot = %slot, "created replication slot");
+                    }
+                    Err(e) => tracing::warn!(slot = %slot, error = %chain(&e), "creating replication slot"),
+                },
+            }
+        }
+        if primary {
+            for (name, p) in &permanent.slots {
+                let Permanent::Logical { database, plugin } = p else {
+                    continue;
+                };
+                if create.contains(name) || keep.contains(name) {
+                    let key = format!("conflict {name}");
+                    self.warn_slot_once(key, name, "a permanent logical slot has a member's slot name");
+                    continue;
+                }
+                match existing.iter().find(|s| &s.name == name) {
+                    Some(s)
+                        if s.slot_type != "logical" || s.database.as_deref() != Some(database.as_str()) =>
+                    {
+                        let key = format!("mismatch {name}");
+                        let why = format!(
+                            "a {} slot of that name exists (database {:?}); drop it to have the permanent logical slot created",
+                            s.slot_type, s.database
+                        );
+                        self.warn_slot_once(key, name, &why);
+                    }
+                    Some(_) => {}
+                    None => match self.pg.create_logical_slot(name, database, plugin).await {
+                        Ok(()) => {
+                            changed = true;
+                            self.warned_slots.remove(&format!("create {name}"));
+                            tracing::info!(slot = %name, database = %database, plugin = %plugin, "created permanent logical replication slot");
+                        }
+                        Err(e) => {
+                            let why = format!(
+                                "cannot create it in database {database} with plugin {plugin}: {}",
+                                chain(&e)
+                            );
+                            self.warn_slot_once(format!("create {name}"), name, &why);
+                        }
+                    },
+                }
+            }
+        }
+        // A replica moves its copies forward to the leader's positions.
+        if let (false, Some(published), Some(replay)) = (
+            primary,
+            v.status.as_ref().and_then(|s| s.slots.as_ref()),
+            st.replay_lsn,
+        ) {
+            for (name, to) in slots::advances(&existing, &keep, published, replay) {
+                match self.pg.advance_slot(&name, to).await {
+                    Ok(()) => {
+                        changed = true;
+                        self.warned_slots.remove(&format!("advance {name}"));
+                    }
+                    Err(e) => {
+                        // Not an error worth repeating: it is retried next loop.
+                        tracing::debug!(slot = %name, to = %to, error = %chain(&e), "advancing replication slot");
+                        let why = format!("cannot advance it to {to} yet: {}", chain(&e));
+                        self.warn_slot_once(format!("advance {name}"), &name, &why);
+                    }
+                }
+            }
+        }
         let mut still_absent = BTreeMap::new();
         for slot in &existing {
-            let kept = wanted.contains(&slot.name)
-                || permanent.contains(&slot.name)
+            let kept = keep.contains(&slot.name)
+                || permanent.slots.contains_key(&slot.name)
                 || slot.active
                 || slot.slot_type != "physical"
-                || ignore.is_some_and(|rules| rules.iter().any(|r| slot_matches(r, slot)));
+                || ignore.iter().any(|r| slot_matches(r, slot));
             if kept {
                 continue;
             }
@@ -1757,9 +1898,10 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
                 .get(&slot.name)
                 .copied()
                 .unwrap_or_else(Instant::now);
-            if since.elapsed() >= ttl {
+            if drop_at_once || since.elapsed() >= ttl {
                 match self.pg.drop_slot(&slot.name).await {
                     Ok(()) => {
+                        changed = true;
                         tracing::info!(slot = %slot.name, member_slots_ttl = ?ttl, "dropped the replication slot of a member gone for member_slots_ttl")
                     }
                     Err(e) => {
@@ -1771,6 +1913,22 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
             }
         }
         self.slot_absent_since = still_absent;
+        let slots = if changed {
+            self.pg.slots().await.unwrap_or(existing)
+        } else {
+            existing
+        };
+        let position = if primary { st.current_lsn } else { st.replay_lsn };
+        let retained = position
+            .map(|p| slots::retained_bytes(&slots, p))
+            .unwrap_or_default();
+        self.status.send_modify(|s| s.slot_retained_bytes = retained);
+        Some(SlotsOutcome {
+            slots,
+            permanent,
+            keep_all_members,
+            retain,
+        })
     }
 
     fn set_state(&self, state: &str) {
@@ -2096,6 +2254,7 @@ mod tests {
             restart_lsn: None,
             database: None,
             plugin: None,
+            confirmed_flush_lsn: None,
         };
         assert!(slot_matches(&json!({"name": "keep_me"}), &slot));
         assert!(slot_matches(&json!({"type": "physical"}), &slot));

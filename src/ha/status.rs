@@ -110,6 +110,10 @@ pub struct NodeStatus {
     /// The member's replica lag in bytes behind the leader's last optime, if known.
     #[serde(skip)]
     pub lag: Option<u64>,
+    /// WAL each local replication slot retains, in bytes (current position − restart_lsn;
+    /// a replica's replay position), for /metrics. Not in GET /patroni (not Patroni's).
+    #[serde(skip)]
+    pub slot_retained_bytes: BTreeMap<String, u64>,
 }
 
 impl NodeStatus {
@@ -148,6 +152,7 @@ impl NodeStatus {
             last_loop: None,
             witness,
             lag: None,
+            slot_retained_bytes: BTreeMap::new(),
         }
     }
 

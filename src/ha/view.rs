@@ -147,6 +147,42 @@ impl SyncKey {
     }
 }
 
+/// The `status` key the leader writes after each lease refresh:
+/// `{"optime": lsn, "slots": {name: lsn}, "retain_slots": [names]}` (Patroni 4.1; the last
+/// two only from leaders that keep member slots). Values that do not parse are skipped.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatusKey {
+    /// The leader's WAL position.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub optime: Option<u64>,
+    /// The leader's slots with their positions (restart LSN, or confirmed flush LSN for
+    /// logical slots), including its own member slot name at its WAL position.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slots: Option<BTreeMap<String, u64>>,
+    /// Member slot names to keep: members present, and absent ones within member_slots_ttl.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retain_slots: Option<Vec<String>>,
+}
+
+impl StatusKey {
+    /// Parses leniently: entries of the wrong type are dropped, not the whole key.
+    pub fn parse(text: &str) -> Option<StatusKey> {
+        let v: Value = serde_json::from_str(text).ok()?;
+        Some(StatusKey {
+            optime: v.get("optime").and_then(Value::as_u64),
+            slots: v.get("slots").and_then(Value::as_object).map(|o| {
+                o.iter()
+                    .filter_map(|(k, l)| Some((k.clone(), l.as_u64()?)))
+                    .collect()
+            }),
+            retain_slots: v
+                .get("retain_slots")
+                .and_then(Value::as_array)
+                .map(|a| a.iter().filter_map(|n| n.as_str().map(str::to_owned)).collect()),
+        })
+    }
+}
+
 /// One `history` row: `[timeline, lsn, reason, timestamp, new_leader]`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct HistoryRow(pub u32, pub u64, pub String, pub String, pub String);
@@ -182,6 +218,8 @@ pub struct ClusterView {
     /// `failsafe`: the members (name → api_url) the leader last listed, when it is a JSON
     /// object of strings.
     pub failsafe: Option<BTreeMap<String, String>>,
+    /// `status` as a whole (slots and retain_slots; `optime` is also above).
+    pub status: Option<StatusKey>,
     /// Keys that did not parse: (key, problem).
     pub unparsable: Vec<(String, String)>,
 }
@@ -246,7 +284,8 @@ impl ClusterView {
                 "status" => {
                     v.optime = serde_json::from_str::<Value>(&kv.value)
                         .ok()
-                        .and_then(|s| s.get("optime").and_then(Value::as_u64))
+                        .and_then(|s| s.get("optime").and_then(Value::as_u64));
+                    v.status = StatusKey::parse(&kv.value);
                 }
                 _ => {
                     if let Some(name) = rel.strip_prefix("members/") {
@@ -414,6 +453,24 @@ mod tests {
         assert!(v.failover.is_none());
         assert_eq!(v.timeline(), 2);
         assert_eq!(v.optime, Some(123));
+        assert_eq!(v.status.as_ref().and_then(|s| s.slots.as_ref()), None);
+    }
+
+    /// Patroni 4.1's `status` with slots and retain_slots; bad entries are dropped alone.
+    #[test]
+    fn status_with_slots() {
+        let s = StatusKey::parse(
+            r#"{"optime":300,"slots":{"pg1":200,"bad":"x","pg0":300},"retain_slots":["pg0","pg1",7]}"#,
+        )
+        .unwrap();
+        assert_eq!(s.optime, Some(300));
+        let slots = s.slots.unwrap();
+        assert_eq!(slots.len(), 2);
+        assert_eq!(slots["pg1"], 200);
+        assert_eq!(
+            s.retain_slots.unwrap(),
+            vec!["pg0".to_string(), "pg1".to_string()]
+        );
     }
 
     /// The legacy `leader:candidate` failover text is understood.

@@ -224,6 +224,13 @@ pub enum Error {
         timeout: Duration,
     },
 
+    /// A database named in the configuration (e.g. a permanent logical slot's) does not exist.
+    #[error("database `{database}` does not exist")]
+    NoSuchDatabase {
+        /// Its name.
+        database: String,
+    },
+
     /// A value read from PostgreSQL or one of its tools could not be understood.
     #[error("unexpected {what}: {value:?}")]
     Unexpected {

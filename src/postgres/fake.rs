@@ -51,6 +51,8 @@ pub enum Call {
     MoveAside,
     /// `create_physical_slot`.
     CreateSlot(String),
+    /// `create_logical_slot`: name, database, plugin.
+    CreateLogicalSlot(String, String, String),
     /// `drop_slot`.
     DropSlot(String),
     /// `advance_slot`.
@@ -362,6 +364,26 @@ impl PgControl for FakePg {
                 restart_lsn: s.status.current_lsn,
                 database: None,
                 plugin: None,
+                confirmed_flush_lsn: None,
+            });
+        });
+        Ok(())
+    }
+
+    async fn create_logical_slot(&self, name: &str, database: &str, plugin: &str) -> Result<()> {
+        self.record(
+            "create_logical_slot",
+            Call::CreateLogicalSlot(name.to_owned(), database.to_owned(), plugin.to_owned()),
+        )?;
+        self.with_state(|s| {
+            s.slots.entry(name.to_owned()).or_insert_with(|| Slot {
+                name: name.to_owned(),
+                slot_type: "logical".into(),
+                active: false,
+                restart_lsn: s.status.current_lsn,
+                database: Some(database.to_owned()),
+                plugin: Some(plugin.to_owned()),
+                confirmed_flush_lsn: s.status.current_lsn,
             });
         });
         Ok(())

@@ -1363,6 +1363,21 @@ impl PgControl for PgManager {
         query::create_physical_slot(&*self.client().await?, self.settings.timeouts.query, name).await
     }
 
+    async fn create_logical_slot(&self, name: &str, database: &str, plugin: &str) -> Result<()> {
+        let t = self.settings.timeouts.query;
+        if !query::database_exists(&*self.client().await?, t, database).await? {
+            return Err(Error::NoSuchDatabase {
+                database: database.to_owned(),
+            });
+        }
+        // A short-lived connection to that database: logical slots belong to one.
+        let mut cfg = self.local_config();
+        cfg.dbname(database);
+        let target = format!("{} database {database}", self.local_target());
+        let client = self.connect(cfg, target).await?;
+        query::create_logical_slot(&client, t, name, plugin).await
+    }
+
     async fn drop_slot(&self, name: &str) -> Result<()> {
         query::drop_slot(&*self.client().await?, self.settings.timeouts.query, name).await
     }

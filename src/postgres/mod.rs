@@ -190,6 +190,15 @@ pub trait PgControl: Send + Sync {
     /// Creates a physical slot (no-op if present).
     fn create_physical_slot(&self, name: &str) -> impl Future<Output = Result<()>> + Send;
 
+    /// Creates a logical slot in `database` with the output plugin `plugin` (no-op if a slot
+    /// of that name exists). Fails with [`Error::NoSuchDatabase`] when the database is missing.
+    fn create_logical_slot(
+        &self,
+        name: &str,
+        database: &str,
+        plugin: &str,
+    ) -> impl Future<Output = Result<()>> + Send;
+
     /// Drops a slot (no-op if absent).
     fn drop_slot(&self, name: &str) -> impl Future<Output = Result<()>> + Send;
 

@@ -92,6 +92,8 @@ pub struct Slot {
     pub database: Option<String>,
     /// Logical: output plugin.
     pub plugin: Option<String>,
+    /// Logical: position the consumer confirmed.
+    pub confirmed_flush_lsn: Option<Lsn>,
 }
 
 /// A parameter whose file value differs from the running one until a restart.
@@ -218,7 +220,8 @@ pub(crate) async fn wal_receiver(c: &Client, t: Duration) -> Result<Option<WalRe
 /// `pg_replication_slots`.
 pub(crate) async fn slots(c: &Client, t: Duration) -> Result<Vec<Slot>> {
     const WHAT: &str = "list replication slots";
-    let sql = "SELECT slot_name::text, slot_type, active, restart_lsn::text, database::text, plugin::text
+    let sql = "SELECT slot_name::text, slot_type, active, restart_lsn::text, database::text, plugin::text,
+        confirmed_flush_lsn::text
         FROM pg_replication_slots ORDER BY slot_name";
     let rows = timed(WHAT, t, c.query(sql, &[])).await?;
     rows.iter()
@@ -230,6 +233,7 @@ pub(crate) async fn slots(c: &Client, t: Duration) -> Result<Vec<Slot>> {
                 restart_lsn: lsn(r, 3, WHAT)?,
                 database: get(r, 4, WHAT)?,
                 plugin: get(r, 5, WHAT)?,
+                confirmed_flush_lsn: lsn(r, 6, WHAT)?,
             })
         })
         .collect()
@@ -240,6 +244,27 @@ pub(crate) async fn create_physical_slot(c: &Client, t: Duration, name: &str) ->
     let sql = "SELECT pg_create_physical_replication_slot($1, true)
         WHERE NOT EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = $1)";
     timed("create a physical replication slot", t, c.execute(sql, &[&name])).await?;
+    Ok(())
+}
+
+/// Whether a database of that name exists.
+pub(crate) async fn database_exists(c: &Client, t: Duration, name: &str) -> Result<bool> {
+    let sql = "SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)";
+    let row = timed("look up a database", t, c.query_one(sql, &[&name])).await?;
+    get(&row, 0, "look up a database")
+}
+
+/// Creates a logical slot with `plugin` in the database `c` is connected to; no-op if a
+/// slot of that name exists.
+pub(crate) async fn create_logical_slot(c: &Client, t: Duration, name: &str, plugin: &str) -> Result<()> {
+    let sql = "SELECT pg_create_logical_replication_slot($1, $2)
+        WHERE NOT EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = $1)";
+    timed(
+        "create a logical replication slot",
+        t,
+        c.execute(sql, &[&name, &plugin]),
+    )
+    .await?;
     Ok(())
 }
 

@@ -87,6 +87,10 @@ impl Node {
     pub fn pgdata(&self) -> PathBuf {
         self.dir.join("pgdata")
     }
+    /// PostgreSQL's server log (the manager writes it beside the data directory).
+    pub fn pg_log_path(&self) -> PathBuf {
+        self.dir.join("pgdata.log")
+    }
     pub fn raft_addr(&self) -> String {
         format!("127.0.0.1:{}", self.spec.raft)
     }
@@ -123,6 +127,10 @@ pub struct Options {
     /// Per node (by index; missing = none): extra YAML lines under `raft:` (indented
     /// by 2), e.g. TLS files.
     pub raft_extra: Vec<String>,
+    /// PostgreSQL parameters of bootstrap.dcs, over the harness's defaults (same name:
+    /// replaced), e.g. `("wal_level", "logical")`. In every YAML string of these options,
+    /// `{root}` stands for the cluster's temporary directory.
+    pub dcs_parameters: Vec<(&'static str, &'static str)>,
 }
 
 impl Default for Options {
@@ -134,6 +142,7 @@ impl Default for Options {
             ctl_extra: String::new(),
             pg_extra: Vec::new(),
             raft_extra: Vec::new(),
+            dcs_parameters: Vec::new(),
         }
     }
 }
@@ -187,6 +196,8 @@ impl Cluster {
                 &opts.ctl_extra,
                 pg_extra,
                 raft_extra,
+                &opts.dcs_parameters,
+                root.path(),
             );
             nodes.push(node);
         }
@@ -202,6 +213,11 @@ impl Cluster {
 
     pub fn partition_file(&self) -> PathBuf {
         self.root_dir.join("partition")
+    }
+
+    /// The cluster's temporary directory (`{root}` in [`Options`]).
+    pub fn root(&self) -> &Path {
+        &self.root_dir
     }
 
     /// Cuts the Raft links of node `i` (its PostgreSQL and REST stay reachable).
@@ -431,6 +447,7 @@ impl Drop for Cluster {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn write_config(
     n: &Node,
     all: &[NodeSpec],
@@ -438,7 +455,37 @@ fn write_config(
     ctl_extra: &str,
     pg_extra: &str,
     raft_extra: &str,
+    dcs_parameters: &[(&str, &str)],
+    root: &Path,
 ) {
+    let root = root.display().to_string();
+    let (dcs_extra, pg_extra) = (
+        dcs_extra.replace("{root}", &root),
+        pg_extra.replace("{root}", &root),
+    );
+    let mut params: Vec<(&str, String)> = [
+        ("wal_level", "replica"),
+        ("hot_standby", "\"on\""),
+        ("max_wal_senders", "10"),
+        ("max_replication_slots", "10"),
+        ("wal_log_hints", "\"on\""),
+        ("shared_buffers", "16MB"),
+        ("wal_keep_size", "128MB"),
+    ]
+    .iter()
+    .map(|(k, v)| (*k, v.to_string()))
+    .collect();
+    for (k, v) in dcs_parameters {
+        let v = v.replace("{root}", &root);
+        match params.iter_mut().find(|(name, _)| name == k) {
+            Some(p) => p.1 = v,
+            None => params.push((k, v)),
+        }
+    }
+    let params: String = params
+        .iter()
+        .map(|(k, v)| format!("        {k}: {v}\n"))
+        .collect();
     let partners: Vec<String> = all
         .iter()
         .filter(|s| s.name != n.spec.name)
@@ -463,9 +510,8 @@ fn write_config(
         // /dev/watchdog left unfed reboots the host.
         y.push_str("watchdog:\n  mode: off\n");
         y.push_str(&format!(
-            "bootstrap:\n  dcs:\n    ttl: 10\n    loop_wait: 2\n    retry_timeout: 3\n{dcs_extra}    postgresql:\n      parameters:\n        \
-             wal_level: replica\n        hot_standby: \"on\"\n        max_wal_senders: 10\n        max_replication_slots: 10\n        \
-             wal_log_hints: \"on\"\n        shared_buffers: 16MB\n        wal_keep_size: 128MB\n  initdb: [{{encoding: UTF8}}, data-checksums]\n\
+            "bootstrap:\n  dcs:\n    ttl: 10\n    loop_wait: 2\n    retry_timeout: 3\n{dcs_extra}    postgresql:\n      parameters:\n\
+             {params}  initdb: [{{encoding: UTF8}}, data-checksums]\n\
              postgresql:\n  listen: 127.0.0.1:{pg}\n  connect_address: 127.0.0.1:{pg}\n  data_dir: {dir}/pgdata\n  \
              authentication:\n    superuser: {{username: postgres, password: {SUPERUSER_PASSWORD}}}\n    \
              replication: {{username: replicator, password: r3pl-secret}}\n{pg_extra}",

@@ -2,6 +2,7 @@
 //! REST and SQL, with a client that records every acknowledged write.
 
 mod harness;
+mod slots;
 
 use harness::{wait_for, Cluster, Options, Writer};
 use serde_json::json;

@@ -1,0 +1,301 @@
+//! Replication slots on replicas, permanent logical slots, and the `nostream` and
+//! `clonefrom` tags (issue #5).
+
+use crate::harness::{wait_for, Cluster, Options};
+use crate::require_pg;
+use std::os::unix::fs::PermissionsExt;
+use std::time::Duration;
+
+async fn slot_names(c: &Cluster, i: usize) -> Option<Vec<String>> {
+    let client = c.connect(i).await?;
+    let rows = client
+        .query("SELECT slot_name::text FROM pg_replication_slots ORDER BY 1", &[])
+        .await
+        .ok()?;
+    Some(rows.iter().map(|r| r.get::<_, String>(0)).collect())
+}
+
+/// A slot's restart_lsn as a byte position (None while it has none).
+async fn restart_lsn(c: &Cluster, i: usize, slot: &str) -> Option<i64> {
+    let client = c.connect(i).await?;
+    let row = client
+        .query_opt(
+            "SELECT (restart_lsn - '0/0'::pg_lsn)::int8 FROM pg_replication_slots WHERE slot_name = $1",
+            &[&slot],
+        )
+        .await
+        .ok()??;
+    row.get::<_, Option<i64>>(0)
+}
+
+fn append_to_config(c: &Cluster, i: usize, yaml: &str) {
+    let path = c.nodes[i].config_path();
+    let y = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(&path, format!("{y}{yaml}")).unwrap();
+}
+
+/// Each replica keeps a slot for the other replica and for the primary, advanced to the
+/// positions the primary publishes in `status`; when the primary is killed, the new primary
+/// already has the remaining replica's slot, and that replica streams through it with no
+/// WAL missing (wal_keep_size 0: only slots retain WAL).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn e2e_replica_slots_are_kept_advanced_and_used_after_failover() {
+    require_pg!();
+    let mut c = Cluster::new(Options {
+        dcs_parameters: vec![("wal_keep_size", "0")],
+        ..Options::default()
+    });
+    c.start_all();
+    let leader = c.wait_healthy(Duration::from_secs(60)).await;
+    let replicas: Vec<usize> = (0..3).filter(|i| *i != leader).collect();
+    for &r in &replicas {
+        let other = replicas.iter().copied().find(|i| *i != r).unwrap();
+        let mut expect = vec![format!("pg{leader}"), format!("pg{other}")];
+        expect.sort();
+        let what = format!("pg{r} holding the slots of pg{leader} and pg{other}");
+        wait_for(Duration::from_secs(20), &what, || async {
+            (slot_names(&c, r).await? == expect).then_some(())
+        })
+        .await;
+    }
+    // Writes on the primary move the copies forward on a replica.
+    let (r, other) = (replicas[0], replicas[1]);
+    let (leader_slot, other_slot) = (format!("pg{leader}"), format!("pg{other}"));
+    let before_leader = restart_lsn(&c, r, &leader_slot).await.expect("restart_lsn");
+    let before_other = restart_lsn(&c, r, &other_slot).await.expect("restart_lsn");
+    let p = c.connect(leader).await.expect("connect to the primary");
+    for sql in [
+        "CREATE TABLE slot_check (id int)",
+        "INSERT INTO slot_check SELECT generate_series(1, 10000)",
+        "SELECT pg_switch_wal()",
+        "INSERT INTO slot_check VALUES (0)",
+        "SELECT pg_switch_wal()",
+        "CHECKPOINT",
+    ] {
+        p.batch_execute(sql).await.expect(sql);
+    }
+    wait_for(
+        Duration::from_secs(20),
+        "the slot copies advanced on a replica",
+        || async {
+            let l = restart_lsn(&c, r, &leader_slot).await?;
+            let o = restart_lsn(&c, r, &other_slot).await?;
+            (l > before_leader && o > before_other).then_some(())
+        },
+    )
+    .await;
+
+    c.kill9(leader);
+    let new = wait_for(Duration::from_secs(40), "a new primary", || async {
+        c.primary().await.filter(|p| *p != leader)
+    })
+    .await;
+    let rest = replicas.iter().copied().find(|i| *i != new).unwrap();
+    let rest_slot = format!("pg{rest}");
+    let new_port = c.nodes[new].spec.pg as i32;
+    wait_for(
+        Duration::from_secs(30),
+        "the remaining replica streaming from the new primary through its slot",
+        || async {
+            let client = c.connect(rest).await?;
+            let row = client
+                .query_opt(
+                    "SELECT slot_name, sender_port FROM pg_stat_wal_receiver WHERE status = 'streaming'",
+                    &[],
+                )
+                .await
+                .ok()??;
+            let slot: Option<String> = row.get(0);
+            let port: Option<i32> = row.get(1);
+            (slot.as_deref() == Some(rest_slot.as_str()) && port == Some(new_port)).then_some(())
+        },
+    )
+    .await;
+    let n = c.connect(new).await.expect("connect to the new primary");
+    n.batch_execute("INSERT INTO slot_check VALUES (-1)")
+        .await
+        .expect("a write on the new primary");
+    wait_for(Duration::from_secs(20), "the new row on the replica", || async {
+        (c.query_i64(rest, "SELECT count(*) FROM slot_check WHERE id = -1")
+            .await?
+            == 1)
+            .then_some(())
+    })
+    .await;
+    for i in [new, rest] {
+        let log = std::fs::read_to_string(c.nodes[i].pg_log_path()).unwrap_or_default();
+        assert!(
+            !log.contains("has already been removed"),
+            "pg{i} lost WAL it needed:\n{log}"
+        );
+    }
+}
+
+/// A permanent logical slot is created on the primary in its database with its plugin; bad
+/// definitions (no database, unknown database) are reported by name and change nothing else.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn e2e_permanent_logical_slot_on_the_primary() {
+    require_pg!();
+    let mut c = Cluster::new(Options {
+        data_nodes: 1,
+        dcs_parameters: vec![("wal_level", "logical")],
+        raft_extra: vec!["  single_node: true\n".into()],
+        dcs_extra: "    slots:\n      cdc: {type: logical, database: postgres, plugin: pgoutput}\n".into(),
+        ..Options::default()
+    });
+    c.start_all();
+    let leader = c.wait_healthy(Duration::from_secs(60)).await;
+    wait_for(
+        Duration::from_secs(20),
+        "the logical slot cdc on the primary",
+        || async {
+            let client = c.connect(leader).await?;
+            let row = client
+                .query_opt(
+                    "SELECT slot_type, plugin::text, database::text FROM pg_replication_slots \
+                     WHERE slot_name = 'cdc'",
+                    &[],
+                )
+                .await
+                .ok()??;
+            let got: (String, Option<String>, Option<String>) = (row.get(0), row.get(1), row.get(2));
+            (got == ("logical".into(), Some("pgoutput".into()), Some("postgres".into()))).then_some(())
+        },
+    )
+    .await;
+    // Bad definitions reach the DCS through PATCH /config (a configuration file with them
+    // is refused at start).
+    let resp = c
+        .http
+        .patch(format!("http://127.0.0.1:{}/config", c.nodes[leader].spec.rest))
+        .json(&serde_json::json!({"slots": {
+            "nodb": {"type": "logical", "plugin": "pgoutput"},
+            "elsewhere": {"type": "logical", "database": "nosuchdb", "plugin": "pgoutput"},
+        }}))
+        .send()
+        .await
+        .expect("PATCH /config");
+    assert_eq!(resp.status().as_u16(), 200);
+    wait_for(
+        Duration::from_secs(10),
+        "warnings naming the bad slots",
+        || async {
+            let log = c.log(leader);
+            (log.contains("slot=nodb")
+                && log.contains("a logical slot needs `database`")
+                && log.contains("slot=elsewhere")
+                && log.contains("database `nosuchdb` does not exist"))
+            .then_some(())
+        },
+    )
+    .await;
+    assert_eq!(
+        c.log(leader).matches("a logical slot needs `database`").count(),
+        1,
+        "warned once"
+    );
+    assert_eq!(slot_names(&c, leader).await.unwrap(), vec!["cdc".to_string()]);
+}
+
+/// A `nostream` member replays from the archive only: no primary_conninfo, no slot on the
+/// primary, shown as a replica "in archive recovery", and a row written on the primary
+/// reaches it once its WAL segment is archived.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn e2e_nostream_member_replays_from_the_archive() {
+    require_pg!();
+    let mut c = Cluster::new(Options {
+        data_nodes: 2,
+        witness: true,
+        dcs_parameters: vec![
+            ("archive_mode", "\"on\""),
+            ("archive_command", "\"cp %p {root}/archive/%f\""),
+        ],
+        pg_extra: vec![
+            String::new(),
+            "  parameters:\n    restore_command: \"cp {root}/archive/%f %p\"\n".into(),
+        ],
+        ..Options::default()
+    });
+    let archive = c.root().join("archive");
+    std::fs::create_dir(&archive).unwrap();
+    std::fs::set_permissions(&archive, std::fs::Permissions::from_mode(0o777)).unwrap();
+    append_to_config(&c, 1, "tags:\n  nostream: true\n  nofailover: true\n");
+    c.start_all();
+    wait_for(
+        Duration::from_secs(60),
+        "pg0 primary, pg1 a running replica in archive recovery",
+        || async {
+            let s = c.patroni(1).await?;
+            (c.primary().await? == 0
+                && s.get("role")?.as_str()? == "replica"
+                && s.get("state")?.as_str()? == "running"
+                && s.get("replication_state")?.as_str()? == "in archive recovery")
+                .then_some(())
+        },
+    )
+    .await;
+    let standby = c.connect(1).await.expect("connect to pg1");
+    for guc in ["primary_conninfo", "primary_slot_name"] {
+        let row = standby.query_one(&format!("SHOW {guc}"), &[]).await.unwrap();
+        assert_eq!(row.get::<_, String>(0), "", "{guc} on the nostream member");
+    }
+    let p = c.connect(0).await.expect("connect to pg0");
+    // Separate statements: the switch must come after the commit.
+    for sql in [
+        "CREATE TABLE archived (id int)",
+        "INSERT INTO archived VALUES (42)",
+        "SELECT pg_switch_wal()",
+    ] {
+        p.batch_execute(sql).await.expect(sql);
+    }
+    wait_for(
+        Duration::from_secs(30),
+        "the row replayed from the archive on pg1",
+        || async { (c.query_i64(1, "SELECT count(*) FROM archived").await? == 1).then_some(()) },
+    )
+    .await;
+    assert!(
+        !slot_names(&c, 0).await.unwrap().contains(&"pg1".to_string()),
+        "no slot for a nostream member on the primary"
+    );
+    assert_eq!(
+        c.query_i64(0, "SELECT count(*) FROM pg_stat_replication").await,
+        Some(0),
+        "nothing streams from the primary"
+    );
+    assert_eq!(
+        c.patroni(1).await.unwrap()["replication_state"],
+        "in archive recovery",
+        "still replaying from the archive, not restarted"
+    );
+    assert!(
+        !c.log(1).contains("not streaming from"),
+        "a nostream member is not restarted for not streaming"
+    );
+}
+
+/// A replica without data (here: reinitialized) clones from a running member tagged
+/// `clonefrom`, not from the leader.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn e2e_clonefrom_member_is_the_clone_source() {
+    require_pg!();
+    let mut c = Cluster::new(Options::default());
+    append_to_config(&c, 1, "tags:\n  clonefrom: true\n  nofailover: true\n");
+    c.start_all();
+    let leader = c.wait_healthy(Duration::from_secs(60)).await;
+    let target = if leader == 0 { 2 } else { 0 };
+    let (code, body) = c
+        .post(target, "/reinitialize", serde_json::json!({}))
+        .await
+        .expect("POST /reinitialize answered");
+    assert_eq!(code, 200, "{body}");
+    let what = format!("pg{target} cloning again, from pg1");
+    let line = wait_for(Duration::from_secs(30), &what, || async {
+        let log = c.log(target);
+        let clones: Vec<&str> = log.lines().filter(|l| l.contains("cloning a replica")).collect();
+        (clones.len() >= 2).then(|| clones[1].to_string())
+    })
+    .await;
+    assert!(line.contains("from=pg1"), "{line}");
+    c.wait_healthy(Duration::from_secs(40)).await;
+}
