@@ -411,6 +411,12 @@ fn ha_settings(
             .iter()
             .map(|(k, v)| (k.clone(), v.to_string()))
             .collect(),
+        recovery_conf: p
+            .recovery_conf
+            .iter()
+            .flatten()
+            .map(|(k, v)| (k.clone(), crate::ha::runner::guc_text(v)))
+            .collect(),
         post_bootstrap: cfg
             .bootstrap
             .post_bootstrap()

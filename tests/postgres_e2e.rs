@@ -143,6 +143,7 @@ fn config(standby: Option<StandbyTarget>) -> ConfigInput {
             "host replication all 127.0.0.1/32 scram-sha-256".into(),
         ],
         role,
+        recovery: BTreeMap::new(),
     }
 }
 

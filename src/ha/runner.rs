@@ -70,6 +70,8 @@ pub struct HaSettings {
     pub pg_hba: Vec<String>,
     /// Local postgresql.parameters.
     pub local_parameters: BTreeMap<String, String>,
+    /// Local postgresql.recovery_conf (standbys only; over the DCS one).
+    pub recovery_conf: BTreeMap<String, String>,
     /// post_bootstrap command.
     pub post_bootstrap: Option<String>,
     /// create_replica_methods.
@@ -1079,11 +1081,18 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
             .and_then(Value::as_object)
             .map(|o| o.iter().map(|(k, v)| (k.clone(), guc_text(v))).collect())
             .unwrap_or_default();
+        let mut recovery: BTreeMap<String, String> = dynamic
+            .pointer("/postgresql/recovery_conf")
+            .and_then(Value::as_object)
+            .map(|o| o.iter().map(|(k, v)| (k.clone(), guc_text(v))).collect())
+            .unwrap_or_default();
+        recovery.extend(self.s.recovery_conf.clone());
         ConfigInput {
             dcs_parameters,
             local_parameters: self.s.local_parameters.clone(),
             pg_hba: self.s.pg_hba.clone(),
             role,
+            recovery,
         }
     }
 
@@ -2167,7 +2176,7 @@ fn member_sync_priority(m: &MemberRecord) -> i64 {
     m.tags.get("sync_priority").and_then(Value::as_i64).unwrap_or(1)
 }
 
-fn guc_text(v: &Value) -> String {
+pub(crate) fn guc_text(v: &Value) -> String {
     match v {
         Value::String(s) => s.clone(),
         Value::Bool(b) => {

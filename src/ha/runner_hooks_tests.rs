@@ -32,6 +32,7 @@ fn settings(me: &str) -> HaSettings {
         bootstrap_dcs: json!({}),
         pg_hba: vec![],
         local_parameters: BTreeMap::new(),
+        recovery_conf: BTreeMap::new(),
         post_bootstrap: None,
         replica_methods: vec![],
         api_auth: None,

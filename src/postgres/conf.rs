@@ -97,6 +97,10 @@ pub struct ConfigInput {
     pub pg_hba: Vec<String>,
     /// Primary, or standby (writes standby.signal) of an upstream or of none yet.
     pub role: PgRole,
+    /// `recovery_conf` (DCS, overridden key by key by the local file): recovery settings
+    /// such as restore_command, written for a standby only. The upstream settings pgwarden
+    /// manages itself are not taken from here.
+    pub recovery: BTreeMap<String, String>,
 }
 
 /// Applies Patroni's precedence: cluster-wide GUCs from the DCS only, other GUCs local over DCS,

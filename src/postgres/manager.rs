@@ -485,6 +485,14 @@ impl PgManager {
             }
             params.insert("recovery_target_timeline".into(), "latest".into());
         }
+        if matches!(input.role, PgRole::Standby(_)) {
+            for (k, v) in &input.recovery {
+                let k = k.to_ascii_lowercase();
+                if !conf::MANAGED_GUCS.contains(&k.as_str()) && k != "standby_mode" {
+                    params.insert(k, v.clone());
+                }
+            }
+        }
         (conf::render_postgresql_conf(&params), ignored)
     }
 

@@ -212,7 +212,8 @@ async fn e2e_nostream_member_replays_from_the_archive() {
         ],
         pg_extra: vec![
             String::new(),
-            "  parameters:\n    restore_command: \"cp {root}/archive/%f %p\"\n".into(),
+            // Patroni's place for it: recovery settings, written for a standby only.
+            "  recovery_conf:\n    restore_command: \"cp {root}/archive/%f %p\"\n".into(),
         ],
         ..Options::default()
     });
