@@ -131,6 +131,103 @@ async fn e2e_replica_slots_are_kept_advanced_and_used_after_failover() {
     }
 }
 
+/// The case slots on replicas exist for: a replica that falls behind (its WAL receiver is
+/// frozen with SIGSTOP, so its slot on the primary stays put) while the primary writes and
+/// checkpoints, then the primary dies. The replica that takes over kept the lagging member's
+/// slot at the position the primary published, so it did not recycle the WAL that member
+/// still needs (wal_keep_size 0, restartpoints forced); once thawed, the member streams from
+/// the new primary with nothing missing. (Its daemon keeps running: stopping it too would
+/// leave one Raft voter of three.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn e2e_a_member_down_during_a_failover_finds_its_wal_on_the_new_primary() {
+    require_pg!();
+    let mut c = Cluster::new(Options {
+        dcs_parameters: vec![("wal_keep_size", "0")],
+        ..Options::default()
+    });
+    c.start_all();
+    let leader = c.wait_healthy(Duration::from_secs(60)).await;
+    let (a, b) = ((leader + 1) % 3, (leader + 2) % 3);
+    let b_slot = format!("pg{b}");
+    wait_for(
+        Duration::from_secs(20),
+        "a replica holding the other's slot",
+        || async { slot_names(&c, a).await?.contains(&b_slot).then_some(()) },
+    )
+    .await;
+
+    let receiver: i32 = c
+        .query_i64(b, "SELECT pid::int8 FROM pg_stat_wal_receiver")
+        .await
+        .expect("the WAL receiver of the replica to freeze") as i32;
+    let signal = |sig| nix::sys::signal::kill(nix::unistd::Pid::from_raw(receiver), sig);
+    signal(nix::sys::signal::Signal::SIGSTOP).expect("SIGSTOP the WAL receiver");
+    let p = c.connect(leader).await.expect("connect to the primary");
+    p.batch_execute("CREATE TABLE absent_check (id int)")
+        .await
+        .unwrap();
+    // Several segments of WAL while pg{b} is away, with checkpoints on the primary and
+    // restartpoints on pg{a}: without a slot for pg{b}, pg{a} would recycle them.
+    for round in 0..4 {
+        p.batch_execute(&format!(
+            "INSERT INTO absent_check SELECT {round} FROM generate_series(1, 20000); SELECT pg_switch_wal(); CHECKPOINT"
+        ))
+        .await
+        .unwrap();
+    }
+    wait_for(
+        Duration::from_secs(20),
+        "the replica that keeps up to replay the writes",
+        || async { (c.query_i64(a, "SELECT count(*) FROM absent_check").await? == 80_000).then_some(()) },
+    )
+    .await;
+    c.connect(a)
+        .await
+        .expect("connect to the replica that keeps up")
+        .batch_execute("CHECKPOINT")
+        .await
+        .expect("a restartpoint");
+
+    c.kill9(leader);
+    wait_for(
+        Duration::from_secs(40),
+        "the replica that kept up to take over",
+        || async { (c.primary().await? == a).then_some(()) },
+    )
+    .await;
+    signal(nix::sys::signal::Signal::SIGCONT).expect("SIGCONT the WAL receiver");
+    let a_port = c.nodes[a].spec.pg as i32;
+    wait_for(
+        Duration::from_secs(60),
+        "the lagging replica streaming from the new primary through its slot",
+        || async {
+            let client = c.connect(b).await?;
+            let row = client
+                .query_opt(
+                    "SELECT slot_name, sender_port FROM pg_stat_wal_receiver WHERE status = 'streaming'",
+                    &[],
+                )
+                .await
+                .ok()??;
+            let slot: Option<String> = row.get(0);
+            let port: Option<i32> = row.get(1);
+            (slot.as_deref() == Some(b_slot.as_str()) && port == Some(a_port)).then_some(())
+        },
+    )
+    .await;
+    wait_for(
+        Duration::from_secs(20),
+        "every row on the lagging replica",
+        || async { (c.query_i64(b, "SELECT count(*) FROM absent_check").await? == 80_000).then_some(()) },
+    )
+    .await;
+    let log = std::fs::read_to_string(c.nodes[b].pg_log_path()).unwrap_or_default();
+    assert!(
+        !log.contains("has already been removed"),
+        "pg{b} asked for WAL the new primary had recycled:\n{log}"
+    );
+}
+
 /// A permanent logical slot is created on the primary in its database with its plugin; bad
 /// definitions (no database, unknown database) are reported by name and change nothing else.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
