@@ -144,11 +144,21 @@ async fn failsafe_keeps_the_primary_only_while_every_member_answers() {
     }
 
     c.heal();
+    // The member that was down lacks the last writes: it comes back once the two that have
+    // them agreed on a primary.
+    let new = wait_for(Duration::from_secs(60), "a primary once the DCS is back", || {
+        c.primary()
+    })
+    .await;
     c.start(down);
     c.wait_healthy(Duration::from_secs(90)).await;
     w.wait_more(20, Duration::from_secs(60)).await;
     let acked = w.stop().await;
-    let new = c.primary().await.expect("a primary after the heal");
+    assert_eq!(
+        c.primary().await,
+        Some(new),
+        "the primary changed when the member came back"
+    );
     let rows = c.query_i64(new, "SELECT count(*) FROM writes").await.unwrap();
     assert!(
         rows as usize >= acked.len(),

@@ -1547,8 +1547,8 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
                     Some(l) => {
                         let (up, target) = self.upstream_of(v, l)?;
                         if let Ok(c) = self.pg.controldata().await {
-                            if !c.clean_shutdown() {
-                                tracing::info!("last shutdown was not clean: running crash recovery first");
+                            if c.needs_crash_recovery() {
+                                tracing::info!("this former primary did not shut down cleanly: running crash recovery first");
                                 self.pg.crash_recovery().await?;
                             }
                         }

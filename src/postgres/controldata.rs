@@ -32,6 +32,16 @@ impl ControlData {
         self.state == "shut down" || self.state == "shut down in recovery"
     }
 
+    /// A primary that did not shut down cleanly: its end of WAL is only known after crash
+    /// recovery. A standby that crashed ("in archive recovery") is not one: its minimum
+    /// recovery point says where it is, and starting it as a standby recovers it. Running
+    /// single-user crash recovery there would write a checkpoint on the old timeline that
+    /// the primary does not have, which streaming then overwrites (the data directory no
+    /// longer starts); only pg_rewind, which needs a clean shutdown, may do it first.
+    pub fn needs_crash_recovery(&self) -> bool {
+        !self.clean_shutdown() && !self.was_standby()
+    }
+
     /// Whether the instance was a standby when it stopped.
     pub fn was_standby(&self) -> bool {
         self.state == "shut down in recovery" || self.state == "in archive recovery"
@@ -123,7 +133,15 @@ Data page checksum version:           0
         let primary = SAMPLE.replace("shut down in recovery", "in production");
         let cd = ControlData::parse(&primary).unwrap();
         assert!(!cd.clean_shutdown());
+        assert!(cd.needs_crash_recovery(), "a crashed primary");
         assert_eq!(cd.local_position(), (TimelineId(1), "0/3000060".parse().unwrap()));
+        let standby = SAMPLE.replace("shut down in recovery", "in archive recovery");
+        let cd = ControlData::parse(&standby).unwrap();
+        assert!(!cd.clean_shutdown() && cd.was_standby());
+        assert!(
+            !cd.needs_crash_recovery(),
+            "a crashed standby recovers as a standby"
+        );
         assert!(ControlData::parse("garbage").is_err());
     }
 }

@@ -1225,10 +1225,11 @@ impl PgControl for PgManager {
 
     async fn check_rewind(&self, primary: &Upstream) -> Result<RewindDecision> {
         self.ensure_stopped("check for divergence")?;
-        if self.crash_recovery().await? {
+        let mut cd = self.controldata().await?;
+        if cd.needs_crash_recovery() && self.crash_recovery().await? {
             tracing::info!("crash recovery done before the divergence check");
+            cd = self.controldata().await?;
         }
-        let cd = self.controldata().await?;
         let (local_tl, local_lsn) = cd.local_position();
         let p = self.primary_timeline(primary).await?;
         if p.in_recovery {
