@@ -125,7 +125,7 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
             );
             n.child = Some(child);
         }
-        let up = watch_until_up(&nodes).await?;
+        let up = watch_until_up(&mut nodes).await?;
         println!("timing: bootstrap {:.2} s", up.as_secs_f64());
         print_info(&nodes, &exe);
         if opts.failover_drill {
@@ -195,11 +195,25 @@ fn config(n: &DemoNode, all: &[DemoNode]) -> String {
 
 /// Narrates start-up from the members' REST answers until one leads and the others stream;
 /// returns how long that took.
-async fn watch_until_up(nodes: &[DemoNode]) -> anyhow::Result<Duration> {
+async fn watch_until_up(nodes: &mut [DemoNode]) -> anyhow::Result<Duration> {
     let http = reqwest::Client::new();
     let started = Instant::now();
     let mut last: Vec<String> = vec![String::new(); nodes.len()];
     loop {
+        // A member that exited (a port taken since it was probed, a bad setting) will not
+        // come up: say so now, with its log, since the demo directory goes away on exit.
+        for n in nodes.iter_mut() {
+            if let Some(status) = n.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+                let log = std::fs::read_to_string(n.dir.join("pgwarden.log")).unwrap_or_default();
+                let tail: Vec<&str> = log.lines().rev().take(20).collect();
+                let tail: Vec<&str> = tail.into_iter().rev().collect();
+                bail!(
+                    "{} exited ({status}) before the cluster came up; the end of its log:\n{}",
+                    n.name,
+                    tail.join("\n")
+                );
+            }
+        }
         let mut leaders = 0;
         let mut streaming = 0;
         for (i, n) in nodes.iter().enumerate() {
