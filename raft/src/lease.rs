@@ -9,6 +9,7 @@
 //! it in between. An event that reaches this tracker late only makes a deadline later,
 //! which is the safe side.
 
+use crate::read_index::{self, ReadFloor};
 use crate::{Command, NodeId, Raft};
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
@@ -91,6 +92,7 @@ impl LeaseTable {
 pub(crate) async fn run(
     raft: Raft,
     my_id: NodeId,
+    read_floor: ReadFloor,
     mut events: mpsc::UnboundedReceiver<LeaseEvent>,
     shutdown: CancellationToken,
 ) {
@@ -114,7 +116,7 @@ pub(crate) async fn run(
                 // Confirm leadership with a quorum and wait until everything committed
                 // before that confirmation is applied here; a refresh among those entries
                 // re-arms its key, which the drain below picks up.
-                match tokio::time::timeout(REAPER_RPC_TIMEOUT, raft.ensure_linearizable()).await {
+                match tokio::time::timeout(REAPER_RPC_TIMEOUT, read_index::ensure_linearizable(&raft, read_floor)).await {
                     Ok(Ok(_)) => {}
                     Ok(Err(e)) => {
                         tracing::debug!(error = %e, "lease reaper: not confirmed as leader");

@@ -10,6 +10,7 @@
 //! - [`state_machine`]: openraft's state machine over the keyspace; snapshots; watch events.
 //! - [`log_store`]: openraft's log storage in sled (the only module that knows sled).
 //! - [`lease`]: per-node lease deadlines and the leader-only reaper.
+//! - [`read_index`]: leader-confirmed read indexes (with the floor of a restored leader).
 //! - [`network`]: the gRPC peer transport (client side) with optional fault injection.
 //! - [`server`]: the gRPC peer service.
 //! - [`tls`]: TLS for gRPC (mutual TLS between peers), server and client side.
@@ -32,6 +33,7 @@ pub mod log_store;
 pub mod network;
 pub mod node;
 pub mod partition;
+pub mod read_index;
 pub mod server;
 pub mod state_machine;
 pub mod tls;

@@ -6,6 +6,7 @@ use crate::dcs::{Dcs, DcsError, Watch};
 use crate::log_store::{SledStore, StoreError};
 use crate::network::{CallError, LinkFilter, NetworkFactory, PeerClients, Rpc, MAX_MESSAGE_BYTES};
 use crate::pb::raft_service_server::RaftServiceServer;
+use crate::read_index::{self, ReadFloor};
 use crate::server::PeerService;
 use crate::state_machine::{SmShared, StateMachineStore};
 use crate::{Node, NodeId, Raft, StorageError};
@@ -287,6 +288,8 @@ pub(crate) struct NodeInner {
     store: SledStore,
     config: NodeConfig,
     shutdown: CancellationToken,
+    /// Reads served as a leader restored in its old term wait for its startup log.
+    read_floor: ReadFloor,
 }
 
 /// A running DCS member. Cheap to clone.
@@ -314,6 +317,7 @@ impl RaftNode {
         }
         let store = SledStore::open(&config.data_dir)?;
         let id = store.node_id()?;
+        let read_floor = store.read_floor(id)?;
         let (lease_tx, lease_rx) = tokio::sync::mpsc::unbounded_channel();
         let sm = StateMachineStore::open(store.snapshot_store(), lease_tx).map_err(|source| {
             StartError::Storage {
@@ -374,6 +378,7 @@ impl RaftNode {
             store,
             config,
             shutdown: shutdown.clone(),
+            read_floor,
         });
         tracing::info!(node_id = id, name = %inner.me.name, addr = %inner.me.addr, "Raft node started");
 
@@ -411,6 +416,7 @@ impl RaftNode {
         tasks.push(tokio::spawn(crate::lease::run(
             raft,
             id,
+            read_floor,
             lease_rx,
             shutdown.clone(),
         )));
@@ -543,9 +549,13 @@ impl NodeInner {
     }
 
     /// Whether this node belongs to a cluster; a node waiting to be added answers client
-    /// calls at once so the caller tries another member.
+    /// calls at once so the caller tries another member. Read from the metrics (openraft's
+    /// `is_initialized` test: a log or a vote), not through `Raft::is_initialized`, which
+    /// queues behind the log flushes in openraft's core on every client call.
     async fn is_member(&self) -> bool {
-        self.raft.is_initialized().await.unwrap_or(false)
+        let m = self.raft.metrics();
+        let m = m.borrow();
+        m.last_log_index.is_some() || m.vote != openraft::Vote::default()
     }
 
     pub(crate) async fn serve_write(&self, cmd: Command) -> Result<CommandResult, RemoteWriteError> {
@@ -625,7 +635,7 @@ impl NodeInner {
                     return Err(DcsError::ShuttingDown { op });
                 }
                 match self.leader() {
-                    Some((lid, _)) if lid == self.id => match self.raft.ensure_linearizable().await {
+                    Some((lid, _)) if lid == self.id => match read_index::ensure_linearizable(&self.raft, self.read_floor).await {
                         Ok(_) => return Ok(()),
                         Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(e))) => {
                             return Err(DcsError::Unavailable {
@@ -669,10 +679,9 @@ impl NodeInner {
     }
 
     pub(crate) async fn serve_read_index(&self) -> Result<u64, String> {
-        match self.raft.get_read_log_id().await {
-            Ok((read, _)) => Ok(read.map_or(0, |l| l.index)),
-            Err(e) => Err(e.to_string()),
-        }
+        read_index::read_index(&self.raft, self.read_floor)
+            .await
+            .map_err(|e| e.to_string())
     }
 
     pub(crate) async fn serve_read(&self, r: wire::Read) -> Result<Vec<KeyValue>, String> {
