@@ -10,7 +10,7 @@
 //! which is the safe side.
 
 use crate::read_index::{self, ReadFloor};
-use crate::{Command, NodeId, Raft};
+use crate::{Command, NodeId, Proposal, Raft};
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -137,9 +137,9 @@ pub(crate) async fn run(
                         continue;
                     }
                     let cmd = Command::Expire { key: key.clone(), mod_revision: revision };
-                    match tokio::time::timeout(REAPER_RPC_TIMEOUT, raft.client_write(cmd)).await {
+                    match tokio::time::timeout(REAPER_RPC_TIMEOUT, raft.client_write(Proposal::One(cmd))).await {
                         Ok(Ok(resp)) => {
-                            if resp.data.succeeded {
+                            if resp.data.first().is_some_and(|r| r.succeeded) {
                                 tracing::info!(key = %key, revision, "lease expired; key deleted");
                             }
                         }

@@ -6,11 +6,12 @@ use crate::dcs::{Dcs, DcsError, Watch};
 use crate::log_store::{SledStore, StoreError};
 use crate::network::{CallError, LinkFilter, NetworkFactory, PeerClients, Rpc, MAX_MESSAGE_BYTES};
 use crate::pb::raft_service_server::RaftServiceServer;
+use crate::proposer::Proposer;
 use crate::read_index::{self, ReadFloor};
 use crate::server::PeerService;
 use crate::state_machine::{SmShared, StateMachineStore};
 use crate::{Node, NodeId, Raft, StorageError};
-use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
+use openraft::error::{CheckIsLeaderError, RaftError};
 use openraft::{RaftMetrics, SnapshotPolicy};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -290,6 +291,8 @@ pub(crate) struct NodeInner {
     shutdown: CancellationToken,
     /// Reads served as a leader restored in its old term wait for its startup log.
     read_floor: ReadFloor,
+    /// Batches the leader's client writes (group commit).
+    proposer: Proposer,
 }
 
 /// A running DCS member. Cheap to clone.
@@ -369,6 +372,7 @@ impl RaftNode {
             addr: config.self_addr.clone(),
         };
         let shutdown = CancellationToken::new();
+        let (proposer, proposer_task) = Proposer::start(raft.clone(), shutdown.clone());
         let inner = Arc::new(NodeInner {
             id,
             me,
@@ -379,10 +383,11 @@ impl RaftNode {
             config,
             shutdown: shutdown.clone(),
             read_floor,
+            proposer,
         });
         tracing::info!(node_id = id, name = %inner.me.name, addr = %inner.me.addr, "Raft node started");
 
-        let mut tasks = Vec::new();
+        let mut tasks = vec![proposer_task];
         let svc = RaftServiceServer::new(PeerService::new(inner.clone()))
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES);
@@ -539,13 +544,7 @@ impl NodeInner {
         if self.raft.metrics().borrow().current_leader != Some(self.id) {
             return Err(RemoteWriteError::NotLeader);
         }
-        match self.raft.client_write(cmd).await {
-            Ok(r) => Ok(r.data),
-            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => Err(RemoteWriteError::Unknown(
-                "leadership changed while the write was pending".into(),
-            )),
-            Err(e) => Err(RemoteWriteError::Unknown(e.to_string())),
-        }
+        self.proposer.propose(cmd).await
     }
 
     /// Whether this node belongs to a cluster; a node waiting to be added answers client
@@ -635,17 +634,19 @@ impl NodeInner {
                     return Err(DcsError::ShuttingDown { op });
                 }
                 match self.leader() {
-                    Some((lid, _)) if lid == self.id => match read_index::ensure_linearizable(&self.raft, self.read_floor).await {
-                        Ok(_) => return Ok(()),
-                        Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(e))) => {
-                            return Err(DcsError::Unavailable {
-                                op,
-                                reason: e.to_string(),
-                            })
+                    Some((lid, _)) if lid == self.id => {
+                        match read_index::ensure_linearizable(&self.raft, self.read_floor).await {
+                            Ok(_) => return Ok(()),
+                            Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(e))) => {
+                                return Err(DcsError::Unavailable {
+                                    op,
+                                    reason: e.to_string(),
+                                })
+                            }
+                            Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(_))) => {}
+                            Err(RaftError::Fatal(_)) => return Err(DcsError::ShuttingDown { op }),
                         }
-                        Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(_))) => {}
-                        Err(RaftError::Fatal(_)) => return Err(DcsError::ShuttingDown { op }),
-                    },
+                    }
                     Some((lid, node)) => {
                         let remaining = deadline.saturating_duration_since(Instant::now());
                         let r: Result<Result<u64, String>, CallError> = self
