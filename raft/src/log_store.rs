@@ -183,16 +183,17 @@ impl SledStore {
             dir: self.dir.clone(),
             source,
         };
-        let vote = match self.meta.get(KEY_VOTE).map_err(open_err)? {
-            Some(v) => Some(serde_json::from_slice::<Vote<NodeId>>(&v).map_err(|source| {
-                StoreError::Corrupt {
-                    dir: self.dir.clone(),
-                    what: "the saved vote".into(),
-                    source,
-                }
-            })?),
-            None => None,
-        };
+        let vote =
+            match self.meta.get(KEY_VOTE).map_err(open_err)? {
+                Some(v) => Some(serde_json::from_slice::<Vote<NodeId>>(&v).map_err(|source| {
+                    StoreError::Corrupt {
+                        dir: self.dir.clone(),
+                        what: "the saved vote".into(),
+                        source,
+                    }
+                })?),
+                None => None,
+            };
         let last = self.log.last().map_err(open_err)?.map(|(k, _)| decode_index(&k));
         Ok(ReadFloor::at_startup(id, vote.as_ref(), last))
     }
@@ -365,10 +366,18 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         // would take its read index from it, so reads on such a node wait for its whole
         // startup log instead (crate::read_index; the dcs_process SIGKILL test covers it).
         let bytes = serde_json::to_vec(&committed).map_err(|e| {
-            StorageIOError::new(ErrorSubject::Store, ErrorVerb::Write, openraft::AnyError::error(&e))
+            StorageIOError::new(
+                ErrorSubject::Store,
+                ErrorVerb::Write,
+                openraft::AnyError::error(&e),
+            )
         })?;
         self.store.meta.insert(KEY_COMMITTED, bytes).map_err(|e| {
-            StorageIOError::new(ErrorSubject::Store, ErrorVerb::Write, openraft::AnyError::error(&e))
+            StorageIOError::new(
+                ErrorSubject::Store,
+                ErrorVerb::Write,
+                openraft::AnyError::error(&e),
+            )
         })?;
         Ok(())
     }
@@ -382,16 +391,32 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I: IntoIterator<Item = openraft::Entry<TypeConfig>> + Send,
         I::IntoIter: Send,
     {
-        let mut batch = sled::Batch::default();
+        let mut encoded = Vec::new();
         for entry in entries {
             let bytes =
                 serde_json::to_vec(&entry).map_err(|e| StorageIOError::write_log_entry(entry.log_id, &e))?;
-            batch.insert(&encode_index(entry.log_id.index), bytes);
+            encoded.push((encode_index(entry.log_id.index), bytes));
         }
-        self.store
-            .log
-            .apply_batch(batch)
-            .map_err(|e| StorageIOError::write_logs(&e))?;
+        // One entry (every proposal on the leader, and a follower that keeps up) is one
+        // insert, atomic by itself. Several go in one batch, recovered all or nothing.
+        // sled writes a batch in three pieces, each with its own sync_file_range: the
+        // buffer before it, a batch manifest, and the entries; an insert shares one write
+        // with whatever else is buffered (the committed index).
+        if let [(key, bytes)] = &mut encoded[..] {
+            self.store
+                .log
+                .insert(*key, std::mem::take(bytes))
+                .map_err(|e| StorageIOError::write_logs(&e))?;
+        } else {
+            let mut batch = sled::Batch::default();
+            for (key, bytes) in encoded {
+                batch.insert(&key, bytes);
+            }
+            self.store
+                .log
+                .apply_batch(batch)
+                .map_err(|e| StorageIOError::write_logs(&e))?;
+        }
         // openraft may count this entry towards a quorum only once it is on disk.
         let res = self.store.sync().await;
         let failed = res.as_ref().err().map(StorageIOError::write_logs);
