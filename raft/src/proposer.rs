@@ -6,7 +6,7 @@
 //! leader at one write per flush. Here at most [`MAX_IN_FLIGHT`] proposals are pending
 //! at a time; the writes that queue up meanwhile go out together in the next one, and so
 //! share its append, its fsync on every member and its replication round. A lone write
-//! is proposed at once, alone, so it waits for nothing.
+//! on an idle leader is proposed at once, alone, so it waits for nothing.
 //!
 //! A batch holds commands on distinct keys only, and never a prefix delete (see
 //! [`Proposal`]); a command that would conflict waits for the next proposal.
@@ -22,9 +22,14 @@ use tokio_util::sync::CancellationToken;
 
 /// Most commands in one proposal.
 pub const MAX_BATCH: usize = 256;
-/// Proposals pending at once. More than one lets the leader flush the next proposal
-/// while the previous one is being replicated.
-pub const MAX_IN_FLIGHT: usize = 2;
+/// Proposals pending at once. One: every write that arrives while a proposal is pending
+/// joins the next one. On the 2-core benchmark machine (docs/benchmarks.md) 2 pending
+/// proposals gave lower latency with exactly 2 writers (the second need not wait for the
+/// first's commit) but, in most runs, less throughput and higher latency with 8 and 64,
+/// where the CPU spent per log entry (append, replication, apply on three members) is
+/// what limits; with more cores, overlapping the next proposal's append with the previous
+/// one's replication could make 2 the better choice.
+pub const MAX_IN_FLIGHT: usize = 1;
 
 type Reply = oneshot::Sender<Result<CommandResult, RemoteWriteError>>;
 
