@@ -90,7 +90,45 @@ pub enum Command {
     },
 }
 
+/// The application data of one Raft log entry: one command, or several proposed together
+/// by the leader (group commit: one log append and one fsync for all of them).
+///
+/// The commands of a batch touch distinct keys (no prefix delete is batched), so they
+/// commute: each key changes at most once per entry, and its mod revision (the entry's
+/// index) still names exactly one write. Serialized untagged, so a single command is
+/// stored exactly as before batching existed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Proposal {
+    /// One command.
+    One(Command),
+    /// Commands applied in order at the same index.
+    Batch(Vec<Command>),
+}
+
+impl Proposal {
+    /// The commands, in apply order.
+    pub fn commands(&self) -> &[Command] {
+        match self {
+            Proposal::One(c) => std::slice::from_ref(c),
+            Proposal::Batch(cs) => cs,
+        }
+    }
+}
+
 impl Command {
+    /// The key a batched command changes, or `None` if it must be proposed alone (a
+    /// prefix delete can touch any key).
+    pub fn batch_key(&self) -> Option<&str> {
+        match self {
+            Command::Put { key, .. } | Command::Expire { key, .. } => Some(key),
+            Command::Delete {
+                key, prefix: false, ..
+            } => Some(key),
+            Command::Delete { prefix: true, .. } => None,
+        }
+    }
+
     /// Checks sizes before the command is proposed, so a bad write fails at the caller
     /// with a clear error instead of being replicated.
     pub fn validate(&self) -> Result<(), CommandError> {
@@ -171,4 +209,43 @@ pub struct CommandResult {
     pub prev: Option<KeyValue>,
     /// Number of keys deleted.
     pub deleted: u32,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn put(key: &str) -> Command {
+        Command::Put {
+            key: key.into(),
+            value: "v".into(),
+            ttl_ms: Some(30_000),
+            condition: Condition::ModRevisionEquals(7),
+        }
+    }
+
+    #[test]
+    fn a_single_proposal_is_stored_as_the_bare_command() {
+        let one = Proposal::One(put("/a"));
+        let bare = serde_json::to_string(&put("/a")).unwrap();
+        assert_eq!(serde_json::to_string(&one).unwrap(), bare);
+        // Entries written before batching existed decode as one command.
+        assert_eq!(serde_json::from_str::<Proposal>(&bare).unwrap(), one);
+        let batch = Proposal::Batch(vec![put("/a"), put("/b")]);
+        let s = serde_json::to_string(&batch).unwrap();
+        assert_eq!(serde_json::from_str::<Proposal>(&s).unwrap(), batch);
+        assert_eq!(batch.commands().len(), 2);
+    }
+
+    #[test]
+    fn prefix_deletes_are_never_batched() {
+        assert_eq!(put("/a").batch_key(), Some("/a"));
+        let del = |prefix| Command::Delete {
+            key: "/a".into(),
+            prefix,
+            condition: Condition::Always,
+        };
+        assert_eq!(del(false).batch_key(), Some("/a"));
+        assert_eq!(del(true).batch_key(), None);
+    }
 }

@@ -9,7 +9,8 @@
 //! it in between. An event that reaches this tracker late only makes a deadline later,
 //! which is the safe side.
 
-use crate::{Command, NodeId, Raft};
+use crate::read_index::{self, ReadFloor};
+use crate::{Command, NodeId, Proposal, Raft};
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -91,6 +92,7 @@ impl LeaseTable {
 pub(crate) async fn run(
     raft: Raft,
     my_id: NodeId,
+    read_floor: ReadFloor,
     mut events: mpsc::UnboundedReceiver<LeaseEvent>,
     shutdown: CancellationToken,
 ) {
@@ -114,7 +116,7 @@ pub(crate) async fn run(
                 // Confirm leadership with a quorum and wait until everything committed
                 // before that confirmation is applied here; a refresh among those entries
                 // re-arms its key, which the drain below picks up.
-                match tokio::time::timeout(REAPER_RPC_TIMEOUT, raft.ensure_linearizable()).await {
+                match tokio::time::timeout(REAPER_RPC_TIMEOUT, read_index::ensure_linearizable(&raft, read_floor)).await {
                     Ok(Ok(_)) => {}
                     Ok(Err(e)) => {
                         tracing::debug!(error = %e, "lease reaper: not confirmed as leader");
@@ -135,9 +137,9 @@ pub(crate) async fn run(
                         continue;
                     }
                     let cmd = Command::Expire { key: key.clone(), mod_revision: revision };
-                    match tokio::time::timeout(REAPER_RPC_TIMEOUT, raft.client_write(cmd)).await {
+                    match tokio::time::timeout(REAPER_RPC_TIMEOUT, raft.client_write(Proposal::One(cmd))).await {
                         Ok(Ok(resp)) => {
-                            if resp.data.succeeded {
+                            if resp.data.first().is_some_and(|r| r.succeeded) {
                                 tracing::info!(key = %key, revision, "lease expired; key deleted");
                             }
                         }

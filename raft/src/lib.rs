@@ -10,9 +10,11 @@
 //! - [`state_machine`]: openraft's state machine over the keyspace; snapshots; watch events.
 //! - [`log_store`]: openraft's log storage in sled (the only module that knows sled).
 //! - [`lease`]: per-node lease deadlines and the leader-only reaper.
+//! - [`read_index`]: leader-confirmed read indexes (with the floor of a restored leader).
 //! - [`network`]: the gRPC peer transport (client side) with optional fault injection.
 //! - [`server`]: the gRPC peer service.
 //! - [`tls`]: TLS for gRPC (mutual TLS between peers), server and client side.
+//! - `proposer`: group commit of the leader's client writes.
 //! - [`node`]: a running DCS member: start, discovery and bootstrap, reads, writes, membership.
 //! - [`dcs`]: the `Dcs` trait the HA loop uses, implemented by [`node::RaftNode`] and by an
 //!   in-memory fake for unit tests.
@@ -32,6 +34,8 @@ pub mod log_store;
 pub mod network;
 pub mod node;
 pub mod partition;
+mod proposer;
+pub mod read_index;
 pub mod server;
 pub mod state_machine;
 pub mod tls;
@@ -67,8 +71,8 @@ impl std::fmt::Display for Node {
 openraft::declare_raft_types!(
     /// openraft's type configuration for pgwarden.
     pub TypeConfig:
-        D = command::Command,
-        R = command::CommandResult,
+        D = command::Proposal,
+        R = Vec<command::CommandResult>,
         NodeId = NodeId,
         Node = Node,
         Entry = openraft::Entry<TypeConfig>,
@@ -85,7 +89,7 @@ pub type StoredMembership = openraft::StoredMembership<NodeId, Node>;
 /// openraft's storage error.
 pub type StorageError = openraft::StorageError<NodeId>;
 
-pub use command::{Command, CommandResult, Condition, KeyValue};
+pub use command::{Command, CommandResult, Condition, KeyValue, Proposal};
 pub use dcs::{Dcs, DcsError, MemDcs, WatchEvent, WriteOutcome};
 pub use node::{NodeConfig, RaftNode, RaftTiming};
 

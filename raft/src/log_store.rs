@@ -2,10 +2,13 @@
 //! knows sled, so the engine can be swapped (redb, a plain WAL) without touching the rest.
 //!
 //! Durability: sled's `flush` makes its buffers stable with `sync_file_range`, which does
-//! not flush the disk's volatile cache or file metadata. Every acknowledged write
-//! therefore flushes and then `fsync`s sled's data file through a second handle (fsync
-//! applies to the inode), before openraft is told the append or vote is done.
+//! not flush the disk's volatile cache or file metadata. Every acknowledged write (log
+//! append, truncate, vote, purge point, snapshot) therefore flushes and then `fsync`s
+//! sled's data file through a second handle (fsync applies to the inode), before openraft
+//! is told the append or vote is done. The committed index is the exception: it is a
+//! hint, synced with the next append (see `save_committed`).
 
+use crate::read_index::ReadFloor;
 use crate::state_machine::StoredSnapshot;
 use crate::{LogId, NodeId, StorageError, TypeConfig};
 use openraft::storage::{LogFlushed, LogState, RaftLogReader, RaftLogStorage};
@@ -173,6 +176,28 @@ impl SledStore {
         Ok(id)
     }
 
+    /// The read floor of a node that openraft will restore as leader (see
+    /// [`crate::read_index`]): its saved vote and its last log index.
+    pub fn read_floor(&self, id: NodeId) -> Result<ReadFloor, StoreError> {
+        let open_err = |source| StoreError::Open {
+            dir: self.dir.clone(),
+            source,
+        };
+        let vote =
+            match self.meta.get(KEY_VOTE).map_err(open_err)? {
+                Some(v) => Some(serde_json::from_slice::<Vote<NodeId>>(&v).map_err(|source| {
+                    StoreError::Corrupt {
+                        dir: self.dir.clone(),
+                        what: "the saved vote".into(),
+                        source,
+                    }
+                })?),
+                None => None,
+            };
+        let last = self.log.last().map_err(open_err)?.map(|(k, _)| decode_index(&k));
+        Ok(ReadFloor::at_startup(id, vote.as_ref(), last))
+    }
+
     /// Whether the store has never held Raft state (no vote, no log, no snapshot).
     pub fn is_fresh(&self) -> bool {
         matches!(self.meta.get(KEY_VOTE), Ok(None))
@@ -224,8 +249,12 @@ impl SledStore {
     }
 
     /// Flushes sled and fsyncs its data file: the point after which a write is durable.
+    ///
+    /// Done on the calling thread: openraft's core awaits every log write before it does
+    /// anything else, so handing the flush to sled's thread pool (`flush_async`) only
+    /// added two thread switches to each write.
     async fn sync(&self) -> Result<(), std::io::Error> {
-        self.db.flush_async().await.map_err(std::io::Error::other)?;
+        self.db.flush().map_err(std::io::Error::other)?;
         self.data_file.sync_data()
     }
 
@@ -333,15 +362,28 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
-        // Durable, not a mere hint: openraft 0.9 restores a restarted leader as leader in
-        // the same term without a new no-op entry, and its read index is then this saved
-        // value. Left unsynced, a SIGKILL of every member lost it, and the restored leader
-        // served "linearizable" reads missing acknowledged writes (found by the
-        // dcs_process SIGKILL test). openraft saves it before applying, so every write a
-        // client saw acknowledged is at or below the durable committed index.
-        self.store
-            .put_meta(KEY_COMMITTED, &committed, ErrorSubject::Store)
-            .await
+        // Written but not synced here: it reaches the disk with the next append's flush
+        // (or sled's periodic flush), so it costs no sync of its own on the write path.
+        // It is a hint: read back after a crash it may be older than the last write a
+        // client saw acknowledged. A follower then merely re-applies less at startup. A
+        // node that openraft restores as leader in the same term (with no new entry)
+        // would take its read index from it, so reads on such a node wait for its whole
+        // startup log instead (crate::read_index; the dcs_process SIGKILL test covers it).
+        let bytes = serde_json::to_vec(&committed).map_err(|e| {
+            StorageIOError::new(
+                ErrorSubject::Store,
+                ErrorVerb::Write,
+                openraft::AnyError::error(&e),
+            )
+        })?;
+        self.store.meta.insert(KEY_COMMITTED, bytes).map_err(|e| {
+            StorageIOError::new(
+                ErrorSubject::Store,
+                ErrorVerb::Write,
+                openraft::AnyError::error(&e),
+            )
+        })?;
+        Ok(())
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId>, StorageError> {
@@ -353,16 +395,32 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I: IntoIterator<Item = openraft::Entry<TypeConfig>> + Send,
         I::IntoIter: Send,
     {
-        let mut batch = sled::Batch::default();
+        let mut encoded = Vec::new();
         for entry in entries {
             let bytes =
                 serde_json::to_vec(&entry).map_err(|e| StorageIOError::write_log_entry(entry.log_id, &e))?;
-            batch.insert(&encode_index(entry.log_id.index), bytes);
+            encoded.push((encode_index(entry.log_id.index), bytes));
         }
-        self.store
-            .log
-            .apply_batch(batch)
-            .map_err(|e| StorageIOError::write_logs(&e))?;
+        // One entry (every proposal on the leader, and a follower that keeps up) is one
+        // insert, atomic by itself. Several go in one batch, recovered all or nothing.
+        // sled writes a batch in three pieces, each with its own sync_file_range: the
+        // buffer before it, a batch manifest, and the entries; an insert shares one write
+        // with whatever else is buffered (the committed index).
+        if let [(key, bytes)] = &mut encoded[..] {
+            self.store
+                .log
+                .insert(*key, std::mem::take(bytes))
+                .map_err(|e| StorageIOError::write_logs(&e))?;
+        } else {
+            let mut batch = sled::Batch::default();
+            for (key, bytes) in encoded {
+                batch.insert(&key, bytes);
+            }
+            self.store
+                .log
+                .apply_batch(batch)
+                .map_err(|e| StorageIOError::write_logs(&e))?;
+        }
         // openraft may count this entry towards a quorum only once it is on disk.
         let res = self.store.sync().await;
         let failed = res.as_ref().err().map(StorageIOError::write_logs);

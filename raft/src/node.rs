@@ -6,10 +6,12 @@ use crate::dcs::{Dcs, DcsError, Watch};
 use crate::log_store::{SledStore, StoreError};
 use crate::network::{CallError, LinkFilter, NetworkFactory, PeerClients, Rpc, MAX_MESSAGE_BYTES};
 use crate::pb::raft_service_server::RaftServiceServer;
+use crate::proposer::Proposer;
+use crate::read_index::{self, ReadFloor};
 use crate::server::PeerService;
 use crate::state_machine::{SmShared, StateMachineStore};
 use crate::{Node, NodeId, Raft, StorageError};
-use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
+use openraft::error::{CheckIsLeaderError, RaftError};
 use openraft::{RaftMetrics, SnapshotPolicy};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -287,6 +289,10 @@ pub(crate) struct NodeInner {
     store: SledStore,
     config: NodeConfig,
     shutdown: CancellationToken,
+    /// Reads served as a leader restored in its old term wait for its startup log.
+    read_floor: ReadFloor,
+    /// Batches the leader's client writes (group commit).
+    proposer: Proposer,
 }
 
 /// A running DCS member. Cheap to clone.
@@ -314,6 +320,7 @@ impl RaftNode {
         }
         let store = SledStore::open(&config.data_dir)?;
         let id = store.node_id()?;
+        let read_floor = store.read_floor(id)?;
         let (lease_tx, lease_rx) = tokio::sync::mpsc::unbounded_channel();
         let sm = StateMachineStore::open(store.snapshot_store(), lease_tx).map_err(|source| {
             StartError::Storage {
@@ -365,6 +372,7 @@ impl RaftNode {
             addr: config.self_addr.clone(),
         };
         let shutdown = CancellationToken::new();
+        let (proposer, proposer_task) = Proposer::start(raft.clone(), shutdown.clone());
         let inner = Arc::new(NodeInner {
             id,
             me,
@@ -374,10 +382,12 @@ impl RaftNode {
             store,
             config,
             shutdown: shutdown.clone(),
+            read_floor,
+            proposer,
         });
         tracing::info!(node_id = id, name = %inner.me.name, addr = %inner.me.addr, "Raft node started");
 
-        let mut tasks = Vec::new();
+        let mut tasks = vec![proposer_task];
         let svc = RaftServiceServer::new(PeerService::new(inner.clone()))
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES);
@@ -411,6 +421,7 @@ impl RaftNode {
         tasks.push(tokio::spawn(crate::lease::run(
             raft,
             id,
+            read_floor,
             lease_rx,
             shutdown.clone(),
         )));
@@ -533,19 +544,17 @@ impl NodeInner {
         if self.raft.metrics().borrow().current_leader != Some(self.id) {
             return Err(RemoteWriteError::NotLeader);
         }
-        match self.raft.client_write(cmd).await {
-            Ok(r) => Ok(r.data),
-            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => Err(RemoteWriteError::Unknown(
-                "leadership changed while the write was pending".into(),
-            )),
-            Err(e) => Err(RemoteWriteError::Unknown(e.to_string())),
-        }
+        self.proposer.propose(cmd).await
     }
 
     /// Whether this node belongs to a cluster; a node waiting to be added answers client
-    /// calls at once so the caller tries another member.
+    /// calls at once so the caller tries another member. Read from the metrics (openraft's
+    /// `is_initialized` test: a log or a vote), not through `Raft::is_initialized`, which
+    /// queues behind the log flushes in openraft's core on every client call.
     async fn is_member(&self) -> bool {
-        self.raft.is_initialized().await.unwrap_or(false)
+        let m = self.raft.metrics();
+        let m = m.borrow();
+        m.last_log_index.is_some() || m.vote != openraft::Vote::default()
     }
 
     pub(crate) async fn serve_write(&self, cmd: Command) -> Result<CommandResult, RemoteWriteError> {
@@ -625,17 +634,19 @@ impl NodeInner {
                     return Err(DcsError::ShuttingDown { op });
                 }
                 match self.leader() {
-                    Some((lid, _)) if lid == self.id => match self.raft.ensure_linearizable().await {
-                        Ok(_) => return Ok(()),
-                        Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(e))) => {
-                            return Err(DcsError::Unavailable {
-                                op,
-                                reason: e.to_string(),
-                            })
+                    Some((lid, _)) if lid == self.id => {
+                        match read_index::ensure_linearizable(&self.raft, self.read_floor).await {
+                            Ok(_) => return Ok(()),
+                            Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(e))) => {
+                                return Err(DcsError::Unavailable {
+                                    op,
+                                    reason: e.to_string(),
+                                })
+                            }
+                            Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(_))) => {}
+                            Err(RaftError::Fatal(_)) => return Err(DcsError::ShuttingDown { op }),
                         }
-                        Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(_))) => {}
-                        Err(RaftError::Fatal(_)) => return Err(DcsError::ShuttingDown { op }),
-                    },
+                    }
                     Some((lid, node)) => {
                         let remaining = deadline.saturating_duration_since(Instant::now());
                         let r: Result<Result<u64, String>, CallError> = self
@@ -669,10 +680,9 @@ impl NodeInner {
     }
 
     pub(crate) async fn serve_read_index(&self) -> Result<u64, String> {
-        match self.raft.get_read_log_id().await {
-            Ok((read, _)) => Ok(read.map_or(0, |l| l.index)),
-            Err(e) => Err(e.to_string()),
-        }
+        read_index::read_index(&self.raft, self.read_floor)
+            .await
+            .map_err(|e| e.to_string())
     }
 
     pub(crate) async fn serve_read(&self, r: wire::Read) -> Result<Vec<KeyValue>, String> {

@@ -242,7 +242,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         Ok((st.last_applied, st.membership.clone()))
     }
 
-    async fn apply<I>(&mut self, entries: I) -> Result<Vec<CommandResult>, StorageError>
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<Vec<CommandResult>>, StorageError>
     where
         I: IntoIterator<Item = openraft::Entry<TypeConfig>> + Send,
         I::IntoIter: Send,
@@ -254,20 +254,19 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             for entry in entries {
                 st.last_applied = Some(entry.log_id);
                 match entry.payload {
-                    EntryPayload::Blank => results.push(CommandResult {
-                        revision: entry.log_id.index,
-                        ..Default::default()
-                    }),
-                    EntryPayload::Normal(cmd) => {
-                        let r = st.keyspace.apply(entry.log_id.index, &cmd, &mut changes);
+                    EntryPayload::Blank => results.push(Vec::new()),
+                    EntryPayload::Normal(p) => {
+                        let index = entry.log_id.index;
+                        let r = p
+                            .commands()
+                            .iter()
+                            .map(|cmd| st.keyspace.apply(index, cmd, &mut changes))
+                            .collect();
                         results.push(r);
                     }
                     EntryPayload::Membership(m) => {
                         st.membership = StoredMembership::new(Some(entry.log_id), m);
-                        results.push(CommandResult {
-                            revision: entry.log_id.index,
-                            ..Default::default()
-                        });
+                        results.push(Vec::new());
                     }
                 }
             }

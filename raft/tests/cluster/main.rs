@@ -272,6 +272,64 @@ async fn cas_race_has_exactly_one_winner_every_round() {
     c.shutdown().await;
 }
 
+/// Concurrent writes through the leader share log entries (group commit), yet each gets
+/// its own result, and writes to one key are never batched together: of 8 racing creates
+/// of one key exactly one wins, and every mod revision names exactly one write.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_writes_are_group_committed_with_their_own_results() {
+    let c = Cluster::start(3).await;
+    let l = c.wait_leader(Duration::from_secs(10), None).await;
+    let leader = c.node(l).clone();
+    let before = leader.metrics().last_log_index.unwrap_or(0);
+    let mut tasks = vec![];
+    for i in 0..48 {
+        let n = leader.clone();
+        tasks.push(tokio::spawn(async move {
+            let key = if i < 40 {
+                format!("/g/k{i}")
+            } else {
+                "/g/same".to_string()
+            };
+            let r = n
+                .put(&key, &format!("v{i}"), None, Condition::Absent)
+                .await
+                .unwrap();
+            (i, key, r)
+        }));
+    }
+    let mut same_winners = 0;
+    let mut revisions = std::collections::BTreeMap::new();
+    for t in tasks {
+        let (i, key, r) = t.await.unwrap();
+        if i < 40 {
+            assert!(r.succeeded, "write {i} to its own key failed: {r:?}");
+        } else if r.succeeded {
+            same_winners += 1;
+        }
+        if r.succeeded {
+            assert!(
+                revisions.insert((key, r.revision), i).is_none(),
+                "two writes to one key at one revision"
+            );
+        }
+    }
+    assert_eq!(same_winners, 1);
+    let after = leader.metrics().last_log_index.unwrap_or(0);
+    assert!(
+        after - before < 48,
+        "48 concurrent writes used {} log entries: none were batched",
+        after - before
+    );
+    for ((key, rev), i) in &revisions {
+        let kv = c.node((l + 1) % 3).get(key).await.unwrap().unwrap();
+        if key != "/g/same" || kv.value == format!("v{i}") {
+            assert_eq!(kv.mod_revision, *rev);
+            assert_eq!(kv.value, format!("v{i}"));
+        }
+    }
+    c.shutdown().await;
+}
+
 /// Watches deliver puts and deletes under their prefix only, on every node.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn watches_deliver_prefix_events_on_every_node() {
