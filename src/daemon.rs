@@ -376,6 +376,13 @@ fn ha_settings(
     let api = &cfg.restapi.connect_address;
     let margin = Duration::from_secs(2).min(timing.ttl / 4);
     Ok(HaSettings {
+        watchdog: Some((
+            cfg.watchdog.mode,
+            cfg.watchdog.device(),
+            cfg.watchdog
+                .safety_margin
+                .unwrap_or(crate::config::defaults::WATCHDOG_SAFETY_MARGIN),
+        )),
         scripts: Some((
             CallbackCommands::from_config(p).context("postgresql.callbacks")?,
             run_as(p),

@@ -82,6 +82,8 @@ pub struct HaSettings {
     /// `postgresql.callbacks`, `pre_promote`, `before_stop`, and the user they run as:
     /// compared on reload, which rebuilds the scripts when they changed.
     pub scripts: Option<(CallbackCommands, Option<String>)>,
+    /// `watchdog` mode, device and safety_margin, applied on reload (`None`: keep).
+    pub watchdog: Option<(WatchdogMode, std::path::PathBuf, i64)>,
 }
 
 /// Why an action did not complete; the rest of the iteration is abandoned.
@@ -363,6 +365,16 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
                         tracing::error!(error = %e, "reload: the new callbacks cannot be used; keeping the old ones")
                     }
                 }
+            }
+        }
+        if let Some((mode, path, margin)) = &new.watchdog {
+            if !self.watchdog.configured_as(*mode, path, *margin) {
+                // Patroni's reload: the old device is disarmed; an armed primary arms the new
+                // one at its next lease refresh (within loop_wait), and demotes there if a
+                // required watchdog cannot be armed.
+                self.watchdog.disable();
+                self.watchdog = Arc::new(self.watchdog.reconfigured(*mode, path.clone(), *margin));
+                changed.push("watchdog");
             }
         }
         let timing = self.s.timing;

@@ -37,6 +37,7 @@ fn settings(me: &str) -> HaSettings {
         replica_methods: vec![],
         api_auth: None,
         scripts: None,
+        watchdog: None,
     }
 }
 
@@ -325,4 +326,39 @@ async fn reload_swaps_the_callback_scripts() {
     let text = std::fs::read_to_string(&out).expect("the new on_reload script ran");
     // No iteration ran yet, so the role is not known: Patroni says "uninitialized" then.
     assert_eq!(text.trim(), "on_reload uninitialized t");
+}
+
+/// A reload that changes the watchdog settings disarms the old device at once, and an
+/// armed primary arms the new one at its next refresh (Patroni's reload); unchanged
+/// settings leave the armed device alone.
+#[tokio::test]
+async fn reload_reconfigures_the_watchdog() {
+    let mut f = fixture(WatchdogMode::Automatic).await;
+    f.runner.iteration().await.unwrap();
+    f.runner.iteration().await.unwrap();
+    assert!(f.wd.with(|s| s.open), "armed as primary");
+    let wanted = Arc::new(std::sync::Mutex::new((WatchdogMode::Automatic, 5_i64)));
+    let w = wanted.clone();
+    f.runner = f.runner.with_reloader(Arc::new(move || {
+        let (mode, margin) = *w.lock().unwrap();
+        let mut s = settings("a");
+        s.watchdog = Some((mode, "/dev/stand-in".into(), margin));
+        Ok(s)
+    }));
+    f.runner.handle_request(ApiRequest::Reload).await;
+    assert!(f.wd.with(|s| s.open), "same settings: still armed");
+
+    *wanted.lock().unwrap() = (WatchdogMode::Off, 5);
+    f.runner.handle_request(ApiRequest::Reload).await;
+    assert!(!f.wd.with(|s| s.open), "mode off: disarmed");
+    assert_eq!(f.wd.ops().last().map(String::as_str), Some("magic_close"));
+    f.runner.iteration().await.unwrap();
+    assert!(!f.wd.with(|s| s.open), "mode off: not armed again");
+
+    *wanted.lock().unwrap() = (WatchdogMode::Automatic, 10);
+    f.runner.handle_request(ApiRequest::Reload).await;
+    f.runner.iteration().await.unwrap();
+    assert!(f.wd.with(|s| s.open), "armed again at the next refresh");
+    // ttl 30 − the new safety_margin 10.
+    assert_eq!(f.wd.ops().last().map(String::as_str), Some("set_timeout 20"));
 }

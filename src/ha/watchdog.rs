@@ -54,6 +54,8 @@ pub trait WatchdogDriver: Send + Sync {
     fn usable(&self, path: &Path) -> bool;
     /// Opens `path` for writing; from then on the timer runs.
     fn open(&self, path: &Path) -> std::io::Result<Box<dyn WatchdogDevice>>;
+    /// The same driver again, for a watchdog rebuilt on reload.
+    fn clone_box(&self) -> Box<dyn WatchdogDriver>;
 }
 
 /// Why the watchdog could not be armed.
@@ -143,6 +145,17 @@ impl Watchdog {
             driver,
             state: Mutex::default(),
         }
+    }
+
+    /// Whether this watchdog was configured with these settings.
+    pub fn configured_as(&self, mode: WatchdogMode, path: &Path, safety_margin: i64) -> bool {
+        self.mode == mode && self.path == path && self.safety_margin == safety_margin
+    }
+
+    /// A new watchdog with other settings, on the same driver (a reload). The caller
+    /// disarms this one first.
+    pub fn reconfigured(&self, mode: WatchdogMode, path: PathBuf, safety_margin: i64) -> Watchdog {
+        Watchdog::new(mode, path, safety_margin, self.driver.clone_box())
     }
 
     /// Mode `off`: never touches a device.
@@ -372,6 +385,10 @@ struct LinuxDevice {
 }
 
 impl WatchdogDriver for LinuxDriver {
+    fn clone_box(&self) -> Box<dyn WatchdogDriver> {
+        Box::new(LinuxDriver)
+    }
+
     fn usable(&self, path: &Path) -> bool {
         nix::unistd::access(path, nix::unistd::AccessFlags::W_OK).is_ok()
     }
@@ -475,6 +492,10 @@ pub mod fake {
     struct FakeDevice(Arc<Mutex<FakeState>>);
 
     impl WatchdogDriver for FakeDriver {
+        fn clone_box(&self) -> Box<dyn WatchdogDriver> {
+            Box::new(self.clone())
+        }
+
         fn usable(&self, _path: &Path) -> bool {
             !lock(&self.0).missing
         }
