@@ -28,6 +28,20 @@ async fn restart_lsn(c: &Cluster, i: usize, slot: &str) -> Option<i64> {
     row.get::<_, Option<i64>>(0)
 }
 
+/// `Some` once replica `i` streams through `slot` from the PostgreSQL on `port`.
+async fn streams_through(c: &Cluster, i: usize, slot: &str, port: i32) -> Option<()> {
+    let client = c.connect(i).await?;
+    let row = client
+        .query_opt(
+            "SELECT slot_name, sender_port FROM pg_stat_wal_receiver WHERE status = 'streaming'",
+            &[],
+        )
+        .await
+        .ok()??;
+    let (s, p): (Option<String>, Option<i32>) = (row.get(0), row.get(1));
+    (s.as_deref() == Some(slot) && p == Some(port)).then_some(())
+}
+
 fn append_to_config(c: &Cluster, i: usize, yaml: &str) {
     let path = c.nodes[i].config_path();
     let y = std::fs::read_to_string(&path).unwrap();
@@ -96,19 +110,7 @@ async fn e2e_replica_slots_are_kept_advanced_and_used_after_failover() {
     wait_for(
         Duration::from_secs(30),
         "the remaining replica streaming from the new primary through its slot",
-        || async {
-            let client = c.connect(rest).await?;
-            let row = client
-                .query_opt(
-                    "SELECT slot_name, sender_port FROM pg_stat_wal_receiver WHERE status = 'streaming'",
-                    &[],
-                )
-                .await
-                .ok()??;
-            let slot: Option<String> = row.get(0);
-            let port: Option<i32> = row.get(1);
-            (slot.as_deref() == Some(rest_slot.as_str()) && port == Some(new_port)).then_some(())
-        },
+        || streams_through(&c, rest, &rest_slot, new_port),
     )
     .await;
     let n = c.connect(new).await.expect("connect to the new primary");
@@ -200,19 +202,7 @@ async fn e2e_a_member_down_during_a_failover_finds_its_wal_on_the_new_primary() 
     wait_for(
         Duration::from_secs(60),
         "the lagging replica streaming from the new primary through its slot",
-        || async {
-            let client = c.connect(b).await?;
-            let row = client
-                .query_opt(
-                    "SELECT slot_name, sender_port FROM pg_stat_wal_receiver WHERE status = 'streaming'",
-                    &[],
-                )
-                .await
-                .ok()??;
-            let slot: Option<String> = row.get(0);
-            let port: Option<i32> = row.get(1);
-            (slot.as_deref() == Some(b_slot.as_str()) && port == Some(a_port)).then_some(())
-        },
+        || streams_through(&c, b, &b_slot, a_port),
     )
     .await;
     wait_for(
