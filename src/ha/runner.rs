@@ -1025,7 +1025,7 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
 
     /// The leader keeps /failsafe (members with an API, and itself) while failsafe_mode
     /// is on, writing it only when it changed.
-    async fn write_failsafe_topology(&self, v: &ClusterView) {
+    async fn write_failsafe_topology(&mut self, v: &ClusterView) {
         if !v.failsafe_mode() {
             return;
         }
@@ -1044,12 +1044,19 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
                 return;
             }
         };
-        if let Err(e) = self
+        match self
             .dcs
             .put(&self.key("failsafe"), &value, None, Condition::Always)
             .await
         {
-            tracing::warn!(error = %e, "failsafe: cannot write /failsafe");
+            // The list this member asks when the DCS fails is the one it last read; what it
+            // just wrote is newer, and the DCS may be gone before the next read.
+            Ok(_) => {
+                if let Some(last) = self.last_view.as_mut() {
+                    last.failsafe = Some(want);
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "failsafe: cannot write /failsafe"),
         }
     }
 
