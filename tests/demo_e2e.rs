@@ -2,18 +2,14 @@
 //! replicas, then stops every process it started and removes its directory; as root
 //! (PostgreSQL then runs as `postgres`) and as an unprivileged user.
 
+#[path = "e2e/ports.rs"]
+mod ports;
+
 use std::process::Command;
 
 fn base_port() -> u16 {
-    // Nine consecutive free ports, probed at run time.
-    loop {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let p = l.local_addr().unwrap().port();
-        drop(l);
-        if p < 60000 && (p..p + 9).all(|q| std::net::TcpListener::bind(("127.0.0.1", q)).is_ok()) {
-            return p;
-        }
-    }
+    // The demo uses twelve consecutive ports from its base.
+    ports::free_ports(12)
 }
 
 fn check(out: std::process::Output) {

@@ -5,11 +5,15 @@
 //! sockets in that directory only, and stops every server it started (immediate stop in a Drop
 //! guard) before the directory is removed. Tests skip loudly when PostgreSQL is absent.
 
+#[path = "e2e/ports.rs"]
+mod ports;
+
 use pgwarden::postgres::{
     CloneProgress, ConfigInput, Credentials, Error, InitdbOption, PgControl, PgManager, PgRole, PgSettings,
     PostmasterState, ReplicaMethod, StandbyTarget, StopMode, StopOutcome, Upstream,
 };
 use pgwarden::types::{MemberName, TimelineId};
+use ports::free_port;
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::os::unix::fs::MetadataExt;
@@ -56,11 +60,6 @@ fn test_dir() -> tempfile::TempDir {
         nix::unistd::chown(dir.path(), Some(u.uid), Some(u.gid)).unwrap();
     }
     dir
-}
-
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().port()
 }
 
 /// Polls `cond` every `interval` until it yields a value, failing the test after `max`.

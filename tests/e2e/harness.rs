@@ -51,14 +51,9 @@ macro_rules! require_tool {
     };
 }
 
-/// A loopback port that was free a moment ago.
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+#[path = "ports.rs"]
+mod ports;
+pub use ports::free_port;
 
 #[derive(Clone)]
 pub struct NodeSpec {

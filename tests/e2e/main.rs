@@ -393,13 +393,7 @@ async fn e2e_duplicate_member_name_is_refused() {
     let dir = c.nodes[1].dir.join("dup");
     std::fs::create_dir_all(&dir).unwrap();
     let cfg = std::fs::read_to_string(c.nodes[1].config_path()).unwrap();
-    let free = || {
-        std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port()
-    };
+    let free = harness::free_port;
     let (raft, rest, pg) = (free(), free(), free());
     let cfg = cfg
         .replace(

@@ -11,10 +11,14 @@ use std::time::Duration;
 use tempfile::TempDir;
 use tokio::time::Instant;
 
-/// A free port on 127.0.0.1 (bound, read, released).
+// The same allocator as pgwarden's end-to-end tests: ports below the ephemeral range, in
+// blocks claimed per process, so a member restarted after a kill finds its port still free.
+#[path = "../../../tests/e2e/ports.rs"]
+mod ports;
+
+/// A free port on 127.0.0.1 that no other test process is given.
 pub fn free_addr() -> String {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    l.local_addr().expect("addr").to_string()
+    format!("127.0.0.1:{}", ports::free_port())
 }
 
 /// One member process.
