@@ -146,6 +146,9 @@ pub struct Runner<D: Dcs, P: PgControl + 'static> {
     slot_absent_since: BTreeMap<String, Instant>,
     /// Slot problems already warned about (see `warn_slot_once`).
     warned_slots: BTreeSet<String>,
+    /// When each permanent logical slot was last copied from the primary: a copy restarts
+    /// PostgreSQL, so a slot that still needs one (its WAL gone here) waits a while first.
+    logical_copied_at: BTreeMap<String, Instant>,
     /// The leader's `retain_slots` bookkeeping.
     retained: Retained,
     /// User scripts: callbacks, pre_promote, before_stop (see `ha::callbacks`).
@@ -200,6 +203,11 @@ const SSN_SETTLE: Duration = Duration::from_millis(500);
 /// rewind check): long enough for a new primary to come up, short enough to heal fast.
 const STREAMING_GRACE: Duration = Duration::from_secs(8);
 
+/// How long a replica waits before copying the same logical slot from the primary again (a
+/// copy restarts its PostgreSQL; a copy whose WAL is gone here needs the primary's slot to
+/// move on first).
+const LOGICAL_COPY_INTERVAL: Duration = Duration::from_secs(60);
+
 impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
     /// A runner; `status` receives a new [`NodeStatus`] after every iteration.
     pub fn new(dcs: Arc<D>, pg: Arc<P>, s: HaSettings, status: watch::Sender<NodeStatus>) -> Self {
@@ -233,6 +241,7 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
             applied_config_rev: None,
             slot_absent_since: BTreeMap::new(),
             warned_slots: BTreeSet::new(),
+            logical_copied_at: BTreeMap::new(),
             retained: Retained::default(),
             callbacks: Arc::new(ScriptCallbacks::none()),
             watchdog: Arc::new(Watchdog::off()),
@@ -1106,9 +1115,23 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
             .map(|o| o.iter().map(|(k, v)| (k.clone(), guc_text(v))).collect())
             .unwrap_or_default();
         recovery.extend(self.s.recovery_conf.clone());
+        let mut local_parameters = self.s.local_parameters.clone();
+        // A replica holding copies of logical slots must tell the primary which catalog rows
+        // they still need, or the copies are unusable after a failover (Patroni enforces
+        // this too, over any configured value).
+        if matches!(role, PgRole::Standby(_)) && self.failover_capable() {
+            let permanent = slots::permanent_slots(Some(dynamic));
+            if permanent
+                .slots
+                .values()
+                .any(|p| matches!(p, Permanent::Logical { .. }))
+            {
+                local_parameters.insert("hot_standby_feedback".into(), "on".into());
+            }
+        }
         ConfigInput {
             dcs_parameters,
-            local_parameters: self.s.local_parameters.clone(),
+            local_parameters,
             pg_hba: self.s.pg_hba.clone(),
             role,
             recovery,
@@ -1733,6 +1756,109 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
         }
     }
 
+    /// Carries out a replica's plan for the permanent logical slots (`slots::logical_on_replica`):
+    /// drops unconfigured copies, advances the others, and copies missing ones from the
+    /// leader's PostgreSQL. A copy is Patroni's: the slot's `state` file is read from the
+    /// primary, PostgreSQL is stopped, the file is installed and PostgreSQL started again,
+    /// since a standby loads slots only at start. Returns whether a slot changed.
+    async fn manage_logical_copies(
+        &mut self,
+        v: &ClusterView,
+        leader: &MemberName,
+        plan: slots::LogicalPlan,
+    ) -> bool {
+        let mut changed = false;
+        for (name, problem) in &plan.mismatched {
+            self.warn_slot_once(format!("mismatch {name}"), name, problem);
+        }
+        for name in &plan.drop {
+            match self.pg.drop_slot(name).await {
+                Ok(()) => {
+                    changed = true;
+                    tracing::info!(slot = %name, "dropped a logical slot copy that is no longer a permanent slot");
+                }
+                Err(e) => tracing::warn!(slot = %name, error = %chain(&e), "dropping a logical slot copy"),
+            }
+        }
+        let mut copy = plan.copy;
+        for (name, database, to) in &plan.advance {
+            match self.pg.advance_logical_slot(name, database, *to).await {
+                Ok(()) => {
+                    changed = true;
+                    self.warned_slots.remove(&format!("advance {name}"));
+                }
+                // The copy points at WAL this standby no longer has (or it was
+                // invalidated): only a fresh copy from the primary helps.
+                Err(e) if e.wal_missing_or_unusable() => {
+                    let why = format!(
+                        "its copy cannot be advanced to {to} ({}); copying it again",
+                        chain(&e)
+                    );
+                    self.warn_slot_once(format!("advance {name}"), name, &why);
+                    copy.push(name.clone());
+                }
+                Err(e) => {
+                    let why = format!("cannot advance it to {to} yet: {}", chain(&e));
+                    self.warn_slot_once(format!("advance {name}"), name, &why);
+                }
+            }
+        }
+        let now = Instant::now();
+        copy.retain(|n| {
+            self.logical_copied_at
+                .get(n)
+                .is_none_or(|at| now.duration_since(*at) >= LOGICAL_COPY_INTERVAL)
+        });
+        if copy.is_empty() {
+            return changed;
+        }
+        let Ok((primary, _)) = self.upstream_of(Some(v), leader) else {
+            return changed;
+        };
+        let states = match self.pg.read_logical_slots(&primary, &copy).await {
+            Ok(s) => s,
+            Err(e) => {
+                let why = format!("cannot read it from the primary {primary}: {}", chain(&e));
+                self.warn_slot_once(format!("copy {}", copy.join(",")), &copy.join(","), &why);
+                return changed;
+            }
+        };
+        let permanent = slots::permanent_slots(v.config.as_ref().map(|c| &c.value));
+        let states: Vec<_> = states
+            .into_iter()
+            .filter(|st| {
+                permanent.slots.get(&st.name)
+                    == Some(&Permanent::Logical {
+                        database: st.database.clone(),
+                        plugin: st.plugin.clone(),
+                    })
+            })
+            .collect();
+        if states.is_empty() {
+            return changed;
+        }
+        for st in &states {
+            self.logical_copied_at.insert(st.name.clone(), now);
+        }
+        let names: Vec<&str> = states.iter().map(|s| s.name.as_str()).collect();
+        tracing::info!(slots = ?names, from = %primary, "copying logical slots from the primary: restarting PostgreSQL to load them");
+        if let Err(e) = self.pg.stop(StopMode::Fast).await {
+            tracing::warn!(error = %chain(&e), "stopping PostgreSQL to install logical slot copies");
+            return changed;
+        }
+        if let Err(e) = self.pg.install_slot_states(&states).await {
+            tracing::warn!(error = %chain(&e), "installing logical slot copies");
+        }
+        // Started again whatever happened above: a standby must not stay down for a slot.
+        match self.pg.start().await {
+            Ok(()) => tracing::info!(slots = ?names, "logical slot copies loaded"),
+            Err(e) => {
+                tracing::warn!(error = %chain(&e), "starting PostgreSQL after installing logical slot copies")
+            }
+        }
+        true
+    }
+
     /// On the leader, after its lease refresh: keep the slots, then publish `status`
     /// (Patroni 4.1: optime, slots, retain_slots) when it changed.
     async fn write_status_and_slots(&mut self, v: Option<&ClusterView>, optime: Lsn) {
@@ -1910,6 +2036,18 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
                     }
                 }
             }
+        }
+        if let (false, true, Some(published), Some(replay), Holder::Replica { leader, .. }) = (
+            primary,
+            failover_capable,
+            v.status.as_ref().and_then(|s| s.slots.as_ref()),
+            st.replay_lsn,
+            holder,
+        ) {
+            let plan = slots::logical_on_replica(&permanent, &existing, published, replay, &keep, |s| {
+                ignore.iter().any(|r| slot_matches(r, s))
+            });
+            changed |= self.manage_logical_copies(v, leader, plan).await;
         }
         let mut still_absent = BTreeMap::new();
         for slot in &existing {

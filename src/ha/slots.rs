@@ -287,6 +287,76 @@ pub fn advances(
         .collect()
 }
 
+/// What a failover-capable replica does with the permanent logical slots (Patroni's
+/// logical slot copies, for PostgreSQL before 17, which has no failover slots of its own).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LogicalPlan {
+    /// Slots to copy from the primary: configured, published by the leader (so they exist
+    /// there), absent here.
+    pub copy: Vec<String>,
+    /// Copies to move forward: (name, database, position), to the leader's published
+    /// confirmed position capped at this replica's replay position, forward only.
+    pub advance: Vec<(String, String, Lsn)>,
+    /// Logical slots here that are no longer configured: dropped, since on a standby they
+    /// only hold back the primary's catalog cleanup (through hot_standby_feedback).
+    pub drop: Vec<String>,
+    /// (name, problem) for a slot of a configured name that is not the configured slot.
+    pub mismatched: Vec<(String, String)>,
+}
+
+/// Plans the permanent logical slots on a failover-capable replica. `reserved` holds the
+/// member slot names (a permanent slot may not take one); `ignored` says whether a slot
+/// matches `ignore_slots`.
+pub fn logical_on_replica(
+    permanent: &PermanentSlots,
+    existing: &[Slot],
+    published: &BTreeMap<String, u64>,
+    replay: Lsn,
+    reserved: &BTreeSet<String>,
+    ignored: impl Fn(&Slot) -> bool,
+) -> LogicalPlan {
+    let mut plan = LogicalPlan::default();
+    for (name, p) in &permanent.slots {
+        let Permanent::Logical { database, plugin } = p else {
+            continue;
+        };
+        // Without a published position the leader has not got the slot (yet).
+        let Some(&at) = published.get(name) else {
+            continue;
+        };
+        if reserved.contains(name) {
+            continue;
+        }
+        match existing.iter().find(|s| &s.name == name) {
+            None => plan.copy.push(name.clone()),
+            Some(s)
+                if s.slot_type == "logical"
+                    && s.database.as_deref() == Some(database.as_str())
+                    && s.plugin.as_deref() == Some(plugin.as_str()) =>
+            {
+                let to = Lsn(at.min(replay.0));
+                if !s.active && s.confirmed_flush_lsn.is_some_and(|c| to > c) {
+                    plan.advance.push((name.clone(), database.clone(), to));
+                }
+            }
+            Some(s) => plan.mismatched.push((
+                name.clone(),
+                format!(
+                    "a {} slot of that name exists here (database {:?}, plugin {:?}); it is not copied from the primary",
+                    s.slot_type, s.database, s.plugin
+                ),
+            )),
+        }
+    }
+    plan.drop = existing
+        .iter()
+        .filter(|s| s.slot_type == "logical" && !s.active)
+        .filter(|s| !permanent.slots.contains_key(&s.name) && !ignored(s))
+        .map(|s| s.name.clone())
+        .collect();
+    plan
+}
+
 /// Retained WAL per slot: `position − restart_lsn` (the primary's current position, a
 /// replica's replay position); slots that reserve nothing are left out.
 pub fn retained_bytes(existing: &[Slot], position: Lsn) -> BTreeMap<String, u64> {
@@ -522,6 +592,53 @@ mod tests {
     }
 
     /// Retained bytes: position − restart LSN, per slot that reserves WAL.
+    /// Logical copies: copied when published and absent, advanced forward only and never
+    /// past replay, a same-named slot of another kind left alone, unconfigured copies
+    /// dropped unless ignored or active.
+    #[test]
+    fn logical_slots_on_a_replica() {
+        let permanent = permanent_slots(Some(&json!({"slots": {
+            "cdc": {"type": "logical", "database": "app", "plugin": "pgoutput"},
+            "new": {"type": "logical", "database": "app", "plugin": "pgoutput"},
+            "unpublished": {"type": "logical", "database": "app", "plugin": "pgoutput"},
+            "other": {"type": "logical", "database": "app", "plugin": "pgoutput"},
+            "pg1": {"type": "logical", "database": "app", "plugin": "pgoutput"},
+        }})));
+        let logical = |name: &str, confirmed: u64, active: bool| Slot {
+            database: Some("app".into()),
+            plugin: Some("pgoutput".into()),
+            confirmed_flush_lsn: Some(Lsn(confirmed)),
+            ..slot(name, "logical", active, Some(confirmed))
+        };
+        let mut other = logical("other", 10, false);
+        other.database = Some("elsewhere".into());
+        let existing = vec![
+            logical("cdc", 100, false),
+            other,
+            logical("stale", 10, false),
+            logical("kept", 10, false),
+            logical("busy", 10, true),
+        ];
+        let published: BTreeMap<String, u64> = [("cdc", 500), ("new", 300), ("other", 300), ("pg1", 300)]
+            .into_iter()
+            .map(|(n, l)| (n.to_string(), l))
+            .collect();
+        let plan = logical_on_replica(&permanent, &existing, &published, Lsn(400), &set(&["pg1"]), |s| {
+            s.name == "kept"
+        });
+        assert_eq!(plan.copy, vec!["new".to_string()]);
+        assert_eq!(
+            plan.advance,
+            vec![("cdc".to_string(), "app".to_string(), Lsn(400))]
+        );
+        assert_eq!(plan.drop, vec!["stale".to_string()]);
+        assert_eq!(plan.mismatched.len(), 1);
+        assert_eq!(plan.mismatched[0].0, "other");
+        // Already there: nothing to advance.
+        let plan = logical_on_replica(&permanent, &existing, &published, Lsn(100), &set(&[]), |_| false);
+        assert!(plan.advance.is_empty());
+    }
+
     #[test]
     fn retained_bytes_per_slot() {
         let existing = vec![

@@ -316,6 +316,18 @@ pub enum Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
+    /// Whether a query failed because the WAL it needed is gone (`58P01`, undefined_file) or
+    /// the object is unusable in this state (`55000`, e.g. an invalidated slot): for a slot
+    /// copy, a sign that it must be copied again rather than retried.
+    pub fn wal_missing_or_unusable(&self) -> bool {
+        match self {
+            Error::Query { source, .. } => source
+                .code()
+                .is_some_and(|c| matches!(c.code(), "58P01" | "55000")),
+            _ => false,
+        }
+    }
+
     pub(crate) fn io(
         operation: &'static str,
         path: impl Into<PathBuf>,

@@ -5,8 +5,8 @@
 use super::error::{Error, Result};
 use super::{
     CloneProgress, ConfigInput, ControlData, InitdbOption, LocalStatus, PendingChange, PgControl, PgVersion,
-    PostmasterState, ReplicaMethod, ReplicationRow, RewindDecision, Slot, StopMode, StopOutcome, Upstream,
-    WalReceiver,
+    PostmasterState, ReplicaMethod, ReplicationRow, RewindDecision, Slot, SlotState, StopMode, StopOutcome,
+    Upstream, WalReceiver,
 };
 use crate::types::{Lsn, TimelineId};
 use std::collections::{BTreeMap, BTreeSet};
@@ -57,6 +57,12 @@ pub enum Call {
     DropSlot(String),
     /// `advance_slot`.
     AdvanceSlot(String, Lsn),
+    /// `advance_logical_slot`: name, database, position.
+    AdvanceLogicalSlot(String, String, Lsn),
+    /// `read_logical_slots`: from where, which.
+    ReadLogicalSlots(Upstream, Vec<String>),
+    /// `install_slot_states`: the names.
+    InstallSlotStates(Vec<String>),
     /// `set_synchronous_standby_names`.
     SetSyncStandbyNames(Option<String>),
     /// `checkpoint`.
@@ -82,6 +88,8 @@ pub struct FakeState {
     pub pending_restart: BTreeMap<String, PendingChange>,
     /// Whether the last shutdown was clean.
     pub clean_shutdown: bool,
+    /// What `read_logical_slots` finds on the primary.
+    pub primary_slot_states: Vec<SlotState>,
 }
 
 impl Default for FakeState {
@@ -107,6 +115,7 @@ impl Default for FakeState {
             slots: BTreeMap::new(),
             pending_restart: BTreeMap::new(),
             clean_shutdown: true,
+            primary_slot_states: Vec::new(),
         }
     }
 }
@@ -400,6 +409,61 @@ impl PgControl for FakePg {
         self.with_state(|s| {
             if let Some(slot) = s.slots.get_mut(name) {
                 slot.restart_lsn = Some(to);
+            }
+        });
+        Ok(())
+    }
+
+    async fn advance_logical_slot(&self, name: &str, database: &str, to: Lsn) -> Result<()> {
+        self.record(
+            "advance_logical_slot",
+            Call::AdvanceLogicalSlot(name.to_owned(), database.to_owned(), to),
+        )?;
+        self.with_state(|s| {
+            if let Some(slot) = s.slots.get_mut(name) {
+                slot.confirmed_flush_lsn = Some(to);
+            }
+        });
+        Ok(())
+    }
+
+    async fn read_logical_slots(&self, primary: &Upstream, names: &[String]) -> Result<Vec<SlotState>> {
+        self.record(
+            "read_logical_slots",
+            Call::ReadLogicalSlots(primary.clone(), names.to_vec()),
+        )?;
+        Ok(self.with_state(|s| {
+            s.primary_slot_states
+                .iter()
+                .filter(|p| names.contains(&p.name))
+                .cloned()
+                .collect()
+        }))
+    }
+
+    async fn install_slot_states(&self, slots: &[SlotState]) -> Result<()> {
+        let names = slots.iter().map(|s| s.name.clone()).collect();
+        self.record("install_slot_states", Call::InstallSlotStates(names))?;
+        if self.with_state(|s| matches!(s.postmaster, PostmasterState::Running { .. })) {
+            return Err(Error::AlreadyRunning {
+                data_dir: PathBuf::from("/fake"),
+                pid: 1,
+            });
+        }
+        self.with_state(|s| {
+            for p in slots {
+                s.slots.insert(
+                    p.name.clone(),
+                    Slot {
+                        name: p.name.clone(),
+                        slot_type: "logical".into(),
+                        active: false,
+                        restart_lsn: p.confirmed_flush_lsn,
+                        database: Some(p.database.clone()),
+                        plugin: Some(p.plugin.clone()),
+                        confirmed_flush_lsn: p.confirmed_flush_lsn,
+                    },
+                );
             }
         });
         Ok(())

@@ -6,7 +6,7 @@ use super::clone::{classify, parse_progress, CloneProgress, Failure, ReplicaMeth
 use super::conf::{self, ConfigInput, PgRole, BASE_CONF, HEADER};
 use super::controldata::ControlData;
 use super::error::{Error, Result};
-use super::query::{self, LocalStatus, PendingChange, ReplicationRow, Slot, WalReceiver};
+use super::query::{self, LocalStatus, PendingChange, ReplicationRow, Slot, SlotState, WalReceiver};
 use super::rewind::{self, RewindDecision};
 use super::runner::{program_name, split_command, tail, ChildIds, Runner, SecretFile};
 use super::settings::{Credentials, PgSettings};
@@ -1395,6 +1395,74 @@ impl PgControl for PgManager {
         query::advance_slot(&*self.client().await?, self.settings.timeouts.query, name, to).await
     }
 
+    async fn advance_logical_slot(&self, name: &str, database: &str, to: Lsn) -> Result<()> {
+        let mut cfg = self.local_config();
+        cfg.dbname(database);
+        let target = format!("{} database {database}", self.local_target());
+        let client = self.connect(cfg, target).await?;
+        query::advance_slot(&client, self.settings.timeouts.query, name, to).await
+    }
+
+    async fn read_logical_slots(&self, primary: &Upstream, names: &[String]) -> Result<Vec<SlotState>> {
+        let creds = &self.settings.superuser;
+        let target = format!("{primary} as {}", creds.username);
+        let c = self.connect(self.remote_config(primary, creds), target).await?;
+        query::logical_slot_states(&c, self.settings.timeouts.query, names).await
+    }
+
+    async fn install_slot_states(&self, slots: &[SlotState]) -> Result<()> {
+        self.ensure_stopped("install replication slot copies")?;
+        let replslot = self.data_dir().join("pg_replslot");
+        for slot in slots {
+            // The name becomes a directory name: only what PostgreSQL allows in slot names.
+            let valid = !slot.name.is_empty()
+                && slot.name.len() < 64
+                && slot
+                    .name
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+            if !valid {
+                return Err(Error::Unexpected {
+                    what: "replication slot name from the primary",
+                    value: slot.name.clone(),
+                });
+            }
+            // Written beside, then renamed over any older copy, so a crash leaves either
+            // the old copy or the new one (PostgreSQL ignores `*.tmp` slot directories).
+            let dir = replslot.join(&slot.name);
+            let tmp = replslot.join(format!("{}.tmp", slot.name));
+            if tmp.exists() {
+                std::fs::remove_dir_all(&tmp).map_err(Error::io("remove", &tmp))?;
+            }
+            std::fs::DirBuilder::new()
+                .mode(0o700)
+                .create(&tmp)
+                .map_err(Error::io("create", &tmp))?;
+            self.runner.ids.chown(&tmp)?;
+            let file = tmp.join("state");
+            {
+                use std::io::Write;
+                let mut f = std::fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .mode(0o600)
+                    .open(&file)
+                    .map_err(Error::io("create", &file))?;
+                f.write_all(&slot.state).map_err(Error::io("write", &file))?;
+                f.sync_all().map_err(Error::io("sync", &file))?;
+            }
+            self.runner.ids.chown(&file)?;
+            sync_dir(&tmp)?;
+            if dir.exists() {
+                std::fs::remove_dir_all(&dir).map_err(Error::io("remove", &dir))?;
+            }
+            std::fs::rename(&tmp, &dir).map_err(Error::io("rename", &tmp))?;
+            sync_dir(&dir)?;
+            tracing::info!(slot = %slot.name, database = %slot.database, "installed a copy of the primary's logical slot");
+        }
+        sync_dir(&replslot)
+    }
+
     async fn set_synchronous_standby_names(&self, value: Option<&str>) -> Result<()> {
         let input = {
             let mut inner = self.inner();
@@ -1425,6 +1493,13 @@ impl PgControl for PgManager {
     async fn pending_restart(&self) -> Result<BTreeMap<String, PendingChange>> {
         query::pending_restart(&*self.client().await?, self.settings.timeouts.query).await
     }
+}
+
+/// Makes a directory's entries durable.
+fn sync_dir(dir: &Path) -> Result<()> {
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(Error::io("sync", dir))
 }
 
 #[cfg(test)]

@@ -42,7 +42,7 @@ pub use conf::{effective_parameters, ConfigInput, PgRole, StandbyTarget, BASE_CO
 pub use controldata::ControlData;
 pub use error::{Error, Result};
 pub use manager::PgManager;
-pub use query::{LocalStatus, PendingChange, ReplicationRow, Slot, WalReceiver};
+pub use query::{LocalStatus, PendingChange, ReplicationRow, Slot, SlotState, WalReceiver};
 pub use rewind::{decide as decide_rewind, parse_history, HistoryEntry, RewindDecision};
 pub use settings::{Credentials, PgSettings, Timeouts};
 
@@ -204,6 +204,27 @@ pub trait PgControl: Send + Sync {
 
     /// Advances a slot to `to`.
     fn advance_slot(&self, name: &str, to: Lsn) -> impl Future<Output = Result<()>> + Send;
+
+    /// Advances a logical slot to `to` from a connection to its database (logical slots can
+    /// only be moved from there); on a standby this works without logical decoding.
+    fn advance_logical_slot(
+        &self,
+        name: &str,
+        database: &str,
+        to: Lsn,
+    ) -> impl Future<Output = Result<()>> + Send;
+
+    /// Reads from the running primary `primary` (as the superuser) the on-disk state of its
+    /// logical slots named in `names`: what a standby needs to hold a copy of them.
+    fn read_logical_slots(
+        &self,
+        primary: &Upstream,
+        names: &[String],
+    ) -> impl Future<Output = Result<Vec<SlotState>>> + Send;
+
+    /// Writes slot states read from the primary into `pg_replslot` (replacing a copy of the
+    /// same name), durably. The postmaster must be stopped: it loads slots at start.
+    fn install_slot_states(&self, slots: &[SlotState]) -> impl Future<Output = Result<()>> + Send;
 
     /// Sets (or with `None` removes) synchronous_standby_names in postgresql.conf and reloads.
     fn set_synchronous_standby_names(&self, value: Option<&str>) -> impl Future<Output = Result<()>> + Send;

@@ -96,6 +96,22 @@ pub struct Slot {
     pub confirmed_flush_lsn: Option<Lsn>,
 }
 
+/// A logical slot of the primary as it is on disk (`pg_replslot/<name>/state`), read so a
+/// standby can hold a copy that survives a failover (PostgreSQL 15 has no failover slots).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SlotState {
+    /// Name.
+    pub name: String,
+    /// Its database.
+    pub database: String,
+    /// Its output plugin.
+    pub plugin: String,
+    /// The position its consumer confirmed on the primary.
+    pub confirmed_flush_lsn: Option<Lsn>,
+    /// The content of its `state` file.
+    pub state: Vec<u8>,
+}
+
 /// A parameter whose file value differs from the running one until a restart.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct PendingChange {
@@ -285,6 +301,29 @@ pub(crate) async fn advance_slot(c: &Client, t: Duration, name: &str, to: crate:
     )
     .await?;
     Ok(())
+}
+
+/// The on-disk state of the primary's logical slots named in `names` (superuser: it reads a
+/// file of the data directory). Nothing when the server is in recovery.
+pub(crate) async fn logical_slot_states(c: &Client, t: Duration, names: &[String]) -> Result<Vec<SlotState>> {
+    const WHAT: &str = "read logical slot states from the primary";
+    let sql = "SELECT slot_name::text, database::text, plugin::text, confirmed_flush_lsn::text,
+            pg_read_binary_file('pg_replslot/' || slot_name || '/state')
+        FROM pg_replication_slots
+        WHERE slot_type = 'logical' AND NOT temporary AND NOT pg_is_in_recovery()
+          AND slot_name = ANY($1)";
+    let rows = timed(WHAT, t, c.query(sql, &[&names])).await?;
+    rows.iter()
+        .map(|r| {
+            Ok(SlotState {
+                name: get(r, 0, WHAT)?,
+                database: get(r, 1, WHAT)?,
+                plugin: get(r, 2, WHAT)?,
+                confirmed_flush_lsn: lsn(r, 3, WHAT)?,
+                state: get(r, 4, WHAT)?,
+            })
+        })
+        .collect()
 }
 
 /// Parameters waiting for a restart: running value vs. the last value the files set.

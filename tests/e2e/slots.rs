@@ -284,6 +284,120 @@ async fn e2e_permanent_logical_slot_on_the_primary() {
     assert_eq!(slot_names(&c, leader).await.unwrap(), vec!["cdc".to_string()]);
 }
 
+/// `(plugin, confirmed_flush_lsn as bytes)` of the logical slot `name` on member `i`.
+async fn logical_slot(c: &Cluster, i: usize, name: &str) -> Option<(String, i64)> {
+    let client = c.connect(i).await?;
+    let row = client
+        .query_opt(
+            "SELECT plugin::text, (confirmed_flush_lsn - '0/0'::pg_lsn)::int8 FROM pg_replication_slots \
+             WHERE slot_name = $1 AND slot_type = 'logical' AND database = 'postgres'",
+            &[&name],
+        )
+        .await
+        .ok()??;
+    Some((row.get(0), row.get::<_, Option<i64>>(1)?))
+}
+
+/// Patroni's logical slot copies: a permanent logical slot added to a running cluster is
+/// copied to both replicas (with hot_standby_feedback turned on there) and kept at the
+/// position its consumer confirmed on the primary. After the primary is killed, the new
+/// primary decodes from that slot exactly the changes the consumer had not confirmed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn e2e_logical_slot_copies_survive_a_failover() {
+    require_pg!();
+    let mut c = Cluster::new(Options {
+        dcs_parameters: vec![("wal_level", "logical")],
+        ..Options::default()
+    });
+    c.start_all();
+    let leader = c.wait_healthy(Duration::from_secs(60)).await;
+    let replicas: Vec<usize> = (0..3).filter(|i| *i != leader).collect();
+    let p = c.connect(leader).await.expect("connect to the primary");
+    p.batch_execute("CREATE TABLE cdc_check (id int)")
+        .await
+        .expect("create the table");
+    let resp = c
+        .http
+        .patch(format!("http://127.0.0.1:{}/config", c.nodes[leader].spec.rest))
+        .json(&serde_json::json!({"slots": {
+            "cdc": {"type": "logical", "database": "postgres", "plugin": "test_decoding"},
+        }}))
+        .send()
+        .await
+        .expect("PATCH /config");
+    assert_eq!(resp.status().as_u16(), 200);
+    for &r in &replicas {
+        let what = format!("pg{r} holding a copy of the logical slot cdc, with hot_standby_feedback on");
+        wait_for(Duration::from_secs(60), &what, || async {
+            let (plugin, _) = logical_slot(&c, r, "cdc").await?;
+            let feedback = c
+                .connect(r)
+                .await?
+                .query_one("SHOW hot_standby_feedback", &[])
+                .await
+                .ok()?;
+            (plugin == "test_decoding" && feedback.get::<_, String>(0) == "on").then_some(())
+        })
+        .await;
+    }
+    // A consumer reads rows 1..5 on the primary; the copies follow its confirmed position.
+    p.batch_execute("INSERT INTO cdc_check SELECT generate_series(1, 5)")
+        .await
+        .expect("insert 1..5");
+    let consumed = p
+        .query(
+            "SELECT data FROM pg_logical_slot_get_changes('cdc', NULL, NULL)",
+            &[],
+        )
+        .await
+        .expect("consume the slot on the primary");
+    assert!(consumed.len() >= 5, "{} changes", consumed.len());
+    let (_, confirmed) = logical_slot(&c, leader, "cdc")
+        .await
+        .expect("the slot on the primary");
+    for &r in &replicas {
+        let what = format!("pg{r}'s copy of cdc advanced to {confirmed}");
+        wait_for(Duration::from_secs(30), &what, || async {
+            let (_, at) = logical_slot(&c, r, "cdc").await?;
+            (at >= confirmed).then_some(())
+        })
+        .await;
+    }
+    // Rows 6..10 are not consumed before the primary dies.
+    p.batch_execute("INSERT INTO cdc_check SELECT generate_series(6, 10)")
+        .await
+        .expect("insert 6..10");
+    for &r in &replicas {
+        wait_for(Duration::from_secs(20), "rows 6..10 replayed", || async {
+            (c.query_i64(r, "SELECT count(*) FROM cdc_check").await? == 10).then_some(())
+        })
+        .await;
+    }
+    drop(p);
+    c.kill9(leader);
+    let new = wait_for(Duration::from_secs(40), "a new primary", || async {
+        c.primary().await.filter(|p| *p != leader)
+    })
+    .await;
+    let n = c.connect(new).await.expect("connect to the new primary");
+    let rows = n
+        .query(
+            "SELECT data FROM pg_logical_slot_get_changes('cdc', NULL, NULL)",
+            &[],
+        )
+        .await
+        .expect("decode from the slot on the new primary");
+    let inserted: Vec<String> = rows
+        .iter()
+        .map(|r| r.get::<_, String>(0))
+        .filter(|d| d.starts_with("table public.cdc_check: INSERT"))
+        .collect();
+    let expect: Vec<String> = (6..=10)
+        .map(|i| format!("table public.cdc_check: INSERT: id[integer]:{i}"))
+        .collect();
+    assert_eq!(inserted, expect, "the unconfirmed changes, and only those");
+}
+
 /// A `nostream` member replays from the archive only: no primary_conninfo, no slot on the
 /// primary, shown as a replica "in archive recovery", and a row written on the primary
 /// reaches it once its WAL segment is archived.
