@@ -149,6 +149,10 @@ pub struct Runner<D: Dcs, P: PgControl + 'static> {
     /// When each permanent logical slot was last copied from the primary: a copy restarts
     /// PostgreSQL, so a slot that still needs one (its WAL gone here) waits a while first.
     logical_copied_at: BTreeMap<String, Instant>,
+    /// Logical slot copies not yet known to be safe after a failover (`slots::ready_copies`),
+    /// with the primary slot's catalog_xmin once remembered; `None` before the first check
+    /// after start, which takes every copy present.
+    logical_pending: Option<BTreeMap<String, Option<u64>>>,
     /// The leader's `retain_slots` bookkeeping.
     retained: Retained,
     /// User scripts: callbacks, pre_promote, before_stop (see `ha::callbacks`).
@@ -242,6 +246,7 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
             slot_absent_since: BTreeMap::new(),
             warned_slots: BTreeSet::new(),
             logical_copied_at: BTreeMap::new(),
+            logical_pending: None,
             retained: Retained::default(),
             callbacks: Arc::new(ScriptCallbacks::none()),
             watchdog: Arc::new(Watchdog::off()),
@@ -1646,6 +1651,10 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
                 if let Some(v) = v {
                     self.pre_promote_sync(v).await?;
                 }
+                if let Some(unsafe_copies) = self.logical_pending.take().filter(|p| !p.is_empty()) {
+                    let names: Vec<&String> = unsafe_copies.keys().collect();
+                    tracing::warn!(slots = ?names, "logical replication slots that might be unsafe to use after the promotion: the old primary may have removed catalog rows they need");
+                }
                 let before = self.pg.status().await.ok();
                 self.pg.promote().await?;
                 self.fire(CallbackAction::OnRoleChange, CallbackRole::Primary);
@@ -1760,13 +1769,14 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
     /// drops unconfigured copies, advances the others, and copies missing ones from the
     /// leader's PostgreSQL. A copy is Patroni's: the slot's `state` file is read from the
     /// primary, PostgreSQL is stopped, the file is installed and PostgreSQL started again,
-    /// since a standby loads slots only at start. Returns whether a slot changed.
+    /// since a standby loads slots only at start. Returns whether a slot changed, and whether
+    /// slots were copied.
     async fn manage_logical_copies(
         &mut self,
         v: &ClusterView,
         leader: &MemberName,
         plan: slots::LogicalPlan,
-    ) -> bool {
+    ) -> (bool, bool) {
         let mut changed = false;
         for (name, problem) in &plan.mismatched {
             self.warn_slot_once(format!("mismatch {name}"), name, problem);
@@ -1810,17 +1820,17 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
                 .is_none_or(|at| now.duration_since(*at) >= LOGICAL_COPY_INTERVAL)
         });
         if copy.is_empty() {
-            return changed;
+            return (changed, false);
         }
         let Ok((primary, _)) = self.upstream_of(Some(v), leader) else {
-            return changed;
+            return (changed, false);
         };
         let states = match self.pg.read_logical_slots(&primary, &copy).await {
             Ok(s) => s,
             Err(e) => {
                 let why = format!("cannot read it from the primary {primary}: {}", chain(&e));
                 self.warn_slot_once(format!("copy {}", copy.join(",")), &copy.join(","), &why);
-                return changed;
+                return (changed, false);
             }
         };
         let permanent = slots::permanent_slots(v.config.as_ref().map(|c| &c.value));
@@ -1835,16 +1845,19 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
             })
             .collect();
         if states.is_empty() {
-            return changed;
+            return (changed, false);
         }
         for st in &states {
             self.logical_copied_at.insert(st.name.clone(), now);
+            self.logical_pending
+                .get_or_insert_with(BTreeMap::new)
+                .insert(st.name.clone(), None);
         }
         let names: Vec<&str> = states.iter().map(|s| s.name.as_str()).collect();
         tracing::info!(slots = ?names, from = %primary, "copying logical slots from the primary: restarting PostgreSQL to load them");
         if let Err(e) = self.pg.stop(StopMode::Fast).await {
             tracing::warn!(error = %chain(&e), "stopping PostgreSQL to install logical slot copies");
-            return changed;
+            return (changed, false);
         }
         if let Err(e) = self.pg.install_slot_states(&states).await {
             tracing::warn!(error = %chain(&e), "installing logical slot copies");
@@ -1856,7 +1869,55 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
                 tracing::warn!(error = %chain(&e), "starting PostgreSQL after installing logical slot copies")
             }
         }
-        true
+        (true, true)
+    }
+
+    /// Follows the logical slot copies until each is safe to use after a failover (Patroni's
+    /// readiness check): asks the primary for its logical slots' and this replica's physical
+    /// slot's `catalog_xmin`. Only logs; an unsafe copy is named again at promotion.
+    async fn check_logical_readiness(
+        &mut self,
+        v: &ClusterView,
+        leader: &MemberName,
+        permanent: &PermanentSlots,
+        existing: &[crate::postgres::Slot],
+    ) {
+        let pending = self.logical_pending.get_or_insert_with(|| {
+            existing
+                .iter()
+                .filter(|s| s.slot_type == "logical" && permanent.slots.contains_key(&s.name))
+                .map(|s| (s.name.clone(), None))
+                .collect()
+        });
+        if pending.is_empty() {
+            return;
+        }
+        let my_slot = slot_name(&self.s.me);
+        let mut names: Vec<String> = pending
+            .iter()
+            .filter(|(_, remembered)| remembered.is_none())
+            .map(|(n, _)| n.clone())
+            .collect();
+        names.push(my_slot.clone());
+        let Ok((primary, _)) = self.upstream_of(Some(v), leader) else {
+            return;
+        };
+        let mut on_primary = match self.pg.catalog_xmins_on_primary(&primary, &names).await {
+            Ok(x) => x,
+            Err(e) => {
+                tracing::debug!(error = %chain(&e), "reading catalog_xmin from the primary");
+                return;
+            }
+        };
+        let Some(physical) = on_primary.remove(&my_slot) else {
+            let why = "this replica's physical slot is missing on the primary: its logical slot copies cannot be made safe";
+            self.warn_slot_once(format!("physical {my_slot}"), &my_slot, why);
+            return;
+        };
+        let pending = self.logical_pending.get_or_insert_with(BTreeMap::new);
+        for name in slots::ready_copies(pending, &on_primary, physical, existing) {
+            tracing::info!(slot = %name, "logical slot copy is safe to use after a failover");
+        }
     }
 
     /// On the leader, after its lease refresh: keep the slots, then publish `status`
@@ -2047,7 +2108,14 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
             let plan = slots::logical_on_replica(&permanent, &existing, published, replay, &keep, |s| {
                 ignore.iter().any(|r| slot_matches(r, s))
             });
-            changed |= self.manage_logical_copies(v, leader, plan).await;
+            let (slots_changed, copied) = self.manage_logical_copies(v, leader, plan).await;
+            changed |= slots_changed;
+            // The readiness check reads `existing`, which lacks what was just copied (an
+            // advance only makes it conservative: older catalog_xmin values).
+            if !copied {
+                self.check_logical_readiness(v, leader, &permanent, &existing)
+                    .await;
+            }
         }
         let mut still_absent = BTreeMap::new();
         for slot in &existing {
@@ -2421,6 +2489,7 @@ mod tests {
             database: None,
             plugin: None,
             confirmed_flush_lsn: None,
+            catalog_xmin: None,
         };
         assert!(slot_matches(&json!({"name": "keep_me"}), &slot));
         assert!(slot_matches(&json!({"type": "physical"}), &slot));

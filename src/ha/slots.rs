@@ -357,6 +357,44 @@ pub fn logical_on_replica(
     plan
 }
 
+/// Patroni's readiness rule for logical slot copies on a replica. A copy is safe to use after
+/// a failover once the primary keeps the catalog rows it needs: the replica's physical slot
+/// on the primary has a `catalog_xmin` (hot_standby_feedback reaches it), and that value
+/// lies between the primary slot's `catalog_xmin` as it was when the feedback first counted
+/// (remembered in `pending`) and the copy's own `catalog_xmin`.
+///
+/// `pending` maps each copy not yet known safe to that remembered value (`None` until
+/// remembered); `on_primary` holds the primary's logical slots' `catalog_xmin`; `physical`
+/// the replica's physical slot's. Returns the copies found safe (and removes them, and any
+/// whose copy is gone, from `pending`).
+pub fn ready_copies(
+    pending: &mut BTreeMap<String, Option<u64>>,
+    on_primary: &BTreeMap<String, Option<u64>>,
+    physical: Option<u64>,
+    local: &[Slot],
+) -> Vec<String> {
+    let Some(physical) = physical else {
+        // No feedback yet (not streaming, or hot_standby_feedback off): nothing is known.
+        return vec![];
+    };
+    let mut ready = vec![];
+    pending.retain(|name, remembered| {
+        if remembered.is_none() {
+            *remembered = on_primary.get(name).copied().flatten();
+        }
+        let Some(copy) = local.iter().find(|s| &s.name == name) else {
+            return false;
+        };
+        let safe =
+            remembered.is_some_and(|p| p <= physical && copy.catalog_xmin.is_some_and(|c| physical <= c));
+        if safe {
+            ready.push(name.clone());
+        }
+        !safe
+    });
+    ready
+}
+
 /// Retained WAL per slot: `position − restart_lsn` (the primary's current position, a
 /// replica's replay position); slots that reserve nothing are left out.
 pub fn retained_bytes(existing: &[Slot], position: Lsn) -> BTreeMap<String, u64> {
@@ -416,6 +454,7 @@ mod tests {
             database: None,
             plugin: None,
             confirmed_flush_lsn: None,
+            catalog_xmin: None,
         }
     }
 
@@ -637,6 +676,42 @@ mod tests {
         // Already there: nothing to advance.
         let plan = logical_on_replica(&permanent, &existing, &published, Lsn(100), &set(&[]), |_| false);
         assert!(plan.advance.is_empty());
+    }
+
+    /// A copy is safe once the physical slot's catalog_xmin is known, not older than what
+    /// the primary's slot needed when feedback started, and not newer than the copy's.
+    #[test]
+    fn logical_copy_readiness() {
+        let copy = |name: &str, xmin: u64| Slot {
+            catalog_xmin: Some(xmin),
+            ..slot(name, "logical", false, Some(1))
+        };
+        let on_primary: BTreeMap<String, Option<u64>> =
+            [("a".to_string(), Some(700)), ("b".to_string(), Some(900))].into();
+        let mut pending: BTreeMap<String, Option<u64>> = [
+            ("a".to_string(), None),
+            ("b".to_string(), None),
+            ("gone".to_string(), None),
+        ]
+        .into();
+        let local = vec![copy("a", 760), copy("b", 950)];
+        // No feedback yet: nothing remembered, nothing ready.
+        assert!(ready_copies(&mut pending, &on_primary, None, &local).is_empty());
+        assert_eq!(pending.len(), 3);
+        // Feedback at 750: a (700 <= 750 <= 760) is safe; b's primary slot needed 900 when
+        // feedback started, so rows between 750 and 900 may be gone; the vanished copy is
+        // forgotten.
+        assert_eq!(
+            ready_copies(&mut pending, &on_primary, Some(750), &local),
+            vec!["a".to_string()]
+        );
+        assert_eq!(pending, [("b".to_string(), Some(900))].into());
+        // Later feedback at 920 <= 950: b is safe too.
+        assert_eq!(
+            ready_copies(&mut pending, &on_primary, Some(920), &local),
+            vec!["b".to_string()]
+        );
+        assert!(pending.is_empty());
     }
 
     #[test]

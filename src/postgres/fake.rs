@@ -63,6 +63,8 @@ pub enum Call {
     ReadLogicalSlots(Upstream, Vec<String>),
     /// `install_slot_states`: the names.
     InstallSlotStates(Vec<String>),
+    /// `catalog_xmins_on_primary`: from where, which.
+    CatalogXmins(Upstream, Vec<String>),
     /// `set_synchronous_standby_names`.
     SetSyncStandbyNames(Option<String>),
     /// `checkpoint`.
@@ -90,6 +92,8 @@ pub struct FakeState {
     pub clean_shutdown: bool,
     /// What `read_logical_slots` finds on the primary.
     pub primary_slot_states: Vec<SlotState>,
+    /// What `catalog_xmins_on_primary` finds: slot name → catalog_xmin.
+    pub primary_catalog_xmins: BTreeMap<String, Option<u64>>,
 }
 
 impl Default for FakeState {
@@ -116,6 +120,7 @@ impl Default for FakeState {
             pending_restart: BTreeMap::new(),
             clean_shutdown: true,
             primary_slot_states: Vec::new(),
+            primary_catalog_xmins: BTreeMap::new(),
         }
     }
 }
@@ -374,6 +379,7 @@ impl PgControl for FakePg {
                 database: None,
                 plugin: None,
                 confirmed_flush_lsn: None,
+                catalog_xmin: None,
             });
         });
         Ok(())
@@ -393,6 +399,7 @@ impl PgControl for FakePg {
                 database: Some(database.to_owned()),
                 plugin: Some(plugin.to_owned()),
                 confirmed_flush_lsn: s.status.current_lsn,
+                catalog_xmin: None,
             });
         });
         Ok(())
@@ -441,6 +448,24 @@ impl PgControl for FakePg {
         }))
     }
 
+    async fn catalog_xmins_on_primary(
+        &self,
+        primary: &Upstream,
+        names: &[String],
+    ) -> Result<BTreeMap<String, Option<u64>>> {
+        self.record(
+            "catalog_xmins_on_primary",
+            Call::CatalogXmins(primary.clone(), names.to_vec()),
+        )?;
+        Ok(self.with_state(|s| {
+            s.primary_catalog_xmins
+                .iter()
+                .filter(|(n, _)| names.contains(n))
+                .map(|(n, x)| (n.clone(), *x))
+                .collect()
+        }))
+    }
+
     async fn install_slot_states(&self, slots: &[SlotState]) -> Result<()> {
         let names = slots.iter().map(|s| s.name.clone()).collect();
         self.record("install_slot_states", Call::InstallSlotStates(names))?;
@@ -462,6 +487,7 @@ impl PgControl for FakePg {
                         database: Some(p.database.clone()),
                         plugin: Some(p.plugin.clone()),
                         confirmed_flush_lsn: p.confirmed_flush_lsn,
+                        catalog_xmin: None,
                     },
                 );
             }

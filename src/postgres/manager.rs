@@ -1410,6 +1410,17 @@ impl PgControl for PgManager {
         query::logical_slot_states(&c, self.settings.timeouts.query, names).await
     }
 
+    async fn catalog_xmins_on_primary(
+        &self,
+        primary: &Upstream,
+        names: &[String],
+    ) -> Result<BTreeMap<String, Option<u64>>> {
+        let creds = &self.settings.superuser;
+        let target = format!("{primary} as {}", creds.username);
+        let c = self.connect(self.remote_config(primary, creds), target).await?;
+        query::catalog_xmins(&c, self.settings.timeouts.query, names).await
+    }
+
     async fn install_slot_states(&self, slots: &[SlotState]) -> Result<()> {
         self.ensure_stopped("install replication slot copies")?;
         let replslot = self.data_dir().join("pg_replslot");

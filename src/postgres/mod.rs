@@ -222,6 +222,13 @@ pub trait PgControl: Send + Sync {
         names: &[String],
     ) -> impl Future<Output = Result<Vec<SlotState>>> + Send;
 
+    /// `catalog_xmin` of the running primary's slots named in `names` (absent ones left out).
+    fn catalog_xmins_on_primary(
+        &self,
+        primary: &Upstream,
+        names: &[String],
+    ) -> impl Future<Output = Result<BTreeMap<String, Option<u64>>>> + Send;
+
     /// Writes slot states read from the primary into `pg_replslot` (replacing a copy of the
     /// same name), durably. The postmaster must be stopped: it loads slots at start.
     fn install_slot_states(&self, slots: &[SlotState]) -> impl Future<Output = Result<()>> + Send;

@@ -94,6 +94,9 @@ pub struct Slot {
     pub plugin: Option<String>,
     /// Logical: position the consumer confirmed.
     pub confirmed_flush_lsn: Option<Lsn>,
+    /// Logical (or physical with hot_standby_feedback): the oldest transaction whose
+    /// catalog rows it needs.
+    pub catalog_xmin: Option<u64>,
 }
 
 /// A logical slot of the primary as it is on disk (`pg_replslot/<name>/state`), read so a
@@ -237,7 +240,7 @@ pub(crate) async fn wal_receiver(c: &Client, t: Duration) -> Result<Option<WalRe
 pub(crate) async fn slots(c: &Client, t: Duration) -> Result<Vec<Slot>> {
     const WHAT: &str = "list replication slots";
     let sql = "SELECT slot_name::text, slot_type, active, restart_lsn::text, database::text, plugin::text,
-        confirmed_flush_lsn::text
+        confirmed_flush_lsn::text, catalog_xmin::text::int8
         FROM pg_replication_slots ORDER BY slot_name";
     let rows = timed(WHAT, t, c.query(sql, &[])).await?;
     rows.iter()
@@ -250,6 +253,7 @@ pub(crate) async fn slots(c: &Client, t: Duration) -> Result<Vec<Slot>> {
                 database: get(r, 4, WHAT)?,
                 plugin: get(r, 5, WHAT)?,
                 confirmed_flush_lsn: lsn(r, 6, WHAT)?,
+                catalog_xmin: get::<Option<i64>>(r, 7, WHAT)?.map(|x| x as u64),
             })
         })
         .collect()
@@ -322,6 +326,27 @@ pub(crate) async fn logical_slot_states(c: &Client, t: Duration, names: &[String
                 confirmed_flush_lsn: lsn(r, 3, WHAT)?,
                 state: get(r, 4, WHAT)?,
             })
+        })
+        .collect()
+}
+
+/// `catalog_xmin` of the primary's slots named in `names` (absent slots are left out;
+/// nothing when the server is in recovery).
+pub(crate) async fn catalog_xmins(
+    c: &Client,
+    t: Duration,
+    names: &[String],
+) -> Result<BTreeMap<String, Option<u64>>> {
+    const WHAT: &str = "read slot catalog_xmin from the primary";
+    let sql = "SELECT slot_name::text, catalog_xmin::text::int8 FROM pg_replication_slots
+        WHERE NOT pg_is_in_recovery() AND slot_name = ANY($1)";
+    let rows = timed(WHAT, t, c.query(sql, &[&names])).await?;
+    rows.iter()
+        .map(|r| {
+            Ok((
+                get(r, 0, WHAT)?,
+                get::<Option<i64>>(r, 1, WHAT)?.map(|x| x as u64),
+            ))
         })
         .collect()
 }

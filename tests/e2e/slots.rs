@@ -300,8 +300,9 @@ async fn logical_slot(c: &Cluster, i: usize, name: &str) -> Option<(String, i64)
 
 /// Patroni's logical slot copies: a permanent logical slot added to a running cluster is
 /// copied to both replicas (with hot_standby_feedback turned on there) and kept at the
-/// position its consumer confirmed on the primary. After the primary is killed, the new
-/// primary decodes from that slot exactly the changes the consumer had not confirmed.
+/// position its consumer confirmed on the primary, and found safe once the primary keeps the
+/// catalog rows they need. After the primary is killed, the new primary decodes from that
+/// slot exactly the changes the consumer had not confirmed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn e2e_logical_slot_copies_survive_a_failover() {
     require_pg!();
@@ -360,6 +361,15 @@ async fn e2e_logical_slot_copies_survive_a_failover() {
         wait_for(Duration::from_secs(30), &what, || async {
             let (_, at) = logical_slot(&c, r, "cdc").await?;
             (at >= confirmed).then_some(())
+        })
+        .await;
+    }
+    for &r in &replicas {
+        let what = format!("pg{r} reporting its copy safe to use after a failover");
+        wait_for(Duration::from_secs(30), &what, || async {
+            c.log(r)
+                .contains("logical slot copy is safe to use after a failover")
+                .then_some(())
         })
         .await;
     }
