@@ -1775,6 +1775,7 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
         &mut self,
         v: &ClusterView,
         leader: &MemberName,
+        permanent: &PermanentSlots,
         plan: slots::LogicalPlan,
     ) -> (bool, bool) {
         let mut changed = false;
@@ -1833,7 +1834,6 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
                 return (changed, false);
             }
         };
-        let permanent = slots::permanent_slots(v.config.as_ref().map(|c| &c.value));
         let states: Vec<_> = states
             .into_iter()
             .filter(|st| {
@@ -2108,7 +2108,7 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
             let plan = slots::logical_on_replica(&permanent, &existing, published, replay, &keep, |s| {
                 ignore.iter().any(|r| slot_matches(r, s))
             });
-            let (slots_changed, copied) = self.manage_logical_copies(v, leader, plan).await;
+            let (slots_changed, copied) = self.manage_logical_copies(v, leader, &permanent, plan).await;
             changed |= slots_changed;
             // The readiness check reads `existing`, which lacks what was just copied (an
             // advance only makes it conservative: older catalog_xmin values).

@@ -706,10 +706,23 @@ impl PgManager {
         Ok(())
     }
 
-    async fn primary_timeline(&self, primary: &Upstream) -> Result<query::PrimaryTimeline> {
+    /// A short-lived superuser connection to the primary's PostgreSQL.
+    async fn primary_client(&self, primary: &Upstream) -> Result<Client> {
         let creds = &self.settings.superuser;
         let target = format!("{primary} as {}", creds.username);
-        let c = self.connect(self.remote_config(primary, creds), target).await?;
+        self.connect(self.remote_config(primary, creds), target).await
+    }
+
+    /// A short-lived local superuser connection to `database` (logical slots belong to one).
+    async fn database_client(&self, database: &str) -> Result<Client> {
+        let mut cfg = self.local_config();
+        cfg.dbname(database);
+        let target = format!("{} database {database}", self.local_target());
+        self.connect(cfg, target).await
+    }
+
+    async fn primary_timeline(&self, primary: &Upstream) -> Result<query::PrimaryTimeline> {
+        let c = self.primary_client(primary).await?;
         query::primary_timeline(&c, self.settings.timeouts.query).await
     }
 
@@ -1379,11 +1392,7 @@ impl PgControl for PgManager {
                 database: database.to_owned(),
             });
         }
-        // A short-lived connection to that database: logical slots belong to one.
-        let mut cfg = self.local_config();
-        cfg.dbname(database);
-        let target = format!("{} database {database}", self.local_target());
-        let client = self.connect(cfg, target).await?;
+        let client = self.database_client(database).await?;
         query::create_logical_slot(&client, t, name, plugin).await
     }
 
@@ -1396,17 +1405,12 @@ impl PgControl for PgManager {
     }
 
     async fn advance_logical_slot(&self, name: &str, database: &str, to: Lsn) -> Result<()> {
-        let mut cfg = self.local_config();
-        cfg.dbname(database);
-        let target = format!("{} database {database}", self.local_target());
-        let client = self.connect(cfg, target).await?;
+        let client = self.database_client(database).await?;
         query::advance_slot(&client, self.settings.timeouts.query, name, to).await
     }
 
     async fn read_logical_slots(&self, primary: &Upstream, names: &[String]) -> Result<Vec<SlotState>> {
-        let creds = &self.settings.superuser;
-        let target = format!("{primary} as {}", creds.username);
-        let c = self.connect(self.remote_config(primary, creds), target).await?;
+        let c = self.primary_client(primary).await?;
         query::logical_slot_states(&c, self.settings.timeouts.query, names).await
     }
 
@@ -1415,9 +1419,7 @@ impl PgControl for PgManager {
         primary: &Upstream,
         names: &[String],
     ) -> Result<BTreeMap<String, Option<u64>>> {
-        let creds = &self.settings.superuser;
-        let target = format!("{primary} as {}", creds.username);
-        let c = self.connect(self.remote_config(primary, creds), target).await?;
+        let c = self.primary_client(primary).await?;
         query::catalog_xmins(&c, self.settings.timeouts.query, names).await
     }
 
