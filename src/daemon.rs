@@ -422,7 +422,7 @@ fn ha_settings(
             .recovery_conf
             .iter()
             .flatten()
-            .map(|(k, v)| (k.clone(), crate::ha::runner::guc_text(v)))
+            .map(|(k, v)| (k.clone(), crate::config::GucValue::text(v)))
             .collect(),
         post_bootstrap: cfg
             .bootstrap

@@ -15,6 +15,7 @@ pub mod ctl;
 pub mod daemon;
 pub mod dcs;
 pub mod demo;
+pub mod error;
 pub mod generate;
 pub mod grpc;
 pub mod ha;

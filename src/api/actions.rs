@@ -1,35 +1,6 @@
-//! The request channel from the REST API to the HA loop, for the endpoints that must act
-//! on PostgreSQL or on the loop's own state: POST/DELETE /restart, POST /reload,
-//! POST /reinitialize, and the wake-up Patroni's API sends after writing a
-//! failover or config key.
-//!
-//! # Contract for the receiving side (the HA runner)
-//!
-//! The daemon creates `tokio::sync::mpsc::channel::<ApiRequest>(REQUEST_QUEUE)`, gives the
-//! sender to [`super::rest::ApiState::with_requests`] and the receiver to the runner, which
-//! must:
-//!
-//! - poll the receiver between (or during) iterations, so a request is seen within
-//!   `loop_wait` at the latest; any message also means "wake up now" (Patroni's `ha.wakeup()`);
-//! - answer every `reply` exactly once. Dropping a reply sender makes the API answer 503
-//!   (for restart: "restart failed"), so a panic or shutdown never hangs a client;
-//! - for [`ApiRequest::Restart`]: check the conditions against the local PostgreSQL (role,
-//!   `restart_pending`, server version older than `postgres_version`), restart with
-//!   `timeout`, then reply Patroni's `(ok, message)`: `(true, "restarted successfully")`,
-//!   `(false, "restart conditions are not satisfied")`, `(false, "<action> already in
-//!   progress")`, `(false, "postgres is still starting")`, `(false, "restart failed")`.
-//!   The HTTP side waits for the reply (Patroni's restart is synchronous);
-//! - for [`ApiRequest::ScheduleRestart`]: store the restart (publish it as `scheduled_restart`
-//!   in the member key) and reply `true`, or `false` when one is already scheduled (409);
-//! - for [`ApiRequest::CancelScheduledRestart`]: reply whether one was deleted (200 / 404);
-//! - for [`ApiRequest::Reload`]: re-read the configuration file and apply it (no reply:
-//!   Patroni answers 202 "reload scheduled" before doing it);
-//! - for [`ApiRequest::Reinitialize`]: reply `Ok(())` once the reinitialization has started
-//!   (200 "reinitialize started"), or `Err(message)` with Patroni's text: "I am the leader,
-//!   can not reinitialize", "Cluster has no leader, can not reinitialize", "<action> already
-//!   in progress" (503). The API already refuses the first two from its own view; the runner
-//!   must check again because the view can be a loop old;
-//! - [`ApiRequest::Wakeup`]: start the next iteration now.
+//! The REST endpoints that hand work to the HA loop through [`crate::ha::requests`]:
+//! POST/DELETE /restart, POST /reload, POST /reinitialize, and the wake-up Patroni's API sends
+//! after writing a failover or config key. The reply contract is documented there.
 //!
 //! Validation (JSON shape, roles, versions, timeouts, schedules, pause) is done here; the
 //! runner receives only well-formed requests.
@@ -38,78 +9,14 @@ use super::cluster::Snapshot;
 use super::error::ApiError;
 use super::rest::ApiState;
 use crate::dcs::Dcs;
+pub use crate::ha::requests::{ActionOutcome, ApiRequest, RestartConditions, REQUEST_QUEUE};
 use chrono::{DateTime, FixedOffset};
 use serde_json::{Map, Value};
 use std::time::Duration;
 use tokio::sync::oneshot;
 
-/// The capacity the daemon should give the channel: requests are rare, and a full queue
-/// means the loop is stuck, which the API reports as 503 rather than queueing more.
-pub const REQUEST_QUEUE: usize = 16;
-
 /// How long the API waits for room in the queue before answering 503.
 const SEND_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// Patroni's `ha.restart()` answer.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ActionOutcome {
-    /// Done (200) or refused/failed (503).
-    pub ok: bool,
-    /// Patroni's text ("restarted successfully", "restart conditions are not satisfied", ...).
-    pub message: String,
-}
-
-/// The filters of POST /restart, all of which must hold for the restart to happen.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct RestartConditions {
-    /// Only if PostgreSQL reports pending_restart.
-    pub restart_pending: bool,
-    /// Only on a member with this role: "primary", "standby_leader" or "replica".
-    pub role: Option<String>,
-    /// Only if the running server_version_num is lower than this (e.g. 150004).
-    pub postgres_version: Option<u32>,
-    /// Give up (and report failure) if PostgreSQL is not up again after this long.
-    pub timeout: Option<Duration>,
-}
-
-/// A request for the HA loop; see the module documentation for the reply contract.
-#[derive(Debug)]
-pub enum ApiRequest {
-    /// POST /restart without `schedule`.
-    Restart {
-        /// Conditions that must hold.
-        conditions: RestartConditions,
-        /// The outcome.
-        reply: oneshot::Sender<ActionOutcome>,
-    },
-    /// POST /restart with `schedule`.
-    ScheduleRestart {
-        /// Conditions checked when the time comes.
-        conditions: RestartConditions,
-        /// When (with time zone, in the future when sent).
-        at: DateTime<FixedOffset>,
-        /// `true` if stored, `false` if another restart is already scheduled.
-        reply: oneshot::Sender<bool>,
-    },
-    /// DELETE /restart.
-    CancelScheduledRestart {
-        /// Whether a scheduled restart was deleted.
-        reply: oneshot::Sender<bool>,
-    },
-    /// POST /reload.
-    Reload,
-    /// POST /reinitialize.
-    Reinitialize {
-        /// Reinitialize even if another action is in progress (Patroni cancels it).
-        force: bool,
-        /// Take the base backup from the leader, not from a replica.
-        from_leader: bool,
-        /// `Ok` once started, or Patroni's refusal text.
-        reply: oneshot::Sender<Result<(), String>>,
-    },
-    /// Run the next iteration now (after a failover or config key was written).
-    Wakeup,
-}
 
 impl<D: Dcs> ApiState<D> {
     fn sender(&self, what: &str) -> Result<&tokio::sync::mpsc::Sender<ApiRequest>, ApiError> {
@@ -294,7 +201,7 @@ pub async fn post_restart<D: Dcs>(
                     ))
                 }
             },
-            "restart_pending" => c.restart_pending = super::cluster::truthy(v),
+            "restart_pending" => c.restart_pending = crate::config::flag(v),
             other => {
                 return Err(ApiError::BadRequest(format!(
                     "Unknown filter for the scheduled restart: {other}"
@@ -354,7 +261,7 @@ pub async fn post_reinitialize<D: Dcs>(
     st: &ApiState<D>,
     req: Map<String, Value>,
 ) -> Result<String, ApiError> {
-    let flag = |k: &str| req.get(k).is_some_and(super::cluster::truthy);
+    let flag = |k: &str| req.get(k).is_some_and(crate::config::flag);
     let force = flag("force");
     // patronictl sends `from-leader`; accept the underscore spelling too.
     let from_leader = flag("from-leader") || flag("from_leader");

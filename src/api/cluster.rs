@@ -4,16 +4,11 @@
 use super::error::ApiError;
 use crate::config::merge_patch;
 use crate::dcs::Dcs;
-use crate::ha::view::{ClusterView, FailoverKey, MemberRecord};
+use crate::ha::view::{ClusterView, FailoverKey, MemberRecord, SyncMode};
 use crate::types::Lsn;
 use pgwarden_raft::command::{Condition, KeyValue};
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
-
-/// Patroni's default `maximum_lag_on_failover` (1 MiB), the readiness lag limit.
-pub const DEFAULT_MAXIMUM_LAG: u64 = 1_048_576;
-/// Patroni's default `loop_wait` in seconds.
-pub const DEFAULT_LOOP_WAIT: u64 = 10;
 
 pub use crate::ha::view::SyncKey;
 
@@ -27,6 +22,9 @@ pub struct Snapshot {
     pub sync: Option<SyncKey>,
     /// `failsafe`, if it is a JSON object.
     pub failsafe: Option<Map<String, Value>>,
+    /// `config` as stored, for GET /config and the base of PATCH /config; everything that
+    /// reads a setting goes through the typed `view.config`.
+    pub config_raw: Option<Value>,
     /// `history` as stored (rows may have 3 to 5 fields depending on the writer's version).
     pub history: Option<Value>,
     /// `members/<name>` as stored, for fields the view does not keep (scheduled_restart).
@@ -55,6 +53,11 @@ impl Snapshot {
                     }
                 }
                 "history" => s.history = serde_json::from_str(&kv.value).ok(),
+                "config" => {
+                    s.config_raw = serde_json::from_str::<Value>(&kv.value)
+                        .ok()
+                        .filter(Value::is_object)
+                }
                 _ => {
                     if let Some(name) = rel.strip_prefix("members/") {
                         if let Ok(v) = serde_json::from_str::<Value>(&kv.value) {
@@ -90,33 +93,29 @@ impl Snapshot {
         Snapshot::from_kvs(prefix, &dcs.list_stale(prefix))
     }
 
-    /// The dynamic configuration, if any.
+    /// The dynamic configuration as stored, if any.
     pub fn config(&self) -> Option<&Value> {
-        self.view.config.as_ref().map(|c| &c.value)
+        self.config_raw.as_ref()
     }
 
-    fn config_key(&self, key: &str) -> Option<&Value> {
-        self.config().and_then(|c| c.get(key))
-    }
-
-    /// `synchronous_mode` is on (true, "on", ... or "quorum").
+    /// `synchronous_mode` is on (`on` or `quorum`; never in a standby cluster).
     pub fn synchronous_mode(&self) -> bool {
-        self.quorum_mode() || self.config_key("synchronous_mode").is_some_and(truthy)
+        self.view.synchronous_mode() != SyncMode::Off
     }
 
     /// `synchronous_mode: quorum`.
     pub fn quorum_mode(&self) -> bool {
-        self.config_key("synchronous_mode").and_then(Value::as_str) == Some("quorum")
+        self.view.synchronous_mode() == SyncMode::Quorum
     }
 
     /// `standby_cluster` is configured.
     pub fn standby_cluster(&self) -> bool {
-        matches!(self.config_key("standby_cluster"), Some(Value::Object(m)) if !m.is_empty())
+        self.view.dynamic().is_standby_cluster()
     }
 
     /// `failsafe_mode` is on.
     pub fn failsafe_mode(&self) -> bool {
-        self.config_key("failsafe_mode").is_some_and(truthy)
+        self.view.failsafe_mode()
     }
 
     /// Whether `name` is a synchronous (or quorum) standby right now.
@@ -124,31 +123,14 @@ impl Snapshot {
         self.synchronous_mode() && self.sync.as_ref().is_some_and(|s| s.matches(name, false))
     }
 
-    /// `loop_wait` in seconds.
+    /// `loop_wait` in seconds, after the timing rule (the HA loop's own value).
     pub fn loop_wait(&self) -> u64 {
-        self.config_key("loop_wait")
-            .and_then(as_u64_lenient)
-            .unwrap_or(DEFAULT_LOOP_WAIT)
+        self.view.dynamic().timing().0.loop_wait.into()
     }
 
     /// `maximum_lag_on_failover` in bytes.
     pub fn maximum_lag_on_failover(&self) -> u64 {
-        self.config_key("maximum_lag_on_failover")
-            .and_then(as_u64_lenient)
-            .unwrap_or(DEFAULT_MAXIMUM_LAG)
-    }
-}
-
-/// Patroni's `parse_bool` for config values: true, "on", "true", "yes", "1".
-pub use crate::ha::view::truthy;
-
-fn as_u64_lenient(v: &Value) -> Option<u64> {
-    match v {
-        Value::Number(n) => n
-            .as_u64()
-            .or_else(|| n.as_f64().filter(|f| *f >= 0.0).map(|f| f as u64)),
-        Value::String(s) => s.trim().parse().ok(),
-        _ => None,
+        self.view.dynamic().maximum_lag_on_failover()
     }
 }
 

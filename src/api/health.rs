@@ -74,7 +74,7 @@ pub fn lag_bytes(s: &NodeStatus, snap: &Snapshot, field: &str) -> u64 {
 
 /// `noloadbalance` set to a true value.
 fn noloadbalance(s: &NodeStatus) -> bool {
-    s.tags.get("noloadbalance").is_some_and(super::cluster::truthy)
+    s.tags.get("noloadbalance").is_some_and(crate::config::flag)
 }
 
 /// Patroni's `replica_status_code`: a running replica that takes load, within `?lag`, in

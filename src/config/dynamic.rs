@@ -84,7 +84,11 @@ pub struct DynamicConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub synchronous_mode: Option<SyncMode>,
     /// Block writes rather than run without a synchronous standby.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient::opt_bool"
+    )]
     pub synchronous_mode_strict: Option<bool>,
     /// Number of synchronous standbys.
     #[serde(
@@ -94,10 +98,18 @@ pub struct DynamicConfig {
     )]
     pub synchronous_node_count: Option<u32>,
     /// Keep the primary running through a DCS outage if all members agree.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient::opt_bool"
+    )]
     pub failsafe_mode: Option<bool>,
     /// A candidate's timeline must be at least the cluster's to race.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient::opt_bool"
+    )]
     pub check_timeline: Option<bool>,
     /// How long an absent member's physical slot is kept.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -112,7 +124,11 @@ pub struct DynamicConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub standby_cluster: Option<StandbyCluster>,
     /// Maintenance mode: no automatic action.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient::opt_bool"
+    )]
     pub pause: Option<bool>,
     /// Cluster-wide PostgreSQL settings.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -244,10 +260,18 @@ pub struct StandbyCluster {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct DynPostgresql {
     /// Allow pg_rewind on a former primary (a local value overrides it).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient::opt_bool"
+    )]
     pub use_pg_rewind: Option<bool>,
     /// Physical slots for members. Cluster-wide only: a local value is not accepted.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient::opt_bool"
+    )]
     pub use_slots: Option<bool>,
     /// Cluster-wide GUCs; see [`merge_parameters`] for the precedence with local ones.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -357,6 +381,24 @@ pub fn adjust_timing(
     )
 }
 
+/// Removes the value at a dotted key path (`postgresql.use_slots`, `slots.a.type`), or, when the
+/// path does not lead to a value, the top-level key it starts with. False when nothing was removed.
+fn remove_key(doc: &mut Value, path: &str) -> bool {
+    let parts: Vec<&str> = path.split('.').filter(|p| !p.is_empty()).collect();
+    let Some((last, parents)) = parts.split_last() else {
+        return false;
+    };
+    let parent = parents.iter().try_fold(&mut *doc, |cur, p| cur.get_mut(*p));
+    if let Some(obj) = parent.and_then(Value::as_object_mut) {
+        if obj.remove(*last).is_some() {
+            return true;
+        }
+    }
+    parts
+        .first()
+        .is_some_and(|top| doc.as_object_mut().is_some_and(|o| o.remove(*top).is_some()))
+}
+
 fn lenient_int(v: Option<&Value>) -> Option<i64> {
     match v? {
         Value::Number(n) => n.as_i64(),
@@ -385,6 +427,37 @@ impl DynamicConfig {
             key: e.path().to_string(),
             message: e.inner().to_string(),
         })
+    }
+
+    /// Parses the DCS `config` value the way the HA loop must: never failing. A key whose value
+    /// does not parse is dropped (so it takes its default) and reported in the list returned, which
+    /// the caller logs once; a value that is not an object at all gives the defaults.
+    pub fn from_json_lenient(value: &Value) -> (Self, Vec<ConfigError>) {
+        let mut doc = value.clone();
+        let mut problems = Vec::new();
+        // Each round drops at least one key, so the loop ends; the bound is a second guard.
+        for _ in 0..64 {
+            match Self::from_json(&doc) {
+                Ok(c) => return (c, problems),
+                Err(e) => {
+                    let errors = match e {
+                        ConfigError::Several(list) => list,
+                        one => vec![one],
+                    };
+                    let mut dropped = false;
+                    for err in errors {
+                        if let Some(key) = err.key() {
+                            dropped |= remove_key(&mut doc, key);
+                        }
+                        problems.push(err);
+                    }
+                    if !dropped {
+                        break;
+                    }
+                }
+            }
+        }
+        (Self::default(), problems)
     }
 
     /// The JSON to store in the DCS.
@@ -431,11 +504,18 @@ impl DynamicConfig {
     }
     /// Synchronous mode; always off in a standby cluster, as in Patroni.
     pub fn synchronous_mode(&self) -> SyncMode {
-        if self.standby_cluster.is_some() {
+        if self.is_standby_cluster() {
             SyncMode::Off
         } else {
             self.synchronous_mode.unwrap_or_default()
         }
+    }
+    /// Whether this is a standby cluster: `standby_cluster` names a host, a port or a
+    /// restore_command (Patroni's `is_standby_cluster`; an empty section is not one).
+    pub fn is_standby_cluster(&self) -> bool {
+        self.standby_cluster
+            .as_ref()
+            .is_some_and(|s| s.host.is_some() || s.port.is_some() || s.restore_command.is_some())
     }
     /// `synchronous_mode_strict` or false.
     pub fn synchronous_mode_strict(&self) -> bool {

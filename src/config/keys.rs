@@ -700,7 +700,8 @@ pub(crate) fn check(kind: Kind, v: &Value, key: &str) -> Result<(), ConfigError>
             _ => false,
         },
         Kind::Str | Kind::Path => v.is_string(),
-        Kind::Bool => v.is_boolean(),
+        // Patroni's parse_bool: `synchronous_mode_strict: on` or `1` is a valid flag.
+        Kind::Bool => super::values::lenient::bool_value(v).is_some(),
         Kind::Int => v.is_i64() || v.is_u64() || v.as_str().is_some_and(|s| s.trim().parse::<i64>().is_ok()),
         Kind::Port => {
             let port = match v {

@@ -27,7 +27,7 @@ pub use dynamic::{
     StandbyCluster, SyncMode, Timing,
 };
 pub use error::{ConfigError, ConfigWarning};
-pub use values::{Command, GucValue, HostPort, ListenAddr, Secs, ToolOpt, ToolOptions, WatchdogMode};
+pub use values::{flag, Command, GucValue, HostPort, ListenAddr, Secs, ToolOpt, ToolOptions, WatchdogMode};
 
 use crate::types::MemberName;
 use defaults as d;

@@ -352,6 +352,19 @@ pub enum GucValue {
     Str(String),
 }
 
+impl GucValue {
+    /// The text PostgreSQL is given for a JSON value written in a configuration: strings as
+    /// they are, booleans as `on`/`off`, anything else as JSON prints it.
+    pub fn text(v: &Value) -> String {
+        match v {
+            Value::String(s) => s.clone(),
+            Value::Bool(true) => "on".into(),
+            Value::Bool(false) => "off".into(),
+            other => other.to_string(),
+        }
+    }
+}
+
 impl fmt::Display for GucValue {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -362,6 +375,13 @@ impl fmt::Display for GucValue {
             GucValue::Str(s) => f.write_str(s),
         }
     }
+}
+
+/// A flag as Patroni's `parse_bool` reads it (see [`lenient::bool_value`]); anything that is not
+/// a recognisable boolean counts as false. For tags and request fields, where a bad value is not
+/// worth an error.
+pub fn flag(v: &Value) -> bool {
+    lenient::bool_value(v).unwrap_or(false)
 }
 
 /// serde helpers for integers that Patroni accepts as numbers or numeric strings (it calls `int()`).
@@ -386,5 +406,33 @@ pub(crate) mod lenient {
         T::try_from(n)
             .map(Some)
             .map_err(|_| D::Error::custom(format!("{n} is out of range")))
+    }
+
+    /// A flag as Patroni's `parse_bool` reads it: a boolean, `1`/`0`, or one of the words
+    /// on/off, true/false, yes/no (any case). Anything else is an error naming the value.
+    pub fn opt_bool<'de, D>(d: D) -> Result<Option<bool>, D::Error>
+    where
+        D: Deserializer<'de>,
+    {
+        match Option::<Value>::deserialize(d)? {
+            None | Some(Value::Null) => Ok(None),
+            Some(v) => bool_value(&v).map(Some).ok_or_else(|| {
+                D::Error::custom(format!("{v} is not a boolean (true/false, on/off, yes/no, 1/0)"))
+            }),
+        }
+    }
+
+    /// [`opt_bool`]'s rule for one JSON value.
+    pub fn bool_value(v: &Value) -> Option<bool> {
+        match v {
+            Value::Bool(b) => Some(*b),
+            Value::Number(n) => match n.as_i64() {
+                Some(1) => Some(true),
+                Some(0) => Some(false),
+                _ => None,
+            },
+            Value::String(s) => crate::config::keys::parse_bool(s),
+            _ => None,
+        }
     }
 }

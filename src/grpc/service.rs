@@ -121,9 +121,9 @@ impl<D: Dcs, R: RaftAdmin> Admin<D, R> {
 
     async fn config_value(&self) -> Result<(Value, u64), AdminError> {
         let snap = Snapshot::read_fresh(self.api.dcs.as_ref(), &self.api.prefix).await?;
-        match &snap.view.config {
-            Some(c) => Ok((c.value.clone(), c.revision)),
-            None => Err(AdminError::FailedPrecondition(
+        match (snap.config_raw, &snap.view.config) {
+            (Some(raw), Some(c)) => Ok((raw, c.revision)),
+            _ => Err(AdminError::FailedPrecondition(
                 "the cluster has no dynamic configuration yet (it is written at bootstrap)".into(),
             )),
         }

@@ -408,7 +408,7 @@ fn log_outcome(hook: &'static str, out: &Result<Output, CallbackError>) {
             stderr = %o.stderr,
             "callback finished"
         ),
-        Err(e) => tracing::warn!(callback = hook, error = %crate::ha::runner::chain(e), "callback failed"),
+        Err(e) => tracing::warn!(callback = hook, error = %crate::error::chain(e), "callback failed"),
     }
 }
 
@@ -683,7 +683,7 @@ mod tests {
             ..Default::default()
         });
         let e = missing.pre_promote(Duration::from_secs(5)).await.unwrap_err();
-        let text = crate::ha::runner::chain(&e).to_string();
+        let text = crate::error::chain(&e).to_string();
         assert!(
             text.contains("pre_promote") && text.contains("/nonexistent/fence.sh"),
             "{text}"

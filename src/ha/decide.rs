@@ -706,7 +706,7 @@ mod tests {
         bootstrapping.members.clear();
         let mut paused = view(None);
         paused.config = Some(Versioned {
-            value: json!({"pause": true}),
+            value: crate::config::DynamicConfig::from_json(&json!({"pause": true})).unwrap(),
             revision: 1,
         });
         let mut switchover = view(Some("a"));
@@ -1000,7 +1000,7 @@ mod tests {
     fn sync_view(mode: serde_json::Value, standbys: &str, quorum: u64) -> ClusterView {
         let mut v = view(None);
         v.config = Some(Versioned {
-            value: json!({ "synchronous_mode": mode }),
+            value: crate::config::DynamicConfig::from_json(&json!({ "synchronous_mode": mode })).unwrap(),
             revision: 1,
         });
         v.sync = Some(Versioned {
@@ -1229,7 +1229,7 @@ mod tests {
     fn failsafe_members_not_listed_do_not_race() {
         let mut v = view(None);
         v.config = Some(Versioned {
-            value: json!({"failsafe_mode": true}),
+            value: crate::config::DynamicConfig::from_json(&json!({"failsafe_mode": true})).unwrap(),
             revision: 1,
         });
         v.failsafe = Some(

@@ -9,6 +9,8 @@
 pub mod callbacks;
 pub mod decide;
 pub mod failsafe;
+pub mod lease;
+pub mod requests;
 pub mod runner;
 pub mod slots;
 pub mod status;

@@ -18,11 +18,10 @@
 //!   are kept that long, on the primary and on the replicas.
 
 use super::decide::upstream;
-use super::runner::slot_name;
 use super::view::{ClusterView, StatusKey};
+use crate::config::{DynamicConfig, IgnoreSlot};
 use crate::postgres::Slot;
 use crate::types::{Lsn, MemberName};
-use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 use tokio::time::Instant;
@@ -69,19 +68,37 @@ fn valid_slot_name(name: &str) -> bool {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
 }
 
+/// Patroni's slot name for a member: lowercase, `-` and `.` to `_`, other characters
+/// outside `[a-z0-9_]` as `u%04x`, at most 63 bytes.
+pub fn slot_name(member: &MemberName) -> String {
+    let mut out = String::new();
+    for c in member.as_str().to_lowercase().chars() {
+        match c {
+            'a'..='z' | '0'..='9' | '_' => out.push(c),
+            '-' | '.' => out.push('_'),
+            other => out.push_str(&format!("u{:04x}", other as u32)),
+        }
+    }
+    out.truncate(63);
+    out
+}
+
+/// Whether an `ignore_slots` rule (a subset of name, type, database, plugin) matches.
+pub fn slot_matches(rule: &IgnoreSlot, slot: &Slot) -> bool {
+    let is = |want: &Option<String>, have: Option<&str>| want.as_deref().is_none_or(|w| Some(w) == have);
+    is(&rule.name, Some(&slot.name))
+        && is(&rule.slot_type, Some(&slot.slot_type))
+        && is(&rule.database, slot.database.as_deref())
+        && is(&rule.plugin, slot.plugin.as_deref())
+}
+
 /// Reads `slots` from the dynamic configuration. Patroni's rules: no `type` means logical when
 /// both `database` and `plugin` are given, else physical; `cluster_type: standby` slots belong
 /// to standby clusters only. A bad definition is reported in `problems`, never fatal.
-pub fn permanent_slots(config: Option<&Value>) -> PermanentSlots {
+pub fn permanent_slots(config: &DynamicConfig) -> PermanentSlots {
     let mut out = PermanentSlots::default();
-    let slots = match config.and_then(|c| c.get("slots")) {
-        None | Some(Value::Null) => return out,
-        Some(Value::Object(o)) => o,
-        Some(_) => {
-            out.problems
-                .push(("slots".into(), "`slots` is not a mapping of slot names".into()));
-            return out;
-        }
+    let Some(slots) = &config.slots else {
+        return out;
     };
     for (name, spec) in slots {
         let mut bad = |why: &str| out.problems.push((name.clone(), why.to_owned()));
@@ -89,19 +106,14 @@ pub fn permanent_slots(config: Option<&Value>) -> PermanentSlots {
             bad("invalid slot name: only lower-case letters, digits and `_`, at most 63 bytes");
             continue;
         }
-        let spec = match spec {
-            Value::Null => {
-                out.slots.insert(name.clone(), Permanent::Physical);
-                continue;
-            }
-            Value::Object(o) => o,
-            _ => {
-                bad("the definition is not a mapping (expected e.g. {type: physical})");
-                continue;
-            }
+        let Some(spec) = spec else {
+            out.slots.insert(name.clone(), Permanent::Physical);
+            continue;
         };
-        let text = |k: &str| spec.get(k).and_then(Value::as_str).filter(|s| !s.is_empty());
-        match text("cluster_type") {
+        fn text(v: &Option<String>) -> Option<&str> {
+            v.as_deref().filter(|s| !s.is_empty())
+        }
+        match text(&spec.cluster_type) {
             None | Some("primary") => {}
             Some("standby") => continue,
             Some(_) => {
@@ -109,12 +121,11 @@ pub fn permanent_slots(config: Option<&Value>) -> PermanentSlots {
                 continue;
             }
         }
-        let (database, plugin) = (text("database"), text("plugin"));
-        let kind = match spec.get("type") {
-            None | Some(Value::Null) if database.is_some() && plugin.is_some() => "logical",
-            None | Some(Value::Null) => "physical",
-            Some(Value::String(t)) => t.as_str(),
-            Some(_) => "",
+        let (database, plugin) = (text(&spec.database), text(&spec.plugin));
+        let kind = match spec.slot_type.as_deref() {
+            None if database.is_some() && plugin.is_some() => "logical",
+            None => "physical",
+            Some(t) => t,
         };
         match kind {
             "physical" => {
@@ -408,10 +419,14 @@ pub fn retained_bytes(existing: &[Slot], position: Lsn) -> BTreeMap<String, u64>
 mod tests {
     use super::*;
     use crate::ha::view::{MemberRecord, Versioned};
-    use serde_json::json;
+    use serde_json::{json, Value};
 
     fn n(s: &str) -> MemberName {
         MemberName::new(s).unwrap()
+    }
+
+    fn config(v: Value) -> DynamicConfig {
+        DynamicConfig::from_json(&v).unwrap()
     }
 
     /// Members pg0 (leader), pg1, pg2, with tags per member.
@@ -513,7 +528,7 @@ mod tests {
             "weird": {"type": "magic"},
             "standby_only": {"type": "physical", "cluster_type": "standby"},
         }});
-        let p = permanent_slots(Some(&c));
+        let p = permanent_slots(&config(c));
         assert_eq!(p.slots["archiver"], Permanent::Physical);
         assert_eq!(p.slots["plain"], Permanent::Physical);
         let logical = Permanent::Logical {
@@ -529,7 +544,10 @@ mod tests {
         assert!(problems["Bad-Name"].contains("invalid slot name"));
         assert!(problems["weird"].contains("`type`"));
         assert_eq!(problems.len(), 4);
-        assert_eq!(permanent_slots(Some(&json!({"slots": [1]}))).problems.len(), 1);
+        // A `slots` that is no mapping is dropped by the lenient parse, and reported there.
+        let (c, problems) = DynamicConfig::from_json_lenient(&json!({"slots": [1]}));
+        assert!(permanent_slots(&c).slots.is_empty());
+        assert_eq!(problems.len(), 1);
     }
 
     /// `status`: slots with their positions, the leader's own name at its optime, retain_slots;
@@ -544,7 +562,7 @@ mod tests {
             slot("fresh", "physical", false, None),
             cdc,
         ];
-        let p = permanent_slots(Some(&json!({"slots": {
+        let p = permanent_slots(&config(json!({"slots": {
             "archiver": {},
             "cdc": {"database": "postgres", "plugin": "pgoutput"},
         }})));
@@ -636,7 +654,7 @@ mod tests {
     /// dropped unless ignored or active.
     #[test]
     fn logical_slots_on_a_replica() {
-        let permanent = permanent_slots(Some(&json!({"slots": {
+        let permanent = permanent_slots(&config(json!({"slots": {
             "cdc": {"type": "logical", "database": "app", "plugin": "pgoutput"},
             "new": {"type": "logical", "database": "app", "plugin": "pgoutput"},
             "unpublished": {"type": "logical", "database": "app", "plugin": "pgoutput"},
@@ -723,5 +741,25 @@ mod tests {
         let r = retained_bytes(&existing, Lsn(1100));
         assert_eq!(r.len(), 1);
         assert_eq!(r["a"], 1000);
+    }
+
+    /// Patroni's slot naming.
+    #[test]
+    fn slot_names_follow_patroni() {
+        assert_eq!(slot_name(&n("Node-1.dc")), "node_1_dc");
+        assert_eq!(slot_name(&n("a b")), "au0020b");
+    }
+
+    /// ignore_slots rules match on the fields they name.
+    #[test]
+    fn ignore_slot_rules() {
+        let s = slot("keep_me", "physical", false, None);
+        let rule = |v: Value| serde_json::from_value::<IgnoreSlot>(v).unwrap();
+        assert!(slot_matches(&rule(json!({"name": "keep_me"})), &s));
+        assert!(slot_matches(&rule(json!({"type": "physical"})), &s));
+        assert!(!slot_matches(
+            &rule(json!({"name": "keep_me", "type": "logical"})),
+            &s
+        ));
     }
 }

@@ -19,8 +19,8 @@
 //! the first that fails.
 
 use super::view::{SyncKey, SyncMode};
+use crate::config::DynamicConfig;
 use crate::types::Lsn;
-use serde_json::Value;
 use std::collections::BTreeSet;
 
 /// The dynamic configuration's synchronous replication keys.
@@ -37,28 +37,13 @@ pub struct SyncSettings {
 }
 
 impl SyncSettings {
-    /// Reads the keys from the `config` value; unparsable values fall back to the defaults.
-    pub fn from_config(mode: SyncMode, config: Option<&Value>) -> Self {
-        let get = |k: &str| config.and_then(|c| c.get(k));
-        let strict = match get("synchronous_mode_strict") {
-            Some(Value::Bool(b)) => *b,
-            Some(Value::String(s)) => matches!(s.to_ascii_lowercase().as_str(), "on" | "true" | "yes" | "1"),
-            _ => false,
-        };
-        let int = |k: &str| match get(k) {
-            Some(Value::Number(n)) => n.as_i64(),
-            Some(Value::String(s)) => s.trim().parse().ok(),
-            _ => None,
-        };
+    /// The settings of the dynamic configuration (its typed accessors apply the defaults).
+    pub fn from_config(c: &DynamicConfig) -> Self {
         SyncSettings {
-            mode,
-            strict,
-            node_count: int("synchronous_node_count")
-                .filter(|n| *n >= 1)
-                .map_or(1, |n| n as usize),
-            max_lag: int("maximum_lag_on_syncnode")
-                .filter(|n| *n > 0)
-                .map(|n| n as u64),
+            mode: c.synchronous_mode(),
+            strict: c.synchronous_mode_strict(),
+            node_count: usize::try_from(c.synchronous_node_count().max(1)).unwrap_or(1),
+            max_lag: u64::try_from(c.maximum_lag_on_syncnode()).ok().filter(|n| *n > 0),
         }
     }
 }

@@ -3,6 +3,7 @@
 //! Parsing is tolerant the way Patroni's is: a value that does not parse is skipped (and
 //! reported once by the caller), never a reason to stop the loop.
 
+use crate::config::DynamicConfig;
 pub use crate::config::SyncMode;
 use crate::types::{Lsn, MemberName};
 use pgwarden_raft::KeyValue;
@@ -55,6 +56,10 @@ pub struct MemberRecord {
     /// Set while the cluster is paused.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pause: Option<bool>,
+    /// A restart scheduled through the API (Patroni's `scheduled_restart`: `schedule`, and the
+    /// conditions `postgres_version`, `restart_pending`, `role`, `timeout` when given).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scheduled_restart: Option<Value>,
     /// Set by a new leader until its post-promote checkpoint has finished.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub checkpoint_after_promote: Option<bool>,
@@ -75,7 +80,7 @@ impl MemberRecord {
 
     /// Whether a tag is set to true.
     pub fn tag_true(&self, tag: &str) -> bool {
-        matches!(self.tags.get(tag), Some(Value::Bool(true)))
+        self.tags.get(tag).is_some_and(crate::config::flag)
     }
 
     /// Patroni's failover priority: `nofailover` means 0, default 1.
@@ -183,9 +188,89 @@ impl StatusKey {
     }
 }
 
-/// One `history` row: `[timeline, lsn, reason, timestamp, new_leader]`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct HistoryRow(pub u32, pub u64, pub String, pub String, pub String);
+/// One `history` row: `[timeline, lsn, reason]`, to which newer writers add `timestamp`
+/// and then `new_leader` (Patroni's rows have 3, 4 or 5 fields, depending on its version).
+/// A row is written back with the fields it was read with.
+#[derive(Clone, Debug, PartialEq)]
+pub struct HistoryRow {
+    /// The timeline that ended.
+    pub timeline: u32,
+    /// Where it ended.
+    pub lsn: u64,
+    /// Why (`no recovery target specified` for a promotion).
+    pub reason: String,
+    /// When the new timeline began (ISO 8601), if the writer recorded it.
+    pub timestamp: Option<String>,
+    /// The member promoted, if the writer recorded it.
+    pub new_leader: Option<String>,
+}
+
+impl HistoryRow {
+    /// A row; a `new_leader` without a `timestamp` is written with an empty timestamp.
+    pub fn new(
+        timeline: u32,
+        lsn: u64,
+        reason: &str,
+        timestamp: Option<String>,
+        new_leader: Option<String>,
+    ) -> Self {
+        HistoryRow {
+            timeline,
+            lsn,
+            reason: reason.to_owned(),
+            timestamp,
+            new_leader,
+        }
+    }
+}
+
+impl Serialize for HistoryRow {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut row = vec![
+            Value::from(self.timeline),
+            Value::from(self.lsn),
+            Value::from(self.reason.clone()),
+        ];
+        if self.timestamp.is_some() || self.new_leader.is_some() {
+            row.push(Value::from(self.timestamp.clone().unwrap_or_default()));
+        }
+        if let Some(l) = &self.new_leader {
+            row.push(Value::from(l.clone()));
+        }
+        row.serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for HistoryRow {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error as _;
+        let row = Vec::<Value>::deserialize(d)?;
+        if !(3..=5).contains(&row.len()) {
+            return Err(D::Error::custom(format!(
+                "a history row has 3 to 5 fields, this one has {}",
+                row.len()
+            )));
+        }
+        let int = |i: usize, what: &str| {
+            row[i]
+                .as_u64()
+                .ok_or_else(|| D::Error::custom(format!("history: {what} {} is not a number", row[i])))
+        };
+        let text = |i: usize| {
+            row.get(i).map(|v| match v {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            })
+        };
+        Ok(HistoryRow {
+            timeline: u32::try_from(int(0, "timeline")?).map_err(D::Error::custom)?,
+            lsn: int(1, "lsn")?,
+            reason: text(2).unwrap_or_default(),
+            timestamp: text(3),
+            new_leader: text(4),
+        })
+    }
+}
 
 /// A value with the revision it was read at, for compare-and-swap.
 #[derive(Clone, Debug, PartialEq)]
@@ -201,8 +286,10 @@ pub struct Versioned<T> {
 pub struct ClusterView {
     /// `initialize`: the system identifier, "" while bootstrapping, `None` before.
     pub initialize: Option<String>,
-    /// `config`: the dynamic configuration (a JSON object).
-    pub config: Option<Versioned<Value>>,
+    /// `config`: the dynamic configuration, parsed leniently (a value that does not parse takes
+    /// its default and is listed in `unparsable`). Every reader of the dynamic configuration
+    /// goes through this one typed copy.
+    pub config: Option<Versioned<DynamicConfig>>,
     /// `leader`: the lock holder.
     pub leader: Option<Versioned<MemberName>>,
     /// `members/*`.
@@ -237,8 +324,12 @@ impl ClusterView {
                 "initialize" => v.initialize = Some(kv.value.clone()),
                 "config" => match serde_json::from_str::<Value>(&kv.value) {
                     Ok(val @ Value::Object(_)) => {
+                        let (config, problems) = DynamicConfig::from_json_lenient(&val);
+                        for p in problems {
+                            bad(&mut v, crate::error::chain(&p));
+                        }
                         v.config = Some(Versioned {
-                            value: val,
+                            value: config,
                             revision: kv.mod_revision,
                         })
                     }
@@ -313,45 +404,31 @@ impl ClusterView {
 
     /// The cluster timeline: last history timeline + 1 (1 without history).
     pub fn timeline(&self) -> u32 {
-        self.history.last().map_or(1, |h| h.0 + 1)
+        self.history.last().map_or(1, |h| h.timeline + 1)
+    }
+
+    /// The dynamic configuration, or the defaults before one is stored.
+    pub fn dynamic(&self) -> &DynamicConfig {
+        static DEFAULTS: std::sync::OnceLock<DynamicConfig> = std::sync::OnceLock::new();
+        match &self.config {
+            Some(c) => &c.value,
+            None => DEFAULTS.get_or_init(DynamicConfig::default),
+        }
     }
 
     /// Whether the dynamic config pauses the cluster (maintenance mode).
     pub fn paused(&self) -> bool {
-        self.config
-            .as_ref()
-            .and_then(|c| c.value.get("pause"))
-            .and_then(Value::as_bool)
-            .unwrap_or(false)
+        self.dynamic().is_paused()
     }
 
-    /// `failsafe_mode` from the dynamic config (Patroni's boolean spellings).
+    /// `failsafe_mode` from the dynamic config.
     pub fn failsafe_mode(&self) -> bool {
-        self.config
-            .as_ref()
-            .and_then(|c| c.value.get("failsafe_mode"))
-            .is_some_and(truthy)
+        self.dynamic().failsafe_mode()
     }
 
-    /// `synchronous_mode` from the dynamic config (a boolean, `on`/`off` or `quorum`).
+    /// `synchronous_mode` from the dynamic config (off in a standby cluster).
     pub fn synchronous_mode(&self) -> SyncMode {
-        let c = self.config.as_ref().map(|c| &c.value);
-        if c.and_then(|c| c.get("standby_cluster"))
-            .is_some_and(|s| !s.is_null())
-        {
-            return SyncMode::Off;
-        }
-        match c.and_then(|c| c.get("synchronous_mode")) {
-            Some(Value::Bool(b)) => {
-                if *b {
-                    SyncMode::On
-                } else {
-                    SyncMode::Off
-                }
-            }
-            Some(Value::String(s)) => SyncMode::parse(s).unwrap_or_default(),
-            _ => SyncMode::Off,
-        }
+        self.dynamic().synchronous_mode()
     }
 
     /// The `sync` key when synchronous replication is active: the mode is on (or quorum)
@@ -384,20 +461,6 @@ fn parse_failover(s: &str) -> Option<FailoverKey> {
         member: some(member),
         scheduled_at: None,
     })
-}
-
-/// A configuration flag as Patroni reads it: a boolean, a non-zero number, or one of the
-/// strings on/true/yes/1/y/t in any case.
-pub fn truthy(v: &Value) -> bool {
-    match v {
-        Value::Bool(b) => *b,
-        Value::Number(n) => n.as_i64().is_some_and(|n| n != 0),
-        Value::String(s) => matches!(
-            s.trim().to_ascii_lowercase().as_str(),
-            "on" | "true" | "yes" | "1" | "y" | "t"
-        ),
-        _ => false,
-    }
 }
 
 #[cfg(test)]

@@ -233,7 +233,7 @@ impl Watchdog {
             Err(e) if self.mode == WatchdogMode::Required => {
                 st.failed = true;
                 tracing::error!(
-                    error = %crate::ha::runner::chain(&e),
+                    error = %crate::error::chain(&e),
                     "watchdog.mode is required but the watchdog could not be armed"
                 );
                 Err(e)
@@ -241,7 +241,7 @@ impl Watchdog {
             Err(e) => {
                 st.failed = true;
                 tracing::info!(
-                    error = %crate::ha::runner::chain(&e),
+                    error = %crate::error::chain(&e),
                     "no usable watchdog; going on without it (watchdog.mode automatic)"
                 );
                 Ok(())
@@ -665,7 +665,7 @@ mod tests {
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "11V");
         let w = Watchdog::new(WatchdogMode::Required, path.clone(), 5, Box::new(LinuxDriver));
         let e = w.activate(T).unwrap_err();
-        let text = crate::ha::runner::chain(&e);
+        let text = crate::error::chain(&e);
         assert!(
             text.contains("WDIOC_GETSUPPORT") && text.contains("watchdog"),
             "{text}"

@@ -8,7 +8,10 @@ use crate::ha::callbacks::fake::RecordingCallbacks;
 use crate::ha::status::DaemonInfo;
 use crate::ha::watchdog::fake::FakeDriver;
 use crate::postgres::fake::{Call, FakePg};
+use crate::types::Lsn;
 use crate::types::TimelineId;
+use pgwarden_raft::Condition;
+use serde_json::json;
 use std::sync::atomic::Ordering;
 
 const PREFIX: &str = "/service/t/";
@@ -219,7 +222,7 @@ async fn required_watchdog_that_cannot_be_armed_releases_the_key_unpromoted() {
     f.wd.with(|s| s.fixed_timeout = Some(60));
     let r = f.runner.iteration().await;
     assert!(
-        matches!(&r, Err(ActError::Lost(m)) if m.contains("watchdog")),
+        matches!(&r, Err(ActError::GaveUp(m)) if m.contains("watchdog")),
         "{r:?}"
     );
     assert_eq!(f.leader().await, None);
@@ -249,7 +252,7 @@ async fn primary_that_cannot_arm_a_required_watchdog_demotes() {
         .unwrap();
     let r = f.runner.iteration().await;
     assert!(
-        matches!(&r, Err(ActError::Lost(m)) if m.contains("watchdog")),
+        matches!(&r, Err(ActError::GaveUp(m)) if m.contains("watchdog")),
         "{r:?}"
     );
     assert!(f.pg.calls().contains(&Call::Stop(StopMode::Immediate)));
@@ -264,7 +267,7 @@ async fn failing_pre_promote_releases_the_key_and_backs_off_for_ttl() {
     f.cb.fail_pre_promote.store(true, Ordering::SeqCst);
     let r = f.runner.iteration().await;
     assert!(
-        matches!(&r, Err(ActError::Lost(m)) if m.contains("pre-promote")),
+        matches!(&r, Err(ActError::GaveUp(m)) if m.contains("pre-promote")),
         "{r:?}"
     );
     assert_eq!(f.leader().await, None);

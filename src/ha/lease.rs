@@ -1,0 +1,312 @@
+//! The leader lease: the one owner of the `leader` key, its deadline and the fence.
+//!
+//! The safety argument of the whole system (docs/architecture.md, "the lease rule") is that a
+//! primary stops being writable at `sent + ttl − margin`, where `sent` is the moment it *sent*
+//! its last successful refresh: the DCS lets the key expire at `applied + ttl` on the Raft
+//! leader's clock, which is later, so no other member can take the key while this one may still
+//! accept writes. Everything that touches that argument lives here:
+//!
+//! - the leader-key operations: [`LeaderLease::acquire`], [`LeaderLease::refresh`],
+//!   [`LeaderLease::take_over`] (bootstrap), [`LeaderLease::release`] and [`LeaderLease::forget`];
+//! - the deadline, computed in one place ([`LeaderLease::extend`]), and its watch;
+//! - the watchdog feed: every extension of the deadline feeds it, every release disarms it;
+//! - the fence task ([`LeaderLease::spawn_fence`]) that stops PostgreSQL when the deadline passes;
+//! - [`LeaderLease::keep_alive_while`], which keeps the lease alive while a long action runs
+//!   and stops that action when the lease cannot be kept.
+//!
+//! The HA loop never writes the leader key or the deadline itself.
+//!
+//! Release has one fixed order: forget the deadline, disarm the watchdog, then delete the key
+//! (compare-and-swap on our name). Forgetting first means the fence cannot fire on a primary
+//! that is being stopped on purpose; disarming before the delete means a watchdog that nobody
+//! feeds any more can never reset the host after another member took over.
+
+use super::watchdog::{Watchdog, WatchdogTiming};
+use crate::dcs::{Dcs, DcsError};
+use crate::postgres::{PgControl, PostmasterState, StopMode};
+use crate::types::MemberName;
+use pgwarden_raft::Condition;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::watch;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+/// The lease's timing, from the dynamic configuration.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LeaseTiming {
+    /// Length of the lease (the key's TTL).
+    pub ttl: Duration,
+    /// The HA loop's period (the watchdog's timeout is derived from it and ttl).
+    pub loop_wait: Duration,
+    /// How long before the DCS would expire the key the primary stops itself.
+    pub safety_margin: Duration,
+}
+
+impl LeaseTiming {
+    /// The margin actually used: never more than half the lease, so a short ttl still leaves
+    /// the primary a useful lease.
+    fn margin(&self) -> Duration {
+        self.safety_margin.min(self.ttl / 2)
+    }
+
+    fn watchdog(&self) -> WatchdogTiming {
+        WatchdogTiming {
+            ttl: self.ttl.as_secs(),
+            loop_wait: self.loop_wait.as_secs(),
+        }
+    }
+}
+
+/// Why a long action run under [`LeaderLease::keep_alive_while`] was stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum LeaseLost {
+    /// A refresh found the key held by somebody else (or gone).
+    #[error("the leader key is no longer ours")]
+    Taken,
+    /// Refreshes failed until the deadline passed.
+    #[error("the leader lease ran out: the DCS did not accept a refresh in time")]
+    Expired,
+}
+
+/// The leader lease of one member; clones share it.
+pub struct LeaderLease<D: Dcs> {
+    inner: Arc<Inner<D>>,
+}
+
+impl<D: Dcs> Clone for LeaderLease<D> {
+    fn clone(&self) -> Self {
+        LeaderLease {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+struct Inner<D: Dcs> {
+    dcs: Arc<D>,
+    /// `<prefix>leader`.
+    key: String,
+    me: MemberName,
+    /// Until when the lock is ours; `None` while we do not hold it. The fence watches it.
+    until: watch::Sender<Option<Instant>>,
+    /// Held only to copy or swap the values, never across an await or on the fence's path.
+    timing: Mutex<LeaseTiming>,
+    watchdog: Mutex<Arc<Watchdog>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl<D: Dcs> LeaderLease<D> {
+    /// The lease on `<prefix>leader` for member `me`, not held.
+    pub fn new(dcs: Arc<D>, prefix: &str, me: MemberName, timing: LeaseTiming) -> Self {
+        let (until, _) = watch::channel(None);
+        LeaderLease {
+            inner: Arc::new(Inner {
+                dcs,
+                key: format!("{prefix}leader"),
+                me,
+                until,
+                timing: Mutex::new(timing),
+                watchdog: Mutex::new(Arc::new(Watchdog::off())),
+            }),
+        }
+    }
+
+    /// Uses this watchdog from now on (a reload may replace it: the old one is disarmed).
+    pub fn set_watchdog(&self, w: Arc<Watchdog>) {
+        let old = std::mem::replace(&mut *lock(&self.inner.watchdog), w);
+        old.disable();
+    }
+
+    /// The watchdog the lease feeds.
+    pub fn watchdog(&self) -> Arc<Watchdog> {
+        lock(&self.inner.watchdog).clone()
+    }
+
+    /// New timing (the dynamic configuration changed); applies from the next extension.
+    pub fn set_timing(&self, t: LeaseTiming) {
+        *lock(&self.inner.timing) = t;
+    }
+
+    /// The current timing.
+    pub fn timing(&self) -> LeaseTiming {
+        *lock(&self.inner.timing)
+    }
+
+    /// The watchdog's timing (ttl and loop_wait).
+    pub fn watchdog_timing(&self) -> WatchdogTiming {
+        self.timing().watchdog()
+    }
+
+    /// Until when this member may act as the primary; `None` when it does not hold the lease.
+    pub fn deadline(&self) -> Option<Instant> {
+        *self.inner.until.borrow()
+    }
+
+    /// Whether the lease is held and its deadline has not passed.
+    pub fn is_valid(&self) -> bool {
+        self.deadline().is_some_and(|d| Instant::now() < d)
+    }
+
+    /// A receiver of the deadline (the fence and the REST state watch it).
+    pub fn subscribe(&self) -> watch::Receiver<Option<Instant>> {
+        self.inner.until.subscribe()
+    }
+
+    /// Takes the free key (compare-and-swap on "absent"). True when it is ours now.
+    pub async fn acquire(&self) -> Result<bool, DcsError> {
+        self.put(Condition::Absent).await
+    }
+
+    /// Refreshes the key we hold. False when somebody else holds it (or nobody): the
+    /// deadline is then forgotten, and the caller must stop PostgreSQL as a primary.
+    pub async fn refresh(&self) -> Result<bool, DcsError> {
+        let ours = self
+            .put(Condition::ValueEquals(self.inner.me.to_string()))
+            .await?;
+        if !ours {
+            self.forget();
+        }
+        Ok(ours)
+    }
+
+    /// Writes the key whatever it holds: only the member that just bootstrapped the cluster
+    /// (under the `initialize` key it won) does this.
+    pub async fn take_over(&self) -> Result<bool, DcsError> {
+        self.put(Condition::Always).await
+    }
+
+    async fn put(&self, cond: Condition) -> Result<bool, DcsError> {
+        let sent = Instant::now();
+        let ttl = self.timing().ttl;
+        let r = self
+            .inner
+            .dcs
+            .put(&self.inner.key, self.inner.me.as_str(), Some(ttl), cond)
+            .await?;
+        if r.succeeded {
+            self.extend(sent);
+        }
+        Ok(r.succeeded)
+    }
+
+    /// The lease is ours as of `sent` (the send time of a successful write, or the moment a
+    /// failsafe confirmation was asked): the deadline becomes `sent + ttl − margin`, and the
+    /// watchdog is fed. This is the one place the deadline is computed.
+    pub fn extend(&self, sent: Instant) {
+        let t = self.timing();
+        self.inner.until.send_replace(Some(sent + t.ttl - t.margin()));
+        self.watchdog().keepalive(t.watchdog());
+    }
+
+    /// Stops counting on the lease without touching the key (it was lost, or PostgreSQL is
+    /// being stopped anyway): the fence will not fire until the lease is taken again.
+    pub fn forget(&self) {
+        self.inner.until.send_replace(None);
+    }
+
+    /// Gives the key up: forget the deadline, disarm the watchdog, delete the key if it still
+    /// names us. The order is the protocol (see the module documentation).
+    pub async fn release(&self) -> Result<(), DcsError> {
+        self.forget();
+        self.watchdog().disable();
+        self.inner
+            .dcs
+            .delete(&self.inner.key, Condition::ValueEquals(self.inner.me.to_string()))
+            .await?;
+        Ok(())
+    }
+
+    /// Runs `action` while keeping the lease alive: a refresh every `every` (at most a third
+    /// of the lease, so that one failed refresh still leaves time for the next). When a
+    /// refresh finds the key taken, or refreshes fail until the deadline passes, the action is
+    /// dropped (stopped at its next await point) and the reason returned. Without a lease
+    /// (deadline `None`) the action simply runs.
+    pub async fn keep_alive_while<F: Future>(
+        &self,
+        every: Duration,
+        action: F,
+    ) -> Result<F::Output, LeaseLost> {
+        if self.deadline().is_none() {
+            return Ok(action.await);
+        }
+        let every = every.min(self.timing().ttl / 3).max(Duration::from_millis(100));
+        tokio::pin!(action);
+        // The first refresh goes out at once: the action starts with the lease's full length.
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut until = self.subscribe();
+        loop {
+            let deadline = *until.borrow_and_update();
+            let Some(deadline) = deadline else {
+                return Err(LeaseLost::Taken);
+            };
+            tokio::select! {
+                out = &mut action => return Ok(out),
+                _ = tick.tick() => match self.refresh().await {
+                    Ok(true) => {}
+                    Ok(false) => return Err(LeaseLost::Taken),
+                    Err(e) => tracing::warn!(error = %crate::error::chain(&e), "refreshing the leader lease during a long action"),
+                },
+                _ = tokio::time::sleep_until(deadline) => {
+                    if *until.borrow() == Some(deadline) {
+                        return Err(LeaseLost::Expired);
+                    }
+                }
+                r = until.changed() => if r.is_err() { return Err(LeaseLost::Expired) },
+            }
+        }
+    }
+
+    /// Starts the fence: it stops PostgreSQL (immediate mode) when the deadline passes without
+    /// a refresh, whatever the HA loop is doing, even while one of its DCS calls hangs.
+    pub fn spawn_fence<P: PgControl + 'static>(
+        &self,
+        pg: Arc<P>,
+        shutdown: CancellationToken,
+    ) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(fence(pg, self.subscribe(), shutdown))
+    }
+}
+
+/// The fence task: see [`LeaderLease::spawn_fence`].
+async fn fence<P: PgControl + 'static>(
+    pg: Arc<P>,
+    mut until: watch::Receiver<Option<Instant>>,
+    shutdown: CancellationToken,
+) {
+    loop {
+        let deadline = *until.borrow_and_update();
+        match deadline {
+            None => {
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    r = until.changed() => if r.is_err() { return },
+                }
+            }
+            Some(d) => {
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    r = until.changed() => if r.is_err() { return },
+                    _ = tokio::time::sleep_until(d) => {
+                        if *until.borrow() == Some(d) && matches!(pg.probe(), PostmasterState::Running { .. }) {
+                            tracing::error!("the leader lease ran out before it could be refreshed: stopping PostgreSQL now");
+                            if let Err(e) = pg.stop(StopMode::Immediate).await {
+                                tracing::error!(error = %crate::error::chain(&e), "fencing stop failed");
+                            }
+                        }
+                        // Wait for the next refresh (or none) before arming again.
+                        if until.changed().await.is_err() { return }
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "lease_tests.rs"]
+mod tests;

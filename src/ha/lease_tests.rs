@@ -1,0 +1,204 @@
+//! `LeaderLease` under paused time with the in-memory DCS, a fake PostgreSQL and a stand-in
+//! watchdog: when the fence fires, what moves it, the release order, and long actions.
+
+use super::*;
+use crate::config::WatchdogMode;
+use crate::dcs::MemDcs;
+use crate::ha::watchdog::fake::FakeDriver;
+use crate::postgres::fake::{Call, FakePg};
+use std::sync::atomic::{AtomicBool, Ordering};
+use tokio::time::sleep;
+
+const PREFIX: &str = "/service/t/";
+const TTL: Duration = Duration::from_secs(10);
+const MARGIN: Duration = Duration::from_secs(2);
+
+struct Fixture {
+    dcs: Arc<MemDcs>,
+    pg: Arc<FakePg>,
+    lease: LeaderLease<MemDcs>,
+    shutdown: CancellationToken,
+}
+
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+fn fixture() -> Fixture {
+    let dcs = Arc::new(MemDcs::new());
+    let pg = Arc::new(FakePg::new());
+    pg.with_state(|s| s.postmaster = PostmasterState::Running { pid: 4242 });
+    let lease = LeaderLease::new(
+        dcs.clone(),
+        PREFIX,
+        MemberName::new("a").unwrap(),
+        LeaseTiming {
+            ttl: TTL,
+            loop_wait: Duration::from_secs(2),
+            safety_margin: MARGIN,
+        },
+    );
+    let shutdown = CancellationToken::new();
+    lease.spawn_fence(pg.clone(), shutdown.clone());
+    Fixture {
+        dcs,
+        pg,
+        lease,
+        shutdown,
+    }
+}
+
+fn fenced(pg: &FakePg) -> bool {
+    pg.calls().contains(&Call::Stop(StopMode::Immediate))
+}
+
+async fn leader_value(dcs: &MemDcs) -> Option<String> {
+    dcs.get(&format!("{PREFIX}leader"))
+        .await
+        .unwrap()
+        .map(|kv| kv.value)
+}
+
+/// The fence stops PostgreSQL at `sent + ttl − margin` of the acquiring write, not a moment
+/// before.
+#[tokio::test(start_paused = true)]
+async fn the_fence_fires_at_sent_plus_ttl_minus_margin_and_not_before() {
+    let f = fixture();
+    let sent = Instant::now();
+    assert!(f.lease.acquire().await.unwrap());
+    assert_eq!(f.lease.deadline(), Some(sent + TTL - MARGIN));
+    sleep(TTL - MARGIN - Duration::from_millis(1)).await;
+    assert!(!fenced(&f.pg), "fenced before the deadline");
+    sleep(Duration::from_millis(2)).await;
+    assert!(fenced(&f.pg), "not fenced at the deadline");
+}
+
+/// A refresh moves the deadline to its own send time + ttl − margin.
+#[tokio::test(start_paused = true)]
+async fn a_refresh_moves_the_fence() {
+    let f = fixture();
+    assert!(f.lease.acquire().await.unwrap());
+    sleep(Duration::from_secs(5)).await;
+    let sent = Instant::now();
+    assert!(f.lease.refresh().await.unwrap());
+    assert_eq!(f.lease.deadline(), Some(sent + TTL - MARGIN));
+    sleep(TTL - MARGIN - Duration::from_millis(1)).await;
+    assert!(!fenced(&f.pg), "the old deadline still fired");
+    sleep(Duration::from_millis(2)).await;
+    assert!(fenced(&f.pg));
+}
+
+/// A refresh that finds another member's name forgets the deadline at once (the caller stops
+/// PostgreSQL); the fence then does not fire on a member that is stopping anyway.
+#[tokio::test(start_paused = true)]
+async fn a_lost_refresh_forgets_the_deadline() {
+    let f = fixture();
+    assert!(f.lease.acquire().await.unwrap());
+    f.dcs
+        .put(&format!("{PREFIX}leader"), "b", None, Condition::Always)
+        .await
+        .unwrap();
+    assert!(!f.lease.refresh().await.unwrap());
+    assert_eq!(f.lease.deadline(), None);
+    assert_eq!(leader_value(&f.dcs).await.as_deref(), Some("b"));
+}
+
+/// Release forgets the deadline and disarms the watchdog before it deletes the key: with the
+/// DCS down the delete fails, yet the watchdog is already closed and the fence disarmed.
+#[tokio::test(start_paused = true)]
+async fn a_release_disarms_before_it_deletes() {
+    let f = fixture();
+    let driver = FakeDriver::default();
+    let wd = Arc::new(Watchdog::new(
+        WatchdogMode::Required,
+        "/dev/fake-watchdog".into(),
+        5,
+        Box::new(driver.clone()),
+    ));
+    f.lease.set_watchdog(wd.clone());
+    assert!(f.lease.acquire().await.unwrap());
+    wd.activate(f.lease.watchdog_timing()).unwrap();
+
+    f.dcs.set_available(false);
+    assert!(f.lease.release().await.is_err());
+    assert_eq!(f.lease.deadline(), None);
+    assert_eq!(driver.ops().last().map(String::as_str), Some("magic_close"));
+    assert!(!wd.is_running());
+    f.dcs.set_available(true);
+    assert_eq!(
+        leader_value(&f.dcs).await.as_deref(),
+        Some("a"),
+        "the failed delete left the key"
+    );
+
+    f.lease.release().await.unwrap();
+    assert_eq!(leader_value(&f.dcs).await, None);
+    sleep(TTL).await;
+    assert!(!fenced(&f.pg), "a released lease must not fence");
+}
+
+/// A long action (longer than the lease) runs to its end while refreshes succeed, and the
+/// fence never fires meanwhile.
+#[tokio::test(start_paused = true)]
+async fn a_long_action_keeps_the_lease_alive() {
+    let f = fixture();
+    assert!(f.lease.acquire().await.unwrap());
+    let out = f
+        .lease
+        .keep_alive_while(Duration::from_secs(2), async {
+            sleep(TTL * 3).await;
+            7
+        })
+        .await;
+    assert_eq!(out.unwrap(), 7);
+    assert!(!fenced(&f.pg));
+    assert!(f.lease.is_valid());
+}
+
+/// A refresh that finds the key taken stops the action at once.
+#[tokio::test(start_paused = true)]
+async fn a_lost_refresh_during_a_long_action_stops_it() {
+    let f = fixture();
+    assert!(f.lease.acquire().await.unwrap());
+    f.dcs
+        .put(&format!("{PREFIX}leader"), "b", None, Condition::Always)
+        .await
+        .unwrap();
+    let finished = AtomicBool::new(false);
+    let started = Instant::now();
+    let out = f
+        .lease
+        .keep_alive_while(Duration::from_secs(2), async {
+            sleep(TTL * 3).await;
+            finished.store(true, Ordering::SeqCst);
+        })
+        .await;
+    assert!(matches!(out, Err(LeaseLost::Taken)), "{out:?}");
+    assert!(!finished.load(Ordering::SeqCst));
+    assert!(started.elapsed() <= Duration::from_secs(2));
+}
+
+/// Refreshes that fail (DCS down) let the action run only until the deadline; then it is
+/// stopped, and the fence stops PostgreSQL at that same moment.
+#[tokio::test(start_paused = true)]
+async fn failing_refreshes_stop_a_long_action_at_the_deadline() {
+    let f = fixture();
+    assert!(f.lease.acquire().await.unwrap());
+    let deadline = f.lease.deadline().unwrap();
+    f.dcs.set_available(false);
+    let finished = AtomicBool::new(false);
+    let out = f
+        .lease
+        .keep_alive_while(Duration::from_secs(2), async {
+            sleep(TTL * 3).await;
+            finished.store(true, Ordering::SeqCst);
+        })
+        .await;
+    assert!(matches!(out, Err(LeaseLost::Expired)), "{out:?}");
+    assert_eq!(Instant::now(), deadline);
+    assert!(!finished.load(Ordering::SeqCst));
+    tokio::task::yield_now().await;
+    assert!(fenced(&f.pg));
+}

@@ -1,0 +1,518 @@
+//! Carrying out one [`Action`] of [`decide`](crate::ha::decide) on the observation it was
+//! decided on. Nothing here asks PostgreSQL for its state again: what it was is in the
+//! [`Observation`]. Every step that can outlast the lease (starting a primary, promoting, a
+//! graceful stop) runs under [`LeaderLease::keep_alive_while`](crate::ha::lease::LeaderLease::keep_alive_while).
+
+use super::{ActError, Observation, Runner, SyncTrack};
+use crate::config::{DynamicConfig, GucValue};
+use crate::dcs::Dcs;
+use crate::error::chain;
+use crate::ha::callbacks::{CallbackAction, CallbackRole, PrePromote};
+use crate::ha::decide::{clone_source, Action, DemoteMode, PgState};
+use crate::ha::slots::{self, slot_name, Permanent};
+use crate::ha::sync::{self, SyncSettings};
+use crate::ha::view::{ClusterView, HistoryRow, SyncMode};
+use crate::postgres::{ConfigInput, PgControl, PgRole, StandbyTarget, StopMode, Upstream};
+use crate::types::MemberName;
+use pgwarden_raft::Condition;
+use std::collections::BTreeMap;
+use std::time::Duration;
+use tokio::time::Instant;
+
+impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
+    /// Carries out one action.
+    pub(super) async fn act(
+        &mut self,
+        a: &Action,
+        v: Option<&ClusterView>,
+        obs: &Observation,
+    ) -> Result<(), ActError> {
+        match a {
+            Action::RaceInitialize => {
+                let r = self
+                    .dcs
+                    .put(&self.key("initialize"), "", None, Condition::Absent)
+                    .await?;
+                if !r.succeeded {
+                    return Err(ActError::BootstrapRaceLost);
+                }
+                tracing::info!("won the bootstrap race: initialising a new cluster");
+            }
+            Action::Bootstrap => self.bootstrap_or_give_up().await?,
+            Action::AcquireLeader => {
+                if !self.lease.acquire().await? {
+                    return Err(ActError::LeaderKeyTaken);
+                }
+                tracing::info!("acquired the leader key");
+            }
+            Action::RefreshLeader => {
+                if !self.lease.refresh().await? {
+                    if matches!(obs.pg, PgState::Running(_)) {
+                        tracing::warn!("lost the leader key: demoting at once");
+                        self.demote_stop(StopMode::Immediate).await?;
+                    }
+                    // Nothing feeds it any more: a watchdog left armed would reset the host.
+                    self.lease.watchdog().disable();
+                    return Err(ActError::LeaderKeyTaken);
+                }
+            }
+            Action::ReleaseLeader => self.lease.release().await?,
+            Action::ClearFailover { revision } => {
+                self.dcs
+                    .put(
+                        &self.key("failover"),
+                        "{}",
+                        None,
+                        Condition::ModRevisionEquals(*revision),
+                    )
+                    .await?;
+            }
+            Action::Clone { from, clonefrom } => {
+                let from = if std::mem::take(&mut self.clone_from_leader) {
+                    from
+                } else {
+                    clone_source(clonefrom, from, rand::random::<usize>())
+                };
+                let (up, _) = self.upstream_of(v, from)?;
+                self.set_state("creating replica");
+                tracing::info!(from = %from, upstream = %up, "cloning a replica");
+                PgControl::clone_from(&*self.pg, &up, &self.s.replica_methods, &self.progress).await?;
+                self.just_cloned = true;
+            }
+            Action::StartPrimary => self.start_primary(v).await?,
+            Action::StartReplica { leader } => self.start_replica(leader.as_ref(), v, obs).await?,
+            Action::Follow { leader } => {
+                let (_, target) = self.upstream_of(v, leader)?;
+                self.write_pg_config(v, PgRole::Standby(Some(target))).await?;
+                // primary_conninfo is reloadable since PostgreSQL 13.
+                self.pg.reload().await?;
+                self.following = Some(leader.clone());
+                self.not_streaming_since = Some(Instant::now());
+                let action = if self.role_changes_to_replica() {
+                    CallbackAction::OnRoleChange
+                } else {
+                    CallbackAction::OnReload
+                };
+                self.fire(action, CallbackRole::Replica);
+                tracing::info!(leader = %leader, "following a new leader");
+            }
+            Action::Promote => self.promote(v, obs).await?,
+            Action::Demote(mode) => self.demote(mode.clone(), v).await?,
+            Action::Fatal(why) => return Err(ActError::Fatal(why.clone())),
+        }
+        Ok(())
+    }
+
+    /// Bootstraps; on failure gives the `initialize` key back and moves the half-made data
+    /// directory aside (never deletes it), so another member can try.
+    async fn bootstrap_or_give_up(&mut self) -> Result<(), ActError> {
+        let res = self.bootstrap().await;
+        if let Err(e) = &res {
+            tracing::error!(error = %chain(e), "bootstrap failed; giving up the initialize key");
+            let _ = self
+                .dcs
+                .delete(&self.key("initialize"), Condition::ValueEquals(String::new()))
+                .await;
+            let _ = self.pg.stop(StopMode::Immediate).await;
+            match self.pg.move_data_dir_aside() {
+                Ok(p) => {
+                    tracing::error!(moved_to = %p.display(), "the failed data directory was moved aside")
+                }
+                Err(e2) => tracing::warn!(error = %e2, "could not move the failed data directory aside"),
+            }
+            return res;
+        }
+        self.fire(CallbackAction::OnStart, CallbackRole::Primary);
+        Ok(())
+    }
+
+    async fn bootstrap(&mut self) -> Result<(), ActError> {
+        self.set_state("initializing new cluster");
+        self.pg.initdb(&self.s.initdb).await?;
+        self.write_pg_config(None, PgRole::Primary).await?;
+        self.pg.start().await?;
+        self.pg.create_roles().await?;
+        if let Some(cmd) = &self.s.post_bootstrap {
+            self.pg.run_post_bootstrap(cmd).await?;
+        }
+        let st = self.pg.status().await?;
+        let sysid = st.system_identifier.to_string();
+        self.dcs
+            .put(
+                &self.key("initialize"),
+                &sysid,
+                None,
+                Condition::ValueEquals(String::new()),
+            )
+            .await?;
+        self.dcs
+            .put(
+                &self.key("config"),
+                &self.s.bootstrap_dcs.to_string(),
+                None,
+                Condition::Absent,
+            )
+            .await?;
+        self.lease.take_over().await?;
+        tracing::info!(system_identifier = %sysid, "bootstrapped a new cluster; this member is the leader");
+        Ok(())
+    }
+
+    /// Starts PostgreSQL as the primary of the key we hold.
+    async fn start_primary(&mut self, v: Option<&ClusterView>) -> Result<(), ActError> {
+        self.following = None;
+        if let Some(v) = v {
+            // Commits must wait for the listed standbys from the first one on.
+            let mode = v.synchronous_mode();
+            if mode != SyncMode::Off {
+                let s = SyncSettings::from_config(v.dynamic());
+                let mine = v
+                    .sync
+                    .as_ref()
+                    .map(|k| &k.value)
+                    .filter(|k| k.leader.as_deref() == Some(self.s.me.as_str()));
+                let ssn = sync::ssn_from_key(mode, s.strict, mine);
+                self.pg.set_synchronous_standby_names(ssn.as_deref()).await?;
+                self.sync = SyncTrack {
+                    ssn: Some(ssn),
+                    changed_at: Some(Instant::now()),
+                    ..Default::default()
+                };
+            }
+        }
+        self.write_pg_config(v, PgRole::Primary).await?;
+        self.set_state("starting");
+        self.start_primary_keeping_the_lease(v).await?;
+        self.fire(CallbackAction::OnStart, CallbackRole::Primary);
+        tracing::info!("started PostgreSQL as primary");
+        Ok(())
+    }
+
+    /// Starts PostgreSQL on the leader (after a crash: through its crash recovery) while
+    /// keeping the lease alive, for at most `primary_start_timeout` (Patroni's rule). When that
+    /// runs out, or is 0, and a healthy replica could take over, PostgreSQL is stopped and the
+    /// key released so a failover happens instead. A lease that cannot be kept stops the start.
+    async fn start_primary_keeping_the_lease(&mut self, v: Option<&ClusterView>) -> Result<(), ActError> {
+        let limit = Duration::from_secs(
+            v.map_or(ClusterView::default().dynamic().primary_start_timeout(), |v| {
+                v.dynamic().primary_start_timeout()
+            })
+            .into(),
+        );
+        let failover_possible = v.is_some_and(|v| {
+            v.members.iter().any(|(n, m)| {
+                *n != self.s.me && m.state == "running" && m.role == "replica" && m.failover_priority() > 0
+            })
+        });
+        if limit.is_zero() && failover_possible {
+            self.lease.release().await?;
+            return Err(self.gave_up(limit, "primary_start_timeout is 0 and a replica can take over"));
+        }
+        let pg = self.pg.clone();
+        let start = async {
+            if failover_possible {
+                tokio::time::timeout(limit, pg.start()).await.ok()
+            } else {
+                Some(pg.start().await)
+            }
+        };
+        let lease = self.lease.clone();
+        match lease.keep_alive_while(self.timing.loop_wait, start).await {
+            Ok(Some(started)) => Ok(started?),
+            Ok(None) => {
+                let _ = self.pg.stop(StopMode::Immediate).await;
+                self.lease.release().await?;
+                Err(self.gave_up(limit, "PostgreSQL did not start within primary_start_timeout"))
+            }
+            Err(lost) => {
+                let _ = self.pg.stop(StopMode::Immediate).await;
+                self.lease.forget();
+                self.lease.watchdog().disable();
+                Err(lost.into())
+            }
+        }
+    }
+
+    fn gave_up(&self, limit: Duration, why: &str) -> ActError {
+        tracing::warn!(timeout = ?limit, "{why}: releasing the leader key so a replica takes over");
+        ActError::GaveUp(format!("{why}: released the leader key"))
+    }
+
+    /// Starts PostgreSQL as a replica of `leader` (or of nobody): a former primary is first
+    /// brought to a consistent state (crash recovery when it did not stop cleanly, pg_rewind
+    /// when it diverged), a fresh clone is started as it is.
+    async fn start_replica(
+        &mut self,
+        leader: Option<&MemberName>,
+        v: Option<&ClusterView>,
+        obs: &Observation,
+    ) -> Result<(), ActError> {
+        let was_running = matches!(obs.pg, PgState::Running(_) | PgState::Unresponsive);
+        if was_running {
+            self.stop_pg(StopMode::Fast, true).await?;
+        }
+        let target = match leader {
+            Some(l) if std::mem::take(&mut self.just_cloned) => Some(self.upstream_of(v, l)?.1),
+            Some(l) => {
+                let (up, target) = self.upstream_of(v, l)?;
+                // pg_control as observed; a member that was running has just stopped cleanly.
+                if !was_running && obs.control.as_ref().is_some_and(|c| c.needs_crash_recovery()) {
+                    tracing::info!(
+                        "this former primary did not shut down cleanly: running crash recovery first"
+                    );
+                    self.pg.crash_recovery().await?;
+                }
+                match self.pg.check_rewind(&up).await {
+                    Ok(d) if d.needed() => {
+                        tracing::info!(decision = ?d, leader = %l, "rewinding from the new leader");
+                        if let Err(e) = self.pg.rewind(&up).await {
+                            tracing::error!(error = %chain(&e), "pg_rewind failed");
+                            return Err(e.into());
+                        }
+                    }
+                    Ok(d) => tracing::debug!(decision = ?d, "no rewind needed"),
+                    Err(e) => tracing::warn!(error = %chain(&e), "rewind check failed; starting anyway"),
+                }
+                Some(target)
+            }
+            None => None,
+        };
+        self.write_pg_config(v, PgRole::Standby(target)).await?;
+        self.set_state("starting");
+        self.pg.start().await?;
+        self.following = leader.cloned();
+        self.not_streaming_since = None;
+        let action = if self.role_changes_to_replica() {
+            CallbackAction::OnRoleChange
+        } else if was_running {
+            CallbackAction::OnRestart
+        } else {
+            CallbackAction::OnStart
+        };
+        self.fire(action, CallbackRole::Replica);
+        tracing::info!(leader = ?leader, "started PostgreSQL as a replica");
+        Ok(())
+    }
+
+    /// Promotes this replica, which holds the key: pre_promote, the `sync` key, `pg_promote()`
+    /// under the lease, the callback, the history row, the post-promote checkpoint.
+    async fn promote(&mut self, v: Option<&ClusterView>, obs: &Observation) -> Result<(), ActError> {
+        self.pre_promote_hooks().await?;
+        if let Some(v) = v {
+            self.pre_promote_sync(v).await?;
+        }
+        if let Some(unsafe_copies) = self.logical_pending.take().filter(|p| !p.is_empty()) {
+            let names: Vec<&String> = unsafe_copies.keys().collect();
+            tracing::warn!(slots = ?names, "logical replication slots that might be unsafe to use after the promotion: the old primary may have removed catalog rows they need");
+        }
+        let lease = self.lease.clone();
+        let pg = self.pg.clone();
+        if let Err(lost) = lease.keep_alive_while(self.timing.loop_wait, pg.promote()).await {
+            // pg_promote() may have gone through: never leave a writable instance without
+            // the lease.
+            self.demote_stop(StopMode::Immediate).await?;
+            return Err(lost.into());
+        }
+        self.fire(CallbackAction::OnRoleChange, CallbackRole::Primary);
+        self.following = None;
+        if let Some(b) = &obs.status {
+            let mut history = v.map(|v| v.history.clone()).unwrap_or_default();
+            let lsn = b.receive_lsn.max(b.replay_lsn).map_or(0, |l| l.0);
+            history.push(HistoryRow::new(
+                b.timeline.0,
+                lsn,
+                "no recovery target specified",
+                Some(chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, false)),
+                Some(self.s.me.to_string()),
+            ));
+            let _ = self
+                .dcs
+                .put(
+                    &self.key("history"),
+                    &serde_json::to_string(&history).unwrap_or_default(),
+                    None,
+                    Condition::Always,
+                )
+                .await;
+        }
+        tracing::info!("promoted to primary");
+        // Others can pg_rewind from us only once the post-promote checkpoint is done.
+        if let Err(e) = self.pg.checkpoint().await {
+            tracing::warn!(error = %chain(&e), "post-promote checkpoint");
+        }
+        Ok(())
+    }
+
+    /// Stops being the primary.
+    async fn demote(&mut self, mode: DemoteMode, v: Option<&ClusterView>) -> Result<(), ActError> {
+        tracing::info!(mode = ?mode, "demoting");
+        match mode {
+            DemoteMode::Graceful => {
+                // A fast stop writes the shutdown checkpoint and waits for the walsenders to
+                // send it, so the candidate has all our WAL; the lease is kept alive
+                // meanwhile, and an immediate stop follows if it cannot be.
+                let lease = self.lease.clone();
+                if let Err(lost) = lease
+                    .keep_alive_while(self.timing.loop_wait, self.demote_stop(StopMode::Fast))
+                    .await
+                {
+                    tracing::warn!(error = %chain(&lost), "the graceful stop outlived the lease: stopping at once");
+                    self.demote_stop(StopMode::Immediate).await?;
+                }
+                self.lease.release().await?;
+            }
+            DemoteMode::ImmediateNoLock => {
+                self.lease.forget();
+                self.demote_stop(StopMode::Immediate).await?;
+            }
+            DemoteMode::Offline => {
+                self.lease.forget();
+                self.demote_stop(StopMode::Fast).await?;
+                self.write_pg_config(v, PgRole::Standby(None)).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Before promoting: the `pre_promote` script, then the watchdog. A failing script (or one
+    /// that outlives the lease) releases the leader key and keeps this member out of the race
+    /// for ttl (Patroni's back-off), so another member is chosen; in `required` mode a
+    /// watchdog that cannot be armed releases the key too.
+    ///
+    /// Unlike Patroni, the script runs before the watchdog is armed and before `/sync` is
+    /// rewritten: the loop is blocked while it runs and cannot feed the watchdog, and a
+    /// failed promotion must not leave `/sync` naming a member that then backs off (in
+    /// synchronous mode no other member could be promoted).
+    async fn pre_promote_hooks(&mut self) -> Result<(), ActError> {
+        // The script may run until shortly before the lease runs out; the key is then
+        // refreshed before anything irreversible happens.
+        let lease_left = self
+            .lease
+            .deadline()
+            .map(|u| u.saturating_duration_since(Instant::now()))
+            .unwrap_or(self.timing.retry_timeout);
+        let limit = lease_left
+            .saturating_sub(Duration::from_secs(1))
+            .max(Duration::from_secs(1));
+        let fail = match self.callbacks.pre_promote(limit).await {
+            Ok(PrePromote::NotConfigured) => None,
+            Ok(PrePromote::Succeeded) => {
+                if !self.lease.refresh().await? {
+                    return Err(ActError::LeaderKeyTaken);
+                }
+                None
+            }
+            Err(e) => Some(format!(
+                "Promotion cancelled because the pre-promote script failed: {}",
+                chain(&e)
+            )),
+        };
+        if let Some(why) = fail {
+            tracing::warn!(reason = %why, "releasing the leader key voluntarily; not racing for ttl");
+            self.race_backoff_until = Some(Instant::now() + self.timing.ttl);
+            self.lease.release().await?;
+            return Err(ActError::GaveUp(why));
+        }
+        if self
+            .lease
+            .watchdog()
+            .activate(self.lease.watchdog_timing())
+            .is_err()
+        {
+            self.lease.release().await?;
+            return Err(ActError::GaveUp(
+                "Not promoting self because watchdog could not be activated".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The leader's PostgreSQL address, and what a standby of it writes as its upstream.
+    pub(super) fn upstream_of(
+        &self,
+        v: Option<&ClusterView>,
+        leader: &MemberName,
+    ) -> Result<(Upstream, StandbyTarget), ActError> {
+        let m = v
+            .and_then(|v| v.members.get(leader))
+            .ok_or_else(|| ActError::NoMemberKey(leader.clone()))?;
+        let (host, port) = m.pg_address().ok_or_else(|| ActError::NoConnUrl {
+            member: leader.clone(),
+            conn_url: m.conn_url.clone(),
+        })?;
+        Ok((
+            Upstream {
+                host: host.clone(),
+                port,
+            },
+            StandbyTarget {
+                host,
+                port,
+                slot: Some(slot_name(&self.s.me)),
+            },
+        ))
+    }
+
+    /// What PostgreSQL's configuration files are written from, for `role`: the dynamic
+    /// configuration (the file's `bootstrap.dcs` before one is stored) and the local settings.
+    pub(super) fn config_input(&self, v: Option<&ClusterView>, role: PgRole) -> ConfigInput {
+        // `nostream`: a standby that replays from the archive only (restore_command), with
+        // no primary_conninfo and no slot, whichever member it follows.
+        let role = match role {
+            PgRole::Standby(Some(_)) if self.nostream() => PgRole::Standby(None),
+            other => other,
+        };
+        let bootstrap;
+        let dynamic = match v.and_then(|v| v.config.as_ref()) {
+            Some(c) => &c.value,
+            None => {
+                bootstrap = DynamicConfig::from_json_lenient(&self.s.bootstrap_dcs).0;
+                &bootstrap
+            }
+        };
+        let pg = dynamic.postgresql.as_ref();
+        let dcs_parameters = pg
+            .and_then(|p| p.parameters.as_ref())
+            .map(|o| o.iter().map(|(k, v)| (k.clone(), v.to_string())).collect())
+            .unwrap_or_default();
+        let mut recovery: BTreeMap<String, String> = pg
+            .and_then(|p| p.recovery_conf.as_ref())
+            .map(|o| o.iter().map(|(k, v)| (k.clone(), GucValue::text(v))).collect())
+            .unwrap_or_default();
+        recovery.extend(self.s.recovery_conf.clone());
+        let mut local_parameters = self.s.local_parameters.clone();
+        // A replica holding copies of logical slots must tell the primary which catalog rows
+        // they still need, or the copies are unusable after a failover (Patroni enforces
+        // this too, over any configured value).
+        if matches!(role, PgRole::Standby(_)) && self.failover_capable() {
+            let permanent = slots::permanent_slots(dynamic);
+            if permanent
+                .slots
+                .values()
+                .any(|p| matches!(p, Permanent::Logical { .. }))
+            {
+                local_parameters.insert("hot_standby_feedback".into(), "on".into());
+            }
+        }
+        ConfigInput {
+            dcs_parameters,
+            local_parameters,
+            pg_hba: self.s.pg_hba.clone(),
+            role,
+            recovery,
+        }
+    }
+
+    /// Writes PostgreSQL's configuration for `role` and remembers the role, so a reload
+    /// keeps it.
+    pub(super) async fn write_pg_config(
+        &mut self,
+        v: Option<&ClusterView>,
+        role: PgRole,
+    ) -> Result<(), ActError> {
+        let input = self.config_input(v, role);
+        self.pg.write_config(&input).await?;
+        self.written_role = Some(input.role);
+        Ok(())
+    }
+}

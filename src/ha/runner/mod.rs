@@ -1,0 +1,690 @@
+//! The HA loop's runner: the imperative shell around the pure [`super::decide`].
+//!
+//! One iteration, in [`Runner::iteration`], reads on one screen: read the scope from the DCS
+//! (linearizably) → observe PostgreSQL once → decide (pure) → act on that observation →
+//! leader upkeep when this member holds the lease as a running primary (also right after a
+//! promotion) → publish the member key and the REST state. The lease itself, its deadline and
+//! the fence belong to [`super::lease::LeaderLease`]; the runner never writes the leader key.
+//!
+//! Files, one concern each (all `impl Runner` blocks):
+//! - `mod.rs`: the loop, its state, wake-ups, the helpers every step uses;
+//! - [`observe`]: what PostgreSQL and the peers report ([`Observation`]);
+//! - [`act`]: carrying out one [`super::decide::Action`] (start, clone, promote, demote, bootstrap);
+//! - [`leader`]: the leader's upkeep (watchdog, `initialize` repair, `status` and slots,
+//!   `/failsafe`, synchronous replication) and the failsafe hold of a primary without the DCS;
+//! - [`slots`]: carrying out the slot plans of [`super::slots`];
+//! - [`requests`]: the REST API's requests (restart, reload, reinitialize) and shutdown;
+//! - [`publish`]: the member key and the [`NodeStatus`] the REST API serves.
+
+use super::callbacks::{CallbackAction, CallbackCommands, CallbackRole, Callbacks, ScriptCallbacks};
+use super::decide::{decide, Action, Decision, Inputs, PgState};
+use super::failsafe::FailsafeState;
+use super::lease::{LeaderLease, LeaseLost, LeaseTiming};
+use super::requests::{ApiRequest, RestartConditions};
+use super::slots::Retained;
+use super::status::NodeStatus;
+use super::view::ClusterView;
+use super::watchdog::{Watchdog, WatchdogMode};
+use crate::dcs::{Dcs, DcsError};
+use crate::error::chain;
+use crate::postgres::{
+    CloneProgress, InitdbOption, PgControl, PgRole, PostmasterState, ReplicaMethod, StopMode,
+};
+use crate::types::MemberName;
+use serde_json::Value;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+mod act;
+mod leader;
+mod observe;
+mod publish;
+mod requests;
+mod slots;
+
+use leader::SyncTrack;
+pub use observe::Observation;
+
+/// Loop timing (Patroni's keys), re-read from the dynamic config every iteration.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Timing {
+    /// Lease length of the leader and member keys.
+    pub ttl: Duration,
+    /// Pause between iterations.
+    pub loop_wait: Duration,
+    /// Time limit of one DCS or peer operation.
+    pub retry_timeout: Duration,
+}
+
+/// Everything the runner needs from the configuration.
+#[derive(Clone, Debug)]
+pub struct HaSettings {
+    /// `<namespace><scope>/`.
+    pub prefix: String,
+    /// Cluster scope.
+    pub scope: String,
+    /// This member.
+    pub me: MemberName,
+    /// `http://host:port/patroni`.
+    pub api_url: String,
+    /// `postgres://host:port/postgres`.
+    pub conn_url: String,
+    /// Timing before the dynamic config is known.
+    pub timing: Timing,
+    /// How long before its lease runs out a primary stops itself.
+    pub safety_margin: Duration,
+    /// Tags published in the member key.
+    pub tags: BTreeMap<String, Value>,
+    /// Failover priority (0: nofailover).
+    pub failover_priority: i64,
+    /// initdb options.
+    pub initdb: Vec<InitdbOption>,
+    /// bootstrap.dcs, written as `config` by the member that bootstraps.
+    pub bootstrap_dcs: Value,
+    /// pg_hba lines.
+    pub pg_hba: Vec<String>,
+    /// Local postgresql.parameters.
+    pub local_parameters: BTreeMap<String, String>,
+    /// Local postgresql.recovery_conf (standbys only; over the DCS one).
+    pub recovery_conf: BTreeMap<String, String>,
+    /// post_bootstrap command.
+    pub post_bootstrap: Option<String>,
+    /// create_replica_methods.
+    pub replica_methods: Vec<ReplicaMethod>,
+    /// `restapi.authentication`: the credentials members use on each other's REST API
+    /// (POST /failsafe).
+    pub api_auth: Option<(String, String)>,
+    /// `postgresql.callbacks`, `pre_promote`, `before_stop`, and the user they run as:
+    /// compared on reload, which rebuilds the scripts when they changed.
+    pub scripts: Option<(CallbackCommands, Option<String>)>,
+    /// `watchdog` mode, device and safety_margin, applied on reload (`None`: keep).
+    pub watchdog: Option<(WatchdogMode, std::path::PathBuf, i64)>,
+}
+
+/// Why an action did not complete; the rest of the iteration is abandoned.
+#[derive(Debug, thiserror::Error)]
+pub enum ActError {
+    /// Another member holds (or just took) the leader key.
+    #[error("another member holds the leader key")]
+    LeaderKeyTaken,
+    /// Another member won the `initialize` race.
+    #[error("another member won the bootstrap race")]
+    BootstrapRaceLost,
+    /// The `sync` key changed under a compare-and-swap.
+    #[error("the sync key changed concurrently")]
+    SyncKeyChanged,
+    /// The member to follow or clone from has no member key.
+    #[error("no member key for {0}")]
+    NoMemberKey(MemberName),
+    /// The member to follow or clone from published no usable `conn_url`.
+    #[error("{member} has no usable conn_url: {conn_url:?}")]
+    NoConnUrl {
+        /// The member.
+        member: MemberName,
+        /// What it published.
+        conn_url: String,
+    },
+    /// This member gave the leader key up on purpose (the reason is Patroni's text).
+    #[error("{0}")]
+    GaveUp(String),
+    /// The lease could not be kept while a long action ran; the action was stopped.
+    #[error("stopped a long action")]
+    LeaseLost(#[from] LeaseLost),
+    /// The DCS failed.
+    #[error("DCS operation failed")]
+    Dcs(#[from] DcsError),
+    /// PostgreSQL failed.
+    #[error("PostgreSQL operation failed")]
+    Pg(#[from] crate::postgres::Error),
+    /// Unrecoverable: the loop stops.
+    #[error("{0}")]
+    Fatal(String),
+}
+
+impl ActError {
+    /// Outcomes of a race or a deliberate choice, logged at INFO rather than as failures.
+    fn is_expected(&self) -> bool {
+        matches!(
+            self,
+            ActError::LeaderKeyTaken
+                | ActError::BootstrapRaceLost
+                | ActError::SyncKeyChanged
+                | ActError::NoMemberKey(_)
+                | ActError::NoConnUrl { .. }
+                | ActError::GaveUp(_)
+                | ActError::LeaseLost(_)
+        )
+    }
+}
+
+/// The HA loop of one member.
+pub struct Runner<D: Dcs, P: PgControl + 'static> {
+    dcs: Arc<D>,
+    pg: Arc<P>,
+    s: HaSettings,
+    timing: Timing,
+    status: watch::Sender<NodeStatus>,
+    /// The leader key, its deadline, the fence and the watchdog feed (see `ha::lease`).
+    lease: LeaderLease<D>,
+    following: Option<MemberName>,
+    /// The role PostgreSQL's configuration was last written for (None before the first write).
+    written_role: Option<PgRole>,
+    not_streaming_since: Option<Instant>,
+    /// The data directory was just cloned: its pg_control says "in production" (copied from
+    /// a running primary) but it must be started as is, since recovery from the backup
+    /// label is what makes it consistent. Crash recovery or a rewind here would fork it.
+    just_cloned: bool,
+    /// The next clone is taken from the leader (POST /reinitialize with `from_leader`).
+    clone_from_leader: bool,
+    http: reqwest::Client,
+    progress: watch::Sender<CloneProgress>,
+    tick: u64,
+    last_reason: String,
+    warned_keys: bool,
+    /// Requests from the REST API (restart, reload, reinitialize).
+    requests: Option<tokio::sync::mpsc::Receiver<ApiRequest>>,
+    /// The view of the last iteration, for requests handled between iterations.
+    last_view: Option<ClusterView>,
+    /// A restart scheduled through the API: when, and on which conditions.
+    scheduled_restart: Option<(chrono::DateTime<chrono::FixedOffset>, RestartConditions)>,
+    /// Synchronous replication bookkeeping of a primary.
+    sync: SyncTrack,
+    /// Re-reads the configuration file (SIGHUP, POST /reload).
+    reloader: Option<Reloader>,
+    /// The `config` revision PostgreSQL's files were last written from.
+    applied_config_rev: Option<u64>,
+    /// Unneeded inactive slots on the primary, since when (see `ensure_slots`).
+    slot_absent_since: BTreeMap<String, Instant>,
+    /// Slot problems already warned about (see `warn_slot_once`).
+    warned_slots: BTreeSet<String>,
+    /// When each permanent logical slot was last copied from the primary: a copy restarts
+    /// PostgreSQL, so a slot that still needs one (its WAL gone here) waits a while first.
+    logical_copied_at: BTreeMap<String, Instant>,
+    /// Logical slot copies not yet known to be safe after a failover (`slots::ready_copies`),
+    /// with the primary slot's catalog_xmin once remembered; `None` before the first check
+    /// after start, which takes every copy present.
+    logical_pending: Option<BTreeMap<String, Option<u64>>>,
+    /// The leader's `retain_slots` bookkeeping.
+    retained: Retained,
+    /// User scripts: callbacks, pre_promote, before_stop (see `ha::callbacks`).
+    callbacks: Arc<dyn Callbacks>,
+    /// This member's pre_promote script failed and it released the key: no racing until then.
+    race_backoff_until: Option<Instant>,
+    /// PostgreSQL's role as last announced to the callbacks, to tell a role change (former
+    /// primary → replica) from a plain start or restart, as Patroni does.
+    cb_role: Option<CallbackRole>,
+    /// Failsafe mode, shared with the REST API (see `ha::failsafe`).
+    failsafe: FailsafeState,
+    /// "kept running through a DCS outage in failsafe mode" was logged.
+    failsafe_logged: bool,
+}
+
+/// Builds fresh [`HaSettings`] from the configuration file, or says why it cannot.
+pub type Reloader = Arc<dyn Fn() -> Result<HaSettings, String> + Send + Sync>;
+
+/// How long a replica may fail to stream from its leader before it is restarted (with a
+/// rewind check): long enough for a new primary to come up, short enough to heal fast.
+const STREAMING_GRACE: Duration = Duration::from_secs(8);
+
+/// The lease's timing for these settings and loop timing.
+fn lease_timing(s: &HaSettings, t: Timing) -> LeaseTiming {
+    LeaseTiming {
+        ttl: t.ttl,
+        loop_wait: t.loop_wait,
+        safety_margin: s.safety_margin,
+    }
+}
+
+impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
+    /// A runner; `status` receives a new [`NodeStatus`] after every iteration.
+    pub fn new(dcs: Arc<D>, pg: Arc<P>, s: HaSettings, status: watch::Sender<NodeStatus>) -> Self {
+        let timing = s.timing;
+        let (progress, _) = watch::channel(CloneProgress::default());
+        let lease = LeaderLease::new(dcs.clone(), &s.prefix, s.me.clone(), lease_timing(&s, timing));
+        Runner {
+            dcs,
+            pg,
+            s,
+            timing,
+            status,
+            lease,
+            following: None,
+            written_role: None,
+            not_streaming_since: None,
+            just_cloned: false,
+            clone_from_leader: false,
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(2))
+                .build()
+                .unwrap_or_default(),
+            progress,
+            tick: 0,
+            last_reason: String::new(),
+            warned_keys: false,
+            requests: None,
+            last_view: None,
+            scheduled_restart: None,
+            sync: SyncTrack::default(),
+            reloader: None,
+            applied_config_rev: None,
+            slot_absent_since: BTreeMap::new(),
+            warned_slots: BTreeSet::new(),
+            logical_copied_at: BTreeMap::new(),
+            logical_pending: None,
+            retained: Retained::default(),
+            callbacks: Arc::new(ScriptCallbacks::none()),
+            race_backoff_until: None,
+            cb_role: None,
+            failsafe: FailsafeState::new(timing.ttl),
+            failsafe_logged: false,
+        }
+    }
+
+    /// Shares the failsafe state with the REST API (which answers POST /failsafe).
+    pub fn with_failsafe(mut self, f: FailsafeState) -> Self {
+        self.failsafe = f;
+        self
+    }
+
+    /// Runs these user scripts (default: none).
+    pub fn with_callbacks(mut self, callbacks: Arc<dyn Callbacks>) -> Self {
+        self.callbacks = callbacks;
+        self
+    }
+
+    /// Uses this watchdog (default: off).
+    pub fn with_watchdog(self, watchdog: Arc<Watchdog>) -> Self {
+        self.lease.set_watchdog(watchdog);
+        self
+    }
+
+    /// Re-reads the configuration file on a reload request.
+    pub fn with_reloader(mut self, r: Reloader) -> Self {
+        self.reloader = Some(r);
+        self
+    }
+
+    /// Takes requests from the REST API.
+    pub fn with_requests(mut self, rx: tokio::sync::mpsc::Receiver<ApiRequest>) -> Self {
+        self.requests = Some(rx);
+        self
+    }
+
+    pub(super) fn key(&self, rel: &str) -> String {
+        format!("{}{}", self.s.prefix, rel)
+    }
+
+    /// Runs until `shutdown`; then, on the primary, stops PostgreSQL and releases the key
+    /// so a replica takes over at once instead of waiting for the lease to run out.
+    pub async fn run(mut self, shutdown: CancellationToken) -> Result<(), ActError> {
+        let fence = self.lease.spawn_fence(self.pg.clone(), shutdown.clone());
+        let mut watch = self.dcs.watch(&self.s.prefix);
+        let result = loop {
+            let started = Instant::now();
+            self.tick += 1;
+            let span = tracing::info_span!("ha_tick", member = %self.s.me, tick = self.tick);
+            let res = tracing::Instrument::instrument(self.iteration(), span).await;
+            if let Err(ActError::Fatal(why)) = res {
+                tracing::error!(reason = %why, "stopping the HA loop");
+                break Err(ActError::Fatal(why));
+            }
+            // Sleep loop_wait, or less when the leader key, failover or config changes.
+            let deadline = started + self.timing.loop_wait;
+            let (leader_key, failover_key, config_key) =
+                (self.key("leader"), self.key("failover"), self.key("config"));
+            let me = self.s.me.to_string();
+            let wait = async {
+                loop {
+                    match watch.next().await {
+                        Some(crate::dcs::WatchEvent::Delete { key, .. }) if key == leader_key => return,
+                        Some(crate::dcs::WatchEvent::Put(kv))
+                            if kv.key == failover_key || kv.key == config_key =>
+                        {
+                            return
+                        }
+                        Some(crate::dcs::WatchEvent::Put(kv)) if kv.key == leader_key && kv.value != me => {
+                            return
+                        }
+                        Some(_) => continue,
+                        None => std::future::pending::<()>().await,
+                    }
+                }
+            };
+            let mut requests = self.requests.take();
+            let req = async {
+                match requests.as_mut() {
+                    Some(rx) => rx.recv().await,
+                    None => std::future::pending().await,
+                }
+            };
+            let got = tokio::select! {
+                _ = shutdown.cancelled() => { self.requests = requests; break Ok(()) }
+                _ = tokio::time::sleep_until(deadline) => None,
+                _ = wait => None,
+                r = req => r,
+            };
+            self.requests = requests;
+            if let Some(r) = got {
+                self.handle_request(r).await;
+            }
+        };
+        self.on_shutdown().await;
+        fence.abort();
+        result
+    }
+
+    /// One iteration: read → observe → decide → act → leader upkeep → publish.
+    async fn iteration(&mut self) -> Result<(), ActError> {
+        self.run_scheduled_restart().await;
+        let view = self.read_view().await;
+        let obs = self.observe().await;
+        self.ensure_member_key(view.as_ref(), &obs).await;
+        let d = self.decide(view.as_ref(), &obs).await;
+        let outcome = self.act_all(&d.actions, view.as_ref(), &obs).await;
+        if let Err(ActError::Fatal(_)) = outcome {
+            return outcome;
+        }
+        // The rest works from what PostgreSQL is now, after acting.
+        let obs = if d.actions.is_empty() {
+            obs
+        } else {
+            self.observe().await
+        };
+        let mut upkeep = Ok(());
+        if let (Some(v), Ok(())) = (&view, &outcome) {
+            self.apply_config_change(v).await;
+            upkeep = self.upkeep(v, &obs).await;
+        }
+        self.publish_iteration(view.as_ref(), &obs).await;
+        outcome.and(upkeep)
+    }
+
+    /// A restart scheduled through the API whose time has come.
+    async fn run_scheduled_restart(&mut self) {
+        if let Some((at, _)) = &self.scheduled_restart {
+            if *at <= chrono::Utc::now() {
+                if let Some((_, cond)) = self.scheduled_restart.take() {
+                    let out = self.restart(&cond).await;
+                    tracing::info!(ok = out.ok, message = %out.message, "scheduled restart");
+                }
+            }
+        }
+    }
+
+    /// Reads the scope (linearizably) and applies what the dynamic configuration sets for the
+    /// loop itself: timing, the failsafe leader, no watchdog while paused. `None` when the DCS
+    /// cannot be read.
+    async fn read_view(&mut self) -> Option<ClusterView> {
+        let mut v = match self.dcs.list(&self.s.prefix).await {
+            Ok(kvs) => ClusterView::from_kvs(&self.s.prefix, &kvs),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the cluster from the DCS");
+                return None;
+            }
+        };
+        self.last_view = Some(v.clone());
+        self.apply_dynamic_timing(&v);
+        self.failsafe.set_ttl(self.timing.ttl);
+        self.inject_failsafe_leader(&mut v);
+        if v.paused() {
+            // Patroni: no watchdog while paused (nothing acts on a hung daemon then).
+            self.lease.watchdog().disable();
+        }
+        if !v.unparsable.is_empty() && !self.warned_keys {
+            tracing::warn!(keys = ?v.unparsable, "ignoring DCS values that do not parse");
+            self.warned_keys = true;
+        }
+        Some(v)
+    }
+
+    /// Patroni writes its member key first when it is missing: the primary creates a
+    /// replica's slot from it, and a replica that starts up may block until it streams.
+    async fn ensure_member_key(&mut self, view: Option<&ClusterView>, obs: &Observation) {
+        if view.is_some_and(|v| !v.members.contains_key(&self.s.me)) {
+            if let Err(e) = self.write_member(obs).await {
+                tracing::warn!(error = %e, "cannot write the member key");
+            }
+        }
+    }
+
+    /// Gathers what the pure decision needs beyond the view and the observation (the peers
+    /// when the key is free, the failsafe hold of a primary without the DCS) and decides.
+    async fn decide(&mut self, view: Option<&ClusterView>, obs: &Observation) -> Decision {
+        let running_primary = matches!(&obs.pg, PgState::Running(r) if r.primary);
+        let peers = match view {
+            Some(v) if v.leader.is_none() && matches!(obs.pg, PgState::Running(_)) => {
+                self.poll_peers(v).await
+            }
+            _ => vec![],
+        };
+        // Failsafe: the DCS cannot be read and this is a running primary — it stays one
+        // only on the word of every member listed in /failsafe.
+        let failsafe_held = view.is_none() && running_primary && self.failsafe_hold().await;
+        let scheduled_due = view
+            .and_then(|v| v.failover.as_ref())
+            .and_then(|f| f.value.scheduled_at.as_deref())
+            .map(|at| {
+                chrono::DateTime::parse_from_rfc3339(at)
+                    .map(|t| t <= chrono::Utc::now())
+                    .unwrap_or(true)
+            })
+            .unwrap_or(true);
+        let d = decide(&Inputs {
+            me: &self.s.me,
+            view,
+            pg: &obs.pg,
+            sysid: obs.sysid,
+            failover_priority: self.s.failover_priority,
+            peers: &peers,
+            maximum_lag_on_failover: view
+                .map_or(ClusterView::default().dynamic().maximum_lag_on_failover(), |v| {
+                    v.dynamic().maximum_lag_on_failover()
+                }),
+            scheduled_due,
+            pre_promote_backoff: self.race_backoff_until.is_some_and(|t| Instant::now() < t),
+            watchdog_healthy: self.lease.watchdog().is_healthy(self.lease.watchdog_timing()),
+            failsafe_held,
+        });
+        if d.reason != self.last_reason {
+            tracing::info!(reason = %d.reason, actions = ?d.actions, "decision");
+            self.last_reason = d.reason.clone();
+        } else {
+            tracing::debug!(reason = %d.reason, "decision");
+        }
+        d
+    }
+
+    /// Carries out the actions in order, stopping at the first that fails.
+    async fn act_all(
+        &mut self,
+        actions: &[Action],
+        view: Option<&ClusterView>,
+        obs: &Observation,
+    ) -> Result<(), ActError> {
+        for a in actions {
+            if let Err(e) = self.act(a, view, obs).await {
+                match &e {
+                    ActError::Fatal(_) => return Err(e),
+                    e if e.is_expected() => tracing::info!(action = ?a, "{}", chain(e)),
+                    other => tracing::warn!(action = ?a, error = %chain(other), "action failed"),
+                }
+                // The DCS failed under the lease refresh itself (not a lost compare-and-
+                // swap): the same failsafe rule as for a failed read, before the fence
+                // stops PostgreSQL at the end of the lease.
+                if matches!((a, &e), (Action::RefreshLeader, ActError::Dcs(_)))
+                    && matches!(&obs.pg, PgState::Running(r) if r.primary)
+                {
+                    self.failsafe_hold().await;
+                }
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
+    /// A changed dynamic configuration reaches PostgreSQL on every member: rewrite its files
+    /// for the role they were written for, and reload (what needs a restart then shows as
+    /// pending_restart).
+    async fn apply_config_change(&mut self, v: &ClusterView) {
+        let Some(role) = self.written_role.clone() else {
+            return;
+        };
+        let rev = v.config.as_ref().map(|c| c.revision);
+        if rev.is_none()
+            || rev == self.applied_config_rev
+            || !matches!(self.pg.probe(), PostmasterState::Running { .. })
+        {
+            return;
+        }
+        if self.applied_config_rev.is_some() {
+            let input = self.config_input(Some(v), role);
+            let res = async {
+                self.pg.write_config(&input).await?;
+                self.pg.reload().await
+            }
+            .await;
+            match res {
+                Ok(()) => {
+                    tracing::info!(
+                        "dynamic configuration changed: PostgreSQL configuration rewritten and reloaded"
+                    )
+                }
+                Err(e) => tracing::warn!(error = %chain(&e), "applying the changed dynamic configuration"),
+            }
+        }
+        self.applied_config_rev = rev;
+    }
+
+    /// After acting: the leader's upkeep when this member holds a valid lease as a running
+    /// primary (after a refresh, and right after a promotion); a replica's slots otherwise.
+    async fn upkeep(&mut self, v: &ClusterView, obs: &Observation) -> Result<(), ActError> {
+        match (&obs.pg, &obs.status) {
+            (PgState::Running(r), Some(st)) if r.primary => {
+                if self.lease.is_valid() {
+                    self.failsafe.release();
+                    self.failsafe_logged = false;
+                    if let Err(e) = self.leader_upkeep(v, obs, st).await {
+                        if e.is_expected() {
+                            tracing::info!("{}", chain(&e));
+                        } else {
+                            tracing::warn!(error = %chain(&e), "leader upkeep failed");
+                        }
+                        return Err(e);
+                    }
+                }
+            }
+            (PgState::Running(_), Some(st)) => {
+                self.sync = SyncTrack::default();
+                self.ensure_slots(Some(v), false, st).await;
+            }
+            _ => self.sync = SyncTrack::default(),
+        }
+        Ok(())
+    }
+
+    /// Writes the member key and publishes the REST state.
+    async fn publish_iteration(&mut self, view: Option<&ClusterView>, obs: &Observation) {
+        match view {
+            Some(v) => {
+                if let Err(e) = self.write_member(obs).await {
+                    tracing::warn!(error = %e, "cannot write the member key");
+                }
+                self.publish(v, obs, true);
+            }
+            None => self.publish(&ClusterView::default(), obs, false),
+        }
+    }
+
+    /// Timing from the dynamic configuration (Patroni's rule and pgwarden's minima, see
+    /// [`crate::config::adjust_timing`]); the file's values until a configuration is stored.
+    fn apply_dynamic_timing(&mut self, v: &ClusterView) {
+        let Some(c) = &v.config else { return };
+        let (t, _) = c.value.timing();
+        let t = Timing {
+            ttl: Duration::from_secs(t.ttl.into()),
+            loop_wait: Duration::from_secs(t.loop_wait.into()),
+            retry_timeout: Duration::from_secs(t.retry_timeout.into()),
+        };
+        if t != self.timing {
+            tracing::info!(ttl = ?t.ttl, loop_wait = ?t.loop_wait, retry_timeout = ?t.retry_timeout, "timing from the dynamic config");
+            self.timing = t;
+            self.lease.set_timing(lease_timing(&self.s, t));
+        }
+    }
+
+    /// PostgreSQL's role for a callback argument.
+    pub(super) fn cb_role_now(&self) -> CallbackRole {
+        self.cb_role
+            .unwrap_or_else(|| CallbackRole::from_status(&self.status.borrow().role))
+    }
+
+    /// Whether PostgreSQL was last announced as primary (or demoted from it): the next start
+    /// as a replica is then a role change, not a start (Patroni's `follow`).
+    pub(super) fn role_changes_to_replica(&self) -> bool {
+        matches!(self.cb_role, Some(CallbackRole::Primary | CallbackRole::Demoted))
+    }
+
+    /// Starts a background callback and remembers the role it announced.
+    pub(super) fn fire(&mut self, action: CallbackAction, role: CallbackRole) {
+        self.callbacks.fire(action, role);
+        if matches!(
+            action,
+            CallbackAction::OnStart | CallbackAction::OnRestart | CallbackAction::OnRoleChange
+        ) {
+            self.cb_role = Some(role);
+        }
+    }
+
+    /// Stops PostgreSQL as Patroni does: `before_stop` first (synchronously, within
+    /// retry_timeout) when it runs, `on_stop` after, unless `quiet` (the stop of a restart,
+    /// which announces on_restart or on_role_change once started again).
+    pub(super) async fn stop_pg(
+        &mut self,
+        mode: StopMode,
+        quiet: bool,
+    ) -> Result<(), crate::postgres::Error> {
+        let running = matches!(self.pg.probe(), PostmasterState::Running { .. });
+        let role = self.cb_role_now();
+        if running {
+            self.callbacks.before_stop(self.timing.retry_timeout).await;
+        }
+        self.pg.stop(mode).await?;
+        if running && !quiet {
+            self.callbacks.fire(CallbackAction::OnStop, role);
+        }
+        Ok(())
+    }
+
+    /// Stops a primary that must not stay one: PostgreSQL first, then the watchdog.
+    pub(super) async fn demote_stop(&mut self, mode: StopMode) -> Result<(), crate::postgres::Error> {
+        let was_primary = self.cb_role_now() == CallbackRole::Primary;
+        self.stop_pg(mode, false).await?;
+        self.lease.watchdog().disable();
+        if was_primary {
+            self.cb_role = Some(CallbackRole::Demoted);
+        }
+        Ok(())
+    }
+
+    pub(super) fn set_state(&self, state: &str) {
+        self.status.send_modify(|s| s.state = state.to_string());
+    }
+
+    /// This member's `nostream` tag: it replays from the archive only, never streams.
+    pub(super) fn nostream(&self) -> bool {
+        matches!(self.s.tags.get("nostream"), Some(Value::Bool(true)))
+    }
+
+    /// Whether this member could be promoted: it then keeps copies of the other members'
+    /// slots (see `ha::slots`).
+    pub(super) fn failover_capable(&self) -> bool {
+        self.s.failover_priority > 0 && !self.nostream()
+    }
+}
+
+#[cfg(test)]
+mod hooks_tests;
