@@ -466,6 +466,7 @@ fn parse_failover(s: &str) -> Option<FailoverKey> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     fn kv(key: &str, value: &str, rev: u64) -> KeyValue {
         KeyValue {
@@ -546,5 +547,90 @@ mod tests {
         );
         let f = parse_failover(":pg2").unwrap();
         assert_eq!((f.leader, f.member.as_deref()), (None, Some("pg2")));
+    }
+
+    fn view_with_config(config: serde_json::Value) -> ClusterView {
+        let p = "/service/t/";
+        ClusterView::from_kvs(p, &[kv("/service/t/config", &config.to_string(), 3)])
+    }
+
+    /// Booleans in every Patroni spelling mean the same everywhere they are read: the loop's
+    /// view, the synchronous settings, and the REST layer (all read the one typed copy).
+    #[test]
+    fn booleans_in_all_patroni_spellings() {
+        for yes in [
+            json!(true),
+            json!(1),
+            json!("on"),
+            json!("yes"),
+            json!("true"),
+            json!("ON"),
+        ] {
+            let v = view_with_config(json!({"synchronous_mode": "on", "synchronous_mode_strict": yes,
+                                            "failsafe_mode": yes, "pause": yes}));
+            assert!(v.unparsable.is_empty(), "{yes}: {:?}", v.unparsable);
+            assert!(
+                crate::ha::sync::SyncSettings::from_config(v.dynamic()).strict,
+                "{yes}"
+            );
+            assert!(v.failsafe_mode() && v.paused(), "{yes}");
+        }
+        for no in [json!(false), json!(0), json!("off"), json!("no"), json!("false")] {
+            let v = view_with_config(json!({"synchronous_mode_strict": no, "pause": no}));
+            assert!(!v.dynamic().synchronous_mode_strict() && !v.paused(), "{no}");
+        }
+        // A value that is no boolean falls back to the default and is reported, once.
+        let v = view_with_config(json!({"pause": "maybe", "ttl": 20}));
+        assert!(!v.paused());
+        assert_eq!(v.dynamic().ttl, Some(20), "the other keys still apply");
+        assert_eq!(v.unparsable.len(), 1, "{:?}", v.unparsable);
+    }
+
+    /// Durations with units, integers as strings, and the timing minima.
+    #[test]
+    fn durations_string_integers_and_minima() {
+        let v = view_with_config(json!({"member_slots_ttl": "30min", "ttl": "20", "loop_wait": "5",
+                                        "retry_timeout": 2, "maximum_lag_on_failover": "2048",
+                                        "primary_start_timeout": "0"}));
+        assert!(v.unparsable.is_empty(), "{:?}", v.unparsable);
+        let c = v.dynamic();
+        assert_eq!(c.member_slots_ttl(), 1800);
+        assert_eq!(c.maximum_lag_on_failover(), 2048);
+        assert_eq!(c.primary_start_timeout(), 0);
+        let (t, _) = c.timing();
+        assert_eq!((t.ttl, t.loop_wait, t.retry_timeout), (20, 5, 2));
+        assert_eq!(
+            view_with_config(json!({"member_slots_ttl": "2h"}))
+                .dynamic()
+                .member_slots_ttl(),
+            7200
+        );
+        // Below the minima: raised, and loop_wait + 2*retry_timeout <= ttl enforced.
+        let (t, warnings) = view_with_config(json!({"ttl": 1, "loop_wait": 0, "retry_timeout": 0}))
+            .dynamic()
+            .timing();
+        assert_eq!((t.ttl, t.loop_wait, t.retry_timeout), (4, 1, 1));
+        assert!(!warnings.is_empty());
+        // No configuration stored yet: pgwarden's defaults, not Patroni's.
+        let (t, _) = ClusterView::default().dynamic().timing();
+        assert_eq!(t.loop_wait, crate::config::defaults::LOOP_WAIT);
+    }
+
+    /// History rows of 3, 4 and 5 fields all parse, and are written back as they were.
+    #[test]
+    fn history_rows_of_three_to_five_fields() {
+        let stored = r#"[[1,25165992,"no recovery target specified"],
+                         [2,50331824,"no recovery target specified","2026-01-01T00:00:00+00:00"],
+                         [3,67109032,"no recovery target specified","2026-02-01T00:00:00+00:00","pg2"]]"#;
+        let v = ClusterView::from_kvs("/service/t/", &[kv("/service/t/history", stored, 4)]);
+        assert!(v.unparsable.is_empty(), "{:?}", v.unparsable);
+        assert_eq!(v.history.len(), 3);
+        assert_eq!(v.timeline(), 4);
+        assert_eq!(v.history[2].new_leader.as_deref(), Some("pg2"));
+        let back: serde_json::Value = serde_json::to_value(&v.history).unwrap();
+        let want: serde_json::Value = serde_json::from_str(stored).unwrap();
+        assert_eq!(back, want);
+        let bad = ClusterView::from_kvs("/service/t/", &[kv("/service/t/history", "[[1,2]]", 4)]);
+        assert_eq!(bad.unparsable.len(), 1);
     }
 }

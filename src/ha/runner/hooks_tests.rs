@@ -365,3 +365,44 @@ async fn reload_reconfigures_the_watchdog() {
     // ttl 30 − the new safety_margin 10.
     assert_eq!(f.wd.ops().last().map(String::as_str), Some("set_timeout 20"));
 }
+
+/// A promotion appends its row to the stored history, whatever the rows' lengths (3 to 5
+/// fields), and never replaces it.
+#[tokio::test]
+async fn a_promotion_appends_to_a_history_of_short_rows() {
+    let mut f = fixture(WatchdogMode::Off).await;
+    let old = json!([
+        [1, 25165992, "no recovery target specified"],
+        [
+            2,
+            50331824,
+            "no recovery target specified",
+            "2026-01-01T00:00:00+00:00"
+        ]
+    ]);
+    f.dcs
+        .put(
+            &format!("{PREFIX}history"),
+            &old.to_string(),
+            None,
+            Condition::Always,
+        )
+        .await
+        .unwrap();
+    f.pg.with_state(|s| s.status.timeline = TimelineId(3));
+    f.runner.iteration().await.unwrap();
+    assert!(f.promoted());
+    let stored = f
+        .dcs
+        .get(&format!("{PREFIX}history"))
+        .await
+        .unwrap()
+        .unwrap()
+        .value;
+    let rows: Vec<serde_json::Value> = serde_json::from_str(&stored).unwrap();
+    assert_eq!(rows.len(), 3, "{stored}");
+    assert_eq!(rows[0], old[0]);
+    assert_eq!(rows[1], old[1]);
+    assert_eq!(rows[2][0], json!(3));
+    assert_eq!(rows[2][4], json!("a"));
+}
