@@ -1,0 +1,713 @@
+//! The decision table: every row a named case with its expected actions.
+use super::super::view::{FailoverKey, MemberRecord, Versioned};
+use super::*;
+use serde_json::json;
+
+fn n(s: &str) -> MemberName {
+    MemberName::new(s).unwrap()
+}
+
+fn view(leader: Option<&str>) -> ClusterView {
+    let mut v = ClusterView {
+        initialize: Some("7000000000000000001".into()),
+        ..Default::default()
+    };
+    v.leader = leader.map(|l| Versioned {
+        value: n(l),
+        revision: 5,
+    });
+    for m in ["a", "b", "c"] {
+        v.members.insert(
+            n(m),
+            MemberRecord {
+                conn_url: "postgres://127.0.0.1:5432/postgres".into(),
+                state: "running".into(),
+                role: if Some(m) == leader {
+                    "primary".into()
+                } else {
+                    "replica".into()
+                },
+                ..Default::default()
+            },
+        );
+    }
+    v
+}
+
+fn replica(wal: u64, following: Option<&str>) -> PgState {
+    PgState::Running(Running {
+        primary: false,
+        timeline: 1,
+        wal: Lsn(wal),
+        following: following.map(n),
+        streaming: true,
+        stalled: false,
+    })
+}
+
+fn primary() -> PgState {
+    PgState::Running(Running {
+        primary: true,
+        timeline: 1,
+        wal: Lsn(100),
+        following: None,
+        streaming: false,
+        stalled: false,
+    })
+}
+
+fn peer(name: &str, wal: u64, primary: bool, prio: i64) -> PeerStatus {
+    PeerStatus {
+        name: n(name),
+        primary,
+        wal: Lsn(wal),
+        timeline: 1,
+        failover_priority: prio,
+        watchdog_failed: false,
+    }
+}
+
+struct Case {
+    name: &'static str,
+    me: &'static str,
+    view: Option<ClusterView>,
+    pg: PgState,
+    prio: i64,
+    peers: Vec<PeerStatus>,
+    expect: Vec<Action>,
+}
+
+fn run(c: &Case) -> Decision {
+    let me = n(c.me);
+    decide(&Inputs {
+        me: &me,
+        view: c.view.as_ref(),
+        pg: &c.pg,
+        sysid: Some(7000000000000000001),
+        failover_priority: c.prio,
+        peers: &c.peers,
+        maximum_lag_on_failover: 1 << 20,
+        scheduled_due: true,
+        pre_promote_backoff: false,
+        watchdog_healthy: true,
+        failsafe_held: false,
+    })
+}
+
+/// Every row of the decision table pgwarden implements.
+#[test]
+fn decision_table() {
+    let mut fresh = ClusterView::default();
+    fresh.members.clear();
+    let mut bootstrapping = ClusterView {
+        initialize: Some(String::new()),
+        ..Default::default()
+    };
+    bootstrapping.members.clear();
+    let mut paused = view(None);
+    paused.config = Some(Versioned {
+        value: crate::config::DynamicConfig::from_json(&json!({"pause": true})).unwrap(),
+        revision: 1,
+    });
+    let mut switchover = view(Some("a"));
+    switchover.failover = Some(Versioned {
+        value: FailoverKey {
+            leader: Some("a".into()),
+            member: Some("b".into()),
+            scheduled_at: None,
+        },
+        revision: 9,
+    });
+    let mut switchover_bad = switchover.clone();
+    switchover_bad.members.get_mut(&n("b")).unwrap().state = "stopped".into();
+    let mut failover_to_c = view(None);
+    failover_to_c.failover = Some(Versioned {
+        value: FailoverKey {
+            leader: None,
+            member: Some("c".into()),
+            scheduled_at: None,
+        },
+        revision: 4,
+    });
+    let mut lagging = view(None);
+    lagging.optime = Some(10_000_000);
+
+    let cases = vec![
+        Case {
+            name: "empty cluster: race to bootstrap",
+            me: "a",
+            view: Some(fresh.clone()),
+            pg: PgState::NoData,
+            prio: 1,
+            peers: vec![],
+            expect: vec![Action::RaceInitialize, Action::Bootstrap],
+        },
+        Case {
+            name: "nofailover never bootstraps",
+            me: "a",
+            view: Some(fresh),
+            pg: PgState::NoData,
+            prio: 0,
+            peers: vec![],
+            expect: vec![],
+        },
+        Case {
+            name: "someone is bootstrapping",
+            me: "b",
+            view: Some(bootstrapping),
+            pg: PgState::NoData,
+            prio: 1,
+            peers: vec![],
+            expect: vec![],
+        },
+        Case {
+            name: "no data: clone from the leader",
+            me: "b",
+            view: Some(view(Some("a"))),
+            pg: PgState::NoData,
+            prio: 1,
+            peers: vec![],
+            expect: vec![
+                Action::Clone {
+                    from: n("a"),
+                    clonefrom: vec![],
+                },
+                Action::StartReplica { leader: Some(n("a")) },
+            ],
+        },
+        Case {
+            name: "no data, no leader: wait",
+            me: "b",
+            view: Some(view(None)),
+            pg: PgState::NoData,
+            prio: 1,
+            peers: vec![],
+            expect: vec![],
+        },
+        Case {
+            name: "no data but I hold the lock: release it",
+            me: "a",
+            view: Some(view(Some("a"))),
+            pg: PgState::NoData,
+            prio: 1,
+            peers: vec![],
+            expect: vec![Action::ReleaseLeader],
+        },
+        Case {
+            name: "leader: refresh",
+            me: "a",
+            view: Some(view(Some("a"))),
+            pg: primary(),
+            prio: 1,
+            peers: vec![],
+            expect: vec![Action::RefreshLeader],
+        },
+        Case {
+            name: "lock holder that is a replica: promote",
+            me: "a",
+            view: Some(view(Some("a"))),
+            pg: replica(1, None),
+            prio: 1,
+            peers: vec![],
+            expect: vec![Action::RefreshLeader, Action::Promote],
+        },
+        Case {
+            name: "stopped leader: start as primary",
+            me: "a",
+            view: Some(view(Some("a"))),
+            pg: PgState::Stopped { clean: false },
+            prio: 1,
+            peers: vec![],
+            expect: vec![Action::RefreshLeader, Action::StartPrimary],
+        },
+        Case {
+            name: "stopped replica: start following the leader",
+            me: "b",
+            view: Some(view(Some("a"))),
+            pg: PgState::Stopped { clean: true },
+            prio: 1,
+            peers: vec![],
+            expect: vec![Action::StartReplica { leader: Some(n("a")) }],
+        },
+        Case {
+            name: "primary while another holds the key: demote",
+            me: "b",
+            view: Some(view(Some("a"))),
+            pg: primary(),
+            prio: 1,
+            peers: vec![],
+            expect: vec![
+                Action::Demote(DemoteMode::ImmediateNoLock),
+                Action::StartReplica { leader: Some(n("a")) },
+            ],
+        },
+        Case {
+            name: "replica following someone else: follow the leader",
+            me: "b",
+            view: Some(view(Some("a"))),
+            pg: replica(1, Some("c")),
+            prio: 1,
+            peers: vec![],
+            expect: vec![Action::Follow { leader: n("a") }],
+        },
+        Case {
+            name: "replica following the leader: nothing",
+            me: "b",
+            view: Some(view(Some("a"))),
+            pg: replica(1, Some("a")),
+            prio: 1,
+            peers: vec![],
+            expect: vec![],
+        },
+        Case {
+            name: "no leader, healthiest: take over",
+            me: "b",
+            view: Some(view(None)),
+            pg: replica(100, Some("a")),
+            prio: 1,
+            peers: vec![peer("c", 90, false, 1)],
+            expect: vec![Action::AcquireLeader, Action::Promote],
+        },
+        Case {
+            name: "no leader, a peer has more WAL",
+            me: "b",
+            view: Some(view(None)),
+            pg: replica(90, Some("a")),
+            prio: 1,
+            peers: vec![peer("c", 100, false, 1)],
+            expect: vec![],
+        },
+        Case {
+            name: "no leader, equal WAL, peer has higher priority",
+            me: "b",
+            view: Some(view(None)),
+            pg: replica(100, Some("a")),
+            prio: 1,
+            peers: vec![peer("c", 100, false, 2)],
+            expect: vec![],
+        },
+        Case {
+            name: "no leader, old primary still alive",
+            me: "b",
+            view: Some(view(None)),
+            pg: replica(100, Some("a")),
+            prio: 1,
+            peers: vec![peer("a", 100, true, 1)],
+            expect: vec![],
+        },
+        Case {
+            name: "no leader, nofailover",
+            me: "b",
+            view: Some(view(None)),
+            pg: replica(100, Some("a")),
+            prio: 0,
+            peers: vec![],
+            expect: vec![],
+        },
+        Case {
+            name: "no leader, lagging over maximum_lag_on_failover",
+            me: "b",
+            view: Some(lagging),
+            pg: replica(100, Some("a")),
+            prio: 1,
+            peers: vec![],
+            expect: vec![],
+        },
+        Case {
+            name: "no leader, paused: no race",
+            me: "b",
+            view: Some(paused.clone()),
+            pg: replica(100, Some("a")),
+            prio: 1,
+            peers: vec![],
+            expect: vec![],
+        },
+        Case {
+            name: "paused: a stopped member is not started",
+            me: "b",
+            view: Some(paused),
+            pg: PgState::Stopped { clean: true },
+            prio: 1,
+            peers: vec![],
+            expect: vec![],
+        },
+        Case {
+            name: "manual failover: the named candidate takes over",
+            me: "c",
+            view: Some(failover_to_c.clone()),
+            pg: replica(1, Some("a")),
+            prio: 1,
+            peers: vec![peer("b", 100, false, 1)],
+            expect: vec![
+                Action::AcquireLeader,
+                Action::ClearFailover { revision: 4 },
+                Action::Promote,
+            ],
+        },
+        Case {
+            name: "manual failover: others leave it to the candidate",
+            me: "b",
+            view: Some(failover_to_c),
+            pg: replica(100, Some("a")),
+            prio: 1,
+            peers: vec![peer("c", 1, false, 1)],
+            expect: vec![],
+        },
+        Case {
+            name: "switchover: leader demotes gracefully",
+            me: "a",
+            view: Some(switchover.clone()),
+            pg: primary(),
+            prio: 1,
+            peers: vec![],
+            expect: vec![Action::RefreshLeader, Action::Demote(DemoteMode::Graceful)],
+        },
+        Case {
+            name: "switchover to an unhealthy candidate is cleared",
+            me: "a",
+            view: Some(switchover_bad),
+            pg: primary(),
+            prio: 1,
+            peers: vec![],
+            expect: vec![Action::RefreshLeader, Action::ClearFailover { revision: 9 }],
+        },
+        Case {
+            name: "DCS down: a primary demotes",
+            me: "a",
+            view: None,
+            pg: primary(),
+            prio: 1,
+            peers: vec![],
+            expect: vec![Action::Demote(DemoteMode::Offline)],
+        },
+        Case {
+            name: "DCS down: a replica waits",
+            me: "b",
+            view: None,
+            pg: replica(1, Some("a")),
+            prio: 1,
+            peers: vec![],
+            expect: vec![],
+        },
+    ];
+    for c in &cases {
+        let d = run(c);
+        assert_eq!(d.actions, c.expect, "case {:?}: reason {:?}", c.name, d.reason);
+        assert!(!d.reason.is_empty());
+    }
+}
+
+fn sync_view(mode: serde_json::Value, standbys: &str, quorum: u64) -> ClusterView {
+    let mut v = view(None);
+    v.config = Some(Versioned {
+        value: crate::config::DynamicConfig::from_json(&json!({ "synchronous_mode": mode })).unwrap(),
+        revision: 1,
+    });
+    v.sync = Some(Versioned {
+        value: super::super::view::SyncKey {
+            leader: Some("a".into()),
+            sync_standby: Some(standbys.into()),
+            quorum: Some(quorum),
+        },
+        revision: 2,
+    });
+    v
+}
+
+fn race(me: &'static str, v: &ClusterView, wal: u64, peers: Vec<PeerStatus>) -> Decision {
+    run(&Case {
+        name: "sync",
+        me,
+        view: Some(v.clone()),
+        pg: replica(wal, Some("a")),
+        prio: 1,
+        peers,
+        expect: vec![],
+    })
+}
+
+fn races(d: &Decision) -> bool {
+    d.actions.contains(&Action::AcquireLeader)
+}
+
+/// Mode on: only the standby in /sync races, ignoring an asynchronous replica that
+/// received more WAL and the former primary's unacknowledged WAL.
+#[test]
+fn sync_mode_only_listed_standbys_race() {
+    let v = sync_view(json!(true), "b", 0);
+    let d = race("c", &v, 100, vec![peer("b", 50, false, 1)]);
+    assert!(!races(&d), "{}", d.reason);
+    assert!(d.reason.contains("/sync"), "{}", d.reason);
+    let d = race(
+        "b",
+        &v,
+        50,
+        vec![peer("c", 100, false, 1), peer("a", 90, false, 1)],
+    );
+    assert!(races(&d), "{}", d.reason);
+    // With the mode switched off the key no longer restricts anybody.
+    let off = sync_view(json!(false), "b", 0);
+    assert!(races(&race("c", &off, 100, vec![peer("b", 50, false, 1)])));
+}
+
+/// Quorum: a voter needs `quorum` votes from the other voters that are not ahead.
+#[test]
+fn quorum_mode_needs_votes() {
+    let v = sync_view(json!("quorum"), "b,c", 1);
+    let d = race("b", &v, 50, vec![peer("c", 50, false, 1)]);
+    assert!(races(&d), "{}", d.reason);
+    let d = race("b", &v, 50, vec![]);
+    assert!(!races(&d), "{}", d.reason);
+    assert!(d.reason.contains("quorum"), "{}", d.reason);
+    let d = race("b", &v, 50, vec![peer("c", 60, false, 1)]);
+    assert!(!races(&d), "{}", d.reason);
+}
+
+/// replicatefrom: a replica streams from the named replica, and from the leader once
+/// the named member is the leader or is not a running replica.
+#[test]
+fn replicatefrom_cascades_and_falls_back() {
+    let mut v = view(Some("a"));
+    v.members
+        .get_mut(&n("c"))
+        .unwrap()
+        .tags
+        .insert("replicatefrom".into(), json!("b"));
+    let d = run(&Case {
+        name: "cascade",
+        me: "c",
+        view: Some(v.clone()),
+        pg: replica(10, Some("a")),
+        prio: 1,
+        peers: vec![],
+        expect: vec![Action::Follow { leader: n("b") }],
+    });
+    assert_eq!(d.actions, vec![Action::Follow { leader: n("b") }], "{}", d.reason);
+    let d = run(&Case {
+        name: "cascading",
+        me: "c",
+        view: Some(v.clone()),
+        pg: replica(10, Some("b")),
+        prio: 1,
+        peers: vec![],
+        expect: vec![],
+    });
+    assert_eq!(d.actions, vec![], "{}", d.reason);
+    v.members.get_mut(&n("b")).unwrap().state = "stopped".into();
+    let d = run(&Case {
+        name: "upstream gone",
+        me: "c",
+        view: Some(v),
+        pg: replica(10, Some("b")),
+        prio: 1,
+        peers: vec![],
+        expect: vec![],
+    });
+    assert_eq!(d.actions, vec![Action::Follow { leader: n("a") }], "{}", d.reason);
+}
+
+/// An empty member never bootstraps a second database next to a running leader whose
+/// `initialize` key is missing.
+#[test]
+fn no_bootstrap_while_a_leader_exists() {
+    let mut v = view(Some("a"));
+    v.initialize = None;
+    let d = run(&Case {
+        name: "leader without initialize",
+        me: "b",
+        view: Some(v),
+        pg: PgState::NoData,
+        prio: 1,
+        peers: vec![],
+        expect: vec![],
+    });
+    assert_eq!(d.actions, vec![], "{}", d.reason);
+}
+
+/// A data directory from another cluster stops the loop instead of being touched.
+#[test]
+fn system_id_mismatch_is_fatal() {
+    let v = view(Some("a"));
+    let me = n("b");
+    let d = decide(&Inputs {
+        me: &me,
+        view: Some(&v),
+        pg: &replica(1, Some("a")),
+        sysid: Some(42),
+        failover_priority: 1,
+        peers: &[],
+        maximum_lag_on_failover: 0,
+        scheduled_due: true,
+        pre_promote_backoff: false,
+        watchdog_healthy: true,
+        failsafe_held: false,
+    });
+    assert!(matches!(d.actions.as_slice(), [Action::Fatal(m)] if m.contains("42")));
+}
+fn race_local(me: &str, pg: &PgState, backoff: bool, watchdog_healthy: bool) -> Decision {
+    let v = view(None);
+    let me = n(me);
+    decide(&Inputs {
+        me: &me,
+        view: Some(&v),
+        pg,
+        sysid: Some(7000000000000000001),
+        failover_priority: 1,
+        peers: &[],
+        maximum_lag_on_failover: 1 << 20,
+        scheduled_due: true,
+        pre_promote_backoff: backoff,
+        watchdog_healthy,
+        failsafe_held: false,
+    })
+}
+
+/// A member whose pre_promote script failed does not race for ttl seconds, even as the
+/// healthiest replica, so another member is chosen.
+#[test]
+fn a_member_backing_off_after_a_failed_pre_promote_does_not_race() {
+    let ok = race_local("b", &replica(100, Some("a")), false, true);
+    assert_eq!(
+        ok.actions,
+        vec![Action::AcquireLeader, Action::Promote],
+        "{}",
+        ok.reason
+    );
+    let d = race_local("b", &replica(100, Some("a")), true, true);
+    assert_eq!(d.actions, vec![], "{}", d.reason);
+    assert!(d.reason.contains("pre_promote"), "{}", d.reason);
+}
+
+/// watchdog.mode required with an unusable device: the replica does not race, with a
+/// reason saying why; a lock-less primary still takes the key (the runner then fails to
+/// arm the watchdog and demotes it).
+#[test]
+fn a_required_but_unusable_watchdog_keeps_a_replica_out_of_the_race() {
+    let d = race_local("b", &replica(100, Some("a")), false, false);
+    assert_eq!(d.actions, vec![], "{}", d.reason);
+    assert!(d.reason.contains("watchdog"), "{}", d.reason);
+    let p = race_local("b", &primary(), false, false);
+    assert_eq!(p.actions, vec![Action::AcquireLeader], "{}", p.reason);
+}
+
+/// One decision for member `me` with default inputs.
+fn decide_for(me: &str, view: Option<&ClusterView>, pg: &PgState, failsafe_held: bool) -> Decision {
+    let me = n(me);
+    decide(&Inputs {
+        me: &me,
+        view,
+        pg,
+        sysid: Some(7000000000000000001),
+        failover_priority: 1,
+        peers: &[],
+        maximum_lag_on_failover: 1 << 20,
+        scheduled_due: true,
+        pre_promote_backoff: false,
+        watchdog_healthy: true,
+        failsafe_held,
+    })
+}
+
+/// DCS lost: a primary whose members all accepted its failsafe notice keeps running;
+/// without that it demotes; a replica waits either way.
+#[test]
+fn failsafe_keeps_a_confirmed_primary_through_a_dcs_outage() {
+    let kept = decide_for("a", None, &primary(), true);
+    assert_eq!(kept.actions, vec![], "{}", kept.reason);
+    assert!(kept.reason.contains("failsafe"), "{}", kept.reason);
+    let demoted = decide_for("a", None, &primary(), false);
+    assert_eq!(demoted.actions, vec![Action::Demote(DemoteMode::Offline)]);
+    assert_eq!(
+        decide_for("a", None, &replica(1, Some("a")), true).actions,
+        vec![]
+    );
+}
+
+/// With failsafe_mode on, a member missing from a non-empty /failsafe never races
+/// (the primary did not ask it, so it may still be running); listed members do.
+#[test]
+fn failsafe_members_not_listed_do_not_race() {
+    let mut v = view(None);
+    v.config = Some(Versioned {
+        value: crate::config::DynamicConfig::from_json(&json!({"failsafe_mode": true})).unwrap(),
+        revision: 1,
+    });
+    v.failsafe = Some(
+        [("a", "http://a/patroni"), ("c", "http://c/patroni")]
+            .into_iter()
+            .map(|(k, u)| (k.to_string(), u.to_string()))
+            .collect(),
+    );
+    let race = |me: &str, v: &ClusterView| decide_for(me, Some(v), &replica(100, Some("a")), false);
+    let b = race("b", &v);
+    assert_eq!(b.actions, vec![], "{}", b.reason);
+    assert!(b.reason.contains("/failsafe"), "{}", b.reason);
+    let c = race("c", &v);
+    assert_eq!(
+        c.actions,
+        vec![Action::AcquireLeader, Action::Promote],
+        "{}",
+        c.reason
+    );
+    // failsafe_mode off: the stale list does not matter.
+    v.config = None;
+    assert_eq!(
+        race("b", &v).actions,
+        vec![Action::AcquireLeader, Action::Promote]
+    );
+}
+
+/// A peer reporting watchdog_failed cannot be promoted, so its extra WAL does not hold
+/// a healthy member back (Patroni's "not watchdog capable"); a running primary still does.
+#[test]
+fn peers_with_a_failed_watchdog_do_not_block_the_race() {
+    let v = view(None);
+    let mut ahead = peer("c", 200, false, 1);
+    assert!(!races(&race("b", &v, 100, vec![ahead.clone()])));
+    ahead.watchdog_failed = true;
+    assert!(races(&race("b", &v, 100, vec![ahead.clone()])));
+    let mut primary_peer = peer("c", 200, true, 1);
+    primary_peer.watchdog_failed = true;
+    assert!(!races(&race("b", &v, 100, vec![primary_peer])));
+}
+
+/// clonefrom: a new replica clones from a running member tagged `clonefrom` (not
+/// itself, not the leader), picked by the random number the runner passes; else from
+/// the leader.
+#[test]
+fn clone_source_prefers_clonefrom_members() {
+    let mut v = view(Some("a"));
+    for m in ["a", "b", "c"] {
+        v.members
+            .get_mut(&n(m))
+            .unwrap()
+            .tags
+            .insert("clonefrom".into(), json!(true));
+    }
+    // "b" is the one cloning; "a" leads: only "c" qualifies.
+    assert_eq!(clone_candidates(&n("b"), &v, &n("a")), vec![n("c")]);
+    let d = run(&Case {
+        name: "clonefrom",
+        me: "b",
+        view: Some(v.clone()),
+        pg: PgState::NoData,
+        prio: 1,
+        peers: vec![],
+        expect: vec![],
+    });
+    assert_eq!(
+        d.actions[0],
+        Action::Clone {
+            from: n("a"),
+            clonefrom: vec![n("c")],
+        }
+    );
+    // Not running: not a source.
+    v.members.get_mut(&n("c")).unwrap().state = "stopped".into();
+    assert!(clone_candidates(&n("b"), &v, &n("a")).is_empty());
+    let (c, d2, leader) = (n("c"), n("d"), n("a"));
+    let both = [c.clone(), d2.clone()];
+    assert_eq!(clone_source(&both, &leader, 0), &c);
+    assert_eq!(clone_source(&both, &leader, 3), &d2);
+    assert_eq!(clone_source(&[], &leader, 7), &leader);
+}
