@@ -8,9 +8,9 @@ use super::controldata::ControlData;
 use super::error::{Error, Result};
 use super::query::{self, LocalStatus, PendingChange, ReplicationRow, Slot, SlotState, WalReceiver};
 use super::rewind::{self, RewindDecision};
-use super::runner::{program_name, split_command, tail, ChildIds, Runner, SecretFile};
 use super::settings::{Credentials, PgSettings};
 use super::{PgControl, PostmasterState, StopMode, StopOutcome};
+use crate::process::{program_name, split_command, tail, ChildIds, SecretFile, Spawner};
 use crate::types::{Lsn, TimelineId};
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
@@ -50,7 +50,7 @@ struct Inner {
 /// The real PostgreSQL manager for one data directory.
 pub struct PgManager {
     settings: PgSettings,
-    runner: Runner,
+    spawner: Spawner,
     version: PgVersion,
     inner: Mutex<Inner>,
     /// Cached superuser connection over the unix socket; replaced when closed.
@@ -61,7 +61,7 @@ impl std::fmt::Debug for PgManager {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PgManager")
             .field("data_dir", &self.settings.data_dir)
-            .field("bin_dir", &self.runner.bin_dir)
+            .field("bin_dir", &self.spawner.bin_dir)
             .field("version", &self.version.num)
             .finish()
     }
@@ -194,22 +194,22 @@ impl PgManager {
     pub async fn new(settings: PgSettings) -> Result<Self> {
         let bin_dir = binaries::discover(settings.bin_dir.as_deref())?;
         let ids = ChildIds::resolve(settings.run_as.as_deref())?;
-        let runner = Runner { bin_dir, ids };
-        let mut cmd = runner.command("postgres");
+        let spawner = Spawner { bin_dir, ids };
+        let mut cmd = spawner.command("postgres");
         cmd.arg("--version");
-        let out = runner
+        let out = spawner
             .output("read the server version", cmd, settings.timeouts.tool)
             .await?;
         let version = PgVersion::parse(&String::from_utf8_lossy(&out.stdout))?;
         tracing::info!(
-            bin_dir = %runner.bin_dir.display(),
+            bin_dir = %spawner.bin_dir.display(),
             version = version.num,
             data_dir = %settings.data_dir.display(),
             "PostgreSQL binaries found"
         );
         let mgr = PgManager {
             settings,
-            runner,
+            spawner,
             version,
             inner: Mutex::new(Inner::default()),
             client: tokio::sync::Mutex::new(None),
@@ -225,7 +225,7 @@ impl PgManager {
 
     /// The binary directory in use.
     pub fn bin_dir(&self) -> &Path {
-        &self.runner.bin_dir
+        &self.spawner.bin_dir
     }
 
     fn inner(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -286,7 +286,7 @@ impl PgManager {
         if !dir.is_dir() {
             return Err(Error::NotADataDir { path: dir.to_owned() });
         }
-        self.runner.ids.check_owner(dir)?;
+        self.spawner.ids.check_owner(dir)?;
         if !dir.join("PG_VERSION").is_file() {
             return Err(Error::NotADataDir { path: dir.to_owned() });
         }
@@ -304,14 +304,14 @@ impl PgManager {
                     operation,
                 });
             }
-            self.runner.ids.check_owner(dir)?;
+            self.spawner.ids.check_owner(dir)?;
         } else {
             std::fs::DirBuilder::new()
                 .recursive(true)
                 .mode(0o700)
                 .create(dir)
                 .map_err(Error::io("create", dir))?;
-            self.runner.ids.chown(dir)?;
+            self.spawner.ids.chown(dir)?;
         }
         Ok(())
     }
@@ -424,7 +424,7 @@ impl PgManager {
             .mode(0o600)
             .open(path)
             .map_err(Error::io("open the server log", path))?;
-        self.runner.ids.chown(path)?;
+        self.spawner.ids.chown(path)?;
         Ok(f)
     }
 
@@ -512,11 +512,11 @@ impl PgManager {
             std::fs::rename(&main, &base).map_err(Error::io("rename to postgresql.base.conf", &main))?;
             tracing::info!(path = %base.display(), "kept the original postgresql.conf as postgresql.base.conf");
         } else {
-            super::runner::write_file_atomic(
+            crate::process::write_file_atomic(
                 &base,
                 "# Local settings; pgwarden's postgresql.conf includes this file first.\n",
                 0o600,
-                &self.runner.ids,
+                &self.spawner.ids,
             )?;
         }
         Ok(())
@@ -531,11 +531,11 @@ impl PgManager {
                 "parameters ignored: cluster-wide ones come only from the DCS, connection ones from pgwarden's settings"
             );
         }
-        super::runner::write_file_atomic(
+        crate::process::write_file_atomic(
             &self.data_dir().join("postgresql.conf"),
             &text,
             0o600,
-            &self.runner.ids,
+            &self.spawner.ids,
         )
     }
 
@@ -564,7 +564,7 @@ impl PgManager {
         .map(|(k, v)| format!("{k}={}", conf::quote_conninfo(v)))
         .collect::<Vec<_>>()
         .join(" ");
-        let mut cmd = self.runner.command("pg_basebackup");
+        let mut cmd = self.spawner.command("pg_basebackup");
         cmd.arg("--pgdata")
             .arg(self.data_dir())
             .args([
@@ -672,7 +672,7 @@ impl PgManager {
     ) -> Result<()> {
         let s = &self.settings;
         let words = split_command(command)?;
-        let mut cmd = self.runner.external(&words[0]);
+        let mut cmd = self.spawner.external(&words[0]);
         cmd.args(&words[1..])
             .arg(format!("--scope={}", s.scope))
             .arg("--role=replica")
@@ -683,7 +683,7 @@ impl PgManager {
             ))
             .args(params.iter().map(|(k, v)| format!("--{k}={v}")))
             .env("PGPASSFILE", passfile);
-        self.runner
+        self.spawner
             .output("clone with a custom replica method", cmd, s.timeouts.clone)
             .await?;
         Ok(())
@@ -701,7 +701,7 @@ impl PgManager {
     fn restore_config_files(&self, saved: &[(PathBuf, Vec<u8>)]) -> Result<()> {
         for (path, content) in saved {
             std::fs::write(path, content).map_err(Error::io("restore", path))?;
-            self.runner.ids.chown(path)?;
+            self.spawner.ids.chown(path)?;
         }
         Ok(())
     }
@@ -756,11 +756,11 @@ impl PgControl for PgManager {
                 &self.secret_dir(),
                 "pgwarden-initdb-pw",
                 &format!("{p}\n"),
-                &self.runner.ids,
+                &self.spawner.ids,
             )?),
             None => None,
         };
-        let mut cmd = self.runner.command("initdb");
+        let mut cmd = self.spawner.command("initdb");
         cmd.arg("--pgdata")
             .arg(&s.data_dir)
             .arg(format!("--username={}", s.superuser.username));
@@ -770,7 +770,7 @@ impl PgControl for PgManager {
         cmd.args(&args);
         // Not cancelled early on purpose: a killed initdb leaves a half-made directory, which
         // the next initdb refuses; the timeout is only a last resort.
-        self.runner
+        self.spawner
             .output("create the cluster with initdb", cmd, s.timeouts.initdb)
             .await?;
         tracing::info!(data_dir = %s.data_dir.display(), "initdb done");
@@ -837,16 +837,16 @@ impl PgControl for PgManager {
             &self.secret_dir(),
             &self.secret_prefix(),
             &pgpass_line("*", s.port, &s.superuser),
-            &self.runner.ids,
+            &self.spawner.ids,
         )?;
-        let mut cmd = self.runner.external(&words[0]);
+        let mut cmd = self.spawner.external(&words[0]);
         cmd.args(&words[1..])
             .arg(format!(
                 "postgres://{}@{}:{}/postgres",
                 s.superuser.username, s.listen_host, s.port
             ))
             .env("PGPASSFILE", pass.path());
-        self.runner
+        self.spawner
             .output("run the post_bootstrap command", cmd, s.timeouts.initdb)
             .await?;
         tracing::info!("post_bootstrap command done");
@@ -867,24 +867,24 @@ impl PgControl for PgManager {
         };
         self.write_postgresql_conf(input, ssn.as_deref())?;
         if !input.pg_hba.is_empty() {
-            super::runner::write_file_atomic(
+            crate::process::write_file_atomic(
                 &dir.join("pg_hba.conf"),
                 &conf::render_pg_hba(&input.pg_hba),
                 0o600,
-                &self.runner.ids,
+                &self.spawner.ids,
             )?;
         }
         match &input.role {
             PgRole::Standby(upstream) => {
                 if let Some(t) = upstream {
-                    super::runner::write_file_atomic(
+                    crate::process::write_file_atomic(
                         &s.pgpass_file,
                         &pgpass_line(&t.host, t.port, &s.replication),
                         0o600,
-                        &self.runner.ids,
+                        &self.spawner.ids,
                     )?;
                 }
-                super::runner::write_file_atomic(&dir.join("standby.signal"), "", 0o600, &self.runner.ids)?;
+                crate::process::write_file_atomic(&dir.join("standby.signal"), "", 0o600, &self.spawner.ids)?;
                 Self::remove_if_exists(&dir.join("recovery.signal"))?;
             }
             PgRole::Primary => {
@@ -920,7 +920,7 @@ impl PgControl for PgManager {
         let log2 = log
             .try_clone()
             .map_err(Error::io("duplicate the handle of", &s.log_file))?;
-        let mut cmd = self.runner.command("postgres");
+        let mut cmd = self.spawner.command("postgres");
         cmd.arg("-D")
             .arg(&s.data_dir)
             .stdout(Stdio::from(log))
@@ -1116,10 +1116,10 @@ impl PgControl for PgManager {
     }
 
     async fn controldata(&self) -> Result<ControlData> {
-        let mut cmd = self.runner.command("pg_controldata");
+        let mut cmd = self.spawner.command("pg_controldata");
         cmd.arg(self.data_dir());
         let out = self
-            .runner
+            .spawner
             .output("read pg_control", cmd, self.settings.timeouts.tool)
             .await?;
         ControlData::parse(&String::from_utf8_lossy(&out.stdout))
@@ -1144,8 +1144,8 @@ impl PgControl for PgManager {
                 moved.push((aside, p));
             }
         }
-        let mut cmd = self.runner.command("postgres");
-        // stdin is closed (the runner's default): single-user mode reads EOF, finishes recovery,
+        let mut cmd = self.spawner.command("postgres");
+        // stdin is closed (the spawner's default): single-user mode reads EOF, finishes recovery,
         // writes a shutdown checkpoint and exits.
         cmd.arg("--single")
             .arg("-D")
@@ -1155,7 +1155,7 @@ impl PgControl for PgManager {
             .args(["-c", "archive_mode=off"])
             .arg("template1");
         let res = self
-            .runner
+            .spawner
             .output(
                 "run single-user crash recovery",
                 cmd,
@@ -1182,7 +1182,7 @@ impl PgControl for PgManager {
             &self.secret_dir(),
             &self.secret_prefix(),
             &pgpass_line(&source.host, source.port, &s.replication),
-            &self.runner.ids,
+            &self.spawner.ids,
         )?;
         let mut last = None;
         'methods: for method in methods {
@@ -1294,7 +1294,7 @@ impl PgControl for PgManager {
             &self.secret_dir(),
             &self.secret_prefix(),
             &pgpass_line(&primary.host, primary.port, creds),
-            &self.runner.ids,
+            &self.spawner.ids,
         )?;
         let saved = self.save_config_files();
         let source_server = [
@@ -1307,7 +1307,7 @@ impl PgControl for PgManager {
         .map(|(k, v)| format!("{k}={}", conf::quote_conninfo(v)))
         .collect::<Vec<_>>()
         .join(" ");
-        let mut cmd = self.runner.command("pg_rewind");
+        let mut cmd = self.spawner.command("pg_rewind");
         cmd.arg("--target-pgdata")
             .arg(&data_dir)
             .arg("--source-server")
@@ -1315,7 +1315,7 @@ impl PgControl for PgManager {
             .env("PGPASSFILE", pass.path());
         tracing::info!(source = %primary, "running pg_rewind");
         match self
-            .runner
+            .spawner
             .output("rewind with pg_rewind", cmd, s.timeouts.rewind)
             .await
         {
@@ -1451,7 +1451,7 @@ impl PgControl for PgManager {
                 .mode(0o700)
                 .create(&tmp)
                 .map_err(Error::io("create", &tmp))?;
-            self.runner.ids.chown(&tmp)?;
+            self.spawner.ids.chown(&tmp)?;
             let file = tmp.join("state");
             {
                 use std::io::Write;
@@ -1464,7 +1464,7 @@ impl PgControl for PgManager {
                 f.write_all(&slot.state).map_err(Error::io("write", &file))?;
                 f.sync_all().map_err(Error::io("sync", &file))?;
             }
-            self.runner.ids.chown(&file)?;
+            self.spawner.ids.chown(&file)?;
             sync_dir(&tmp)?;
             if dir.exists() {
                 std::fs::remove_dir_all(&dir).map_err(Error::io("remove", &dir))?;

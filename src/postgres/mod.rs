@@ -16,7 +16,6 @@
 //! # Layout
 //! - `settings`: paths, ports, users, timeouts ([`PgSettings`]).
 //! - `binaries`: finding the binaries and the server version.
-//! - `runner`: spawning tools (clean env, closed stdin, user switch, timeouts, secret files).
 //! - `conf`: parameter precedence and the files pgwarden owns.
 //! - `bootstrap`: initdb options and role SQL. `clone`: replica methods and progress.
 //! - `controldata`, `rewind`: pg_controldata parsing and the timeline-divergence rule.
@@ -32,7 +31,6 @@ pub mod fake;
 mod manager;
 mod query;
 mod rewind;
-pub(crate) mod runner;
 mod settings;
 
 pub use binaries::{discover, PgVersion};
