@@ -14,9 +14,9 @@
 //! the PostgreSQL OS user when the daemon is root, in their own process group, with a time
 //! limit; their output is logged. This module decides nothing: the HA runner says when.
 
-use crate::postgres::runner::{tail, ChildIds};
+use crate::process::{clean_command, tail, ChildIds};
 use futures::future::BoxFuture;
-use std::process::{ExitStatus, Stdio};
+use std::process::ExitStatus;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::AsyncReadExt;
@@ -428,22 +428,11 @@ async fn run_script(
             why: "it is empty",
         });
     };
+    // Scripts see the daemon's PATH (they are the user's, not PostgreSQL's tools).
     let path = std::env::var("PATH").unwrap_or_else(|_| "/usr/local/bin:/usr/bin:/bin".into());
-    let mut cmd = tokio::process::Command::new(program);
-    cmd.args(args)
-        .env_clear()
-        .env("PATH", path)
-        .env("LANG", "C.UTF-8")
-        .env("LC_ALL", "C.UTF-8")
-        .current_dir("/")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0)
-        .kill_on_drop(true);
-    if ids.switch {
-        cmd.uid(ids.uid.as_raw()).gid(ids.gid.as_raw());
-    }
+    let mut cmd = clean_command(program, &path, ids);
+    // Their own process group, so the whole group (the script's children too) can be killed.
+    cmd.args(args).process_group(0);
     let mut child = cmd.spawn().map_err(|source| CallbackError::Spawn {
         hook,
         program: program.clone(),

@@ -1,6 +1,12 @@
-//! Patroni's `bootstrap.initdb` options and the SQL that creates the cluster's roles.
+//! Patroni's `bootstrap.initdb` options, the SQL that creates the cluster's roles, and the
+//! [`PgManager`] methods that create the roles and run the `post_bootstrap` command.
 
+use super::conf::pgpass_line;
 use super::error::{Error, Result};
+use super::manager::PgManager;
+use super::query;
+use super::settings::Credentials;
+use crate::process::{split_command, SecretFile};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 
@@ -119,6 +125,86 @@ pub const REWIND_GRANTS: &[&str] = &[
     "pg_catalog.pg_read_binary_file(text)",
     "pg_catalog.pg_read_binary_file(text, bigint, bigint, boolean)",
 ];
+
+impl PgManager {
+    /// Creates or updates the superuser, replication and rewind roles.
+    pub(super) async fn ensure_roles(&self) -> Result<()> {
+        let s = &self.settings;
+        let t = s.timeouts.query;
+        let c = self.client().await?;
+        // Keep passwords out of the server log whatever the logging settings are.
+        query::timed(
+            "silence statement logging",
+            t,
+            c.batch_execute("SET log_statement TO 'none'; SET log_min_duration_statement TO -1; SET log_min_error_statement TO 'log'"),
+        )
+        .await?;
+        let ensure = |creds: &Credentials, attrs: &'static str| {
+            let password = creds
+                .password
+                .as_deref()
+                .map(|p| format!(" PASSWORD {}", quote_literal(p)))
+                .unwrap_or_default();
+            let name = quote_ident(&creds.username);
+            let c = c.clone();
+            let user = creds.username.clone();
+            async move {
+                let exists = query::timed(
+                    "look up a role",
+                    t,
+                    c.query_opt("SELECT 1 FROM pg_roles WHERE rolname = $1", &[&user]),
+                )
+                .await?
+                .is_some();
+                let verb = if exists { "ALTER" } else { "CREATE" };
+                query::timed(
+                    "create or update a role",
+                    t,
+                    c.batch_execute(&format!("{verb} ROLE {name} WITH {attrs}{password}")),
+                )
+                .await?;
+                tracing::info!(role = %user, created = !exists, "role ready");
+                Ok::<_, Error>(())
+            }
+        };
+        ensure(&s.superuser, "SUPERUSER LOGIN").await?;
+        ensure(&s.replication, "LOGIN REPLICATION").await?;
+        if let Some(rw) = &s.rewind {
+            if rw.username != s.superuser.username {
+                ensure(rw, "LOGIN").await?;
+                for f in REWIND_GRANTS {
+                    let sql = format!("GRANT EXECUTE ON FUNCTION {f} TO {}", quote_ident(&rw.username));
+                    query::timed("grant pg_rewind functions", t, c.batch_execute(&sql)).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs the `post_bootstrap` command with the superuser connection URL as its argument.
+    pub(super) async fn post_bootstrap(&self, command: &str) -> Result<()> {
+        let s = &self.settings;
+        let words = split_command(command)?;
+        let pass = SecretFile::create(
+            &self.secret_dir(),
+            &self.secret_prefix(),
+            &pgpass_line("*", s.port, &s.superuser),
+            &self.spawner.ids,
+        )?;
+        let mut cmd = self.spawner.external(&words[0]);
+        cmd.args(&words[1..])
+            .arg(format!(
+                "postgres://{}@{}:{}/postgres",
+                s.superuser.username, s.listen_host, s.port
+            ))
+            .env("PGPASSFILE", pass.path());
+        self.spawner
+            .output("run the post_bootstrap command", cmd, s.timeouts.initdb)
+            .await?;
+        tracing::info!("post_bootstrap command done");
+        Ok(())
+    }
+}
 
 #[cfg(test)]
 mod tests {

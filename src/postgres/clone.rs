@@ -1,7 +1,18 @@
-//! Replica creation: Patroni's `create_replica_methods` and pg_basebackup's progress lines.
+//! Replica creation: Patroni's `create_replica_methods`, pg_basebackup's progress lines, and
+//! the [`PgManager`] methods that run the methods in order into an empty data directory.
 
+use super::conf::{self, pgpass_line};
+use super::datadir::is_empty_dir;
+use super::error::{Error, Result};
+use super::manager::PgManager;
+use crate::process::{program_name, split_command, tail, SecretFile};
 use serde::Serialize;
 use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+use tokio::io::AsyncReadExt;
+use tokio::sync::watch;
 
 /// The member to clone from.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -107,6 +118,217 @@ pub(crate) fn classify(stderr: &str) -> Failure {
         Failure::Unreachable
     } else {
         Failure::Other
+    }
+}
+
+impl PgManager {
+    async fn run_basebackup(
+        &self,
+        source: &Upstream,
+        passfile: &Path,
+        progress: &watch::Sender<CloneProgress>,
+    ) -> Result<()> {
+        let s = &self.settings;
+        let conninfo = [
+            ("host", source.host.clone()),
+            ("port", source.port.to_string()),
+            ("user", s.replication.username.clone()),
+            ("application_name", s.member.to_string()),
+        ]
+        .iter()
+        .map(|(k, v)| format!("{k}={}", conf::quote_conninfo(v)))
+        .collect::<Vec<_>>()
+        .join(" ");
+        let mut cmd = self.spawner.command("pg_basebackup");
+        cmd.arg("--pgdata")
+            .arg(self.data_dir())
+            .args([
+                "--wal-method=stream",
+                "--checkpoint=fast",
+                "--progress",
+                "--verbose",
+                "--no-password",
+            ])
+            .arg("--dbname")
+            .arg(conninfo)
+            .env("PGPASSFILE", passfile)
+            .stdout(Stdio::null());
+        let program = program_name(&cmd);
+        let mut child = cmd.spawn().map_err(|source| Error::Spawn {
+            operation: "clone with pg_basebackup",
+            program: program.clone(),
+            source,
+        })?;
+        let mut stderr = child.stderr.take();
+        let source_addr = source.to_string();
+        let run = async {
+            // Progress lines end in '\n' when stderr is not a terminal, '\r' when it is; split on both.
+            let mut text = String::new();
+            let mut pending = Vec::new();
+            let mut buf = [0u8; 4096];
+            let mut last_logged = None;
+            if let Some(err) = stderr.as_mut() {
+                loop {
+                    let n = err.read(&mut buf).await.unwrap_or(0);
+                    if n == 0 {
+                        break;
+                    }
+                    for &b in &buf[..n] {
+                        if b == b'\n' || b == b'\r' {
+                            let line = String::from_utf8_lossy(&pending).into_owned();
+                            pending.clear();
+                            if let Some((done, total, pct)) = parse_progress(&line) {
+                                progress.send_modify(|p| {
+                                    p.done_kb = done;
+                                    p.total_kb = total;
+                                    p.percent = pct;
+                                });
+                                if last_logged.is_none_or(|l: u8| pct / 10 > l / 10) {
+                                    last_logged = Some(pct);
+                                    tracing::info!(source = %source_addr, done_kb = done, total_kb = total, percent = pct, "clone progress");
+                                }
+                            } else if !line.trim().is_empty() {
+                                text.push_str(&line);
+                                text.push('\n');
+                            }
+                        } else {
+                            pending.push(b);
+                        }
+                    }
+                }
+            }
+            (text, child.wait().await)
+        };
+        let timeout = s.timeouts.clone;
+        let (text, status) = match tokio::time::timeout(timeout, run).await {
+            Ok(r) => r,
+            Err(_) => {
+                return Err(Error::ChildTimeout {
+                    operation: "clone with pg_basebackup",
+                    program,
+                    timeout,
+                })
+            }
+        };
+        let status = status.map_err(|source| Error::Spawn {
+            operation: "clone with pg_basebackup",
+            program: program.clone(),
+            source,
+        })?;
+        if status.success() {
+            return Ok(());
+        }
+        let stderr = tail(&text, 4000);
+        Err(match classify(&stderr) {
+            Failure::Unreachable => Error::CloneSourceUnreachable {
+                source_addr: source.to_string(),
+                stderr,
+            },
+            Failure::Authentication => Error::CloneAuthentication {
+                source_addr: source.to_string(),
+                user: s.replication.username.clone(),
+                stderr,
+            },
+            Failure::Other => Error::ChildFailed {
+                operation: "clone with pg_basebackup",
+                program,
+                status: status.to_string(),
+                stderr,
+            },
+        })
+    }
+
+    async fn run_custom_method(
+        &self,
+        source: &Upstream,
+        command: &str,
+        params: &BTreeMap<String, String>,
+        passfile: &Path,
+    ) -> Result<()> {
+        let s = &self.settings;
+        let words = split_command(command)?;
+        let mut cmd = self.spawner.external(&words[0]);
+        cmd.args(&words[1..])
+            .arg(format!("--scope={}", s.scope))
+            .arg("--role=replica")
+            .arg(format!("--datadir={}", s.data_dir.display()))
+            .arg(format!(
+                "--connstring=postgres://{}@{}:{}/postgres",
+                s.replication.username, source.host, source.port
+            ))
+            .args(params.iter().map(|(k, v)| format!("--{k}={v}")))
+            .env("PGPASSFILE", passfile);
+        self.spawner
+            .output("clone with a custom replica method", cmd, s.timeouts.clone)
+            .await?;
+        Ok(())
+    }
+
+    /// Creates the data directory from `source` with the replica methods in order.
+    pub(super) async fn clone_data_dir(
+        &self,
+        source: &Upstream,
+        methods: &[ReplicaMethod],
+        progress: &watch::Sender<CloneProgress>,
+    ) -> Result<()> {
+        self.prepare_empty_data_dir("clone")?;
+        let s = &self.settings;
+        let pass = SecretFile::create(
+            &self.secret_dir(),
+            &self.secret_prefix(),
+            &pgpass_line(&source.host, source.port, &s.replication),
+            &self.spawner.ids,
+        )?;
+        let mut last = None;
+        'methods: for method in methods {
+            let tries = match method {
+                ReplicaMethod::Basebackup { max_tries } => (*max_tries).max(1),
+                ReplicaMethod::Custom { .. } => 1,
+            };
+            for attempt in 1..=tries {
+                progress.send_replace(CloneProgress {
+                    method: method.name().to_owned(),
+                    attempt,
+                    ..Default::default()
+                });
+                tracing::info!(source = %source, method = method.name(), attempt, "cloning");
+                let res = match method {
+                    ReplicaMethod::Basebackup { .. } => {
+                        self.run_basebackup(source, pass.path(), progress).await
+                    }
+                    ReplicaMethod::Custom { command, params, .. } => {
+                        self.run_custom_method(source, command, params, pass.path()).await
+                    }
+                };
+                match res {
+                    Ok(()) => {
+                        progress.send_modify(|p| p.finished = true);
+                        tracing::info!(source = %source, method = method.name(), "clone finished");
+                        return Ok(());
+                    }
+                    Err(e) => {
+                        tracing::warn!(source = %source, method = method.name(), attempt, error = %e, "clone attempt failed");
+                        let dirty = !is_empty_dir(self.data_dir()).unwrap_or(false);
+                        last = Some(e);
+                        if dirty {
+                            // We never delete a data directory, even a partial one: stop here.
+                            break 'methods;
+                        }
+                        if attempt < tries {
+                            tokio::time::sleep(Duration::from_secs(1)).await;
+                        }
+                    }
+                }
+            }
+        }
+        Err(Error::CloneFailed {
+            data_dir: s.data_dir.clone(),
+            source_addr: source.to_string(),
+            source: Box::new(last.unwrap_or(Error::BadCommand {
+                command: String::new(),
+                why: "no replica method configured",
+            })),
+        })
     }
 }
 

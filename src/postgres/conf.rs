@@ -1,5 +1,6 @@
 //! PostgreSQL configuration files pgwarden owns: `postgresql.conf`, `pg_hba.conf`, the standby
-//! signal, and the password file referenced from `primary_conninfo`.
+//! signal, and the password file referenced from `primary_conninfo`: the pure rendering and
+//! precedence rules, and the [`PgManager`] methods that write, save and restore the files.
 //!
 //! Ownership model (see docs/postgres.md): the first time pgwarden writes the configuration it
 //! renames the `postgresql.conf` that initdb (or a clone) left into `postgresql.base.conf`, then
@@ -7,9 +8,13 @@
 //! parameter after it, so pgwarden's values win. `postgresql.conf` is rewritten whole each time;
 //! hand edits go into the base file.
 
+use super::error::{Error, Result};
+use super::manager::PgManager;
+use super::settings::Credentials;
+use crate::process::write_file_atomic;
 use crate::types::MemberName;
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// First line of every `postgresql.conf` pgwarden writes; lets us tell ours from initdb's.
 pub const HEADER: &str = "# Written by pgwarden. Do not edit: this file is rewritten whole.";
@@ -187,6 +192,187 @@ pub fn render_pg_hba(lines: &[String]) -> String {
     s
 }
 
+pub(super) fn pgpass_line(host: &str, port: u16, creds: &Credentials) -> String {
+    format!(
+        "{}:{}:*:{}:{}\n",
+        escape_pgpass(host),
+        port,
+        escape_pgpass(&creds.username),
+        escape_pgpass(creds.password.as_deref().unwrap_or_default())
+    )
+}
+
+impl PgManager {
+    fn render_config(&self, input: &ConfigInput, ssn: Option<&str>) -> (String, Vec<String>) {
+        let s = &self.settings;
+        let (mut params, ignored) = effective_parameters(&input.dcs_parameters, &input.local_parameters);
+        params.insert("listen_addresses".into(), s.listen_host.clone());
+        params.insert("port".into(), s.port.to_string());
+        params.insert(
+            "unix_socket_directories".into(),
+            s.socket_dir.display().to_string(),
+        );
+        params.insert("cluster_name".into(), s.scope.clone());
+        if let Some(v) = ssn {
+            params.insert("synchronous_standby_names".into(), v.to_owned());
+        }
+        if let Some(t) = input.role.upstream() {
+            params.insert(
+                "primary_conninfo".into(),
+                primary_conninfo(t, &s.replication.username, &s.member, &s.pgpass_file),
+            );
+            if let Some(slot) = &t.slot {
+                params.insert("primary_slot_name".into(), slot.clone());
+            }
+            params.insert("recovery_target_timeline".into(), "latest".into());
+        }
+        if matches!(input.role, PgRole::Standby(_)) {
+            for (k, v) in &input.recovery {
+                let k = k.to_ascii_lowercase();
+                if !MANAGED_GUCS.contains(&k.as_str()) && k != "standby_mode" {
+                    params.insert(k, v.clone());
+                }
+            }
+        }
+        (render_postgresql_conf(&params), ignored)
+    }
+
+    /// Makes pgwarden the owner of postgresql.conf: the original becomes postgresql.base.conf
+    /// (once; a file that already has our header is never moved).
+    fn adopt_base_conf(&self) -> Result<()> {
+        let dir = self.data_dir();
+        let base = dir.join(BASE_CONF);
+        let main = dir.join("postgresql.conf");
+        if base.exists() {
+            return Ok(());
+        }
+        let ours = std::fs::read_to_string(&main)
+            .map(|t| t.starts_with(HEADER))
+            .unwrap_or(false);
+        if main.exists() && !ours {
+            std::fs::rename(&main, &base).map_err(Error::io("rename to postgresql.base.conf", &main))?;
+            tracing::info!(path = %base.display(), "kept the original postgresql.conf as postgresql.base.conf");
+        } else {
+            write_file_atomic(
+                &base,
+                "# Local settings; pgwarden's postgresql.conf includes this file first.\n",
+                0o600,
+                &self.spawner.ids,
+            )?;
+        }
+        Ok(())
+    }
+
+    fn write_postgresql_conf(&self, input: &ConfigInput, ssn: Option<&str>) -> Result<()> {
+        self.adopt_base_conf()?;
+        let (text, ignored) = self.render_config(input, ssn);
+        if !ignored.is_empty() {
+            tracing::warn!(
+                ?ignored,
+                "parameters ignored: cluster-wide ones come only from the DCS, connection ones from pgwarden's settings"
+            );
+        }
+        write_file_atomic(
+            &self.data_dir().join("postgresql.conf"),
+            &text,
+            0o600,
+            &self.spawner.ids,
+        )
+    }
+
+    fn remove_if_exists(path: &Path) -> Result<()> {
+        match std::fs::remove_file(path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(Error::io("remove", path)(e)),
+        }
+    }
+
+    /// Copies of the configuration files pg_rewind would replace with the source's.
+    pub(super) fn save_config_files(&self) -> Vec<(PathBuf, Vec<u8>)> {
+        ["postgresql.conf", BASE_CONF, "pg_hba.conf", "pg_ident.conf"]
+            .iter()
+            .map(|f| self.data_dir().join(f))
+            .filter_map(|p| std::fs::read(&p).ok().map(|c| (p, c)))
+            .collect()
+    }
+
+    pub(super) fn restore_config_files(&self, saved: &[(PathBuf, Vec<u8>)]) -> Result<()> {
+        for (path, content) in saved {
+            std::fs::write(path, content).map_err(Error::io("restore", path))?;
+            self.spawner.ids.chown(path)?;
+        }
+        Ok(())
+    }
+
+    /// Writes postgresql.conf, pg_hba.conf and the standby files.
+    pub(super) async fn write_config_files(&self, input: &ConfigInput) -> Result<()> {
+        self.check_data_dir()?;
+        let s = &self.settings;
+        let dir = self.data_dir();
+        // A standby never waits for standbys: a former primary's list is dropped here.
+        let ssn = {
+            let mut inner = self.inner();
+            if !matches!(input.role, PgRole::Primary) {
+                inner.synchronous_standby_names = None;
+            }
+            inner.synchronous_standby_names.clone()
+        };
+        self.write_postgresql_conf(input, ssn.as_deref())?;
+        if !input.pg_hba.is_empty() {
+            write_file_atomic(
+                &dir.join("pg_hba.conf"),
+                &render_pg_hba(&input.pg_hba),
+                0o600,
+                &self.spawner.ids,
+            )?;
+        }
+        match &input.role {
+            PgRole::Standby(upstream) => {
+                if let Some(t) = upstream {
+                    write_file_atomic(
+                        &s.pgpass_file,
+                        &pgpass_line(&t.host, t.port, &s.replication),
+                        0o600,
+                        &self.spawner.ids,
+                    )?;
+                }
+                write_file_atomic(&dir.join("standby.signal"), "", 0o600, &self.spawner.ids)?;
+                Self::remove_if_exists(&dir.join("recovery.signal"))?;
+            }
+            PgRole::Primary => {
+                Self::remove_if_exists(&dir.join("standby.signal"))?;
+                Self::remove_if_exists(&dir.join("recovery.signal"))?;
+            }
+        }
+        self.inner().last_config = Some(input.clone());
+        tracing::info!(
+            standby = !matches!(input.role, PgRole::Primary),
+            upstream = ?input.role.upstream().map(|t| format!("{}:{}", t.host, t.port)),
+            "configuration written"
+        );
+        Ok(())
+    }
+
+    /// Sets or removes synchronous_standby_names in postgresql.conf, reloading if running.
+    pub(super) async fn write_synchronous_standby_names(&self, value: Option<&str>) -> Result<()> {
+        let input = {
+            let mut inner = self.inner();
+            inner.synchronous_standby_names = value.map(str::to_owned);
+            inner.last_config.clone().unwrap_or_default()
+        };
+        self.check_data_dir()?;
+        self.write_postgresql_conf(&input, value)?;
+        tracing::info!(synchronous_standby_names = ?value, "synchronous_standby_names set");
+        // Not running: the value is in postgresql.conf for the next start.
+        if self.running_pid()?.is_some() {
+            self.reload_postmaster().await
+        } else {
+            Ok(())
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -240,5 +426,11 @@ mod tests {
         assert!(ci.contains("passfile='/tmp/p ass'"));
         assert!(!ci.contains("password"));
         assert_eq!(escape_pgpass(r"a:b\c"), r"a\:b\\c");
+    }
+
+    #[test]
+    fn pgpass_lines_escape_fields() {
+        let c = Credentials::new("re:pl", r"p\w");
+        assert_eq!(pgpass_line("h", 5, &c), "h:5:*:re\\:pl:p\\\\w\n");
     }
 }

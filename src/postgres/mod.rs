@@ -16,24 +16,36 @@
 //! # Layout
 //! - `settings`: paths, ports, users, timeouts ([`PgSettings`]).
 //! - `binaries`: finding the binaries and the server version.
-//! - `runner`: spawning tools (clean env, closed stdin, user switch, timeouts, secret files).
-//! - `conf`: parameter precedence and the files pgwarden owns.
-//! - `bootstrap`: initdb options and role SQL. `clone`: replica methods and progress.
-//! - `controldata`, `rewind`: pg_controldata parsing and the timeline-divergence rule.
-//! - `query`: observation SQL. `manager`: [`PgManager`]. `fake`: [`fake::FakePg`].
+//! - `manager`: [`PgManager`]'s state and its [`PgControl`] façade; the work is done by the
+//!   `impl PgManager` blocks of the modules below. `fake`: [`fake::FakePg`].
+//! - `postmaster`: postmaster.pid, start (and the reaper), stop, reload, promote, probe, adopt.
+//! - `datadir`: checking and preparing the data directory, initdb, pg_controldata, single-user
+//!   crash recovery, moving a directory aside, temporary password files.
+//! - `connect`: the cached local connection, the primary's, a given database's.
+//! - `conf`: parameter precedence and the files pgwarden owns (render, write, save, restore).
+//! - `bootstrap`: initdb options, role SQL and `post_bootstrap`. `clone`: replica methods,
+//!   progress, and running them.
+//! - `controldata`, `rewind`: pg_controldata parsing; the timeline-divergence rule and pg_rewind.
+//! - `slot_files`: logical slot state files read from the primary and installed locally.
+//! - `query`: observation SQL. `error`: the one [`Error`] type.
+//!
+//! Children are spawned through [`crate::process`].
 
 mod binaries;
 mod bootstrap;
 mod clone;
 mod conf;
+mod connect;
 mod controldata;
+mod datadir;
 mod error;
 pub mod fake;
 mod manager;
+mod postmaster;
 mod query;
 mod rewind;
-pub(crate) mod runner;
 mod settings;
+mod slot_files;
 
 pub use binaries::{discover, PgVersion};
 pub use bootstrap::InitdbOption;

@@ -4,8 +4,16 @@
 //! and its timeline history file. The history is read with SQL on the primary
 //! (`pg_read_file('pg_wal/<TL>.history')` as superuser) rather than `TIMELINE_HISTORY` over a
 //! replication connection, because tokio-postgres has no replication protocol.
+//!
+//! The [`PgManager`] methods here check the divergence and run pg_rewind with its
+//! preconditions; on a pg_rewind failure the data directory is moved aside.
 
+use super::clone::Upstream;
+use super::conf::{self, pgpass_line};
 use super::error::{Error, Result};
+use super::manager::PgManager;
+use super::query;
+use crate::process::SecretFile;
 use crate::types::{Lsn, TimelineId};
 
 /// One line of a timeline history file: `parent_tl <tab> switchpoint <tab> reason`.
@@ -121,6 +129,116 @@ pub fn decide(
         reason: format!(
             "local timeline {local_tl} is not an ancestor of the primary's timeline {primary_tl}"
         ),
+    }
+}
+
+impl PgManager {
+    async fn primary_timeline(&self, primary: &Upstream) -> Result<query::PrimaryTimeline> {
+        let c = self.primary_client(primary).await?;
+        query::primary_timeline(&c, self.settings.timeouts.query).await
+    }
+
+    /// Whether the stopped local instance diverged from `primary`'s timeline.
+    pub(super) async fn check_divergence(&self, primary: &Upstream) -> Result<RewindDecision> {
+        self.ensure_stopped("check for divergence")?;
+        let mut cd = self.read_controldata().await?;
+        if cd.needs_crash_recovery() && self.run_crash_recovery().await? {
+            tracing::info!("crash recovery done before the divergence check");
+            cd = self.read_controldata().await?;
+        }
+        let (local_tl, local_lsn) = cd.local_position();
+        let p = self.primary_timeline(primary).await?;
+        if p.in_recovery {
+            return Err(Error::RewindPrecondition {
+                data_dir: self.data_dir().to_owned(),
+                why: format!("{primary} is in recovery, not a primary"),
+            });
+        }
+        let history = match &p.history {
+            Some(h) => parse_history(h)?,
+            None => Vec::new(),
+        };
+        let decision = decide(local_tl, local_lsn, cd.was_standby(), p.timeline, &history);
+        tracing::info!(
+            local_timeline = local_tl.0,
+            local_lsn = %local_lsn,
+            primary_timeline = p.timeline.0,
+            ?decision,
+            "divergence check"
+        );
+        Ok(decision)
+    }
+
+    /// Runs pg_rewind from `primary` after checking its preconditions; on failure the data
+    /// directory is moved aside.
+    pub(super) async fn run_pg_rewind(&self, primary: &Upstream) -> Result<()> {
+        self.check_data_dir()?;
+        self.ensure_stopped("rewind")?;
+        let s = &self.settings;
+        let data_dir = s.data_dir.clone();
+        self.run_crash_recovery().await?;
+        let cd = self.read_controldata().await?;
+        if !cd.rewindable() {
+            return Err(Error::RewindPrecondition {
+                data_dir,
+                why: "neither wal_log_hints nor data checksums are on".into(),
+            });
+        }
+        let p = self.primary_timeline(primary).await?;
+        if p.in_recovery || p.checkpoint_timeline != p.timeline {
+            return Err(Error::RewindPrecondition {
+                data_dir,
+                why: format!(
+                    "{primary} has not finished its post-promote checkpoint (checkpoint timeline {}, current {})",
+                    p.checkpoint_timeline, p.timeline
+                ),
+            });
+        }
+        let creds = s.rewind_credentials();
+        let pass = SecretFile::create(
+            &self.secret_dir(),
+            &self.secret_prefix(),
+            &pgpass_line(&primary.host, primary.port, creds),
+            &self.spawner.ids,
+        )?;
+        let saved = self.save_config_files();
+        let source_server = [
+            ("host", primary.host.clone()),
+            ("port", primary.port.to_string()),
+            ("user", creds.username.clone()),
+            ("dbname", "postgres".to_owned()),
+        ]
+        .iter()
+        .map(|(k, v)| format!("{k}={}", conf::quote_conninfo(v)))
+        .collect::<Vec<_>>()
+        .join(" ");
+        let mut cmd = self.spawner.command("pg_rewind");
+        cmd.arg("--target-pgdata")
+            .arg(&data_dir)
+            .arg("--source-server")
+            .arg(source_server)
+            .env("PGPASSFILE", pass.path());
+        tracing::info!(source = %primary, "running pg_rewind");
+        match self
+            .spawner
+            .output("rewind with pg_rewind", cmd, s.timeouts.rewind)
+            .await
+        {
+            Ok(_) => {
+                // pg_rewind copies the source's configuration files; ours describe this member.
+                self.restore_config_files(&saved)?;
+                tracing::info!(source = %primary, "pg_rewind done");
+                Ok(())
+            }
+            Err(e) => {
+                let moved_to = self.move_aside()?;
+                Err(Error::RewindFailed {
+                    data_dir,
+                    moved_to,
+                    source: Box::new(e),
+                })
+            }
+        }
     }
 }
 

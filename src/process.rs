@@ -1,7 +1,13 @@
-//! Running PostgreSQL's tools as children: a clean environment, closed stdin, captured output, the
+//! Child processes: PostgreSQL's tools and the user's scripts (replica methods, `post_bootstrap`,
+//! callbacks), all spawned here with a clean environment, closed stdin, captured output, the
 //! right user, a time limit on every wait, and secrets passed through private files only.
+//!
+//! It owns how a child is spawned, never what it is for: the PostgreSQL manager and the HA
+//! loop's callbacks decide which program runs and what its result means. Errors are the
+//! PostgreSQL manager's [`Error`], because its tools were the first and are still most of the
+//! children.
 
-use super::error::{Error, Result};
+use crate::postgres::{Error, Result};
 use nix::unistd::{Gid, Uid};
 use std::ffi::OsStr;
 use std::io::Write;
@@ -76,40 +82,27 @@ impl ChildIds {
     }
 }
 
-/// Builds commands for PostgreSQL tools.
+/// Builds and runs commands for PostgreSQL's tools and configured scripts.
 #[derive(Clone, Debug)]
-pub(crate) struct Runner {
+pub(crate) struct Spawner {
     pub bin_dir: PathBuf,
     pub ids: ChildIds,
 }
 
-impl Runner {
+impl Spawner {
     /// A command for one of PostgreSQL's tools, by name, from `bin_dir`. See [`Self::external`].
     pub fn command(&self, tool: &str) -> Command {
         self.external(self.bin_dir.join(tool))
     }
 
     /// A command for `program` (a configured script: a path, or a name looked up in the child's
-    /// PATH): environment cleared except PATH and a UTF-8 C locale (so messages and initdb's
-    /// defaults do not depend on the daemon's environment), stdin closed, cwd `/` (the daemon's
-    /// cwd may not be readable by the child user), and killed if the handle is dropped, which is
-    /// how timeouts end a child.
+    /// PATH, which starts with `bin_dir`), set up by [`clean_command`].
     pub fn external(&self, program: impl AsRef<OsStr>) -> Command {
-        let path = PathBuf::from(program.as_ref());
-        let mut cmd = Command::new(path);
-        cmd.env_clear()
-            .env("PATH", format!("{}:/usr/bin:/bin", self.bin_dir.display()))
-            .env("LANG", "C.UTF-8")
-            .env("LC_ALL", "C.UTF-8")
-            .current_dir("/")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true);
-        if self.ids.switch {
-            cmd.uid(self.ids.uid.as_raw()).gid(self.ids.gid.as_raw());
-        }
-        cmd
+        clean_command(
+            program,
+            &format!("{}:/usr/bin:/bin", self.bin_dir.display()),
+            &self.ids,
+        )
     }
 
     /// Runs a command to completion within `timeout`; a non-zero exit becomes `ChildFailed` with
@@ -152,6 +145,28 @@ impl Runner {
         }
         Ok(out)
     }
+}
+
+/// A command for `program` with the environment every child gets: environment cleared except
+/// `path` as PATH and a UTF-8 C locale (so messages and initdb's defaults do not depend on the
+/// daemon's environment), stdin closed, stdout and stderr piped, cwd `/` (the daemon's cwd may
+/// not be readable by the child user), running as `ids`, and killed if the handle is dropped,
+/// which is how timeouts end a child.
+pub(crate) fn clean_command(program: impl AsRef<OsStr>, path: &str, ids: &ChildIds) -> Command {
+    let mut cmd = Command::new(PathBuf::from(program.as_ref()));
+    cmd.env_clear()
+        .env("PATH", path)
+        .env("LANG", "C.UTF-8")
+        .env("LC_ALL", "C.UTF-8")
+        .current_dir("/")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    if ids.switch {
+        cmd.uid(ids.uid.as_raw()).gid(ids.gid.as_raw());
+    }
+    cmd
 }
 
 /// The program name of a command, for errors.
