@@ -4,7 +4,7 @@
 
 use crate::command::{Command, CommandError, CommandResult, Condition, KeyValue};
 use crate::network::{CallError, PeerClients, Rpc};
-use crate::node::wire::{self, AdminError, AdminReply, AdminRequest, HelloReply, RemoteWriteError};
+use crate::wire::{self, AdminError, AdminReply, AdminRequest, HelloReply, RemoteWriteError};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -170,5 +170,5 @@ impl RaftClient {
 }
 
 fn not_member(r: &Result<Vec<KeyValue>, String>) -> bool {
-    matches!(r, Err(e) if e == crate::node::NOT_A_MEMBER)
+    matches!(r, Err(e) if e == crate::wire::NOT_A_MEMBER)
 }

@@ -12,7 +12,7 @@
 //! [`Proposal`]); a command that would conflict waits for the next proposal.
 
 use crate::command::{Command, CommandResult, Proposal};
-use crate::node::wire::RemoteWriteError;
+use crate::wire::RemoteWriteError;
 use crate::Raft;
 use openraft::error::{ClientWriteError, RaftError};
 use std::collections::HashSet;

@@ -1,15 +1,57 @@
-//! The peer service, server side: decodes envelopes, refuses calls meant for another
-//! node id, and hands each request to openraft or to the node.
+//! The peer service, server side: serves it on the node's listener, decodes envelopes,
+//! refuses calls meant for another node id, and hands each request to openraft or to
+//! the node's handlers.
 
-use crate::node::{wire, NodeInner};
-use crate::pb::raft_service_server::RaftService;
+use crate::inner::NodeInner;
+use crate::network::MAX_MESSAGE_BYTES;
+use crate::pb::raft_service_server::{RaftService, RaftServiceServer};
 use crate::pb::Envelope;
+use crate::wire;
 use crate::TypeConfig;
 use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest, VoteRequest};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::sync::Arc;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
+
+/// Serves the peer service of `node` on `listener` (over TLS with `tls`) until `shutdown`.
+pub(crate) fn spawn(
+    listener: TcpListener,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    node: Arc<NodeInner>,
+    shutdown: CancellationToken,
+) -> JoinHandle<()> {
+    let svc = RaftServiceServer::new(PeerService::new(node))
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    tokio::spawn(async move {
+        // Nagle must be off on accepted sockets, or every reply waits for the peer's
+        // delayed ACK (~40 ms on Linux). `Server::tcp_nodelay` does not apply to an
+        // incoming stream we supply, so it is set on the stream itself.
+        let server = tonic::transport::Server::builder().add_service(svc);
+        let res = match tls {
+            // Handshakes are done (and refusals logged) by tls::incoming.
+            Some(cfg) => {
+                let incoming = crate::tls::incoming(listener, cfg, "Raft peer");
+                server
+                    .serve_with_incoming_shutdown(incoming, shutdown.cancelled())
+                    .await
+            }
+            None => {
+                let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+                server
+                    .serve_with_incoming_shutdown(incoming, shutdown.cancelled())
+                    .await
+            }
+        };
+        if let Err(e) = res {
+            tracing::error!(error = %e, "Raft peer server stopped");
+        }
+    })
+}
 
 /// The tonic service of one node.
 pub struct PeerService {
