@@ -7,7 +7,7 @@ use crate::dcs::DcsError;
 use crate::inner::{NodeInner, RETRY_MAX, RETRY_MIN};
 use crate::network::{CallError, Rpc};
 use crate::read_index;
-use crate::wire::{self, NOT_A_MEMBER};
+use crate::wire::{self, ReadError, ReadIndexError};
 use openraft::error::{CheckIsLeaderError, RaftError};
 use tokio::time::Instant;
 
@@ -40,10 +40,13 @@ impl NodeInner {
                     }
                     Some((lid, node)) => {
                         let remaining = deadline.saturating_duration_since(Instant::now());
-                        let r: Result<Result<u64, String>, CallError> = self
+                        let r: Result<Result<u64, ReadIndexError>, CallError> = self
                             .peers
                             .call(Rpc::ReadIndex, lid, &node.addr, &(), remaining)
                             .await;
+                        // Any failure (the leader moved, lost its quorum or stopped, or the
+                        // call failed) is retried until the deadline: a new leader may be
+                        // elected meanwhile.
                         if let Ok(Ok(index)) = r {
                             let remaining = deadline.saturating_duration_since(Instant::now());
                             return match self
@@ -70,17 +73,27 @@ impl NodeInner {
         .map_err(|_| DcsError::Timeout { op, after: limit })?
     }
 
-    pub(crate) async fn serve_read_index(&self) -> Result<u64, String> {
+    pub(crate) async fn serve_read_index(&self) -> Result<u64, ReadIndexError> {
         read_index::read_index(&self.raft, self.read_floor)
             .await
-            .map_err(|e| e.to_string())
+            .map_err(|e| match e {
+                RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f)) => {
+                    ReadIndexError::NotLeader { leader: f.leader_id }
+                }
+                RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(q)) => ReadIndexError::NoQuorum {
+                    reason: q.to_string(),
+                },
+                RaftError::Fatal(f) => ReadIndexError::Stopped {
+                    reason: f.to_string(),
+                },
+            })
     }
 
-    pub(crate) async fn serve_read(&self, r: wire::Read) -> Result<Vec<KeyValue>, String> {
+    pub(crate) async fn serve_read(&self, r: wire::Read) -> Result<Vec<KeyValue>, ReadError> {
         if !self.is_member().await {
-            return Err(NOT_A_MEMBER.into());
+            return Err(ReadError::NotAMember);
         }
-        self.linearize("read").await.map_err(|e| e.to_string())?;
+        self.linearize("read").await?;
         Ok(if r.prefix {
             self.sm.list(&r.key)
         } else {

@@ -3,8 +3,10 @@
 //! errors. They travel serde-encoded inside the `Envelope` of `raft.proto`.
 
 use crate::command::CommandError;
+use crate::error::DcsError;
 use crate::NodeId;
 use serde::{Deserialize, Serialize};
+use std::time::Duration;
 
 /// Hello request: empty.
 #[derive(Serialize, Deserialize, Default)]
@@ -34,15 +36,102 @@ pub struct Read {
     pub prefix: bool,
 }
 
+/// Why a node did not serve a [`Read`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum ReadError {
+    /// The node is not (yet) part of a cluster: a client asks another member.
+    #[error("this node is not a member of a Raft cluster (yet)")]
+    NotAMember,
+    /// No leader could confirm the read index with a quorum.
+    #[error("read: the DCS is unavailable: {reason}")]
+    Unavailable {
+        /// Why, as the node saw it.
+        reason: String,
+    },
+    /// The read was not linearized within the node's operation timeout.
+    #[error("read: no answer from the DCS within {after:?}")]
+    Timeout {
+        /// The node's time limit.
+        after: Duration,
+    },
+    /// The node is shutting down.
+    #[error("read: the DCS node is shutting down")]
+    ShuttingDown,
+}
+
+impl From<DcsError> for ReadError {
+    fn from(e: DcsError) -> Self {
+        match e {
+            DcsError::Unavailable { reason, .. } => ReadError::Unavailable { reason },
+            DcsError::Timeout { after, .. } => ReadError::Timeout { after },
+            DcsError::ShuttingDown { .. } => ReadError::ShuttingDown,
+            // A read has no command to refuse; should one appear, report it as it is.
+            e @ DcsError::Invalid(_) => ReadError::Unavailable {
+                reason: crate::error_chain(&e),
+            },
+        }
+    }
+}
+
+/// Why a node did not answer a `ReadIndex` (a request only the leader serves).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum ReadIndexError {
+    /// The receiver is not the leader (any more).
+    #[error("not the Raft leader; the leader is {leader:?}")]
+    NotLeader {
+        /// The leader the receiver knows of.
+        leader: Option<NodeId>,
+    },
+    /// The leader could not confirm its leadership with a quorum.
+    #[error("leadership not confirmed by a quorum: {reason}")]
+    NoQuorum {
+        /// openraft's account of the votes it got.
+        reason: String,
+    },
+    /// Raft has stopped on the receiver.
+    #[error("Raft has stopped on the leader: {reason}")]
+    Stopped {
+        /// openraft's reason.
+        reason: String,
+    },
+}
+
 /// Why a forwarded write was not done.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub enum RemoteWriteError {
     /// The receiver is not the leader; the write was not proposed: safe to retry.
     NotLeader,
     /// The write may or may not commit.
-    Unknown(String),
+    Unknown(WriteUnknown),
     /// Refused before proposing.
     Invalid(CommandError),
+}
+
+/// Why the outcome of a write is unknown: it was, or may have been, proposed, so it may
+/// still commit and must not be retried blindly.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum WriteUnknown {
+    /// The node stopped with the write pending.
+    #[error("the node is shutting down")]
+    ShuttingDown,
+    /// The leader lost its leadership with the write pending.
+    #[error("leadership changed while the write was pending")]
+    LeaderChanged,
+    /// The write was not committed within the node's operation timeout.
+    #[error("not committed within {after:?}")]
+    Timeout {
+        /// The node's time limit.
+        after: Duration,
+    },
+    /// The call that forwarded the write to the leader failed after it was sent.
+    #[error("{0}")]
+    Forward(String),
+    /// The DCS was unavailable to the node that forwarded the write.
+    #[error("{0}")]
+    Unavailable(String),
+    /// openraft failed the proposal (or returned no result for it).
+    #[error("{0}")]
+    Raft(String),
 }
 
 /// Membership administration and status.
@@ -140,6 +229,3 @@ pub struct ClusterStatus {
     /// Members.
     pub members: Vec<MemberStatus>,
 }
-
-/// The answer of a node that is not (yet) part of a cluster.
-pub const NOT_A_MEMBER: &str = "this node is not a member of a Raft cluster (yet)";

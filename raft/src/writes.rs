@@ -6,7 +6,7 @@ use crate::command::{Command, CommandResult};
 use crate::dcs::DcsError;
 use crate::inner::{NodeInner, RETRY_MAX, RETRY_MIN};
 use crate::network::{CallError, Rpc};
-use crate::wire::RemoteWriteError;
+use crate::wire::{RemoteWriteError, WriteUnknown};
 
 impl NodeInner {
     /// Proposes on this node if it is the leader. A write that was proposed and then lost
@@ -27,10 +27,16 @@ impl NodeInner {
         match tokio::time::timeout(limit, self.write_inner(cmd)).await {
             Ok(Ok(r)) => Ok(r),
             Ok(Err(DcsError::Invalid(e))) => Err(RemoteWriteError::Invalid(e)),
-            Ok(Err(e)) => Err(RemoteWriteError::Unknown(e.to_string())),
-            Err(_) => Err(RemoteWriteError::Unknown(format!(
-                "not committed within {limit:?}"
-            ))),
+            Ok(Err(DcsError::ShuttingDown { .. })) => {
+                Err(RemoteWriteError::Unknown(WriteUnknown::ShuttingDown))
+            }
+            Ok(Err(DcsError::Timeout { after, .. })) => {
+                Err(RemoteWriteError::Unknown(WriteUnknown::Timeout { after }))
+            }
+            Ok(Err(e @ DcsError::Unavailable { .. })) => Err(RemoteWriteError::Unknown(
+                WriteUnknown::Unavailable(e.to_string()),
+            )),
+            Err(_) => Err(RemoteWriteError::Unknown(WriteUnknown::Timeout { after: limit })),
         }
     }
 
@@ -61,7 +67,7 @@ impl NodeInner {
                     match r {
                         Ok(r) => r,
                         Err(CallError::NotSent { .. }) => Err(RemoteWriteError::NotLeader),
-                        Err(e) => Err(RemoteWriteError::Unknown(e.to_string())),
+                        Err(e) => Err(RemoteWriteError::Unknown(WriteUnknown::Forward(e.to_string()))),
                     }
                 }
                 None => Err(RemoteWriteError::NotLeader),
