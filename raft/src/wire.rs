@@ -1,15 +1,104 @@
-//! The peer protocol's own messages (everything besides openraft's RPCs): discovery
-//! (`Hello`), reads, forwarded writes and membership administration, with their typed
-//! errors. They travel serde-encoded inside the `Envelope` of `raft.proto`.
+//! The peer protocol: the envelope codec every peer call goes through, and pgwarden's
+//! own messages (everything besides openraft's RPCs): discovery (`Hello`), reads,
+//! forwarded writes and membership administration, with their typed errors.
+//!
+//! Every message travels serde-encoded in the `Envelope` of `raft.proto`, which names
+//! its [`PayloadFormat`]. A receiver decodes only the format it knows and refuses any
+//! other with an error naming it, so a change of encoding can never be mis-parsed.
 
 use crate::command::CommandError;
 use crate::error::DcsError;
+use crate::pb::{Envelope, PayloadFormat};
 use crate::NodeId;
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
+/// The payload format this node sends, and the only one it accepts.
+pub const PAYLOAD_FORMAT: PayloadFormat = PayloadFormat::Json;
+
+/// An envelope whose payload could not be encoded or decoded.
+#[derive(Debug, thiserror::Error)]
+pub enum PayloadError {
+    /// The envelope names a payload format this node does not speak.
+    #[error(
+        "unsupported peer payload format {format} ({}); this node speaks format {} ({})",
+        format_name(*.format),
+        PAYLOAD_FORMAT as i32,
+        PAYLOAD_FORMAT.as_str_name()
+    )]
+    UnsupportedFormat {
+        /// The format number received.
+        format: i32,
+    },
+    /// The payload is in our format but is not the type the call expects.
+    #[error("the payload does not decode as {ty}")]
+    Decode {
+        /// The expected type.
+        ty: &'static str,
+        /// serde's error.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// The value could not be encoded.
+    #[error("cannot encode {ty}")]
+    Encode {
+        /// The type.
+        ty: &'static str,
+        /// serde's error.
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+fn format_name(format: i32) -> &'static str {
+    PayloadFormat::try_from(format).map_or("unknown", |f| f.as_str_name())
+}
+
+/// The refusal a peer gets: an unsupported format means the call was not processed
+/// (`failed_precondition`, which a sender reads as "not delivered"); a payload that does
+/// not decode is the sender's mistake (`invalid_argument`).
+impl From<PayloadError> for tonic::Status {
+    fn from(e: PayloadError) -> Self {
+        match e {
+            PayloadError::UnsupportedFormat { .. } => tonic::Status::failed_precondition(e.to_string()),
+            PayloadError::Decode { .. } => {
+                tonic::Status::invalid_argument(format!("bad payload: {}", crate::error_chain(&e)))
+            }
+            PayloadError::Encode { .. } => tonic::Status::internal(crate::error_chain(&e)),
+        }
+    }
+}
+
+/// `value` in an envelope for node `target` (0: any), in [`PAYLOAD_FORMAT`].
+pub fn encode<T: Serialize>(target: NodeId, value: &T) -> Result<Envelope, PayloadError> {
+    let payload = serde_json::to_vec(value).map_err(|source| PayloadError::Encode {
+        ty: std::any::type_name::<T>(),
+        source,
+    })?;
+    Ok(Envelope {
+        target,
+        payload,
+        payload_format: PAYLOAD_FORMAT as i32,
+        snapshot_chunk: Vec::new(),
+    })
+}
+
+/// The value in `env`, after checking that its payload is in [`PAYLOAD_FORMAT`].
+pub fn decode<T: DeserializeOwned>(env: &Envelope) -> Result<T, PayloadError> {
+    if env.payload_format != PAYLOAD_FORMAT as i32 {
+        return Err(PayloadError::UnsupportedFormat {
+            format: env.payload_format,
+        });
+    }
+    serde_json::from_slice(&env.payload).map_err(|source| PayloadError::Decode {
+        ty: std::any::type_name::<T>(),
+        source,
+    })
+}
+
 /// Hello request: empty.
-#[derive(Serialize, Deserialize, Default)]
+#[derive(Debug, Serialize, Deserialize, Default)]
 pub struct Hello {}
 
 /// Who a node is and whether it belongs to an initialised cluster.
@@ -28,7 +117,7 @@ pub struct HelloReply {
 }
 
 /// A read served by the receiving node.
-#[derive(Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct Read {
     /// The key, or the prefix.
     pub key: String,
@@ -228,4 +317,104 @@ pub struct ClusterStatus {
     pub applied: u64,
     /// Members.
     pub members: Vec<MemberStatus>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_message_round_trips_in_the_current_format() {
+        let env = encode(
+            7,
+            &Read {
+                key: "/a".into(),
+                prefix: true,
+            },
+        )
+        .unwrap();
+        assert_eq!(env.target, 7);
+        assert_eq!(env.payload_format, PayloadFormat::Json as i32);
+        let r: Read = decode(&env).unwrap();
+        assert_eq!((r.key.as_str(), r.prefix), ("/a", true));
+    }
+
+    #[test]
+    fn an_unknown_payload_format_is_refused_naming_it() {
+        let mut env = encode(7, &Hello::default()).unwrap();
+        env.payload_format = 9;
+        let e = decode::<Hello>(&env).unwrap_err();
+        assert!(
+            matches!(e, PayloadError::UnsupportedFormat { format: 9 }),
+            "{e:?}"
+        );
+        let status = tonic::Status::from(e);
+        assert_eq!(status.code(), tonic::Code::FailedPrecondition);
+        assert!(
+            status.message().contains("format 9 (unknown)"),
+            "{}",
+            status.message()
+        );
+        assert!(
+            status.message().contains("format 1 (PAYLOAD_FORMAT_JSON)"),
+            "{}",
+            status.message()
+        );
+    }
+
+    #[test]
+    fn an_envelope_without_a_format_is_refused() {
+        let mut env = encode(7, &Hello::default()).unwrap();
+        env.payload_format = PayloadFormat::Unspecified as i32;
+        let status = tonic::Status::from(decode::<Hello>(&env).unwrap_err());
+        assert_eq!(status.code(), tonic::Code::FailedPrecondition);
+        assert!(
+            status.message().contains("PAYLOAD_FORMAT_UNSPECIFIED"),
+            "{}",
+            status.message()
+        );
+    }
+
+    #[test]
+    fn a_payload_of_the_wrong_type_is_an_invalid_argument() {
+        let env = encode(7, &Hello::default()).unwrap();
+        let status = tonic::Status::from(decode::<Read>(&env).unwrap_err());
+        assert_eq!(status.code(), tonic::Code::InvalidArgument);
+        assert!(
+            status.message().starts_with("bad payload: "),
+            "{}",
+            status.message()
+        );
+    }
+
+    #[test]
+    fn read_errors_are_typed_on_the_wire() {
+        let r: Result<Vec<crate::KeyValue>, ReadError> = Err(ReadError::NotAMember);
+        let env = encode(0, &r).unwrap();
+        let back: Result<Vec<crate::KeyValue>, ReadError> = decode(&env).unwrap();
+        assert_eq!(back, Err(ReadError::NotAMember));
+        let timeout = ReadError::from(DcsError::Timeout {
+            op: "read",
+            after: Duration::from_secs(5),
+        });
+        assert_eq!(
+            timeout,
+            ReadError::Timeout {
+                after: Duration::from_secs(5)
+            }
+        );
+    }
+
+    #[test]
+    fn read_index_and_write_errors_round_trip() {
+        let r: Result<u64, ReadIndexError> = Err(ReadIndexError::NotLeader { leader: Some(3) });
+        let back: Result<u64, ReadIndexError> = decode(&encode(0, &r).unwrap()).unwrap();
+        assert_eq!(back, r);
+        let w: Result<(), RemoteWriteError> = Err(RemoteWriteError::Unknown(WriteUnknown::LeaderChanged));
+        let back: Result<(), RemoteWriteError> = decode(&encode(0, &w).unwrap()).unwrap();
+        assert!(matches!(
+            back,
+            Err(RemoteWriteError::Unknown(WriteUnknown::LeaderChanged))
+        ));
+    }
 }
