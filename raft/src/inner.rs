@@ -36,6 +36,7 @@ pub(crate) const RETRY_MIN: Duration = Duration::from_millis(10);
 pub(crate) const RETRY_MAX: Duration = Duration::from_millis(100);
 
 impl NodeInner {
+    /// The Raft leader this node knows of, with its address book entry.
     pub(crate) fn leader(&self) -> Option<(NodeId, Node)> {
         let m = self.raft.metrics();
         let m = m.borrow();
