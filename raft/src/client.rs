@@ -4,7 +4,7 @@
 
 use crate::command::{Command, CommandError, CommandResult, Condition, KeyValue};
 use crate::network::{CallError, PeerClients, Rpc};
-use crate::node::wire::{self, AdminError, AdminReply, AdminRequest, HelloReply, RemoteWriteError};
+use crate::wire::{self, AdminError, AdminReply, AdminRequest, HelloReply, ReadError, RemoteWriteError};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,9 +21,9 @@ pub enum ClientError {
     /// The call reached a member but its outcome is unknown (a write may still commit).
     #[error("outcome unknown: {0}")]
     Unknown(String),
-    /// The member answered with an error.
-    #[error("{0}")]
-    Remote(String),
+    /// The member could not serve a linearizable read.
+    #[error(transparent)]
+    Read(#[from] ReadError),
     /// The command was refused before it was proposed.
     #[error("invalid command")]
     Invalid(#[source] CommandError),
@@ -99,7 +99,7 @@ impl RaftClient {
         r.map_err(|e| match e {
             RemoteWriteError::Invalid(e) => ClientError::Invalid(e),
             RemoteWriteError::NotLeader => ClientError::Unknown("no leader".into()),
-            RemoteWriteError::Unknown(w) => ClientError::Unknown(w),
+            RemoteWriteError::Unknown(w) => ClientError::Unknown(w.to_string()),
         })
     }
 
@@ -122,7 +122,7 @@ impl RaftClient {
 
     /// Linearizable read of one key.
     pub async fn get(&self, key: &str) -> Result<Option<KeyValue>, ClientError> {
-        let r: Result<Vec<KeyValue>, String> = self
+        let r: Result<Vec<KeyValue>, ReadError> = self
             .call_until(
                 Rpc::Read,
                 &wire::Read {
@@ -132,12 +132,12 @@ impl RaftClient {
                 not_member,
             )
             .await?;
-        Ok(r.map_err(ClientError::Remote)?.into_iter().next())
+        Ok(r?.into_iter().next())
     }
 
     /// Linearizable read of a prefix.
     pub async fn list(&self, prefix: &str) -> Result<Vec<KeyValue>, ClientError> {
-        let r: Result<Vec<KeyValue>, String> = self
+        let r: Result<Vec<KeyValue>, ReadError> = self
             .call_until(
                 Rpc::Read,
                 &wire::Read {
@@ -147,7 +147,7 @@ impl RaftClient {
                 not_member,
             )
             .await?;
-        r.map_err(ClientError::Remote)
+        Ok(r?)
     }
 
     /// Membership administration (run on the leader).
@@ -169,6 +169,6 @@ impl RaftClient {
     }
 }
 
-fn not_member(r: &Result<Vec<KeyValue>, String>) -> bool {
-    matches!(r, Err(e) if e == crate::node::NOT_A_MEMBER)
+fn not_member(r: &Result<Vec<KeyValue>, ReadError>) -> bool {
+    matches!(r, Err(ReadError::NotAMember))
 }

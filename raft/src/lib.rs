@@ -5,19 +5,33 @@
 //! it through the [`dcs::Dcs`] trait.
 //!
 //! # Layout
+//! Listed from the bottom up: a module uses only modules above it in this list (and the
+//! crate root's types), so the imports form a strict stack.
 //! - [`command`]: the replicated commands (put, delete, expire) and their conditions.
 //! - [`keyspace`]: the in-memory keyspace and the pure apply function.
-//! - [`state_machine`]: openraft's state machine over the keyspace; snapshots; watch events.
-//! - [`log_store`]: openraft's log storage in sled (the only module that knows sled).
-//! - [`lease`]: per-node lease deadlines and the leader-only reaper.
-//! - [`read_index`]: leader-confirmed read indexes (with the floor of a restored leader).
-//! - [`network`]: the gRPC peer transport (client side) with optional fault injection.
-//! - [`server`]: the gRPC peer service.
-//! - [`tls`]: TLS for gRPC (mutual TLS between peers), server and client side.
-//! - `proposer`: group commit of the leader's client writes.
-//! - [`node`]: a running DCS member: start, discovery and bootstrap, reads, writes, membership.
+//! - [`error`]: [`DcsError`], the errors at the DCS boundary.
 //! - [`dcs`]: the `Dcs` trait the HA loop uses, implemented by [`node::RaftNode`] and by an
 //!   in-memory fake for unit tests.
+//! - [`read_index`]: leader-confirmed read indexes (with the floor of a restored leader).
+//! - [`lease`]: per-node lease deadlines and the leader-only reaper.
+//! - [`log_store`]: openraft's log storage and the persisted snapshot in sled (the only
+//!   module that knows sled).
+//! - [`state_machine`]: openraft's state machine over the keyspace; snapshots; watch events.
+//! - [`tls`]: TLS for gRPC (mutual TLS between peers), server and client side.
+//! - [`wire`]: the peer protocol's own messages and typed errors, and the envelope codec
+//!   (payload format) every peer call goes through.
+//! - [`network`]: the gRPC peer transport (client side) with optional fault injection.
+//! - [`partition`]: a file-driven [`network::LinkFilter`] for partition tests of real
+//!   processes.
+//! - [`client`]: a DCS client for non-members (CLI, tests, benchmarks) over the peer service.
+//! - `proposer`: group commit of the leader's client writes.
+//! - [`config`]: how a node is started ([`NodeConfig`], [`RaftTiming`]).
+//! - `inner`: the state a running node shares between its tasks and its peer service.
+//! - `writes`, `reads`, `membership`, `discovery`: what a running node does (the write
+//!   path, linearizable reads, membership administration, discovery and bootstrap),
+//!   each adding methods to that shared state.
+//! - [`server`]: the gRPC peer service, serving the node's handlers.
+//! - [`node`]: a running DCS member: start and shutdown, and the [`Dcs`] implementation.
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 #![warn(missing_docs)]
 // openraft's StorageError (its API type, which our storage traits must return) is 224
@@ -26,19 +40,26 @@
 
 pub mod client;
 pub mod command;
+pub mod config;
 pub mod dcs;
+mod discovery;
 pub mod error;
+mod inner;
 pub mod keyspace;
 pub mod lease;
 pub mod log_store;
+mod membership;
 pub mod network;
 pub mod node;
 pub mod partition;
 mod proposer;
 pub mod read_index;
+mod reads;
 pub mod server;
 pub mod state_machine;
 pub mod tls;
+pub mod wire;
+mod writes;
 
 /// Generated protobuf types of `pgwarden.raft.v1`.
 #[allow(missing_docs, clippy::all)]
@@ -90,8 +111,9 @@ pub type StoredMembership = openraft::StoredMembership<NodeId, Node>;
 pub type StorageError = openraft::StorageError<NodeId>;
 
 pub use command::{Command, CommandResult, Condition, KeyValue, Proposal};
+pub use config::{NodeConfig, RaftTiming};
 pub use dcs::{Dcs, DcsError, MemDcs, WatchEvent, WriteOutcome};
-pub use node::{NodeConfig, RaftNode, RaftTiming};
+pub use node::RaftNode;
 
 /// An error with its causes, `a: b: c`, for a log line or a message to a person. Error
 /// types here keep their cause in `source()` rather than in their own text, so this is

@@ -9,10 +9,10 @@
 //! hint, synced with the next append (see `save_committed`).
 
 use crate::read_index::ReadFloor;
-use crate::state_machine::StoredSnapshot;
-use crate::{LogId, NodeId, StorageError, TypeConfig};
-use openraft::storage::{LogFlushed, LogState, RaftLogReader, RaftLogStorage};
+use crate::{LogId, Node, NodeId, StorageError, TypeConfig};
+use openraft::storage::{LogFlushed, LogState, RaftLogReader, RaftLogStorage, SnapshotMeta};
 use openraft::{ErrorSubject, ErrorVerb, StorageIOError, Vote};
+use serde::{Deserialize, Serialize};
 use std::fmt::Debug;
 use std::fs::File;
 use std::ops::{Bound, RangeBounds};
@@ -465,6 +465,20 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             .map_err(|e| StorageIOError::write_logs(&e))?;
         Ok(())
     }
+}
+
+/// A snapshot as persisted: openraft's metadata plus the state machine's encoded data
+/// (see `state_machine.rs`). Defined here because this module owns what it writes to sled;
+/// the state machine depends on the store, never the reverse.
+///
+/// On disk this is JSON, and serde writes `data` as an array of numbers. That is wasteful
+/// but it is the store's format: changing it would make existing stores unreadable.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct StoredSnapshot {
+    /// openraft's snapshot metadata.
+    pub meta: SnapshotMeta<NodeId, Node>,
+    /// The encoded keyspace.
+    pub data: Vec<u8>,
 }
 
 /// The persisted snapshot, written durably before openraft is told about it.

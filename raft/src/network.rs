@@ -6,7 +6,7 @@
 //! wiped and re-created member, a config typo) cannot vote or append.
 
 use crate::pb::raft_service_client::RaftServiceClient;
-use crate::pb::Envelope;
+use crate::wire::{self, PayloadError};
 use crate::{Node, NodeId, TypeConfig};
 use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable};
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
@@ -72,14 +72,23 @@ pub enum CallError {
         /// What tonic said.
         status: Box<tonic::Status>,
     },
-    /// The reply did not decode.
+    /// The request could not be encoded; it was not sent.
+    #[error("cannot encode the request to {addr}")]
+    Encode {
+        /// The peer.
+        addr: String,
+        /// The encode error.
+        #[source]
+        source: PayloadError,
+    },
+    /// The reply did not decode (or came in a payload format this node does not speak).
     #[error("bad reply from {addr}")]
     Decode {
         /// The peer.
         addr: String,
         /// The decode error.
         #[source]
-        source: serde_json::Error,
+        source: PayloadError,
     },
 }
 
@@ -138,13 +147,28 @@ impl PeerClients {
         Ok(client)
     }
 
-    /// Calls `rpc` on the node `target` (0: whoever answers at `addr`) with a JSON payload.
+    /// Calls `rpc` on the node `target` (0: whoever answers at `addr`), with `req` and the
+    /// reply in the envelope's payload format ([`wire::encode`], [`wire::decode`]).
     pub async fn call<Req: Serialize, Resp: DeserializeOwned>(
         &self,
         rpc: Rpc,
         target: NodeId,
         addr: &str,
         req: &Req,
+        timeout: Duration,
+    ) -> Result<Resp, CallError> {
+        self.call_with_chunk(rpc, target, addr, req, Vec::new(), timeout)
+            .await
+    }
+
+    /// [`Self::call`] with a snapshot chunk carried as raw bytes beside the payload.
+    async fn call_with_chunk<Req: Serialize, Resp: DeserializeOwned>(
+        &self,
+        rpc: Rpc,
+        target: NodeId,
+        addr: &str,
+        req: &Req,
+        snapshot_chunk: Vec<u8>,
         timeout: Duration,
     ) -> Result<Resp, CallError> {
         if let Some(f) = &self.filter {
@@ -155,12 +179,13 @@ impl PeerClients {
                 });
             }
         }
-        let payload = serde_json::to_vec(req).map_err(|e| CallError::Decode {
+        let mut envelope = wire::encode(target, req).map_err(|source| CallError::Encode {
             addr: addr.into(),
-            source: e,
+            source,
         })?;
+        envelope.snapshot_chunk = snapshot_chunk;
         let mut client = self.client(addr)?;
-        let mut request = tonic::Request::new(Envelope { target, payload });
+        let mut request = tonic::Request::new(envelope);
         request.set_timeout(timeout);
         let reply = match rpc {
             Rpc::AppendEntries => client.append_entries(request).await,
@@ -173,9 +198,9 @@ impl PeerClients {
             Rpc::Admin => client.admin(request).await,
         };
         let reply = reply.map_err(|status| classify(addr, status))?.into_inner();
-        serde_json::from_slice(&reply.payload).map_err(|e| CallError::Decode {
+        wire::decode(&reply).map_err(|source| CallError::Decode {
             addr: addr.into(),
-            source: e,
+            source,
         })
     }
 }
@@ -228,11 +253,19 @@ impl PeerConnection {
         &self,
         rpc: Rpc,
         req: &Req,
+        snapshot_chunk: Vec<u8>,
         option: &RPCOption,
     ) -> Result<Resp, RPCError<NodeId, Node, RaftError<NodeId, E>>> {
         let res: Result<Result<Resp, RaftError<NodeId, E>>, CallError> = self
             .peers
-            .call(rpc, self.target, &self.addr, req, option.hard_ttl())
+            .call_with_chunk(
+                rpc,
+                self.target,
+                &self.addr,
+                req,
+                snapshot_chunk,
+                option.hard_ttl(),
+            )
             .await;
         match res {
             Ok(Ok(resp)) => Ok(resp),
@@ -250,18 +283,21 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, Node, RaftError<NodeId>>> {
-        self.raft_call(Rpc::AppendEntries, &rpc, &option).await
+        self.raft_call(Rpc::AppendEntries, &rpc, Vec::new(), &option)
+            .await
     }
 
     async fn install_snapshot(
         &mut self,
-        rpc: InstallSnapshotRequest<TypeConfig>,
+        mut rpc: InstallSnapshotRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<
         InstallSnapshotResponse<NodeId>,
         RPCError<NodeId, Node, RaftError<NodeId, InstallSnapshotError>>,
     > {
-        self.raft_call(Rpc::InstallSnapshot, &rpc, &option).await
+        // The chunk travels as raw bytes beside the JSON, not as a JSON array of numbers.
+        let chunk = std::mem::take(&mut rpc.data);
+        self.raft_call(Rpc::InstallSnapshot, &rpc, chunk, &option).await
     }
 
     async fn vote(
@@ -269,6 +305,6 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
         rpc: VoteRequest<NodeId>,
         option: RPCOption,
     ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, Node, RaftError<NodeId>>> {
-        self.raft_call(Rpc::Vote, &rpc, &option).await
+        self.raft_call(Rpc::Vote, &rpc, Vec::new(), &option).await
     }
 }

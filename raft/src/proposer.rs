@@ -12,7 +12,7 @@
 //! [`Proposal`]); a command that would conflict waits for the next proposal.
 
 use crate::command::{Command, CommandResult, Proposal};
-use crate::node::wire::RemoteWriteError;
+use crate::wire::{RemoteWriteError, WriteUnknown};
 use crate::Raft;
 use openraft::error::{ClientWriteError, RaftError};
 use std::collections::HashSet;
@@ -51,10 +51,10 @@ impl Proposer {
     pub(crate) async fn propose(&self, cmd: Command) -> Result<CommandResult, RemoteWriteError> {
         let (tx, rx) = oneshot::channel();
         if self.tx.send((cmd, tx)).is_err() {
-            return Err(RemoteWriteError::Unknown("the node is shutting down".into()));
+            return Err(RemoteWriteError::Unknown(WriteUnknown::ShuttingDown));
         }
         rx.await
-            .unwrap_or_else(|_| Err(RemoteWriteError::Unknown("the node is shutting down".into())))
+            .unwrap_or(Err(RemoteWriteError::Unknown(WriteUnknown::ShuttingDown)))
     }
 }
 
@@ -115,18 +115,16 @@ async fn propose(raft: &Raft, batch: Vec<(Command, Reply)>) {
         Ok(resp) => {
             let mut results = resp.data.into_iter();
             for reply in replies {
-                let r = results
-                    .next()
-                    .ok_or_else(|| RemoteWriteError::Unknown("no result for the write".into()));
+                let r = results.next().ok_or_else(|| {
+                    RemoteWriteError::Unknown(WriteUnknown::Raft("no result for the write".into()))
+                });
                 let _ = reply.send(r);
             }
         }
         Err(e) => {
             let why = match e {
-                RaftError::APIError(ClientWriteError::ForwardToLeader(_)) => {
-                    "leadership changed while the write was pending".to_string()
-                }
-                e => e.to_string(),
+                RaftError::APIError(ClientWriteError::ForwardToLeader(_)) => WriteUnknown::LeaderChanged,
+                e => WriteUnknown::Raft(e.to_string()),
             };
             for reply in replies {
                 let _ = reply.send(Err(RemoteWriteError::Unknown(why.clone())));

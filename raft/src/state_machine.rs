@@ -8,7 +8,7 @@
 use crate::dcs::WatchEvent;
 use crate::keyspace::{Change, Keyspace};
 use crate::lease::LeaseEvent;
-use crate::log_store::SnapshotStore;
+use crate::log_store::{SnapshotStore, StoredSnapshot};
 use crate::{CommandResult, KeyValue, LogId, Node, NodeId, StorageError, StoredMembership, TypeConfig};
 use openraft::storage::{RaftStateMachine, Snapshot, SnapshotMeta};
 use openraft::{EntryPayload, RaftSnapshotBuilder, StorageIOError};
@@ -29,15 +29,6 @@ struct SnapshotData {
     keyspace: Keyspace,
     last_applied: Option<LogId>,
     membership: StoredMembership,
-}
-
-/// A snapshot as persisted: openraft's metadata plus the encoded [`SnapshotData`].
-#[derive(Clone, Serialize, Deserialize)]
-pub struct StoredSnapshot {
-    /// openraft's snapshot metadata.
-    pub meta: SnapshotMeta<NodeId, Node>,
-    /// The encoded keyspace.
-    pub data: Vec<u8>,
 }
 
 #[derive(Default)]

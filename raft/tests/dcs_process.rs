@@ -5,7 +5,7 @@
 mod common;
 
 use common::{wait_for, ProcCluster};
-use pgwarden_raft::node::wire::{AdminReply, AdminRequest};
+use pgwarden_raft::wire::{AdminReply, AdminRequest};
 use pgwarden_raft::Condition;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};

@@ -7,7 +7,7 @@ mod common;
 mod harness;
 
 use harness::{wait_for, Cluster};
-use pgwarden_raft::node::wire::{AdminReply, AdminRequest};
+use pgwarden_raft::wire::{AdminReply, AdminRequest};
 use pgwarden_raft::{Condition, Dcs, DcsError, NodeConfig, RaftNode, WatchEvent};
 use std::sync::Arc;
 use std::time::Duration;

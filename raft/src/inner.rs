@@ -1,0 +1,57 @@
+//! The state one running node shares between its tasks, its `RaftNode`
+//! handle and its peer service ([`NodeInner`]), with the two queries every path asks:
+//! who leads, and whether this node belongs to a cluster. The write path, the read
+//! path, membership administration and discovery add their methods to `NodeInner` in
+//! their own modules (`writes`, `reads`, `membership`, `discovery`).
+
+use crate::config::NodeConfig;
+use crate::log_store::SledStore;
+use crate::network::PeerClients;
+use crate::proposer::Proposer;
+use crate::read_index::ReadFloor;
+use crate::state_machine::SmShared;
+use crate::{Node, NodeId, Raft};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// Everything one node shares between its tasks and its handle.
+pub(crate) struct NodeInner {
+    pub(crate) id: NodeId,
+    pub(crate) me: Node,
+    pub(crate) raft: Raft,
+    pub(crate) sm: Arc<SmShared>,
+    pub(crate) peers: PeerClients,
+    pub(crate) store: SledStore,
+    pub(crate) config: NodeConfig,
+    pub(crate) shutdown: CancellationToken,
+    /// Reads served as a leader restored in its old term wait for its startup log.
+    pub(crate) read_floor: ReadFloor,
+    /// Batches the leader's client writes (group commit).
+    pub(crate) proposer: Proposer,
+}
+
+/// Shortest and longest pause between retries while no leader is known.
+pub(crate) const RETRY_MIN: Duration = Duration::from_millis(10);
+pub(crate) const RETRY_MAX: Duration = Duration::from_millis(100);
+
+impl NodeInner {
+    /// The Raft leader this node knows of, with its address book entry.
+    pub(crate) fn leader(&self) -> Option<(NodeId, Node)> {
+        let m = self.raft.metrics();
+        let m = m.borrow();
+        let lid = m.current_leader?;
+        let node = m.membership_config.membership().get_node(&lid)?.clone();
+        Some((lid, node))
+    }
+
+    /// Whether this node belongs to a cluster; a node waiting to be added answers client
+    /// calls at once so the caller tries another member. Read from the metrics (openraft's
+    /// `is_initialized` test: a log or a vote), not through `Raft::is_initialized`, which
+    /// queues behind the log flushes in openraft's core on every client call.
+    pub(crate) async fn is_member(&self) -> bool {
+        let m = self.raft.metrics();
+        let m = m.borrow();
+        m.last_log_index.is_some() || m.vote != openraft::Vote::default()
+    }
+}

@@ -1,0 +1,167 @@
+//! Membership administration and status: `Hello` (who a node is), the cluster status as
+//! a node sees it, and adding or removing members on the leader (forwarded there from
+//! any member).
+
+use crate::inner::NodeInner;
+use crate::network::{CallError, Rpc};
+use crate::wire::{self, AdminError, AdminReply, AdminRequest, ClusterStatus, HelloReply, MemberStatus};
+use crate::{Node, NodeId};
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+impl NodeInner {
+    pub(crate) async fn hello(&self) -> HelloReply {
+        HelloReply {
+            node_id: self.id,
+            name: self.me.name.clone(),
+            addr: self.me.addr.clone(),
+            initialized: self.raft.is_initialized().await.unwrap_or(false),
+            leader: self.raft.metrics().borrow().current_leader,
+        }
+    }
+
+    pub(crate) fn status(&self) -> ClusterStatus {
+        let m = self.raft.metrics().borrow().clone();
+        let membership = m.membership_config.membership();
+        let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
+        let members = membership
+            .nodes()
+            .map(|(id, node)| MemberStatus {
+                id: *id,
+                name: node.name.clone(),
+                addr: node.addr.clone(),
+                voter: voters.contains(id),
+                matched: m
+                    .replication
+                    .as_ref()
+                    .and_then(|r| r.get(id).cloned().flatten())
+                    .map(|l| l.index),
+            })
+            .collect();
+        ClusterStatus {
+            me: self.id,
+            leader: m.current_leader,
+            term: m.current_term,
+            last_log_index: m.last_log_index.unwrap_or(0),
+            applied: m.last_applied.map_or(0, |l| l.index),
+            members,
+        }
+    }
+
+    pub(crate) async fn serve_admin(&self, req: AdminRequest) -> Result<AdminReply, AdminError> {
+        if !self.is_member().await {
+            return Err(AdminError::NoLeader);
+        }
+        // With no leader known, a node's own status is still worth answering.
+        if matches!(req, AdminRequest::Status) && self.leader().is_none() {
+            return Ok(AdminReply::Status(self.status()));
+        }
+        match self.leader() {
+            Some((lid, _)) if lid == self.id => self.admin_local(req).await,
+            Some((lid, node)) => {
+                let r: Result<Result<AdminReply, AdminError>, CallError> = self
+                    .peers
+                    .call(Rpc::Admin, lid, &node.addr, &req, Duration::from_secs(120))
+                    .await;
+                r.map_err(|e| AdminError::Raft(format!("forwarding to the leader: {e}")))?
+            }
+            None => Err(AdminError::NoLeader),
+        }
+    }
+
+    async fn admin_local(&self, req: AdminRequest) -> Result<AdminReply, AdminError> {
+        match req {
+            AdminRequest::Status => Ok(AdminReply::Status(self.status())),
+            AdminRequest::AddMember { addr, replace } => {
+                let hello: HelloReply = self
+                    .peers
+                    .call(
+                        Rpc::Hello,
+                        0,
+                        &addr,
+                        &wire::Hello::default(),
+                        Duration::from_secs(2),
+                    )
+                    .await
+                    .map_err(|e| AdminError::Unreachable {
+                        addr: addr.clone(),
+                        reason: e.to_string(),
+                    })?;
+                let membership = self
+                    .raft
+                    .metrics()
+                    .borrow()
+                    .membership_config
+                    .membership()
+                    .clone();
+                let mut voters: BTreeSet<NodeId> = membership.voter_ids().collect();
+                if voters.contains(&hello.node_id) {
+                    return Err(AdminError::AlreadyMember(hello.node_id));
+                }
+                let same_name: Vec<NodeId> = membership
+                    .nodes()
+                    .filter(|(id, n)| n.name == hello.name && **id != hello.node_id)
+                    .map(|(id, _)| *id)
+                    .collect();
+                if let Some(old) = same_name.first() {
+                    if !replace {
+                        return Err(AdminError::NameTaken {
+                            name: hello.name,
+                            id: *old,
+                        });
+                    }
+                }
+                let node = Node {
+                    name: hello.name.clone(),
+                    addr: hello.addr.clone(),
+                };
+                tracing::info!(node_id = hello.node_id, node = %node, "adding member as learner");
+                // Blocking: returns once the learner has caught up (by log or snapshot),
+                // so promoting it to voter cannot stall the quorum.
+                self.raft
+                    .add_learner(hello.node_id, node, true)
+                    .await
+                    .map_err(|e| AdminError::Raft(e.to_string()))?;
+                for old in &same_name {
+                    voters.remove(old);
+                }
+                voters.insert(hello.node_id);
+                // One joint-consensus change swaps the dead member for the new one, so the
+                // voter count never drops below three on the way.
+                self.raft
+                    .change_membership(voters, false)
+                    .await
+                    .map_err(|e| AdminError::Raft(e.to_string()))?;
+                tracing::info!(node_id = hello.node_id, replaced = ?same_name, "member is now a voter");
+                Ok(AdminReply::Added(MemberStatus {
+                    id: hello.node_id,
+                    name: hello.name,
+                    addr: hello.addr,
+                    voter: true,
+                    matched: None,
+                }))
+            }
+            AdminRequest::RemoveMember { member } => {
+                let membership = self
+                    .raft
+                    .metrics()
+                    .borrow()
+                    .membership_config
+                    .membership()
+                    .clone();
+                let id = membership
+                    .nodes()
+                    .find(|(id, n)| n.name == member || id.to_string() == member)
+                    .map(|(id, _)| *id)
+                    .ok_or_else(|| AdminError::UnknownMember(member.clone()))?;
+                let voters: BTreeSet<NodeId> = membership.voter_ids().filter(|v| *v != id).collect();
+                self.raft
+                    .change_membership(voters, false)
+                    .await
+                    .map_err(|e| AdminError::Raft(e.to_string()))?;
+                tracing::info!(node_id = id, member = %member, "member removed");
+                Ok(AdminReply::Removed(id))
+            }
+        }
+    }
+}
