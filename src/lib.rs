@@ -1,11 +1,23 @@
 //! pgwarden: PostgreSQL high availability in one binary.
 //!
 //! # Layout
+//! The modules form a stack: each uses only those listed above it, never one below (the
+//! `pgwarden-raft` crate, the DCS, sits under all of them).
 //! - [`types`]: newtypes shared by every module (member names, LSNs, timelines).
-//! - [`config`]: the Patroni-layout YAML configuration, environment overrides and validation.
-//! - [`postgres`]: everything done to the local PostgreSQL instance; executes and observes, decides nothing.
-//! - [`process`]: spawning children (PostgreSQL's tools, user scripts): clean environment, user switch, time limits.
+//! - [`error`]: the one renderer of an error and its causes for log lines.
+//! - [`shell`]: word splitting for the commands users configure (callbacks, replica methods).
+//! - [`config`]: the Patroni-layout YAML configuration, the typed dynamic configuration,
+//!   environment overrides and validation.
 //! - [`dcs`]: the DCS the HA loop sees (re-exported from the `pgwarden-raft` crate).
+//! - [`process`]: spawning children (PostgreSQL's tools, user scripts): clean environment, user switch, time limits.
+//! - [`postgres`]: everything done to the local PostgreSQL instance; executes and observes, decides nothing.
+//! - [`ha`]: the HA loop: the cluster view, the pure decision, the leader lease and its fence,
+//!   the runner that acts, synchronous replication, slots, failsafe, callbacks and the watchdog.
+//! - [`api`]: Patroni's REST API, answering from the HA loop's published state and the DCS.
+//! - [`grpc`]: the gRPC admin API (`pgwarden.admin.v1`), served from the same code as the REST API.
+//! - [`ctl`]: `pgwardenctl`, the admin CLI (a gRPC client, patronictl's commands and output).
+//! - [`daemon`]: wiring a member (or a witness) together from its configuration.
+//! - [`demo`]: `pgwarden demo`, a three-member cluster on loopback, narrated.
 //! - [`sd_notify`]: readiness and stopping notifications to systemd (`Type=notify`).
 //! - [`generate`]: the hidden `generate man|completions` subcommand used by packaging.
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]

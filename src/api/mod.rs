@@ -6,14 +6,14 @@
 //! - [`cluster`]: the DCS snapshot the handlers read, GET /cluster, /history, /config, /failsafe,
 //!   PATCH and PUT /config, DELETE /switchover.
 //! - [`manual`]: POST /switchover and /failover.
-//! - [`actions`]: the request channel to the HA loop (restart, reload, reinitialize).
+//! - [`actions`]: the endpoints that hand work to the HA loop (restart, reload, reinitialize).
 //! - [`metrics`]: GET /metrics (Prometheus text).
 //! - [`security`]: Basic auth, allowlist and client-certificate checks on unsafe requests.
 //! - [`serve`]: the listener loop (plain TCP or TLS) that daemons and tests start.
 //! - [`error`]: [`error::ApiError`], every failure mapped to Patroni's status code and text.
 //!
 //! The API never changes PostgreSQL itself: it writes DCS keys Patroni's API writes
-//! (failover, config) and hands everything else to the HA loop through [`actions::ApiRequest`].
+//! (failover, config) and hands everything else to the HA loop through [`crate::ha::requests::ApiRequest`].
 pub mod actions;
 
 /// The Patroni release whose REST API this one reproduces. GET /patroni reports it as

@@ -1,11 +1,21 @@
-//! The HA loop: observe → decide (pure) → act.
+//! The HA loop: observe → decide (pure) → act, around the leader lease.
 //!
-//! - [`view`]: Patroni's DCS keys parsed into a [`view::ClusterView`].
-//! - [`decide`]: the pure decision table.
+//! Pure (no I/O, tested by tables):
+//! - [`view`]: Patroni's DCS keys parsed into a [`view::ClusterView`], with the typed dynamic
+//!   configuration every reader goes through.
+//! - [`decide`]: the decision table: what this member does next.
+//! - [`sync`]: synchronous replication: who is synchronous, SSN, the order of changes.
+//! - [`slots`]: which replication slots a member keeps, and the leader's `status` key.
+//! - [`failsafe`]: keeping a primary through a DCS outage on its members' word (the state and
+//!   the list are pure; asking the members is its one HTTP call).
+//! - [`requests`]: the loop's inbox: requests from the REST API (restart, reload, reinitialize).
+//! - [`status`]: the member's state as the REST API publishes it.
+//!
+//! Effects:
+//! - [`lease`]: the leader lease: the leader key, its deadline, the fence and the watchdog feed.
+//! - [`runner`]: the loop itself, which carries the decisions out on PostgreSQL and the DCS.
 //! - [`callbacks`]: the user scripts run around PostgreSQL events.
 //! - [`watchdog`]: the kernel watchdog a primary keeps fed.
-//! - [`failsafe`]: keeping a primary through a DCS outage on its members' word.
-//! - [`slots`]: which replication slots a member keeps, and the leader's `status` key.
 pub mod callbacks;
 pub mod decide;
 pub mod failsafe;
