@@ -3,7 +3,7 @@
 
 use super::cli::Cli;
 use crate::config::{Config, HostPort, Strictness};
-use crate::grpc::pb::admin_service_client::AdminServiceClient;
+use crate::pb::admin_service_client::AdminServiceClient;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use tonic::service::interceptor::InterceptedService;

@@ -7,7 +7,7 @@ use super::prompt::{confirm, prompt};
 use super::render::{self, Format};
 use super::{diff, pyfmt};
 use crate::config::merge_patch;
-use crate::grpc::pb;
+use crate::pb;
 use serde_json::{Map, Value};
 use std::io::Write;
 use std::time::Duration;
