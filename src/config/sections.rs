@@ -459,7 +459,7 @@ pub struct Postgresql {
     pub custom_conf: Option<PathBuf>,
     /// Roles pgwarden connects as.
     pub authentication: PgAuthentication,
-    /// Local GUCs (cluster-wide ones only come from the DCS; see [`merge_parameters`]).
+    /// Local GUCs (cluster-wide ones only come from the DCS; see [`merge_parameters`](super::merge_parameters)).
     #[serde(default)]
     pub parameters: BTreeMap<String, GucValue>,
     /// pg_hba.conf lines (override the DCS ones).

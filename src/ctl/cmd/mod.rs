@@ -4,14 +4,14 @@
 //! [`run`] only dispatches the clap [`Command`] to one file per command group; the helpers
 //! every group needs (finding the cluster, selecting members, `--watch`) live here.
 //!
-//! - [`list`]: `list`, `topology`, `history`, `dsn`.
-//! - [`manual`]: `switchover` and `failover`, and the `--scheduled` timestamp parser.
-//! - [`config`]: `show-config` and `edit-config`.
-//! - [`actions`]: member actions: `restart`, `reinit`, `reload`, `flush`.
-//! - [`pause`]: `pause` and `resume`.
-//! - [`remove`]: `remove` (the cluster) and `remove-member`.
-//! - [`members`]: `members` (the Raft membership).
-//! - [`generate`]: `generate man|completions`.
+//! - `list`: `list`, `topology`, `history`, `dsn`.
+//! - `manual`: `switchover` and `failover`, and the `--scheduled` timestamp parser.
+//! - `config`: `show-config` and `edit-config`.
+//! - `actions`: member actions: `restart`, `reinit`, `reload`, `flush`.
+//! - `pause`: `pause` and `resume`.
+//! - `remove`: `remove` (the cluster) and `remove-member`.
+//! - `members`: `members` (the Raft membership).
+//! - `generate`: `generate man|completions`.
 
 mod actions;
 mod config;
