@@ -19,6 +19,7 @@
 //! - [`daemon`]: wiring a member (or a witness) together from its configuration.
 //! - [`demo`]: `pgwarden demo`, a three-member cluster on loopback, narrated.
 //! - [`sd_notify`]: readiness and stopping notifications to systemd (`Type=notify`).
+//! - [`pb`]: the generated protobuf types of the gRPC admin API, shared by server and client.
 //! - [`generate`]: the hidden `generate man|completions` subcommand used by packaging.
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
@@ -32,6 +33,7 @@ pub mod error;
 pub mod generate;
 pub mod grpc;
 pub mod ha;
+pub mod pb;
 pub mod postgres;
 pub mod process;
 pub mod sd_notify;

@@ -1,7 +1,7 @@
 //! pgwardenctl, the admin CLI: parse the command line, run, report. The commands live in
 //! `pgwarden::ctl`.
 use clap::Parser;
-use pgwarden::ctl::{chain, cli::Cli, commands};
+use pgwarden::ctl::{chain, cli::Cli, cmd};
 
 fn main() {
     let cli = Cli::parse();
@@ -19,7 +19,7 @@ fn main() {
             std::process::exit(1);
         }
     };
-    if let Err(e) = rt.block_on(commands::run(cli)) {
+    if let Err(e) = rt.block_on(cmd::run(cli)) {
         eprintln!("Error: {}", chain(&e));
         std::process::exit(1);
     }

@@ -8,9 +8,8 @@
 use super::defaults as d;
 use super::error::{ConfigError, ConfigWarning};
 use super::keys::{self, MethodNames, WalkReport, DCS_PREFIX};
-use super::values::{lenient, GucValue, Secs, ToolOptions};
-use serde::de::Error as _;
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use super::values::{lenient, GucValue, Secs, SyncMode, ToolOptions};
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 
@@ -136,51 +135,6 @@ pub struct DynamicConfig {
     /// Every other key, kept verbatim (including the `master_*` aliases).
     #[serde(flatten)]
     pub extra: Map<String, Value>,
-}
-
-/// `synchronous_mode`: Patroni accepts a boolean or `on` / `off` / `quorum`.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum SyncMode {
-    /// Asynchronous replication.
-    #[default]
-    Off,
-    /// Patroni-managed `synchronous_standby_names` with `synchronous_node_count` standbys.
-    On,
-    /// Quorum commit (`ANY k (...)`).
-    Quorum,
-}
-
-impl SyncMode {
-    /// Parses `on`/`off`/`quorum` and the boolean words.
-    pub fn parse(s: &str) -> Option<Self> {
-        match s.trim().to_ascii_lowercase().as_str() {
-            "quorum" => Some(SyncMode::Quorum),
-            other => keys::parse_bool(other).map(|b| if b { SyncMode::On } else { SyncMode::Off }),
-        }
-    }
-}
-
-impl Serialize for SyncMode {
-    /// Booleans for on/off so that every Patroni version and tool reading the key understands it.
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        match self {
-            SyncMode::Off => s.serialize_bool(false),
-            SyncMode::On => s.serialize_bool(true),
-            SyncMode::Quorum => s.serialize_str("quorum"),
-        }
-    }
-}
-
-impl<'de> Deserialize<'de> for SyncMode {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        match Value::deserialize(d)? {
-            Value::Bool(b) => Ok(if b { SyncMode::On } else { SyncMode::Off }),
-            Value::String(s) => {
-                SyncMode::parse(&s).ok_or_else(|| D::Error::custom(format!("bad synchronous_mode {s:?}")))
-            }
-            other => Err(D::Error::custom(format!("bad synchronous_mode {other}"))),
-        }
-    }
 }
 
 /// A permanent slot (`slots.<name>`).

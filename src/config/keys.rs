@@ -789,7 +789,7 @@ pub(crate) fn check(kind: Kind, v: &Value, key: &str) -> Result<(), ConfigError>
             if v.is_boolean() {
                 true
             } else if let Some(s) = v.as_str() {
-                if super::dynamic::SyncMode::parse(s).is_none() {
+                if super::values::SyncMode::parse(s).is_none() {
                     return Err(ConfigError::Invalid {
                         key: key.into(),
                         why: format!("{s:?} is not one of on, off, quorum"),
@@ -843,20 +843,11 @@ fn scalar_text(v: &Value) -> String {
 
 // ---- Environment -----------------------------------------------------------------------------
 
-/// Patroni's boolean words (`parse_bool`): on/off, true/false, yes/no, 1/0, case-insensitive.
-pub(crate) fn parse_bool(s: &str) -> Option<bool> {
-    match s.trim().to_ascii_lowercase().as_str() {
-        "on" | "true" | "yes" | "1" | "y" | "t" => Some(true),
-        "off" | "false" | "no" | "0" | "n" | "f" => Some(false),
-        _ => None,
-    }
-}
-
 /// Turns one environment value into a document value for a key of `kind`, the way Patroni does:
 /// lists may be `a,b` or YAML `[a, b]` / `- a`, mappings `k: v, k2: v2` or YAML `{...}`.
 fn env_value(kind: Kind, raw: &str) -> Result<Value, String> {
     match kind {
-        Kind::Bool => parse_bool(raw)
+        Kind::Bool => super::values::parse_bool(raw)
             .map(Value::Bool)
             .ok_or_else(|| format!("{raw:?} is not a boolean (true/false, on/off)")),
         Kind::Int => raw

@@ -1,8 +1,9 @@
 //! Unit tests of the configuration module.
 
 use super::*;
-use serde_json::json;
-use std::path::Path;
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 
 const FILE: &str = "test.yml";
 

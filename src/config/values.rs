@@ -431,8 +431,62 @@ pub(crate) mod lenient {
                 Some(0) => Some(false),
                 _ => None,
             },
-            Value::String(s) => crate::config::keys::parse_bool(s),
+            Value::String(s) => super::parse_bool(s),
             _ => None,
+        }
+    }
+}
+
+/// Patroni's boolean words (`parse_bool`): on/off, true/false, yes/no, 1/0, case-insensitive.
+pub(crate) fn parse_bool(s: &str) -> Option<bool> {
+    match s.trim().to_ascii_lowercase().as_str() {
+        "on" | "true" | "yes" | "1" | "y" | "t" => Some(true),
+        "off" | "false" | "no" | "0" | "n" | "f" => Some(false),
+        _ => None,
+    }
+}
+
+/// `synchronous_mode`: Patroni accepts a boolean or `on` / `off` / `quorum`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum SyncMode {
+    /// Asynchronous replication.
+    #[default]
+    Off,
+    /// Patroni-managed `synchronous_standby_names` with `synchronous_node_count` standbys.
+    On,
+    /// Quorum commit (`ANY k (...)`).
+    Quorum,
+}
+
+impl SyncMode {
+    /// Parses `on`/`off`/`quorum` and the boolean words.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "quorum" => Some(SyncMode::Quorum),
+            other => parse_bool(other).map(|b| if b { SyncMode::On } else { SyncMode::Off }),
+        }
+    }
+}
+
+impl Serialize for SyncMode {
+    /// Booleans for on/off so that every Patroni version and tool reading the key understands it.
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            SyncMode::Off => s.serialize_bool(false),
+            SyncMode::On => s.serialize_bool(true),
+            SyncMode::Quorum => s.serialize_str("quorum"),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for SyncMode {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        match Value::deserialize(d)? {
+            Value::Bool(b) => Ok(if b { SyncMode::On } else { SyncMode::Off }),
+            Value::String(s) => {
+                SyncMode::parse(&s).ok_or_else(|| D::Error::custom(format!("bad synchronous_mode {s:?}")))
+            }
+            other => Err(D::Error::custom(format!("bad synchronous_mode {other}"))),
         }
     }
 }

@@ -3,7 +3,7 @@
 
 use super::cli::Cli;
 use crate::config::{Config, HostPort, Strictness};
-use crate::grpc::pb::admin_service_client::AdminServiceClient;
+use crate::pb::admin_service_client::AdminServiceClient;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use tonic::service::interceptor::InterceptedService;
@@ -101,7 +101,7 @@ pub struct Target {
     /// Per-endpoint connection timeout.
     pub connect_timeout: Duration,
     /// The same TLS settings for rustls, to check a connection before using it (see
-    /// [`tls_probe`]); set when a CA bundle is given.
+    /// `tls_probe`); set when a CA bundle is given.
     pub probe: Option<std::sync::Arc<rustls::ClientConfig>>,
 }
 

@@ -3,13 +3,13 @@
 //! - [`cli`]: the clap definitions (also the source of the man page and completions).
 //! - [`client`]: endpoints, credentials and TLS from the command line or the daemon's
 //!   configuration file; connects to the first member that answers.
-//! - [`commands`]: one function per command, printing what patronictl prints.
+//! - [`cmd`]: the commands, one file per command group, printing what patronictl prints.
 //! - [`render`]: `list`, `topology`, `history` and `members list` output, pure and golden-tested.
 //! - [`pyfmt`]: Python's JSON and PyYAML's YAML text, which patronictl prints.
 //! - [`prompt`]: click-style questions; [`diff`]: the edit-config diff.
 pub mod cli;
 pub mod client;
-pub mod commands;
+pub mod cmd;
 pub mod diff;
 pub mod prompt;
 pub mod pyfmt;

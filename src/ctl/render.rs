@@ -2,7 +2,7 @@
 //! API's messages to text, checked against patronictl's own output by golden tests.
 
 use super::pyfmt;
-use crate::grpc::pb;
+use crate::pb;
 use serde_json::{Map, Value};
 use std::collections::BTreeSet;
 

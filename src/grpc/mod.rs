@@ -18,8 +18,6 @@ pub mod serve;
 pub mod service;
 pub mod watch;
 
-/// Generated protobuf types and tonic stubs of `pgwarden.admin.v1`.
-#[allow(missing_docs, clippy::all, clippy::pedantic)]
-pub mod pb {
-    tonic::include_proto!("pgwarden.admin.v1");
-}
+/// The generated `pgwarden.admin.v1` types, which live in [`crate::pb`] so that the client CLI
+/// does not import them from the server. Re-exported so `grpc::pb` paths keep resolving.
+pub use crate::pb;
