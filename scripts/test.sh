@@ -10,7 +10,7 @@ as_root() {
 }
 
 # Packages the tests drive for real: PostgreSQL 15 (the server, its client tools),
-# iproute2 for the network-namespace tests, HAProxy (tests/haproxy_e2e.rs) and Python's venv
+# iproute2 for the network-namespace tests, HAProxy (tests/e2e/t85_haproxy.rs) and Python's venv
 # (check_patroni below); protobuf is NOT needed (protox compiles protos).
 need_pkgs=()
 [ -x /usr/lib/postgresql/15/bin/postgres ] || need_pkgs+=(postgresql-15)
@@ -35,7 +35,7 @@ fi
 # they never touch it either. Debian's haproxy package likewise starts its own service,
 # which the tests leave alone: they run HAProxy as a child on ports of their own.
 
-# check_patroni (PyPI), the monitoring plugin tests/check_patroni_e2e.rs runs, lives in a
+# check_patroni (PyPI), the monitoring plugin tests/e2e/t86_check_patroni.rs runs, lives in a
 # virtualenv under the target directory, made once and kept across runs; the test finds it
 # there or through PGWARDEN_CHECK_PATRONI.
 check_patroni_version=2.2.0

@@ -161,19 +161,81 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
 }
 
 fn config(n: &DemoNode, all: &[DemoNode]) -> String {
-    let partners: Vec<String> = all
-        .iter()
-        .filter(|o| o.name != n.name)
-        .map(|o| format!("127.0.0.1:{}", o.raft))
-        .collect();
+    let partners: Vec<u16> = all.iter().filter(|o| o.name != n.name).map(|o| o.raft).collect();
+    let parameters = [
+        ("wal_log_hints", "\"on\"".to_string()),
+        ("shared_buffers", "32MB".to_string()),
+        ("wal_keep_size", "128MB".to_string()),
+    ];
+    local_node_config(&LocalNode {
+        scope: "demo",
+        name: &n.name,
+        dir: &n.dir,
+        raft: n.raft,
+        rest: n.rest,
+        pg: n.pg,
+        ctl: n.ctl,
+        partners: &partners,
+        witness: n.witness,
+        watchdog_off: false,
+        superuser_password: PASSWORD,
+        replication_password: PASSWORD,
+        ctl_extra: "",
+        raft_extra: "",
+        dcs_extra: "",
+        parameters: &parameters,
+        pg_extra: "",
+    })
+}
+
+/// One member of a cluster on loopback, as [`local_node_config`] writes it: the demo's
+/// nodes and the end-to-end tests' nodes (which add their own settings through the
+/// `*_extra` fields) share this writer, so a configuration change is made once.
+pub struct LocalNode<'a> {
+    pub scope: &'a str,
+    pub name: &'a str,
+    /// The node's directory: Raft data in `raft/`, PostgreSQL's in `pgdata/`.
+    pub dir: &'a Path,
+    pub raft: u16,
+    pub rest: u16,
+    /// Unused for a witness.
+    pub pg: u16,
+    /// The gRPC admin API (`ctl.listen`).
+    pub ctl: u16,
+    /// The other members' Raft ports.
+    pub partners: &'a [u16],
+    pub witness: bool,
+    /// Writes `watchdog: {mode: off}` for a data node, for callers that kill daemons: an
+    /// armed /dev/watchdog left unfed reboots the host.
+    pub watchdog_off: bool,
+    pub superuser_password: &'a str,
+    pub replication_password: &'a str,
+    /// Extra YAML lines under `ctl:` (indented by 2).
+    pub ctl_extra: &'a str,
+    /// Extra YAML lines under `raft:` (indented by 2).
+    pub raft_extra: &'a str,
+    /// Extra YAML lines under `bootstrap.dcs` (indented by 4), before its `postgresql:`.
+    pub dcs_extra: &'a str,
+    /// PostgreSQL parameters of `bootstrap.dcs`, in order.
+    pub parameters: &'a [(&'a str, String)],
+    /// Extra YAML lines under `postgresql:` (indented by 2).
+    pub pg_extra: &'a str,
+}
+
+/// The YAML configuration file of one node of a cluster on loopback.
+pub fn local_node_config(n: &LocalNode) -> String {
+    let partners: Vec<String> = n.partners.iter().map(|p| format!("127.0.0.1:{p}")).collect();
     let mut y = format!(
-        "scope: demo\nname: {name}\nrestapi:\n  listen: 127.0.0.1:{rest}\n  connect_address: 127.0.0.1:{rest}\n\
-         ctl:\n  listen: 127.0.0.1:{ctl}\n\
-         raft:\n  data_dir: {dir}/raft\n  self_addr: 127.0.0.1:{raft}\n  partner_addrs: [{partners}]\n",
+        "scope: {scope}\nname: {name}\nrestapi:\n  listen: 127.0.0.1:{rest}\n  connect_address: 127.0.0.1:{rest}\n\
+         ctl:\n  listen: 127.0.0.1:{ctl}\n{ctl_extra}\
+         raft:\n  data_dir: {dir}/raft\n  self_addr: 127.0.0.1:{raft}\n  partner_addrs: [{partners}]\n{raft_extra}",
+        scope = n.scope,
         name = n.name,
         rest = n.rest,
         raft = n.raft,
         ctl = n.ctl,
+        ctl_extra = n.ctl_extra,
+        raft_extra = n.raft_extra,
         dir = n.dir.display(),
         partners = partners.join(", ")
     );
@@ -181,14 +243,25 @@ fn config(n: &DemoNode, all: &[DemoNode]) -> String {
         y.push_str("  witness: true\n");
         return y;
     }
+    if n.watchdog_off {
+        y.push_str("watchdog:\n  mode: off\n");
+    }
+    let params: String = n
+        .parameters
+        .iter()
+        .map(|(k, v)| format!("        {k}: {v}\n"))
+        .collect();
     y.push_str(&format!(
-        "bootstrap:\n  dcs:\n    postgresql:\n      parameters:\n        wal_log_hints: \"on\"\n        shared_buffers: 32MB\n        \
-         wal_keep_size: 128MB\n  initdb: [{{encoding: UTF8}}, data-checksums]\n\
+        "bootstrap:\n  dcs:\n{dcs_extra}    postgresql:\n      parameters:\n{params}  initdb: [{{encoding: UTF8}}, data-checksums]\n\
          postgresql:\n  listen: 127.0.0.1:{pg}\n  connect_address: 127.0.0.1:{pg}\n  data_dir: {dir}/pgdata\n  \
-         authentication:\n    superuser: {{username: postgres, password: {PASSWORD}}}\n    \
-         replication: {{username: replicator, password: {PASSWORD}}}\n",
+         authentication:\n    superuser: {{username: postgres, password: {su}}}\n    \
+         replication: {{username: replicator, password: {repl}}}\n{pg_extra}",
+        dcs_extra = n.dcs_extra,
         pg = n.pg,
         dir = n.dir.display(),
+        su = n.superuser_password,
+        repl = n.replication_password,
+        pg_extra = n.pg_extra,
     ));
     y
 }
@@ -577,4 +650,44 @@ async fn failover_drill(nodes: &mut [DemoNode], exe: &Path) -> anyhow::Result<()
     }
     println!("timing: switchover write gap {:.2} s", gap.as_secs_f64());
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node(name: &str, witness: bool, base: u16) -> DemoNode {
+        DemoNode {
+            name: name.into(),
+            witness,
+            dir: PathBuf::from(format!("demo-dir/{name}")),
+            raft: base,
+            rest: base + 1,
+            pg: base + 2,
+            ctl: base + 100,
+            child: None,
+        }
+    }
+
+    /// The demo's files, as they were before the writer was shared with the end-to-end tests.
+    #[test]
+    fn demo_configs_are_unchanged() {
+        let nodes = [node("pg0", false, 15400), node("witness", true, 15403)];
+        assert_eq!(
+            config(&nodes[0], &nodes),
+            "scope: demo\nname: pg0\nrestapi:\n  listen: 127.0.0.1:15401\n  connect_address: 127.0.0.1:15401\n\
+             ctl:\n  listen: 127.0.0.1:15500\nraft:\n  data_dir: demo-dir/pg0/raft\n  self_addr: 127.0.0.1:15400\n  \
+             partner_addrs: [127.0.0.1:15403]\nbootstrap:\n  dcs:\n    postgresql:\n      parameters:\n        \
+             wal_log_hints: \"on\"\n        shared_buffers: 32MB\n        wal_keep_size: 128MB\n  \
+             initdb: [{encoding: UTF8}, data-checksums]\npostgresql:\n  listen: 127.0.0.1:15402\n  \
+             connect_address: 127.0.0.1:15402\n  data_dir: demo-dir/pg0/pgdata\n  authentication:\n    \
+             superuser: {username: postgres, password: demo}\n    replication: {username: replicator, password: demo}\n"
+        );
+        assert_eq!(
+            config(&nodes[1], &nodes),
+            "scope: demo\nname: witness\nrestapi:\n  listen: 127.0.0.1:15404\n  connect_address: 127.0.0.1:15404\n\
+             ctl:\n  listen: 127.0.0.1:15503\nraft:\n  data_dir: demo-dir/witness/raft\n  self_addr: 127.0.0.1:15403\n  \
+             partner_addrs: [127.0.0.1:15400]\n  witness: true\n"
+        );
+    }
 }

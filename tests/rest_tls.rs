@@ -7,7 +7,7 @@ use pgwarden::api::serve::{serve, TlsSettings};
 use pgwarden::config::VerifyClient;
 use pgwarden::dcs::MemDcs;
 use pgwarden::ha::status::{DaemonInfo, NodeStatus};
-use rcgen::{BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair};
+use pgwarden_testkit::Ca;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use std::net::SocketAddr;
@@ -29,29 +29,15 @@ struct Pki {
 
 fn pki() -> Pki {
     let dir = tempfile::tempdir().unwrap();
-    let ca_key = KeyPair::generate().unwrap();
-    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca.distinguished_name.push(DnType::CommonName, "pgwarden test CA");
-    let ca_cert = ca.self_signed(&ca_key).unwrap();
-
-    let srv_key = KeyPair::generate().unwrap();
-    let srv = CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()]).unwrap();
-    let srv_cert = srv.signed_by(&srv_key, &ca_cert, &ca_key).unwrap();
-
-    let cli_key = KeyPair::generate().unwrap();
-    let mut cli = CertificateParams::new(Vec::<String>::new()).unwrap();
-    cli.distinguished_name.push(DnType::CommonName, "patronictl");
-    cli.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-    let cli_cert = cli.signed_by(&cli_key, &ca_cert, &ca_key).unwrap();
-
-    std::fs::write(dir.path().join("ca.pem"), ca_cert.pem()).unwrap();
-    std::fs::write(dir.path().join("server.pem"), srv_cert.pem()).unwrap();
-    std::fs::write(dir.path().join("server.key"), srv_key.serialize_pem()).unwrap();
+    let ca = Ca::new("pgwarden test CA");
+    let srv = ca.issue(None, &["localhost", "127.0.0.1"]);
+    let cli = ca.issue_client("patronictl");
+    ca.write_cert(&dir.path().join("ca.pem"));
+    srv.write(dir.path(), "server");
     Pki {
-        ca_pem: ca_cert.pem(),
-        client_cert: cli_cert.pem(),
-        client_key: cli_key.serialize_pem(),
+        ca_pem: ca.cert_pem(),
+        client_cert: cli.cert_pem,
+        client_key: cli.key_pem,
         dir,
     }
 }

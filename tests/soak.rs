@@ -5,12 +5,16 @@
 //!
 //! Not part of the test suite (it runs for minutes): `scripts/soak.sh [MINUTES]`.
 
+// The end-to-end harness, included: the soak test is its own opt-in binary, and uses only
+// part of the harness.
+#[allow(dead_code)]
 #[path = "e2e/harness.rs"]
 mod harness;
 
-use harness::{wait_for, Cluster, Options, SUPERUSER_PASSWORD};
+use harness::{Cluster, Options, SUPERUSER_PASSWORD};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
+use pgwarden_testkit::wait_for;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 use tokio::time::Instant;
@@ -23,7 +27,7 @@ fn pgbench() -> Option<std::path::PathBuf> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "minutes long: run through scripts/soak.sh"]
 async fn soak_no_false_failover_under_load_and_stalls() {
-    let (Some(bench), true) = (pgbench(), harness::pg_available()) else {
+    let (Some(bench), true) = (pgbench(), pgwarden_testkit::pg_available()) else {
         panic!("PostgreSQL 15 with pgbench is needed");
     };
     let minutes: u64 = std::env::var("SOAK_MINUTES")

@@ -5,41 +5,16 @@
 use pgwarden_raft::client::RaftClient;
 use pgwarden_raft::tls::PeerTls;
 use pgwarden_raft::{Condition, NodeConfig, RaftNode};
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
+use pgwarden_testkit::Ca;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use tokio::net::TcpListener;
 
-struct Ca {
-    cert: rcgen::Certificate,
-    key: KeyPair,
-}
-
-fn ca(name: &str) -> Ca {
-    let key = KeyPair::generate().unwrap();
-    let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
-    p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    p.distinguished_name.push(DnType::CommonName, name);
-    Ca {
-        cert: p.self_signed(&key).unwrap(),
-        key,
-    }
-}
-
 /// Writes `<name>.pem`, `<name>.key` (signed by `ca`, IP SAN 127.0.0.1) and `<name>-ca.pem`.
 fn issue(dir: &Path, ca: &Ca, name: &str) -> (PathBuf, PathBuf, PathBuf) {
-    let key = KeyPair::generate().unwrap();
-    let mut p = CertificateParams::new(vec!["127.0.0.1".to_string()]).unwrap();
-    p.distinguished_name.push(DnType::CommonName, name);
-    let cert = p.signed_by(&key, &ca.cert, &ca.key).unwrap();
-    let (c, k, a) = (
-        dir.join(format!("{name}.pem")),
-        dir.join(format!("{name}.key")),
-        dir.join(format!("{name}-ca.pem")),
-    );
-    std::fs::write(&c, cert.pem()).unwrap();
-    std::fs::write(&k, key.serialize_pem()).unwrap();
-    std::fs::write(&a, ca.cert.pem()).unwrap();
+    let (c, k) = ca.issue_loopback_files(dir, name);
+    let a = dir.join(format!("{name}-ca.pem"));
+    ca.write_cert(&a);
     (c, k, a)
 }
 
@@ -51,8 +26,8 @@ fn tls(dir: &Path, ca: &Ca, name: &str) -> PeerTls {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_mutual_tls_cluster_forms_and_refuses_other_cas() {
     let pki = tempfile::tempdir().unwrap();
-    let cluster_ca = ca("cluster CA");
-    let other_ca = ca("another CA");
+    let cluster_ca = Ca::new("cluster CA");
+    let other_ca = Ca::new("another CA");
     let mut listeners = vec![];
     let mut addrs = vec![];
     for _ in 0..3 {

@@ -1,11 +1,16 @@
 //! Real pgwarden daemons managing real PostgreSQL on loopback, with ports chosen at run
 //! time, a temporary directory per cluster and a writer that records every acknowledged
 //! row. Everything started here is killed and reaped on drop.
-#![allow(dead_code)]
+//!
+//! It stays with the tests rather than in the shared testkit crate: it starts the
+//! `pgwarden` binary of this package (`CARGO_BIN_EXE_pgwarden`, which only this package's
+//! tests know) and writes each node's file with the library's writer (the demo's), so it
+//! depends on the library the testkit must not depend on (pgwarden-raft's tests use it too).
 
+use pgwarden::demo::{local_node_config, LocalNode};
+use pgwarden_testkit::{free_port, http, wait_for};
 use serde_json::Value;
 use std::collections::BTreeSet;
-use std::future::Future;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -15,45 +20,13 @@ use tokio::time::Instant;
 
 pub const SUPERUSER_PASSWORD: &str = "sup3r-secret";
 
-pub fn pg_available() -> bool {
-    Path::new("/usr/lib/postgresql/15/bin/postgres").exists()
+/// libpq connection strings of every data node (for [`Writer::start`]).
+pub fn conns(c: &Cluster) -> Vec<String> {
+    (0..c.nodes.len())
+        .filter(|i| !c.nodes[*i].spec.witness)
+        .map(|i| c.conn_str(i))
+        .collect()
 }
-
-/// Skips (loudly) when PostgreSQL 15 is not installed; CI installs it.
-#[macro_export]
-macro_rules! require_pg {
-    () => {
-        if !$crate::harness::pg_available() {
-            eprintln!("SKIPPED: PostgreSQL 15 is not installed (apt-get install postgresql-15)");
-            return;
-        }
-    };
-}
-
-/// Whether this run is CI's (`CI` set, as `.ci/run` and most CI systems set it): there a
-/// missing tool is a failure, not a skip.
-pub fn in_ci() -> bool {
-    std::env::var_os("CI").is_some_and(|v| !v.is_empty() && v != "false" && v != "0")
-}
-
-/// Skips (loudly) when a tool a test drives is missing, except in CI, where
-/// `scripts/test.sh` installs it and its absence is a failure.
-#[macro_export]
-macro_rules! require_tool {
-    ($found:expr, $what:expr) => {
-        if !$found {
-            if $crate::harness::in_ci() {
-                panic!("{} is missing in CI (scripts/test.sh installs it)", $what);
-            }
-            eprintln!("SKIPPED: {} is missing (scripts/test.sh installs it)", $what);
-            return;
-        }
-    };
-}
-
-#[path = "ports.rs"]
-mod ports;
-pub use ports::free_port;
 
 #[derive(Clone)]
 pub struct NodeSpec {
@@ -104,9 +77,7 @@ pub struct Cluster {
     root_dir: PathBuf,
     root: Option<tempfile::TempDir>,
     pub nodes: Vec<Node>,
-    pub scope: String,
     pub http: reqwest::Client,
-    pub dcs_extra: String,
 }
 
 pub struct Options {
@@ -200,9 +171,7 @@ impl Cluster {
             root_dir: root.path().to_path_buf(),
             root: Some(root),
             nodes,
-            scope: "e2e".into(),
             http: reqwest::Client::new(),
-            dcs_extra: opts.dcs_extra,
         }
     }
 
@@ -303,45 +272,42 @@ impl Cluster {
         }
     }
 
+    /// The base URL of node `i`'s REST API.
+    pub fn rest_url(&self, i: usize) -> String {
+        format!("http://127.0.0.1:{}", self.nodes[i].spec.rest)
+    }
+
     pub async fn patroni(&self, i: usize) -> Option<Value> {
-        let url = format!("http://127.0.0.1:{}/patroni", self.nodes[i].spec.rest);
-        self.http
-            .get(url)
-            .timeout(Duration::from_secs(2))
-            .send()
-            .await
-            .ok()?
-            .json()
-            .await
-            .ok()
+        http::get_json(&self.http, &format!("{}/patroni", self.rest_url(i))).await
     }
 
     pub async fn http_status(&self, i: usize, path: &str) -> Option<u16> {
-        let url = format!("http://127.0.0.1:{}{path}", self.nodes[i].spec.rest);
-        Some(
-            self.http
-                .get(url)
-                .timeout(Duration::from_secs(2))
-                .send()
-                .await
-                .ok()?
-                .status()
-                .as_u16(),
-        )
+        http::status(&self.http, &format!("{}{path}", self.rest_url(i))).await
     }
 
     pub async fn post(&self, i: usize, path: &str, body: Value) -> Option<(u16, String)> {
-        let url = format!("http://127.0.0.1:{}{path}", self.nodes[i].spec.rest);
-        let r = self
-            .http
-            .post(url)
-            .json(&body)
-            .timeout(Duration::from_secs(40))
-            .send()
-            .await
-            .ok()?;
-        let code = r.status().as_u16();
-        Some((code, r.text().await.unwrap_or_default()))
+        let url = format!("{}{path}", self.rest_url(i));
+        http::send_json(
+            &self.http,
+            reqwest::Method::POST,
+            &url,
+            &body,
+            Duration::from_secs(40),
+        )
+        .await
+    }
+
+    /// PATCH /config on node `i`: its status code and body.
+    pub async fn patch_config(&self, i: usize, body: Value) -> Option<(u16, String)> {
+        let url = format!("{}/config", self.rest_url(i));
+        http::send_json(
+            &self.http,
+            reqwest::Method::PATCH,
+            &url,
+            &body,
+            Duration::from_secs(10),
+        )
+        .await
     }
 
     /// Index of the node answering /primary with 200, if exactly one does.
@@ -454,10 +420,12 @@ fn write_config(
     root: &Path,
 ) {
     let root = root.display().to_string();
-    let (dcs_extra, pg_extra) = (
-        dcs_extra.replace("{root}", &root),
-        pg_extra.replace("{root}", &root),
+    // Short timings, so that failovers in the tests take seconds.
+    let dcs_extra = format!(
+        "    ttl: 10\n    loop_wait: 2\n    retry_timeout: 3\n{}",
+        dcs_extra.replace("{root}", &root)
     );
+    let pg_extra = pg_extra.replace("{root}", &root);
     let mut params: Vec<(&str, String)> = [
         ("wal_level", "replica"),
         ("hot_standby", "\"on\""),
@@ -477,62 +445,33 @@ fn write_config(
             None => params.push((k, v)),
         }
     }
-    let params: String = params
-        .iter()
-        .map(|(k, v)| format!("        {k}: {v}\n"))
-        .collect();
-    let partners: Vec<String> = all
+    let partners: Vec<u16> = all
         .iter()
         .filter(|s| s.name != n.spec.name)
-        .map(|s| format!("127.0.0.1:{}", s.raft))
+        .map(|s| s.raft)
         .collect();
-    let mut y = format!(
-        "scope: e2e\nname: {name}\nrestapi:\n  listen: 127.0.0.1:{rest}\n  connect_address: 127.0.0.1:{rest}\n\
-         ctl:\n  listen: 127.0.0.1:{ctl}\n{ctl_extra}\
-         raft:\n  data_dir: {dir}/raft\n  self_addr: 127.0.0.1:{raft}\n  partner_addrs: [{partners}]\n{raft_extra}",
-        name = n.spec.name,
-        rest = n.spec.rest,
-        raft = n.spec.raft,
-        ctl = n.spec.ctl,
-        ctl_extra = ctl_extra,
-        dir = n.dir.display(),
-        partners = partners.join(", ")
-    );
-    if n.spec.witness {
-        y.push_str("  witness: true\n");
-    } else {
+    let y = local_node_config(&LocalNode {
+        scope: "e2e",
+        name: &n.spec.name,
+        dir: &n.dir,
+        raft: n.spec.raft,
+        rest: n.spec.rest,
+        pg: n.spec.pg,
+        ctl: n.spec.ctl,
+        partners: &partners,
+        witness: n.spec.witness,
         // Never the machine's watchdog: these tests SIGKILL daemons, and an armed
         // /dev/watchdog left unfed reboots the host.
-        y.push_str("watchdog:\n  mode: off\n");
-        y.push_str(&format!(
-            "bootstrap:\n  dcs:\n    ttl: 10\n    loop_wait: 2\n    retry_timeout: 3\n{dcs_extra}    postgresql:\n      parameters:\n\
-             {params}  initdb: [{{encoding: UTF8}}, data-checksums]\n\
-             postgresql:\n  listen: 127.0.0.1:{pg}\n  connect_address: 127.0.0.1:{pg}\n  data_dir: {dir}/pgdata\n  \
-             authentication:\n    superuser: {{username: postgres, password: {SUPERUSER_PASSWORD}}}\n    \
-             replication: {{username: replicator, password: r3pl-secret}}\n{pg_extra}",
-            pg = n.spec.pg,
-            dir = n.dir.display(),
-        ));
-    }
+        watchdog_off: true,
+        superuser_password: SUPERUSER_PASSWORD,
+        replication_password: "r3pl-secret",
+        ctl_extra,
+        raft_extra,
+        dcs_extra: &dcs_extra,
+        parameters: &params,
+        pg_extra: &pg_extra,
+    });
     std::fs::write(n.config_path(), y).unwrap();
-}
-
-/// Polls `cond` every 100 ms until it returns Some, or panics after `limit` naming `what`.
-pub async fn wait_for<T, F, Fut>(limit: Duration, what: &str, mut cond: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(v) = cond().await {
-            return v;
-        }
-        if Instant::now() >= deadline {
-            panic!("timed out after {limit:?} waiting for {what}");
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 /// A client that inserts rows continuously into whichever member accepts writes, and

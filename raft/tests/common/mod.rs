@@ -1,4 +1,5 @@
 //! Real `pgwarden-dcs` processes on loopback, for tests that kill and restart members.
+// Each test binary of this crate includes this module and uses a different part of it.
 #![allow(dead_code)]
 
 use pgwarden_raft::client::RaftClient;
@@ -9,17 +10,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 use tempfile::TempDir;
-use tokio::time::Instant;
 
 // The same allocator as pgwarden's end-to-end tests: ports below the ephemeral range, in
 // blocks claimed per process, so a member restarted after a kill finds its port still free.
-#[path = "../../../tests/e2e/ports.rs"]
-mod ports;
-
-/// A free port on 127.0.0.1 that no other test process is given.
-pub fn free_addr() -> String {
-    format!("127.0.0.1:{}", ports::free_port())
-}
+pub use pgwarden_testkit::free_addr;
 
 /// One member process.
 pub struct DcsProc {
@@ -178,20 +172,12 @@ impl ProcCluster {
     }
 }
 
-/// Polls `cond` every 20 ms until it returns Some, or panics after `limit` naming `what`.
-pub async fn wait_for<T, F, Fut>(limit: Duration, what: &str, mut cond: F) -> T
+/// Polls `cond` every 20 ms (these conditions are cheap and the timings short) until it
+/// returns Some, or panics after `limit` naming `what`.
+pub async fn wait_for<T, F, Fut>(limit: Duration, what: &str, cond: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Option<T>>,
 {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(v) = cond().await {
-            return v;
-        }
-        if Instant::now() >= deadline {
-            panic!("timed out after {limit:?} waiting for {what}");
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    pgwarden_testkit::wait_for_every(Duration::from_millis(20), limit, what, cond).await
 }

@@ -7,10 +7,8 @@
 //! HAProxy is found through `PGWARDEN_HAPROXY`, else as `haproxy` on PATH or in /usr/sbin
 //! (Debian's package); `scripts/test.sh` installs it.
 
-#[path = "e2e/harness.rs"]
-mod harness;
-
-use harness::{free_port, wait_for, Cluster, Options};
+use crate::harness::{Cluster, Options};
+use pgwarden_testkit::{free_port, require_pg, require_tool, wait_for};
 use serde_json::json;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -113,7 +111,7 @@ impl HaProxy {
     fn conn_str(&self, port: u16) -> String {
         format!(
             "host=127.0.0.1 port={port} user=postgres password={} dbname=postgres connect_timeout=2",
-            harness::SUPERUSER_PASSWORD
+            crate::harness::SUPERUSER_PASSWORD
         )
     }
 

@@ -3,43 +3,12 @@
 //! cluster and serve pgwardenctl over TLS on the admin API; a daemon and a pgwardenctl
 //! with certificates from another CA are refused, and the members' logs say why.
 
-#[path = "e2e/harness.rs"]
-mod harness;
-
-use harness::{wait_for, Cluster, CtlOut, Options};
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
+use crate::harness::{Cluster, CtlOut, Options};
+use pgwarden_testkit::{require_pg, wait_for, Ca};
 use serde_json::Value;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
-
-struct Ca {
-    cert: rcgen::Certificate,
-    key: KeyPair,
-}
-
-fn ca(name: &str) -> Ca {
-    let key = KeyPair::generate().unwrap();
-    let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
-    p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    p.distinguished_name.push(DnType::CommonName, name);
-    Ca {
-        cert: p.self_signed(&key).unwrap(),
-        key,
-    }
-}
-
-/// Writes `<name>.pem` and `<name>.key`, signed by `ca`, with the IP SAN 127.0.0.1.
-fn issue(dir: &Path, ca: &Ca, name: &str) -> (PathBuf, PathBuf) {
-    let key = KeyPair::generate().unwrap();
-    let mut p = CertificateParams::new(vec!["127.0.0.1".to_string()]).unwrap();
-    p.distinguished_name.push(DnType::CommonName, name);
-    let cert = p.signed_by(&key, &ca.cert, &ca.key).unwrap();
-    let (c, k) = (dir.join(format!("{name}.pem")), dir.join(format!("{name}.key")));
-    std::fs::write(&c, cert.pem()).unwrap();
-    std::fs::write(&k, key.serialize_pem()).unwrap();
-    (c, k)
-}
 
 fn tls_lines(cert: &Path, key: &Path, ca: &Path) -> String {
     format!(
@@ -52,7 +21,7 @@ fn tls_lines(cert: &Path, key: &Path, ca: &Path) -> String {
 
 /// Runs pgwardenctl with a time limit (killed past it).
 async fn ctl(args: &[&str]) -> CtlOut {
-    harness::pgwardenctl(args, Duration::from_secs(60)).await
+    crate::harness::pgwardenctl(args, Duration::from_secs(60)).await
 }
 
 /// A daemon this test started outside the harness; killed (by its PID) when dropped.
@@ -70,19 +39,19 @@ async fn mutual_tls_cluster_forms_and_refuses_foreign_certificates() {
     require_pg!();
     let pki = tempfile::tempdir().unwrap();
     let dir = pki.path();
-    let cluster_ca = ca("pgwarden cluster CA");
-    let other_ca = ca("some other CA");
+    let cluster_ca = Ca::new("pgwarden cluster CA");
+    let other_ca = Ca::new("some other CA");
     let ca_file = dir.join("ca.pem");
-    std::fs::write(&ca_file, cluster_ca.cert.pem()).unwrap();
+    cluster_ca.write_cert(&ca_file);
     let raft_extra = (0..3)
         .map(|i| {
-            let (c, k) = issue(dir, &cluster_ca, &format!("pg{i}-raft"));
+            let (c, k) = cluster_ca.issue_loopback_files(dir, &format!("pg{i}-raft"));
             tls_lines(&c, &k, &ca_file)
         })
         .collect();
     // One admin certificate for all members (all listen on 127.0.0.1); pgwardenctl run
     // with a member's config presents it as its client certificate.
-    let (admin_cert, admin_key) = issue(dir, &cluster_ca, "admin");
+    let (admin_cert, admin_key) = cluster_ca.issue_loopback_files(dir, "admin");
     let ctl_extra = format!(
         "  certfile: {}\n  keyfile: {}\n  cacert: {}\n  verify_client: required\n",
         admin_cert.display(),
@@ -123,9 +92,9 @@ async fn mutual_tls_cluster_forms_and_refuses_foreign_certificates() {
     // A 4th daemon with a certificate from another CA (trusting both CAs, so the only
     // thing in its way is its own certificate) cannot join: the members refuse it.
     let intruder_dir = tempfile::tempdir().unwrap();
-    let (ic, ik) = issue(dir, &other_ca, "intruder");
+    let (ic, ik) = other_ca.issue_loopback_files(dir, "intruder");
     let both = dir.join("both-cas.pem");
-    std::fs::write(&both, format!("{}{}", other_ca.cert.pem(), cluster_ca.cert.pem())).unwrap();
+    std::fs::write(&both, format!("{}{}", other_ca.cert_pem(), cluster_ca.cert_pem())).unwrap();
     let partners: Vec<String> = c.nodes.iter().map(|n| n.raft_addr()).collect();
     let intruder_cfg = intruder_dir.path().join("pgwarden.yml");
     std::fs::write(
@@ -134,9 +103,9 @@ async fn mutual_tls_cluster_forms_and_refuses_foreign_certificates() {
             "scope: e2e\nname: intruder\nrestapi:\n  listen: 127.0.0.1:{rest}\n  connect_address: 127.0.0.1:{rest}\n\
              ctl:\n  listen: 127.0.0.1:{ctlp}\n\
              raft:\n  data_dir: {d}/raft\n  self_addr: 127.0.0.1:{raft}\n  partner_addrs: [{p}]\n  witness: true\n{tls}",
-            rest = harness::free_port(),
-            ctlp = harness::free_port(),
-            raft = harness::free_port(),
+            rest = pgwarden_testkit::free_port(),
+            ctlp = pgwarden_testkit::free_port(),
+            raft = pgwarden_testkit::free_port(),
             d = intruder_dir.path().display(),
             p = partners.join(", "),
             tls = tls_lines(&ic, &ik, &both),
@@ -214,7 +183,7 @@ async fn mutual_tls_cluster_forms_and_refuses_foreign_certificates() {
 
     // pgwardenctl trusting another CA: the member's certificate is not trusted.
     let other_ca_file = dir.join("other-ca.pem");
-    std::fs::write(&other_ca_file, other_ca.cert.pem()).unwrap();
+    other_ca.write_cert(&other_ca_file);
     let distrust = ctl(&[
         "-d",
         &endpoint,

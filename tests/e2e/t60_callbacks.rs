@@ -1,10 +1,8 @@
 //! Callbacks end to end: real daemons and PostgreSQL 15, every member configured with
 //! scripts that append their arguments to a per-member file.
 
-#[path = "e2e/harness.rs"]
-mod harness;
-
-use harness::{wait_for, Cluster, Options};
+use crate::harness::{Cluster, Options};
+use pgwarden_testkit::{require_pg, wait_for};
 use serde_json::json;
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;

@@ -5,10 +5,8 @@
 //! `scripts/test.sh` creates under the target directory (`target/tools/check_patroni`).
 //! Exit codes are Nagios's: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.
 
-#[path = "e2e/harness.rs"]
-mod harness;
-
-use harness::{wait_for, Cluster, Options};
+use crate::harness::{Cluster, Options};
+use pgwarden_testkit::{require_pg, require_tool, wait_for};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -68,7 +66,7 @@ impl Plugin {
 }
 
 fn endpoint(c: &Cluster, i: usize) -> String {
-    format!("http://127.0.0.1:{}", c.nodes[i].spec.rest)
+    c.rest_url(i)
 }
 
 /// Every cluster check check_patroni has (bar the standby-cluster variants) and every node
@@ -155,7 +153,10 @@ async fn check_patroni_cluster_and_node_checks_pass_and_fail_for_a_stopped_node(
     plugin
         .expect(&all, &["cluster_config_has_changed", "--state-file", sf], OK)
         .await;
-    let (code, body) = patch_config(&c, leader, json!({"maximum_lag_on_failover": 2097152})).await;
+    let (code, body) = c
+        .patch_config(leader, json!({"maximum_lag_on_failover": 2097152}))
+        .await
+        .expect("PATCH /config");
     assert_eq!(code, 200, "PATCH /config: {body}");
     plugin
         .expect(
@@ -242,7 +243,10 @@ async fn check_patroni_cluster_and_node_checks_pass_and_fail_for_a_stopped_node(
 
     // Maintenance mode, and in it a replica whose PostgreSQL is down (a paused pgwarden
     // leaves it down): the daemon is alive, but the member is no longer a running replica.
-    let (code, body) = patch_config(&c, leader, json!({"pause": true})).await;
+    let (code, body) = c
+        .patch_config(leader, json!({"pause": true}))
+        .await
+        .expect("PATCH /config");
     assert_eq!(code, 200, "PATCH pause: {body}");
     wait_for(
         Duration::from_secs(20),
@@ -294,7 +298,10 @@ async fn check_patroni_cluster_and_node_checks_pass_and_fail_for_a_stopped_node(
     eprintln!("paused, one replica's PostgreSQL down: cluster_has_replica -> {code}: {text}");
     assert_ne!(code, OK, "{text}");
     // Resumed, pgwarden starts it again and the cluster heals.
-    let (code, body) = patch_config(&c, leader, json!({"pause": null})).await;
+    let (code, body) = c
+        .patch_config(leader, json!({"pause": null}))
+        .await
+        .expect("PATCH /config");
     assert_eq!(code, 200, "PATCH resume: {body}");
     assert_eq!(c.wait_healthy(Duration::from_secs(60)).await, leader);
     plugin.expect(&all, &["cluster_is_in_maintenance"], OK).await;
@@ -361,17 +368,4 @@ async fn check_patroni_cluster_and_node_checks_pass_and_fail_for_a_stopped_node(
     plugin
         .expect(&[endpoint(&c, leader)], &["node_is_primary"], OK)
         .await;
-}
-
-async fn patch_config(c: &Cluster, i: usize, body: Value) -> (u16, String) {
-    let r = c
-        .http
-        .patch(format!("{}/config", endpoint(c, i)))
-        .json(&body)
-        .timeout(Duration::from_secs(10))
-        .send()
-        .await
-        .expect("PATCH /config");
-    let code = r.status().as_u16();
-    (code, r.text().await.unwrap_or_default())
 }

@@ -2,10 +2,8 @@
 //! loopback, driven only through pgwardenctl (its exit status and output), including an
 //! interactive switchover answered through a pseudo-terminal.
 
-#[path = "e2e/harness.rs"]
-mod harness;
-
-use harness::{wait_for, Cluster, CtlOut, Options};
+use crate::harness::{Cluster, CtlOut, Options};
+use pgwarden_testkit::{require_pg, wait_for};
 use serde_json::Value;
 use std::io::{Read, Write};
 use std::os::fd::OwnedFd;
@@ -18,7 +16,7 @@ const TOKEN: &str = "e2e-admin-token";
 
 /// Runs pgwardenctl with a time limit (killed past it) and returns its status and output.
 async fn run(args: &[&str]) -> CtlOut {
-    harness::pgwardenctl(args, Duration::from_secs(180)).await
+    crate::harness::pgwardenctl(args, Duration::from_secs(180)).await
 }
 
 /// pgwardenctl -c <node i's config> args...

@@ -10,8 +10,6 @@
 //! which no other process can bind while it lives and which the kernel frees when it exits,
 //! crash or not, leaving nothing on disk.
 
-#![allow(dead_code)]
-
 use std::os::linux::net::SocketAddrExt;
 use std::os::unix::net::{SocketAddr, UnixListener};
 use std::sync::Mutex;
@@ -84,4 +82,10 @@ pub fn free_ports(n: u16) -> u16 {
 /// One loopback port that is free now and that no other test process will be given.
 pub fn free_port() -> u16 {
     free_ports(1)
+}
+
+/// `127.0.0.1:<port>` for one port that is free now and that no other test process will be
+/// given.
+pub fn free_addr() -> String {
+    format!("127.0.0.1:{}", free_port())
 }

@@ -9,17 +9,11 @@
 //! 2. The same with one replica also down: the primary cannot get every member's word,
 //!    so it demotes within a lease length, and nobody else is primary until the DCS is back.
 
-#[path = "e2e/harness.rs"]
-mod harness;
-
-use harness::{wait_for, Cluster, Options, Writer};
+use crate::harness::{conns, Cluster, Options, Writer};
+use pgwarden_testkit::{require_pg, wait_for};
 use serde_json::Value;
 use std::time::Duration;
 use tokio::time::Instant;
-
-fn conns(c: &Cluster) -> Vec<String> {
-    (0..c.nodes.len()).map(|i| c.conn_str(i)).collect()
-}
 
 /// The members (by index) whose PostgreSQL accepts writes right now.
 async fn writable(c: &Cluster) -> Vec<usize> {

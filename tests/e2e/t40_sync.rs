@@ -2,21 +2,12 @@
 //! every acknowledged commit (synchronous_commit = on, PostgreSQL's default), and SIGKILL of
 //! whole primary nodes.
 
-#[path = "e2e/harness.rs"]
-mod harness;
-
-use harness::{wait_for, Cluster, Options, Writer};
+use crate::harness::{conns, Cluster, Options, Writer};
+use pgwarden_testkit::wait_for;
 use serde_json::Value;
 use std::collections::BTreeSet;
 use std::time::Duration;
 use tokio::time::Instant;
-
-fn conns(c: &Cluster) -> Vec<String> {
-    (0..c.nodes.len())
-        .filter(|i| !c.nodes[*i].spec.witness)
-        .map(|i| c.conn_str(i))
-        .collect()
-}
 
 fn sync_options(extra: &str) -> Options {
     Options {
@@ -75,7 +66,7 @@ async fn assert_all_acked_on(c: &Cluster, i: usize, acked: &BTreeSet<i64>, round
 /// commit is on the new primary every time, and the new primary was in /sync.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn e2e_sync_mode_loses_no_acknowledged_commit_over_ten_primary_kills() {
-    if !harness::pg_available() {
+    if !pgwarden_testkit::pg_available() {
         eprintln!("SKIPPED: PostgreSQL 15 is not installed");
         return;
     }
@@ -117,7 +108,7 @@ async fn e2e_sync_mode_loses_no_acknowledged_commit_over_ten_primary_kills() {
 /// same loss of standbys lets commits through and /sync lists nobody.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn e2e_strict_mode_blocks_commits_without_a_standby_and_non_strict_degrades() {
-    if !harness::pg_available() {
+    if !pgwarden_testkit::pg_available() {
         eprintln!("SKIPPED: PostgreSQL 15 is not installed");
         return;
     }
@@ -166,14 +157,11 @@ async fn e2e_strict_mode_blocks_commits_without_a_standby_and_non_strict_degrade
     eprintln!("strict: commit waited {waited:?} for the standby to come back");
 
     // Non-strict: the same loss lets commits through, and the primary says so.
-    let resp = c
-        .http
-        .patch(format!("http://127.0.0.1:{}/config", c.nodes[p].spec.rest))
-        .json(&serde_json::json!({"synchronous_mode_strict": false}))
-        .send()
+    let (code, body) = c
+        .patch_config(p, serde_json::json!({"synchronous_mode_strict": false}))
         .await
         .expect("PATCH /config");
-    assert_eq!(resp.status().as_u16(), 200);
+    assert_eq!(code, 200, "{body}");
     wait_sync_established(&c, "sync_standby").await;
     c.stop(standby).await;
     let client = c.connect(p).await.unwrap();
@@ -208,7 +196,7 @@ async fn e2e_strict_mode_blocks_commits_without_a_standby_and_non_strict_degrade
 /// acknowledged commit.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn e2e_quorum_mode_fails_over_without_loss() {
-    if !harness::pg_available() {
+    if !pgwarden_testkit::pg_available() {
         eprintln!("SKIPPED: PostgreSQL 15 is not installed");
         return;
     }

@@ -5,17 +5,13 @@
 //! sockets in that directory only, and stops every server it started (immediate stop in a Drop
 //! guard) before the directory is removed. Tests skip loudly when PostgreSQL is absent.
 
-#[path = "e2e/ports.rs"]
-mod ports;
-
 use pgwarden::postgres::{
     CloneProgress, ConfigInput, Credentials, Error, InitdbOption, PgControl, PgManager, PgRole, PgSettings,
     PostmasterState, ReplicaMethod, StandbyTarget, StopMode, StopOutcome, Upstream,
 };
 use pgwarden::types::{MemberName, TimelineId};
-use ports::free_port;
+use pgwarden_testkit::{free_port, wait_for_every};
 use std::collections::BTreeMap;
-use std::future::Future;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -60,25 +56,6 @@ fn test_dir() -> tempfile::TempDir {
         nix::unistd::chown(dir.path(), Some(u.uid), Some(u.gid)).unwrap();
     }
     dir
-}
-
-/// Polls `cond` every `interval` until it yields a value, failing the test after `max`.
-async fn wait_for<T, F, Fut>(what: &str, interval: Duration, max: Duration, mut cond: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + max;
-    loop {
-        if let Some(v) = cond().await {
-            return v;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {max:?} waiting for {what}"
-        );
-        tokio::time::sleep(interval).await;
-    }
 }
 
 const SEC: Duration = Duration::from_secs(1);
@@ -439,7 +416,7 @@ async fn e2e_clone_stream_promote_diverge_and_rewind() {
         .await
         .unwrap();
     b.pg.start().await.unwrap();
-    let row = wait_for("pg2 streaming in pg_stat_replication", TICK, 30 * SEC, || async {
+    let row = wait_for_every(TICK, 30 * SEC, "pg2 streaming in pg_stat_replication", || async {
         a.pg.replication()
             .await
             .unwrap()
@@ -457,7 +434,7 @@ async fn e2e_clone_stream_promote_diverge_and_rewind() {
             .unwrap();
     assert!(slot.active);
     a.sql("INSERT INTO t VALUES ('streamed')").await.unwrap();
-    wait_for("row on the replica", TICK, 30 * SEC, || async {
+    wait_for_every(TICK, 30 * SEC, "row on the replica", || async {
         let rows = b.sql("SELECT string_agg(v, ',' ORDER BY v) FROM t").await.ok()?;
         (rows == vec!["before-clone,streamed"]).then_some(())
     })
@@ -488,10 +465,10 @@ async fn e2e_clone_stream_promote_diverge_and_rewind() {
         .unwrap();
     a.pg.start().await.unwrap();
     b.sql("INSERT INTO t VALUES ('after-rewind')").await.unwrap();
-    wait_for(
-        "rewound pg1 streams timeline 2 from pg2",
+    wait_for_every(
         TICK,
         30 * SEC,
+        "rewound pg1 streams timeline 2 from pg2",
         || async {
             let st = a.pg.status().await.ok()?;
             let rows = a.sql("SELECT string_agg(v, ',' ORDER BY v) FROM t").await.ok()?;
@@ -528,7 +505,7 @@ async fn e2e_adopted_postmaster_killed_is_detected_and_restarts_through_crash_re
     assert!(!restarted.status().await.unwrap().in_recovery);
 
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL).unwrap();
-    wait_for("the crash is detected", TICK, 10 * SEC, || async {
+    wait_for_every(TICK, 10 * SEC, "the crash is detected", || async {
         (restarted.probe() == PostmasterState::Crashed { pid }).then_some(())
     })
     .await;
@@ -566,11 +543,11 @@ async fn e2e_pending_restart_and_reload() {
     a.pg.write_config(&input).await.unwrap();
     a.pg.reload().await.unwrap();
 
-    wait_for("work_mem applied by reload", TICK, 10 * SEC, || async {
+    wait_for_every(TICK, 10 * SEC, "work_mem applied by reload", || async {
         (a.sql("SHOW work_mem").await.ok()? == vec!["8MB"]).then_some(())
     })
     .await;
-    let pending = wait_for("max_connections pending restart", TICK, 10 * SEC, || async {
+    let pending = wait_for_every(TICK, 10 * SEC, "max_connections pending restart", || async {
         let p = a.pg.pending_restart().await.ok()?;
         p.contains_key("max_connections").then_some(p)
     })
@@ -580,7 +557,7 @@ async fn e2e_pending_restart_and_reload() {
     assert!(!pending.contains_key("work_mem"));
 
     a.pg.set_synchronous_standby_names(Some("\"pg2\"")).await.unwrap();
-    wait_for("synchronous_standby_names applied", TICK, 10 * SEC, || async {
+    wait_for_every(TICK, 10 * SEC, "synchronous_standby_names applied", || async {
         (a.sql("SHOW synchronous_standby_names").await.ok()? == vec!["\"pg2\""]).then_some(())
     })
     .await;

@@ -2,14 +2,11 @@
 //! replicas, then stops every process it started and removes its directory; as root
 //! (PostgreSQL then runs as `postgres`) and as an unprivileged user.
 
-#[path = "e2e/ports.rs"]
-mod ports;
-
 use std::process::Command;
 
 fn base_port() -> u16 {
     // The demo uses twelve consecutive ports from its base.
-    ports::free_ports(12)
+    pgwarden_testkit::free_ports(12)
 }
 
 fn check(out: std::process::Output) {

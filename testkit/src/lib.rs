@@ -1,0 +1,25 @@
+//! Test support shared by the tests of `pgwarden` and `pgwarden-raft` (a dev-dependency of
+//! both, never published).
+//!
+//! Module map: [`wait`] polls a condition until it holds or a limit passes (the one
+//! `wait_for`); [`ca`] is the test certificate authority that issues PEM certificates for
+//! TLS tests; [`ports`] hands out loopback ports no other test process is given; [`http`]
+//! holds the small REST calls the end-to-end tests repeat (status codes, JSON bodies);
+//! [`env`] says whether PostgreSQL 15 is installed and whether this is a CI run, with the
+//! `require_pg!` and `require_tool!` skip macros built on them.
+//!
+//! The process-cluster harness of the end-to-end tests is not here: it starts the
+//! `pgwarden` binary (known only to the root package's tests, as `CARGO_BIN_EXE_pgwarden`)
+//! and writes node configurations with the library's own writer, so it lives beside those
+//! tests in `tests/e2e/harness.rs`.
+
+pub mod ca;
+pub mod env;
+pub mod http;
+pub mod ports;
+pub mod wait;
+
+pub use ca::{Ca, Leaf};
+pub use env::{in_ci, pg_available};
+pub use ports::{free_addr, free_port, free_ports};
+pub use wait::{poll, wait_for, wait_for_every, TimedOut};
