@@ -541,13 +541,7 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
             return;
         }
         if self.applied_config_rev.is_some() {
-            let input = self.config_input(Some(v), role);
-            let res = async {
-                self.pg.write_config(&input).await?;
-                self.pg.reload().await
-            }
-            .await;
-            match res {
+            match self.rewrite_config_and_reload(Some(v), role).await {
                 Ok(()) => {
                     tracing::info!(
                         "dynamic configuration changed: PostgreSQL configuration rewritten and reloaded"
@@ -557,6 +551,18 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
             }
         }
         self.applied_config_rev = rev;
+    }
+
+    /// Rewrites PostgreSQL's files for `role` from the view and the local settings, and
+    /// reloads PostgreSQL.
+    async fn rewrite_config_and_reload(
+        &self,
+        v: Option<&ClusterView>,
+        role: PgRole,
+    ) -> Result<(), crate::postgres::Error> {
+        let input = self.config_input(v, role);
+        self.pg.write_config(&input).await?;
+        self.pg.reload().await
     }
 
     /// After acting: the leader's upkeep when this member holds a valid lease as a running

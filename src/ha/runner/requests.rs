@@ -55,13 +55,8 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
                             .map(|(_, t)| t),
                     ),
                 };
-                let input = self.config_input(self.last_view.as_ref(), role);
-                let res = async {
-                    self.pg.write_config(&input).await?;
-                    self.pg.reload().await
-                }
-                .await;
-                match res {
+                let view = self.last_view.clone();
+                match self.rewrite_config_and_reload(view.as_ref(), role).await {
                     Ok(()) => {
                         tracing::info!("configuration reloaded on request");
                         self.fire(CallbackAction::OnReload, self.cb_role_now());
