@@ -1,10 +1,10 @@
 //! POST /switchover and /failover: Patroni's validation (texts and codes), the `failover`
 //! key write, and for an immediate request the wait for the outcome.
 
-use super::actions::parse_schedule;
 use super::cluster::Snapshot;
 use super::error::ApiError;
-use super::rest::ApiState;
+use super::params::parse_schedule;
+use super::state::ApiState;
 use crate::dcs::Dcs;
 use crate::ha::view::{FailoverKey, MemberRecord};
 use pgwarden_raft::command::Condition;

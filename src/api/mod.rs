@@ -1,6 +1,8 @@
 //! The member's APIs: Patroni's REST API (axum on hyper, optionally behind rustls).
 //!
-//! - [`rest`]: [`rest::ApiState`], the router and Patroni's dispatch by method and first path segment.
+//! - [`state`]: [`state::ApiState`], what every handler shares.
+//! - [`rest`]: the router and Patroni's dispatch by method and first path segment.
+//! - [`params`]: request parameters several endpoints share (Patroni's `parse_schedule`).
 //! - [`health`]: the health-check rules (/primary, /replica, /liveness, ...), pure functions of the
 //!   published [`crate::ha::status::NodeStatus`] and the DCS snapshot.
 //! - [`cluster`]: the DCS snapshot the handlers read, GET /cluster, /history, /config, /failsafe,
@@ -28,6 +30,8 @@ pub mod error;
 pub mod health;
 pub mod manual;
 pub mod metrics;
+pub mod params;
 pub mod rest;
 pub mod security;
 pub mod serve;
+pub mod state;
