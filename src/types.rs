@@ -117,6 +117,156 @@ impl fmt::Display for TimelineId {
     }
 }
 
+/// Defines an enum for one of Patroni's vocabularies: each variant is written as Patroni's exact
+/// string, and any other string read from the DCS or a peer is kept as `Other` (never an error:
+/// another writer's word must not make a whole member key unreadable).
+macro_rules! patroni_words {
+    ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident => $text:literal,)+ }) => {
+        $(#[$meta])*
+        #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub enum $name {
+            $($(#[$vmeta])* $variant,)+
+            /// A word pgwarden does not know, kept as written.
+            Other(String),
+        }
+
+        impl $name {
+            /// Every known word, in declaration order.
+            pub const ALL: &'static [$name] = &[$($name::$variant,)+];
+
+            /// Patroni's string.
+            pub fn as_str(&self) -> &str {
+                match self {
+                    $($name::$variant => $text,)+
+                    $name::Other(s) => s,
+                }
+            }
+
+            /// The word for this string (`Other` when unknown).
+            pub fn parse(s: &str) -> Self {
+                match s {
+                    $($text => $name::$variant,)+
+                    other => $name::Other(other.to_owned()),
+                }
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(self.as_str())
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                Ok($name::parse(&String::deserialize(d)?))
+            }
+        }
+
+        impl From<&str> for $name {
+            fn from(s: &str) -> Self {
+                $name::parse(s)
+            }
+        }
+
+        impl PartialEq<&str> for $name {
+            fn eq(&self, other: &&str) -> bool {
+                self.as_str() == *other
+            }
+        }
+    };
+}
+
+patroni_words! {
+    /// A member's PostgreSQL state, as Patroni names it (member keys, GET /patroni, /metrics'
+    /// `patroni_postgres_state` index follows this order).
+    MemberState {
+        /// Bootstrapping a new cluster with initdb.
+        InitializingNewCluster => "initializing new cluster",
+        /// initdb failed.
+        InitdbFailed => "initdb failed",
+        /// A custom bootstrap script runs.
+        RunningCustomBootstrapScript => "running custom bootstrap script",
+        /// The custom bootstrap script failed.
+        CustomBootstrapFailed => "custom bootstrap failed",
+        /// Cloning from another member.
+        CreatingReplica => "creating replica",
+        /// Up and answering.
+        Running => "running",
+        /// Started, not answering yet.
+        Starting => "starting",
+        /// Starting after a custom bootstrap.
+        StartingAfterCustomBootstrap => "starting after custom bootstrap",
+        /// The start failed.
+        StartFailed => "start failed",
+        /// A restart is under way.
+        Restarting => "restarting",
+        /// The restart failed.
+        RestartFailed => "restart failed",
+        /// Being stopped.
+        Stopping => "stopping",
+        /// Stopped cleanly.
+        Stopped => "stopped",
+        /// The stop failed.
+        StopFailed => "stop failed",
+        /// Stopped without a clean shutdown.
+        Crashed => "crashed",
+    }
+}
+
+impl Default for MemberState {
+    fn default() -> Self {
+        MemberState::Other(String::new())
+    }
+}
+
+patroni_words! {
+    /// A member's role, as Patroni names it.
+    Role {
+        /// The writable primary (Patroni before 3.0 said `master`).
+        Primary => "primary",
+        /// A streaming or archive-replaying standby.
+        Replica => "replica",
+        /// The leader of a standby cluster.
+        StandbyLeader => "standby_leader",
+        /// No data directory yet.
+        Uninitialized => "uninitialized",
+        /// Patroni 2's word for the primary, still written by old members.
+        Master => "master",
+        /// pgwarden's witness: a Raft vote, no PostgreSQL.
+        Witness => "witness",
+    }
+}
+
+impl Role {
+    /// The primary, in Patroni's current or former word.
+    pub fn is_primary(&self) -> bool {
+        matches!(self, Role::Primary | Role::Master)
+    }
+}
+
+impl Default for Role {
+    fn default() -> Self {
+        Role::Other(String::new())
+    }
+}
+
+patroni_words! {
+    /// A replication slot's type (`pg_replication_slots.slot_type`).
+    SlotType {
+        /// A physical slot (a standby's).
+        Physical => "physical",
+        /// A logical slot (decoding for a consumer).
+        Logical => "logical",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -150,5 +300,26 @@ mod tests {
         assert_eq!(serde_json::from_str::<Lsn>(&json).unwrap(), Lsn(0x1_0000_00A0));
         assert!(serde_json::from_str::<Lsn>("\"zz\"").is_err());
         assert_eq!(serde_json::to_string(&TimelineId(3)).unwrap(), "3");
+    }
+
+    /// Patroni's words round-trip exactly, and an unknown word is kept, not refused.
+    #[test]
+    fn patroni_words_keep_their_strings() {
+        for st in MemberState::ALL {
+            let text = serde_json::to_string(st).unwrap();
+            assert_eq!(serde_json::from_str::<MemberState>(&text).unwrap(), *st);
+        }
+        assert_eq!(
+            serde_json::to_string(&MemberState::CreatingReplica).unwrap(),
+            "\"creating replica\""
+        );
+        assert_eq!(MemberState::ALL.len(), 15);
+        assert_eq!(
+            serde_json::from_str::<Role>("\"leader\"").unwrap(),
+            Role::Other("leader".into())
+        );
+        assert!(Role::parse("master").is_primary());
+        assert_eq!(SlotType::parse("logical"), SlotType::Logical);
+        assert_eq!(Role::Replica, "replica");
     }
 }

@@ -89,7 +89,12 @@ impl Fx {
             put(&dcs, "config", &c.to_string()).await;
         }
         put(&dcs, "status", &json!({"optime": OPTIME}).to_string()).await;
-        put(&dcs, "members/me", &member(&s.role, &s.state, json!({}))).await;
+        put(
+            &dcs,
+            "members/me",
+            &member(s.role.as_str(), s.state.as_str(), json!({})),
+        )
+        .await;
         if leader_name == "l1" {
             put(&dcs, "members/l1", &member("primary", "running", json!({}))).await;
         }

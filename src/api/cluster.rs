@@ -168,7 +168,7 @@ fn member_json(name: &str, m: &MemberRecord, raw: Option<&Value>, snap: &Snapsho
         .then(|| m.replication_state.clone())
         .flatten()
         .filter(|s| !s.is_empty())
-        .unwrap_or_else(|| m.state.clone());
+        .unwrap_or_else(|| m.state.to_string());
     let mut out = Map::new();
     out.insert("name".into(), json!(name));
     out.insert("role".into(), json!(role));

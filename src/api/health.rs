@@ -11,6 +11,7 @@
 
 use super::cluster::Snapshot;
 use crate::ha::status::NodeStatus;
+use crate::types::{MemberState, Role};
 use axum::http::StatusCode;
 use serde_json::Value;
 use std::time::Duration;
@@ -86,7 +87,7 @@ fn replica_ok(s: &NodeStatus, snap: &Snapshot, q: &Params) -> bool {
     let state_ok = q
         .get("replication_state")
         .is_none_or(|want| s.replication_state.as_deref() == Some(want));
-    s.role == "replica" && s.state == "running" && !noloadbalance(s) && !lagging && state_ok
+    s.role == Role::Replica && s.state == MemberState::Running && !noloadbalance(s) && !lagging && state_ok
 }
 
 /// `tag_<k>=<v>` filters: every named tag must exist and equal the value (non-strings
@@ -109,13 +110,13 @@ pub fn health_code(path: &str, q: &Params, s: &NodeStatus, snap: &Snapshot, now:
     } else {
         path
     };
-    let leader = holds_valid_lock(s, now) && s.state == "running";
+    let leader = holds_valid_lock(s, now) && s.state == MemberState::Running;
     let replica = replica_ok(s, snap, q);
     let has = |p: &str| path.contains(p);
     let mut ignore_tags = false;
     let ok_now = if has("standby_leader") || has("standby-leader") {
         ignore_tags = true;
-        leader && s.role == "standby_leader"
+        leader && s.role == Role::StandbyLeader
     } else if has("leader") {
         ignore_tags = true;
         leader
@@ -127,7 +128,7 @@ pub fn health_code(path: &str, q: &Params, s: &NodeStatus, snap: &Snapshot, now:
     } else if has("read-only") && !has("sync") && !has("quorum") {
         replica || leader
     } else if has("health") {
-        s.state == "running"
+        s.state == MemberState::Running
     } else if snap.empty {
         // These rules need the sync key; without any DCS data Patroni answers 503.
         false
@@ -152,7 +153,7 @@ pub fn health_code(path: &str, q: &Params, s: &NodeStatus, snap: &Snapshot, now:
 /// GET /liveness: the loop ran recently (ttl on a primary, 2×ttl on a replica, which can
 /// tolerate a stuck loop longer), or the cluster is paused.
 pub fn liveness_code(s: &NodeStatus, ttl: Duration, now: Instant) -> StatusCode {
-    let primary = s.role == "primary" && s.state == "running";
+    let primary = s.role == Role::Primary && s.state == MemberState::Running;
     let limit = if primary { ttl } else { ttl * 2 };
     ok(s.pause
         || s.last_loop
@@ -162,10 +163,10 @@ pub fn liveness_code(s: &NodeStatus, ttl: Duration, now: Instant) -> StatusCode 
 /// GET /readiness: the lock holder, or a streaming replica within `?lag` (default
 /// `maximum_lag_on_failover`) at `?mode=apply` (replayed, default) or `write` (received).
 pub fn readiness_code(q: &Params, s: &NodeStatus, snap: &Snapshot, now: Instant) -> StatusCode {
-    if holds_valid_lock(s, now) && s.state == "running" {
+    if holds_valid_lock(s, now) && s.state == MemberState::Running {
         return StatusCode::OK;
     }
-    if s.state != "running" || s.replication_state.as_deref() != Some("streaming") {
+    if s.state != MemberState::Running || s.replication_state.as_deref() != Some("streaming") {
         return StatusCode::SERVICE_UNAVAILABLE;
     }
     let max_lag = q

@@ -7,6 +7,7 @@ use super::params::parse_schedule;
 use super::state::ApiState;
 use crate::dcs::Dcs;
 use crate::ha::view::{FailoverKey, MemberRecord};
+use crate::types::MemberState;
 use pgwarden_raft::command::Condition;
 use serde_json::{Map, Value};
 use std::time::Duration;
@@ -55,7 +56,7 @@ fn name_field(req: &Map<String, Value>, k: &str) -> Option<String> {
 /// allowed to be promoted. (Patroni asks each member's /patroni; the member key carries the
 /// same facts, refreshed every loop.)
 fn good_candidate(m: &MemberRecord) -> bool {
-    m.state == "running" && m.failover_priority() > 0
+    m.state == MemberState::Running && m.failover_priority() > 0
 }
 
 /// Patroni's `is_failover_possible`; `Some(reason)` is a 412.

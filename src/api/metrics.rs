@@ -4,28 +4,11 @@
 
 use super::cluster::Snapshot;
 use crate::ha::status::NodeStatus;
+use crate::types::MemberState;
+use crate::types::Role;
 use serde_json::Value;
 use std::fmt::Write;
 use tokio::time::Instant;
-
-/// Patroni's PostgreSQL state strings, in the order of `patroni_postgres_state`'s values.
-pub const PG_STATES: [&str; 15] = [
-    "initializing new cluster",
-    "initdb failed",
-    "running custom bootstrap script",
-    "custom bootstrap failed",
-    "creating replica",
-    "running",
-    "starting",
-    "starting after custom bootstrap",
-    "start failed",
-    "restarting",
-    "restart failed",
-    "stopping",
-    "stopped",
-    "stop failed",
-    "crashed",
-];
 
 /// The embedded Raft member as /metrics shows it; the daemon refreshes it from
 /// `RaftNode::metrics()` (see [`raft_info_watch`]).
@@ -147,7 +130,7 @@ pub fn render(s: &NodeStatus, snap: &Snapshot, raft: Option<&RaftInfo>, now: Ins
             .unwrap_or(0)
     };
     let b = |v: bool| u8::from(v);
-    let in_sync = s.role == "replica" && snap.is_sync(&s.patroni.name);
+    let in_sync = s.role == Role::Replica && snap.is_sync(&s.patroni.name);
     let quorum = snap.quorum_mode();
 
     o.metric(
@@ -160,7 +143,7 @@ pub fn render(s: &NodeStatus, snap: &Snapshot, raft: Option<&RaftInfo>, now: Ins
         "patroni_postgres_running",
         "gauge",
         "Value is 1 if Postgres is running, 0 otherwise.",
-        b(s.state == "running"),
+        b(s.state == MemberState::Running),
     );
     o.metric(
         "patroni_postmaster_start_time",
@@ -172,7 +155,7 @@ pub fn render(s: &NodeStatus, snap: &Snapshot, raft: Option<&RaftInfo>, now: Ins
         "patroni_primary",
         "gauge",
         "Value is 1 if this node is the leader, 0 otherwise.",
-        b(s.role == "primary"),
+        b(s.role == Role::Primary),
     );
     o.metric(
         "patroni_xlog_location",
@@ -184,13 +167,13 @@ pub fn render(s: &NodeStatus, snap: &Snapshot, raft: Option<&RaftInfo>, now: Ins
         "patroni_standby_leader",
         "gauge",
         "Value is 1 if this node is the standby_leader, 0 otherwise.",
-        b(s.role == "standby_leader"),
+        b(s.role == Role::StandbyLeader),
     );
     o.metric(
         "patroni_replica",
         "gauge",
         "Value is 1 if this node is a replica, 0 otherwise.",
-        b(s.role == "replica"),
+        b(s.role == Role::Replica),
     );
     o.metric(
         "patroni_sync_standby",
@@ -290,7 +273,7 @@ pub fn render(s: &NodeStatus, snap: &Snapshot, raft: Option<&RaftInfo>, now: Ins
         "Value is 1 if auto failover is disabled, 0 otherwise.",
         b(s.pause),
     );
-    let state_index = PG_STATES
+    let state_index = MemberState::ALL
         .iter()
         .position(|x| *x == s.state)
         .map_or(-1, |i| i as i64);

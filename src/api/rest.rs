@@ -13,6 +13,7 @@ pub use super::state::ApiState;
 use crate::dcs::Dcs;
 use crate::ha::failsafe::Refusal;
 use crate::ha::status::NodeStatus;
+use crate::types::{MemberState, Role};
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
@@ -213,7 +214,7 @@ async fn route<D: Dcs>(st: ApiState<D>, req: Request) -> Result<Response, ApiErr
             }
             let req = read_json(&parts.headers, body, false).await?;
             let s = st.status.borrow().clone();
-            let primary = s.role == "primary" && s.state == "running";
+            let primary = s.role == Role::Primary && s.state == MemberState::Running;
             match st.failsafe.accept(&req, primary) {
                 Ok(()) => {
                     let mut resp = text(StatusCode::OK, "Accepted");
@@ -328,7 +329,7 @@ pub fn status_json(s: &NodeStatus, snap: &Snapshot) -> Value {
                 p.insert("pgwarden_version".into(), own);
             }
         }
-        if s.role != "primary" && snap.is_sync(&s.patroni.name) {
+        if s.role != Role::Primary && snap.is_sync(&s.patroni.name) {
             let k = if snap.quorum_mode() {
                 "quorum_standby"
             } else {

@@ -6,6 +6,7 @@
 
 use super::view::{ClusterView, SyncMode};
 use crate::types::{Lsn, MemberName};
+use crate::types::{MemberState, Role};
 
 /// What the local PostgreSQL is, as observed this cycle.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -314,8 +315,8 @@ fn decide_running(
                     let healthy = in_sync
                         && view.members.iter().any(|(n, m)| {
                             n.as_str() == c
-                                && m.state == "running"
-                                && m.role == "replica"
+                                && m.state == MemberState::Running
+                                && m.role == Role::Replica
                                 && m.failover_priority() > 0
                         });
                     if healthy && !paused {
@@ -331,9 +332,10 @@ fn decide_running(
                 Some(c) if c == i.me.as_str() => actions.push(Action::ClearFailover { revision: f.revision }),
                 None if f.value.leader.as_deref() == Some(i.me.as_str()) && r.primary => {
                     // A switchover "from me" with no candidate: any healthy replica.
-                    let any = view.members.iter().any(|(n, m)| {
-                        n != i.me && m.state == "running" && m.role == "replica" && m.failover_priority() > 0
-                    });
+                    let any = view
+                        .members
+                        .iter()
+                        .any(|(n, m)| n != i.me && m.is_failover_candidate());
                     if any && i.scheduled_due && !paused {
                         actions.push(Action::Demote(DemoteMode::Graceful));
                         return decision(
@@ -438,7 +440,9 @@ fn decide_running(
 pub fn clone_candidates(me: &MemberName, view: &ClusterView, leader: &MemberName) -> Vec<MemberName> {
     view.members
         .iter()
-        .filter(|(n, m)| *n != me && *n != leader && m.tag_true("clonefrom") && m.state == "running")
+        .filter(|(n, m)| {
+            *n != me && *n != leader && m.tag_true("clonefrom") && m.state == MemberState::Running
+        })
         .map(|(n, _)| n.clone())
         .collect()
 }
@@ -466,8 +470,8 @@ pub fn upstream<'a>(me: &MemberName, view: &'a ClusterView, leader: &'a MemberNa
         Some((name, m))
             if name != me
                 && name != leader
-                && m.state == "running"
-                && m.role == "replica"
+                && m.state == MemberState::Running
+                && m.role == Role::Replica
                 && m.tags.get("replicatefrom").and_then(serde_json::Value::as_str) != Some(me.as_str()) =>
         {
             name

@@ -21,6 +21,7 @@ use super::decide::upstream;
 use super::view::{ClusterView, StatusKey};
 use crate::config::{DynamicConfig, IgnoreSlot};
 use crate::postgres::Slot;
+use crate::types::SlotType;
 use crate::types::{Lsn, MemberName};
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -87,7 +88,7 @@ pub fn slot_name(member: &MemberName) -> String {
 pub fn slot_matches(rule: &IgnoreSlot, slot: &Slot) -> bool {
     let is = |want: &Option<String>, have: Option<&str>| want.as_deref().is_none_or(|w| Some(w) == have);
     is(&rule.name, Some(&slot.name))
-        && is(&rule.slot_type, Some(&slot.slot_type))
+        && is(&rule.slot_type, Some(slot.slot_type.as_str()))
         && is(&rule.database, slot.database.as_deref())
         && is(&rule.plugin, slot.plugin.as_deref())
 }
@@ -222,7 +223,7 @@ pub fn status_key(
         if !keep_all_members && !permanent.slots.contains_key(&s.name) {
             continue;
         }
-        let lsn = if s.slot_type == "logical" {
+        let lsn = if s.slot_type == SlotType::Logical {
             s.confirmed_flush_lsn
         } else {
             s.restart_lsn
@@ -289,7 +290,7 @@ pub fn advances(
 ) -> Vec<(String, Lsn)> {
     existing
         .iter()
-        .filter(|s| s.slot_type == "physical" && !s.active && keep.contains(&s.name))
+        .filter(|s| s.slot_type == SlotType::Physical && !s.active && keep.contains(&s.name))
         .filter_map(|s| {
             let from = s.restart_lsn?;
             let to = Lsn((*published.get(&s.name)?).min(replay.0));
@@ -341,7 +342,7 @@ pub fn logical_on_replica(
         match existing.iter().find(|s| &s.name == name) {
             None => plan.copy.push(name.clone()),
             Some(s)
-                if s.slot_type == "logical"
+                if s.slot_type == SlotType::Logical
                     && s.database.as_deref() == Some(database.as_str())
                     && s.plugin.as_deref() == Some(plugin.as_str()) =>
             {
@@ -361,7 +362,7 @@ pub fn logical_on_replica(
     }
     plan.drop = existing
         .iter()
-        .filter(|s| s.slot_type == "logical" && !s.active)
+        .filter(|s| s.slot_type == SlotType::Logical && !s.active)
         .filter(|s| !permanent.slots.contains_key(&s.name) && !ignored(s))
         .map(|s| s.name.clone())
         .collect();

@@ -1,6 +1,7 @@
 //! What the HA loop publishes after every iteration, for the REST API and the CLI:
 //! Patroni's GET /patroni document plus the facts the health checks need.
 
+use crate::types::{MemberState, Role};
 use serde::Serialize;
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -38,12 +39,12 @@ pub struct ReplicationInfo {
 #[derive(Clone, Debug, Serialize, PartialEq)]
 pub struct NodeStatus {
     /// PostgreSQL state string (Patroni's: running, stopped, starting, creating replica, ...).
-    pub state: String,
+    pub state: MemberState,
     /// When the postmaster started (ISO 8601).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub postmaster_start_time: Option<String>,
     /// primary | replica | standby_leader | uninitialized.
-    pub role: String,
+    pub role: Role,
     /// PostgreSQL's server_version_num.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub server_version: Option<u32>,
@@ -121,15 +122,15 @@ impl NodeStatus {
     pub fn initial(info: DaemonInfo, witness: bool) -> Self {
         NodeStatus {
             state: if witness {
-                "running".into()
+                MemberState::Running
             } else {
-                "stopped".into()
+                MemberState::Stopped
             },
             postmaster_start_time: None,
             role: if witness {
-                "witness".into()
+                Role::Witness
             } else {
-                "uninitialized".into()
+                Role::Uninitialized
             },
             server_version: None,
             xlog: None,
@@ -171,8 +172,8 @@ impl NodeStatus {
     /// lease has not run out, and PostgreSQL runs as primary.
     pub fn is_writable_leader(&self, now: Instant) -> bool {
         self.holds_lock
-            && self.role == "primary"
-            && self.state == "running"
+            && self.role == Role::Primary
+            && self.state == MemberState::Running
             && self.lease_until.is_some_and(|u| now < u)
     }
 }

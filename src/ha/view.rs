@@ -5,7 +5,7 @@
 
 use crate::config::DynamicConfig;
 pub use crate::config::SyncMode;
-use crate::types::{Lsn, MemberName};
+use crate::types::{Lsn, MemberName, MemberState, Role};
 use pgwarden_raft::KeyValue;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -20,12 +20,12 @@ pub struct MemberRecord {
     /// `http://host:port/patroni`.
     #[serde(default)]
     pub api_url: String,
-    /// PostgreSQL state string ("running", "stopped", "creating replica", ...).
+    /// PostgreSQL's state ("running", "stopped", "creating replica", ...).
     #[serde(default)]
-    pub state: String,
+    pub state: MemberState,
     /// "primary", "replica", "uninitialized", ...
     #[serde(default)]
-    pub role: String,
+    pub role: Role,
     /// Daemon version.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub version: Option<String>,
@@ -81,6 +81,11 @@ impl MemberRecord {
     /// Whether a tag is set to true.
     pub fn tag_true(&self, tag: &str) -> bool {
         self.tags.get(tag).is_some_and(crate::config::flag)
+    }
+
+    /// A running replica that may be promoted (failover priority above 0).
+    pub fn is_failover_candidate(&self) -> bool {
+        self.state == MemberState::Running && self.role == Role::Replica && self.failover_priority() > 0
     }
 
     /// Patroni's failover priority: `nofailover` means 0, default 1.

@@ -8,7 +8,7 @@ use super::{
     PostmasterState, ReplicaMethod, ReplicationRow, RewindDecision, Slot, SlotState, StopMode, StopOutcome,
     Upstream, WalReceiver,
 };
-use crate::types::{Lsn, TimelineId};
+use crate::types::{Lsn, SlotType, TimelineId};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::Mutex;
@@ -373,7 +373,7 @@ impl PgControl for FakePg {
         self.with_state(|s| {
             s.slots.entry(name.to_owned()).or_insert_with(|| Slot {
                 name: name.to_owned(),
-                slot_type: "physical".into(),
+                slot_type: SlotType::Physical,
                 active: false,
                 restart_lsn: s.status.current_lsn,
                 database: None,
@@ -393,7 +393,7 @@ impl PgControl for FakePg {
         self.with_state(|s| {
             s.slots.entry(name.to_owned()).or_insert_with(|| Slot {
                 name: name.to_owned(),
-                slot_type: "logical".into(),
+                slot_type: SlotType::Logical,
                 active: false,
                 restart_lsn: s.status.current_lsn,
                 database: Some(database.to_owned()),
@@ -481,7 +481,7 @@ impl PgControl for FakePg {
                     p.name.clone(),
                     Slot {
                         name: p.name.clone(),
-                        slot_type: "logical".into(),
+                        slot_type: SlotType::Logical,
                         active: false,
                         restart_lsn: p.confirmed_flush_lsn,
                         database: Some(p.database.clone()),

@@ -1,7 +1,7 @@
 //! Observation and small admin commands over tokio-postgres. Every call has a time limit.
 
 use super::error::{Error, Result};
-use crate::types::{Lsn, TimelineId};
+use crate::types::{Lsn, SlotType, TimelineId};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -83,7 +83,7 @@ pub struct Slot {
     /// Name.
     pub name: String,
     /// `physical` or `logical`.
-    pub slot_type: String,
+    pub slot_type: SlotType,
     /// In use.
     pub active: bool,
     /// Oldest WAL kept.
@@ -247,7 +247,7 @@ pub(crate) async fn slots(c: &Client, t: Duration) -> Result<Vec<Slot>> {
         .map(|r| {
             Ok(Slot {
                 name: get(r, 0, WHAT)?,
-                slot_type: get(r, 1, WHAT)?,
+                slot_type: SlotType::parse(&get::<String>(r, 1, WHAT)?),
                 active: get(r, 2, WHAT)?,
                 restart_lsn: lsn(r, 3, WHAT)?,
                 database: get(r, 4, WHAT)?,

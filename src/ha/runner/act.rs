@@ -14,6 +14,7 @@ use crate::ha::sync::{self, SyncSettings};
 use crate::ha::view::{ClusterView, HistoryRow, SyncMode};
 use crate::postgres::{ConfigInput, PgControl, PgRole, StandbyTarget, StopMode, Upstream};
 use crate::types::MemberName;
+use crate::types::MemberState;
 use pgwarden_raft::Condition;
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -74,7 +75,7 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
                     clone_source(clonefrom, from, rand::random::<usize>())
                 };
                 let (up, _) = self.upstream_of(v, from)?;
-                self.set_state("creating replica");
+                self.set_state(MemberState::CreatingReplica);
                 tracing::info!(from = %from, upstream = %up, "cloning a replica");
                 PgControl::clone_from(&*self.pg, &up, &self.s.replica_methods, &self.progress).await?;
                 self.just_cloned = true;
@@ -127,7 +128,7 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
     }
 
     async fn bootstrap(&mut self) -> Result<(), ActError> {
-        self.set_state("initializing new cluster");
+        self.set_state(MemberState::InitializingNewCluster);
         self.pg.initdb(&self.s.initdb).await?;
         self.write_pg_config(None, PgRole::Primary).await?;
         self.pg.start().await?;
@@ -181,7 +182,7 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
             }
         }
         self.write_pg_config(v, PgRole::Primary).await?;
-        self.set_state("starting");
+        self.set_state(MemberState::Starting);
         self.start_primary_keeping_the_lease(v).await?;
         self.fire(CallbackAction::OnStart, CallbackRole::Primary);
         tracing::info!("started PostgreSQL as primary");
@@ -200,9 +201,9 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
             .into(),
         );
         let failover_possible = v.is_some_and(|v| {
-            v.members.iter().any(|(n, m)| {
-                *n != self.s.me && m.state == "running" && m.role == "replica" && m.failover_priority() > 0
-            })
+            v.members
+                .iter()
+                .any(|(n, m)| *n != self.s.me && m.is_failover_candidate())
         });
         if limit.is_zero() && failover_possible {
             self.lease.release().await?;
@@ -278,7 +279,7 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
             None => None,
         };
         self.write_pg_config(v, PgRole::Standby(target)).await?;
-        self.set_state("starting");
+        self.set_state(MemberState::Starting);
         self.pg.start().await?;
         self.following = leader.cloned();
         self.not_streaming_since = None;

@@ -9,6 +9,7 @@ use crate::ha::sync::{self, Standby, SyncSettings};
 use crate::ha::view::{ClusterView, MemberRecord, SyncKey, SyncMode, Versioned};
 use crate::ha::watchdog::WatchdogMode;
 use crate::postgres::{LocalStatus, PgControl, StopMode};
+use crate::types::MemberState;
 use crate::types::{Lsn, MemberName};
 use pgwarden_raft::Condition;
 use serde_json::Value;
@@ -159,7 +160,7 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
                 let m = v.members.get(&name)?;
                 // A nostream member does not stream, so is never synchronous (a row with its
                 // name is somebody else's connection).
-                (m.state == "running" && !m.tag_true("nostream")).then_some(())?;
+                (m.state == MemberState::Running && !m.tag_true("nostream")).then_some(())?;
                 Some(Standby {
                     name: name.to_string(),
                     flush: r.flush_lsn.unwrap_or(Lsn(0)),

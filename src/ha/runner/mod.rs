@@ -31,6 +31,7 @@ use crate::postgres::{
     CloneProgress, InitdbOption, PgControl, PgRole, PostmasterState, ReplicaMethod, StopMode,
 };
 use crate::types::MemberName;
+use crate::types::MemberState;
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -625,7 +626,7 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
     /// PostgreSQL's role for a callback argument.
     pub(super) fn cb_role_now(&self) -> CallbackRole {
         self.cb_role
-            .unwrap_or_else(|| CallbackRole::from_status(&self.status.borrow().role))
+            .unwrap_or_else(|| CallbackRole::from_status(self.status.borrow().role.as_str()))
     }
 
     /// Whether PostgreSQL was last announced as primary (or demoted from it): the next start
@@ -676,8 +677,8 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
         Ok(())
     }
 
-    pub(super) fn set_state(&self, state: &str) {
-        self.status.send_modify(|s| s.state = state.to_string());
+    pub(super) fn set_state(&self, state: MemberState) {
+        self.status.send_modify(|s| s.state = state);
     }
 
     /// This member's `nostream` tag: it replays from the archive only, never streams.

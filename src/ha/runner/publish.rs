@@ -6,6 +6,7 @@ use crate::ha::decide::PgState;
 use crate::ha::status::ReplicationInfo;
 use crate::ha::view::{ClusterView, MemberRecord};
 use crate::postgres::PgControl;
+use crate::types::{MemberState, Role};
 use pgwarden_raft::Condition;
 use serde_json::json;
 use tokio::time::Instant;
@@ -149,26 +150,21 @@ fn replayed_timestamp_text(micros: i64) -> Option<String> {
     Some(t.format("%Y-%m-%d %H:%M:%S%.3f UTC").to_string())
 }
 
-fn state_and_role(pg: &PgState, current: &str) -> (String, String) {
+fn state_and_role(pg: &PgState, current: &MemberState) -> (MemberState, Role) {
     match pg {
         PgState::NoData => {
-            let s = if current == "creating replica" || current == "initializing new cluster" {
-                current
-            } else {
-                "stopped"
+            let s = match current {
+                MemberState::CreatingReplica | MemberState::InitializingNewCluster => current.clone(),
+                _ => MemberState::Stopped,
             };
-            (s.into(), "uninitialized".into())
+            (s, Role::Uninitialized)
         }
-        PgState::Stopped { clean: true } => ("stopped".into(), "replica".into()),
-        PgState::Stopped { clean: false } => ("crashed".into(), "replica".into()),
-        PgState::Unresponsive => ("starting".into(), "replica".into()),
+        PgState::Stopped { clean: true } => (MemberState::Stopped, Role::Replica),
+        PgState::Stopped { clean: false } => (MemberState::Crashed, Role::Replica),
+        PgState::Unresponsive => (MemberState::Starting, Role::Replica),
         PgState::Running(r) => (
-            "running".into(),
-            if r.primary {
-                "primary".into()
-            } else {
-                "replica".into()
-            },
+            MemberState::Running,
+            if r.primary { Role::Primary } else { Role::Replica },
         ),
     }
 }

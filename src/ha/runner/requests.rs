@@ -6,6 +6,8 @@ use crate::error::chain;
 use crate::ha::callbacks::{CallbackAction, ScriptCallbacks};
 use crate::ha::requests::{ActionOutcome, ApiRequest, RestartConditions};
 use crate::postgres::{PgControl, PgRole, PostmasterState, StopMode};
+use crate::types::MemberState;
+use crate::types::Role;
 use pgwarden_raft::Condition;
 use std::sync::Arc;
 use std::time::Duration;
@@ -108,7 +110,7 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
         let role_ok = c
             .role
             .as_deref()
-            .is_none_or(|r| r == st.role || (r == "primary" && st.role == "master"));
+            .is_none_or(|r| Role::parse(r) == st.role || (r == "primary" && st.role.is_primary()));
         let version_ok = c.postgres_version.is_none_or(|v| self.pg.version().num < v);
         let pending_ok = !c.restart_pending
             || self
@@ -123,13 +125,13 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
                 message: "restart conditions are not satisfied".into(),
             };
         }
-        if st.state == "starting" {
+        if st.state == MemberState::Starting {
             return ActionOutcome {
                 ok: false,
                 message: "postgres is still starting".into(),
             };
         }
-        self.set_state("restarting");
+        self.set_state(MemberState::Restarting);
         // PostgreSQL is down for part of the restart: disarm the watchdog; the next refresh
         // as primary re-arms it.
         self.lease.watchdog().disable();
@@ -156,7 +158,7 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
                 if let Err(e) = self.demote_stop(StopMode::Immediate).await {
                     tracing::error!(error = %chain(&e), "stopping PostgreSQL after the lease was lost");
                 }
-                self.set_state("restart failed");
+                self.set_state(MemberState::RestartFailed);
                 return ActionOutcome {
                     ok: false,
                     message: "restart failed".into(),
@@ -165,7 +167,7 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
         };
         match res {
             Ok(Ok(())) => {
-                self.set_state("running");
+                self.set_state(MemberState::Running);
                 self.fire(CallbackAction::OnRestart, role);
                 tracing::info!("restarted PostgreSQL on request");
                 ActionOutcome {
@@ -174,7 +176,7 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
                 }
             }
             Ok(Err(e)) => {
-                self.set_state("restart failed");
+                self.set_state(MemberState::RestartFailed);
                 tracing::warn!(error = %chain(&e), "restart failed");
                 ActionOutcome {
                     ok: false,

@@ -7,6 +7,7 @@ use crate::error::chain;
 use crate::ha::slots::{self, slot_matches, slot_name, Holder, Permanent, PermanentSlots};
 use crate::ha::view::{ClusterView, StatusKey};
 use crate::postgres::{LocalStatus, PgControl, StopMode};
+use crate::types::SlotType;
 use crate::types::{Lsn, MemberName};
 use pgwarden_raft::Condition;
 use std::collections::BTreeMap;
@@ -159,7 +160,7 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
         let pending = self.logical_pending.get_or_insert_with(|| {
             existing
                 .iter()
-                .filter(|s| s.slot_type == "logical" && permanent.slots.contains_key(&s.name))
+                .filter(|s| s.slot_type == SlotType::Logical && permanent.slots.contains_key(&s.name))
                 .map(|s| (s.name.clone(), None))
                 .collect()
         });
@@ -291,7 +292,7 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
         let mut changed = false;
         for slot in &create {
             match existing.iter().find(|s| &s.name == slot) {
-                Some(s) if s.slot_type != "physical" => {
+                Some(s) if s.slot_type != SlotType::Physical => {
                     let key = format!("type {slot}");
                     self.warn_slot_once(key, slot, "a slot of that name exists but is not physical");
                 }
@@ -317,7 +318,8 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
                 }
                 match existing.iter().find(|s| &s.name == name) {
                     Some(s)
-                        if s.slot_type != "logical" || s.database.as_deref() != Some(database.as_str()) =>
+                        if s.slot_type != SlotType::Logical
+                            || s.database.as_deref() != Some(database.as_str()) =>
                     {
                         let key = format!("mismatch {name}");
                         let why = format!(
@@ -389,7 +391,7 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
             let kept = keep.contains(&slot.name)
                 || permanent.slots.contains_key(&slot.name)
                 || slot.active
-                || slot.slot_type != "physical"
+                || slot.slot_type != SlotType::Physical
                 || ignore.iter().any(|r| slot_matches(r, slot));
             if kept {
                 continue;
