@@ -406,3 +406,43 @@ async fn a_promotion_appends_to_a_history_of_short_rows() {
     assert_eq!(rows[2][0], json!(3));
     assert_eq!(rows[2][4], json!("a"));
 }
+
+/// A restart scheduled through the API is published in the member key as Patroni's
+/// `scheduled_restart` (GET /cluster and `list` show it from there), and gone once cancelled.
+#[tokio::test]
+async fn a_scheduled_restart_is_published_in_the_member_key() {
+    let mut f = fixture(WatchdogMode::Off).await;
+    let at = chrono::DateTime::parse_from_rfc3339("2999-01-01T00:00:00+00:00").unwrap();
+    let (reply, rx) = tokio::sync::oneshot::channel();
+    f.runner
+        .handle_request(ApiRequest::ScheduleRestart {
+            conditions: RestartConditions {
+                postgres_version: Some(170000),
+                ..Default::default()
+            },
+            at,
+            reply,
+        })
+        .await;
+    assert!(rx.await.unwrap());
+    f.runner.iteration().await.unwrap();
+    let member = |f: &Fixture| {
+        let dcs = f.dcs.clone();
+        async move {
+            let kv = dcs.get(&format!("{PREFIX}members/a")).await.unwrap().unwrap();
+            serde_json::from_str::<serde_json::Value>(&kv.value).unwrap()
+        }
+    };
+    let m = member(&f).await;
+    assert_eq!(
+        m["scheduled_restart"],
+        json!({"schedule": "2999-01-01T00:00:00+00:00", "postgres_version": "170000"})
+    );
+    let (reply, rx) = tokio::sync::oneshot::channel();
+    f.runner
+        .handle_request(ApiRequest::CancelScheduledRestart { reply })
+        .await;
+    assert!(rx.await.unwrap());
+    f.runner.iteration().await.unwrap();
+    assert!(member(&f).await.get("scheduled_restart").is_none());
+}
