@@ -147,6 +147,9 @@ pub struct Inputs<'a> {
     /// The DCS could not be read, failsafe_mode is on, and every other member listed in
     /// `/failsafe` just accepted this primary's notice: it stays primary this cycle.
     pub failsafe_held: bool,
+    /// This member holds the leader lease and its deadline (`sent + ttl − margin` of the last
+    /// successful refresh) has not passed. No other member can take the key before then.
+    pub lease_valid: bool,
 }
 
 /// The actions of one iteration and why.
@@ -172,6 +175,13 @@ pub fn decide(i: &Inputs<'_>) -> Decision {
             PgState::Running(r) if r.primary && i.failsafe_held => decision(
                 vec![],
                 "continue to run as a leader because failsafe mode is enabled and all members are accessible",
+            ),
+            // Nobody can take the key before our deadline, so a DCS blip shorter than the
+            // lease costs nothing: the primary keeps serving, and the fence stops it at the
+            // deadline if the DCS is still out of reach then.
+            PgState::Running(r) if r.primary && i.lease_valid => decision(
+                vec![],
+                "DCS is not accessible: still the primary while the lease is valid",
             ),
             PgState::Running(r) if r.primary => decision(
                 vec![Action::Demote(DemoteMode::Offline)],

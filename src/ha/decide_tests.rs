@@ -91,6 +91,7 @@ fn run(c: &Case) -> Decision {
         pre_promote_backoff: false,
         watchdog_healthy: true,
         failsafe_held: false,
+        lease_valid: false,
     })
 }
 
@@ -541,6 +542,7 @@ fn system_id_mismatch_is_fatal() {
         pre_promote_backoff: false,
         watchdog_healthy: true,
         failsafe_held: false,
+        lease_valid: false,
     });
     assert!(matches!(d.actions.as_slice(), [Action::Fatal(m)] if m.contains("42")));
 }
@@ -559,6 +561,7 @@ fn race_local(me: &str, pg: &PgState, backoff: bool, watchdog_healthy: bool) -> 
         pre_promote_backoff: backoff,
         watchdog_healthy,
         failsafe_held: false,
+        lease_valid: false,
     })
 }
 
@@ -605,6 +608,7 @@ fn decide_for(me: &str, view: Option<&ClusterView>, pg: &PgState, failsafe_held:
         pre_promote_backoff: false,
         watchdog_healthy: true,
         failsafe_held,
+        lease_valid: false,
     })
 }
 
@@ -710,4 +714,35 @@ fn clone_source_prefers_clonefrom_members() {
     assert_eq!(clone_source(&both, &leader, 0), &c);
     assert_eq!(clone_source(&both, &leader, 3), &d2);
     assert_eq!(clone_source(&[], &leader, 7), &leader);
+}
+
+/// DCS lost while the lease is valid: the primary rides through (the fence stops it at the
+/// deadline); once the lease has run out it demotes. A replica waits either way.
+#[test]
+fn a_primary_rides_through_a_dcs_outage_while_its_lease_is_valid() {
+    let me = n("a");
+    let with_lease = |pg: &PgState, lease_valid: bool| {
+        decide(&Inputs {
+            me: &me,
+            view: None,
+            pg,
+            sysid: Some(7000000000000000001),
+            failover_priority: 1,
+            peers: &[],
+            maximum_lag_on_failover: 1 << 20,
+            scheduled_due: true,
+            pre_promote_backoff: false,
+            watchdog_healthy: true,
+            failsafe_held: false,
+            lease_valid,
+        })
+    };
+    let kept = with_lease(&primary(), true);
+    assert_eq!(kept.actions, vec![], "{}", kept.reason);
+    assert!(kept.reason.contains("lease is valid"), "{}", kept.reason);
+    assert_eq!(
+        with_lease(&primary(), false).actions,
+        vec![Action::Demote(DemoteMode::Offline)]
+    );
+    assert_eq!(with_lease(&replica(1, Some("a")), true).actions, vec![]);
 }

@@ -21,6 +21,7 @@
 //! that is being stopped on purpose; disarming before the delete means a watchdog that nobody
 //! feeds any more can never reset the host after another member took over.
 
+use super::status::NodeStatus;
 use super::watchdog::{Watchdog, WatchdogTiming};
 use crate::dcs::{Dcs, DcsError};
 use crate::postgres::{PgControl, PostmasterState, StopMode};
@@ -93,6 +94,9 @@ struct Inner<D: Dcs> {
     /// Held only to copy or swap the values, never across an await or on the fence's path.
     timing: Mutex<LeaseTiming>,
     watchdog: Mutex<Arc<Watchdog>>,
+    /// The state the REST API serves: whether this member holds the lease changes there the
+    /// moment it changes here, not at the end of the loop's iteration.
+    status: Mutex<Option<watch::Sender<NodeStatus>>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -111,7 +115,22 @@ impl<D: Dcs> LeaderLease<D> {
                 until,
                 timing: Mutex::new(timing),
                 watchdog: Mutex::new(Arc::new(Watchdog::off())),
+                status: Mutex::new(None),
             }),
+        }
+    }
+
+    /// Reports every change of the lease (`holds_lock`, `lease_until`) into this state at once.
+    pub fn report_to(&self, status: watch::Sender<NodeStatus>) {
+        *lock(&self.inner.status) = Some(status);
+    }
+
+    fn report(&self, until: Option<Instant>) {
+        if let Some(tx) = lock(&self.inner.status).as_ref() {
+            tx.send_modify(|s| {
+                s.holds_lock = until.is_some();
+                s.lease_until = until;
+            });
         }
     }
 
@@ -198,7 +217,9 @@ impl<D: Dcs> LeaderLease<D> {
     /// watchdog is fed. This is the one place the deadline is computed.
     pub fn extend(&self, sent: Instant) {
         let t = self.timing();
-        self.inner.until.send_replace(Some(sent + t.ttl - t.margin()));
+        let until = sent + t.ttl - t.margin();
+        self.inner.until.send_replace(Some(until));
+        self.report(Some(until));
         self.watchdog().keepalive(t.watchdog());
     }
 
@@ -206,6 +227,7 @@ impl<D: Dcs> LeaderLease<D> {
     /// being stopped anyway): the fence will not fire until the lease is taken again.
     pub fn forget(&self) {
         self.inner.until.send_replace(None);
+        self.report(None);
     }
 
     /// Gives the key up: forget the deadline, disarm the watchdog, delete the key if it still

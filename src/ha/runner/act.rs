@@ -14,7 +14,7 @@ use crate::ha::sync::{self, SyncSettings};
 use crate::ha::view::{ClusterView, HistoryRow, SyncMode};
 use crate::postgres::{ConfigInput, PgControl, PgRole, StandbyTarget, StopMode, Upstream};
 use crate::types::MemberName;
-use crate::types::MemberState;
+use crate::types::{MemberState, Role};
 use pgwarden_raft::Condition;
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -314,6 +314,12 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
             self.demote_stop(StopMode::Immediate).await?;
             return Err(lost.into());
         }
+        // Health checks answer from this at once (GET /primary is 200 the moment PostgreSQL
+        // accepts writes), not at the end of the iteration.
+        self.status.send_modify(|s| {
+            s.role = Role::Primary;
+            s.state = MemberState::Running;
+        });
         self.fire(CallbackAction::OnRoleChange, CallbackRole::Primary);
         self.following = None;
         if let Some(b) = &obs.status {

@@ -246,6 +246,7 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
         let timing = s.timing;
         let (progress, _) = watch::channel(CloneProgress::default());
         let lease = LeaderLease::new(dcs.clone(), &s.prefix, s.me.clone(), lease_timing(&s, timing));
+        lease.report_to(status.clone());
         Runner {
             dcs,
             pg,
@@ -489,6 +490,7 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
             pre_promote_backoff: self.race_backoff_until.is_some_and(|t| Instant::now() < t),
             watchdog_healthy: self.lease.watchdog().is_healthy(self.lease.watchdog_timing()),
             failsafe_held,
+            lease_valid: self.lease.is_valid(),
         });
         if d.reason != self.last_reason {
             tracing::info!(reason = %d.reason, actions = ?d.actions, "decision");
@@ -656,10 +658,13 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
     ) -> Result<(), crate::postgres::Error> {
         let running = matches!(self.pg.probe(), PostmasterState::Running { .. });
         let role = self.cb_role_now();
+        // Health checks answer from this at once: a stopping primary is no longer one.
+        self.set_state(MemberState::Stopping);
         if running {
             self.callbacks.before_stop(self.timing.retry_timeout).await;
         }
         self.pg.stop(mode).await?;
+        self.set_state(MemberState::Stopped);
         if running && !quiet {
             self.callbacks.fire(CallbackAction::OnStop, role);
         }

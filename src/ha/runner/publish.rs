@@ -57,7 +57,6 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
     }
 
     pub(super) fn publish(&mut self, v: &ClusterView, obs: &Observation, dcs_ok: bool) {
-        let holds = v.leader_name() == Some(&self.s.me);
         let (pg, sysid) = (&obs.pg, obs.sysid);
         let (state, role) = state_and_role(pg, &self.status.borrow().state);
         let lease_until = self.lease.deadline();
@@ -116,7 +115,6 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
                 s.pause = v.paused();
                 s.cluster_unlocked = v.leader.is_none();
                 s.leader = v.leader_name().map(|l| l.to_string());
-                s.holds_lock = holds;
                 s.dcs_last_seen = Some(chrono::Utc::now().timestamp());
                 s.lag = match (&obs.status, v.optime) {
                     (Some(st), Some(opt)) if st.in_recovery => {
@@ -125,7 +123,10 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
                     _ => None,
                 };
             }
+            // From the lease itself, not the view read before acting: a key acquired or
+            // released in this iteration shows at once.
             s.lease_until = lease_until;
+            s.holds_lock = lease_until.is_some();
             s.watchdog_failed = watchdog_failed;
             s.tags = self.s.tags.clone();
             s.pending_restart = !obs.pending_restart.is_empty();
