@@ -88,6 +88,119 @@ impl LeaseTable {
     }
 }
 
+/// What the reaper needs from Raft. A trait so that its retry rules can be tested with
+/// a fake whose commits time out, without a cluster.
+pub(crate) trait Expirer {
+    /// Why a leadership check or an Expire failed (only logged).
+    type Error: std::fmt::Display;
+    /// Whether this node believes it is the Raft leader (its local, unconfirmed view).
+    fn is_leader(&self) -> bool;
+    /// Confirms leadership with a quorum and waits until everything committed before
+    /// that confirmation is applied here.
+    async fn confirm_leadership(&self) -> Result<(), Self::Error>;
+    /// Proposes `Expire{key, mod_revision: revision}` and waits for its commit; `true`
+    /// if it deleted the key.
+    async fn expire(&self, key: &str, revision: u64) -> Result<bool, Self::Error>;
+}
+
+/// The real [`Expirer`]: this node's Raft handle.
+struct RaftExpirer {
+    raft: Raft,
+    my_id: NodeId,
+    read_floor: ReadFloor,
+}
+
+impl Expirer for RaftExpirer {
+    type Error = String;
+
+    fn is_leader(&self) -> bool {
+        self.raft.metrics().borrow().current_leader == Some(self.my_id)
+    }
+
+    async fn confirm_leadership(&self) -> Result<(), String> {
+        read_index::ensure_linearizable(&self.raft, self.read_floor)
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+
+    async fn expire(&self, key: &str, revision: u64) -> Result<bool, String> {
+        let cmd = Command::Expire {
+            key: key.to_string(),
+            mod_revision: revision,
+        };
+        let resp = self
+            .raft
+            .client_write(Proposal::One(cmd))
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(resp.data.first().is_some_and(|r| r.succeeded))
+    }
+}
+
+/// The tracker's table and the reaper's memory of what it proposed.
+#[derive(Default)]
+struct Reaper {
+    table: LeaseTable,
+    /// Expires whose commit succeeded and whose apply has not been seen yet, so a key is
+    /// not proposed again while its Disarm is on the way. An Expire that failed or timed
+    /// out is *not* kept here: it may have been lost in a term change, and if this node
+    /// regains leadership before a tick sees it as a follower, keeping it would mean the
+    /// key is never expired (review finding F11). Proposing it again is harmless, since
+    /// an Expire deletes only the write at exactly `mod_revision`.
+    proposed: HashSet<(String, u64)>,
+}
+
+impl Reaper {
+    /// One reaper tick: if this node is the confirmed leader, proposes an Expire for
+    /// every passed deadline not already committed.
+    async fn tick<E: Expirer>(&mut self, expirer: &E, events: &mut mpsc::UnboundedReceiver<LeaseEvent>) {
+        if self.table.expired(Instant::now()).is_empty() || !expirer.is_leader() {
+            self.proposed.clear();
+            return;
+        }
+        // Confirm leadership with a quorum and wait until everything committed before
+        // that confirmation is applied here; a refresh among those entries re-arms its
+        // key, which the drain below picks up.
+        match tokio::time::timeout(REAPER_RPC_TIMEOUT, expirer.confirm_leadership()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::debug!(error = %e, "lease reaper: not confirmed as leader");
+                return;
+            }
+            Err(_) => {
+                tracing::warn!("lease reaper: leadership check timed out");
+                return;
+            }
+        }
+        while let Ok(ev) = events.try_recv() {
+            self.table.handle(ev, Instant::now());
+        }
+        let expired = self.table.expired(Instant::now());
+        self.proposed.retain(|p| expired.contains(p));
+        for (key, revision) in expired {
+            if !self.proposed.insert((key.clone(), revision)) {
+                continue;
+            }
+            match tokio::time::timeout(REAPER_RPC_TIMEOUT, expirer.expire(&key, revision)).await {
+                Ok(Ok(deleted)) => {
+                    if deleted {
+                        tracing::info!(key = %key, revision, "lease expired; key deleted");
+                    }
+                }
+                Ok(Err(e)) => {
+                    tracing::debug!(key = %key, error = %e, "lease reaper: expire not committed");
+                    self.proposed.remove(&(key, revision));
+                }
+                Err(_) => {
+                    tracing::warn!(key = %key, "lease reaper: expire commit timed out; will propose it again");
+                    self.proposed.remove(&(key, revision));
+                }
+            }
+        }
+    }
+}
+
 /// Runs the tracker and reaper until `shutdown`.
 pub(crate) async fn run(
     raft: Raft,
@@ -96,63 +209,22 @@ pub(crate) async fn run(
     mut events: mpsc::UnboundedReceiver<LeaseEvent>,
     shutdown: CancellationToken,
 ) {
-    let mut table = LeaseTable::default();
+    let expirer = RaftExpirer {
+        raft,
+        my_id,
+        read_floor,
+    };
+    let mut reaper = Reaper::default();
     let mut tick = tokio::time::interval(REAPER_TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    // Expires proposed and not yet seen applied, so a slow commit is not proposed twice.
-    let mut proposed: HashSet<(String, u64)> = HashSet::new();
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
             ev = events.recv() => match ev {
-                Some(ev) => table.handle(ev, Instant::now()),
+                Some(ev) => reaper.table.handle(ev, Instant::now()),
                 None => return,
             },
-            _ = tick.tick() => {
-                if table.expired(Instant::now()).is_empty() || raft.metrics().borrow().current_leader != Some(my_id) {
-                    proposed.clear();
-                    continue;
-                }
-                // Confirm leadership with a quorum and wait until everything committed
-                // before that confirmation is applied here; a refresh among those entries
-                // re-arms its key, which the drain below picks up.
-                match tokio::time::timeout(REAPER_RPC_TIMEOUT, read_index::ensure_linearizable(&raft, read_floor)).await {
-                    Ok(Ok(_)) => {}
-                    Ok(Err(e)) => {
-                        tracing::debug!(error = %e, "lease reaper: not confirmed as leader");
-                        continue;
-                    }
-                    Err(_) => {
-                        tracing::warn!("lease reaper: leadership check timed out");
-                        continue;
-                    }
-                }
-                while let Ok(ev) = events.try_recv() {
-                    table.handle(ev, Instant::now());
-                }
-                let expired = table.expired(Instant::now());
-                proposed.retain(|p| expired.contains(p));
-                for (key, revision) in expired {
-                    if !proposed.insert((key.clone(), revision)) {
-                        continue;
-                    }
-                    let cmd = Command::Expire { key: key.clone(), mod_revision: revision };
-                    match tokio::time::timeout(REAPER_RPC_TIMEOUT, raft.client_write(Proposal::One(cmd))).await {
-                        Ok(Ok(resp)) => {
-                            if resp.data.first().is_some_and(|r| r.succeeded) {
-                                tracing::info!(key = %key, revision, "lease expired; key deleted");
-                            }
-                        }
-                        Ok(Err(e)) => {
-                            tracing::debug!(key = %key, error = %e, "lease reaper: expire not committed");
-                            proposed.remove(&(key, revision));
-                        }
-                        Err(_) => {
-                            tracing::warn!(key = %key, "lease reaper: expire commit timed out");
-                        }
-                    }
-                }
-            }
+            _ = tick.tick() => reaper.tick(&expirer, &mut events).await,
         }
     }
 }
@@ -202,5 +274,73 @@ mod tests {
         );
         assert_eq!(t.deadline("c"), Some(later + Duration::from_secs(2)));
         assert!(t.deadline("b").is_none());
+    }
+
+    /// A fake leader whose first Expire never commits (lost in a term change); later
+    /// ones commit and are applied, which disarms the key.
+    struct LossyLeader {
+        calls: std::sync::Mutex<Vec<(String, u64)>>,
+        applied: mpsc::UnboundedSender<LeaseEvent>,
+    }
+
+    impl Expirer for LossyLeader {
+        type Error = String;
+
+        fn is_leader(&self) -> bool {
+            true
+        }
+
+        async fn confirm_leadership(&self) -> Result<(), String> {
+            Ok(())
+        }
+
+        async fn expire(&self, key: &str, revision: u64) -> Result<bool, String> {
+            let first = {
+                let mut calls = self.calls.lock().unwrap();
+                calls.push((key.to_string(), revision));
+                calls.len() == 1
+            };
+            if first {
+                std::future::pending::<()>().await;
+            }
+            let _ = self.applied.send(LeaseEvent::Disarm { key: key.to_string() });
+            Ok(true)
+        }
+    }
+
+    /// F11: an Expire whose commit times out is proposed again on the next tick, and the
+    /// key does expire; once applied it is not proposed a third time.
+    #[tokio::test(start_paused = true)]
+    async fn safety_f11_timed_out_expire_is_proposed_again() {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let leader = LossyLeader {
+            calls: std::sync::Mutex::new(Vec::new()),
+            applied: tx,
+        };
+        let mut reaper = Reaper::default();
+        reaper.table.handle(
+            LeaseEvent::Arm {
+                key: "/leader".into(),
+                revision: 5,
+                ttl: Duration::from_secs(1),
+            },
+            Instant::now(),
+        );
+        tokio::time::advance(Duration::from_secs(1)).await;
+        let start = Instant::now();
+        reaper.tick(&leader, &mut rx).await;
+        assert!(
+            start.elapsed() >= REAPER_RPC_TIMEOUT,
+            "the first Expire timed out"
+        );
+        assert!(reaper.proposed.is_empty(), "a timed-out Expire is forgotten");
+        reaper.tick(&leader, &mut rx).await;
+        reaper.tick(&leader, &mut rx).await;
+        let calls = leader.calls.lock().unwrap().clone();
+        assert_eq!(
+            calls,
+            vec![("/leader".to_string(), 5), ("/leader".to_string(), 5)]
+        );
+        assert!(reaper.table.deadline("/leader").is_none(), "the key expired");
     }
 }

@@ -14,8 +14,8 @@
 //!   in-memory fake for unit tests.
 //! - [`read_index`]: leader-confirmed read indexes (with the floor of a restored leader).
 //! - [`lease`]: per-node lease deadlines and the leader-only reaper.
-//! - [`log_store`]: openraft's log storage and the persisted snapshot in sled (the only
-//!   module that knows sled).
+//! - [`log_store`]: openraft's log storage in sled and the persisted snapshot (a file with
+//!   a pointer record in sled); the only module that knows sled.
 //! - [`state_machine`]: openraft's state machine over the keyspace; snapshots; watch events.
 //! - [`tls`]: TLS for gRPC (mutual TLS between peers), server and client side.
 //! - [`wire`]: the peer protocol's own messages and typed errors, and the envelope codec
