@@ -20,6 +20,7 @@ mod t05_postgres;
 mod t10_bootstrap;
 mod t20_operations;
 mod t30_failover;
+mod t35_failover_speed;
 mod t40_sync;
 mod t50_failsafe;
 mod t60_callbacks;
