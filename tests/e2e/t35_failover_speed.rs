@@ -1,7 +1,7 @@
 //! How fast the health checks follow a change of primary, as HAProxy sees them.
 
-use crate::harness::{Cluster, Options};
-use pgwarden_testkit::require_pg;
+use crate::harness::{conns, Cluster, Options, Writer};
+use pgwarden_testkit::{require_pg, wait_for};
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -82,4 +82,108 @@ async fn failover_speed_primary_endpoint_follows_a_promotion_at_once() {
         late < Duration::from_secs(1),
         "GET /primary answered 200 {late:?} after PostgreSQL accepted writes"
     );
+}
+
+/// The member whose Raft node is the leader, from each member's /metrics.
+async fn raft_leader(c: &Cluster) -> Option<usize> {
+    for i in 0..c.nodes.len() {
+        let url = format!("{}/metrics", c.rest_url(i));
+        let text = c.http.get(url).send().await.ok()?.text().await.ok()?;
+        let is_leader = text
+            .lines()
+            .any(|l| l.starts_with("pgwarden_raft_is_leader") && l.trim_end().ends_with(" 1"));
+        if is_leader {
+            return Some(i);
+        }
+    }
+    None
+}
+
+/// What must not change while the primary rides through a fault: which member it is, its
+/// postmaster (no restart) and its timeline.
+async fn primary_identity(c: &Cluster, i: usize) -> (Option<i32>, Option<u64>) {
+    let tl = c.patroni(i).await.and_then(|p| p["timeline"].as_u64());
+    (c.nodes[i].postmaster_pid(), tl)
+}
+
+/// Cuts node `i`'s Raft links for `how_long`, then heals, while a writer keeps writing
+/// through whichever member is the primary. Returns the longest write gap from the cut on.
+async fn cut_raft_links(c: &Cluster, i: usize, how_long: Duration) -> Duration {
+    let w = Writer::start(conns(c)).await;
+    w.wait_more(20, Duration::from_secs(30)).await;
+    let cut = Instant::now();
+    c.isolate(i);
+    tokio::time::sleep(how_long).await;
+    c.heal();
+    // Writes after the heal, so that a gap at the very end would be seen.
+    w.wait_more(100, Duration::from_secs(60)).await;
+    let gap = w.longest_gap_after(cut);
+    w.stop().await;
+    gap
+}
+
+/// The Raft leader's node, when it is not the primary's, is cut off from the other two for
+/// longer than an election: a new Raft leader is elected and the primary, which keeps a
+/// majority, notices nothing but a short pause of DCS writes. It stays primary, PostgreSQL
+/// is not restarted, and the longest write gap is under 1 s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failover_speed_a_raft_leader_change_does_not_cost_the_primary_its_role() {
+    require_pg!();
+    let mut c = Cluster::new(Options::default());
+    c.start_all();
+    let primary = c.wait_healthy(Duration::from_secs(90)).await;
+    // Move the Raft leadership off the primary's node first, if it is there: a short cut of
+    // the primary's Raft links (shorter than its lease) makes the others elect a leader.
+    let mut target = None;
+    for _ in 0..5 {
+        let Some(l) = raft_leader(&c).await else {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            continue;
+        };
+        if l != primary {
+            target = Some(l);
+            break;
+        }
+        c.isolate(l);
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        c.heal();
+        wait_for(Duration::from_secs(20), "a Raft leader again", || async {
+            raft_leader(&c).await
+        })
+        .await;
+    }
+    let target = target.expect("the Raft leadership never left the primary's node");
+    assert_eq!(
+        c.primary().await,
+        Some(primary),
+        "the preparation changed the primary"
+    );
+    let before = primary_identity(&c, primary).await;
+    let gap = cut_raft_links(&c, target, Duration::from_secs(8)).await;
+    assert_eq!(c.primary().await, Some(primary), "the primary changed");
+    assert_eq!(
+        primary_identity(&c, primary).await,
+        before,
+        "PostgreSQL was restarted or promoted"
+    );
+    assert!(gap < Duration::from_secs(1), "longest write gap {gap:?}");
+}
+
+/// The primary's own Raft links are cut for 4 s, less than its lease: it keeps serving on
+/// its lease and refreshes it once healed. No demotion, no restart, write gap under 1 s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failover_speed_a_primary_cut_off_for_less_than_its_lease_rides_through() {
+    require_pg!();
+    let mut c = Cluster::new(Options::default());
+    c.start_all();
+    let primary = c.wait_healthy(Duration::from_secs(90)).await;
+    let before = primary_identity(&c, primary).await;
+    let gap = cut_raft_links(&c, primary, Duration::from_secs(4)).await;
+    assert_eq!(c.primary().await, Some(primary), "the primary changed");
+    assert_eq!(
+        primary_identity(&c, primary).await,
+        before,
+        "PostgreSQL was restarted or promoted"
+    );
+    assert!(gap < Duration::from_secs(1), "longest write gap {gap:?}");
 }
