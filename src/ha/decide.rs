@@ -520,6 +520,16 @@ fn healthiest(i: &Inputs<'_>, view: &ClusterView, r: &Running) -> Result<(), Str
         return Err("nofailover is set (failover_priority 0)".into());
     }
     if r.primary {
+        // Patroni's guard: a primary on an older timeline than the cluster's is a former
+        // primary whose daemon was away while another member was promoted. Taking the free key
+        // back would discard everything acknowledged on the newer timeline.
+        let cluster = view.timeline();
+        if r.timeline < cluster {
+            return Err(format!(
+                "this primary is on timeline {} but the cluster is on {cluster}: a newer primary was promoted",
+                r.timeline
+            ));
+        }
         return Ok(());
     }
     if !i.watchdog_healthy {

@@ -1,6 +1,7 @@
 //! The decision table: every row a named case with its expected actions.
 use super::super::view::{FailoverKey, MemberRecord, Versioned};
 use super::*;
+use crate::ha::view::HistoryRow;
 use serde_json::json;
 
 fn n(s: &str) -> MemberName {
@@ -745,4 +746,46 @@ fn a_primary_rides_through_a_dcs_outage_while_its_lease_is_valid() {
         vec![Action::Demote(DemoteMode::Offline)]
     );
     assert_eq!(with_lease(&replica(1, Some("a")), true).actions, vec![]);
+}
+
+/// F5: a running primary on a timeline older than the cluster's (its daemon was away while
+/// another member was promoted) never takes a free leader key; on the cluster's timeline it does.
+#[test]
+fn safety_f5_a_primary_on_an_older_timeline_does_not_take_a_free_key() {
+    let mut v = view(None);
+    v.history = vec![HistoryRow::new(
+        1,
+        0x300_0000,
+        "no recovery target specified",
+        None,
+        None,
+    )];
+    let me = n("a");
+    let race = |pg: &PgState| {
+        decide(&Inputs {
+            me: &me,
+            view: Some(&v),
+            pg,
+            sysid: Some(7000000000000000001),
+            failover_priority: 1,
+            peers: &[],
+            maximum_lag_on_failover: 1 << 20,
+            scheduled_due: true,
+            pre_promote_backoff: false,
+            watchdog_healthy: true,
+            failsafe_held: false,
+            lease_valid: false,
+        })
+    };
+    let stale = race(&primary());
+    assert!(!stale.actions.contains(&Action::AcquireLeader), "{stale:?}");
+    assert!(stale.reason.contains("timeline"), "{}", stale.reason);
+    let current = PgState::Running(Running {
+        timeline: 2,
+        ..match primary() {
+            PgState::Running(r) => r,
+            _ => unreachable!(),
+        }
+    });
+    assert!(race(&current).actions.contains(&Action::AcquireLeader));
 }
