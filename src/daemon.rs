@@ -12,7 +12,9 @@ use crate::ha::callbacks::{CallbackCommands, ScriptCallbacks};
 use crate::ha::runner::{HaSettings, Runner, Timing};
 use crate::ha::status::{DaemonInfo, NodeStatus};
 use crate::ha::watchdog::{LinuxDriver, Watchdog};
-use crate::postgres::{Credentials, InitdbOption, PgControl, PgManager, PgSettings, ReplicaMethod};
+use crate::postgres::{
+    default_pg_hba, Credentials, DefaultHba, InitdbOption, PgControl, PgManager, PgSettings, ReplicaMethod,
+};
 use anyhow::{bail, Context};
 use pgwarden_raft::{NodeConfig, RaftNode, RaftTiming};
 use serde_json::Value;
@@ -407,12 +409,15 @@ fn ha_settings(
         tags,
         initdb,
         bootstrap_dcs: cfg.bootstrap.dcs.to_json(),
+        // Only the file's own lines: the HA loop falls back to the dynamic configuration's,
+        // then to the default, when this is empty.
         pg_hba: cfg
             .bootstrap
             .pg_hba
             .clone()
             .or_else(|| p.pg_hba.clone())
-            .unwrap_or_else(default_hba),
+            .unwrap_or_default(),
+        default_pg_hba: default_pg_hba(&default_hba(cfg, p)),
         local_parameters: p
             .parameters
             .iter()
@@ -433,14 +438,31 @@ fn ha_settings(
     })
 }
 
-/// Without a configured pg_hba: local connections, and password authentication for
-/// replication and clients from anywhere (Patroni's documented minimum).
-fn default_hba() -> Vec<String> {
-    vec![
-        "local all all trust".into(),
-        "host all all 127.0.0.1/32 scram-sha-256".into(),
-        "host replication all 127.0.0.1/32 scram-sha-256".into(),
-        "host all all 0.0.0.0/0 scram-sha-256".into(),
-        "host replication all 0.0.0.0/0 scram-sha-256".into(),
-    ]
+/// What the built-in pg_hba is built from: the roles of `postgresql.authentication`, and every
+/// member host the file names (PostgreSQL's connect address, this node's and the partners' Raft
+/// addresses; a member's PostgreSQL usually shares its host with its Raft address).
+fn default_hba(cfg: &Config, p: &crate::config::Postgresql) -> DefaultHba {
+    let me = nix::unistd::User::from_uid(nix::unistd::geteuid())
+        .ok()
+        .flatten()
+        .map(|u| u.name);
+    // `peer` only when pgwarden itself runs as the OS user that runs PostgreSQL: otherwise its
+    // own socket connection as a superuser of that name would fail it.
+    let peer_user = match (run_as(p), me) {
+        (None, me) => me,
+        (Some(pg_user), Some(me)) if pg_user == me => Some(me),
+        _ => None,
+    };
+    let member_hosts = std::iter::once(&p.connect_address.host)
+        .chain(std::iter::once(&cfg.raft.self_addr.host))
+        .chain(cfg.raft.partner_addrs.iter().map(|a| &a.host))
+        .cloned()
+        .collect();
+    DefaultHba {
+        peer_user,
+        superuser: p.authentication.superuser.username.clone(),
+        replication: p.authentication.replication.username.clone(),
+        rewind: p.authentication.rewind.as_ref().map(|r| r.username.clone()),
+        member_hosts,
+    }
 }

@@ -146,3 +146,28 @@ fn environment_variables_named_in_the_prose_exist() {
         rest = &tail[end..];
     }
 }
+
+/// The settings refused until their feature is built are documented, with the key the refusal
+/// names, in the section that says why.
+#[test]
+fn safety_refused_settings_are_documented() {
+    let section = DOC
+        .split("\n## Refused until built\n")
+        .nth(1)
+        .and_then(|rest| rest.split("\n## ").next())
+        .expect("docs/configuration.md has a `Refused until built` section");
+    for key in [
+        "bootstrap.dcs.standby_cluster",
+        "bootstrap.method",
+        "postgresql.create_replica_methods",
+    ] {
+        assert!(
+            section.contains(&format!("`{key}`")),
+            "`{key}` is refused but not documented in `Refused until built`"
+        );
+    }
+    assert!(
+        DOC.contains("\n## pg_hba.conf\n"),
+        "the pg_hba precedence and default are documented"
+    );
+}

@@ -2,7 +2,7 @@
 //! GET /cluster, /history, /config, /failsafe; PATCH and PUT /config; DELETE /switchover.
 
 use super::error::ApiError;
-use crate::config::merge_patch;
+use crate::config::{merge_patch, ConfigError, DynamicConfig};
 use crate::dcs::Dcs;
 use crate::ha::view::{ClusterView, FailoverKey, MemberRecord, SyncMode};
 use crate::types::Lsn;
@@ -272,6 +272,7 @@ pub async fn patch_config<D: Dcs>(
         return Err(ApiError::Unavailable("Service Unavailable".into()));
     };
     let new = merge_patch(&old, &Value::Object(patch.clone()));
+    refuse_not_built(&new)?;
     if new != old {
         let text = serde_json::to_string(&new).map_err(|e| ApiError::BadRequest(e.to_string()))?;
         let out = dcs
@@ -285,11 +286,23 @@ pub async fn patch_config<D: Dcs>(
     Ok(new)
 }
 
+/// A dynamic configuration with a setting pgwarden has not built (`standby_cluster`) is
+/// answered 400 naming the key, rather than stored: the HA loop would silently run a different
+/// cluster than the one asked for. The file's `bootstrap.dcs` is refused the same way at start.
+fn refuse_not_built(new: &Value) -> Result<(), ApiError> {
+    let errors = DynamicConfig::from_json_lenient(new).0.not_built("");
+    match ConfigError::from_list(errors) {
+        Some(e) => Err(ApiError::BadRequest(e.to_string())),
+        None => Ok(()),
+    }
+}
+
 /// PUT /config: replaces the configuration unconditionally (Patroni skips the write when
 /// nothing changes); a failed write is 502, as in Patroni.
 pub async fn put_config<D: Dcs>(dcs: &D, prefix: &str, new: &Map<String, Value>) -> Result<Value, ApiError> {
     let key = format!("{prefix}config");
     let new = Value::Object(new.clone());
+    refuse_not_built(&new)?;
     let same = match dcs.get(&key).await {
         Ok(Some(kv)) => serde_json::from_str::<Value>(&kv.value).ok().as_ref() == Some(&new),
         _ => false,

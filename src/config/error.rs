@@ -42,6 +42,11 @@ pub enum ConfigError {
     #[error("`{key}`: {why}")]
     Removed { key: String, why: &'static str },
 
+    /// A Patroni feature pgwarden accepts the syntax of but has not built: running with it would
+    /// silently build a different cluster than the one asked for, so it is refused until it exists.
+    #[error("`{key}`: not supported yet: {why}")]
+    NotBuilt { key: String, why: String },
+
     /// Unknown keys under strict loading (`pgwarden --validate-config`).
     #[error("unknown keys: {}", .keys.join(", "))]
     UnknownKeys { keys: Vec<String> },
@@ -104,6 +109,7 @@ impl ConfigError {
         match self {
             ConfigError::Env { key, .. }
             | ConfigError::Removed { key, .. }
+            | ConfigError::NotBuilt { key, .. }
             | ConfigError::WrongType { key, .. }
             | ConfigError::Missing { key, .. }
             | ConfigError::BadAddress { key, .. }

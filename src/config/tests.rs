@@ -68,11 +68,10 @@ fn keys_of(e: &ConfigError) -> Vec<String> {
     e.iter().filter_map(|e| e.key().map(str::to_string)).collect()
 }
 
-/// A realistic Patroni file (with `raft:` in place of `etcd:`) parses, and values land where the
-/// daemon will read them.
-#[test]
-fn a_full_patroni_style_config_parses() {
-    let text = r#"
+/// A realistic Patroni file, with `raft:` in place of `etcd:`. It names a custom bootstrap
+/// method and a custom replica method, which are not built and so refused
+/// (`safety_a_patroni_file_with_unbuilt_methods_is_refused`); the parse test takes them out.
+const PATRONI_STYLE: &str = r#"
 scope: batman
 namespace: /db/
 name: postgresql0
@@ -142,7 +141,30 @@ postgresql:
 tags: {nofailover: false, noloadbalance: false, clonefrom: true, rack: r1, zone: 3}
 watchdog: {mode: required, device: /dev/watchdog1, safety_margin: -1}
 "#;
-    let Loaded { config: c, warnings } = load_yaml(text).unwrap();
+
+/// The custom methods of [`PATRONI_STYLE`], and what the parse test puts in their place.
+const UNBUILT_METHODS: [(&str, &str); 2] = [
+    (
+        "  method: wal_g_restore\n  wal_g_restore: {command: /usr/local/bin/restore.sh, no_params: true}\n",
+        "",
+    ),
+    (
+        "  create_replica_methods: [wal_g, basebackup]\n  wal_g: {command: /bin/walg-clone.sh, no_leader: true}\n",
+        "  create_replica_methods: [basebackup]\n",
+    ),
+];
+
+/// A realistic Patroni file (with `raft:` in place of `etcd:`) parses, and values land where the
+/// daemon will read them.
+#[test]
+fn a_full_patroni_style_config_parses() {
+    let text = UNBUILT_METHODS
+        .iter()
+        .fold(PATRONI_STYLE.to_string(), |t, (from, to)| {
+            assert!(t.contains(from), "{from}");
+            t.replace(from, to)
+        });
+    let Loaded { config: c, warnings } = load_yaml(&text).unwrap();
     // A custom key in bootstrap.dcs is kept (it goes to the DCS) but reported, since it may be a typo.
     assert_eq!(
         warnings.iter().map(ToString::to_string).collect::<Vec<_>>(),
@@ -170,7 +192,8 @@ watchdog: {mode: required, device: /dev/watchdog1, safety_margin: -1}
     assert_eq!(dcs.member_slots_ttl(), 3600);
     assert!(dcs.use_slots());
     assert_eq!(dcs.extra["my_custom_key"], json!({"kept": true}));
-    assert_eq!(c.bootstrap.methods.keys().collect::<Vec<_>>(), ["wal_g_restore"]);
+    assert!(c.bootstrap.methods.is_empty());
+    assert_eq!(c.bootstrap.method, None);
     assert_eq!(
         c.bootstrap.initdb.as_ref().unwrap().args(),
         ["--encoding=UTF8", "--data-checksums"]
@@ -197,8 +220,8 @@ watchdog: {mode: required, device: /dev/watchdog1, safety_margin: -1}
             .unwrap(),
         ["/bin/cb.sh", "a b"]
     );
-    assert_eq!(pg.create_replica_methods(), ["wal_g", "basebackup"]);
-    assert_eq!(pg.replica_methods.keys().collect::<Vec<_>>(), ["wal_g"]);
+    assert_eq!(pg.create_replica_methods(), ["basebackup"]);
+    assert!(pg.replica_methods.is_empty());
     assert_eq!(
         pg.rewind.as_ref().unwrap().args(),
         ["--debug", "--sync-method=fsync"]
@@ -292,7 +315,7 @@ fn each_validation_error_names_its_key() {
         ("postgresql.pg_ctl_timeout", |d| {
             set(d, "postgresql.pg_ctl_timeout", json!("soon"))
         }),
-        ("postgresql.wal_g", |d| {
+        ("postgresql.create_replica_methods", |d| {
             set(d, "postgresql.create_replica_methods", json!(["wal_g"]))
         }),
         ("postgresql.callbacks.on_start", |d| {
@@ -304,7 +327,7 @@ fn each_validation_error_names_its_key() {
         ("bootstrap.initdb", |d| {
             set(d, "bootstrap.initdb", json!(["nosync"]))
         }),
-        ("bootstrap.custom", |d| {
+        ("bootstrap.method", |d| {
             set(d, "bootstrap.method", json!("custom"))
         }),
         ("bootstrap.dcs.ttl", |d| {
@@ -791,8 +814,18 @@ fn every_table_key_is_read_by_the_types() {
             "postgresql.authentication.rewind.username",
             json!("rewinder"),
         );
-        if spec.path.starts_with("bootstrap.dcs.standby_cluster.") {
-            set(&mut doc, "bootstrap.dcs.standby_cluster.host", json!("remote"));
+        if let Some(rest) = spec.path.strip_prefix("bootstrap.dcs.standby_cluster") {
+            // A standby cluster is refused in the file until it is built; its keys are still
+            // read into the types (the DCS may hold them), which is checked on the DCS value.
+            let mut dcs = json!({"standby_cluster": {"host": "remote"}});
+            if let Some(leaf) = rest.strip_prefix('.') {
+                set(&mut dcs, &format!("standby_cluster.{leaf}"), value.clone());
+            }
+            let back = DynamicConfig::from_json(&dcs)
+                .unwrap_or_else(|e| panic!("{}: {e}", spec.path))
+                .to_json();
+            assert_eq!(back, dcs, "`{}`: the types dropped it", spec.path);
+            continue;
         }
         set(&mut doc, &spec.path, value);
         if spec.path == "raft.single_node" {
@@ -936,4 +969,92 @@ fn raft_tls_files_are_checked_with_their_key() {
     assert!(e.contains("raft.certfile") && e.contains("junk.pem"), "{e}");
     let plain = load_env(&base(), Strictness::Strict, &[]).unwrap().config;
     assert!(plain.raft.peer_tls().unwrap().is_none());
+}
+
+/// Patroni features that are not built would silently build a different cluster: each is
+/// refused with a message that names its key, says it is not supported yet and what to do.
+#[test]
+fn safety_unbuilt_features_are_refused_naming_the_key() {
+    type Mutate = fn(&mut Value);
+    let cases: [(&str, &str, Mutate); 4] = [
+        ("bootstrap.dcs.standby_cluster", "remove `standby_cluster`", |d| {
+            set(
+                d,
+                "bootstrap.dcs.standby_cluster",
+                json!({"host": "10.0.0.9", "port": 5432}),
+            )
+        }),
+        ("bootstrap.dcs.standby_cluster", "remove `standby_cluster`", |d| {
+            set(
+                d,
+                "bootstrap.dcs.standby_cluster",
+                json!({"restore_command": "cp /archive/%f %p"}),
+            )
+        }),
+        ("bootstrap.method", "set it to `initdb`", |d| {
+            set(d, "bootstrap.method", json!("restore"));
+            set(d, "bootstrap.restore", json!({"command": "/bin/restore.sh"}));
+        }),
+        ("postgresql.create_replica_methods", "remove `wal_g`", |d| {
+            set(
+                d,
+                "postgresql.create_replica_methods",
+                json!(["wal_g", "basebackup"]),
+            );
+            set(d, "postgresql.wal_g", json!({"command": "/bin/walg-clone.sh"}));
+        }),
+    ];
+    for (key, what_to_do, mutate) in cases {
+        let mut doc = base();
+        mutate(&mut doc);
+        for strict in [Strictness::Lenient, Strictness::Strict] {
+            let err = load_env(&doc, strict, &[]).unwrap_err();
+            assert_eq!(keys_of(&err), [key], "{err}");
+            let text = err.to_string();
+            assert!(
+                text.starts_with(&format!("`{key}`: not supported yet: ")),
+                "{text}"
+            );
+            assert!(text.contains(what_to_do), "{text}");
+        }
+    }
+    // What stays accepted: `initdb` named explicitly, `basebackup` alone, an empty
+    // standby_cluster section (it makes no standby cluster; `null` removes it).
+    let mut doc = base();
+    set(&mut doc, "bootstrap.method", json!("initdb"));
+    set(
+        &mut doc,
+        "postgresql.create_replica_methods",
+        json!(["basebackup"]),
+    );
+    set(&mut doc, "bootstrap.dcs.standby_cluster", Value::Null);
+    load(&doc).unwrap();
+}
+
+/// The full Patroni-style file names a custom bootstrap and a custom replica method: exactly
+/// those two are refused.
+#[test]
+fn safety_a_patroni_file_with_unbuilt_methods_is_refused() {
+    let err = load_yaml(PATRONI_STYLE).unwrap_err();
+    assert_eq!(
+        keys_of(&err),
+        ["postgresql.create_replica_methods", "bootstrap.method"],
+        "{err}"
+    );
+}
+
+/// The DCS `config` key (PATCH and PUT /config) is checked with the same rule, keys named as
+/// in the DCS.
+#[test]
+fn safety_a_standby_cluster_in_the_dcs_is_refused() {
+    let dc = DynamicConfig::from_json(&json!({"ttl": 30, "standby_cluster": {"host": "10.0.0.9"}})).unwrap();
+    let errors = dc.not_built("");
+    assert_eq!(errors.len(), 1);
+    assert_eq!(errors[0].key(), Some("standby_cluster"));
+    assert!(errors[0]
+        .to_string()
+        .starts_with("`standby_cluster`: not supported yet"));
+    let plain =
+        DynamicConfig::from_json(&json!({"ttl": 30, "postgresql": {"pg_hba": ["local all all peer"]}}));
+    assert!(plain.unwrap().not_built("").is_empty());
 }

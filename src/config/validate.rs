@@ -1,9 +1,15 @@
 //! Validation of a deserialised [`Config`]: names, addresses, Raft membership and timing, TLS
-//! files, method sections, forbidden tool options and the timing of `bootstrap.dcs`.
+//! files, forbidden tool options and the timing of `bootstrap.dcs`; and the refusal of Patroni
+//! features that are not built yet (custom replica and bootstrap methods, standby clusters),
+//! which would otherwise silently build a different cluster ([`DynamicConfig::not_built`] serves
+//! the DCS `config` key too).
 
 use super::defaults as d;
 use super::keys;
-use super::{Command, Config, ConfigError, ConfigWarning, HostPort, ToolOptions, VerifyClient, WatchdogMode};
+use super::{
+    Command, Config, ConfigError, ConfigWarning, DynamicConfig, HostPort, ToolOptions, VerifyClient,
+    WatchdogMode,
+};
 use crate::types::MemberName;
 
 impl Config {
@@ -194,19 +200,17 @@ impl Config {
                     why: "it is empty",
                 });
             }
+            // Only `basebackup` is wired into the daemon: a custom method (wal-g, pgBackRest, ...)
+            // is refused here, at `--validate-config` and at start alike, rather than at the first
+            // clone. Its section is therefore not checked further.
             for m in pg.create_replica_methods() {
-                if m != "basebackup" && !pg.replica_methods.contains_key(&m) {
-                    errors.push(ConfigError::Missing {
-                        key: format!("postgresql.{m}"),
-                        why: "a custom replica method needs its own section with a `command`",
-                    });
-                }
-            }
-            for (m, section) in &pg.replica_methods {
-                if section.get("command").is_none() {
-                    errors.push(ConfigError::Missing {
-                        key: format!("postgresql.{m}.command"),
-                        why: "the script to run",
+                if m != "basebackup" {
+                    errors.push(ConfigError::NotBuilt {
+                        key: "postgresql.create_replica_methods".into(),
+                        why: format!(
+                            "`{m}` is a custom replica method and only `basebackup` is built; remove `{m}` \
+                             from the list (and its `postgresql.{m}` section) so replicas are cloned with pg_basebackup"
+                        ),
                     });
                 }
             }
@@ -258,18 +262,17 @@ impl Config {
 
         // Bootstrap.
         let b = &self.bootstrap;
+        // A custom bootstrap method is not built: the cluster would be initialised empty with
+        // initdb instead of being restored by the script, so it is refused.
         if let Some(m) = b.method.as_deref().filter(|m| *m != "initdb") {
-            match b.methods.get(m) {
-                None => errors.push(ConfigError::Missing {
-                    key: format!("bootstrap.{m}"),
-                    why: "`bootstrap.method` names this section",
-                }),
-                Some(s) if s.get("command").is_none() => errors.push(ConfigError::Missing {
-                    key: format!("bootstrap.{m}.command"),
-                    why: "the script to run",
-                }),
-                Some(_) => {}
-            }
+            errors.push(ConfigError::NotBuilt {
+                key: "bootstrap.method".into(),
+                why: format!(
+                    "`{m}` is a custom bootstrap method and only `initdb` is built (pgwarden would create an \
+                     empty cluster instead of running `bootstrap.{m}.command`); remove `bootstrap.method` and \
+                     its `bootstrap.{m}` section, or set it to `initdb`"
+                ),
+            });
         }
         check_forbidden(
             "bootstrap.initdb",
@@ -288,6 +291,7 @@ impl Config {
         if let Err(e) = b.dcs.validate(keys::DCS_PREFIX) {
             errors.extend(e.iter().map(clone_error));
         }
+        errors.extend(b.dcs.not_built(keys::DCS_PREFIX));
         let (timing, mut timing_warnings) = b.dcs.timing();
         warnings.append(&mut timing_warnings);
 
@@ -312,6 +316,30 @@ impl Config {
     }
 }
 
+impl DynamicConfig {
+    /// Settings of the dynamic configuration that pgwarden accepts the syntax of but has not
+    /// built, each refused with what to do. `prefix` is prepended to key paths (`bootstrap.dcs`
+    /// for the file, empty for the DCS `config` key, which PATCH and PUT /config check with it).
+    pub fn not_built(&self, prefix: &str) -> Vec<ConfigError> {
+        let mut errors = Vec::new();
+        // A standby cluster is not built: the HA loop would bootstrap or promote an
+        // independent, writable cluster instead of following the remote primary.
+        if self.is_standby_cluster() {
+            errors.push(ConfigError::NotBuilt {
+                key: if prefix.is_empty() {
+                    "standby_cluster".into()
+                } else {
+                    format!("{prefix}.standby_cluster")
+                },
+                why: "pgwarden would run an independent, writable cluster instead of one that follows the \
+                      remote primary; remove `standby_cluster` and replicate from the remote cluster by other means"
+                    .into(),
+            });
+        }
+        errors
+    }
+}
+
 /// `ConfigError` holds io/yaml sources and is not `Clone`; the variants that `DynamicConfig::validate`
 /// produces are plain data, so they are rebuilt here.
 fn clone_error(e: &ConfigError) -> ConfigError {
@@ -323,6 +351,10 @@ fn clone_error(e: &ConfigError) -> ConfigError {
         ConfigError::Missing { key, why } => ConfigError::Missing {
             key: key.clone(),
             why,
+        },
+        ConfigError::NotBuilt { key, why } => ConfigError::NotBuilt {
+            key: key.clone(),
+            why: why.clone(),
         },
         other => ConfigError::Invalid {
             key: other.key().unwrap_or_default().to_string(),

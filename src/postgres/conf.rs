@@ -1,6 +1,7 @@
 //! PostgreSQL configuration files pgwarden owns: `postgresql.conf`, `pg_hba.conf`, the standby
 //! signal, and the password file referenced from `primary_conninfo`: the pure rendering and
-//! precedence rules, and the [`PgManager`] methods that write, save and restore the files.
+//! precedence rules, the built-in pg_hba.conf ([`default_pg_hba`]), and the [`PgManager`]
+//! methods that write, save and restore the files.
 //!
 //! Ownership model (see docs/postgres.md): the first time pgwarden writes the configuration it
 //! renames the `postgresql.conf` that initdb (or a clone) left into `postgresql.base.conf`, then
@@ -182,7 +183,8 @@ pub fn render_postgresql_conf(params: &BTreeMap<String, String>) -> String {
     s
 }
 
-/// Renders pg_hba.conf from configured lines.
+/// Renders pg_hba.conf from its lines (`postgresql.pg_hba`, local or dynamic, or the built-in
+/// default).
 pub fn render_pg_hba(lines: &[String]) -> String {
     let mut s = String::from("# Written by pgwarden from postgresql.pg_hba. Do not edit.\n");
     for l in lines {
@@ -190,6 +192,90 @@ pub fn render_pg_hba(lines: &[String]) -> String {
         s.push('\n');
     }
     s
+}
+
+/// What the built-in pg_hba.conf is made of, used when neither the local configuration
+/// (`postgresql.pg_hba`) nor the dynamic one (`postgresql.pg_hba` in the DCS) gives lines.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DefaultHba {
+    /// The OS user running PostgreSQL, when pgwarden runs as that same user: it may connect
+    /// over the local socket with `peer`. `None` when pgwarden runs as another user (root that
+    /// starts PostgreSQL as `postgres`): pgwarden's own socket connection as a superuser of
+    /// that name would then fail `peer` (the first matching line decides), so every local
+    /// connection uses a password.
+    pub peer_user: Option<String>,
+    /// The superuser pgwarden connects as; it also reaches the primary from other members.
+    pub superuser: String,
+    /// The role replicas stream with.
+    pub replication: String,
+    /// The pg_rewind role, when it is not the superuser.
+    pub rewind: Option<String>,
+    /// Hosts of the members as the configuration names them (this node's PostgreSQL and Raft
+    /// hosts, the Raft partners' hosts): replication and pgwarden's own connections come from
+    /// these.
+    pub member_hosts: Vec<String>,
+}
+
+/// The built-in pg_hba.conf: nothing is `trust` and nothing is open to every address. Local
+/// connections use `peer` for the OS user running PostgreSQL (when pgwarden is that user) and a
+/// password otherwise; clients on the loopback address use a password; replication and
+/// pgwarden's superuser/rewind connections are allowed, with a password, from the members'
+/// hosts only. Any other client needs `postgresql.pg_hba` (local or dynamic).
+pub fn default_pg_hba(d: &DefaultHba) -> Vec<String> {
+    let mut lines = Vec::new();
+    if let Some(u) = &d.peer_user {
+        lines.push(format!("local all {} peer", hba_name(u)));
+    }
+    lines.push("local all all scram-sha-256".into());
+    lines.push("host all all 127.0.0.1/32 scram-sha-256".into());
+    lines.push("host all all ::1/128 scram-sha-256".into());
+    let mut hosts: Vec<String> = Vec::new();
+    for h in d.member_hosts.iter().map(|h| hba_address(h)) {
+        if !h.is_empty() && !hosts.contains(&h) {
+            hosts.push(h);
+        }
+    }
+    let mut admins = vec![hba_name(&d.superuser)];
+    if let Some(r) = d.rewind.as_deref().filter(|r| *r != d.superuser) {
+        admins.push(hba_name(r));
+    }
+    for h in &hosts {
+        lines.push(format!(
+            "host replication {} {h} scram-sha-256",
+            hba_name(&d.replication)
+        ));
+    }
+    for h in &hosts {
+        lines.push(format!("host all {} {h} scram-sha-256", admins.join(",")));
+    }
+    lines
+}
+
+/// A role name as a pg_hba.conf user field: quoted unless it is a plain identifier, so a
+/// keyword (`all`, `replication`) or a name with a comma stays one literal name.
+fn hba_name(name: &str) -> String {
+    let plain = !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.')
+        && !name.starts_with(['-', '.'])
+        && !["all", "sameuser", "samerole", "samegroup", "replication"].contains(&name);
+    if plain {
+        name.to_string()
+    } else {
+        format!("\"{}\"", name.replace('"', "\"\""))
+    }
+}
+
+/// A member host as a pg_hba.conf address: one IP address as a single-host CIDR, a host name
+/// as it is (PostgreSQL matches it by reverse and forward lookup).
+fn hba_address(host: &str) -> String {
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    match bare.parse::<std::net::IpAddr>() {
+        Ok(std::net::IpAddr::V4(ip)) => format!("{ip}/32"),
+        Ok(std::net::IpAddr::V6(ip)) => format!("{ip}/128"),
+        Err(_) => bare.to_string(),
+    }
 }
 
 pub(super) fn pgpass_line(host: &str, port: u16, creds: &Credentials) -> String {
@@ -376,6 +462,61 @@ impl PgManager {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The built-in pg_hba: no `trust`, nothing open to every address, replication only for
+    /// the replication role from the members' hosts.
+    #[test]
+    fn safety_default_pg_hba_is_not_permissive() {
+        let d = DefaultHba {
+            peer_user: Some("postgres".into()),
+            superuser: "postgres".into(),
+            replication: "replicator".into(),
+            rewind: Some("rewind user".into()),
+            member_hosts: vec![
+                "10.0.0.1".into(),
+                "10.0.0.2".into(),
+                "10.0.0.1".into(),
+                "db3.example".into(),
+                "[fd00::3]".into(),
+            ],
+        };
+        let lines = default_pg_hba(&d);
+        assert_eq!(
+            lines,
+            [
+                "local all postgres peer",
+                "local all all scram-sha-256",
+                "host all all 127.0.0.1/32 scram-sha-256",
+                "host all all ::1/128 scram-sha-256",
+                "host replication replicator 10.0.0.1/32 scram-sha-256",
+                "host replication replicator 10.0.0.2/32 scram-sha-256",
+                "host replication replicator db3.example scram-sha-256",
+                "host replication replicator fd00::3/128 scram-sha-256",
+                "host all postgres,\"rewind user\" 10.0.0.1/32 scram-sha-256",
+                "host all postgres,\"rewind user\" 10.0.0.2/32 scram-sha-256",
+                "host all postgres,\"rewind user\" db3.example scram-sha-256",
+                "host all postgres,\"rewind user\" fd00::3/128 scram-sha-256",
+            ]
+        );
+        for l in &lines {
+            let words: Vec<&str> = l.split_whitespace().collect();
+            assert!(!words.contains(&"trust"), "{l}");
+            assert!(!l.contains("0.0.0.0/0") && !l.contains("::/0"), "{l}");
+            if words[1] == "replication" {
+                assert_eq!(words[2], "replicator", "{l}");
+            }
+        }
+        // pgwarden running as another user than PostgreSQL: no peer line, a keyword role is quoted.
+        let d = DefaultHba {
+            peer_user: None,
+            replication: "all".into(),
+            ..d
+        };
+        let lines = default_pg_hba(&d);
+        assert_eq!(lines[0], "local all all scram-sha-256");
+        assert!(lines.iter().all(|l| !l.contains("peer")));
+        assert_eq!(lines[3], "host replication \"all\" 10.0.0.1/32 scram-sha-256");
+    }
 
     fn map(kv: &[(&str, &str)]) -> BTreeMap<String, String> {
         kv.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()

@@ -50,7 +50,10 @@ mod slot_files;
 pub use binaries::{discover, PgVersion};
 pub use bootstrap::InitdbOption;
 pub use clone::{parse_progress, CloneProgress, ReplicaMethod, Upstream};
-pub use conf::{effective_parameters, ConfigInput, PgRole, StandbyTarget, BASE_CONF, CLUSTER_WIDE_GUCS};
+pub use conf::{
+    default_pg_hba, effective_parameters, ConfigInput, DefaultHba, PgRole, StandbyTarget, BASE_CONF,
+    CLUSTER_WIDE_GUCS,
+};
 pub use controldata::ControlData;
 pub use error::{Error, Result};
 pub use manager::PgManager;

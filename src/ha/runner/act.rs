@@ -501,10 +501,19 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
                 local_parameters.insert("hot_standby_feedback".into(), "on".into());
             }
         }
+        // pg_hba as in Patroni: the local file's lines win, else the dynamic configuration's,
+        // else the built-in default (never `trust`, never open to every address).
+        let pg_hba = if !self.s.pg_hba.is_empty() {
+            self.s.pg_hba.clone()
+        } else {
+            pg.and_then(|p| p.pg_hba.clone())
+                .filter(|l| !l.is_empty())
+                .unwrap_or_else(|| self.s.default_pg_hba.clone())
+        };
         ConfigInput {
             dcs_parameters,
             local_parameters,
-            pg_hba: self.s.pg_hba.clone(),
+            pg_hba,
             role,
             recovery,
         }

@@ -34,6 +34,7 @@ fn settings(me: &str) -> HaSettings {
         initdb: vec![],
         bootstrap_dcs: json!({}),
         pg_hba: vec![],
+        default_pg_hba: vec![],
         local_parameters: BTreeMap::new(),
         recovery_conf: BTreeMap::new(),
         post_bootstrap: None,

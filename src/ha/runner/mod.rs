@@ -86,8 +86,12 @@ pub struct HaSettings {
     pub initdb: Vec<InitdbOption>,
     /// bootstrap.dcs, written as `config` by the member that bootstraps.
     pub bootstrap_dcs: Value,
-    /// pg_hba lines.
+    /// pg_hba lines of the local configuration file; empty when it gives none, and then the
+    /// dynamic configuration's lines apply, else `default_pg_hba` (Patroni's precedence).
     pub pg_hba: Vec<String>,
+    /// The built-in pg_hba lines (`postgres::default_pg_hba`), built from the addresses in
+    /// the configuration file.
+    pub default_pg_hba: Vec<String>,
     /// Local postgresql.parameters.
     pub local_parameters: BTreeMap<String, String>,
     /// Local postgresql.recovery_conf (standbys only; over the DCS one).
