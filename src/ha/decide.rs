@@ -22,6 +22,10 @@ pub enum PgState {
     Running(Running),
     /// The postmaster runs but does not answer (starting, recovering).
     Unresponsive,
+    /// PostgreSQL is not running and its data directory could not be examined (pg_controldata
+    /// failed, or the directory cannot be read). Never taken for "no data": that would lead to
+    /// a bootstrap or a clone over a directory that may hold the cluster.
+    Unknown(String),
 }
 
 /// A running instance's observed facts.
@@ -279,6 +283,21 @@ pub fn decide(i: &Inputs<'_>) -> Decision {
                     vec![Action::StartReplica { leader: None }],
                     "PostgreSQL is not running and there is no leader: starting it read-only",
                 ),
+            }
+        }
+        PgState::Unknown(why) => {
+            if i_hold {
+                // A primary cannot be started from a data directory that cannot be read; a
+                // replica may take over.
+                decision(
+                    vec![Action::ReleaseLeader],
+                    format!("the data directory cannot be examined ({why}): releasing the leader key"),
+                )
+            } else {
+                decision(
+                    vec![],
+                    format!("the data directory cannot be examined ({why}): doing nothing until it can"),
+                )
             }
         }
         PgState::Unresponsive => {

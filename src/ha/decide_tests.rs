@@ -789,3 +789,22 @@ fn safety_f5_a_primary_on_an_older_timeline_does_not_take_a_free_key() {
     });
     assert!(race(&current).actions.contains(&Action::AcquireLeader));
 }
+
+/// F8: a stopped instance whose data directory cannot be examined (pg_controldata failed) is
+/// not "no data": no bootstrap race even without `initialize`, no clone; a lock holder in that
+/// state gives the key up so that a replica can take over.
+#[test]
+fn safety_f8_an_unreadable_data_directory_is_not_taken_for_an_empty_one() {
+    let unknown = PgState::Unknown("pg_controldata failed".into());
+    let mut empty = view(None);
+    empty.initialize = None;
+    let d = decide_for("a", Some(&empty), &unknown, false);
+    assert_eq!(d.actions, vec![], "{}", d.reason);
+    let d = decide_for("b", Some(&view(Some("a"))), &unknown, false);
+    assert_eq!(d.actions, vec![], "{}", d.reason);
+    let d = decide_for("a", Some(&view(Some("a"))), &unknown, false);
+    assert_eq!(d.actions, vec![Action::ReleaseLeader], "{}", d.reason);
+    // Truly no data, for contrast: the bootstrap race.
+    let d = decide_for("a", Some(&empty), &PgState::NoData, false);
+    assert!(d.actions.contains(&Action::RaceInitialize), "{}", d.reason);
+}

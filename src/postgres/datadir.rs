@@ -87,6 +87,21 @@ impl PgManager {
         }
     }
 
+    /// Whether the data directory holds a cluster; an I/O error other than "not found" is an
+    /// error, not a "no".
+    pub(super) fn data_dir_has_cluster(&self) -> Result<bool> {
+        let marker = self.data_dir().join("PG_VERSION");
+        match std::fs::metadata(&marker) {
+            Ok(m) => Ok(m.is_file()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            Err(source) => Err(Error::Io {
+                operation: "look for PG_VERSION in",
+                path: self.data_dir().to_owned(),
+                source,
+            }),
+        }
+    }
+
     /// The data directory must exist, belong to the child user and hold a cluster.
     pub(super) fn check_data_dir(&self) -> Result<()> {
         let dir = self.data_dir();

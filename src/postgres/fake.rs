@@ -39,6 +39,8 @@ pub enum Call {
     Adopt,
     /// `controldata`.
     Controldata,
+    /// `has_data`.
+    HasData,
     /// `crash_recovery`.
     CrashRecovery,
     /// `clone_from`.
@@ -74,6 +76,8 @@ pub enum Call {
 /// The fake's model of the instance; tests may read and change it.
 #[derive(Clone, Debug)]
 pub struct FakeState {
+    /// What `has_data` answers.
+    pub has_data: bool,
     /// Postmaster state reported by `probe`.
     pub postmaster: PostmasterState,
     /// Status reported by `status` (when running).
@@ -99,6 +103,7 @@ pub struct FakeState {
 impl Default for FakeState {
     fn default() -> Self {
         FakeState {
+            has_data: true,
             postmaster: PostmasterState::Stopped,
             status: LocalStatus {
                 in_recovery: false,
@@ -216,6 +221,7 @@ impl PgControl for FakePg {
         for o in options {
             o.to_arg()?;
         }
+        self.with_state(|s| s.has_data = true);
         Ok(())
     }
 
@@ -322,6 +328,7 @@ impl PgControl for FakePg {
         progress: &watch::Sender<CloneProgress>,
     ) -> Result<()> {
         self.record("clone_from", Call::Clone(source.clone()))?;
+        self.with_state(|s| s.has_data = true);
         progress.send_replace(CloneProgress {
             method: methods.first().map(|m| m.name().to_owned()).unwrap_or_default(),
             attempt: 1,
@@ -343,8 +350,14 @@ impl PgControl for FakePg {
         self.record("rewind", Call::Rewind(primary.clone()))
     }
 
+    fn has_data(&self) -> Result<bool> {
+        self.record("has_data", Call::HasData)?;
+        Ok(self.with_state(|s| s.has_data))
+    }
+
     fn move_data_dir_aside(&self) -> Result<PathBuf> {
         self.record("move_data_dir_aside", Call::MoveAside)?;
+        self.with_state(|s| s.has_data = false);
         Ok(PathBuf::from("/fake.failed-19700101T000000Z"))
     }
 

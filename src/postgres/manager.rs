@@ -161,6 +161,10 @@ impl PgControl for PgManager {
         self.adopt_postmaster()
     }
 
+    fn has_data(&self) -> Result<bool> {
+        self.data_dir_has_cluster()
+    }
+
     async fn controldata(&self) -> Result<ControlData> {
         self.read_controldata().await
     }

@@ -186,6 +186,11 @@ pub trait PgControl: Send + Sync {
     /// itself, the data directory is moved aside ([`Error::RewindFailed`] says where).
     fn rewind(&self, primary: &Upstream) -> impl Future<Output = Result<()>> + Send;
 
+    /// Whether the data directory holds a cluster (`PG_VERSION`): `false` for an absent or empty
+    /// directory, an error when it cannot be looked at. Never a guess: a data directory that
+    /// cannot be read must not be taken for a missing one (bootstrap or clone would follow).
+    fn has_data(&self) -> Result<bool>;
+
     /// Renames the data directory with a timestamp suffix (it is never deleted); returns the
     /// new path.
     fn move_data_dir_aside(&self) -> Result<PathBuf>;

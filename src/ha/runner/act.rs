@@ -115,11 +115,25 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
                 .delete(&self.key("initialize"), Condition::ValueEquals(String::new()))
                 .await;
             let _ = self.pg.stop(StopMode::Immediate).await;
-            match self.pg.move_data_dir_aside() {
-                Ok(p) => {
-                    tracing::error!(moved_to = %p.display(), "the failed data directory was moved aside")
+            // Only a directory this bootstrap made is moved aside: initdb refuses a directory
+            // that is not empty or not ours before it writes anything, and such a directory
+            // may hold the cluster.
+            let untouched = matches!(
+                e,
+                ActError::Pg(
+                    crate::postgres::Error::DataDirNotEmpty { .. }
+                        | crate::postgres::Error::DataDirOwner { .. }
+                )
+            );
+            if untouched {
+                tracing::error!("the data directory was left as it was: this bootstrap did not make it");
+            } else {
+                match self.pg.move_data_dir_aside() {
+                    Ok(p) => {
+                        tracing::error!(moved_to = %p.display(), "the failed data directory was moved aside")
+                    }
+                    Err(e2) => tracing::warn!(error = %e2, "could not move the failed data directory aside"),
                 }
-                Err(e2) => tracing::warn!(error = %e2, "could not move the failed data directory aside"),
             }
             return res;
         }

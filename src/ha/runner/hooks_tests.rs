@@ -447,3 +447,28 @@ async fn a_scheduled_restart_is_published_in_the_member_key() {
     f.runner.iteration().await.unwrap();
     assert!(member(&f).await.get("scheduled_restart").is_none());
 }
+
+/// F8 through the runner: PostgreSQL stopped, its data directory present but pg_controldata
+/// failing, and the DCS keyspace without `initialize` (as after `pgwardenctl remove`): no
+/// initdb, and the data directory is not moved aside.
+#[tokio::test]
+async fn safety_f8_a_failing_pg_controldata_never_leads_to_a_bootstrap() {
+    let mut f = fixture(WatchdogMode::Off).await;
+    f.pg.with_state(|s| s.postmaster = PostmasterState::Stopped);
+    f.pg.fail("controldata");
+    f.dcs
+        .delete(&format!("{PREFIX}initialize"), Condition::Always)
+        .await
+        .unwrap();
+    for _ in 0..3 {
+        let _ = f.runner.iteration().await;
+    }
+    let calls = f.pg.calls();
+    assert!(!calls.iter().any(|c| matches!(c, Call::Initdb(_))), "{calls:?}");
+    assert!(!calls.contains(&Call::MoveAside), "{calls:?}");
+    assert!(
+        f.runner.last_reason.contains("cannot be examined"),
+        "{}",
+        f.runner.last_reason
+    );
+}

@@ -85,13 +85,17 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
                 }
                 Err(_) => PgState::Unresponsive,
             },
-            PostmasterState::Stopped | PostmasterState::Crashed { .. } => match self.pg.controldata().await {
-                Err(_) => PgState::NoData,
-                Ok(c) => {
-                    let clean = c.clean_shutdown();
-                    obs.control = Some(c);
-                    PgState::Stopped { clean }
-                }
+            PostmasterState::Stopped | PostmasterState::Crashed { .. } => match self.pg.has_data() {
+                Ok(false) => PgState::NoData,
+                Err(e) => PgState::Unknown(crate::error::chain(&e)),
+                Ok(true) => match self.pg.controldata().await {
+                    Err(e) => PgState::Unknown(crate::error::chain(&e)),
+                    Ok(c) => {
+                        let clean = c.clean_shutdown();
+                        obs.control = Some(c);
+                        PgState::Stopped { clean }
+                    }
+                },
             },
         };
         obs.sysid = obs

@@ -163,6 +163,7 @@ fn state_and_role(pg: &PgState, current: &MemberState) -> (MemberState, Role) {
         PgState::Stopped { clean: true } => (MemberState::Stopped, Role::Replica),
         PgState::Stopped { clean: false } => (MemberState::Crashed, Role::Replica),
         PgState::Unresponsive => (MemberState::Starting, Role::Replica),
+        PgState::Unknown(_) => (MemberState::Stopped, Role::Replica),
         PgState::Running(r) => (
             MemberState::Running,
             if r.primary { Role::Primary } else { Role::Replica },
