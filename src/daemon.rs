@@ -344,6 +344,10 @@ fn pg_settings(cfg: &Config) -> anyhow::Result<PgSettings> {
     s.superuser = creds(&p.authentication.superuser);
     s.replication = creds(&p.authentication.replication);
     s.rewind = p.authentication.rewind.as_ref().map(creds);
+    // Patroni's pg_ctl_timeout: how long a start waits for PostgreSQL to accept connections.
+    // A start that takes longer (a long crash recovery) leaves PostgreSQL starting; the HA
+    // loop then bounds it by primary_start_timeout.
+    s.timeouts.start = std::time::Duration::from_secs(p.pg_ctl_timeout());
     Ok(s)
 }
 

@@ -17,6 +17,9 @@ pub enum PgState {
     Stopped {
         /// Whether the last shutdown was clean.
         clean: bool,
+        /// pg_control says the instance was a standby (shut down in recovery, or in archive
+        /// recovery): it must not be started as a primary without a promotion.
+        standby: bool,
     },
     /// Running and answering queries.
     Running(Running),
@@ -154,6 +157,10 @@ pub struct Inputs<'a> {
     /// This member holds the leader lease and its deadline (`sent + ttl − margin` of the last
     /// successful refresh) has not passed. No other member can take the key before then.
     pub lease_valid: bool,
+    /// This member holds the key and has been trying to bring PostgreSQL up as the primary
+    /// (start attempts, or a postmaster that does not answer) for `primary_start_timeout` or
+    /// longer, counted from the first such observation (never reset by a retry).
+    pub primary_start_overdue: bool,
 }
 
 /// The actions of one iteration and why.
@@ -263,6 +270,21 @@ pub fn decide(i: &Inputs<'_>) -> Decision {
                     "PostgreSQL is not running and the cluster is paused: not starting it",
                 );
             }
+            if i_hold && i.primary_start_overdue && failover_possible(i, view) {
+                return decision(
+                    vec![Action::ReleaseLeader],
+                    "PostgreSQL did not start as primary within primary_start_timeout and a replica can take over: releasing the leader key",
+                );
+            }
+            if i_hold && matches!(i.pg, PgState::Stopped { standby: true, .. }) {
+                // Patroni's rule: a standby's data directory never starts as a primary
+                // directly (it would open on the old timeline, without a promotion, and fork
+                // it). It starts read-only; the next iteration promotes it.
+                return decision(
+                    vec![Action::RefreshLeader, Action::StartReplica { leader: None }],
+                    "PostgreSQL is not running on the leader and its data directory is a standby's: starting it read-only to promote it",
+                );
+            }
             if i_hold {
                 return decision(
                     vec![Action::RefreshLeader, Action::StartPrimary],
@@ -301,7 +323,12 @@ pub fn decide(i: &Inputs<'_>) -> Decision {
             }
         }
         PgState::Unresponsive => {
-            if i_hold {
+            if i_hold && i.primary_start_overdue && failover_possible(i, view) {
+                decision(
+                    vec![Action::Demote(DemoteMode::ImmediateNoLock), Action::ReleaseLeader],
+                    "PostgreSQL on the leader has not answered within primary_start_timeout and a replica can take over: stopping it and releasing the leader key",
+                )
+            } else if i_hold {
                 decision(
                     vec![Action::RefreshLeader],
                     "PostgreSQL is starting on the leader: keeping the lock",
@@ -312,6 +339,13 @@ pub fn decide(i: &Inputs<'_>) -> Decision {
         }
         PgState::Running(r) => decide_running(i, view, r, leader, i_hold, paused),
     }
+}
+
+/// Whether another member could take over: a running replica that may be promoted.
+pub fn failover_possible(i: &Inputs<'_>, view: &ClusterView) -> bool {
+    view.members
+        .iter()
+        .any(|(n, m)| n != i.me && m.is_failover_candidate())
 }
 
 fn decide_running(
@@ -336,17 +370,16 @@ fn decide_running(
                     }
                     // In synchronous mode (not quorum) a switchover goes to a synchronous
                     // standby only: another one may lack acknowledged commits.
-                    let in_sync = view.sync_active().is_none_or(|s| {
-                        view.synchronous_mode() == SyncMode::Quorum
-                            || f.value.leader.is_none()
-                            || s.matches(c, false)
-                    });
+                    // In every synchronous mode (quorum included) the candidate must be listed in
+                    // /sync: a member outside it may lack acknowledged commits. And, as Patroni's
+                    // is_lagging, it must be within maximum_lag_on_failover of this primary.
+                    let in_sync = view.sync_active().is_none_or(|s| s.matches(c, false));
                     let healthy = in_sync
                         && view.members.iter().any(|(n, m)| {
                             n.as_str() == c
-                                && m.state == MemberState::Running
-                                && m.role == Role::Replica
-                                && m.failover_priority() > 0
+                                && m.is_failover_candidate()
+                                && m.xlog_location
+                                    .is_some_and(|x| r.wal.0.saturating_sub(x) <= i.maximum_lag_on_failover)
                         });
                     if healthy && !paused {
                         actions.push(Action::Demote(DemoteMode::Graceful));

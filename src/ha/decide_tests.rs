@@ -28,6 +28,7 @@ fn view(leader: Option<&str>) -> ClusterView {
                 } else {
                     "replica".into()
                 },
+                xlog_location: Some(100),
                 ..Default::default()
             },
         );
@@ -93,6 +94,7 @@ fn run(c: &Case) -> Decision {
         watchdog_healthy: true,
         failsafe_held: false,
         lease_valid: false,
+        primary_start_overdue: false,
     })
 }
 
@@ -217,7 +219,10 @@ fn decision_table() {
             name: "stopped leader: start as primary",
             me: "a",
             view: Some(view(Some("a"))),
-            pg: PgState::Stopped { clean: false },
+            pg: PgState::Stopped {
+                clean: false,
+                standby: false,
+            },
             prio: 1,
             peers: vec![],
             expect: vec![Action::RefreshLeader, Action::StartPrimary],
@@ -226,7 +231,10 @@ fn decision_table() {
             name: "stopped replica: start following the leader",
             me: "b",
             view: Some(view(Some("a"))),
-            pg: PgState::Stopped { clean: true },
+            pg: PgState::Stopped {
+                clean: true,
+                standby: false,
+            },
             prio: 1,
             peers: vec![],
             expect: vec![Action::StartReplica { leader: Some(n("a")) }],
@@ -328,7 +336,10 @@ fn decision_table() {
             name: "paused: a stopped member is not started",
             me: "b",
             view: Some(paused),
-            pg: PgState::Stopped { clean: true },
+            pg: PgState::Stopped {
+                clean: true,
+                standby: false,
+            },
             prio: 1,
             peers: vec![],
             expect: vec![],
@@ -544,6 +555,7 @@ fn system_id_mismatch_is_fatal() {
         watchdog_healthy: true,
         failsafe_held: false,
         lease_valid: false,
+        primary_start_overdue: false,
     });
     assert!(matches!(d.actions.as_slice(), [Action::Fatal(m)] if m.contains("42")));
 }
@@ -563,6 +575,7 @@ fn race_local(me: &str, pg: &PgState, backoff: bool, watchdog_healthy: bool) -> 
         watchdog_healthy,
         failsafe_held: false,
         lease_valid: false,
+        primary_start_overdue: false,
     })
 }
 
@@ -610,6 +623,7 @@ fn decide_for(me: &str, view: Option<&ClusterView>, pg: &PgState, failsafe_held:
         watchdog_healthy: true,
         failsafe_held,
         lease_valid: false,
+        primary_start_overdue: false,
     })
 }
 
@@ -736,6 +750,7 @@ fn a_primary_rides_through_a_dcs_outage_while_its_lease_is_valid() {
             watchdog_healthy: true,
             failsafe_held: false,
             lease_valid,
+            primary_start_overdue: false,
         })
     };
     let kept = with_lease(&primary(), true);
@@ -775,6 +790,7 @@ fn safety_f5_a_primary_on_an_older_timeline_does_not_take_a_free_key() {
             watchdog_healthy: true,
             failsafe_held: false,
             lease_valid: false,
+            primary_start_overdue: false,
         })
     };
     let stale = race(&primary());
@@ -807,4 +823,151 @@ fn safety_f8_an_unreadable_data_directory_is_not_taken_for_an_empty_one() {
     // Truly no data, for contrast: the bootstrap race.
     let d = decide_for("a", Some(&empty), &PgState::NoData, false);
     assert!(d.actions.contains(&Action::RaceInitialize), "{}", d.reason);
+}
+
+/// Default inputs for member `me`; tests override fields with struct update syntax.
+fn inputs<'a>(me: &'a MemberName, view: Option<&'a ClusterView>, pg: &'a PgState) -> Inputs<'a> {
+    Inputs {
+        me,
+        view,
+        pg,
+        sysid: Some(7000000000000000001),
+        failover_priority: 1,
+        peers: &[],
+        maximum_lag_on_failover: 1 << 20,
+        scheduled_due: true,
+        pre_promote_backoff: false,
+        watchdog_healthy: true,
+        failsafe_held: false,
+        lease_valid: false,
+        primary_start_overdue: false,
+    }
+}
+
+/// F1: the lock holder whose stopped data directory is a standby's is started read-only,
+/// never as a primary; once running as a replica it is promoted.
+#[test]
+fn safety_f1_a_standby_data_directory_is_promoted_never_started_as_primary() {
+    let v = view(Some("a"));
+    let me = n("a");
+    let stopped_standby = PgState::Stopped {
+        clean: true,
+        standby: true,
+    };
+    let d = decide(&inputs(&me, Some(&v), &stopped_standby));
+    assert_eq!(
+        d.actions,
+        vec![Action::RefreshLeader, Action::StartReplica { leader: None }],
+        "{}",
+        d.reason
+    );
+    let d = decide(&inputs(&me, Some(&v), &replica(100, None)));
+    assert_eq!(
+        d.actions,
+        vec![Action::RefreshLeader, Action::Promote],
+        "{}",
+        d.reason
+    );
+    // A primary's data directory still starts as primary.
+    let stopped_primary = PgState::Stopped {
+        clean: false,
+        standby: false,
+    };
+    let d = decide(&inputs(&me, Some(&v), &stopped_primary));
+    assert_eq!(
+        d.actions,
+        vec![Action::RefreshLeader, Action::StartPrimary],
+        "{}",
+        d.reason
+    );
+}
+
+/// F2: a lock holder that has not brought PostgreSQL up within primary_start_timeout
+/// (stopped, or a postmaster that does not answer) releases the key when a replica can take
+/// over, and keeps trying when none can.
+#[test]
+fn safety_f2_a_leader_that_cannot_start_releases_the_key_after_primary_start_timeout() {
+    let v = view(Some("a"));
+    let me = n("a");
+    let stopped = PgState::Stopped {
+        clean: false,
+        standby: false,
+    };
+    let overdue = |pg| Inputs {
+        primary_start_overdue: true,
+        ..inputs(&me, Some(&v), pg)
+    };
+    assert_eq!(decide(&overdue(&stopped)).actions, vec![Action::ReleaseLeader]);
+    assert_eq!(
+        decide(&overdue(&PgState::Unresponsive)).actions,
+        vec![Action::Demote(DemoteMode::ImmediateNoLock), Action::ReleaseLeader]
+    );
+    assert_eq!(
+        decide(&inputs(&me, Some(&v), &PgState::Unresponsive)).actions,
+        vec![Action::RefreshLeader]
+    );
+    // No replica could take over: keep the key and keep trying.
+    let mut alone = v.clone();
+    alone.members.retain(|name, _| *name == me);
+    let d = decide(&Inputs {
+        primary_start_overdue: true,
+        ..inputs(&me, Some(&alone), &stopped)
+    });
+    assert_eq!(
+        d.actions,
+        vec![Action::RefreshLeader, Action::StartPrimary],
+        "{}",
+        d.reason
+    );
+}
+
+/// F4: a switchover goes only to a candidate that holds every acknowledged commit: in
+/// quorum mode too it must be listed in /sync, and it must be within
+/// maximum_lag_on_failover of the primary.
+#[test]
+fn safety_f4_switchover_candidates_must_hold_every_acknowledged_commit() {
+    let me = n("a");
+    let pg = primary();
+    let switchover_to = |mut v: ClusterView, c: &str| {
+        v.leader = Some(Versioned {
+            value: n("a"),
+            revision: 5,
+        });
+        v.failover = Some(Versioned {
+            value: FailoverKey {
+                leader: Some("a".into()),
+                member: Some(c.into()),
+                scheduled_at: None,
+            },
+            revision: 9,
+        });
+        v
+    };
+    // Quorum mode, /sync lists only b: c is no candidate.
+    let v = switchover_to(sync_view(json!("quorum"), "b", 1), "c");
+    let d = decide(&inputs(&me, Some(&v), &pg));
+    assert!(
+        !d.actions.contains(&Action::Demote(DemoteMode::Graceful)),
+        "{}",
+        d.reason
+    );
+    let v = switchover_to(sync_view(json!("quorum"), "b", 1), "b");
+    let d = decide(&inputs(&me, Some(&v), &pg));
+    assert!(
+        d.actions.contains(&Action::Demote(DemoteMode::Graceful)),
+        "{}",
+        d.reason
+    );
+    // Asynchronous, but the candidate lags by more than maximum_lag_on_failover.
+    let mut v = switchover_to(view(Some("a")), "b");
+    v.members.get_mut(&n("b")).unwrap().xlog_location = Some(0);
+    let d = decide(&Inputs {
+        maximum_lag_on_failover: 50,
+        ..inputs(&me, Some(&v), &pg)
+    });
+    assert!(
+        !d.actions.contains(&Action::Demote(DemoteMode::Graceful)),
+        "{}",
+        d.reason
+    );
 }

@@ -78,6 +78,8 @@ pub enum Call {
 pub struct FakeState {
     /// What `has_data` answers.
     pub has_data: bool,
+    /// The postmaster runs but `status` fails (a PostgreSQL that does not answer).
+    pub unresponsive: bool,
     /// Postmaster state reported by `probe`.
     pub postmaster: PostmasterState,
     /// Status reported by `status` (when running).
@@ -104,6 +106,7 @@ impl Default for FakeState {
     fn default() -> Self {
         FakeState {
             has_data: true,
+            unresponsive: false,
             postmaster: PostmasterState::Stopped,
             status: LocalStatus {
                 in_recovery: false,
@@ -363,6 +366,12 @@ impl PgControl for FakePg {
 
     async fn status(&self) -> Result<LocalStatus> {
         self.require_running("read status")?;
+        if self.with_state(|s| s.unresponsive) {
+            return Err(Error::NotRunning {
+                data_dir: PathBuf::from("/fake"),
+                operation: "read status (not answering)",
+            });
+        }
         Ok(self.with_state(|s| s.status.clone()))
     }
 

@@ -223,17 +223,30 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
             self.lease.release().await?;
             return Err(self.gave_up(limit, "primary_start_timeout is 0 and a replica can take over"));
         }
+        // The time limit counts from the first attempt (or the first observation of a
+        // postmaster that did not answer), never from this retry.
+        let since = *self.primary_start_since.get_or_insert_with(Instant::now);
+        let left = limit.saturating_sub(since.elapsed());
         let pg = self.pg.clone();
         let start = async {
             if failover_possible {
-                tokio::time::timeout(limit, pg.start()).await.ok()
+                tokio::time::timeout(left, pg.start()).await.ok()
             } else {
                 Some(pg.start().await)
             }
         };
         let lease = self.lease.clone();
         match lease.keep_alive_while(self.timing.loop_wait, start).await {
-            Ok(Some(started)) => Ok(started?),
+            Ok(Some(Ok(()))) => Ok(()),
+            // Patroni's post_recover: a start that failed gives the key up at once when a
+            // replica can take over, rather than retrying for primary_start_timeout.
+            Ok(Some(Err(e))) if failover_possible => {
+                tracing::error!(error = %chain(&e), "PostgreSQL failed to start as primary");
+                let _ = self.pg.stop(StopMode::Immediate).await;
+                self.lease.release().await?;
+                Err(self.gave_up(limit, "PostgreSQL failed to start as primary"))
+            }
+            Ok(Some(Err(e))) => Err(e.into()),
             Ok(None) => {
                 let _ = self.pg.stop(StopMode::Immediate).await;
                 self.lease.release().await?;

@@ -472,3 +472,67 @@ async fn safety_f8_a_failing_pg_controldata_never_leads_to_a_bootstrap() {
         f.runner.last_reason
     );
 }
+
+/// F2 through the runner: the lock holder's PostgreSQL fails to start while a replica could
+/// take over: the key is released at once (Patroni's post_recover), not kept for retries.
+#[tokio::test]
+async fn safety_f2_a_failed_start_of_the_primary_releases_the_key_at_once() {
+    let mut f = fixture(WatchdogMode::Off).await;
+    f.pg.with_state(|s| {
+        s.postmaster = PostmasterState::Stopped;
+        s.status.in_recovery = false;
+    });
+    f.pg.fail("start");
+    f.dcs
+        .put(&format!("{PREFIX}leader"), "a", None, Condition::Always)
+        .await
+        .unwrap();
+    let r = f.runner.iteration().await;
+    assert!(
+        matches!(&r, Err(ActError::GaveUp(m)) if m.contains("failed to start")),
+        "{r:?}"
+    );
+    assert_eq!(f.leader().await, None);
+    assert_eq!(f.runner.lease.deadline(), None);
+}
+
+/// F2, the other half: a postmaster that runs but does not answer on the lock holder is
+/// stopped and the key released once primary_start_timeout has passed since it was first
+/// seen so, counted across iterations.
+#[tokio::test]
+async fn safety_f2_an_unanswering_primary_gives_the_key_up_after_primary_start_timeout() {
+    let mut f = fixture(WatchdogMode::Off).await;
+    f.dcs
+        .put(
+            &format!("{PREFIX}config"),
+            &json!({"ttl": 30, "loop_wait": 10, "retry_timeout": 10, "primary_start_timeout": 1}).to_string(),
+            None,
+            Condition::Always,
+        )
+        .await
+        .unwrap();
+    f.dcs
+        .put(&format!("{PREFIX}leader"), "a", None, Condition::Always)
+        .await
+        .unwrap();
+    f.pg.with_state(|s| {
+        s.unresponsive = true;
+        s.status.in_recovery = false;
+    });
+    let first = Instant::now();
+    // Bounded: iterations for at most 10 s, until the key is gone.
+    while f.leader().await.is_some() {
+        assert!(
+            first.elapsed() < Duration::from_secs(10),
+            "the key was kept: {}",
+            f.runner.last_reason
+        );
+        let _ = f.runner.iteration().await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        first.elapsed() >= Duration::from_secs(1),
+        "released before primary_start_timeout"
+    );
+    assert!(f.pg.calls().contains(&Call::Stop(StopMode::Immediate)));
+}

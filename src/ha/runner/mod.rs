@@ -185,6 +185,10 @@ pub struct Runner<D: Dcs, P: PgControl + 'static> {
     just_cloned: bool,
     /// The next clone is taken from the leader (POST /reinitialize with `from_leader`).
     clone_from_leader: bool,
+    /// Since when this member, holding the key, has been trying to bring PostgreSQL up as
+    /// the primary (stopped or not answering); `primary_start_timeout` counts from here,
+    /// across iterations and start attempts.
+    primary_start_since: Option<Instant>,
     http: reqwest::Client,
     progress: watch::Sender<CloneProgress>,
     tick: u64,
@@ -263,6 +267,7 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
             not_streaming_since: None,
             just_cloned: false,
             clone_from_leader: false,
+            primary_start_since: None,
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(2))
                 .build()
@@ -461,6 +466,17 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
     /// when the key is free, the failsafe hold of a primary without the DCS) and decides.
     async fn decide(&mut self, view: Option<&ClusterView>, obs: &Observation) -> Decision {
         let running_primary = matches!(&obs.pg, PgState::Running(r) if r.primary);
+        let starting_as_leader = view.is_some_and(|v| v.leader_name() == Some(&self.s.me))
+            && matches!(obs.pg, PgState::Stopped { .. } | PgState::Unresponsive);
+        if !starting_as_leader {
+            self.primary_start_since = None;
+        } else if self.primary_start_since.is_none() {
+            self.primary_start_since = Some(Instant::now());
+        }
+        let primary_start_overdue = self.primary_start_since.is_some_and(|since| {
+            let limit = view.map_or(0, |v| v.dynamic().primary_start_timeout());
+            since.elapsed() >= Duration::from_secs(limit.into())
+        });
         let peers = match view {
             Some(v) if v.leader.is_none() && matches!(obs.pg, PgState::Running(_)) => {
                 self.poll_peers(v).await
@@ -495,6 +511,7 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
             watchdog_healthy: self.lease.watchdog().is_healthy(self.lease.watchdog_timing()),
             failsafe_held,
             lease_valid: self.lease.is_valid(),
+            primary_start_overdue,
         });
         if d.reason != self.last_reason {
             tracing::info!(reason = %d.reason, actions = ?d.actions, "decision");

@@ -91,9 +91,9 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
                 Ok(true) => match self.pg.controldata().await {
                     Err(e) => PgState::Unknown(crate::error::chain(&e)),
                     Ok(c) => {
-                        let clean = c.clean_shutdown();
+                        let (clean, standby) = (c.clean_shutdown(), c.was_standby());
                         obs.control = Some(c);
-                        PgState::Stopped { clean }
+                        PgState::Stopped { clean, standby }
                     }
                 },
             },

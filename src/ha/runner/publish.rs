@@ -160,8 +160,8 @@ fn state_and_role(pg: &PgState, current: &MemberState) -> (MemberState, Role) {
             };
             (s, Role::Uninitialized)
         }
-        PgState::Stopped { clean: true } => (MemberState::Stopped, Role::Replica),
-        PgState::Stopped { clean: false } => (MemberState::Crashed, Role::Replica),
+        PgState::Stopped { clean: true, .. } => (MemberState::Stopped, Role::Replica),
+        PgState::Stopped { clean: false, .. } => (MemberState::Crashed, Role::Replica),
         PgState::Unresponsive => (MemberState::Starting, Role::Replica),
         PgState::Unknown(_) => (MemberState::Stopped, Role::Replica),
         PgState::Running(r) => (
