@@ -709,6 +709,28 @@ async fn switchover_and_failover_validation() {
         )
     );
 
+    // Quorum mode too (safety F4): a candidate outside /sync may lack acknowledged commits.
+    let fx = switchover_fx(json!({"synchronous_mode": "quorum"})).await;
+    put(
+        &fx.dcs,
+        "sync",
+        r#"{"leader":"l1","sync_standby":"r3","quorum":1}"#,
+    )
+    .await;
+    assert_eq!(
+        call(
+            &fx.router(),
+            "POST",
+            "/switchover",
+            Some(r#"{"leader":"l1","candidate":"r1"}"#)
+        )
+        .await,
+        (
+            StatusCode::PRECONDITION_FAILED,
+            "candidate name does not match with sync_standby".into()
+        )
+    );
+
     // Only the leader.
     let fx = Fx::new(leader(), Some(json!({}))).await;
     assert_eq!(

@@ -74,8 +74,10 @@ fn failover_impossible(
     }
     let strict_sync = snap.synchronous_mode() && !snap.quorum_mode();
     let members: Vec<&MemberRecord> = if let Some(c) = candidate {
+        // In every synchronous mode, quorum included, a switchover goes only to a member
+        // listed in /sync: another may lack acknowledged commits.
         if action == Action::Switchover
-            && strict_sync
+            && snap.synchronous_mode()
             && !snap.sync.as_ref().is_some_and(|s| s.matches(c, false))
         {
             return Some("candidate name does not match with sync_standby".into());

@@ -560,6 +560,13 @@ fn healthiest(i: &Inputs<'_>, view: &ClusterView, r: &Running) -> Result<(), Str
         }
         if let Some(c) = f.value.member.as_deref() {
             if c == i.me.as_str() {
+                // A switchover's candidate must be in /sync in every synchronous mode,
+                // quorum included: outside it, it may lack acknowledged commits.
+                if f.value.leader.is_some() && sync.is_some_and(|s| !s.matches(i.me.as_str(), false)) {
+                    return Err(
+                        "a switchover to this member was requested, but it is not listed in /sync".into(),
+                    );
+                }
                 return Ok(());
             }
             let candidate_alive = i.peers.iter().any(|p| p.name.as_str() == c);

@@ -971,3 +971,22 @@ fn safety_f4_switchover_candidates_must_hold_every_acknowledged_commit() {
         d.reason
     );
 }
+
+/// F4, the candidate's side: in quorum mode a member outside /sync that is named as a
+/// switchover candidate does not take the free key.
+#[test]
+fn safety_f4_a_candidate_outside_sync_does_not_take_the_key_in_quorum_mode() {
+    let mut v = sync_view(json!("quorum"), "b", 1);
+    v.failover = Some(Versioned {
+        value: FailoverKey {
+            leader: Some("a".into()),
+            member: Some("c".into()),
+            scheduled_at: None,
+        },
+        revision: 9,
+    });
+    let me = n("c");
+    let pg = replica(100, Some("a"));
+    let d = decide(&inputs(&me, Some(&v), &pg));
+    assert!(!d.actions.contains(&Action::AcquireLeader), "{}", d.reason);
+}
