@@ -56,6 +56,7 @@ impl LeaseTiming {
         WatchdogTiming {
             ttl: self.ttl.as_secs(),
             loop_wait: self.loop_wait.as_secs(),
+            fence: (self.ttl - self.margin()).as_secs(),
         }
     }
 }

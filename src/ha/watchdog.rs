@@ -103,6 +103,10 @@ pub struct WatchdogTiming {
     pub ttl: u64,
     /// loop_wait, seconds.
     pub loop_wait: u64,
+    /// Seconds from a feed (a successful lease refresh) to the lease's fence deadline
+    /// (`ttl − margin`): the watchdog never fires before the fence would have stopped
+    /// PostgreSQL, so a DCS blip the lease covers cannot reset the host.
+    pub fence: u64,
 }
 
 /// The watchdog of one member (Patroni's facade). Methods take `&self` so the runner can
@@ -168,14 +172,17 @@ impl Watchdog {
         self.mode
     }
 
-    /// `ttl − safety_margin` (`ttl / 2` with a margin of −1).
+    /// `ttl − safety_margin` (`ttl / 2` with a margin of −1), but never less than the time
+    /// to the lease's fence deadline: Patroni's margin of 5 s was sized for a ttl of 30, and
+    /// with a short ttl it would reset the host while the lease is still valid.
     pub fn timeout_for(&self, t: WatchdogTiming) -> i64 {
         let ttl = i64::try_from(t.ttl).unwrap_or(i64::MAX);
-        if self.safety_margin == -1 {
+        let configured = if self.safety_margin == -1 {
             ttl / 2
         } else {
             ttl.saturating_sub(self.safety_margin)
-        }
+        };
+        configured.max(i64::try_from(t.fence).unwrap_or(i64::MAX))
     }
 
     fn safe_timeout(&self, t: WatchdogTiming) -> Result<u32, WatchdogError> {
@@ -556,6 +563,7 @@ mod tests {
     const T: WatchdogTiming = WatchdogTiming {
         ttl: 30,
         loop_wait: 10,
+        fence: 0,
     };
 
     fn wd(mode: WatchdogMode, margin: i64, d: &FakeDriver) -> Watchdog {
@@ -593,6 +601,7 @@ mod tests {
         w.keepalive(WatchdogTiming {
             ttl: 40,
             loop_wait: 10,
+            fence: 0,
         });
         assert_eq!(d.ops(), ["open", "set_timeout 15", "keepalive", "set_timeout 20"]);
     }
@@ -675,5 +684,29 @@ mod tests {
             std::fs::read_to_string(&path).unwrap().ends_with('V'),
             "closed with the magic V"
         );
+    }
+
+    /// F6: at pgwarden's defaults (ttl 10, loop_wait 2, a fence 8 s after a refresh) the
+    /// timeout is the fence deadline, not ttl − safety_margin = 5 s, which fired during DCS
+    /// blips the lease covers; a margin leaving more than the fence is kept.
+    #[test]
+    fn safety_f6_timeout_never_shorter_than_the_fence_deadline() {
+        let defaults = WatchdogTiming {
+            ttl: 10,
+            loop_wait: 2,
+            fence: 8,
+        };
+        let d = FakeDriver::default();
+        let w = wd(WatchdogMode::Required, 5, &d);
+        assert_eq!(w.timeout_for(defaults), 8);
+        w.activate(defaults).unwrap();
+        assert_eq!(d.ops(), ["open", "set_timeout 8"]);
+        let long = WatchdogTiming {
+            ttl: 60,
+            loop_wait: 10,
+            fence: 58,
+        };
+        assert_eq!(wd(WatchdogMode::Required, -1, &d).timeout_for(long), 58);
+        assert_eq!(wd(WatchdogMode::Required, 1, &d).timeout_for(long), 59);
     }
 }

@@ -408,7 +408,7 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
         Ok(())
     }
 
-    /// Before promoting: the `pre_promote` script, then the watchdog. A failing script (or one
+    /// Before promoting: the `pre_promote` script, then a trial of the watchdog. A failing script (or one
     /// that outlives the lease) releases the leader key and keeps this member out of the race
     /// for ttl (Patroni's back-off), so another member is chosen; in `required` mode a
     /// watchdog that cannot be armed releases the key too.
@@ -447,12 +447,14 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
             self.lease.release().await?;
             return Err(ActError::GaveUp(why));
         }
-        if self
-            .lease
-            .watchdog()
-            .activate(self.lease.watchdog_timing())
-            .is_err()
-        {
+        // The watchdog is armed once the promotion has succeeded (by the leader's upkeep that
+        // follows it), so that a long promotion cannot reset the host. Whether it can be armed
+        // at all is tried now, opening and closing the device, so that in `required` mode a
+        // member whose watchdog does not work is never promoted.
+        let wd = self.lease.watchdog();
+        let usable = wd.activate(self.lease.watchdog_timing()).is_ok();
+        wd.disable();
+        if !usable {
             self.lease.release().await?;
             return Err(ActError::GaveUp(
                 "Not promoting self because watchdog could not be activated".into(),

@@ -123,26 +123,35 @@ impl Fixture {
     }
 }
 
-/// The watchdog is armed (timeout ttl − safety_margin = 25) before PostgreSQL is promoted,
-/// fed after every leader-key refresh, and magic-closed when the member is demoted; the
-/// callbacks fire as Patroni's do: on_role_change primary on promotion, before_stop and
-/// on_stop primary on the demotion, on_role_change replica once it runs as a replica.
+/// F6: the watchdog is tried (opened and closed) before PostgreSQL is promoted, armed only
+/// once the promotion has succeeded, with a timeout no shorter than the lease's fence
+/// deadline (ttl 30 − 2 = 28, not ttl − safety_margin = 25), fed after every leader-key
+/// refresh, and magic-closed when the member is demoted; the callbacks fire as Patroni's do:
+/// on_role_change primary on promotion, before_stop and on_stop primary on the demotion,
+/// on_role_change replica once it runs as a replica.
 #[tokio::test]
-async fn watchdog_is_armed_before_promote_fed_on_refresh_and_closed_on_demote() {
+async fn safety_f6_watchdog_is_armed_after_promote_with_the_fence_timeout_fed_and_closed_on_demote() {
     let mut f = fixture(WatchdogMode::Required).await;
-    // Record whether PostgreSQL had been promoted when the device was opened.
-    let (pg, seen) = (f.pg.clone(), Arc::new(std::sync::Mutex::new(None)));
+    // Record whether PostgreSQL had been promoted each time the device was opened.
+    let (pg, seen) = (f.pg.clone(), Arc::new(std::sync::Mutex::new(Vec::new())));
     let seen2 = seen.clone();
     f.wd.with(|s| {
         s.on_open = Some(Arc::new(move || {
-            *seen2.lock().unwrap() = Some(pg.calls().contains(&Call::Promote));
+            seen2.lock().unwrap().push(pg.calls().contains(&Call::Promote));
         }))
     });
     f.runner.iteration().await.unwrap();
     assert_eq!(f.leader().await.as_deref(), Some("a"));
     assert!(f.promoted());
-    assert_eq!(*seen.lock().unwrap(), Some(false), "armed before the promotion");
-    assert_eq!(f.wd.ops(), ["open", "set_timeout 25"]);
+    assert_eq!(
+        *seen.lock().unwrap(),
+        [false, true],
+        "tried before the promotion, armed after it"
+    );
+    assert_eq!(
+        f.wd.ops(),
+        ["open", "set_timeout 28", "magic_close", "open", "set_timeout 28"]
+    );
     assert_eq!(f.cb.calls(), ["pre_promote", "on_role_change primary"]);
 
     for n in 1..=3 {
@@ -363,8 +372,9 @@ async fn reload_reconfigures_the_watchdog() {
     f.runner.handle_request(ApiRequest::Reload).await;
     f.runner.iteration().await.unwrap();
     assert!(f.wd.with(|s| s.open), "armed again at the next refresh");
-    // ttl 30 − the new safety_margin 10.
-    assert_eq!(f.wd.ops().last().map(String::as_str), Some("set_timeout 20"));
+    // ttl 30 − the new safety_margin 10 is 20, below the lease's fence deadline (ttl 30 −
+    // the 2 s lease margin): the watchdog never fires before the fence would.
+    assert_eq!(f.wd.ops().last().map(String::as_str), Some("set_timeout 28"));
 }
 
 /// A promotion appends its row to the stored history, whatever the rows' lengths (3 to 5

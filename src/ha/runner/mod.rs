@@ -695,8 +695,18 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
     /// Stops a primary that must not stay one: PostgreSQL first, then the watchdog.
     pub(super) async fn demote_stop(&mut self, mode: StopMode) -> Result<(), crate::postgres::Error> {
         let was_primary = self.cb_role_now() == CallbackRole::Primary;
-        self.stop_pg(mode, false).await?;
-        self.lease.watchdog().disable();
+        // Patroni disarms at the safepoint, before the shutdown checkpoint: a checkpoint that
+        // outlasts the watchdog's timeout must not reset the host of a primary that is
+        // stopping anyway. If the stop fails, it is armed again: PostgreSQL still runs.
+        let wd = self.lease.watchdog();
+        let was_armed = wd.is_running();
+        wd.disable();
+        if let Err(e) = self.stop_pg(mode, false).await {
+            if was_armed && wd.activate(self.lease.watchdog_timing()).is_err() {
+                tracing::error!("PostgreSQL could not be stopped and the watchdog could not be armed again");
+            }
+            return Err(e);
+        }
         if was_primary {
             self.cb_role = Some(CallbackRole::Demoted);
         }
