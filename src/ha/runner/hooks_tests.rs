@@ -8,6 +8,7 @@ use crate::ha::callbacks::fake::RecordingCallbacks;
 use crate::ha::status::DaemonInfo;
 use crate::ha::watchdog::fake::FakeDriver;
 use crate::postgres::fake::{Call, FakePg};
+use crate::postgres::ConfigInput;
 use crate::types::Lsn;
 use crate::types::TimelineId;
 use pgwarden_raft::Condition;
@@ -545,4 +546,58 @@ async fn safety_f2_an_unanswering_primary_gives_the_key_up_after_primary_start_t
         "released before primary_start_timeout"
     );
     assert!(f.pg.calls().contains(&Call::Stop(StopMode::Immediate)));
+}
+
+/// F9: a primary found running when the daemon starts (adopted) gets its configuration
+/// rewritten from the DCS and the local settings as a primary at the first iteration (the
+/// dynamic parameters included), and a later reload keeps it a primary: never standby.signal.
+#[tokio::test]
+async fn safety_f9_an_adopted_primary_is_reconfigured_from_the_real_inputs_and_stays_primary() {
+    let mut f = fixture(WatchdogMode::Off).await;
+    f.dcs
+        .put(
+            &format!("{PREFIX}config"),
+            &json!({"ttl": 30, "loop_wait": 10, "retry_timeout": 10,
+                    "postgresql": {"parameters": {"wal_keep_size": "1GB"}}})
+            .to_string(),
+            None,
+            Condition::Always,
+        )
+        .await
+        .unwrap();
+    f.dcs
+        .put(&format!("{PREFIX}leader"), "a", None, Condition::Always)
+        .await
+        .unwrap();
+    f.pg.with_state(|s| {
+        s.status.in_recovery = false;
+        s.status.current_lsn = Some(Lsn(0x300_0000));
+    });
+    f.runner.iteration().await.unwrap();
+    let written: Vec<ConfigInput> =
+        f.pg.calls()
+            .into_iter()
+            .filter_map(|c| match c {
+                Call::WriteConfig(i) => Some(i),
+                _ => None,
+            })
+            .collect();
+    assert_eq!(written.len(), 1, "{written:?}");
+    assert_eq!(written[0].role, PgRole::Primary);
+    assert_eq!(
+        written[0].dcs_parameters.get("wal_keep_size").map(String::as_str),
+        Some("1GB")
+    );
+    assert!(f.pg.calls().contains(&Call::Reload));
+    f.pg.clear_calls();
+    f.runner.handle_request(ApiRequest::Reload).await;
+    let roles: Vec<PgRole> =
+        f.pg.calls()
+            .into_iter()
+            .filter_map(|c| match c {
+                Call::WriteConfig(i) => Some(i.role),
+                _ => None,
+            })
+            .collect();
+    assert_eq!(roles, [PgRole::Primary]);
 }

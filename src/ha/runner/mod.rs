@@ -393,6 +393,7 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
         self.run_scheduled_restart().await;
         let view = self.read_view().await;
         let obs = self.observe().await;
+        self.rebuild_adopted_config(view.as_ref(), &obs).await;
         self.ensure_member_key(view.as_ref(), &obs).await;
         let d = self.decide(view.as_ref(), &obs).await;
         let outcome = self.act_all(&d.actions, view.as_ref(), &obs).await;
@@ -450,6 +451,39 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
             self.warned_keys = true;
         }
         Some(v)
+    }
+
+    /// A PostgreSQL this daemon found running (adopted at start) has configuration files
+    /// written by an earlier process: rewrite them once from the real inputs (the DCS and the
+    /// local settings) for the role it runs in, and reload. Until then neither a reload nor a
+    /// change of synchronous_standby_names may rewrite them (both would start from defaults,
+    /// and a reload would make a running primary a standby on its next restart).
+    async fn rebuild_adopted_config(&mut self, view: Option<&ClusterView>, obs: &Observation) {
+        let (Some(v), PgState::Running(r), None) = (view, &obs.pg, &self.written_role) else {
+            return;
+        };
+        let role = if r.primary {
+            PgRole::Primary
+        } else {
+            let target = v
+                .leader_name()
+                .filter(|l| **l != self.s.me)
+                .and_then(|l| self.upstream_of(Some(v), l).ok())
+                .map(|(_, t)| t);
+            PgRole::Standby(target)
+        };
+        let res = async {
+            self.write_pg_config(Some(v), role).await?;
+            self.pg.reload().await.map_err(ActError::from)
+        }
+        .await;
+        match res {
+            Ok(()) => tracing::info!(
+                primary = r.primary,
+                "PostgreSQL was already running: its configuration was rewritten from the DCS and the local settings"
+            ),
+            Err(e) => tracing::warn!(error = %chain(&e), "rewriting the configuration of the running PostgreSQL"),
+        }
     }
 
     /// Patroni writes its member key first when it is missing: the primary creates a
