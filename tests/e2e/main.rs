@@ -21,6 +21,7 @@ mod harness;
 mod t05_postgres;
 mod t10_bootstrap;
 mod t12_config_safety;
+mod t16_safety;
 mod t20_operations;
 mod t30_failover;
 mod t35_failover_speed;
