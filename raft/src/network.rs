@@ -307,4 +307,35 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
     ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, Node, RaftError<NodeId>>> {
         self.raft_call(Rpc::Vote, &rpc, Vec::new(), &option).await
     }
+
+    /// How long replication to an unreachable peer waits between tries. openraft's default
+    /// is every 500 ms forever, and each failed try logs a WARN and an ERROR line: 240 lines a
+    /// minute on the leader for each member that is down. Doubling up to 8 s keeps a
+    /// dead peer to a few lines a minute; a peer that comes back is caught up within 8 s (the
+    /// back-off ends at the first success), which the quorum of the other two does not wait for.
+    fn backoff(&self) -> openraft::network::Backoff {
+        openraft::network::Backoff::new(unreachable_backoff())
+    }
+}
+
+/// The waits between replication tries to an unreachable peer: 0.5, 1, 2, 4, then 8 s.
+fn unreachable_backoff() -> impl Iterator<Item = std::time::Duration> + Send + 'static {
+    let cap = std::time::Duration::from_secs(8);
+    std::iter::successors(Some(std::time::Duration::from_millis(500)), move |d| {
+        Some((*d * 2).min(cap))
+    })
+}
+
+#[cfg(test)]
+mod backoff_tests {
+    /// A dead peer is retried every 0.5, 1, 2, 4 s, then every 8 s: a bounded number of log
+    /// lines a minute, not two every 500 ms.
+    #[test]
+    fn unreachable_peers_are_retried_with_a_growing_backoff() {
+        let waits: Vec<u128> = super::unreachable_backoff()
+            .take(7)
+            .map(|d| d.as_millis())
+            .collect();
+        assert_eq!(waits, [500, 1000, 2000, 4000, 8000, 8000, 8000]);
+    }
 }
