@@ -343,9 +343,15 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
         }
         // Health checks answer from this at once (GET /primary is 200 the moment PostgreSQL
         // accepts writes), not at the end of the iteration.
+        // The new timeline comes with it, from the promoted instance itself (GET /patroni must
+        // not show a primary on the old timeline).
+        let timeline = self.pg.status().await.ok().map(|st| st.timeline.0);
         self.status.send_modify(|s| {
             s.role = Role::Primary;
             s.state = MemberState::Running;
+            if timeline.is_some() {
+                s.timeline = timeline;
+            }
         });
         self.fire(CallbackAction::OnRoleChange, CallbackRole::Primary);
         self.following = None;
