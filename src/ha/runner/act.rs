@@ -345,12 +345,14 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
         // accepts writes), not at the end of the iteration.
         // The new timeline comes with it, from the promoted instance itself (GET /patroni must
         // not show a primary on the old timeline).
-        let timeline = self.pg.status().await.ok().map(|st| st.timeline.0);
+        let now = self.pg.status().await.ok();
         self.status.send_modify(|s| {
             s.role = Role::Primary;
             s.state = MemberState::Running;
-            if timeline.is_some() {
-                s.timeline = timeline;
+            s.replication_state = None;
+            if let Some(st) = &now {
+                s.timeline = Some(st.timeline.0);
+                s.xlog = Some(serde_json::json!({"location": st.current_lsn.map(|l| l.0)}));
             }
         });
         self.fire(CallbackAction::OnRoleChange, CallbackRole::Primary);
