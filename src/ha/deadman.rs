@@ -24,11 +24,16 @@
 //! the guard), never jumps with the wall clock, and is what tokio's `Instant` reads in
 //! production, so converting a lease deadline is one subtraction.
 
+use super::status::NodeStatus;
+use crate::postgres::{PgControl, PostmasterState};
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 
 /// How often the guard looks at the deadline file and at the postmaster: the guard fires at
 /// most this late, and an idle guard costs two small reads per period.
@@ -448,6 +453,128 @@ pub fn run_guard(args: &GuardArgs) -> Result<(), GuardError> {
     }
     pids.remove_if(me);
     Ok(())
+}
+
+/// Where a member keeps the guard's files: in the daemon's own state directory (the Raft data
+/// directory), never in PGDATA, which base backups and pg_rewind copy to other members.
+#[derive(Clone, Debug)]
+pub struct FenceFiles {
+    /// The deadline the daemon publishes.
+    pub deadline: DeadlineFile,
+    /// The running guard's pid file.
+    pub guard_pids: GuardPidFile,
+}
+
+impl FenceFiles {
+    /// The files in `state_dir`.
+    pub fn in_dir(state_dir: &Path) -> Self {
+        FenceFiles {
+            deadline: DeadlineFile::new(state_dir.join("fence-deadline")),
+            guard_pids: GuardPidFile::new(state_dir.join("fence-guard.pid")),
+        }
+    }
+}
+
+/// Keeps a fence guard next to every running postmaster, until `shutdown`: once a second, a
+/// postmaster without a live guard gets one (`program fence-guard …`, in its own process
+/// group so that it outlives the daemon, as the postmaster does). A guard left by a previous
+/// daemon is kept: it is found through the guard pid file.
+pub async fn keep_guards<P: PgControl>(
+    pg: Arc<P>,
+    program: PathBuf,
+    data_dir: PathBuf,
+    files: FenceFiles,
+    shutdown: CancellationToken,
+) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let PostmasterState::Running { pid } = pg.probe() else {
+            continue;
+        };
+        let Some(postmaster) = Proc::postmaster(pid) else {
+            continue;
+        };
+        if files.guard_pids.guard_of(postmaster).is_some() {
+            continue;
+        }
+        let mut cmd = tokio::process::Command::new(&program);
+        cmd.arg("fence-guard")
+            .arg("--pid-file")
+            .arg(data_dir.join("postmaster.pid"))
+            .arg("--deadline-file")
+            .arg(files.deadline.path())
+            .arg("--guard-pid-file")
+            .arg(files.guard_pids.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            // Its one line, if it ever fires, goes where the daemon's log goes.
+            .stderr(Stdio::inherit())
+            .kill_on_drop(false)
+            .process_group(0);
+        match cmd.spawn() {
+            Ok(mut child) => {
+                tracing::info!(guard = child.id(), postmaster = pid, "fence guard started");
+                // Reaped here while the daemon lives; init reaps it afterwards.
+                tokio::spawn(async move {
+                    let _ = child.wait().await;
+                });
+                // Give it a moment to write its pid file, so the next look does not start
+                // a second one.
+                for _ in 0..20 {
+                    if files.guard_pids.guard_of(postmaster).is_some() {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, program = %program.display(), "cannot start the fence guard")
+            }
+        }
+    }
+}
+
+/// Publishes every change of the lease's deadline (as the REST state carries it) into the
+/// deadline file, with the postmaster it applies to, until the state's sender is gone. The
+/// state at start is not written: a restarted daemon leaves its predecessor's deadline in
+/// place until its own first refresh (or forget), so the guard keeps that deadline meanwhile.
+/// Writes go to the blocking pool: a stalled state directory delays the next publication
+/// (the guard then fires on the older, earlier deadline) but never a runtime worker.
+pub async fn publish_deadlines<P: PgControl + 'static>(
+    mut status: watch::Receiver<NodeStatus>,
+    pg: Arc<P>,
+    file: DeadlineFile,
+) {
+    let mut last = status.borrow().lease_until;
+    while status.changed().await.is_ok() {
+        let until = status.borrow_and_update().lease_until;
+        if until == last {
+            continue;
+        }
+        last = until;
+        let d = until.and_then(|u| {
+            let PostmasterState::Running { pid } = pg.probe() else {
+                return None;
+            };
+            Some(Deadline {
+                target: Proc::postmaster(pid)?,
+                at: mono_at(u),
+            })
+        });
+        let f = file.clone();
+        match tokio::task::spawn_blocking(move || f.write(d)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, file = %file.path().display(), "cannot publish the lease deadline for the fence guard")
+            }
+            Err(e) => tracing::warn!(error = %e, "publishing the lease deadline"),
+        }
+    }
 }
 
 #[cfg(test)]

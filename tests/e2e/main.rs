@@ -8,6 +8,8 @@
 //! [`t10_bootstrap`] forms clusters (three nodes, a witness, cascading replication);
 //! [`t12_config_safety`] refuses configuration that would build the wrong cluster and
 //! checks the pg_hba.conf a member loads (from the DCS, and the built-in default);
+//! [`t15_fence`] kills only the primary's daemon and checks that its PostgreSQL stops
+//! accepting writes by the lease's deadline (the fence guard), before any promotion;
 //! [`t20_operations`] restarts, reinitializes and reloads members; [`t30_failover`] loses
 //! the primary in several ways; [`t40_sync`] covers synchronous replication;
 //! [`t50_failsafe`] keeps the primary while the DCS is down; [`t60_callbacks`] runs
@@ -21,6 +23,7 @@ mod harness;
 mod t05_postgres;
 mod t10_bootstrap;
 mod t12_config_safety;
+mod t15_fence;
 mod t20_operations;
 mod t30_failover;
 mod t35_failover_speed;
