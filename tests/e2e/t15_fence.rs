@@ -92,6 +92,8 @@ async fn daemon_death(opts: Options) {
         || async { new_writer.first_ack_after(killed_at, None) },
     )
     .await;
+    // Writes to the old primary go on a while: without a fence they would still succeed.
+    tokio::time::sleep(Duration::from_secs(2)).await;
     stop_old.cancel();
     let last_old = *old_acks.lock().unwrap().last().unwrap();
     eprintln!(
@@ -138,4 +140,43 @@ async fn safety_daemon_death_the_orphaned_primary_stops_by_its_lease_deadline_sy
         ..Options::default()
     })
     .await;
+}
+
+/// A daemon restarted at once after its SIGKILL takes over the running primary and its
+/// guard: the same postmaster keeps running as the primary, well past the old deadline.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn safety_daemon_death_a_restarted_daemon_keeps_the_healthy_primary() {
+    require_pg!();
+    let mut c = Cluster::new(Options::default());
+    c.start_all();
+    let leader = c.wait_healthy(Duration::from_secs(90)).await;
+    let guard_pids = c.nodes[leader].state_dir().join("fence-guard.pid");
+    wait_for(Duration::from_secs(20), "the fence guard to run", || async {
+        guard_pids.exists().then_some(())
+    })
+    .await;
+    let guard = std::fs::read_to_string(&guard_pids).unwrap();
+    let pm = c.nodes[leader].postmaster_pid().expect("postmaster pid");
+
+    c.kill9_daemon(leader);
+    c.start(leader);
+    // Past the old deadline (kill + ttl − margin) and a few refreshes more.
+    tokio::time::sleep(TTL + Duration::from_secs(5)).await;
+    assert_eq!(c.primary().await, Some(leader), "the primary changed");
+    assert_eq!(
+        c.nodes[leader].postmaster_pid(),
+        Some(pm),
+        "PostgreSQL was restarted"
+    );
+    assert!(
+        !c.log(leader).contains("fence-guard: the leader lease ran out"),
+        "the guard fired"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&guard_pids).unwrap(),
+        guard,
+        "the restarted daemon replaced the guard instead of keeping it"
+    );
+    let client = c.connect(leader).await.expect("connect to the primary");
+    client.batch_execute("CREATE TABLE t15 (x int)").await.unwrap();
 }
