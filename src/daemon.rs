@@ -9,6 +9,7 @@ use crate::config::{Config, Strictness};
 use crate::dcs::Dcs;
 use crate::grpc::{self, auth::AdminAuth, forward::Forwarder, service::Admin};
 use crate::ha::callbacks::{CallbackCommands, ScriptCallbacks};
+use crate::ha::deadman::{keep_guards, publish_deadlines, FenceFiles};
 use crate::ha::runner::{HaSettings, Runner, Timing};
 use crate::ha::status::{DaemonInfo, NodeStatus};
 use crate::ha::watchdog::{LinuxDriver, Watchdog};
@@ -170,6 +171,7 @@ pub async fn run(
             .as_ref()
             .context("postgresql: section missing on a data node")?;
         let settings = pg_settings(&cfg)?;
+        let data_dir = settings.data_dir.clone();
         let pg = Arc::new(
             PgManager::new(settings)
                 .await
@@ -177,6 +179,27 @@ pub async fn run(
         );
         if let Ok(Some(pid)) = pg.adopt() {
             tracing::info!(pid, "adopted the running PostgreSQL instance");
+        }
+        // The dead-man's switch (see ha::deadman): a guard process next to the postmaster,
+        // fed the lease's deadline through a file in our state directory. A guard left by
+        // a previous daemon is adopted, not replaced.
+        let fence_files = FenceFiles::in_dir(&cfg.raft.data_dir());
+        let deadlines = tokio::spawn(publish_deadlines(
+            status_tx.subscribe(),
+            pg.clone(),
+            fence_files.deadline.clone(),
+        ));
+        match std::env::current_exe() {
+            Ok(program) => {
+                tokio::spawn(keep_guards(
+                    pg.clone(),
+                    program,
+                    data_dir,
+                    fence_files,
+                    shutdown.clone(),
+                ));
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot find our own program: no fence guard"),
         }
         let ha = ha_settings(&cfg, &prefix, timing, pg_cfg)?;
         let callbacks = ScriptCallbacks::new(
@@ -214,7 +237,10 @@ pub async fn run(
                 ha_settings(&c, &prefix, timing, p).map_err(|e| format!("{}: {e:#}", path.display()))
             }));
         }
-        runner.run(shutdown.clone()).await.map_err(anyhow::Error::from)
+        let result = runner.run(shutdown.clone()).await.map_err(anyhow::Error::from);
+        // The last change (the release at shutdown) reaches the deadline file before we exit.
+        let _ = tokio::time::timeout(Duration::from_secs(1), deadlines).await;
+        result
     };
     shutdown.cancel();
     let _ = rest_task.await;

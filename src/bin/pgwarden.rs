@@ -1,5 +1,7 @@
 //! The pgwarden daemon: `pgwarden CONFIG` runs a node (data node or witness);
-//! `pgwarden --validate-config CONFIG` checks a configuration file and exits.
+//! `pgwarden --validate-config CONFIG` checks a configuration file and exits;
+//! `pgwarden fence-guard …` (hidden) is the dead-man's switch the daemon starts next to a
+//! postmaster (see `pgwarden::ha::deadman`).
 
 use clap::{CommandFactory, Parser};
 use pgwarden::config::{Config, Strictness};
@@ -42,6 +44,20 @@ enum Sub {
         #[arg(long)]
         failover_drill: bool,
     },
+    /// The dead-man's switch of a primary (started by the daemon next to each postmaster):
+    /// SIGQUITs the postmaster when the lease deadline the daemon publishes passes.
+    #[command(hide = true)]
+    FenceGuard {
+        /// The postmaster.pid of the instance to guard.
+        #[arg(long)]
+        pid_file: PathBuf,
+        /// The deadline file the daemon writes.
+        #[arg(long)]
+        deadline_file: PathBuf,
+        /// Where the guard writes its own pid.
+        #[arg(long)]
+        guard_pid_file: PathBuf,
+    },
     /// Man pages and shell completions, for packaging.
     #[command(hide = true, subcommand)]
     Generate(pgwarden::generate::Generate),
@@ -56,6 +72,26 @@ fn main() -> ExitCode {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("pgwarden generate: {e:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    if let Some(Sub::FenceGuard {
+        pid_file,
+        deadline_file,
+        guard_pid_file,
+    }) = &args.command
+    {
+        // No runtime and no log subscriber: a plain loop on one thread (see ha::deadman).
+        let guard = pgwarden::ha::deadman::GuardArgs {
+            pid_file: pid_file.clone(),
+            deadline_file: deadline_file.clone(),
+            guard_pid_file: guard_pid_file.clone(),
+        };
+        return match pgwarden::ha::deadman::run_guard(&guard) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("pgwarden fence-guard: {}", pgwarden_raft::error_chain(&e));
                 ExitCode::FAILURE
             }
         };

@@ -10,7 +10,9 @@
 //!   [`LeaderLease::take_over`] (bootstrap), [`LeaderLease::release`] and [`LeaderLease::forget`];
 //! - the deadline, computed in one place ([`LeaderLease::extend`]), and its watch;
 //! - the watchdog feed: every extension of the deadline feeds it, every release disarms it;
-//! - the fence task ([`LeaderLease::spawn_fence`]) that stops PostgreSQL when the deadline passes;
+//! - the fence ([`LeaderLease::spawn_fence`]) that stops PostgreSQL when the deadline passes:
+//!   a tokio task that stops it cleanly through [`PgControl`], and under it a dedicated OS
+//!   thread ([`FenceThread`]) that SIGQUITs the postmaster even when the runtime is blocked;
 //! - [`LeaderLease::keep_alive_while`], which keeps the lease alive while a long action runs
 //!   and stops that action when the lease cannot be kept.
 //!
@@ -21,6 +23,7 @@
 //! that is being stopped on purpose; disarming before the delete means a watchdog that nobody
 //! feeds any more can never reset the host after another member took over.
 
+use super::deadman::{self, FenceThread, Proc};
 use super::status::NodeStatus;
 use super::watchdog::{Watchdog, WatchdogTiming};
 use crate::dcs::{Dcs, DcsError};
@@ -28,7 +31,7 @@ use crate::postgres::{PgControl, PostmasterState, StopMode};
 use crate::types::MemberName;
 use pgwarden_raft::Condition;
 use std::future::Future;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -98,6 +101,11 @@ struct Inner<D: Dcs> {
     /// The state the REST API serves: whether this member holds the lease changes there the
     /// moment it changes here, not at the end of the loop's iteration.
     status: Mutex<Option<watch::Sender<NodeStatus>>>,
+    /// The second layer of the fence: fed the deadline by every extension and every forget.
+    thread: FenceThread,
+    /// Finds the running postmaster (through `PgControl::probe`, verified in /proc); set by
+    /// [`LeaderLease::spawn_fence`]. Called on the extension path only, never by the thread.
+    postmaster: OnceLock<Box<dyn Fn() -> Option<Proc> + Send + Sync>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -117,6 +125,8 @@ impl<D: Dcs> LeaderLease<D> {
                 timing: Mutex::new(timing),
                 watchdog: Mutex::new(Arc::new(Watchdog::off())),
                 status: Mutex::new(None),
+                thread: FenceThread::new(),
+                postmaster: OnceLock::new(),
             }),
         }
     }
@@ -222,6 +232,21 @@ impl<D: Dcs> LeaderLease<D> {
         self.inner.until.send_replace(Some(until));
         self.report(Some(until));
         self.watchdog().keepalive(t.watchdog());
+        self.feed_thread(Some(until));
+    }
+
+    /// Hands a deadline (or none) to the fence thread, with the postmaster it applies to.
+    fn feed_thread(&self, until: Option<Instant>) {
+        let thread = &self.inner.thread;
+        match until {
+            Some(until) => {
+                if let Some(find) = self.inner.postmaster.get() {
+                    thread.set_target(find());
+                }
+                thread.arm(deadman::mono_at(until));
+            }
+            None => thread.disarm(),
+        }
     }
 
     /// Stops counting on the lease without touching the key (it was lost, or PostgreSQL is
@@ -229,6 +254,7 @@ impl<D: Dcs> LeaderLease<D> {
     pub fn forget(&self) {
         self.inner.until.send_replace(None);
         self.report(None);
+        self.feed_thread(None);
     }
 
     /// Gives the key up: forget the deadline, disarm the watchdog, delete the key if it still
@@ -286,12 +312,34 @@ impl<D: Dcs> LeaderLease<D> {
 
     /// Starts the fence: it stops PostgreSQL (immediate mode) when the deadline passes without
     /// a refresh, whatever the HA loop is doing, even while one of its DCS calls hangs.
+    ///
+    /// Two independent layers watch the same deadline. The tokio task stops PostgreSQL through
+    /// `pg` (and so waits for it to be gone); it follows tokio's clock, which unit tests pause.
+    /// The fence thread sends SIGQUIT to the postmaster `pg` reports (verified in /proc to be a
+    /// postgres process, by pid and start time) on the real `CLOCK_MONOTONIC`, so it fires on
+    /// time when the runtime's workers are blocked; a fake PostgreSQL has no such process and
+    /// the thread stays idle. Both end with `shutdown`.
     pub fn spawn_fence<P: PgControl + 'static>(
         &self,
         pg: Arc<P>,
         shutdown: CancellationToken,
     ) -> tokio::task::JoinHandle<()> {
-        tokio::spawn(fence(pg, self.subscribe(), shutdown))
+        let probe = pg.clone();
+        let _ = self.inner.postmaster.set(Box::new(move || match probe.probe() {
+            PostmasterState::Running { pid } => Proc::postmaster(pid),
+            _ => None,
+        }));
+        let thread = self.inner.thread.clone();
+        if let Err(e) = thread.start() {
+            tracing::error!(error = %e, "cannot start the fence thread: only the runtime's fence is left");
+        }
+        // A deadline set before the fence existed (bootstrap) gets its target now.
+        self.feed_thread(self.deadline());
+        let until = self.subscribe();
+        tokio::spawn(async move {
+            fence(pg, until, shutdown).await;
+            thread.stop();
+        })
     }
 }
 

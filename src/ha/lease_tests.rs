@@ -29,7 +29,7 @@ impl Drop for Fixture {
 fn fixture() -> Fixture {
     let dcs = Arc::new(MemDcs::new());
     let pg = Arc::new(FakePg::new());
-    pg.with_state(|s| s.postmaster = PostmasterState::Running { pid: 4242 });
+    pg.with_state(|s| s.postmaster = PostmasterState::Running { pid: i32::MAX });
     let lease = LeaderLease::new(
         dcs.clone(),
         PREFIX,
@@ -201,4 +201,70 @@ async fn failing_refreshes_stop_a_long_action_at_the_deadline() {
     assert!(!finished.load(Ordering::SeqCst));
     tokio::task::yield_now().await;
     assert!(fenced(&f.pg));
+}
+
+/// F7: with the runtime blocked (a current-thread runtime whose only thread sleeps inside a
+/// task, as a worker stuck in fsync or in a log write would), the fence thread still sends
+/// SIGQUIT to the postmaster (a stand-in process) at the deadline, within 200 ms; the tokio
+/// fence could not run at all meanwhile.
+#[test]
+fn safety_f7_the_fence_thread_stops_the_postmaster_while_the_runtime_is_blocked() {
+    use crate::ha::deadman::tests::StandIn;
+    let mut pm = StandIn::start();
+    let target = pm.proc();
+    let pid = target.pid;
+    // Watches from its own thread when the stand-in dies (a zombie counts as dead).
+    let died = std::thread::spawn(move || {
+        let t0 = std::time::Instant::now();
+        while target.is_alive() && t0.elapsed() < Duration::from_secs(6) {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        std::time::Instant::now()
+    });
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let (pg, window) = rt.block_on(async {
+        let pg = Arc::new(FakePg::new());
+        pg.with_state(|s| s.postmaster = PostmasterState::Running { pid });
+        let lease = LeaderLease::new(
+            Arc::new(MemDcs::new()),
+            PREFIX,
+            MemberName::new("a").unwrap(),
+            LeaseTiming {
+                ttl: Duration::from_secs(2),
+                loop_wait: Duration::from_secs(1),
+                safety_margin: Duration::from_secs(1),
+            },
+        );
+        let shutdown = CancellationToken::new();
+        lease.spawn_fence(pg.clone(), shutdown.clone());
+        let before = std::time::Instant::now();
+        assert!(lease.acquire().await.unwrap());
+        let after = std::time::Instant::now();
+        // Blocks the runtime's one thread well past the deadline (sent + 2 s − 1 s).
+        std::thread::sleep(Duration::from_secs(2));
+        shutdown.cancel();
+        (
+            pg,
+            (before + Duration::from_secs(1), after + Duration::from_secs(1)),
+        )
+    });
+    let (_, sig) = pm
+        .exit_within(Duration::from_secs(3))
+        .expect("the stand-in postmaster was not stopped");
+    let at = died.join().unwrap();
+    assert_eq!(sig, Some(nix::sys::signal::Signal::SIGQUIT as i32));
+    let (earliest, latest) = window;
+    assert!(at >= earliest, "fired {:?} before the deadline", earliest - at);
+    assert!(
+        at <= latest + Duration::from_millis(200),
+        "fired {:?} after the deadline",
+        at - latest
+    );
+    assert!(
+        !fenced(&pg),
+        "the tokio fence ran although the runtime was blocked"
+    );
 }

@@ -13,10 +13,13 @@
 //!
 //! Effects:
 //! - [`lease`]: the leader lease: the leader key, its deadline, the fence and the watchdog feed.
+//! - [`deadman`]: the fence without the runtime (a dedicated thread) and without the daemon
+//!   (the `fence-guard` process next to the postmaster, fed through a deadline file).
 //! - [`runner`]: the loop itself, which carries the decisions out on PostgreSQL and the DCS.
 //! - [`callbacks`]: the user scripts run around PostgreSQL events.
 //! - [`watchdog`]: the kernel watchdog a primary keeps fed.
 pub mod callbacks;
+pub mod deadman;
 pub mod decide;
 pub mod failsafe;
 pub mod lease;

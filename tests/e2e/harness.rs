@@ -59,6 +59,10 @@ impl Node {
     pub fn pg_log_path(&self) -> PathBuf {
         self.dir.join("pgdata.log")
     }
+    /// The daemon's state directory (raft.data_dir), which also holds the fence guard's files.
+    pub fn state_dir(&self) -> PathBuf {
+        self.dir.join("raft")
+    }
     pub fn raft_addr(&self) -> String {
         format!("127.0.0.1:{}", self.spec.raft)
     }
@@ -239,6 +243,15 @@ impl Cluster {
         if let Some(pid) = n.postmaster_pid() {
             let _ =
                 nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+        }
+    }
+
+    /// SIGKILL of the daemon only: its PostgreSQL (and the fence guard beside it) keep
+    /// running, with no supervisor to stop them.
+    pub fn kill9_daemon(&mut self, i: usize) {
+        if let Some(mut c) = self.nodes[i].child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
         }
     }
 

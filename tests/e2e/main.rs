@@ -8,8 +8,12 @@
 //! [`t10_bootstrap`] forms clusters (three nodes, a witness, cascading replication);
 //! [`t12_config_safety`] refuses configuration that would build the wrong cluster and
 //! checks the pg_hba.conf a member loads (from the DCS, and the built-in default);
+//! [`t15_fence`] kills only the primary's daemon and checks that its PostgreSQL stops
+//! accepting writes by the lease's deadline (the fence guard), before any promotion;
+//! [`t16_safety`] holds the other safety regressions that need real PostgreSQL;
 //! [`t20_operations`] restarts, reinitializes and reloads members; [`t30_failover`] loses
-//! the primary in several ways; [`t40_sync`] covers synchronous replication;
+//! the primary in several ways; [`t35_failover_speed`] measures how fast the health checks
+//! follow a new primary and what a Raft leader change or a short cut costs; [`t40_sync`] covers synchronous replication;
 //! [`t50_failsafe`] keeps the primary while the DCS is down; [`t60_callbacks`] runs
 //! callback scripts; [`t70_slots`] manages physical and logical replication slots;
 //! [`t80_tls`] runs the gRPC traffic over mutual TLS; [`t85_haproxy`] routes clients
@@ -21,6 +25,7 @@ mod harness;
 mod t05_postgres;
 mod t10_bootstrap;
 mod t12_config_safety;
+mod t15_fence;
 mod t16_safety;
 mod t20_operations;
 mod t30_failover;

@@ -79,7 +79,11 @@ async fn fixture(mode: WatchdogMode) -> Fixture {
     // `b` is unreachable over REST, so it does not count as a peer in the race.
     let pg = Arc::new(FakePg::new());
     pg.with_state(|s| {
-        s.postmaster = PostmasterState::Running { pid: 4242 };
+        s.postmaster = PostmasterState::Running {
+            // No process can have this pid (pid_max is at most 2^22): the fence thread,
+            // which signals real processes, never finds one.
+            pid: i32::MAX,
+        };
         s.status.in_recovery = true;
         s.status.current_lsn = None;
         s.status.receive_lsn = Some(Lsn(0x300_0000));
