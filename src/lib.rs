@@ -9,8 +9,8 @@
 //! - [`config`]: the Patroni-layout YAML configuration, the typed dynamic configuration,
 //!   environment overrides and validation.
 //! - [`dcs`]: the DCS the HA loop sees (re-exported from the `pgwarden-raft` crate).
-//! - [`process`]: spawning children (PostgreSQL's tools, user scripts): clean environment, user switch, time limits.
-//! - [`postgres`]: everything done to the local PostgreSQL instance; executes and observes, decides nothing.
+//! - [`postgres`]: everything done to the local PostgreSQL instance, and the spawning of every child
+//!   process (`postgres::process`); executes and observes, decides nothing.
 //! - [`ha`]: the HA loop: the cluster view, the pure decision, the leader lease and its fence,
 //!   the runner that acts, synchronous replication, slots, failsafe, callbacks and the watchdog.
 //! - [`api`]: Patroni's REST API, answering from the HA loop's published state and the DCS.
@@ -35,7 +35,6 @@ pub mod grpc;
 pub mod ha;
 pub mod pb;
 pub mod postgres;
-pub mod process;
 pub mod sd_notify;
 pub mod shell;
 pub mod types;

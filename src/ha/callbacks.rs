@@ -14,7 +14,7 @@
 //! the PostgreSQL OS user when the daemon is root, in their own process group, with a time
 //! limit; their output is logged. This module decides nothing: the HA runner says when.
 
-use crate::process::{clean_command, tail, ChildIds};
+use crate::postgres::process::{clean_command, tail, ChildIds};
 use futures::future::BoxFuture;
 use std::process::ExitStatus;
 use std::sync::{Arc, Mutex};

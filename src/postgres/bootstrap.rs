@@ -4,9 +4,9 @@
 use super::conf::pgpass_line;
 use super::error::{Error, Result};
 use super::manager::PgManager;
+use super::process::{split_command, SecretFile};
 use super::query;
 use super::settings::Credentials;
-use crate::process::{split_command, SecretFile};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 

@@ -5,7 +5,7 @@ use super::conf::{self, pgpass_line};
 use super::datadir::is_empty_dir;
 use super::error::{Error, Result};
 use super::manager::PgManager;
-use crate::process::{program_name, split_command, tail, SecretFile};
+use super::process::{program_name, split_command, tail, SecretFile};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::path::Path;

@@ -11,8 +11,8 @@
 
 use super::error::{Error, Result};
 use super::manager::PgManager;
+use super::process::write_file_atomic;
 use super::settings::Credentials;
-use crate::process::write_file_atomic;
 use crate::types::MemberName;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -6,7 +6,7 @@ use super::bootstrap::InitdbOption;
 use super::controldata::ControlData;
 use super::error::{Error, Result};
 use super::manager::PgManager;
-use crate::process::SecretFile;
+use super::process::SecretFile;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 

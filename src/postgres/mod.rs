@@ -29,7 +29,9 @@
 //! - `slot_files`: logical slot state files read from the primary and installed locally.
 //! - `query`: observation SQL. `error`: the one [`Error`] type.
 //!
-//! Children are spawned through [`crate::process`].
+//! - `process`: spawning every child (PostgreSQL's tools, and the HA loop's user scripts): clean
+//!   environment, closed stdin, the right user, time limits, secrets in private files. It lives
+//!   here because its errors are this module's [`Error`]; the HA loop's callbacks use it too.
 
 mod binaries;
 mod bootstrap;
@@ -42,6 +44,7 @@ mod error;
 pub mod fake;
 mod manager;
 mod postmaster;
+pub mod process;
 mod query;
 mod rewind;
 mod settings;

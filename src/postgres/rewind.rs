@@ -12,8 +12,8 @@ use super::clone::Upstream;
 use super::conf::{self, pgpass_line};
 use super::error::{Error, Result};
 use super::manager::PgManager;
+use super::process::SecretFile;
 use super::query;
-use crate::process::SecretFile;
 use crate::types::{Lsn, TimelineId};
 
 /// One line of a timeline history file: `parent_tl <tab> switchpoint <tab> reason`.

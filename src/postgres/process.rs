@@ -4,10 +4,11 @@
 //!
 //! It owns how a child is spawned, never what it is for: the PostgreSQL manager and the HA
 //! loop's callbacks decide which program runs and what its result means. Errors are the
-//! PostgreSQL manager's [`Error`], because its tools were the first and are still most of the
-//! children.
+//! PostgreSQL manager's [`Error`] (its tools were the first and are still most of the
+//! children), which is why this module sits inside `postgres`: at the top level it would
+//! import `postgres` and be imported by it.
 
-use crate::postgres::{Error, Result};
+use super::{Error, Result};
 use nix::unistd::{Gid, Uid};
 use std::ffi::OsStr;
 use std::io::Write;
