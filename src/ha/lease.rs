@@ -295,10 +295,13 @@ impl<D: Dcs> LeaderLease<D> {
             };
             tokio::select! {
                 out = &mut action => return Ok(out),
-                _ = tick.tick() => match self.refresh().await {
-                    Ok(true) => {}
-                    Ok(false) => return Err(LeaseLost::Taken),
-                    Err(e) => tracing::warn!(error = %crate::error::chain(&e), "refreshing the leader lease during a long action"),
+                // The action is not polled while the refresh runs, so the refresh may not
+                // outlast the deadline: a DCS that hangs must not let the action go on past it.
+                _ = tick.tick() => match tokio::time::timeout_at(deadline, self.refresh()).await {
+                    Ok(Ok(true)) => {}
+                    Ok(Ok(false)) => return Err(LeaseLost::Taken),
+                    Ok(Err(e)) => tracing::warn!(error = %crate::error::chain(&e), "refreshing the leader lease during a long action"),
+                    Err(_) => return Err(LeaseLost::Expired),
                 },
                 _ = tokio::time::sleep_until(deadline) => {
                     if *until.borrow() == Some(deadline) {
