@@ -82,19 +82,9 @@ struct Case {
 fn run(c: &Case) -> Decision {
     let me = n(c.me);
     decide(&Inputs {
-        me: &me,
-        view: c.view.as_ref(),
-        pg: &c.pg,
-        sysid: Some(7000000000000000001),
         failover_priority: c.prio,
         peers: &c.peers,
-        maximum_lag_on_failover: 1 << 20,
-        scheduled_due: true,
-        pre_promote_backoff: false,
-        watchdog_healthy: true,
-        failsafe_held: false,
-        lease_valid: false,
-        primary_start_overdue: false,
+        ..inputs(&me, c.view.as_ref(), &c.pg)
     })
 }
 
@@ -543,19 +533,9 @@ fn system_id_mismatch_is_fatal() {
     let v = view(Some("a"));
     let me = n("b");
     let d = decide(&Inputs {
-        me: &me,
-        view: Some(&v),
-        pg: &replica(1, Some("a")),
         sysid: Some(42),
-        failover_priority: 1,
-        peers: &[],
         maximum_lag_on_failover: 0,
-        scheduled_due: true,
-        pre_promote_backoff: false,
-        watchdog_healthy: true,
-        failsafe_held: false,
-        lease_valid: false,
-        primary_start_overdue: false,
+        ..inputs(&me, Some(&v), &replica(1, Some("a")))
     });
     assert!(matches!(d.actions.as_slice(), [Action::Fatal(m)] if m.contains("42")));
 }
@@ -563,19 +543,9 @@ fn race_local(me: &str, pg: &PgState, backoff: bool, watchdog_healthy: bool) -> 
     let v = view(None);
     let me = n(me);
     decide(&Inputs {
-        me: &me,
-        view: Some(&v),
-        pg,
-        sysid: Some(7000000000000000001),
-        failover_priority: 1,
-        peers: &[],
-        maximum_lag_on_failover: 1 << 20,
-        scheduled_due: true,
         pre_promote_backoff: backoff,
         watchdog_healthy,
-        failsafe_held: false,
-        lease_valid: false,
-        primary_start_overdue: false,
+        ..inputs(&me, Some(&v), pg)
     })
 }
 
@@ -611,19 +581,8 @@ fn a_required_but_unusable_watchdog_keeps_a_replica_out_of_the_race() {
 fn decide_for(me: &str, view: Option<&ClusterView>, pg: &PgState, failsafe_held: bool) -> Decision {
     let me = n(me);
     decide(&Inputs {
-        me: &me,
-        view,
-        pg,
-        sysid: Some(7000000000000000001),
-        failover_priority: 1,
-        peers: &[],
-        maximum_lag_on_failover: 1 << 20,
-        scheduled_due: true,
-        pre_promote_backoff: false,
-        watchdog_healthy: true,
         failsafe_held,
-        lease_valid: false,
-        primary_start_overdue: false,
+        ..inputs(&me, view, pg)
     })
 }
 
@@ -738,19 +697,8 @@ fn a_primary_rides_through_a_dcs_outage_while_its_lease_is_valid() {
     let me = n("a");
     let with_lease = |pg: &PgState, lease_valid: bool| {
         decide(&Inputs {
-            me: &me,
-            view: None,
-            pg,
-            sysid: Some(7000000000000000001),
-            failover_priority: 1,
-            peers: &[],
-            maximum_lag_on_failover: 1 << 20,
-            scheduled_due: true,
-            pre_promote_backoff: false,
-            watchdog_healthy: true,
-            failsafe_held: false,
             lease_valid,
-            primary_start_overdue: false,
+            ..inputs(&me, None, pg)
         })
     };
     let kept = with_lease(&primary(), true);
@@ -776,23 +724,7 @@ fn safety_f5_a_primary_on_an_older_timeline_does_not_take_a_free_key() {
         None,
     )];
     let me = n("a");
-    let race = |pg: &PgState| {
-        decide(&Inputs {
-            me: &me,
-            view: Some(&v),
-            pg,
-            sysid: Some(7000000000000000001),
-            failover_priority: 1,
-            peers: &[],
-            maximum_lag_on_failover: 1 << 20,
-            scheduled_due: true,
-            pre_promote_backoff: false,
-            watchdog_healthy: true,
-            failsafe_held: false,
-            lease_valid: false,
-            primary_start_overdue: false,
-        })
-    };
+    let race = |pg: &PgState| decide(&inputs(&me, Some(&v), pg));
     let stale = race(&primary());
     assert!(!stale.actions.contains(&Action::AcquireLeader), "{stale:?}");
     assert!(stale.reason.contains("timeline"), "{}", stale.reason);
