@@ -406,7 +406,8 @@ fn ha_settings(
     };
     let connect = &p.connect_address;
     let api = &cfg.restapi.connect_address;
-    let margin = Duration::from_secs(2).min(timing.ttl / 4);
+    // The cap of the fence margin; the lease takes an eighth of its ttl below this.
+    let margin = Duration::from_secs(2);
     Ok(HaSettings {
         watchdog: Some((
             cfg.watchdog.mode,

@@ -136,6 +136,8 @@ pub struct MemDcs {
     state: Mutex<MemState>,
     events: broadcast::Sender<WatchEvent>,
     available: AtomicBool,
+    /// How long every write waits (on tokio's clock) before it is applied and answered.
+    write_delay: Mutex<Duration>,
 }
 
 #[derive(Default)]
@@ -158,7 +160,14 @@ impl MemDcs {
             state: Mutex::new(MemState::default()),
             events: broadcast::channel(1024).0,
             available: AtomicBool::new(true),
+            write_delay: Mutex::new(Duration::ZERO),
         }
+    }
+
+    /// Makes every later write wait this long before it is applied and answered, like a slow
+    /// commit: to test what happens beside a write in flight.
+    pub fn set_write_delay(&self, delay: Duration) {
+        *self.write_delay.lock().unwrap_or_else(|p| p.into_inner()) = delay;
     }
 
     /// Makes every later call fail with [`DcsError::Unavailable`] (or work again).
@@ -255,6 +264,10 @@ impl Dcs for MemDcs {
     async fn write(&self, cmd: Command) -> Result<WriteOutcome, DcsError> {
         self.check("write")?;
         cmd.validate().map_err(DcsError::Invalid)?;
+        let delay = *self.write_delay.lock().unwrap_or_else(|p| p.into_inner());
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
         let mut st = self.lock();
         self.expire_locked(&mut st);
         Ok(self.apply_locked(&mut st, &cmd))

@@ -8,17 +8,20 @@ pub const NAMESPACE: &str = "/service/";
 
 // ---- Timing (dynamic: lives in the DCS `config` key) -------------------------------------------
 //
-// These are deliberately tighter than Patroni's 30/10/10: our DCS is embedded and Raft re-elects in
-// about a second, so there is no etcd round trip to budget for. They are PROVISIONAL: they must be
-// tuned by measurement (no false failover under load and stalls) before a release, and this is the
-// only place to change them.
+// These are much tighter than Patroni's 30/10/10: our DCS is embedded, Raft re-elects in about a
+// second, and the lease is refreshed by its own keep-alive every ttl/8 (while the loop vouches
+// for the primary), not once per loop_wait. They were chosen by measurement (docs/benchmarks.md,
+// "HA"): a node loss costs about ttl plus one promotion as HAProxy sees it, and a daemon stalled
+// or a host cut off for up to ttl/2 is ridden through. `loop_wait + 2*retry_timeout <= ttl`
+// (Patroni's rule) holds: 2 + 2*1 = 4.
 
 /// Leader-key lease in seconds (Patroni: 30).
-pub const TTL: u32 = 10;
-/// Seconds between HA loop iterations (Patroni: 10).
+pub const TTL: u32 = 4;
+/// Seconds between HA loop iterations (Patroni: 10). Replicas also wake at once when the leader
+/// key is deleted or expires, so this mostly sets how often state is re-read.
 pub const LOOP_WAIT: u32 = 2;
 /// Seconds a DCS or PostgreSQL operation is retried before it counts as failed (Patroni: 10).
-pub const RETRY_TIMEOUT: u32 = 3;
+pub const RETRY_TIMEOUT: u32 = 1;
 
 /// Minimum `ttl`. Patroni's is 20; ours is lower so that our own defaults are legal, while still
 /// leaving room for `loop_wait + 2*retry_timeout` with the minima below (1 + 2*1 = 3 < 4).

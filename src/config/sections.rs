@@ -700,10 +700,18 @@ impl Watchdog {
             m => u32::try_from(m.max(0)).unwrap_or(u32::MAX),
         }
     }
-    /// Watchdog timeout (`ttl − safety_margin`), or `None` when it would be shorter than `loop_wait`
-    /// (Patroni then refuses to use the watchdog: it would fire between two pings).
+    /// Watchdog timeout, or `None` when it would be shorter than `loop_wait` (Patroni then refuses
+    /// to use the watchdog: it would fire between two pings). Patroni's `ttl − safety_margin`, but
+    /// never less than the lease's fence deadline (`ttl` less a margin of ttl/8, at most 2 s, rounded
+    /// up), as the HA loop sets it: a watchdog that fires before the fence would reset a host whose
+    /// lease is still valid.
     pub fn timeout(&self, timing: &Timing) -> Option<u32> {
-        let t = timing.ttl.checked_sub(self.safety_margin(timing.ttl))?;
+        let ttl_ms = u64::from(timing.ttl) * 1000;
+        let fence = u32::try_from((ttl_ms - (ttl_ms / 8).min(2000)).div_ceil(1000)).unwrap_or(u32::MAX);
+        let t = timing
+            .ttl
+            .saturating_sub(self.safety_margin(timing.ttl))
+            .max(fence);
         (t >= timing.loop_wait).then_some(t)
     }
 }

@@ -555,7 +555,7 @@ fn timing_rule_matches_patroni() {
         "loop_wait=0 can't be smaller than 1, adjusting..."
     );
     // pgwarden minima: ttl 2 is raised to 4, then retry_timeout 3 does not fit: (4-1)//2 = 1.
-    let (t, w) = adjust_timing(Some(2), None, None);
+    let (t, w) = adjust_timing(Some(2), None, Some(3));
     assert_eq!(
         t,
         Timing {
@@ -897,7 +897,8 @@ fn defaults_are_valid() {
     let t = Timing::default();
     assert!(t.loop_wait + 2 * t.retry_timeout <= t.ttl);
     const { assert!(defaults::MIN_LOOP_WAIT + 2 * defaults::MIN_RETRY_TIMEOUT < defaults::MIN_TTL) };
-    assert_eq!(Watchdog::default().timeout(&t), Some(5));
+    // ttl 4 − Patroni's margin of 5 is nothing; the fence deadline (4 − 0.5, rounded up) is kept.
+    assert_eq!(Watchdog::default().timeout(&t), Some(4));
 }
 
 /// Addresses, durations and commands parse the way Patroni users write them.

@@ -14,7 +14,12 @@
 //!   a tokio task that stops it cleanly through [`PgControl`], and under it a dedicated OS
 //!   thread ([`FenceThread`]) that SIGQUITs the postmaster even when the runtime is blocked;
 //! - [`LeaderLease::keep_alive_while`], which keeps the lease alive while a long action runs
-//!   and stops that action when the lease cannot be kept.
+//!   and stops that action when the lease cannot be kept;
+//! - the keep-alive ([`LeaderLease::spawn_keepalive`]): it refreshes the key every `ttl / 8`
+//!   on its own cadence, but only while the HA loop vouches for the primary (a refresh by the
+//!   loop, which runs only when PostgreSQL was found healthy, vouches for `loop_wait +
+//!   2·retry_timeout`). A short ttl then survives a slow iteration or a stalled daemon, and a
+//!   loop that hangs still loses the key: the keep-alive stops when the vouching runs out.
 //!
 //! The HA loop never writes the leader key or the deadline itself.
 //!
@@ -46,6 +51,9 @@ pub struct LeaseTiming {
     pub loop_wait: Duration,
     /// How long before the DCS would expire the key the primary stops itself.
     pub safety_margin: Duration,
+    /// How long a refresh by the HA loop lets the keep-alive go on refreshing on its own
+    /// (`loop_wait + 2·retry_timeout`: Patroni's budget for one iteration that retries).
+    pub vouch: Duration,
 }
 
 impl LeaseTiming {
@@ -56,11 +64,19 @@ impl LeaseTiming {
     }
 
     fn watchdog(&self) -> WatchdogTiming {
+        // Rounded up: the watchdog counts whole seconds and must not fire before the fence.
+        let fence_ms = (self.ttl - self.margin()).as_millis();
         WatchdogTiming {
             ttl: self.ttl.as_secs(),
             loop_wait: self.loop_wait.as_secs(),
-            fence: (self.ttl - self.margin()).as_secs(),
+            fence: u64::try_from(fence_ms.div_ceil(1000)).unwrap_or(u64::MAX),
         }
+    }
+
+    /// The keep-alive's period: eight refreshes per lease, so that a daemon stalled for half
+    /// the lease still finds its deadline ahead when it resumes (and refreshes at once).
+    pub fn keepalive_every(&self) -> Duration {
+        (self.ttl / 8).max(Duration::from_millis(100))
     }
 }
 
@@ -106,6 +122,12 @@ struct Inner<D: Dcs> {
     /// Finds the running postmaster (through `PgControl::probe`, verified in /proc); set by
     /// [`LeaderLease::spawn_fence`]. Called on the extension path only, never by the thread.
     postmaster: OnceLock<Box<dyn Fn() -> Option<Proc> + Send + Sync>>,
+    /// Bumped by every [`LeaderLease::forget`]. A write sent before a forget must not extend
+    /// the lease after it: the keep-alive's refresh runs beside the loop, and its answer may
+    /// arrive after the loop released the key.
+    epoch: Mutex<u64>,
+    /// Until when the HA loop vouches for this primary: the keep-alive refreshes only before.
+    vouched: Mutex<Option<Instant>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -127,6 +149,8 @@ impl<D: Dcs> LeaderLease<D> {
                 status: Mutex::new(None),
                 thread: FenceThread::new(),
                 postmaster: OnceLock::new(),
+                epoch: Mutex::new(0),
+                vouched: Mutex::new(None),
             }),
         }
     }
@@ -188,14 +212,14 @@ impl<D: Dcs> LeaderLease<D> {
 
     /// Takes the free key (compare-and-swap on "absent"). True when it is ours now.
     pub async fn acquire(&self) -> Result<bool, DcsError> {
-        self.put(Condition::Absent).await
+        self.put(Condition::Absent, true).await
     }
 
     /// Refreshes the key we hold. False when somebody else holds it (or nobody): the
     /// deadline is then forgotten, and the caller must stop PostgreSQL as a primary.
     pub async fn refresh(&self) -> Result<bool, DcsError> {
         let ours = self
-            .put(Condition::ValueEquals(self.inner.me.to_string()))
+            .put(Condition::ValueEquals(self.inner.me.to_string()), true)
             .await?;
         if !ours {
             self.forget();
@@ -206,18 +230,30 @@ impl<D: Dcs> LeaderLease<D> {
     /// Writes the key whatever it holds: only the member that just bootstrapped the cluster
     /// (under the `initialize` key it won) does this.
     pub async fn take_over(&self) -> Result<bool, DcsError> {
-        self.put(Condition::Always).await
+        self.put(Condition::Always, true).await
     }
 
-    async fn put(&self, cond: Condition) -> Result<bool, DcsError> {
+    /// Writes the key; on success extends the lease from the send time, unless a forget
+    /// came in between. `vouch`: the caller is the HA loop, which has just seen PostgreSQL
+    /// healthy, so the keep-alive may go on refreshing for `LeaseTiming::vouch`.
+    async fn put(&self, cond: Condition, vouch: bool) -> Result<bool, DcsError> {
         let sent = Instant::now();
-        let ttl = self.timing().ttl;
+        let epoch = *lock(&self.inner.epoch);
+        let t = self.timing();
         let r = self
             .inner
             .dcs
-            .put(&self.inner.key, self.inner.me.as_str(), Some(ttl), cond)
+            .put(&self.inner.key, self.inner.me.as_str(), Some(t.ttl), cond)
             .await?;
         if r.succeeded {
+            // Checked and extended under the epoch lock, so a forget cannot slip in between.
+            let current = lock(&self.inner.epoch);
+            if *current != epoch {
+                return Ok(false);
+            }
+            if vouch {
+                *lock(&self.inner.vouched) = Some(sent + t.vouch);
+            }
             self.extend(sent);
         }
         Ok(r.succeeded)
@@ -252,9 +288,58 @@ impl<D: Dcs> LeaderLease<D> {
     /// Stops counting on the lease without touching the key (it was lost, or PostgreSQL is
     /// being stopped anyway): the fence will not fire until the lease is taken again.
     pub fn forget(&self) {
+        let mut epoch = lock(&self.inner.epoch);
+        *epoch += 1;
+        *lock(&self.inner.vouched) = None;
         self.inner.until.send_replace(None);
         self.report(None);
         self.feed_thread(None);
+    }
+
+    /// Starts the keep-alive: while the lease is held and the HA loop's last refresh vouches
+    /// for the primary, the key is refreshed every [`LeaseTiming::keepalive_every`], each
+    /// attempt bounded by the deadline. A refresh that finds the key gone or taken changes
+    /// nothing here: the deadline stays, so the fence still fires on time, and the watch on the
+    /// leader key wakes the loop, which demotes. Ends with `shutdown`.
+    pub fn spawn_keepalive(&self, shutdown: CancellationToken) -> tokio::task::JoinHandle<()> {
+        let lease = self.clone();
+        tokio::spawn(async move {
+            let mut failing = false;
+            loop {
+                let every = lease.timing().keepalive_every();
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = tokio::time::sleep(every) => {}
+                }
+                let now = Instant::now();
+                let Some(deadline) = lease.deadline().filter(|d| now < *d) else {
+                    continue;
+                };
+                if !lock(&lease.inner.vouched).is_some_and(|v| now < v) {
+                    continue;
+                }
+                let cond = Condition::ValueEquals(lease.inner.me.to_string());
+                let outcome = tokio::time::timeout_at(deadline, lease.put(cond, false)).await;
+                match outcome {
+                    Ok(Ok(_)) if failing => {
+                        failing = false;
+                        tracing::info!("the lease keep-alive reaches the DCS again");
+                    }
+                    Ok(Ok(_)) => {}
+                    Ok(Err(e)) if !failing => {
+                        failing = true;
+                        tracing::warn!(error = %crate::error::chain(&e), "the lease keep-alive cannot refresh the leader key; retrying every {every:?} until the deadline");
+                    }
+                    Err(_) if !failing => {
+                        failing = true;
+                        tracing::warn!(
+                            "the lease keep-alive got no answer from the DCS before the lease's deadline"
+                        );
+                    }
+                    _ => {}
+                }
+            }
+        })
     }
 
     /// Gives the key up: forget the deadline, disarm the watchdog, delete the key if it still

@@ -38,6 +38,7 @@ fn fixture() -> Fixture {
             ttl: TTL,
             loop_wait: Duration::from_secs(2),
             safety_margin: MARGIN,
+            vouch: Duration::from_secs(4),
         },
     );
     let shutdown = CancellationToken::new();
@@ -236,6 +237,7 @@ fn safety_f7_the_fence_thread_stops_the_postmaster_while_the_runtime_is_blocked(
                 ttl: Duration::from_secs(2),
                 loop_wait: Duration::from_secs(1),
                 safety_margin: Duration::from_secs(1),
+                vouch: Duration::from_secs(4),
             },
         );
         let shutdown = CancellationToken::new();
@@ -267,4 +269,64 @@ fn safety_f7_the_fence_thread_stops_the_postmaster_while_the_runtime_is_blocked(
         !fenced(&pg),
         "the tokio fence ran although the runtime was blocked"
     );
+}
+
+/// The keep-alive refreshes on its own cadence (ttl/8) while the loop's last refresh vouches
+/// for the primary, and stops when the vouching runs out: a loop that hangs still loses the key
+/// and the fence fires `vouch + ttl − margin` after the loop's last refresh at the latest.
+#[tokio::test(start_paused = true)]
+async fn failover_speed_keepalive_refreshes_only_while_the_loop_vouches() {
+    let f = fixture();
+    f.lease.spawn_keepalive(f.shutdown.clone());
+    let vouched_at = Instant::now();
+    assert!(f.lease.acquire().await.unwrap());
+    // Well past the acquiring write's own deadline, still inside the vouch (4 s): refreshed.
+    sleep(Duration::from_secs(3)).await;
+    let d = f.lease.deadline().expect("held");
+    assert!(
+        d >= vouched_at + Duration::from_secs(3) + TTL - MARGIN - TTL / 8,
+        "the keep-alive did not refresh: deadline {:?} after the acquire",
+        d - vouched_at
+    );
+    // The loop never vouches again: the last keep-alive refresh is before vouched_at + 4 s,
+    // and the fence fires by then + ttl − margin.
+    sleep(Duration::from_secs(4) + TTL - MARGIN + Duration::from_millis(10)).await;
+    assert!(fenced(&f.pg), "a lease nobody vouches for was kept alive");
+}
+
+/// A keep-alive refresh that finds the key taken leaves the deadline alone: the fence must
+/// still fire on time (the loop, woken by the watch, demotes), rather than being disarmed while
+/// PostgreSQL still runs as a primary.
+#[tokio::test(start_paused = true)]
+async fn failover_speed_keepalive_never_disarms_the_fence() {
+    let f = fixture();
+    f.lease.spawn_keepalive(f.shutdown.clone());
+    let sent = Instant::now();
+    assert!(f.lease.acquire().await.unwrap());
+    f.dcs
+        .put(&format!("{PREFIX}leader"), "b", None, Condition::Always)
+        .await
+        .unwrap();
+    sleep(TTL / 2).await;
+    assert_eq!(f.lease.deadline(), Some(sent + TTL - MARGIN));
+    sleep(TTL / 2 - MARGIN + Duration::from_millis(1)).await;
+    assert!(fenced(&f.pg), "the fence did not fire after the key was taken");
+}
+
+/// A write answered after a forget does not bring the lease back: the keep-alive's refresh
+/// runs beside the loop, which may have released the key meanwhile.
+#[tokio::test(start_paused = true)]
+async fn failover_speed_a_write_answered_after_a_forget_does_not_extend_the_lease() {
+    let f = fixture();
+    assert!(f.lease.acquire().await.unwrap());
+    f.dcs.set_write_delay(Duration::from_millis(500));
+    let lease = f.lease.clone();
+    let refresh = tokio::spawn(async move { lease.refresh().await });
+    sleep(Duration::from_millis(100)).await;
+    f.lease.forget();
+    assert!(
+        !refresh.await.unwrap().unwrap(),
+        "a refresh across a forget counted as held"
+    );
+    assert_eq!(f.lease.deadline(), None);
 }

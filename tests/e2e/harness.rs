@@ -433,11 +433,9 @@ fn write_config(
     root: &Path,
 ) {
     let root = root.display().to_string();
-    // Short timings, so that failovers in the tests take seconds.
-    let dcs_extra = format!(
-        "    ttl: 10\n    loop_wait: 2\n    retry_timeout: 3\n{}",
-        dcs_extra.replace("{root}", &root)
-    );
+    // No timing: the tests run at the shipped defaults (ttl 4, loop_wait 2, retry_timeout 1), so
+    // that every cluster test is also a check that they cause no false failover.
+    let dcs_extra = dcs_extra.replace("{root}", &root);
     let pg_extra = pg_extra.replace("{root}", &root);
     let mut params: Vec<(&str, String)> = [
         ("wal_level", "replica"),

@@ -9,9 +9,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::time::Instant;
 
-/// The harness's lease: ttl 10 s, and the daemon's safety margin min(2 s, ttl / 4).
-const TTL: Duration = Duration::from_secs(10);
-const MARGIN: Duration = Duration::from_secs(2);
+/// The default lease: ttl 4 s, and the fence margin ttl / 8 (at most 2 s).
+const TTL: Duration = Duration::from_secs(4);
+const MARGIN: Duration = Duration::from_millis(500);
 /// The guard polls every 50 ms; then SIGQUIT, and the client's last answer in flight.
 const TOLERANCE: Duration = Duration::from_millis(500);
 

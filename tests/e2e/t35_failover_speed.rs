@@ -19,7 +19,7 @@ async fn failover_speed_primary_endpoint_follows_a_promotion_at_once() {
     let replicas: Vec<usize> = (0..3).filter(|i| *i != leader).collect();
     let mut clients = vec![];
     for &r in &replicas {
-        clients.push((r, c.connect(r).await.expect("connect to a replica")));
+        clients.push((r, Some(c.connect(r).await.expect("connect to a replica"))));
     }
     // Both replicas stream before the primary goes, so either may be promoted.
     pgwarden_testkit::wait_for(Duration::from_secs(30), "the replicas to stream", || async {
@@ -52,16 +52,33 @@ async fn failover_speed_primary_endpoint_follows_a_promotion_at_once() {
             answered.get_or_insert((now, r));
         }
         if writable.is_none() {
-            for (r, cl) in &clients {
-                let probe = tokio::time::timeout(
-                    Duration::from_millis(500),
-                    cl.query_one("SELECT pg_is_in_recovery()", &[]),
-                )
-                .await;
-                if let Ok(Ok(row)) = probe {
-                    if !row.get::<_, bool>(0) {
-                        writable = Some((Instant::now(), *r));
+            for (r, cl) in clients.iter_mut() {
+                // A replica may be restarted on the way (to follow the new primary): its old
+                // connection is then gone for good, so a failed probe reconnects.
+                let probe = match cl.as_ref() {
+                    Some(client) => {
+                        tokio::time::timeout(
+                            Duration::from_millis(500),
+                            client.query_one("SELECT pg_is_in_recovery()", &[]),
+                        )
+                        .await
                     }
+                    None => {
+                        *cl = tokio::time::timeout(Duration::from_millis(500), c.connect(*r))
+                            .await
+                            .ok()
+                            .flatten();
+                        continue;
+                    }
+                };
+                match probe {
+                    Ok(Ok(row)) => {
+                        if !row.get::<_, bool>(0) {
+                            writable = Some((Instant::now(), *r));
+                        }
+                    }
+                    Ok(Err(_)) => *cl = None,
+                    Err(_) => {}
                 }
             }
         }

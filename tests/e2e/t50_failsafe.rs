@@ -49,7 +49,7 @@ async fn failsafe_keeps_the_primary_only_while_every_member_answers() {
     });
     c.start_all();
     let leader = c.wait_healthy(Duration::from_secs(90)).await;
-    let ttl = Duration::from_secs(10);
+    let ttl = Duration::from_secs(4);
 
     // The leader lists every member in /failsafe.
     let url = format!("http://127.0.0.1:{}/failsafe", c.nodes[leader].spec.rest);

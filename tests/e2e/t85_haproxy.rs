@@ -498,7 +498,7 @@ async fn haproxy_routes_writes_to_the_primary_across_switchover_and_failover() {
         "writes acknowledged {window:?} before the SIGKILL were not replicated"
     );
 
-    // Bounded unavailability through HAProxy (loop_wait 2 s, ttl 10 s, checks every 0.5 s).
+    // Bounded unavailability through HAProxy (the default timing, checks every 0.5 s).
     assert!(
         res1 < Duration::from_secs(20),
         "switchover: writes resumed after {res1:?}"

@@ -106,7 +106,9 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
         obs
     }
 
-    /// Asks every other member for GET /patroni, in parallel, 2 s each (Patroni's limit).
+    /// Asks every other member for GET /patroni, in parallel, each for at most `retry_timeout`
+    /// (and never more than Patroni's 2 s): a stalled peer must not hold the race up for longer
+    /// than a DCS operation may take.
     pub(super) async fn poll_peers(&self, v: &ClusterView) -> Vec<PeerStatus> {
         let futs = v
             .members
@@ -115,10 +117,19 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
             .map(|(name, m)| {
                 let http = self.http.clone();
                 let url = m.api_url.clone();
+                let limit = self.timing.retry_timeout.min(std::time::Duration::from_secs(2));
                 let name = name.clone();
                 let prio = m.failover_priority();
                 async move {
-                    let body: Value = http.get(&url).send().await.ok()?.json().await.ok()?;
+                    let body: Value = http
+                        .get(&url)
+                        .timeout(limit)
+                        .send()
+                        .await
+                        .ok()?
+                        .json()
+                        .await
+                        .ok()?;
                     let role = body.get("role").and_then(Value::as_str).unwrap_or("");
                     let x = body.get("xlog");
                     let pick = |k: &str| x.and_then(|x| x.get(k)).and_then(Value::as_u64).unwrap_or(0);
