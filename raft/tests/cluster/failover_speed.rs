@@ -1,0 +1,84 @@
+//! How fast the DCS gets past a Raft leader change or a short cut (issue 15): a write
+//! through a follower reaches the new leader as soon as it is elected, and a member cut
+//! off for a moment is caught up right after the heal.
+
+use crate::harness::{wait_for, Cluster};
+use pgwarden_raft::{Condition, Dcs, RaftTiming};
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// A write sent through a follower and held by a leader that is then cut off completes
+/// at the new leader right after the election, not after the operation's time limit.
+/// The old leader takes the forwarded write (it is appended there) but can no longer
+/// replicate it nor answer, as when its host drops off the network.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failover_speed_write_through_follower_follows_the_new_leader() {
+    let timing = RaftTiming {
+        heartbeat_interval: Duration::from_millis(100),
+        election_timeout_min: Duration::from_millis(500),
+        election_timeout_max: Duration::from_millis(1000),
+    };
+    let op_timeout = Duration::from_secs(10);
+    let c = Cluster::start_with(3, |cfg| {
+        cfg.timing = timing;
+        cfg.op_timeout = op_timeout;
+    })
+    .await;
+    let l = c.wait_leader(Duration::from_secs(5), None).await;
+    let f = (l + 1) % 3;
+    let lid = c.node(l).id();
+    let others: Vec<_> = c.ids().into_iter().filter(|i| *i != lid).collect();
+    let follower = c.node(f).clone();
+    // The follower's channel to the leader is up before the cut.
+    assert!(
+        follower
+            .put("/s/c/warm", "1", None, Condition::Always)
+            .await
+            .unwrap()
+            .succeeded
+    );
+
+    // The leader stops sending (no heartbeats, no replication, no replies to new calls),
+    // then the write goes through the follower and reaches the leader's log.
+    let before = c.node(l).metrics().last_log_index;
+    c.links.cut_from(lid, &others);
+    let t0 = Instant::now();
+    let write = tokio::spawn({
+        let follower = follower.clone();
+        async move {
+            let r = follower.put("/s/c/k", "v", None, Condition::Always).await;
+            (r, t0.elapsed())
+        }
+    });
+    let old_leader = c.node(l).clone();
+    wait_for(
+        Duration::from_secs(2),
+        "the forwarded write in the old leader's log",
+        || {
+            let n = old_leader.clone();
+            async move { (n.metrics().last_log_index > before).then_some(()) }
+        },
+    )
+    .await;
+    c.links.isolate(lid, &others);
+
+    let (r, elapsed) = tokio::time::timeout(op_timeout + Duration::from_secs(5), write)
+        .await
+        .expect("the write returned")
+        .expect("the write task");
+    let newl = c.wait_leader_among(&others, Duration::from_secs(5)).await;
+    eprintln!(
+        "a write through a follower completed {elapsed:?} after its leader was cut off; new leader n{newl}"
+    );
+    let r = r.expect("the write succeeds at the new leader");
+    assert!(r.succeeded);
+    // A follower campaigns after the leader lease (election_timeout_max) plus a random
+    // election timeout; the write may take a few hundred ms more, never the time limit.
+    let bound = timing.election_timeout_max * 2 + Duration::from_millis(700);
+    assert!(
+        elapsed < bound && elapsed < op_timeout / 2,
+        "the write took {elapsed:?} (bound {bound:?}, time limit {op_timeout:?})"
+    );
+    assert_eq!(follower.get("/s/c/k").await.unwrap().unwrap().value, "v");
+    c.shutdown().await;
+}
