@@ -82,3 +82,62 @@ async fn failover_speed_write_through_follower_follows_the_new_leader() {
     assert_eq!(follower.get("/s/c/k").await.unwrap().unwrap().value, "v");
     c.shutdown().await;
 }
+
+/// A follower cut off for 2 s is caught up within a few hundred ms of the heal: the
+/// leader retries an unreachable peer every 100 ms at first, not after a growing back-off.
+/// The election timeout is set above the cut so that the follower does not campaign and
+/// only replication is measured.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failover_speed_follower_cut_for_2s_is_caught_up_right_after_the_heal() {
+    let c = Cluster::start_with(3, |cfg| {
+        cfg.timing = RaftTiming {
+            heartbeat_interval: Duration::from_millis(100),
+            election_timeout_min: Duration::from_millis(3000),
+            election_timeout_max: Duration::from_millis(6000),
+        };
+    })
+    .await;
+    let l = c.wait_leader(Duration::from_secs(10), None).await;
+    let f = (l + 1) % 3;
+    let leader = c.node(l).clone();
+    let follower = c.node(f).clone();
+    assert!(
+        leader
+            .put("/s/c/warm", "1", None, Condition::Always)
+            .await
+            .unwrap()
+            .succeeded
+    );
+    let fid = follower.id();
+    let others: Vec<_> = c.ids().into_iter().filter(|i| *i != fid).collect();
+
+    c.links.isolate(fid, &others);
+    let cut_at = Instant::now();
+    let r = leader
+        .put("/s/c/during", "1", None, Condition::Always)
+        .await
+        .unwrap();
+    assert!(r.succeeded);
+    // Hold the cut for 2 s (the leader meanwhile retries and backs off).
+    tokio::time::sleep_until(cut_at + Duration::from_secs(2)).await;
+    assert!(follower.metrics().last_applied.map_or(0, |l| l.index) < r.revision);
+    c.links.heal();
+    let healed = Instant::now();
+    let caught_up = wait_for(
+        Duration::from_secs(10),
+        "the follower applied the write made during the cut",
+        || {
+            let n = follower.clone();
+            async move {
+                (n.metrics().last_applied.map_or(0, |l| l.index) >= r.revision).then(|| healed.elapsed())
+            }
+        },
+    )
+    .await;
+    eprintln!("a follower cut off for 2 s was caught up {caught_up:?} after the heal");
+    assert!(
+        caught_up < Duration::from_millis(300),
+        "caught up after {caught_up:?}"
+    );
+    c.shutdown().await;
+}
