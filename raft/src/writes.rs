@@ -3,28 +3,36 @@
 //! the peer handler for forwarded writes.
 //!
 //! A forwarded write follows leadership: while it waits on one leader and this node
-//! learns of another (openraft's metrics), it is sent again to the new one at once,
-//! instead of waiting on a leader that may be dead or cut off until the time limit.
-//! While no leader is known it waits for one, within the same limit.
+//! learns of another (openraft's metrics), the call is given up at once instead of
+//! waiting on a leader that may be dead or cut off until the time limit. A write that
+//! certainly did not reach a leader is sent to the next one; while no leader is known it
+//! waits for one, within the same limit.
 //!
-//! # Why sending a write again is safe
-//! The first attempt may have committed before its leader went silent, so the write can
-//! be applied twice. That is harmless for what the DCS is asked to do:
-//! - a refresh conditioned on our own value (`ValueEquals(me)`): the second apply finds
-//!   our value again and only moves the revision and the lease deadline forward, which
-//!   the holder does not count on (it measures its lease from its own send time);
-//! - a conditional delete (`ValueEquals`, `ModRevisionEquals`): the second apply finds
-//!   the key gone or changed and does nothing;
-//! - an acquire (`Absent`, `ModRevisionEquals(0)`) or any other CAS put: the second apply
-//!   fails its condition because the first one changed the key. That would report a won
-//!   race as lost, so such a failure is turned back into the success it hides (see
-//!   [`hidden_success`]);
-//! - `Expire` is proposed by the leader's reaper on the leader itself, never forwarded;
-//!   applied twice, the second finds the revision gone and does nothing;
-//! - an unconditional put writes the same value again. It could undo a write another
-//!   client made to the same key between the two applies; every unconditional put of the
-//!   HA loop is to a key only its own member writes (its member key, status, optime), and
-//!   that member waits for this write's result before it writes the key again.
+//! # Sending a write again
+//! A write given up that way may still have been proposed, and may have committed just
+//! before its leader went silent: sent again, it would be applied twice. What that does
+//! depends on the command, so a write whose first try may have been proposed is:
+//! - **sent again if it is conditional** (every write of the leader key, the HA loop's
+//!   CAS on config, sync and failover keys): its second apply is either harmless or
+//!   detected, and its result is read with that in mind ([`settle`]):
+//!   - a refresh (`ValueEquals(me)`, writing `me`) finds our value again: it succeeds,
+//!     and only moves the revision and the lease deadline forward, which the holder does
+//!     not count on (it measures its lease from its own send time);
+//!   - an acquire (`Absent`, `ModRevisionEquals(0)`) finds the key it created: it fails,
+//!     and when the key holds our value and was created after the write was first sent,
+//!     that failure hides our own success, which is reported instead;
+//!   - any other CAS (`ModRevisionEquals(n)`, `ValueEquals(v)` writing another value, a
+//!     conditional delete) finds the key changed by its first apply and fails. A failure
+//!     is trusted only when the key has not changed since the write was first sent (then
+//!     the first try changed nothing either); otherwise the outcome is reported unknown,
+//!     exactly as before this forwarding existed;
+//!   - `Expire` is proposed by the leader's reaper on the leader itself, never forwarded;
+//! - **not sent again if it is unconditional** (a put or delete with `Always`, a prefix
+//!   delete): its outcome is reported unknown at once. Applied twice, it could undo a
+//!   write another client made to the same key in between and report that write's value
+//!   as its own previous value; the linearizability test (concurrent puts and swaps on
+//!   shared keys while the leader is killed) catches exactly that. The HA loop's
+//!   unconditional puts (member key, status, failsafe) are rewritten at its next cycle.
 //!
 //! A write is only sent again while its caller is still waiting for it, and never after
 //! its deadline: a caller that gets an error (the outcome unknown) knows, as before, that
@@ -99,13 +107,27 @@ impl NodeInner {
                 let leader = self.leader();
                 let known = leader.as_ref().map(|(lid, _)| *lid);
                 match self.try_write(&cmd, leader, deadline).await {
-                    Try::Done(Ok(r)) if maybe_proposed.is_some() => {
-                        return Ok(hidden_success(&cmd, r, floor));
+                    Try::Done(Ok(r)) => {
+                        return match &maybe_proposed {
+                            None => Ok(r),
+                            Some(why) => settle(&cmd, r, floor).ok_or_else(|| DcsError::Unavailable {
+                                op: "write",
+                                reason: format!(
+                                    "outcome unknown: {why}; sent again, it found the key changed since"
+                                ),
+                            }),
+                        };
                     }
                     Try::Done(r) => return r,
                     Try::NotProposed => {}
+                    Try::MaybeProposed(why) if !may_send_again(&cmd) => {
+                        return Err(DcsError::Unavailable {
+                            op: "write",
+                            reason: format!("outcome unknown: {why}"),
+                        });
+                    }
                     Try::MaybeProposed(why) => {
-                        tracing::debug!(reason = %why, "sending a write again: its outcome at the old leader is unknown");
+                        tracing::debug!(reason = %why, "sending a conditional write again: its first try may have been proposed");
                         maybe_proposed = Some(why);
                     }
                 }
@@ -165,38 +187,58 @@ impl NodeInner {
     }
 }
 
-/// The result of a write that was sent again after an attempt whose outcome is unknown.
-/// An acquire (the key must be absent) fails on its second apply if its first one
-/// committed; when the key now holds exactly our value and was created after the write
-/// was first sent (above `floor`, the index applied here before it), that failure hides
-/// our own success, and the success is reported (with the first apply's revision).
-/// Another writer could only produce the same state by writing the same value, and a
-/// member writes only its own name into the leader key.
-fn hidden_success(cmd: &Command, r: CommandResult, floor: u64) -> CommandResult {
-    let Command::Put {
-        key,
-        value,
-        condition: Condition::Absent | Condition::ModRevisionEquals(0),
-        ..
-    } = cmd
-    else {
-        return r;
-    };
-    match &r.prev {
-        Some(cur) if !r.succeeded && &cur.value == value && cur.create_revision > floor => {
+/// Whether a write whose first try may have been proposed may be sent again: only a
+/// conditional one, whose second apply is harmless or detected (see the module doc).
+fn may_send_again(cmd: &Command) -> bool {
+    match cmd {
+        Command::Put { condition, .. } | Command::Delete { condition, .. } => *condition != Condition::Always,
+        Command::Expire { .. } => true,
+    }
+}
+
+/// The result to report for a conditional write sent again after a try that may have
+/// been proposed (`floor`: the index applied here before the first try; the first try,
+/// if it committed, did so above it). `None`: the outcome is unknown.
+/// - Success is what it says: the condition held at the second apply. For a refresh
+///   that is also true after a first apply; for any other CAS the first one would have
+///   changed what the condition tests.
+/// - An acquire that finds the key holding our value, created above `floor`, lost only
+///   to its own first try: reported won, at that revision. Another writer could produce
+///   the same state only by writing the same value, and a member writes only its own
+///   name into the leader key.
+/// - Another failure is true if the key is unchanged since `floor` (the first try did
+///   not change it either); otherwise the first try may be what changed it.
+fn settle(cmd: &Command, r: CommandResult, floor: u64) -> Option<CommandResult> {
+    if r.succeeded {
+        return Some(r);
+    }
+    if let (
+        Command::Put {
+            key,
+            value,
+            condition: Condition::Absent | Condition::ModRevisionEquals(0),
+            ..
+        },
+        Some(cur),
+    ) = (cmd, &r.prev)
+    {
+        if &cur.value == value && cur.create_revision > floor {
             tracing::info!(
                 key = %key,
                 revision = cur.create_revision,
-                "an acquire sent again found the key created with our value: the first attempt had committed"
+                "an acquire sent again found the key created with our value: its first try had committed"
             );
-            CommandResult {
+            return Some(CommandResult {
                 succeeded: true,
                 revision: cur.mod_revision,
                 prev: None,
                 deleted: 0,
-            }
+            });
         }
-        _ => r,
+    }
+    match &r.prev {
+        Some(cur) if cur.mod_revision <= floor => Some(r),
+        _ => None,
     }
 }
 
@@ -229,21 +271,50 @@ mod tests {
         }
     }
 
-    /// An acquire whose first apply committed unseen is reported won; one that really
-    /// lost (another value, or our value from before the write was sent) stays lost.
+    /// An acquire whose first try committed unseen is reported won; one that really
+    /// lost (to another value, or to our value from before the write was sent) stays lost.
     #[test]
     fn a_resent_acquire_reports_its_hidden_success_only() {
-        let won = hidden_success(&acquire("n1"), lost_to("n1", 12), 10);
+        let won = settle(&acquire("n1"), lost_to("n1", 12), 10).expect("known");
         assert!(won.succeeded);
         assert_eq!(won.revision, 12);
-        assert!(!hidden_success(&acquire("n1"), lost_to("n2", 12), 10).succeeded);
-        assert!(!hidden_success(&acquire("n1"), lost_to("n1", 9), 10).succeeded);
-        let refresh = Command::Put {
+        assert!(won.prev.is_none());
+        // Another member created the key after we first sent: we may have lost to it, or
+        // our first try may have won and been overwritten since; unknown.
+        assert!(settle(&acquire("n1"), lost_to("n2", 12), 10).is_none());
+        // The key predates the write: lost, whatever the first try did.
+        let lost = settle(&acquire("n1"), lost_to("n1", 9), 10).expect("known");
+        assert!(!lost.succeeded);
+        assert!(
+            !settle(&acquire("n1"), lost_to("n2", 9), 10)
+                .expect("known")
+                .succeeded
+        );
+    }
+
+    /// A swap that fails against a key changed since it was first sent may have been
+    /// applied by its first try: unknown. Successes and unconditional writes are plain.
+    #[test]
+    fn a_resent_swap_is_trusted_only_against_an_unchanged_key() {
+        let swap = Command::Put {
             key: "/s/c/leader".into(),
             value: "n1".into(),
             ttl_ms: Some(4000),
-            condition: Condition::ValueEquals("n2".into()),
+            condition: Condition::ValueEquals("n0".into()),
         };
-        assert!(!hidden_success(&refresh, lost_to("n1", 12), 10).succeeded);
+        assert!(settle(&swap, lost_to("n1", 12), 10).is_none());
+        assert!(settle(&swap, lost_to("n2", 12), 10).is_none());
+        assert!(!settle(&swap, lost_to("n2", 8), 10).expect("known").succeeded);
+        let mut ok = lost_to("n0", 8);
+        ok.succeeded = true;
+        assert!(settle(&swap, ok, 10).expect("known").succeeded);
+        assert!(may_send_again(&swap));
+        let put = Command::Put {
+            key: "/s/c/status".into(),
+            value: "{}".into(),
+            ttl_ms: None,
+            condition: Condition::Always,
+        };
+        assert!(!may_send_again(&put));
     }
 }

@@ -7,10 +7,12 @@ use pgwarden_raft::{Condition, Dcs, RaftTiming};
 use std::time::Duration;
 use tokio::time::Instant;
 
-/// A write sent through a follower and held by a leader that is then cut off completes
-/// at the new leader right after the election, not after the operation's time limit.
-/// The old leader takes the forwarded write (it is appended there) but can no longer
-/// replicate it nor answer, as when its host drops off the network.
+/// Writes sent through a follower and held by a leader that is then cut off end right
+/// after the election, not at the operation's time limit. The old leader takes the
+/// forwarded writes (they are appended there) but can no longer replicate them nor
+/// answer, as when its host drops off the network. The leader-key acquire (conditional)
+/// is sent again to the new leader and succeeds; the unconditional put is not sent again
+/// (its first try may still commit) and reports its outcome unknown, also at once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failover_speed_write_through_follower_follows_the_new_leader() {
     let timing = RaftTiming {
@@ -39,21 +41,35 @@ async fn failover_speed_write_through_follower_follows_the_new_leader() {
     );
 
     // The leader stops sending (no heartbeats, no replication, no replies to new calls),
-    // then the write goes through the follower and reaches the leader's log.
+    // then the writes go through the follower and reach the leader's log.
     let before = c.node(l).metrics().last_log_index;
     c.links.cut_from(lid, &others);
     let t0 = Instant::now();
-    let write = tokio::spawn({
+    let acquire = tokio::spawn({
         let follower = follower.clone();
         async move {
-            let r = follower.put("/s/c/k", "v", None, Condition::Always).await;
+            let r = follower
+                .put(
+                    "/s/c/leader",
+                    "n1",
+                    Some(Duration::from_secs(30)),
+                    Condition::Absent,
+                )
+                .await;
+            (r, t0.elapsed())
+        }
+    });
+    let put = tokio::spawn({
+        let follower = follower.clone();
+        async move {
+            let r = follower.put("/s/c/status", "{}", None, Condition::Always).await;
             (r, t0.elapsed())
         }
     });
     let old_leader = c.node(l).clone();
     wait_for(
         Duration::from_secs(2),
-        "the forwarded write in the old leader's log",
+        "both forwarded writes in the old leader's log",
         || {
             let n = old_leader.clone();
             async move { (n.metrics().last_log_index > before).then_some(()) }
@@ -62,24 +78,32 @@ async fn failover_speed_write_through_follower_follows_the_new_leader() {
     .await;
     c.links.isolate(lid, &others);
 
-    let (r, elapsed) = tokio::time::timeout(op_timeout + Duration::from_secs(5), write)
+    let limit = op_timeout + Duration::from_secs(5);
+    let (r, elapsed) = tokio::time::timeout(limit, acquire)
         .await
-        .expect("the write returned")
-        .expect("the write task");
+        .expect("the acquire returned")
+        .unwrap();
+    let (p, put_elapsed) = tokio::time::timeout(limit, put)
+        .await
+        .expect("the put returned")
+        .unwrap();
     let newl = c.wait_leader_among(&others, Duration::from_secs(5)).await;
     eprintln!(
-        "a write through a follower completed {elapsed:?} after its leader was cut off; new leader n{newl}"
+        "through a follower whose leader was cut off: an acquire succeeded after {elapsed:?}, \
+         an unconditional put ended after {put_elapsed:?} ({p:?}); new leader n{newl}"
     );
-    let r = r.expect("the write succeeds at the new leader");
+    let r = r.expect("the acquire succeeds at the new leader");
     assert!(r.succeeded);
     // A follower campaigns after the leader lease (election_timeout_max) plus a random
     // election timeout; the write may take a few hundred ms more, never the time limit.
     let bound = timing.election_timeout_max * 2 + Duration::from_millis(700);
-    assert!(
-        elapsed < bound && elapsed < op_timeout / 2,
-        "the write took {elapsed:?} (bound {bound:?}, time limit {op_timeout:?})"
-    );
-    assert_eq!(follower.get("/s/c/k").await.unwrap().unwrap().value, "v");
+    for t in [elapsed, put_elapsed] {
+        assert!(
+            t < bound && t < op_timeout / 2,
+            "a write took {t:?} (bound {bound:?}, time limit {op_timeout:?})"
+        );
+    }
+    assert_eq!(follower.get("/s/c/leader").await.unwrap().unwrap().value, "n1");
     c.shutdown().await;
 }
 
