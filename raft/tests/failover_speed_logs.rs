@@ -44,7 +44,8 @@ impl<S: Subscriber> Layer<S> for Capture {
 
 /// One follower stops; the two others go on serving reads and writes (as the HA loop
 /// does) for 20 s. After the first 10 s they log at most ~10 lines a minute about it
-/// (here: at most 2 in 10 s), and the peer's outage is reported once, with a reason.
+/// (here: at most 2 in 10 s), and the peer's outage is reported once, with a reason;
+/// when it is back, that is reported once too.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failover_speed_quiet_logs_with_one_member_down() {
     let capture = Capture::default();
@@ -55,14 +56,14 @@ async fn failover_speed_quiet_logs_with_one_member_down() {
         .with(capture.clone())
         .init();
 
-    let mut c = Cluster::start_with(3, |cfg| {
+    let timing = |cfg: &mut pgwarden_raft::NodeConfig| {
         cfg.timing = RaftTiming {
             heartbeat_interval: Duration::from_millis(100),
             election_timeout_min: Duration::from_millis(500),
             election_timeout_max: Duration::from_millis(1000),
         };
-    })
-    .await;
+    };
+    let mut c = Cluster::start_with(3, timing).await;
     let l = c.wait_leader(Duration::from_secs(5), None).await;
     let down = (l + 1) % 3;
     let up = (l + 2) % 3;
@@ -83,7 +84,31 @@ async fn failover_speed_quiet_logs_with_one_member_down() {
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     let lines = capture.0.lock().unwrap().clone();
+
+    // Back: the end of the outage is logged too, once by each member that reported it.
+    c.restart(down, timing).await;
+    let back = |lines: &[(Instant, String)]| {
+        lines
+            .iter()
+            .filter(|(_, l)| l.contains("Raft peer reachable again"))
+            .count()
+    };
+    let reporters = lines
+        .iter()
+        .filter(|(_, l)| l.contains("Raft peer unreachable"))
+        .count();
+    let cap = capture.clone();
+    common::wait_for(
+        Duration::from_secs(20),
+        "the peer reported reachable again",
+        || {
+            let n = back(&cap.0.lock().unwrap());
+            async move { (n >= reporters).then_some(()) }
+        },
+    )
+    .await;
     c.shutdown().await;
+    assert_eq!(back(&capture.0.lock().unwrap()), reporters);
 
     let after = |s: u64| {
         lines

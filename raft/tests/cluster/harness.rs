@@ -171,6 +171,29 @@ impl Cluster {
         }
     }
 
+    /// Starts a killed node again on its directory and address, with `tweak` applied to
+    /// its config as at the start.
+    #[allow(dead_code)] // used by the failover_speed_logs test binary
+    pub async fn restart(&mut self, i: usize, tweak: impl Fn(&mut NodeConfig)) {
+        let listener = TcpListener::bind(&self.addrs[i]).await.unwrap();
+        let partners = self
+            .addrs
+            .iter()
+            .enumerate()
+            .filter(|(j, _)| *j != i)
+            .map(|(_, a)| a.clone())
+            .collect();
+        let mut cfg = config(
+            &format!("n{i}"),
+            self.dirs[i].path(),
+            &self.addrs[i],
+            partners,
+            &self.links,
+        );
+        tweak(&mut cfg);
+        self.nodes[i] = Some(RaftNode::start(cfg, Some(listener)).await.unwrap());
+    }
+
     pub async fn shutdown(mut self) {
         for i in 0..self.nodes.len() {
             self.kill(i).await;
