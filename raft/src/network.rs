@@ -439,3 +439,50 @@ mod backoff_tests {
         );
     }
 }
+
+#[cfg(test)]
+mod connect_tests {
+    use super::*;
+
+    /// A peer whose host drops our SYN (here: a listener whose accept queue is full, so
+    /// the kernel drops further SYNs) costs at most the connect timeout, and the call is
+    /// known not to have been sent, not a call that hangs until its own time limit.
+    #[tokio::test]
+    async fn a_peer_that_does_not_answer_the_syn_fails_within_the_connect_timeout() {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let listener = socket.listen(1).unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        // Fill the accept queue (never accepted); later SYNs are dropped.
+        let mut held = Vec::new();
+        for _ in 0..4 {
+            if let Ok(Ok(s)) =
+                tokio::time::timeout(Duration::from_millis(200), tokio::net::TcpStream::connect(&addr)).await
+            {
+                held.push(s);
+            }
+        }
+        let peers = PeerClients::new(1, None);
+        let t0 = Instant::now();
+        let r: Result<(), CallError> = peers
+            .call(
+                Rpc::Hello,
+                2,
+                &addr,
+                &wire::Hello::default(),
+                Duration::from_secs(5),
+            )
+            .await;
+        let took = t0.elapsed();
+        eprintln!(
+            "held {} connections; the call failed after {took:?}: {r:?}",
+            held.len()
+        );
+        assert!(
+            took < CONNECT_TIMEOUT + Duration::from_millis(300),
+            "took {took:?}: {r:?}"
+        );
+        assert!(matches!(r, Err(CallError::NotSent { .. })), "{r:?}");
+        drop(held);
+    }
+}
