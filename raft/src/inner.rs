@@ -1,8 +1,9 @@
 //! The state one running node shares between its tasks, its `RaftNode`
-//! handle and its peer service ([`NodeInner`]), with the two queries every path asks:
-//! who leads, and whether this node belongs to a cluster. The write path, the read
-//! path, membership administration and discovery add their methods to `NodeInner` in
-//! their own modules (`writes`, `reads`, `membership`, `discovery`).
+//! handle and its peer service ([`NodeInner`]), with the queries every path asks:
+//! who leads (and when another node does), and whether this node belongs to a cluster.
+//! The write path, the read path, membership administration and discovery add their
+//! methods to `NodeInner` in their own modules (`writes`, `reads`, `membership`,
+//! `discovery`).
 
 use crate::config::NodeConfig;
 use crate::log_store::SledStore;
@@ -53,5 +54,25 @@ impl NodeInner {
         let m = self.raft.metrics();
         let m = m.borrow();
         m.last_log_index.is_some() || m.vote != openraft::Vote::default()
+    }
+
+    /// Returns once this node knows of a leader other than `old` (`None`: of any leader),
+    /// from openraft's metrics watch, so a request waiting on the old leader is re-sent
+    /// the moment an election ends rather than after its own time limit. Never returns
+    /// once Raft has stopped (the caller's deadline and shutdown check end the wait).
+    pub(crate) async fn leader_other_than(&self, old: Option<NodeId>) {
+        let mut rx = self.raft.metrics();
+        let changed = rx
+            .wait_for(|m| m.current_leader.is_some() && m.current_leader != old)
+            .await
+            .is_ok();
+        if !changed {
+            std::future::pending::<()>().await;
+        }
+    }
+
+    /// The index this node has applied: every write proposed from now on commits above it.
+    pub(crate) fn applied_index(&self) -> u64 {
+        self.raft.metrics().borrow().last_applied.map_or(0, |l| l.index)
     }
 }

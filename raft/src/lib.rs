@@ -20,7 +20,9 @@
 //! - [`tls`]: TLS for gRPC (mutual TLS between peers), server and client side.
 //! - [`wire`]: the peer protocol's own messages and typed errors, and the envelope codec
 //!   (payload format) every peer call goes through.
-//! - [`network`]: the gRPC peer transport (client side) with optional fault injection.
+//! - [`quiet_log`]: a tracing layer that rate-limits openraft's WARN/ERROR lines.
+//! - [`network`]: the gRPC peer transport (client side) with optional fault injection,
+//!   reporting each peer's reachability once per change.
 //! - [`partition`]: a file-driven [`network::LinkFilter`] for partition tests of real
 //!   processes.
 //! - [`client`]: a DCS client for non-members (CLI, tests, benchmarks) over the peer service.
@@ -53,6 +55,7 @@ pub mod network;
 pub mod node;
 pub mod partition;
 mod proposer;
+pub mod quiet_log;
 pub mod read_index;
 mod reads;
 pub mod server;

@@ -18,13 +18,19 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tonic::transport::{Channel, Endpoint};
 
 /// Largest message a peer sends or accepts. Snapshots travel in chunks well below it.
 pub const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
-/// How long to wait for a TCP connection to a peer.
+/// How long to wait for a TCP connection to a peer. A peer whose host drops the SYN (cut
+/// off, not refusing) costs no more than this; a refused connection fails at once.
 const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
+/// Consecutive failed calls after which a peer is reported unreachable (one failed call
+/// is often a single lost heartbeat).
+const DOWN_AFTER: u32 = 3;
+/// How often a peer that stays unreachable is reported again.
+const STILL_DOWN_EVERY: Duration = Duration::from_secs(60);
 
 /// Fault injection for tests: decides whether a message from one node may reach another.
 pub trait LinkFilter: Send + Sync + 'static {
@@ -99,6 +105,20 @@ pub struct PeerClients {
     channels: Arc<Mutex<HashMap<String, RaftServiceClient<Channel>>>>,
     filter: Option<Arc<dyn LinkFilter>>,
     tls: Option<Arc<rustls::ClientConfig>>,
+    /// Reachability of each member peer, by address, for the log.
+    health: Arc<Mutex<HashMap<String, PeerHealth>>>,
+}
+
+/// Failed calls in a row to one peer, and what the log was told about them. A peer's
+/// outage is logged when it starts (with its reason), once a minute while it lasts
+/// (with the count of failed calls), and when it ends: a bounded number of lines however
+/// often Raft retries.
+#[derive(Default)]
+struct PeerHealth {
+    failures: u32,
+    failing_since: Option<Instant>,
+    reported_at: Option<Instant>,
+    failures_since_report: u32,
 }
 
 impl PeerClients {
@@ -109,7 +129,51 @@ impl PeerClients {
             channels: Arc::default(),
             filter,
             tls: None,
+            health: Arc::default(),
         }
+    }
+
+    /// Records the outcome of a call to a member peer and logs a change of its state.
+    fn note(&self, target: NodeId, addr: &str, failure: Option<&CallError>) {
+        // Calls to whoever answers at an address (clients, discovery) say nothing of a member.
+        if target == 0 {
+            return;
+        }
+        let mut map = self.health.lock().unwrap_or_else(|p| p.into_inner());
+        let now = Instant::now();
+        let Some(e) = failure else {
+            if let Some(h) = map.remove(addr) {
+                if let (Some(since), Some(_)) = (h.failing_since, h.reported_at) {
+                    tracing::info!(peer = %addr, id = target, down_for = ?now.duration_since(since), "Raft peer reachable again");
+                }
+            }
+            return;
+        };
+        let h = map.entry(addr.to_string()).or_default();
+        h.failures += 1;
+        h.failures_since_report += 1;
+        let since = *h.failing_since.get_or_insert(now);
+        match h.reported_at {
+            None if h.failures >= DOWN_AFTER => {
+                tracing::warn!(peer = %addr, id = target, reason = %e, "Raft peer unreachable");
+            }
+            Some(at) if now.duration_since(at) >= STILL_DOWN_EVERY => {
+                tracing::warn!(
+                    peer = %addr,
+                    id = target,
+                    down_for = ?now.duration_since(since),
+                    failed_calls = h.failures_since_report,
+                    last_error = %e,
+                    "Raft peer still unreachable"
+                );
+            }
+            _ => {
+                tracing::debug!(peer = %addr, id = target, error = %e, "call to a Raft peer failed");
+                return;
+            }
+        }
+        h.reported_at = Some(now);
+        h.failures_since_report = 0;
     }
 
     /// Dials peers over TLS with `config` (the server must present a certificate the
@@ -163,6 +227,28 @@ impl PeerClients {
 
     /// [`Self::call`] with a snapshot chunk carried as raw bytes beside the payload.
     async fn call_with_chunk<Req: Serialize, Resp: DeserializeOwned>(
+        &self,
+        rpc: Rpc,
+        target: NodeId,
+        addr: &str,
+        req: &Req,
+        snapshot_chunk: Vec<u8>,
+        timeout: Duration,
+    ) -> Result<Resp, CallError> {
+        let res = self
+            .call_once(rpc, target, addr, req, snapshot_chunk, timeout)
+            .await;
+        match &res {
+            Ok(_) | Err(CallError::Decode { .. }) => self.note(target, addr, None),
+            Err(e @ (CallError::NotSent { .. } | CallError::Failed { .. })) => {
+                self.note(target, addr, Some(e))
+            }
+            Err(CallError::Encode { .. }) => {}
+        }
+        res
+    }
+
+    async fn call_once<Req: Serialize, Resp: DeserializeOwned>(
         &self,
         rpc: Rpc,
         target: NodeId,
@@ -308,34 +394,95 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
         self.raft_call(Rpc::Vote, &rpc, Vec::new(), &option).await
     }
 
-    /// How long replication to an unreachable peer waits between tries. openraft's default
-    /// is every 500 ms forever, and each failed try logs a WARN and an ERROR line: 240 lines a
-    /// minute on the leader for each member that is down. Doubling up to 8 s keeps a
-    /// dead peer to a few lines a minute; a peer that comes back is caught up within 8 s (the
-    /// back-off ends at the first success), which the quorum of the other two does not wait for.
+    /// How long replication to an unreachable peer waits between tries (openraft's default:
+    /// 500 ms forever). A member cut off for a moment must be caught up right after the
+    /// heal: its reads wait for its own log, and the primary's lease refresh needs them.
+    /// So a peer is retried every 100 ms for its first [`FAST_RETRIES`] tries, and only a
+    /// peer down for longer is retried less and less often, up to every 8 s. openraft
+    /// ends the back-off at the first success. What those failed tries log is bounded by
+    /// [`crate::quiet_log`] and the per-peer reports of [`PeerClients`], not by their rate.
     fn backoff(&self) -> openraft::network::Backoff {
         openraft::network::Backoff::new(unreachable_backoff())
     }
 }
 
-/// The waits between replication tries to an unreachable peer: 0.5, 1, 2, 4, then 8 s.
-fn unreachable_backoff() -> impl Iterator<Item = std::time::Duration> + Send + 'static {
-    let cap = std::time::Duration::from_secs(8);
-    std::iter::successors(Some(std::time::Duration::from_millis(500)), move |d| {
+/// How many tries of an unreachable peer are 100 ms apart: 5 s, beyond the lease of a
+/// primary cut off for a moment, so that such a cut never waits on the back-off.
+pub const FAST_RETRIES: usize = 50;
+
+/// The waits between replication tries to an unreachable peer: 100 ms [`FAST_RETRIES`]
+/// times, then 0.2, 0.4, ... doubling up to 8 s.
+fn unreachable_backoff() -> impl Iterator<Item = Duration> + Send + 'static {
+    let fast = Duration::from_millis(100);
+    let cap = Duration::from_secs(8);
+    std::iter::repeat_n(fast, FAST_RETRIES).chain(std::iter::successors(Some(fast * 2), move |d| {
         Some((*d * 2).min(cap))
-    })
+    }))
 }
 
 #[cfg(test)]
 mod backoff_tests {
-    /// A dead peer is retried every 0.5, 1, 2, 4 s, then every 8 s: a bounded number of log
-    /// lines a minute, not two every 500 ms.
+    use super::FAST_RETRIES;
+
+    /// A peer is retried every 100 ms for 5 s (a short cut is healed at once), then every
+    /// 0.2, 0.4, ... s up to every 8 s.
     #[test]
-    fn unreachable_peers_are_retried_with_a_growing_backoff() {
+    fn unreachable_peers_are_retried_fast_then_with_a_growing_backoff() {
         let waits: Vec<u128> = super::unreachable_backoff()
-            .take(7)
+            .take(FAST_RETRIES + 8)
             .map(|d| d.as_millis())
             .collect();
-        assert_eq!(waits, [500, 1000, 2000, 4000, 8000, 8000, 8000]);
+        assert!(waits[..FAST_RETRIES].iter().all(|w| *w == 100));
+        assert_eq!(
+            waits[FAST_RETRIES..],
+            [200, 400, 800, 1600, 3200, 6400, 8000, 8000]
+        );
+    }
+}
+
+#[cfg(test)]
+mod connect_tests {
+    use super::*;
+
+    /// A peer whose host drops our SYN (here: a listener whose accept queue is full, so
+    /// the kernel drops further SYNs) costs at most the connect timeout, and the call is
+    /// known not to have been sent, not a call that hangs until its own time limit.
+    #[tokio::test]
+    async fn a_peer_that_does_not_answer_the_syn_fails_within_the_connect_timeout() {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let listener = socket.listen(1).unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        // Fill the accept queue (never accepted); later SYNs are dropped.
+        let mut held = Vec::new();
+        for _ in 0..4 {
+            if let Ok(Ok(s)) =
+                tokio::time::timeout(Duration::from_millis(200), tokio::net::TcpStream::connect(&addr)).await
+            {
+                held.push(s);
+            }
+        }
+        let peers = PeerClients::new(1, None);
+        let t0 = Instant::now();
+        let r: Result<(), CallError> = peers
+            .call(
+                Rpc::Hello,
+                2,
+                &addr,
+                &wire::Hello::default(),
+                Duration::from_secs(5),
+            )
+            .await;
+        let took = t0.elapsed();
+        eprintln!(
+            "held {} connections; the call failed after {took:?}: {r:?}",
+            held.len()
+        );
+        assert!(
+            took < CONNECT_TIMEOUT + Duration::from_millis(300),
+            "took {took:?}: {r:?}"
+        );
+        assert!(matches!(r, Err(CallError::NotSent { .. })), "{r:?}");
+        drop(held);
     }
 }

@@ -24,7 +24,9 @@ impl NodeInner {
                 if self.shutdown.is_cancelled() {
                     return Err(DcsError::ShuttingDown { op });
                 }
-                match self.leader() {
+                let leader = self.leader();
+                let known = leader.as_ref().map(|(lid, _)| *lid);
+                match leader {
                     Some((lid, _)) if lid == self.id => {
                         match read_index::ensure_linearizable(&self.raft, self.read_floor).await {
                             Ok(_) => return Ok(()),
@@ -40,14 +42,18 @@ impl NodeInner {
                     }
                     Some((lid, node)) => {
                         let remaining = deadline.saturating_duration_since(Instant::now());
-                        let r: Result<Result<u64, ReadIndexError>, CallError> = self
-                            .peers
-                            .call(Rpc::ReadIndex, lid, &node.addr, &(), remaining)
-                            .await;
+                        let call = self.peers.call(Rpc::ReadIndex, lid, &node.addr, &(), remaining);
+                        // A read index is asked again of a new leader as soon as one is
+                        // known: the old one may be dead or cut off, and asking twice is
+                        // harmless (a read changes nothing).
+                        let r: Option<Result<Result<u64, ReadIndexError>, CallError>> = tokio::select! {
+                            r = call => Some(r),
+                            () = self.leader_other_than(Some(lid)) => None,
+                        };
                         // Any failure (the leader moved, lost its quorum or stopped, or the
                         // call failed) is retried until the deadline: a new leader may be
                         // elected meanwhile.
-                        if let Ok(Ok(index)) = r {
+                        if let Some(Ok(Ok(index))) = r {
                             let remaining = deadline.saturating_duration_since(Instant::now());
                             return match self
                                 .raft
@@ -62,10 +68,17 @@ impl NodeInner {
                                 }),
                             };
                         }
+                        if r.is_none() {
+                            continue;
+                        }
                     }
-                    None => {}
+                    None => {
+                        self.leader_other_than(None).await;
+                        continue;
+                    }
                 }
-                tokio::time::sleep(pause).await;
+                // Go on as soon as another leader is known, or after a short pause.
+                let _ = tokio::time::timeout(pause, self.leader_other_than(known)).await;
                 pause = (pause * 2).min(RETRY_MAX);
             }
         })

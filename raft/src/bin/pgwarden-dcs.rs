@@ -6,6 +6,8 @@ use clap::Parser;
 use pgwarden_raft::{NodeConfig, RaftNode, RaftTiming};
 use std::path::PathBuf;
 use std::time::Duration;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
 
 #[derive(Parser)]
 #[command(about = "Run one pgwarden DCS member (Raft only)")]
@@ -41,12 +43,16 @@ struct Args {
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
+    // openraft's per-retry WARN/ERROR lines are rate-limited; peers' outages are logged
+    // once per change by the transport (see pgwarden_raft::quiet_log).
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=warn")),
         )
         .with_writer(std::io::stderr)
+        .finish()
+        .with(pgwarden_raft::quiet_log::QuietOpenraft::default())
         .init();
     let args = Args::parse();
     if args.dump {

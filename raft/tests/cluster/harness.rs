@@ -24,6 +24,14 @@ impl Links {
         }
     }
 
+    /// Cuts the directed links from `a` to each of `others`: `a` can still be reached.
+    pub fn cut_from(&self, a: NodeId, others: &[NodeId]) {
+        let mut cut = self.cut.lock().unwrap();
+        for o in others {
+            cut.insert((a, *o));
+        }
+    }
+
     /// Heals every link.
     pub fn heal(&self) {
         self.cut.lock().unwrap().clear();
@@ -66,6 +74,11 @@ impl Cluster {
     /// Starts `n` nodes from empty directories and waits until one is leader and all
     /// three see the same membership.
     pub async fn start(n: usize) -> Cluster {
+        Self::start_with(n, |_| {}).await
+    }
+
+    /// [`Cluster::start`] with each node's config changed by `tweak` (timers, timeouts).
+    pub async fn start_with(n: usize, tweak: impl Fn(&mut NodeConfig)) -> Cluster {
         let links = Arc::new(Links::default());
         let mut listeners = vec![];
         let mut addrs = vec![];
@@ -84,7 +97,8 @@ impl Cluster {
                 .filter(|(j, _)| *j != i)
                 .map(|(_, a)| a.clone())
                 .collect();
-            let cfg = config(&format!("n{i}"), dir.path(), &addrs[i], partners, &links);
+            let mut cfg = config(&format!("n{i}"), dir.path(), &addrs[i], partners, &links);
+            tweak(&mut cfg);
             nodes.push(Some(RaftNode::start(cfg, Some(l)).await.unwrap()));
             dirs.push(dir);
         }
@@ -129,10 +143,55 @@ impl Cluster {
         .await
     }
 
+    /// Index of a leader among the nodes `ids`, once those nodes agree on it (the others
+    /// may be cut off and still believe in an old leader).
+    pub async fn wait_leader_among(&self, ids: &[NodeId], limit: Duration) -> usize {
+        wait_for(limit, "a leader recognised by the given nodes", || async {
+            let leaders: HashSet<Option<NodeId>> = self
+                .nodes
+                .iter()
+                .flatten()
+                .filter(|n| ids.contains(&n.id()))
+                .map(|n| n.metrics().current_leader)
+                .collect();
+            let lid = match leaders.into_iter().collect::<Vec<_>>()[..] {
+                [Some(lid)] if ids.contains(&lid) => lid,
+                _ => return None,
+            };
+            self.nodes
+                .iter()
+                .position(|n| n.as_ref().is_some_and(|n| n.id() == lid))
+        })
+        .await
+    }
+
     pub async fn kill(&mut self, i: usize) {
         if let Some(n) = self.nodes[i].take() {
             n.shutdown().await;
         }
+    }
+
+    /// Starts a killed node again on its directory and address, with `tweak` applied to
+    /// its config as at the start.
+    #[allow(dead_code)] // used by the failover_speed_logs test binary
+    pub async fn restart(&mut self, i: usize, tweak: impl Fn(&mut NodeConfig)) {
+        let listener = TcpListener::bind(&self.addrs[i]).await.unwrap();
+        let partners = self
+            .addrs
+            .iter()
+            .enumerate()
+            .filter(|(j, _)| *j != i)
+            .map(|(_, a)| a.clone())
+            .collect();
+        let mut cfg = config(
+            &format!("n{i}"),
+            self.dirs[i].path(),
+            &self.addrs[i],
+            partners,
+            &self.links,
+        );
+        tweak(&mut cfg);
+        self.nodes[i] = Some(RaftNode::start(cfg, Some(listener)).await.unwrap());
     }
 
     pub async fn shutdown(mut self) {

@@ -4,6 +4,7 @@
 
 #[path = "../common/mod.rs"]
 mod common;
+mod failover_speed;
 mod harness;
 
 use harness::{wait_for, Cluster};

@@ -1,0 +1,167 @@
+//! How fast the DCS gets past a Raft leader change or a short cut (issue 15): a write
+//! through a follower reaches the new leader as soon as it is elected, and a member cut
+//! off for a moment is caught up right after the heal.
+
+use crate::harness::{wait_for, Cluster};
+use pgwarden_raft::{Condition, Dcs, RaftTiming};
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// Writes sent through a follower and held by a leader that is then cut off end right
+/// after the election, not at the operation's time limit. The old leader takes the
+/// forwarded writes (they are appended there) but can no longer replicate them nor
+/// answer, as when its host drops off the network. The leader-key acquire (conditional)
+/// is sent again to the new leader and succeeds; the unconditional put is not sent again
+/// (its first try may still commit) and reports its outcome unknown, also at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failover_speed_write_through_follower_follows_the_new_leader() {
+    let timing = RaftTiming {
+        heartbeat_interval: Duration::from_millis(100),
+        election_timeout_min: Duration::from_millis(500),
+        election_timeout_max: Duration::from_millis(1000),
+    };
+    let op_timeout = Duration::from_secs(10);
+    let c = Cluster::start_with(3, |cfg| {
+        cfg.timing = timing;
+        cfg.op_timeout = op_timeout;
+    })
+    .await;
+    let l = c.wait_leader(Duration::from_secs(5), None).await;
+    let f = (l + 1) % 3;
+    let lid = c.node(l).id();
+    let others: Vec<_> = c.ids().into_iter().filter(|i| *i != lid).collect();
+    let follower = c.node(f).clone();
+    // The follower's channel to the leader is up before the cut.
+    assert!(
+        follower
+            .put("/s/c/warm", "1", None, Condition::Always)
+            .await
+            .unwrap()
+            .succeeded
+    );
+
+    // The leader stops sending (no heartbeats, no replication, no replies to new calls),
+    // then the writes go through the follower and reach the leader's log.
+    let before = c.node(l).metrics().last_log_index;
+    c.links.cut_from(lid, &others);
+    let t0 = Instant::now();
+    let acquire = tokio::spawn({
+        let follower = follower.clone();
+        async move {
+            let r = follower
+                .put(
+                    "/s/c/leader",
+                    "n1",
+                    Some(Duration::from_secs(30)),
+                    Condition::Absent,
+                )
+                .await;
+            (r, t0.elapsed())
+        }
+    });
+    let put = tokio::spawn({
+        let follower = follower.clone();
+        async move {
+            let r = follower.put("/s/c/status", "{}", None, Condition::Always).await;
+            (r, t0.elapsed())
+        }
+    });
+    let old_leader = c.node(l).clone();
+    wait_for(
+        Duration::from_secs(2),
+        "both forwarded writes in the old leader's log",
+        || {
+            let n = old_leader.clone();
+            async move { (n.metrics().last_log_index > before).then_some(()) }
+        },
+    )
+    .await;
+    c.links.isolate(lid, &others);
+
+    let limit = op_timeout + Duration::from_secs(5);
+    let (r, elapsed) = tokio::time::timeout(limit, acquire)
+        .await
+        .expect("the acquire returned")
+        .unwrap();
+    let (p, put_elapsed) = tokio::time::timeout(limit, put)
+        .await
+        .expect("the put returned")
+        .unwrap();
+    let newl = c.wait_leader_among(&others, Duration::from_secs(5)).await;
+    eprintln!(
+        "through a follower whose leader was cut off: an acquire succeeded after {elapsed:?}, \
+         an unconditional put ended after {put_elapsed:?} ({p:?}); new leader n{newl}"
+    );
+    let r = r.expect("the acquire succeeds at the new leader");
+    assert!(r.succeeded);
+    // A follower campaigns after the leader lease (election_timeout_max) plus a random
+    // election timeout; the write may take a few hundred ms more, never the time limit.
+    let bound = timing.election_timeout_max * 2 + Duration::from_millis(700);
+    for t in [elapsed, put_elapsed] {
+        assert!(
+            t < bound && t < op_timeout / 2,
+            "a write took {t:?} (bound {bound:?}, time limit {op_timeout:?})"
+        );
+    }
+    assert_eq!(follower.get("/s/c/leader").await.unwrap().unwrap().value, "n1");
+    c.shutdown().await;
+}
+
+/// A follower cut off for 2 s is caught up within a few hundred ms of the heal: the
+/// leader retries an unreachable peer every 100 ms at first, not after a growing back-off.
+/// The election timeout is set above the cut so that the follower does not campaign and
+/// only replication is measured.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failover_speed_follower_cut_for_2s_is_caught_up_right_after_the_heal() {
+    let c = Cluster::start_with(3, |cfg| {
+        cfg.timing = RaftTiming {
+            heartbeat_interval: Duration::from_millis(100),
+            election_timeout_min: Duration::from_millis(3000),
+            election_timeout_max: Duration::from_millis(6000),
+        };
+    })
+    .await;
+    let l = c.wait_leader(Duration::from_secs(10), None).await;
+    let f = (l + 1) % 3;
+    let leader = c.node(l).clone();
+    let follower = c.node(f).clone();
+    assert!(
+        leader
+            .put("/s/c/warm", "1", None, Condition::Always)
+            .await
+            .unwrap()
+            .succeeded
+    );
+    let fid = follower.id();
+    let others: Vec<_> = c.ids().into_iter().filter(|i| *i != fid).collect();
+
+    c.links.isolate(fid, &others);
+    let cut_at = Instant::now();
+    let r = leader
+        .put("/s/c/during", "1", None, Condition::Always)
+        .await
+        .unwrap();
+    assert!(r.succeeded);
+    // Hold the cut for 2 s (the leader meanwhile retries and backs off).
+    tokio::time::sleep_until(cut_at + Duration::from_secs(2)).await;
+    assert!(follower.metrics().last_applied.map_or(0, |l| l.index) < r.revision);
+    c.links.heal();
+    let healed = Instant::now();
+    let caught_up = wait_for(
+        Duration::from_secs(10),
+        "the follower applied the write made during the cut",
+        || {
+            let n = follower.clone();
+            async move {
+                (n.metrics().last_applied.map_or(0, |l| l.index) >= r.revision).then(|| healed.elapsed())
+            }
+        },
+    )
+    .await;
+    eprintln!("a follower cut off for 2 s was caught up {caught_up:?} after the heal");
+    assert!(
+        caught_up < Duration::from_millis(300),
+        "caught up after {caught_up:?}"
+    );
+    c.shutdown().await;
+}
