@@ -8,6 +8,7 @@ use pgwarden::config::{Config, Strictness};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use tokio_util::sync::CancellationToken;
+use tracing_subscriber::{layer::SubscriberExt, util::SubscriberInitExt};
 
 #[derive(Parser)]
 #[command(version, about = "PostgreSQL high availability with an embedded Raft DCS")]
@@ -161,6 +162,10 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         // Colour codes only on a terminal: journald and log files get plain text.
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .finish()
+        // openraft logs a WARN/ERROR line per failed retry to a down peer, forever: let a few
+        // through, then one a minute (our network layer reports the peer's state once).
+        .with(pgwarden_raft::quiet_log::QuietOpenraft::default())
         .init();
     for w in &loaded.warnings {
         tracing::warn!("{w}");
