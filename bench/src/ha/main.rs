@@ -70,6 +70,14 @@ struct Args {
     /// The OS user the daemons and PostgreSQL run as.
     #[arg(long, default_value = "postgres")]
     run_as: String,
+    /// pgwarden's `loop_wait`, seconds, for the random kill delay in [0, 2*loop_wait], used
+    /// when GET /config does not show it (pgwarden's shows only what was stored: with the
+    /// shipped defaults, no timing). 2 is the shipped default.
+    #[arg(long, default_value_t = 2.0)]
+    pgwarden_loop_wait: f64,
+    /// The same for Patroni (its default: 10).
+    #[arg(long, default_value_t = 10.0)]
+    patroni_loop_wait: f64,
 }
 
 /// What a round measured.
@@ -142,7 +150,7 @@ async fn run(args: &Args, samples: &mut Vec<Sample>) -> Result<()> {
         .tempdir_in(&args.work_dir)
         .with_context(|| format!("creating a temp dir in {}", args.work_dir.display()))?;
     std::fs::set_permissions(root.path(), std::fs::Permissions::from_mode(0o755))?;
-    let bin = root.path().join("pgwarden");
+    let bin = root.path().join("pgwarden-bin");
     std::fs::copy(&args.pgwarden, &bin).with_context(|| format!("copying {}", args.pgwarden.display()))?;
     std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755))?;
 
@@ -203,16 +211,26 @@ async fn run_system(
     let config = nodes::dynamic_config(&http, &c)
         .await
         .context("no answer to GET /config")?;
-    let timing = |k: &str| config[k].as_f64().map_or("?".to_string(), |v| v.to_string());
+    let timing = |k: &str| {
+        config[k]
+            .as_f64()
+            .map_or("default".to_string(), |v| v.to_string())
+    };
     println!(
-        "timing (GET /config): ttl {}, loop_wait {}, retry_timeout {}",
+        "timing in GET /config: ttl {}, loop_wait {}, retry_timeout {}",
         timing("ttl"),
         timing("loop_wait"),
         timing("retry_timeout")
     );
-    let loop_wait = config["loop_wait"]
-        .as_f64()
-        .context("GET /config has no loop_wait")?;
+    let loop_wait = match (config["loop_wait"].as_f64(), kind) {
+        (Some(lw), _) => lw,
+        (None, Kind::Pgwarden) => args.pgwarden_loop_wait,
+        (None, Kind::Patroni) => args.patroni_loop_wait,
+    };
+    println!(
+        "kill delay: uniform in [0, {:.1}] s (2 * loop_wait)",
+        2.0 * loop_wait
+    );
     create_table(c.nodes[p].pg).await?;
     let clients = Clients::start(Endpoints {
         rest: c.nodes.iter().map(|n| n.rest).collect(),

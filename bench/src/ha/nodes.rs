@@ -102,9 +102,10 @@ pub fn spawn(mut cmd: Command, log: &Path, user: RunAs) -> Result<Child> {
     cmd.spawn().with_context(|| format!("starting {program}"))
 }
 
-/// Sends `sig` to `pid`; a process that is already gone is not an error.
+/// Sends `sig` to `pid` (a negative value: the process group `-pid`); a process that is
+/// already gone is not an error. 0 and -1 (the caller's group, every process) are refused.
 pub fn signal(pid: i32, sig: libc::c_int) {
-    if pid > 0 {
+    if pid != 0 && pid != -1 {
         // SAFETY: kill has no memory-safety preconditions.
         unsafe { libc::kill(pid, sig) };
     }
