@@ -65,7 +65,7 @@ echo "load average at the start: $(cut -d' ' -f1-3 /proc/loadavg)"
 # SIGINT and SIGTERM included; this trap covers a bench that was itself killed: its daemons
 # die with it (PR_SET_PDEATHSIG), the postmasters they started are found by their pid files
 # under the work dir, and the work dir goes.
-work=$(mktemp -d /tmp/ha-bench-run.XXXXXX)
+work=$(mktemp -d -t ha-bench-run.XXXXXX)
 chmod 755 "$work"
 bench_pid=
 cleanup() {

@@ -61,9 +61,10 @@ struct Args {
     /// within its own limits).
     #[arg(long, default_value_t = 1800)]
     time_limit: u64,
-    /// Where the temp dir goes (it must be reachable by the postgres user).
-    #[arg(long, default_value = "/tmp")]
-    work_dir: PathBuf,
+    /// Where the temp dir goes (it must be reachable by the postgres user); default: the
+    /// system's temp dir.
+    #[arg(long)]
+    work_dir: Option<PathBuf>,
     /// PostgreSQL's binaries, for Patroni.
     #[arg(long, default_value = "/usr/lib/postgresql/15/bin")]
     pg_bin: PathBuf,
@@ -145,10 +146,11 @@ async fn main() -> ExitCode {
 async fn run(args: &Args, samples: &mut Vec<Sample>) -> Result<()> {
     let deadline = Instant::now() + Duration::from_secs(args.time_limit);
     let user = RunAs::lookup(&args.run_as)?;
+    let work_dir = args.work_dir.clone().unwrap_or_else(std::env::temp_dir);
     let root = tempfile::Builder::new()
         .prefix("ha-bench-")
-        .tempdir_in(&args.work_dir)
-        .with_context(|| format!("creating a temp dir in {}", args.work_dir.display()))?;
+        .tempdir_in(&work_dir)
+        .with_context(|| format!("creating a temp dir in {}", work_dir.display()))?;
     std::fs::set_permissions(root.path(), std::fs::Permissions::from_mode(0o755))?;
     let bin = root.path().join("pgwarden-bin");
     std::fs::copy(&args.pgwarden, &bin).with_context(|| format!("copying {}", args.pgwarden.display()))?;
