@@ -1,0 +1,151 @@
+//! Issue 15's partition tests in real network namespaces, at pgwarden's shipped timing: a
+//! namespace per node, one for the client, links cut by silently dropping packets (the
+//! loopback versions in `t35_failover_speed` cut only the Raft links, through a file the
+//! daemons read). The client finds the primary with `GET /primary`, as HAProxy does, and
+//! writes continuously; the tests measure its longest write gap.
+
+use crate::harness::{Cluster, Options, Writer};
+use pgwarden_testkit::{require_netns, require_pg, wait_for, NetLab};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// Builds the network for a 3-node cluster (namespaces named after `tag`, unique per test)
+/// and runs `body` in its client namespace. The network goes after the cluster, also when
+/// the test fails.
+fn in_netns<F, Fut>(tag: &str, body: F)
+where
+    F: FnOnce(Arc<NetLab>) -> Fut + Send,
+    Fut: std::future::Future<Output = ()>,
+{
+    let lab = Arc::new(NetLab::new(&format!("pgw-{tag}"), 3).expect("build the test network"));
+    let for_body = lab.clone();
+    lab.block_on_in_client(move || body(for_body));
+}
+
+async fn start_cluster(lab: Arc<NetLab>) -> (Cluster, usize) {
+    let mut c = Cluster::new(Options {
+        netns: Some(lab),
+        shipped_timing: true,
+        ..Options::default()
+    });
+    c.start_all();
+    let primary = c.wait_healthy(Duration::from_secs(120)).await;
+    (c, primary)
+}
+
+/// The lease's ttl the cluster runs with: the DCS configuration's, else the shipped default.
+async fn ttl(c: &Cluster, i: usize) -> Duration {
+    let url = format!("{}/config", c.rest_url(i));
+    let cfg = pgwarden_testkit::http::get_json(&c.http, &url).await;
+    let secs = cfg
+        .and_then(|v| v.get("ttl").and_then(|t| t.as_u64()))
+        .unwrap_or(pgwarden::config::defaults::TTL.into());
+    Duration::from_secs(secs)
+}
+
+/// What must not change while the primary rides through a fault: its postmaster (no
+/// restart) and its timeline.
+async fn primary_identity(c: &Cluster, i: usize) -> (Option<i32>, Option<u64>) {
+    let tl = c.patroni(i).await.and_then(|p| p["timeline"].as_u64());
+    (c.nodes[i].postmaster_pid(), tl)
+}
+
+/// Cuts node `i` off from the other nodes for `how_long` (the client still reaches every
+/// node), then heals, while a client writes through whichever member answers
+/// `GET /primary` 200. Returns the longest write gap from the cut on.
+async fn cut_and_measure(c: &Cluster, i: usize, how_long: Duration) -> Duration {
+    let w = Writer::start_via_rest(c).await;
+    w.wait_more(50, Duration::from_secs(30)).await;
+    let cut = Instant::now();
+    c.isolate(i);
+    tokio::time::sleep(how_long).await;
+    c.heal();
+    // Writes after the heal, so that a gap at the very end would be seen.
+    w.wait_more(200, Duration::from_secs(60)).await;
+    let gap = w.longest_gap_after(cut);
+    w.stop().await;
+    gap
+}
+
+/// The Raft leader's host, when it is not the primary's, is cut off from the other two for
+/// 8 s: the other two elect a Raft leader, and the primary, which keeps a majority with the
+/// third node, notices no more than a short pause of DCS writes. It stays primary with the
+/// same postmaster and timeline, and the client's longest write gap is under 1 s.
+#[test]
+fn failover_speed_netns_raft_leader_cut_off_keeps_the_primary() {
+    require_pg!();
+    require_netns!();
+    in_netns("t36-rl", |lab| async move {
+        let (c, primary) = start_cluster(lab).await;
+        // Move the Raft leadership off the primary's host first, if it is there: a short cut
+        // of that host (well inside its lease) makes the other two elect a leader.
+        let prep_cut = Duration::from_millis(2500);
+        let mut target = None;
+        let began = Instant::now();
+        // Bounded: at most 90 s of trying.
+        while target.is_none() && began.elapsed() < Duration::from_secs(90) {
+            match c.raft_leader().await {
+                Some(l) if l != primary => target = Some(l),
+                Some(l) => {
+                    c.isolate(l);
+                    tokio::time::sleep(prep_cut).await;
+                    c.heal();
+                    wait_for(Duration::from_secs(20), "one Raft leader again", || {
+                        c.raft_leader()
+                    })
+                    .await;
+                }
+                None => tokio::time::sleep(Duration::from_millis(200)).await,
+            }
+        }
+        let target = target.expect("the Raft leadership never left the primary's host");
+        assert_eq!(
+            c.wait_healthy(Duration::from_secs(60)).await,
+            primary,
+            "moving the Raft leadership changed the primary"
+        );
+        let before = primary_identity(&c, primary).await;
+        eprintln!(
+            "pg{primary} primary, pg{target} Raft leader, ttl {:?}: cutting pg{target} off for 8 s",
+            ttl(&c, primary).await
+        );
+        let gap = cut_and_measure(&c, target, Duration::from_secs(8)).await;
+        eprintln!("Raft leader's host cut off: longest write gap {gap:?}");
+        assert_eq!(c.primary().await, Some(primary), "the primary changed");
+        assert_eq!(
+            primary_identity(&c, primary).await,
+            before,
+            "PostgreSQL was restarted or promoted (postmaster pid, timeline)"
+        );
+        assert!(gap < Duration::from_secs(1), "longest write gap {gap:?}");
+    });
+}
+
+/// The primary's host is cut off from the other two (the client still reaches it) for 4 s,
+/// or half the lease when that is shorter (a cut the lease covers): the primary keeps
+/// serving on its lease and refreshes it once healed. No demotion, no PostgreSQL restart,
+/// longest write gap under 1 s.
+#[test]
+fn failover_speed_netns_primary_cut_off_within_its_lease_rides_through() {
+    require_pg!();
+    require_netns!();
+    in_netns("t36-pc", |lab| async move {
+        let (c, primary) = start_cluster(lab).await;
+        let before = primary_identity(&c, primary).await;
+        let ttl = ttl(&c, primary).await;
+        let how_long = Duration::from_secs(4).min(ttl / 2);
+        eprintln!("pg{primary} primary, ttl {ttl:?}: cutting its host off for {how_long:?}");
+        let gap = cut_and_measure(&c, primary, how_long).await;
+        eprintln!("primary's host cut off for {how_long:?}: longest write gap {gap:?}");
+        assert_eq!(c.primary().await, Some(primary), "the primary changed");
+        assert_eq!(
+            primary_identity(&c, primary).await,
+            before,
+            "PostgreSQL was restarted or promoted (postmaster pid, timeline)"
+        );
+        let demoted: Vec<usize> = (0..3).filter(|i| c.log(*i).contains("demoting")).collect();
+        assert!(demoted.is_empty(), "a demotion was logged by {demoted:?}");
+        assert!(gap < Duration::from_secs(1), "longest write gap {gap:?}");
+    });
+}
