@@ -51,21 +51,40 @@ async fn primary_identity(c: &Cluster, i: usize) -> (Option<i32>, Option<u64>) {
     (c.nodes[i].postmaster_pid(), tl)
 }
 
+/// Whether node `i` says (in /metrics) that its Raft node leads.
+async fn claims_raft_leadership(c: &Cluster, i: usize) -> bool {
+    let url = format!("{}/metrics", c.rest_url(i));
+    let text = match c.http.get(url).timeout(Duration::from_secs(1)).send().await {
+        Ok(r) => r.text().await.unwrap_or_default(),
+        Err(_) => return false,
+    };
+    text.lines()
+        .any(|l| l.starts_with("pgwarden_raft_is_leader") && l.trim_end().ends_with(" 1"))
+}
+
 /// Cuts node `i` off from the other nodes for `how_long` (the client still reaches every
 /// node), then heals, while a client writes through whichever member answers
-/// `GET /primary` 200. Returns the longest write gap from the cut on.
-async fn cut_and_measure(c: &Cluster, i: usize, how_long: Duration) -> Duration {
+/// `GET /primary` 200. Returns the longest write gap from the cut on, and whether another
+/// node claimed the Raft leadership during the cut.
+async fn cut_and_measure(c: &Cluster, i: usize, how_long: Duration) -> (Duration, bool) {
     let w = Writer::start_via_rest(c).await;
     w.wait_more(50, Duration::from_secs(30)).await;
     let cut = Instant::now();
     c.isolate(i);
-    tokio::time::sleep(how_long).await;
+    let mut new_leader = false;
+    // Bounded by the cut's length.
+    while cut.elapsed() < how_long {
+        for j in (0..c.nodes.len()).filter(|j| *j != i) {
+            new_leader = new_leader || claims_raft_leadership(c, j).await;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     c.heal();
     // Writes after the heal, so that a gap at the very end would be seen.
     w.wait_more(200, Duration::from_secs(60)).await;
     let gap = w.longest_gap_after(cut);
     w.stop().await;
-    gap
+    (gap, new_leader)
 }
 
 /// The Raft leader's host, when it is not the primary's, is cut off from the other two for
@@ -110,8 +129,13 @@ fn failover_speed_netns_raft_leader_cut_off_keeps_the_primary() {
             "pg{primary} primary, pg{target} Raft leader, ttl {:?}: cutting pg{target} off for 8 s",
             ttl(&c, primary).await
         );
-        let gap = cut_and_measure(&c, target, Duration::from_secs(8)).await;
+        let (gap, new_leader) = cut_and_measure(&c, target, Duration::from_secs(8)).await;
         eprintln!("Raft leader's host cut off: longest write gap {gap:?}");
+        // Else the cut did not cut, and the test proves nothing.
+        assert!(
+            new_leader,
+            "no other node took the Raft leadership during the cut"
+        );
         assert_eq!(c.primary().await, Some(primary), "the primary changed");
         assert_eq!(
             primary_identity(&c, primary).await,
@@ -136,7 +160,7 @@ fn failover_speed_netns_primary_cut_off_within_its_lease_rides_through() {
         let ttl = ttl(&c, primary).await;
         let how_long = Duration::from_secs(4).min(ttl / 2);
         eprintln!("pg{primary} primary, ttl {ttl:?}: cutting its host off for {how_long:?}");
-        let gap = cut_and_measure(&c, primary, how_long).await;
+        let (gap, _) = cut_and_measure(&c, primary, how_long).await;
         eprintln!("primary's host cut off for {how_long:?}: longest write gap {gap:?}");
         assert_eq!(c.primary().await, Some(primary), "the primary changed");
         assert_eq!(
