@@ -280,9 +280,12 @@ impl Cluster {
             Some(net) => net.command_in_node(i, env!("CARGO_BIN_EXE_pgwarden")),
             None => Command::new(env!("CARGO_BIN_EXE_pgwarden")),
         };
+        // The partition file is loopback's way to cut links; namespaces cut real ones.
+        if self.net.is_none() {
+            cmd.env("PGWARDEN_TEST_PARTITION_FILE", &part);
+        }
         let child = cmd
             .arg(n.config_path())
-            .env("PGWARDEN_TEST_PARTITION_FILE", &part)
             .env("RUST_LOG", "info,openraft=error")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -460,6 +463,17 @@ impl Cluster {
             }
         }
         (claims.len() == 1).then(|| claims[0])
+    }
+
+    /// The lease's ttl the cluster runs with, as node `i` reads it: the DCS configuration's,
+    /// else the shipped default (tests of the defaults must not hard-code them).
+    pub async fn ttl(&self, i: usize) -> Duration {
+        let url = format!("{}/config", self.rest_url(i));
+        let cfg = http::get_json(&self.http, &url).await;
+        let secs = cfg
+            .and_then(|v| v.get("ttl").and_then(Value::as_u64))
+            .unwrap_or(pgwarden::config::defaults::TTL.into());
+        Duration::from_secs(secs)
     }
 
     pub fn log(&self, i: usize) -> String {

@@ -34,16 +34,6 @@ async fn start_cluster(lab: Arc<NetLab>) -> (Cluster, usize) {
     (c, primary)
 }
 
-/// The lease's ttl the cluster runs with: the DCS configuration's, else the shipped default.
-async fn ttl(c: &Cluster, i: usize) -> Duration {
-    let url = format!("{}/config", c.rest_url(i));
-    let cfg = pgwarden_testkit::http::get_json(&c.http, &url).await;
-    let secs = cfg
-        .and_then(|v| v.get("ttl").and_then(|t| t.as_u64()))
-        .unwrap_or(pgwarden::config::defaults::TTL.into());
-    Duration::from_secs(secs)
-}
-
 /// What must not change while the primary rides through a fault: its postmaster (no
 /// restart) and its timeline.
 async fn primary_identity(c: &Cluster, i: usize) -> (Option<i32>, Option<u64>) {
@@ -127,10 +117,16 @@ fn failover_speed_netns_raft_leader_cut_off_keeps_the_primary() {
         let before = primary_identity(&c, primary).await;
         eprintln!(
             "pg{primary} primary, pg{target} Raft leader, ttl {:?}: cutting pg{target} off for 8 s",
-            ttl(&c, primary).await
+            c.ttl(primary).await
         );
+        let dcs_errors = |c: &Cluster| c.log(primary).matches("DCS is not accessible").count();
+        let errors_before = dcs_errors(&c);
         let (gap, new_leader) = cut_and_measure(&c, target, Duration::from_secs(8)).await;
-        eprintln!("Raft leader's host cut off: longest write gap {gap:?}");
+        eprintln!(
+            "Raft leader's host cut off: longest write gap {gap:?}; the primary's loop found the \
+             DCS inaccessible {} times",
+            dcs_errors(&c) - errors_before
+        );
         // Else the cut did not cut, and the test proves nothing.
         assert!(
             new_leader,
@@ -157,7 +153,7 @@ fn failover_speed_netns_primary_cut_off_within_its_lease_rides_through() {
     in_netns("t36-pc", |lab| async move {
         let (c, primary) = start_cluster(lab).await;
         let before = primary_identity(&c, primary).await;
-        let ttl = ttl(&c, primary).await;
+        let ttl = c.ttl(primary).await;
         let how_long = Duration::from_secs(4).min(ttl / 2);
         eprintln!("pg{primary} primary, ttl {ttl:?}: cutting its host off for {how_long:?}");
         let (gap, _) = cut_and_measure(&c, primary, how_long).await;
