@@ -87,6 +87,9 @@ fn failover_speed_netns_raft_leader_cut_off_keeps_the_primary() {
     require_netns!();
     in_netns("t36-rl", |lab| async move {
         let (c, primary) = start_cluster(lab).await;
+        // Taken before the leadership is moved: that cut is well inside the lease too, and
+        // must not cost the primary anything either.
+        let before = primary_identity(&c, primary).await;
         // Move the Raft leadership off the primary's host first, if it is there: a short cut
         // of that host (well inside its lease) makes the other two elect a leader.
         let prep_cut = Duration::from_millis(2500);
@@ -97,6 +100,7 @@ fn failover_speed_netns_raft_leader_cut_off_keeps_the_primary() {
             match c.raft_leader().await {
                 Some(l) if l != primary => target = Some(l),
                 Some(l) => {
+                    eprintln!("pg{l} is the primary and the Raft leader: cutting it off for {prep_cut:?}");
                     c.isolate(l);
                     tokio::time::sleep(prep_cut).await;
                     c.heal();
@@ -114,7 +118,6 @@ fn failover_speed_netns_raft_leader_cut_off_keeps_the_primary() {
             primary,
             "moving the Raft leadership changed the primary"
         );
-        let before = primary_identity(&c, primary).await;
         eprintln!(
             "pg{primary} primary, pg{target} Raft leader, ttl {:?}: cutting pg{target} off for 8 s",
             c.ttl(primary).await
@@ -155,7 +158,10 @@ fn failover_speed_netns_primary_cut_off_within_its_lease_rides_through() {
         let before = primary_identity(&c, primary).await;
         let ttl = c.ttl(primary).await;
         let how_long = Duration::from_secs(4).min(ttl / 2);
-        eprintln!("pg{primary} primary, ttl {ttl:?}: cutting its host off for {how_long:?}");
+        let leads = c.raft_leader().await == Some(primary);
+        eprintln!(
+            "pg{primary} primary (Raft leader: {leads}), ttl {ttl:?}: cutting its host off for {how_long:?}"
+        );
         let (gap, _) = cut_and_measure(&c, primary, how_long).await;
         eprintln!("primary's host cut off for {how_long:?}: longest write gap {gap:?}");
         assert_eq!(c.primary().await, Some(primary), "the primary changed");
