@@ -54,9 +54,11 @@ async fn claims_raft_leadership(c: &Cluster, i: usize) -> bool {
 
 /// Cuts node `i` off from the other nodes for `how_long` (the client still reaches every
 /// node), then heals, while a client writes through whichever member answers
-/// `GET /primary` 200. Returns the longest write gap from the cut on, and whether another
-/// node claimed the Raft leadership during the cut.
+/// `GET /primary` 200, and goes on writing for a lease (`ttl`) after the heal, so that a
+/// lease that runs out late is seen too. Returns the longest write gap from the cut on, and
+/// whether another node claimed the Raft leadership during the cut.
 async fn cut_and_measure(c: &Cluster, i: usize, how_long: Duration) -> (Duration, bool) {
+    let ttl = c.ttl(i).await;
     let w = Writer::start_via_rest(c).await;
     w.wait_more(50, Duration::from_secs(30)).await;
     let cut = Instant::now();
@@ -70,7 +72,8 @@ async fn cut_and_measure(c: &Cluster, i: usize, how_long: Duration) -> (Duration
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     c.heal();
-    // Writes after the heal, so that a gap at the very end would be seen.
+    tokio::time::sleep(ttl).await;
+    // Writes after that, so that a gap at the very end would be seen.
     w.wait_more(200, Duration::from_secs(60)).await;
     let gap = w.longest_gap_after(cut);
     w.stop().await;
