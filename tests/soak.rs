@@ -94,7 +94,6 @@ async fn soak(lab: Arc<NetLab>) {
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let mut c = Cluster::new(Options {
         netns: Some(lab),
-        shipped_timing: true,
         ..Options::default()
     });
     c.start_all();

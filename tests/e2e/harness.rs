@@ -116,9 +116,6 @@ pub struct Options {
     /// Run node `i` in namespace `net.node_ns(i)` (one per node, witness included), listening
     /// on `net.node_ip(i)`; the clients' subnet is allowed into PostgreSQL.
     pub netns: Option<Arc<NetLab>>,
-    /// Leave ttl, loop_wait and retry_timeout to pgwarden's shipped defaults instead of the
-    /// harness's fixed ones (tests of the defaults read the values from the cluster).
-    pub shipped_timing: bool,
 }
 
 impl Default for Options {
@@ -132,7 +129,6 @@ impl Default for Options {
             raft_extra: Vec::new(),
             dcs_parameters: Vec::new(),
             netns: None,
-            shipped_timing: false,
         }
     }
 }
@@ -210,7 +206,6 @@ impl Cluster {
                 raft_extra,
                 &opts.dcs_parameters,
                 root.path(),
-                opts.shipped_timing,
             );
             nodes.push(node);
         }
@@ -528,14 +523,11 @@ fn write_config(
     raft_extra: &str,
     dcs_parameters: &[(&str, &str)],
     root: &Path,
-    shipped_timing: bool,
 ) {
     let root = root.display().to_string();
     // No timing: the tests run at the shipped defaults (ttl 4, loop_wait 2, retry_timeout 1), so
     // that every cluster test is also a check that they cause no false failover.
     let dcs_extra = dcs_extra.replace("{root}", &root);
-    // Every cluster runs at the shipped timing now; the option goes in a later commit.
-    let _ = shipped_timing;
     let pg_extra = pg_extra.replace("{root}", &root);
     let mut params: Vec<(&str, String)> = [
         ("wal_level", "replica"),

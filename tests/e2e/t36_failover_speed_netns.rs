@@ -26,7 +26,6 @@ where
 async fn start_cluster(lab: Arc<NetLab>) -> (Cluster, usize) {
     let mut c = Cluster::new(Options {
         netns: Some(lab),
-        shipped_timing: true,
         ..Options::default()
     });
     c.start_all();
