@@ -93,8 +93,9 @@ fn failover_speed_netns_raft_leader_cut_off_keeps_the_primary() {
         // must not cost the primary anything either.
         let before = primary_identity(&c, primary).await;
         // Move the Raft leadership off the primary's host first, if it is there: a short cut
-        // of that host (well inside its lease) makes the other two elect a leader.
-        let prep_cut = Duration::from_millis(2500);
+        // of that host (half its lease at most: a cut the lease covers) makes the other two
+        // elect a leader.
+        let prep_cut = Duration::from_millis(2500).min(c.ttl(primary).await / 2);
         let mut target = None;
         let began = Instant::now();
         // Bounded: at most 90 s of trying.
