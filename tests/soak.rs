@@ -179,7 +179,7 @@ async fn soak(lab: Arc<NetLab>) {
                 let Some(pid) = c.nodes[node].child.as_ref().map(|ch| ch.id() as i32) else {
                     continue;
                 };
-                let starved = Starved::start(pid);
+                let starved = Starved::start(pid, c.nodes[node].postmaster_pid());
                 tokio::time::sleep(Duration::from_secs(10)).await;
                 let n = starved.stop();
                 tally.cpu += 1;
@@ -273,7 +273,7 @@ fn disk_pressure(dir: &Path, how_long: Duration) {
     let _ = std::fs::remove_file(&path);
 }
 
-/// A daemon and every process under it (its PostgreSQL) moved into a cgroup whose CPU quota
+/// A daemon and its PostgreSQL (every process under either) moved into a cgroup whose CPU quota
 /// is 5 % of one CPU; [`Starved::stop`] moves them back and removes the cgroup (also on drop).
 struct Starved {
     group: PathBuf,
@@ -281,12 +281,19 @@ struct Starved {
 }
 
 impl Starved {
-    fn start(daemon: i32) -> Starved {
+    /// `postmaster`: counted apart, since a daemonised start may leave it outside the
+    /// daemon's process tree.
+    fn start(daemon: i32, postmaster: Option<i32>) -> Starved {
         let group = Path::new(CPU_CGROUP_ROOT).join(format!("pgw-soak-starve-{daemon}"));
         let _ = std::fs::create_dir(&group);
         std::fs::write(group.join("cpu.cfs_period_us"), "100000").expect("cpu.cfs_period_us");
         std::fs::write(group.join("cpu.cfs_quota_us"), "5000").expect("cpu.cfs_quota_us");
-        let pids = descendants(daemon);
+        let mut pids = descendants(daemon);
+        for pid in postmaster.map(descendants).unwrap_or_default() {
+            if !pids.contains(&pid) {
+                pids.push(pid);
+            }
+        }
         for pid in &pids {
             // A process that exited meanwhile cannot be moved: nothing to starve.
             let _ = std::fs::write(group.join("cgroup.procs"), pid.to_string());
