@@ -2,13 +2,20 @@
 //! time, a temporary directory per cluster and a writer that records every acknowledged
 //! row. Everything started here is killed and reaped on drop.
 //!
+//! With [`Options::netns`], the same cluster runs in network namespaces instead (a
+//! [`NetLab`] of the testkit): each daemon, and the PostgreSQL it starts, in its node's
+//! namespace, listening on the node's address; [`Cluster::isolate`] and [`Cluster::heal`]
+//! then cut real links (silent drops) instead of writing the partition file. Everything that
+//! talks to the nodes (REST, SQL, the [`Writer`]) must then run inside the client namespace,
+//! through [`NetLab::block_on_in_client`].
+//!
 //! It stays with the tests rather than in the shared testkit crate: it starts the
 //! `pgwarden` binary of this package (`CARGO_BIN_EXE_pgwarden`, which only this package's
 //! tests know) and writes each node's file with the library's writer (the demo's), so it
 //! depends on the library the testkit must not depend on (pgwarden-raft's tests use it too).
 
 use pgwarden::demo::{local_node_config, LocalNode};
-use pgwarden_testkit::{free_port, http, wait_for};
+use pgwarden_testkit::{free_port, http, wait_for, NetLab};
 use serde_json::Value;
 use std::collections::BTreeSet;
 use std::os::unix::fs::PermissionsExt;
@@ -37,6 +44,8 @@ pub struct NodeSpec {
     pub pg: u16,
     /// The gRPC admin API (ctl.listen).
     pub ctl: u16,
+    /// The address every listener binds: 127.0.0.1, or the node's own in network namespaces.
+    pub host: String,
 }
 
 pub struct Node {
@@ -64,7 +73,7 @@ impl Node {
         self.dir.join("raft")
     }
     pub fn raft_addr(&self) -> String {
-        format!("127.0.0.1:{}", self.spec.raft)
+        format!("{}:{}", self.spec.host, self.spec.raft)
     }
     pub fn postmaster_pid(&self) -> Option<i32> {
         std::fs::read_to_string(self.pgdata().join("postmaster.pid"))
@@ -82,6 +91,9 @@ pub struct Cluster {
     root: Option<tempfile::TempDir>,
     pub nodes: Vec<Node>,
     pub http: reqwest::Client,
+    /// The network namespaces the nodes run in, if any. Dropped after the Cluster's own
+    /// drop has killed every process in them.
+    net: Option<Arc<NetLab>>,
 }
 
 pub struct Options {
@@ -101,6 +113,9 @@ pub struct Options {
     /// replaced), e.g. `("wal_level", "logical")`. In every YAML string of these options,
     /// `{root}` stands for the cluster's temporary directory.
     pub dcs_parameters: Vec<(&'static str, &'static str)>,
+    /// Run node `i` in namespace `net.node_ns(i)` (one per node, witness included), listening
+    /// on `net.node_ip(i)`; the clients' subnet is allowed into PostgreSQL.
+    pub netns: Option<Arc<NetLab>>,
 }
 
 impl Default for Options {
@@ -113,6 +128,7 @@ impl Default for Options {
             pg_extra: Vec::new(),
             raft_extra: Vec::new(),
             dcs_parameters: Vec::new(),
+            netns: None,
         }
     }
 }
@@ -127,8 +143,20 @@ impl Cluster {
             .unwrap();
         std::fs::set_permissions(root.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
         let mut specs = vec![];
+        let nodes_total = opts.data_nodes + usize::from(opts.witness);
+        if let Some(net) = &opts.netns {
+            assert!(
+                net.nodes() >= nodes_total,
+                "the NetLab has fewer nodes than the cluster"
+            );
+        }
+        let host = |i: usize| match &opts.netns {
+            Some(net) => net.node_ip(i).to_string(),
+            None => "127.0.0.1".to_string(),
+        };
         for i in 0..opts.data_nodes {
             specs.push(NodeSpec {
+                host: host(i),
                 name: format!("pg{i}"),
                 witness: false,
                 raft: free_port(),
@@ -139,6 +167,7 @@ impl Cluster {
         }
         if opts.witness {
             specs.push(NodeSpec {
+                host: host(opts.data_nodes),
                 name: "witness".into(),
                 witness: true,
                 raft: free_port(),
@@ -157,14 +186,23 @@ impl Cluster {
                 dir,
                 child: None,
             };
-            let pg_extra = opts.pg_extra.get(i).map_or("", String::as_str);
+            let mut pg_extra = opts.pg_extra.get(i).cloned().unwrap_or_default();
+            if let Some(net) = &opts.netns {
+                // The built-in pg_hba admits the members' hosts only; the clients connect
+                // from their own namespace's address.
+                pg_extra.push_str(&format!(
+                    "  pg_hba:\n    - local all all scram-sha-256\n    - host all all 127.0.0.1/32 scram-sha-256\n    \
+                     - host replication replicator {net}/24 scram-sha-256\n    - host all all {net}/24 scram-sha-256\n",
+                    net = net.node_ip(0)
+                ));
+            }
             let raft_extra = opts.raft_extra.get(i).map_or("", String::as_str);
             write_config(
                 &node,
                 &specs,
                 &opts.dcs_extra,
                 &opts.ctl_extra,
-                pg_extra,
+                &pg_extra,
                 raft_extra,
                 &opts.dcs_parameters,
                 root.path(),
@@ -176,7 +214,15 @@ impl Cluster {
             root: Some(root),
             nodes,
             http: reqwest::Client::new(),
+            net: opts.netns,
         }
+    }
+
+    /// The network namespaces the nodes run in, if the cluster was built with
+    /// [`Options::netns`]. For faults beyond isolate/heal (one-way cuts, loss).
+    #[allow(dead_code)] // Not every test binary that includes the harness injects those.
+    pub fn net(&self) -> Option<&NetLab> {
+        self.net.as_deref()
     }
 
     pub fn partition_file(&self) -> PathBuf {
@@ -188,8 +234,14 @@ impl Cluster {
         &self.root_dir
     }
 
-    /// Cuts the Raft links of node `i` (its PostgreSQL and REST stay reachable).
+    /// Cuts the Raft links of node `i` (its PostgreSQL and REST stay reachable). In network
+    /// namespaces: every packet between node `i` and the other nodes is dropped (the clients
+    /// still reach it).
     pub fn isolate(&self, i: usize) {
+        if let Some(net) = &self.net {
+            net.isolate(i).expect("cut the node off");
+            return;
+        }
         std::fs::write(self.partition_file(), format!("{}\n", self.nodes[i].raft_addr())).unwrap();
     }
 
@@ -204,6 +256,10 @@ impl Cluster {
     }
 
     pub fn heal(&self) {
+        if let Some(net) = &self.net {
+            net.heal().expect("heal the network");
+            return;
+        }
         std::fs::write(self.partition_file(), "").unwrap();
     }
 
@@ -215,9 +271,16 @@ impl Cluster {
             .append(true)
             .open(n.log_path())
             .unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_pgwarden"))
+        let mut cmd = match &self.net {
+            Some(net) => net.command_in_node(i, env!("CARGO_BIN_EXE_pgwarden")),
+            None => Command::new(env!("CARGO_BIN_EXE_pgwarden")),
+        };
+        // The partition file is loopback's way to cut links; namespaces cut real ones.
+        if self.net.is_none() {
+            cmd.env("PGWARDEN_TEST_PARTITION_FILE", &part);
+        }
+        let child = cmd
             .arg(n.config_path())
-            .env("PGWARDEN_TEST_PARTITION_FILE", &part)
             .env("RUST_LOG", "info,openraft=error")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -287,7 +350,7 @@ impl Cluster {
 
     /// The base URL of node `i`'s REST API.
     pub fn rest_url(&self, i: usize) -> String {
-        format!("http://127.0.0.1:{}", self.nodes[i].spec.rest)
+        format!("http://{}:{}", self.nodes[i].spec.host, self.nodes[i].spec.rest)
     }
 
     pub async fn patroni(&self, i: usize) -> Option<Value> {
@@ -359,8 +422,8 @@ impl Cluster {
 
     pub fn conn_str(&self, i: usize) -> String {
         format!(
-            "host=127.0.0.1 port={} user=postgres password={SUPERUSER_PASSWORD} dbname=postgres connect_timeout=2",
-            self.nodes[i].spec.pg
+            "host={} port={} user=postgres password={SUPERUSER_PASSWORD} dbname=postgres connect_timeout=2",
+            self.nodes[i].spec.host, self.nodes[i].spec.pg
         )
     }
 
@@ -377,6 +440,35 @@ impl Cluster {
     pub async fn query_i64(&self, i: usize, sql: &str) -> Option<i64> {
         let c = self.connect(i).await?;
         c.query_one(sql, &[]).await.ok()?.try_get::<_, i64>(0).ok()
+    }
+
+    /// The member whose Raft node is the leader, from each member's /metrics: `None` unless
+    /// exactly one member claims it (a cut-off former leader may still believe it leads).
+    pub async fn raft_leader(&self) -> Option<usize> {
+        let mut claims = vec![];
+        for i in 0..self.nodes.len() {
+            let url = format!("{}/metrics", self.rest_url(i));
+            let r = self.http.get(url).timeout(Duration::from_secs(2)).send().await;
+            let text = r.ok()?.text().await.ok()?;
+            let is_leader = text
+                .lines()
+                .any(|l| l.starts_with("pgwarden_raft_is_leader") && l.trim_end().ends_with(" 1"));
+            if is_leader {
+                claims.push(i);
+            }
+        }
+        (claims.len() == 1).then(|| claims[0])
+    }
+
+    /// The lease's ttl the cluster runs with, as node `i` reads it: the DCS configuration's,
+    /// else the shipped default (tests of the defaults must not hard-code them).
+    pub async fn ttl(&self, i: usize) -> Duration {
+        let url = format!("{}/config", self.rest_url(i));
+        let cfg = http::get_json(&self.http, &url).await;
+        let secs = cfg
+            .and_then(|v| v.get("ttl").and_then(Value::as_u64))
+            .unwrap_or(pgwarden::config::defaults::TTL.into());
+        Duration::from_secs(secs)
     }
 
     pub fn log(&self, i: usize) -> String {
@@ -482,7 +574,36 @@ fn write_config(
         parameters: &params,
         pg_extra: &pg_extra,
     });
+    // The library's writer binds everything to 127.0.0.1; ports are unique across the
+    // cluster, so each `127.0.0.1:port` names one member and can take its own address. The
+    // admin API stays on the loopback of the node's namespace (open to the network, it
+    // would need a token).
+    let mut y = y;
+    for s in all.iter().filter(|s| s.host != "127.0.0.1") {
+        for port in [s.raft, s.rest, s.pg].into_iter().filter(|p| *p != 0) {
+            y = replace_addr(&y, &format!("127.0.0.1:{port}"), &format!("{}:{port}", s.host));
+        }
+    }
     std::fs::write(n.config_path(), y).unwrap();
+}
+
+/// `text` with every `from` that is not followed by another digit (port 543 is not the
+/// start of port 5432) replaced by `to`.
+fn replace_addr(text: &str, from: &str, to: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find(from) {
+        let after = &rest[at + from.len()..];
+        out.push_str(&rest[..at]);
+        if after.starts_with(|c: char| c.is_ascii_digit()) {
+            out.push_str(from);
+        } else {
+            out.push_str(to);
+        }
+        rest = after;
+    }
+    out.push_str(rest);
+    out
 }
 
 /// A client that inserts rows continuously into whichever member accepts writes, and
@@ -494,26 +615,103 @@ pub struct Writer {
     task: Option<tokio::task::JoinHandle<()>>,
 }
 
+/// How a [`Writer`] finds the member to write to.
+#[derive(Clone)]
+pub enum Route {
+    /// Connects to each member in turn and writes to the first not in recovery.
+    Probe,
+    /// As HAProxy does: writes to a member whose `GET /primary` answers 200 (one REST base
+    /// URL per connection string, same order). A checker asks every member every 100 ms; a
+    /// member written to that answers anything else loses its connection, as HAProxy's
+    /// `on-marked-down shutdown-sessions` does. A member that does not answer at all is not
+    /// marked down by that alone (HAProxy waits for several failed checks).
+    RestPrimary(Vec<String>),
+}
+
+/// The last `GET /primary` answer of each member (`None`: no answer), kept by the checker of
+/// [`Route::RestPrimary`].
+type Health = Arc<Mutex<Vec<Option<u16>>>>;
+
+/// Asks every member's `GET /primary` every 100 ms until `stop`.
+async fn check_primaries(urls: Vec<String>, health: Health, stop: tokio_util::sync::CancellationToken) {
+    let client = reqwest::Client::new();
+    // Bounded by the writer's stop (and each GET by its 1 s limit).
+    while !stop.is_cancelled() {
+        let mut answers = Vec::with_capacity(urls.len());
+        for u in &urls {
+            let r = client
+                .get(format!("{u}/primary"))
+                .timeout(Duration::from_secs(1))
+                .send()
+                .await;
+            answers.push(r.ok().map(|r| r.status().as_u16()));
+        }
+        *health.lock().unwrap() = answers;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A connection to member `i` with the writes table in place.
+async fn connect_writer(conn: &str) -> Option<tokio_postgres::Client> {
+    let (c, conn) = tokio_postgres::connect(conn, tokio_postgres::NoTls).await.ok()?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    let _ = c
+        .batch_execute("CREATE TABLE IF NOT EXISTS writes (id bigint primary key)")
+        .await;
+    Some(c)
+}
+
 impl Writer {
     pub async fn start(conns: Vec<String>) -> Writer {
+        Writer::start_routed(conns, Route::Probe).await
+    }
+
+    /// A writer that finds the primary through `GET /primary` ([`Route::RestPrimary`]).
+    pub async fn start_via_rest(c: &Cluster) -> Writer {
+        let data: Vec<usize> = (0..c.nodes.len()).filter(|i| !c.nodes[*i].spec.witness).collect();
+        let conns = data.iter().map(|i| c.conn_str(*i)).collect();
+        let urls = data.iter().map(|i| c.rest_url(*i)).collect();
+        Writer::start_routed(conns, Route::RestPrimary(urls)).await
+    }
+
+    pub async fn start_routed(conns: Vec<String>, route: Route) -> Writer {
         let acked: Arc<Mutex<BTreeSet<i64>>> = Arc::default();
         let ack_times: Arc<Mutex<Vec<(Instant, usize)>>> = Arc::default();
         let stop = tokio_util::sync::CancellationToken::new();
+        let health: Health = Arc::new(Mutex::new(vec![None; conns.len()]));
+        let rest = matches!(route, Route::RestPrimary(_));
+        if let Route::RestPrimary(urls) = route {
+            assert_eq!(urls.len(), conns.len(), "one REST URL per connection string");
+            tokio::spawn(check_primaries(urls, health.clone(), stop.clone()));
+        }
         let (a, t, s) = (acked.clone(), ack_times.clone(), stop.clone());
         let task = tokio::spawn(async move {
             let mut id: i64 = 0;
             let mut client: Option<(tokio_postgres::Client, usize)> = None;
             // Bounded: at most 200k inserts.
             while !s.is_cancelled() && id < 200_000 {
+                if rest {
+                    // The member being written to was marked down: cut its session.
+                    let down = client.as_ref().is_some_and(
+                        |(_, i)| matches!(health.lock().unwrap()[*i], Some(code) if code != 200),
+                    );
+                    if down {
+                        client = None;
+                    }
+                }
                 if client.is_none() {
-                    for (i, cs) in conns.iter().enumerate() {
-                        if let Ok((c, conn)) = tokio_postgres::connect(cs, tokio_postgres::NoTls).await {
-                            tokio::spawn(async move {
-                                let _ = conn.await;
-                            });
-                            let _ = c
-                                .batch_execute("CREATE TABLE IF NOT EXISTS writes (id bigint primary key)")
-                                .await;
+                    if rest {
+                        let up = health.lock().unwrap().iter().position(|h| *h == Some(200));
+                        if let Some(i) = up {
+                            client = connect_writer(&conns[i]).await.map(|c| (c, i));
+                        }
+                    } else {
+                        for (i, cs) in conns.iter().enumerate() {
+                            let Some(c) = connect_writer(cs).await else {
+                                continue;
+                            };
                             if let Ok(row) = c.query_one("SELECT pg_is_in_recovery()", &[]).await {
                                 if !row.get::<_, bool>(0) {
                                     client = Some((c, i));
