@@ -211,6 +211,18 @@ impl PeerClients {
         Ok(client)
     }
 
+    /// Drops the channel to `addr` after a failed call: the next call opens a new connection.
+    ///
+    /// A peer whose packets are dropped silently (a partition, not a refusal) leaves the TCP
+    /// connection in retransmission back-off: after the heal it carries data again only at its
+    /// next retransmission, which after a 2 s cut is about a second away (200 ms, 400, 800...),
+    /// and the primary's lease cannot wait that long. A new connection is tried at once and
+    /// costs one round trip; while the cut lasts, each try ends at the connect timeout.
+    fn forget_channel(&self, addr: &str) {
+        let mut map = self.channels.lock().unwrap_or_else(|p| p.into_inner());
+        map.remove(addr);
+    }
+
     /// Calls `rpc` on the node `target` (0: whoever answers at `addr`), with `req` and the
     /// reply in the envelope's payload format ([`wire::encode`], [`wire::decode`]).
     pub async fn call<Req: Serialize, Resp: DeserializeOwned>(
@@ -241,6 +253,7 @@ impl PeerClients {
         match &res {
             Ok(_) | Err(CallError::Decode { .. }) => self.note(target, addr, None),
             Err(e @ (CallError::NotSent { .. } | CallError::Failed { .. })) => {
+                self.forget_channel(addr);
                 self.note(target, addr, Some(e))
             }
             Err(CallError::Encode { .. }) => {}
