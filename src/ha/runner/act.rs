@@ -10,7 +10,7 @@ use crate::error::chain;
 use crate::ha::callbacks::{CallbackAction, CallbackRole, PrePromote};
 use crate::ha::decide::{clone_source, Action, DemoteMode, PgState};
 use crate::ha::slots::{self, slot_name, Permanent};
-use crate::ha::sync::{self, SyncSettings};
+use crate::ha::sync;
 use crate::ha::view::{ClusterView, HistoryRow, SyncMode};
 use crate::postgres::{ConfigInput, PgControl, PgRole, StandbyTarget, StopMode, Upstream};
 use crate::types::MemberName;
@@ -180,7 +180,7 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
             // Commits must wait for the listed standbys from the first one on.
             let mode = v.synchronous_mode();
             if mode != SyncMode::Off {
-                let s = SyncSettings::from_config(v.dynamic());
+                let s = v.sync_settings();
                 let mine = v
                     .sync
                     .as_ref()
