@@ -204,8 +204,63 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
+    use crate::dcs::MemDcs;
+    use crate::ha::runner::{HaSettings, Timing};
+    use crate::ha::status::{DaemonInfo, NodeStatus};
+    use crate::postgres::fake::FakePg;
+    use crate::types::MemberName;
+    use std::collections::BTreeMap;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    /// The scope prefix of [`runner_a`].
+    pub(in crate::ha::runner) const P: &str = "/service/t/";
+
+    /// Member `a` of scope `t` (ttl 30, loop_wait 10, no watchdog, no scripts) on `dcs` and `pg`.
+    pub(in crate::ha::runner) fn runner_a(dcs: Arc<MemDcs>, pg: Arc<FakePg>) -> Runner<MemDcs, FakePg> {
+        let settings = HaSettings {
+            prefix: P.into(),
+            scope: "t".into(),
+            me: MemberName::new("a").unwrap(),
+            api_url: "http://127.0.0.1:1/patroni".into(),
+            conn_url: "postgres://127.0.0.1:5432/postgres".into(),
+            timing: Timing {
+                ttl: Duration::from_secs(30),
+                loop_wait: Duration::from_secs(10),
+                retry_timeout: Duration::from_secs(10),
+            },
+            safety_margin: Duration::from_secs(2),
+            tags: BTreeMap::new(),
+            failover_priority: 1,
+            initdb: vec![],
+            bootstrap_dcs: json!({}),
+            pg_hba: vec![],
+            default_pg_hba: vec![],
+            local_parameters: BTreeMap::new(),
+            recovery_conf: BTreeMap::new(),
+            post_bootstrap: None,
+            replica_methods: vec![],
+            api_auth: None,
+            scripts: None,
+            watchdog: None,
+        };
+        let info = DaemonInfo {
+            version: "test".into(),
+            scope: "t".into(),
+            name: "a".into(),
+        };
+        let (status, _) = tokio::sync::watch::channel(NodeStatus::initial(info, false));
+        Runner::new(dcs, pg, settings, status)
+    }
+
+    /// Writes `<P><key>` = `value` (no TTL, unconditionally).
+    pub(in crate::ha::runner) async fn put(dcs: &MemDcs, key: &str, value: String) {
+        dcs.put(&format!("{P}{key}"), &value, None, Condition::Always)
+            .await
+            .unwrap();
+    }
 
     /// Patroni's text forms of the postmaster start and last replay times.
     #[test]
@@ -249,15 +304,9 @@ mod tests {
     /// stays on (the section would have turned it off).
     #[tokio::test(flavor = "current_thread")]
     async fn safety_a_standby_cluster_stored_in_the_dcs_is_refused_and_changes_nothing() {
-        use crate::dcs::MemDcs;
-        use crate::ha::runner::{HaSettings, Timing};
-        use crate::ha::status::{DaemonInfo, NodeStatus};
-        use crate::postgres::fake::{Call, FakePg};
+        use crate::postgres::fake::Call;
         use crate::postgres::PostmasterState;
-        use crate::types::{Lsn, MemberName, TimelineId};
-        use std::collections::BTreeMap;
-        use std::sync::Arc;
-        use std::time::Duration;
+        use crate::types::{Lsn, TimelineId};
 
         let log = LogBuf::default();
         let sub = tracing_subscriber::fmt()
@@ -269,12 +318,10 @@ mod tests {
             .finish();
         let _log = tracing::subscriber::set_default(sub);
 
-        const P: &str = "/service/t/";
         let dcs = Arc::new(MemDcs::new());
-        let put = |k: &str, v: String| {
+        let put = |k: &'static str, v: String| {
             let dcs = dcs.clone();
-            let k = format!("{P}{k}");
-            async move { dcs.put(&k, &v, None, Condition::Always).await.unwrap() }
+            async move { put(&dcs, k, v).await }
         };
         let config = |extra: serde_json::Value| {
             let mut c = json!({"ttl": 30, "loop_wait": 10, "retry_timeout": 10, "synchronous_mode": true});
@@ -306,39 +353,7 @@ mod tests {
             s.status.current_lsn = Some(Lsn(0x300_0000));
             s.status.timeline = TimelineId(1);
         });
-        let settings = HaSettings {
-            prefix: P.into(),
-            scope: "t".into(),
-            me: MemberName::new("a").unwrap(),
-            api_url: "http://127.0.0.1:1/patroni".into(),
-            conn_url: "postgres://127.0.0.1:5432/postgres".into(),
-            timing: Timing {
-                ttl: Duration::from_secs(30),
-                loop_wait: Duration::from_secs(10),
-                retry_timeout: Duration::from_secs(10),
-            },
-            safety_margin: Duration::from_secs(2),
-            tags: BTreeMap::new(),
-            failover_priority: 1,
-            initdb: vec![],
-            bootstrap_dcs: json!({}),
-            pg_hba: vec![],
-            default_pg_hba: vec![],
-            local_parameters: BTreeMap::new(),
-            recovery_conf: BTreeMap::new(),
-            post_bootstrap: None,
-            replica_methods: vec![],
-            api_auth: None,
-            scripts: None,
-            watchdog: None,
-        };
-        let info = DaemonInfo {
-            version: "test".into(),
-            scope: "t".into(),
-            name: "a".into(),
-        };
-        let (status, _) = tokio::sync::watch::channel(NodeStatus::initial(info, false));
-        let mut runner = Runner::new(dcs.clone(), pg.clone(), settings, status);
+        let mut runner = runner_a(dcs.clone(), pg.clone());
 
         let refused = "the DCS `config` key holds a setting pgwarden refuses";
         runner.iteration().await.unwrap();
