@@ -452,6 +452,18 @@ fn decide_running(
             };
             return decision(vec![Action::Follow { leader: up.clone() }], why);
         }
+        if r.stalled && !view.members.contains_key(up) {
+            // The upstream's member key has expired: it is most likely dead, and its address is
+            // gone with the key. Restarting now would only take this replica down just when
+            // the leader key expires and the race needs it (a replica with less WAL could
+            // win); the leader key runs out within ttl.
+            return decision(
+                vec![],
+                format!(
+                    "not streaming from {up}, whose member key is gone: waiting for its leader key to expire"
+                ),
+            );
+        }
         if r.stalled {
             return decision(
                 vec![Action::StartReplica {

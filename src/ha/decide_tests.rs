@@ -939,3 +939,28 @@ fn safety_f4_a_non_voter_yields_to_a_voter_in_a_quorum_failover() {
     assert!(races(&race("c", &v, 100, vec![peer("b", 90, false, 1)])));
     assert!(races(&race("c", &v, 100, vec![peer("b", 100, false, 0)])));
 }
+
+/// A replica that stopped streaming from a leader whose member key has expired (the leader is
+/// dead, its key not yet) is not restarted: it would be down just when the key expires and the
+/// race needs it. With the leader's member key present it is restarted as before.
+#[test]
+fn a_stalled_replica_of_a_leader_without_member_key_waits_for_the_race() {
+    let me = n("b");
+    let stalled = PgState::Running(Running {
+        primary: false,
+        timeline: 1,
+        wal: Lsn(100),
+        following: Some(n("a")),
+        streaming: false,
+        stalled: true,
+    });
+    let mut v = view(Some("a"));
+    let d = decide(&inputs(&me, Some(&v), &stalled));
+    assert!(
+        matches!(d.actions.as_slice(), [Action::StartReplica { .. }]),
+        "{d:?}"
+    );
+    v.members.remove(&n("a"));
+    let d = decide(&inputs(&me, Some(&v), &stalled));
+    assert!(d.actions.is_empty(), "{d:?}");
+}
