@@ -241,8 +241,9 @@ async fn safety_f1_a_promotion_held_by_a_replay_backlog_keeps_its_lease_and_open
     );
 }
 
-/// The shared part of the F3 tests: a three-member cluster whose primary is busy and whose
-/// shutdown will wait on a replica's stopped WAL receiver (wal_sender_timeout is long).
+/// The shared part of the F3 tests: a three-member cluster whose primary's shutdown will wait
+/// on a replica's stopped WAL receiver (wal_sender_timeout is long). That replica is tagged
+/// nofailover: its promotion would wait on the stopped receiver too.
 async fn f3_cluster() -> (Cluster, usize, usize, usize, Duration) {
     let mut c = Cluster::new(Options {
         dcs_parameters: vec![("wal_sender_timeout", "120s")],
@@ -251,8 +252,18 @@ async fn f3_cluster() -> (Cluster, usize, usize, usize, Duration) {
     c.start_all();
     let leader = c.wait_healthy(Duration::from_secs(90)).await;
     let others: Vec<usize> = (0..3).filter(|i| *i != leader).collect();
+    let (slow, other) = (others[0], others[1]);
+    c.append_config(slow, "tags:\n  nofailover: true\n");
+    let (code, body) = c.post(slow, "/reload", json!({})).await.expect("POST /reload");
+    assert!(code < 300, "{code} {body}");
+    wait_for(
+        Duration::from_secs(30),
+        "the nofailover tag published",
+        || async { (c.patroni(slow).await?["tags"]["nofailover"] == true).then_some(()) },
+    )
+    .await;
     let ttl = c.ttl(leader).await.expect("GET /config");
-    (c, leader, others[0], others[1], ttl)
+    (c, leader, slow, other, ttl)
 }
 
 fn post_restart(c: &Cluster, i: usize) -> tokio::task::JoinHandle<Option<(u16, String)>> {
