@@ -472,6 +472,13 @@ async fn safety_f4_a_non_voter_is_never_the_candidate_in_quorum_mode() {
         },
     )
     .await;
+    // And the sync key narrowed to its steady state (quorum 0 for one voter): a primary lost
+    // between the widening write (quorum 1) and this one leaves no member with enough votes.
+    let settled = format!("sync key written sync_standby=Some(\"{vn}\") quorum=Some(0)");
+    wait_for(Duration::from_secs(30), "the sync key's steady state", || async {
+        c.log(leader).contains(&settled).then_some(())
+    })
+    .await;
 
     let (code, body) = c
         .post(leader, "/switchover", json!({"leader": ln, "candidate": on}))
