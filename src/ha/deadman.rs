@@ -20,6 +20,11 @@
 //! Both layers identify the postmaster by pid *and* start time ([`Proc`]), read from /proc, so
 //! a recycled pid is never signalled, and both signal only that one process.
 //!
+//! Neither is one-shot per deadline. A lease that ran out and was not renewed stays run out:
+//! a postmaster that appears after the deadline (a restart that went on, a start) is as
+//! unfenced as the one that was stopped, so both layers stop every postmaster they see until
+//! the deadline changes (the review's F3: "re-check on every state change").
+//!
 //! Why `CLOCK_MONOTONIC` in nanoseconds: it is system-wide (comparable between the daemon and
 //! the guard), never jumps with the wall clock, and is what tokio's `Instant` reads in
 //! production, so converting a lease deadline is one subtraction.
@@ -42,6 +47,17 @@ pub const GUARD_POLL: Duration = Duration::from_millis(50);
 /// The longest the fence thread sleeps without looking again (its loop is bounded even if a
 /// wake-up were lost).
 const THREAD_MAX_SLEEP: Duration = Duration::from_millis(500);
+
+/// How often the fence thread looks for a new postmaster after a deadline has passed (until
+/// the lease is renewed or forgotten): a restarted instance is stopped within about this much
+/// of its start, well before it has finished crash recovery and accepts connections.
+const RECHECK: Duration = Duration::from_millis(50);
+
+/// How often, while this member holds a lease, the daemon looks for a new postmaster to
+/// publish the deadline for and to give a guard. Slower than [`RECHECK`]: these looks run on
+/// the runtime and read postmaster.pid. A postmaster started after the lease ran out is
+/// stopped by its guard within about twice this (plus [`GUARD_POLL`]).
+const FOLLOW_POSTMASTER: Duration = Duration::from_millis(200);
 
 /// Why the fence guard could not start.
 #[derive(Debug, thiserror::Error)]
@@ -172,6 +188,9 @@ struct Shared {
     start: AtomicU64,
     stop: AtomicBool,
     thread: OnceLock<std::thread::Thread>,
+    /// The data directory's postmaster.pid, when known: after a deadline has passed, every
+    /// postmaster it names is stopped too (see the module documentation).
+    pid_file: OnceLock<PathBuf>,
 }
 
 impl FenceThread {
@@ -215,6 +234,12 @@ impl FenceThread {
         }
     }
 
+    /// After a deadline has passed, and until the fence is armed again or disarmed, also stop
+    /// whatever postmaster `postmaster.pid` names as soon as it appears (set once).
+    pub fn watch_pid_file(&self, path: PathBuf) {
+        let _ = self.shared.pid_file.set(path);
+    }
+
     /// Arms the fence for `deadline` (`CLOCK_MONOTONIC` ns), replacing any earlier one.
     pub fn arm(&self, deadline: u64) {
         self.shared.deadline.store(deadline.max(1), Ordering::Release);
@@ -235,12 +260,30 @@ impl FenceThread {
 }
 
 fn fence_loop(s: &Shared) {
-    // The deadline already acted on: one signal per deadline, as the tokio fence does.
+    // The deadline that has passed, and the postmasters already signalled for it (each once).
     let mut fired_for = 0u64;
+    let mut signalled: Vec<Proc> = Vec::new();
     while !s.stop.load(Ordering::Acquire) {
         let deadline = s.deadline.load(Ordering::Acquire);
-        if deadline == 0 || deadline == fired_for {
+        if deadline == 0 {
             std::thread::park_timeout(THREAD_MAX_SLEEP);
+            continue;
+        }
+        if deadline == fired_for {
+            // Still the passed deadline: the lease was neither renewed nor forgotten, so a
+            // postmaster started since runs without it. Reading postmaster.pid may wait on the
+            // data volume; that delays only this thread, after the known target was stopped.
+            let found = s.pid_file.get().and_then(|f| Proc::from_pid_file(f));
+            if let Some(p) = found.filter(|p| !signalled.contains(p)) {
+                signalled.push(p);
+                if p.quit() {
+                    tracing::error!(
+                        pid = p.pid,
+                        "fence thread: a postmaster started after the leader lease ran out; sent SIGQUIT"
+                    );
+                }
+            }
+            std::thread::park_timeout(RECHECK);
             continue;
         }
         let now = mono_now();
@@ -253,6 +296,8 @@ fn fence_loop(s: &Shared) {
             pid: s.pid.load(Ordering::Acquire),
             start: s.start.load(Ordering::Acquire),
         };
+        signalled.clear();
+        signalled.push(target);
         // The kill first; the log line (which may block on a full stderr) only afterwards.
         let sent = target.quit();
         let late = Duration::from_nanos(mono_now().saturating_sub(deadline));
@@ -475,8 +520,8 @@ impl FenceFiles {
     }
 }
 
-/// Keeps a fence guard next to every running postmaster, until `shutdown`: once a second, a
-/// postmaster without a live guard gets one (`program fence-guard …`, in its own process
+/// Keeps a fence guard next to every running postmaster, until `shutdown`: every
+/// [`FOLLOW_POSTMASTER`], a postmaster without a live guard gets one (`program fence-guard …`, in its own process
 /// group so that it outlives the daemon, as the postmaster does). A guard left by a previous
 /// daemon is kept: it is found through the guard pid file.
 pub async fn keep_guards<P: PgControl>(
@@ -486,7 +531,7 @@ pub async fn keep_guards<P: PgControl>(
     files: FenceFiles,
     shutdown: CancellationToken,
 ) {
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut tick = tokio::time::interval(FOLLOW_POSTMASTER);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
@@ -540,31 +585,42 @@ pub async fn keep_guards<P: PgControl>(
 }
 
 /// Publishes every change of the lease's deadline (as the REST state carries it) into the
-/// deadline file, with the postmaster it applies to, until the state's sender is gone. The
-/// state at start is not written: a restarted daemon leaves its predecessor's deadline in
-/// place until its own first refresh (or forget), so the guard keeps that deadline meanwhile.
-/// Writes go to the blocking pool: a stalled state directory delays the next publication
-/// (the guard then fires on the older, earlier deadline) but never a runtime worker.
+/// deadline file, with the postmaster it applies to, until the state's sender is gone; while
+/// a deadline is known, a change of postmaster (a restart) is published as well, so the new
+/// postmaster's guard holds it to the same deadline, and stops it at once if that deadline has
+/// already passed. The state at start is not written: a restarted daemon leaves its
+/// predecessor's deadline in place until its own first refresh (or forget), so the guard keeps
+/// that deadline meanwhile. Writes go to the blocking pool: a stalled state directory delays
+/// the next publication (the guard then fires on the older, earlier deadline) but never a
+/// runtime worker.
 pub async fn publish_deadlines<P: PgControl + 'static>(
     mut status: watch::Receiver<NodeStatus>,
     pg: Arc<P>,
     file: DeadlineFile,
 ) {
+    let postmaster = || match pg.probe() {
+        PostmasterState::Running { pid } => Proc::postmaster(pid),
+        _ => None,
+    };
     let mut last = status.borrow().lease_until;
-    while status.changed().await.is_ok() {
+    let mut last_target = last.and_then(|_| postmaster());
+    let mut tick = tokio::time::interval(FOLLOW_POSTMASTER);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            r = status.changed() => if r.is_err() { return },
+            _ = tick.tick() => {}
+        }
         let until = status.borrow_and_update().lease_until;
-        if until == last {
+        let target = until.and_then(|_| postmaster());
+        if until == last && target == last_target {
             continue;
         }
         last = until;
-        let d = until.and_then(|u| {
-            let PostmasterState::Running { pid } = pg.probe() else {
-                return None;
-            };
-            Some(Deadline {
-                target: Proc::postmaster(pid)?,
-                at: mono_at(u),
-            })
+        last_target = target;
+        let d = until.zip(target).map(|(u, target)| Deadline {
+            target,
+            at: mono_at(u),
         });
         let f = file.clone();
         match tokio::task::spawn_blocking(move || f.write(d)).await {

@@ -180,3 +180,115 @@ fn safety_daemon_death_a_second_guard_for_the_same_postmaster_leaves() {
     drop(pm);
     first.join().unwrap().unwrap();
 }
+
+/// Points `pm`'s postmaster.pid at `other` (a restarted postmaster in the same data directory).
+fn repoint(pm: &StandIn, other: &StandIn) {
+    std::fs::write(
+        pm.dir.path().join("postmaster.pid"),
+        format!("{}\n{}\n", other.proc().pid, pm.dir.path().display()),
+    )
+    .unwrap();
+}
+
+/// F3: a postmaster that appears after the deadline has passed (a restart that went on after
+/// the fence fired) is stopped by the fence thread too, without a new deadline; once the lease
+/// is renewed, a postmaster is left alone again until that deadline passes.
+#[test]
+fn safety_f3_the_fence_thread_stops_a_postmaster_started_after_the_deadline() {
+    let mut first = StandIn::start();
+    let fence = FenceThread::new();
+    fence.start().unwrap();
+    fence.set_target(Some(first.proc()));
+    fence.watch_pid_file(first.dir.path().join("postmaster.pid"));
+    fence.arm(mono_now() + ms(100));
+    let (_, sig) = first
+        .exit_within(Duration::from_secs(3))
+        .expect("the first postmaster was not stopped");
+    assert_eq!(sig, Some(nix::sys::signal::Signal::SIGQUIT as i32));
+
+    // The same data directory, a new postmaster, no refresh: stopped at once.
+    let mut second = StandIn::start();
+    repoint(&first, &second);
+    let t0 = Instant::now();
+    let (at, sig) = second
+        .exit_within(Duration::from_secs(3))
+        .expect("a postmaster started after the deadline ran unfenced");
+    assert_eq!(sig, Some(nix::sys::signal::Signal::SIGQUIT as i32));
+    assert!(
+        at - t0 < Duration::from_millis(500),
+        "stopped only {:?} after it appeared",
+        at - t0
+    );
+
+    // Renewed: the next postmaster runs until the new deadline.
+    fence.arm(mono_now() + ms(60_000));
+    let mut third = StandIn::start();
+    repoint(&first, &third);
+    assert!(
+        third.exit_within(Duration::from_millis(400)).is_none(),
+        "stopped under a renewed lease"
+    );
+    fence.stop();
+}
+
+/// F3, the guard's layer: while the lease's deadline is known, a change of postmaster is
+/// published with the same deadline, so the new postmaster's guard holds it to that deadline
+/// (and stops it at once if it has passed). Before, the file kept naming the old postmaster
+/// until the next refresh, and the new postmaster's guard idled.
+#[tokio::test(flavor = "current_thread")]
+async fn safety_f3_the_published_deadline_follows_a_restarted_postmaster() {
+    use crate::postgres::fake::FakePg;
+    let first = StandIn::start();
+    let second = StandIn::start();
+    let pg = Arc::new(FakePg::new());
+    pg.with_state(|s| {
+        s.postmaster = PostmasterState::Running {
+            pid: first.proc().pid,
+        }
+    });
+    let info = crate::ha::status::DaemonInfo {
+        version: "test".into(),
+        scope: "t".into(),
+        name: "a".into(),
+    };
+    let (tx, rx) = watch::channel(NodeStatus::initial(info, false));
+    let file = DeadlineFile::new(first.dir.path().join("fence-deadline"));
+    let task = tokio::spawn(publish_deadlines(rx, pg.clone(), file.clone()));
+    // Let it take the state at start (no lease), which it does not publish.
+    tokio::task::yield_now().await;
+    let until = tokio::time::Instant::now() - Duration::from_secs(1);
+    tx.send_modify(|s| s.lease_until = Some(until));
+    let wait_for_target = |want: Proc| {
+        let file = file.clone();
+        async move {
+            let t0 = Instant::now();
+            loop {
+                if let Some(d) = file.read().filter(|d| d.target == want) {
+                    return d;
+                }
+                assert!(
+                    t0.elapsed() < Duration::from_secs(3),
+                    "the deadline was not published for {want:?}"
+                );
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    };
+    let d1 = wait_for_target(first.proc()).await;
+    // A restart: another postmaster, the lease's deadline unchanged.
+    pg.with_state(|s| {
+        s.postmaster = PostmasterState::Running {
+            pid: second.proc().pid,
+        }
+    });
+    let d2 = wait_for_target(second.proc()).await;
+    // The same deadline, converted to CLOCK_MONOTONIC again (two clock reads apart).
+    assert!(
+        d1.at.abs_diff(d2.at) < ms(5),
+        "the deadline itself changed: {} then {}",
+        d1.at,
+        d2.at
+    );
+    drop(tx);
+    task.await.unwrap();
+}

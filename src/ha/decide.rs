@@ -452,6 +452,18 @@ fn decide_running(
             };
             return decision(vec![Action::Follow { leader: up.clone() }], why);
         }
+        if r.stalled && !view.members.contains_key(up) {
+            // The upstream's member key has expired: it is most likely dead, and its address is
+            // gone with the key. Restarting now would only take this replica down just when
+            // the leader key expires and the race needs it (a replica with less WAL could
+            // win); the leader key runs out within ttl.
+            return decision(
+                vec![],
+                format!(
+                    "not streaming from {up}, whose member key is gone: waiting for its leader key to expire"
+                ),
+            );
+        }
         if r.stalled {
             return decision(
                 vec![Action::StartReplica {
@@ -625,11 +637,8 @@ fn healthiest(i: &Inputs<'_>, view: &ClusterView, r: &Running) -> Result<(), Str
         ));
     }
     // Quorum votes: our own membership counts as the first.
-    let mut votes: i64 = if sync.is_some_and(|s| s.matches(i.me.as_str(), false)) {
-        0
-    } else {
-        -1
-    };
+    let i_vote = sync.is_some_and(|s| s.matches(i.me.as_str(), false));
+    let mut votes: i64 = if i_vote { 0 } else { -1 };
     for p in i.peers {
         if p.name == *i.me {
             continue;
@@ -647,6 +656,16 @@ fn healthiest(i: &Inputs<'_>, view: &ClusterView, r: &Running) -> Result<(), Str
                 // The former primary's extra WAL was never acknowledged.
                 continue;
             }
+        }
+        // Quorum mode: a member outside /sync yields to a voter that can take over and has
+        // at least its WAL. The voter is known to hold every acknowledged commit; this member
+        // only as far as the WAL it has seen, and its vote count can be met with the quorum at
+        // 0 (one voter), so without this it could win a tie against the voter.
+        if voter && !i_vote && p.failover_priority > 0 && !p.watchdog_failed && p.wal >= r.wal {
+            return Err(format!(
+                "{} is listed in /sync, has at least this member's WAL and can take over",
+                p.name
+            ));
         }
         if (p.failover_priority <= 0 || p.watchdog_failed) && !voter {
             continue;

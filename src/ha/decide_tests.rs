@@ -922,3 +922,45 @@ fn safety_f4_a_candidate_outside_sync_does_not_take_the_key_in_quorum_mode() {
     let d = decide(&inputs(&me, Some(&v), &pg));
     assert!(!d.actions.contains(&Action::AcquireLeader), "{}", d.reason);
 }
+
+/// F4, a failover in quorum mode: a member outside /sync does not take the free key while a
+/// voter that can be promoted has at least its WAL, even when the quorum (0, one voter) would
+/// let its vote count pass; with more WAL than the voter, or with the voter unable to be
+/// promoted, it still may.
+#[test]
+fn safety_f4_a_non_voter_yields_to_a_voter_in_a_quorum_failover() {
+    let v = sync_view(json!("quorum"), "b", 0);
+    let d = race("c", &v, 100, vec![peer("b", 100, false, 1)]);
+    assert!(!races(&d), "{}", d.reason);
+    assert!(d.reason.contains("/sync"), "{}", d.reason);
+    // The voter itself races.
+    assert!(races(&race("b", &v, 100, vec![peer("c", 100, false, 1)])));
+    // A voter behind the non-voter, or one that may not be promoted, does not hold it back.
+    assert!(races(&race("c", &v, 100, vec![peer("b", 90, false, 1)])));
+    assert!(races(&race("c", &v, 100, vec![peer("b", 100, false, 0)])));
+}
+
+/// A replica that stopped streaming from a leader whose member key has expired (the leader is
+/// dead, its key not yet) is not restarted: it would be down just when the key expires and the
+/// race needs it. With the leader's member key present it is restarted as before.
+#[test]
+fn a_stalled_replica_of_a_leader_without_member_key_waits_for_the_race() {
+    let me = n("b");
+    let stalled = PgState::Running(Running {
+        primary: false,
+        timeline: 1,
+        wal: Lsn(100),
+        following: Some(n("a")),
+        streaming: false,
+        stalled: true,
+    });
+    let mut v = view(Some("a"));
+    let d = decide(&inputs(&me, Some(&v), &stalled));
+    assert!(
+        matches!(d.actions.as_slice(), [Action::StartReplica { .. }]),
+        "{d:?}"
+    );
+    v.members.remove(&n("a"));
+    let d = decide(&inputs(&me, Some(&v), &stalled));
+    assert!(d.actions.is_empty(), "{d:?}");
+}

@@ -3,8 +3,9 @@
 //! Parsing is tolerant the way Patroni's is: a value that does not parse is skipped (and
 //! reported once by the caller), never a reason to stop the loop.
 
-use crate::config::DynamicConfig;
 pub use crate::config::SyncMode;
+use crate::config::{ConfigError, DynamicConfig};
+use crate::ha::sync::SyncSettings;
 use crate::types::{Lsn, MemberName, MemberState, Role};
 use pgwarden_raft::KeyValue;
 use serde::{Deserialize, Serialize};
@@ -431,9 +432,31 @@ impl ClusterView {
         self.dynamic().failsafe_mode()
     }
 
-    /// `synchronous_mode` from the dynamic config (off in a standby cluster).
+    /// `synchronous_mode` from the dynamic config. A `standby_cluster` section, which would
+    /// turn it off, changes nothing here: a standby cluster is not built, so the loop refuses
+    /// the section ([`ClusterView::refused_config`]) and the cluster keeps the replication it
+    /// runs with.
     pub fn synchronous_mode(&self) -> SyncMode {
-        self.dynamic().synchronous_mode()
+        self.dynamic().synchronous_mode.unwrap_or_default()
+    }
+
+    /// The synchronous replication settings, with the mode of [`ClusterView::synchronous_mode`].
+    pub fn sync_settings(&self) -> SyncSettings {
+        SyncSettings {
+            mode: self.synchronous_mode(),
+            ..SyncSettings::from_config(self.dynamic())
+        }
+    }
+
+    /// Settings stored in the `config` key that pgwarden has not built (`standby_cluster`),
+    /// each naming its key and what to do. PATCH and PUT /config refuse them, but an older
+    /// version or a raw DCS write may have stored one. The loop acts as if they were absent
+    /// (never promoting or demoting because of them) and reports them.
+    pub fn refused_config(&self) -> Vec<ConfigError> {
+        self.config
+            .as_ref()
+            .map(|c| c.value.not_built(""))
+            .unwrap_or_default()
     }
 
     /// The `sync` key when synchronous replication is active: the mode is on (or quorum)

@@ -263,6 +263,49 @@ impl Cluster {
         std::fs::write(self.partition_file(), "").unwrap();
     }
 
+    /// Appends top-level YAML (e.g. `tags:`) to node `i`'s configuration file: read at its
+    /// next start, or by POST /reload.
+    pub fn append_config(&self, i: usize, yaml: &str) {
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(self.nodes[i].config_path())
+            .unwrap();
+        std::io::Write::write_all(&mut f, yaml.as_bytes()).unwrap();
+    }
+
+    /// The first sample of `name` in node `i`'s GET /metrics.
+    pub async fn metric(&self, i: usize, name: &str) -> Option<f64> {
+        let text = self
+            .http
+            .get(format!("{}/metrics", self.rest_url(i)))
+            .timeout(Duration::from_secs(3))
+            .send()
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()?;
+        text.lines()
+            .filter(|l| !l.starts_with('#'))
+            .find(|l| l.split([' ', '{']).next() == Some(name))?
+            .rsplit(' ')
+            .next()?
+            .parse()
+            .ok()
+    }
+
+    /// Seconds left on node `i`'s leader lease, as it reports it the moment the lease changes
+    /// (0 when it does not hold the key); answered while its HA loop is busy in a long action.
+    pub async fn lease_remaining(&self, i: usize) -> Option<f64> {
+        self.metric(i, "pgwarden_leader_lease_remaining_seconds").await
+    }
+
+    /// The lease's ttl as the cluster stores it (GET /config on node `via`).
+    pub async fn ttl(&self, via: usize) -> Option<Duration> {
+        let c = http::get_json(&self.http, &format!("{}/config", self.rest_url(via))).await?;
+        Some(Duration::from_secs(c.get("ttl")?.as_u64()?))
+    }
+
     pub fn start(&mut self, i: usize) {
         let part = self.partition_file();
         let n = &mut self.nodes[i];

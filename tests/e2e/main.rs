@@ -11,6 +11,7 @@
 //! [`t15_fence`] kills only the primary's daemon and checks that its PostgreSQL stops
 //! accepting writes by the lease's deadline (the fence guard), before any promotion;
 //! [`t16_safety`] holds the other safety regressions that need real PostgreSQL;
+//! [`t17_safety_e2e`] builds the safety review's F1, F3, F4 and F5 scenarios end to end;
 //! [`t20_operations`] restarts, reinitializes and reloads members; [`t30_failover`] loses
 //! the primary in several ways; [`t35_failover_speed`] measures how fast the health checks
 //! follow a new primary and what a Raft leader change or a short cut costs;
@@ -28,6 +29,7 @@ mod t10_bootstrap;
 mod t12_config_safety;
 mod t15_fence;
 mod t16_safety;
+mod t17_safety_e2e;
 mod t20_operations;
 mod t30_failover;
 mod t35_failover_speed;

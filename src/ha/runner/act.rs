@@ -10,7 +10,7 @@ use crate::error::chain;
 use crate::ha::callbacks::{CallbackAction, CallbackRole, PrePromote};
 use crate::ha::decide::{clone_source, Action, DemoteMode, PgState};
 use crate::ha::slots::{self, slot_name, Permanent};
-use crate::ha::sync::{self, SyncSettings};
+use crate::ha::sync;
 use crate::ha::view::{ClusterView, HistoryRow, SyncMode};
 use crate::postgres::{ConfigInput, PgControl, PgRole, StandbyTarget, StopMode, Upstream};
 use crate::types::MemberName;
@@ -180,7 +180,7 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
             // Commits must wait for the listed standbys from the first one on.
             let mode = v.synchronous_mode();
             if mode != SyncMode::Off {
-                let s = SyncSettings::from_config(v.dynamic());
+                let s = v.sync_settings();
                 let mine = v
                     .sync
                     .as_ref()
@@ -335,11 +335,16 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
         }
         let lease = self.lease.clone();
         let pg = self.pg.clone();
-        if let Err(lost) = lease.keep_alive_while(self.timing.loop_wait, pg.promote()).await {
-            // pg_promote() may have gone through: never leave a writable instance without
-            // the lease.
-            self.demote_stop(StopMode::Immediate).await?;
-            return Err(lost.into());
+        match lease.keep_alive_while(self.timing.loop_wait, pg.promote()).await {
+            // A promotion that failed (or did not finish in time) leaves a replica: nothing
+            // below (the primary role, the history row) may be published for it.
+            Ok(promoted) => promoted?,
+            Err(lost) => {
+                // pg_promote() may have gone through: never leave a writable instance without
+                // the lease.
+                self.demote_stop(StopMode::Immediate).await?;
+                return Err(lost.into());
+            }
         }
         // Health checks answer from this at once (GET /primary is 200 the moment PostgreSQL
         // accepts writes), not at the end of the iteration.
@@ -394,12 +399,17 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
                 // send it, so the candidate has all our WAL; the lease is kept alive
                 // meanwhile, and an immediate stop follows if it cannot be.
                 let lease = self.lease.clone();
-                if let Err(lost) = lease
+                match lease
                     .keep_alive_while(self.timing.loop_wait, self.demote_stop(StopMode::Fast))
                     .await
                 {
-                    tracing::warn!(error = %chain(&lost), "the graceful stop outlived the lease: stopping at once");
-                    self.demote_stop(StopMode::Immediate).await?;
+                    // PostgreSQL that could not be stopped keeps the key (Patroni's rule): it
+                    // may still be a running primary, so nobody else may take over yet.
+                    Ok(stopped) => stopped?,
+                    Err(lost) => {
+                        tracing::warn!(error = %chain(&lost), "the graceful stop outlived the lease: stopping at once");
+                        self.demote_stop(StopMode::Immediate).await?;
+                    }
                 }
                 self.lease.release().await?;
             }
@@ -567,5 +577,94 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
         self.pg.write_config(&input).await?;
         self.written_role = Some(input.role);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::publish::tests::{put, runner_a, P};
+    use crate::dcs::{Dcs, MemDcs};
+    use crate::postgres::fake::FakePg;
+    use crate::postgres::PostmasterState;
+    use crate::types::{Lsn, Role, TimelineId};
+    use serde_json::json;
+    use std::sync::Arc;
+
+    async fn cluster(dcs: &MemDcs) {
+        put(dcs, "initialize", "7000000000000000001".into()).await;
+        put(
+            dcs,
+            "config",
+            json!({"ttl": 30, "loop_wait": 10, "retry_timeout": 10}).to_string(),
+        )
+        .await;
+    }
+
+    /// A promotion whose pg_promote() fails leaves a replica: the iteration fails, and neither
+    /// the primary role nor a history row is published for it.
+    #[tokio::test]
+    async fn a_failed_promotion_is_never_published_as_a_primary() {
+        let dcs = Arc::new(MemDcs::new());
+        cluster(&dcs).await;
+        let pg = Arc::new(FakePg::new());
+        pg.with_state(|s| {
+            // No process can have this pid: the fence thread never finds one.
+            s.postmaster = PostmasterState::Running { pid: i32::MAX };
+            s.status.in_recovery = true;
+            s.status.current_lsn = None;
+            s.status.receive_lsn = Some(Lsn(0x300_0000));
+            s.status.replay_lsn = Some(Lsn(0x300_0000));
+            s.status.timeline = TimelineId(1);
+        });
+        pg.fail("promote");
+        let mut r = runner_a(dcs.clone(), pg.clone());
+        assert!(
+            r.iteration().await.is_err(),
+            "the failed promotion was not reported"
+        );
+        assert_ne!(r.status.borrow().role, Role::Primary, "published as a primary");
+        assert!(
+            dcs.get(&format!("{P}history")).await.unwrap().is_none(),
+            "a history row for a promotion that failed"
+        );
+    }
+
+    /// A switchover whose graceful stop fails keeps the leader key: PostgreSQL may still run
+    /// as the primary, so the candidate must not take over (Patroni's rule).
+    #[tokio::test]
+    async fn a_graceful_demotion_that_cannot_stop_postgres_keeps_the_key() {
+        let dcs = Arc::new(MemDcs::new());
+        cluster(&dcs).await;
+        put(&dcs, "leader", "a".into()).await;
+        put(
+            &dcs,
+            "members/b",
+            json!({"conn_url": "postgres://127.0.0.1:5433/postgres", "api_url": "http://127.0.0.1:1/patroni",
+                   "state": "running", "role": "replica", "xlog_location": 0x300_0000})
+            .to_string(),
+        )
+        .await;
+        put(
+            &dcs,
+            "failover",
+            json!({"leader": "a", "member": "b"}).to_string(),
+        )
+        .await;
+        let pg = Arc::new(FakePg::new());
+        pg.with_state(|s| {
+            s.postmaster = PostmasterState::Running { pid: i32::MAX };
+            s.status.in_recovery = false;
+            s.status.current_lsn = Some(Lsn(0x300_0000));
+            s.status.timeline = TimelineId(1);
+        });
+        pg.fail("stop");
+        let mut r = runner_a(dcs.clone(), pg.clone());
+        assert!(r.iteration().await.is_err(), "the failed stop was not reported");
+        let leader = dcs.get(&format!("{P}leader")).await.unwrap().map(|kv| kv.value);
+        assert_eq!(
+            leader.as_deref(),
+            Some("a"),
+            "the key was released although PostgreSQL could not be stopped"
+        );
     }
 }

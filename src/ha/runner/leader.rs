@@ -5,7 +5,7 @@
 use super::{ActError, Observation, Runner};
 use crate::dcs::Dcs;
 use crate::ha::failsafe;
-use crate::ha::sync::{self, Standby, SyncSettings};
+use crate::ha::sync::{self, Standby};
 use crate::ha::view::{ClusterView, MemberRecord, SyncKey, SyncMode, Versioned};
 use crate::ha::watchdog::WatchdogMode;
 use crate::postgres::{LocalStatus, PgControl, StopMode};
@@ -89,7 +89,7 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
         if mode == SyncMode::Off {
             return Ok(());
         }
-        let s = SyncSettings::from_config(v.dynamic());
+        let s = v.sync_settings();
         let value = SyncKey {
             leader: Some(self.s.me.to_string()),
             sync_standby: None,
@@ -144,7 +144,7 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
             }
             return Ok(());
         }
-        let settings = SyncSettings::from_config(v.dynamic());
+        let settings = v.sync_settings();
         let Some(primary_lsn) = obs.status.as_ref().and_then(|s| s.current_lsn) else {
             return Ok(());
         };

@@ -75,12 +75,16 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
                         },
                         streaming,
                         // A nostream member never streams: that is no reason to restart it.
+                        // Never before the leader's lease could have run out (ttl, plus a
+                        // loop for its last write): when the leader died, its key expires
+                        // first and this replica takes part in the race with PostgreSQL up,
+                        // instead of being restarted just then.
                         stalled: st.in_recovery
                             && !streaming
                             && !self.nostream()
-                            && self
-                                .not_streaming_since
-                                .is_some_and(|t| t.elapsed() > STREAMING_GRACE),
+                            && self.not_streaming_since.is_some_and(|t| {
+                                t.elapsed() > STREAMING_GRACE.max(self.timing.ttl + self.timing.loop_wait)
+                            }),
                     })
                 }
                 Err(_) => PgState::Unresponsive,

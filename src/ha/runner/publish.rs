@@ -57,6 +57,9 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
     }
 
     pub(super) fn publish(&mut self, v: &ClusterView, obs: &Observation, dcs_ok: bool) {
+        if dcs_ok {
+            self.report_refused_config(v);
+        }
         let (pg, sysid) = (&obs.pg, obs.sysid);
         let (state, role) = state_and_role(pg, &self.status.borrow().state);
         let lease_until = self.lease.deadline();
@@ -171,9 +174,93 @@ fn state_and_role(pg: &PgState, current: &MemberState) -> (MemberState, Role) {
     }
 }
 
+/// The runner's warned-once set holds, under this prefix and the `config` key's revision, that
+/// the refused settings of that revision were reported.
+const REFUSED_CONFIG: &str = "config refused at revision ";
+
+impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
+    /// Reports the settings of the `config` key that the loop refuses ([`ClusterView::refused_config`]):
+    /// an error per setting, once per revision of the key, naming the key and what to do. The
+    /// loop acts as if they were absent, so the cluster keeps running as it is; a revision
+    /// without them clears the record, so that storing one again is reported again.
+    fn report_refused_config(&mut self, v: &ClusterView) {
+        let refused = v.refused_config();
+        if refused.is_empty() {
+            self.warned_slots.retain(|k| !k.starts_with(REFUSED_CONFIG));
+            return;
+        }
+        let rev = v.config.as_ref().map_or(0, |c| c.revision);
+        if !self.warned_slots.insert(format!("{REFUSED_CONFIG}{rev}")) {
+            return;
+        }
+        for e in refused {
+            tracing::error!(
+                key = e.key().unwrap_or_default(),
+                revision = rev,
+                "the DCS `config` key holds a setting pgwarden refuses, ignored: the cluster keeps running as it is. {e}"
+            );
+        }
+    }
+}
+
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
+    use crate::dcs::MemDcs;
+    use crate::ha::runner::{HaSettings, Timing};
+    use crate::ha::status::{DaemonInfo, NodeStatus};
+    use crate::postgres::fake::FakePg;
+    use crate::types::MemberName;
+    use std::collections::BTreeMap;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    /// The scope prefix of [`runner_a`].
+    pub(in crate::ha::runner) const P: &str = "/service/t/";
+
+    /// Member `a` of scope `t` (ttl 30, loop_wait 10, no watchdog, no scripts) on `dcs` and `pg`.
+    pub(in crate::ha::runner) fn runner_a(dcs: Arc<MemDcs>, pg: Arc<FakePg>) -> Runner<MemDcs, FakePg> {
+        let settings = HaSettings {
+            prefix: P.into(),
+            scope: "t".into(),
+            me: MemberName::new("a").unwrap(),
+            api_url: "http://127.0.0.1:1/patroni".into(),
+            conn_url: "postgres://127.0.0.1:5432/postgres".into(),
+            timing: Timing {
+                ttl: Duration::from_secs(30),
+                loop_wait: Duration::from_secs(10),
+                retry_timeout: Duration::from_secs(10),
+            },
+            safety_margin: Duration::from_secs(2),
+            tags: BTreeMap::new(),
+            failover_priority: 1,
+            initdb: vec![],
+            bootstrap_dcs: json!({}),
+            pg_hba: vec![],
+            default_pg_hba: vec![],
+            local_parameters: BTreeMap::new(),
+            recovery_conf: BTreeMap::new(),
+            post_bootstrap: None,
+            replica_methods: vec![],
+            api_auth: None,
+            scripts: None,
+            watchdog: None,
+        };
+        let info = DaemonInfo {
+            version: "test".into(),
+            scope: "t".into(),
+            name: "a".into(),
+        };
+        let (status, _) = tokio::sync::watch::channel(NodeStatus::initial(info, false));
+        Runner::new(dcs, pg, settings, status)
+    }
+
+    /// Writes `<P><key>` = `value` (no TTL, unconditionally).
+    pub(in crate::ha::runner) async fn put(dcs: &MemDcs, key: &str, value: String) {
+        dcs.put(&format!("{P}{key}"), &value, None, Condition::Always)
+            .await
+            .unwrap();
+    }
 
     /// Patroni's text forms of the postmaster start and last replay times.
     #[test]
@@ -185,6 +272,127 @@ mod tests {
         assert_eq!(
             replayed_timestamp_text(1_700_000_000_123_456).as_deref(),
             Some("2023-11-14 22:13:20.123 UTC")
+        );
+    }
+
+    /// Collects the formatted log of the current thread.
+    #[derive(Clone, Default)]
+    struct LogBuf(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for LogBuf {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl LogBuf {
+        fn count(&self, needle: &str) -> usize {
+            String::from_utf8_lossy(&self.0.lock().unwrap())
+                .matches(needle)
+                .count()
+        }
+    }
+
+    /// A `standby_cluster` section stored in the DCS by a raw write (PATCH and PUT /config
+    /// refuse it) on a running synchronous cluster: the loop logs an error naming the key and
+    /// what to do, once per revision of the `config` key, and keeps the cluster as it is: the
+    /// primary is neither stopped nor demoted, keeps its key, and synchronous replication
+    /// stays on (the section would have turned it off).
+    #[tokio::test(flavor = "current_thread")]
+    async fn safety_a_standby_cluster_stored_in_the_dcs_is_refused_and_changes_nothing() {
+        use crate::postgres::fake::Call;
+        use crate::postgres::PostmasterState;
+        use crate::types::{Lsn, TimelineId};
+
+        let log = LogBuf::default();
+        let sub = tracing_subscriber::fmt()
+            .with_writer({
+                let log = log.clone();
+                move || log.clone()
+            })
+            .with_ansi(false)
+            .finish();
+        let _log = tracing::subscriber::set_default(sub);
+
+        let dcs = Arc::new(MemDcs::new());
+        let put = |k: &'static str, v: String| {
+            let dcs = dcs.clone();
+            async move { put(&dcs, k, v).await }
+        };
+        let config = |extra: serde_json::Value| {
+            let mut c = json!({"ttl": 30, "loop_wait": 10, "retry_timeout": 10, "synchronous_mode": true});
+            c.as_object_mut()
+                .unwrap()
+                .extend(extra.as_object().unwrap().clone());
+            c.to_string()
+        };
+        put("initialize", "7000000000000000001".into()).await;
+        put(
+            "config",
+            config(json!({"standby_cluster": {"host": "10.0.0.9", "port": 5432}})),
+        )
+        .await;
+        put("leader", "a".into()).await;
+        put("sync", json!({"leader": "a", "sync_standby": "b"}).to_string()).await;
+        put(
+            "members/b",
+            json!({"conn_url": "postgres://127.0.0.1:5433/postgres", "api_url": "http://127.0.0.1:1/patroni",
+                   "state": "running", "role": "replica"})
+            .to_string(),
+        )
+        .await;
+        let pg = Arc::new(FakePg::new());
+        pg.with_state(|s| {
+            // No process can have this pid: the fence thread never finds one.
+            s.postmaster = PostmasterState::Running { pid: i32::MAX };
+            s.status.in_recovery = false;
+            s.status.current_lsn = Some(Lsn(0x300_0000));
+            s.status.timeline = TimelineId(1);
+        });
+        let mut runner = runner_a(dcs.clone(), pg.clone());
+
+        let refused = "the DCS `config` key holds a setting pgwarden refuses";
+        runner.iteration().await.unwrap();
+        runner.iteration().await.unwrap();
+        assert_eq!(log.count(refused), 1, "not once per revision");
+        assert_eq!(log.count("remove `standby_cluster`"), 1, "what to do is not said");
+        // Another revision that still holds it: reported again.
+        put(
+            "config",
+            config(json!({"standby_cluster": {"host": "10.0.0.9"}, "maximum_lag_on_failover": 1})),
+        )
+        .await;
+        runner.iteration().await.unwrap();
+        assert_eq!(log.count(refused), 2);
+        // Removed, then stored again: reported again.
+        put("config", config(json!({}))).await;
+        runner.iteration().await.unwrap();
+        put("config", config(json!({"standby_cluster": {"host": "10.0.0.9"}}))).await;
+        runner.iteration().await.unwrap();
+        assert_eq!(log.count(refused), 3);
+
+        let leader = dcs.get(&format!("{P}leader")).await.unwrap().map(|kv| kv.value);
+        assert_eq!(leader.as_deref(), Some("a"), "the primary lost its key");
+        let calls = pg.calls();
+        assert!(
+            !calls
+                .iter()
+                .any(|c| matches!(c, Call::Stop(_) | Call::Restart(_) | Call::Promote | Call::Start)),
+            "PostgreSQL was acted on: {calls:?}"
+        );
+        assert_eq!(
+            log.count("synchronous mode is off"),
+            0,
+            "synchronous replication was turned off"
+        );
+        let sync = dcs.get(&format!("{P}sync")).await.unwrap().map(|kv| kv.value);
+        assert!(
+            sync.is_some_and(|s| s.contains(r#""leader":"a""#)),
+            "the sync key was removed"
         );
     }
 }
