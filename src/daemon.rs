@@ -172,6 +172,7 @@ pub async fn run(
             .context("postgresql: section missing on a data node")?;
         let settings = pg_settings(&cfg)?;
         let data_dir = settings.data_dir.clone();
+        let pid_file = data_dir.join("postmaster.pid");
         let pg = Arc::new(
             PgManager::new(settings)
                 .await
@@ -183,6 +184,21 @@ pub async fn run(
         // The dead-man's switch (see ha::deadman): a guard process next to the postmaster,
         // fed the lease's deadline through a file in our state directory. A guard left by
         // a previous daemon is adopted, not replaced.
+        // The primary's Raft node does not stand for election while a leader reaches it
+        // (openraft has no pre-vote): see pgwarden_raft::candidacy.
+        tokio::spawn({
+            let node = node.clone();
+            let mut status = status_tx.subscribe();
+            async move {
+                loop {
+                    let holds = status.borrow_and_update().holds_lock;
+                    node.hold_candidacy(holds);
+                    if status.changed().await.is_err() {
+                        return;
+                    }
+                }
+            }
+        });
         let fence_files = FenceFiles::in_dir(&cfg.raft.data_dir());
         let deadlines = tokio::spawn(publish_deadlines(
             status_tx.subscribe(),
@@ -217,6 +233,7 @@ pub async fn run(
             Box::new(LinuxDriver),
         );
         let mut runner = Runner::new(node.clone(), pg, ha, status_tx)
+            .with_pid_file(pid_file)
             .with_callbacks(Arc::new(callbacks))
             .with_watchdog(Arc::new(watchdog))
             .with_failsafe(failsafe.clone())

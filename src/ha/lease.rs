@@ -271,6 +271,13 @@ impl<D: Dcs> LeaderLease<D> {
         self.feed_thread(Some(until));
     }
 
+    /// After a deadline has passed, the fence thread also stops whatever postmaster this file
+    /// names, until the lease is renewed or forgotten: a PostgreSQL started (by a restart in
+    /// flight, or anyone) after the lease ran out never runs writable. Set once.
+    pub fn watch_pid_file(&self, path: std::path::PathBuf) {
+        self.inner.thread.watch_pid_file(path);
+    }
+
     /// Hands a deadline (or none) to the fence thread, with the postmaster it applies to.
     fn feed_thread(&self, until: Option<Instant>) {
         let thread = &self.inner.thread;
@@ -451,14 +458,26 @@ async fn fence<P: PgControl + 'static>(
                     _ = shutdown.cancelled() => return,
                     r = until.changed() => if r.is_err() { return },
                     _ = tokio::time::sleep_until(d) => {
-                        if *until.borrow() == Some(d) && matches!(pg.probe(), PostmasterState::Running { .. }) {
-                            tracing::error!("the leader lease ran out before it could be refreshed: stopping PostgreSQL now");
-                            if let Err(e) = pg.stop(StopMode::Immediate).await {
-                                tracing::error!(error = %crate::error::chain(&e), "fencing stop failed");
+                        // Not once per deadline: until a refresh or a forget changes the
+                        // deadline, any postmaster that runs (a restart that was in flight, a
+                        // start by hand) is stopped again, checked every 200 ms.
+                        let mut logged = false;
+                        loop {
+                            if *until.borrow() == Some(d) && matches!(pg.probe(), PostmasterState::Running { .. }) {
+                                if !logged {
+                                    tracing::error!("the leader lease ran out before it could be refreshed: stopping PostgreSQL now");
+                                    logged = true;
+                                }
+                                if let Err(e) = pg.stop(StopMode::Immediate).await {
+                                    tracing::error!(error = %crate::error::chain(&e), "fencing stop failed");
+                                }
+                            }
+                            tokio::select! {
+                                _ = shutdown.cancelled() => return,
+                                r = until.changed() => { if r.is_err() { return } break }
+                                _ = tokio::time::sleep(Duration::from_millis(200)) => {}
                             }
                         }
-                        // Wait for the next refresh (or none) before arming again.
-                        if until.changed().await.is_err() { return }
                     }
                 }
             }

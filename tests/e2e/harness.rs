@@ -300,12 +300,6 @@ impl Cluster {
         self.metric(i, "pgwarden_leader_lease_remaining_seconds").await
     }
 
-    /// The lease's ttl as the cluster stores it (GET /config on node `via`).
-    pub async fn ttl(&self, via: usize) -> Option<Duration> {
-        let c = http::get_json(&self.http, &format!("{}/config", self.rest_url(via))).await?;
-        Some(Duration::from_secs(c.get("ttl")?.as_u64()?))
-    }
-
     pub fn start(&mut self, i: usize) {
         let part = self.partition_file();
         let n = &mut self.nodes[i];

@@ -119,7 +119,7 @@ async fn safety_f1_a_promotion_held_by_a_replay_backlog_keeps_its_lease_and_open
     c.start_all();
     let leader = c.wait_healthy(Duration::from_secs(90)).await;
     let replica = 1 - leader;
-    let ttl = c.ttl(leader).await.expect("GET /config");
+    let ttl = c.ttl(leader).await;
     let primary = c.connect(leader).await.expect("connect to the primary");
     primary
         .batch_execute("CREATE TABLE f1_held AS SELECT generate_series(1, 1000) AS x")
@@ -262,7 +262,7 @@ async fn f3_cluster() -> (Cluster, usize, usize, usize, Duration) {
         || async { (c.patroni(slow).await?["tags"]["nofailover"] == true).then_some(()) },
     )
     .await;
-    let ttl = c.ttl(leader).await.expect("GET /config");
+    let ttl = c.ttl(leader).await;
     (c, leader, slow, other, ttl)
 }
 
@@ -528,7 +528,7 @@ async fn safety_f5_a_primary_on_an_older_timeline_never_takes_a_free_key() {
     });
     c.start_all();
     let old = c.wait_healthy(Duration::from_secs(120)).await;
-    let ttl = c.ttl(old).await.expect("GET /config");
+    let ttl = c.ttl(old).await;
     let others: Vec<usize> = (0..4).filter(|i| *i != old).collect();
     let (next, bystanders) = (others[0], [others[1], others[2]]);
     for b in bystanders {

@@ -328,6 +328,13 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
         self
     }
 
+    /// Lets the fence thread stop a postmaster started after the lease ran out (see
+    /// [`LeaderLease::watch_pid_file`]).
+    pub fn with_pid_file(self, path: std::path::PathBuf) -> Self {
+        self.lease.watch_pid_file(path);
+        self
+    }
+
     /// Takes requests from the REST API.
     pub fn with_requests(mut self, rx: tokio::sync::mpsc::Receiver<ApiRequest>) -> Self {
         self.requests = Some(rx);
