@@ -30,6 +30,8 @@ pub(crate) struct NodeInner {
     pub(crate) read_floor: ReadFloor,
     /// Batches the leader's client writes (group commit).
     pub(crate) proposer: Proposer,
+    /// Whether this node may stand for election now (see [`crate::candidacy`]).
+    pub(crate) candidacy: Arc<crate::candidacy::Candidacy>,
 }
 
 /// Shortest and longest pause between retries while no leader is known.

@@ -12,6 +12,7 @@
 //! - [`error`]: [`DcsError`], the errors at the DCS boundary.
 //! - [`dcs`]: the `Dcs` trait the HA loop uses, implemented by [`node::RaftNode`] and by an
 //!   in-memory fake for unit tests.
+//! - [`candidacy`]: the hold that keeps the primary's node from standing for election (no pre-vote in openraft 0.9).
 //! - [`read_index`]: leader-confirmed read indexes (with the floor of a restored leader).
 //! - [`lease`]: per-node lease deadlines and the leader-only reaper.
 //! - [`log_store`]: openraft's log storage in sled and the persisted snapshot (a file with
@@ -40,6 +41,7 @@
 // bytes; boxing it at our call sites would only add conversions.
 #![allow(clippy::result_large_err)]
 
+pub mod candidacy;
 pub mod client;
 pub mod command;
 pub mod config;

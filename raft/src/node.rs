@@ -159,6 +159,7 @@ impl RaftNode {
             shutdown: shutdown.clone(),
             read_floor,
             proposer,
+            candidacy: Arc::default(),
         });
         tracing::info!(node_id = id, name = %inner.me.name, addr = %inner.me.addr, "Raft node started");
 
@@ -178,10 +179,23 @@ impl RaftNode {
             shutdown.clone(),
         )));
         tasks.push(tokio::spawn(inner.clone().discover()));
+        tasks.push(tokio::spawn(crate::candidacy::run(
+            inner.raft.clone(),
+            inner.candidacy.clone(),
+            inner.config.timing.election_timeout_max * crate::candidacy::HOLD_WINDOW_FACTOR,
+            shutdown.clone(),
+        )));
         Ok(RaftNode {
             inner,
             tasks: Arc::new(Mutex::new(tasks)),
         })
+    }
+
+    /// Holds this node's candidacy (or lifts the hold): while held, it does not stand for
+    /// election as long as a leader reached it within a few election timeouts. The HA loop
+    /// holds it while its member holds the leader key; see [`crate::candidacy`].
+    pub fn hold_candidacy(&self, hold: bool) {
+        self.inner.candidacy.set_hold(hold);
     }
 
     /// This node's Raft id.

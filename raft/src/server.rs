@@ -96,6 +96,7 @@ fn reply<T: Serialize>(value: &T) -> Result<Response<Envelope>, Status> {
 impl RaftService for PeerService {
     async fn append_entries(&self, req: Request<Envelope>) -> Result<Response<Envelope>, Status> {
         let rpc: AppendEntriesRequest<TypeConfig> = self.accept(req, false)?;
+        self.node.candidacy.heard_from_leader();
         reply(&self.node.raft.append_entries(rpc).await)
     }
 

@@ -165,3 +165,75 @@ async fn failover_speed_follower_cut_for_2s_is_caught_up_right_after_the_heal() 
     );
     c.shutdown().await;
 }
+
+/// The primary's node, cut off from its peers for 2 s at the default timers, does not depose
+/// the leader when it comes back, because its candidacy is held (openraft has no pre-vote):
+/// the leader and its term are unchanged and writes through the returned node succeed at
+/// once. The same cut of a node whose candidacy is not held deposes the leader (checked
+/// first, so that the test shows the hold is what makes the difference).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failover_speed_a_held_node_cut_off_for_2s_does_not_depose_the_leader() {
+    let c = Cluster::start(3).await;
+    let l = c.wait_leader(Duration::from_secs(5), None).await;
+    let lid = c.node(l).id();
+    // Without the hold: the cut node campaigns, and its return deposes the leader.
+    let f = (l + 1) % 3;
+    let term = c.node(l).metrics().current_term;
+    cut_for_2s(&c, f).await;
+    let l2 = c.wait_leader(Duration::from_secs(10), None).await;
+    let deposed = c.node(l2).metrics().current_term > term;
+
+    // With the hold, the node of "the primary": no new term, same leader.
+    let l = l2;
+    let lid2 = c.node(l).id();
+    let g = (l + 1) % 3;
+    let node = c.node(g).clone();
+    node.hold_candidacy(true);
+    assert!(
+        node.put("/s/c/warm", "1", None, Condition::Always)
+            .await
+            .unwrap()
+            .succeeded,
+        "a write before the cut"
+    );
+    let term = c.node(l).metrics().current_term;
+    cut_for_2s(&c, g).await;
+    let after = c.node(l).metrics();
+    eprintln!(
+        "cut without the hold: leader deposed {deposed} (was n{lid}); with the hold: term {term} -> {}, leader {:?} (was {lid2})",
+        after.current_term, after.current_leader
+    );
+    assert!(
+        deposed,
+        "the control case did not depose the leader: the test shows nothing"
+    );
+    assert_eq!(
+        after.current_term, term,
+        "the held node's return started a new term"
+    );
+    assert_eq!(after.current_leader, Some(lid2));
+    let t0 = Instant::now();
+    assert!(
+        node.put("/s/c/warm", "2", None, Condition::Always)
+            .await
+            .unwrap()
+            .succeeded
+    );
+    assert!(
+        t0.elapsed() < Duration::from_secs(1),
+        "a write after the return took {:?}",
+        t0.elapsed()
+    );
+    c.shutdown().await;
+}
+
+/// Cuts node `f` off from the others for 2 s, heals, and waits 3 s (long enough for a
+/// disruption to show: an election takes 1.5–2 s).
+async fn cut_for_2s(c: &Cluster, f: usize) {
+    let fid = c.node(f).id();
+    let others: Vec<_> = c.ids().into_iter().filter(|i| *i != fid).collect();
+    c.links.isolate(fid, &others);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    c.links.heal();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+}
