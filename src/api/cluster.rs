@@ -108,11 +108,6 @@ impl Snapshot {
         self.view.synchronous_mode() == SyncMode::Quorum
     }
 
-    /// `standby_cluster` is configured.
-    pub fn standby_cluster(&self) -> bool {
-        self.view.dynamic().is_standby_cluster()
-    }
-
     /// `failsafe_mode` is on.
     pub fn failsafe_mode(&self) -> bool {
         self.view.failsafe_mode()
@@ -148,12 +143,10 @@ fn lsn_and_lag(cluster_lsn: u64, pos: Option<u64>) -> (Value, Value) {
 fn member_json(name: &str, m: &MemberRecord, raw: Option<&Value>, snap: &Snapshot) -> Value {
     let leader = snap.view.leader_name().map(|l| l.as_str());
     let is_leader = leader == Some(name);
+    // Never "standby_leader": a `standby_cluster` section in the DCS is refused and ignored by
+    // the HA loop until standby clusters exist, so the API does not report one either.
     let role = if is_leader {
-        if snap.standby_cluster() {
-            "standby_leader"
-        } else {
-            "leader"
-        }
+        "leader"
     } else if snap.is_sync(name) {
         if snap.quorum_mode() {
             "quorum_standby"

@@ -122,7 +122,9 @@ pub fn health_code(path: &str, q: &Params, s: &NodeStatus, snap: &Snapshot, now:
         leader
     } else if has("primary") || has("master") || has("read-write") {
         ignore_tags = true;
-        s.is_writable_leader(now) && !snap.standby_cluster()
+        // No standby-cluster exception: a `standby_cluster` section in the DCS is refused and
+        // ignored by the HA loop until standby clusters exist, so the API ignores it too.
+        s.is_writable_leader(now)
     } else if has("replica") {
         replica
     } else if has("read-only") && !has("sync") && !has("quorum") {
