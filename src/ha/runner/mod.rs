@@ -410,6 +410,16 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
     async fn iteration(&mut self) -> Result<(), ActError> {
         self.run_scheduled_restart().await;
         let view = self.read_view().await;
+        // A lease that ran out (the fence has fired) and a key that no longer names us: the
+        // fence keeps stopping any postmaster until the lease is forgotten, which the demoting
+        // paths do; a member that goes straight to following another leader must do it here,
+        // or its start as a replica would be stopped again and again.
+        if let Some(v) = &view {
+            let ran_out = self.lease.deadline().is_some_and(|d| d <= Instant::now());
+            if ran_out && v.leader_name() != Some(&self.s.me) {
+                self.lease.forget();
+            }
+        }
         let obs = self.observe().await;
         self.rebuild_adopted_config(view.as_ref(), &obs).await;
         self.ensure_member_key(view.as_ref(), &obs).await;
