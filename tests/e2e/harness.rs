@@ -884,3 +884,49 @@ pub async fn pgwardenctl(args: &[&str], limit: Duration) -> CtlOut {
     assert!(!o.stderr.contains("panicked"), "pgwardenctl panicked: {o:?}");
     o
 }
+
+/// Writes to node `i` only (reconnecting to it, never elsewhere) and records when each write
+/// was acknowledged, until stopped. Ids start after `first_id`, so that several writers into
+/// the same `writes` table do not collide.
+pub fn write_to_one(
+    c: &Cluster,
+    i: usize,
+    first_id: i64,
+) -> (Arc<Mutex<Vec<Instant>>>, tokio_util::sync::CancellationToken) {
+    let acks: Arc<Mutex<Vec<Instant>>> = Arc::default();
+    let stop = tokio_util::sync::CancellationToken::new();
+    let (conn_str, a, s) = (c.conn_str(i), acks.clone(), stop.clone());
+    tokio::spawn(async move {
+        let mut id: i64 = first_id;
+        let mut client = None;
+        while !s.is_cancelled() {
+            if client.is_none() {
+                match tokio_postgres::connect(&conn_str, tokio_postgres::NoTls).await {
+                    Ok((cl, conn)) => {
+                        tokio::spawn(async move {
+                            let _ = conn.await;
+                        });
+                        client = Some(cl);
+                    }
+                    Err(_) => {
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                }
+            }
+            let Some(cl) = &client else { continue };
+            id += 1;
+            let r = tokio::time::timeout(
+                Duration::from_secs(3),
+                cl.execute("INSERT INTO writes (id) VALUES ($1)", &[&id]),
+            )
+            .await;
+            match r {
+                Ok(Ok(_)) => a.lock().unwrap().push(Instant::now()),
+                _ => client = None,
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    });
+    (acks, stop)
+}

@@ -5,7 +5,6 @@
 
 use crate::harness::{Cluster, Options, Writer};
 use pgwarden_testkit::{require_pg, wait_for};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -14,47 +13,6 @@ const TTL: Duration = Duration::from_secs(4);
 const MARGIN: Duration = Duration::from_millis(500);
 /// The guard polls every 50 ms; then SIGQUIT, and the client's last answer in flight.
 const TOLERANCE: Duration = Duration::from_millis(500);
-
-/// Writes to node `i` only (reconnecting to it, never elsewhere) and records when each write
-/// was acknowledged, until stopped.
-fn write_to_one(c: &Cluster, i: usize) -> (Arc<Mutex<Vec<Instant>>>, tokio_util::sync::CancellationToken) {
-    let acks: Arc<Mutex<Vec<Instant>>> = Arc::default();
-    let stop = tokio_util::sync::CancellationToken::new();
-    let (conn_str, a, s) = (c.conn_str(i), acks.clone(), stop.clone());
-    tokio::spawn(async move {
-        let mut id: i64 = 1_000_000_000;
-        let mut client = None;
-        while !s.is_cancelled() {
-            if client.is_none() {
-                match tokio_postgres::connect(&conn_str, tokio_postgres::NoTls).await {
-                    Ok((cl, conn)) => {
-                        tokio::spawn(async move {
-                            let _ = conn.await;
-                        });
-                        client = Some(cl);
-                    }
-                    Err(_) => {
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                }
-            }
-            let Some(cl) = &client else { continue };
-            id += 1;
-            let r = tokio::time::timeout(
-                Duration::from_secs(3),
-                cl.execute("INSERT INTO writes (id) VALUES ($1)", &[&id]),
-            )
-            .await;
-            match r {
-                Ok(Ok(_)) => a.lock().unwrap().push(Instant::now()),
-                _ => client = None,
-            }
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    });
-    (acks, stop)
-}
 
 async fn daemon_death(opts: Options) {
     let mut c = Cluster::new(opts);
@@ -73,7 +31,7 @@ async fn daemon_death(opts: Options) {
     .await;
     let old_pm = c.nodes[leader].postmaster_pid().expect("postmaster pid");
 
-    let (old_acks, stop_old) = write_to_one(&c, leader);
+    let (old_acks, stop_old) = crate::harness::write_to_one(&c, leader, 1_000_000_000);
     let others: Vec<String> = (0..c.nodes.len())
         .filter(|i| *i != leader)
         .map(|i| c.conn_str(i))

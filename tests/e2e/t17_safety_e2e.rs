@@ -10,7 +10,6 @@
 use crate::harness::{conns, Cluster, Options, Writer};
 use pgwarden_testkit::{http, require_pg, wait_for};
 use serde_json::json;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -56,47 +55,6 @@ async fn walreceiver_pid(c: &Cluster, i: usize) -> i32 {
         Some(row.get::<_, i32>(0))
     })
     .await
-}
-
-/// Writes to node `i` only (reconnecting to it, never elsewhere) and records when each write
-/// was acknowledged, until stopped.
-fn write_to_one(c: &Cluster, i: usize) -> (Arc<Mutex<Vec<Instant>>>, tokio_util::sync::CancellationToken) {
-    let acks: Arc<Mutex<Vec<Instant>>> = Arc::default();
-    let stop = tokio_util::sync::CancellationToken::new();
-    let (conn_str, a, s) = (c.conn_str(i), acks.clone(), stop.clone());
-    tokio::spawn(async move {
-        let mut id: i64 = 2_000_000_000;
-        let mut client = None;
-        while !s.is_cancelled() {
-            if client.is_none() {
-                match tokio_postgres::connect(&conn_str, tokio_postgres::NoTls).await {
-                    Ok((cl, conn)) => {
-                        tokio::spawn(async move {
-                            let _ = conn.await;
-                        });
-                        client = Some(cl);
-                    }
-                    Err(_) => {
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                }
-            }
-            let Some(cl) = &client else { continue };
-            id += 1;
-            let r = tokio::time::timeout(
-                Duration::from_secs(3),
-                cl.execute("INSERT INTO writes (id) VALUES ($1)", &[&id]),
-            )
-            .await;
-            match r {
-                Ok(Ok(_)) => a.lock().unwrap().push(Instant::now()),
-                _ => client = None,
-            }
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    });
-    (acks, stop)
 }
 
 /// F1: the primary is lost while the only other data member has received everything but
@@ -365,7 +323,7 @@ async fn safety_f3_a_restart_that_loses_the_lease_never_runs_writable_after_it()
         .batch_execute("CREATE TABLE IF NOT EXISTS writes (id bigint primary key)")
         .await
         .unwrap();
-    let (acks, stop_writes) = write_to_one(&c, leader);
+    let (acks, stop_writes) = crate::harness::write_to_one(&c, leader, 2_000_000_000);
     wait_for(Duration::from_secs(30), "writes on the primary", || async {
         (acks.lock().unwrap().len() >= 100).then_some(())
     })
