@@ -346,6 +346,22 @@ impl SledStore {
             && matches!(self.snapshot.get(KEY_SNAPSHOT), Ok(None))
     }
 
+    /// The id of the last entry in the log (or the last purged one when the log is empty),
+    /// as openraft would compare it in a vote; `None` when there is none or it cannot be read.
+    pub(crate) fn last_log_id(&self) -> Option<crate::LogId> {
+        match self.log.last() {
+            Ok(Some((_, v))) => serde_json::from_slice::<openraft::Entry<TypeConfig>>(&v)
+                .ok()
+                .map(|e| e.log_id),
+            Ok(None) => self
+                .get_meta::<Option<crate::LogId>>(KEY_LAST_PURGED)
+                .ok()
+                .flatten()
+                .flatten(),
+            Err(_) => None,
+        }
+    }
+
     /// The log storage handle for openraft.
     pub fn log_store(&self) -> LogStore {
         LogStore { store: self.clone() }

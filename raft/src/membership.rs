@@ -17,6 +17,12 @@ impl NodeInner {
             addr: self.me.addr.clone(),
             initialized: self.raft.is_initialized().await.unwrap_or(false),
             leader: self.raft.metrics().borrow().current_leader,
+            leads: self.raft.metrics().borrow().state == openraft::ServerState::Leader,
+            leader_contact_ms: self
+                .candidacy
+                .since_contact()
+                .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+            last_log: self.store.last_log_id(),
         }
     }
 

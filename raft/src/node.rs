@@ -179,12 +179,7 @@ impl RaftNode {
             shutdown.clone(),
         )));
         tasks.push(tokio::spawn(inner.clone().discover()));
-        tasks.push(tokio::spawn(crate::candidacy::run(
-            inner.raft.clone(),
-            inner.candidacy.clone(),
-            inner.config.timing.election_timeout_max * crate::candidacy::HOLD_WINDOW_FACTOR,
-            shutdown.clone(),
-        )));
+        tasks.push(tokio::spawn(crate::candidacy::run(inner.clone())));
         Ok(RaftNode {
             inner,
             tasks: Arc::new(Mutex::new(tasks)),

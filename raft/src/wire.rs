@@ -114,6 +114,17 @@ pub struct HelloReply {
     pub initialized: bool,
     /// The Raft leader it knows of.
     pub leader: Option<NodeId>,
+    /// Whether it is the Raft leader now.
+    #[serde(default)]
+    pub leads: bool,
+    /// Milliseconds since a leader's AppendEntries last reached it (`None`: never since it
+    /// started). A node about to stand for election early asks its peers for it: a peer that
+    /// still hears from the leader means that the leader lives and only this node lost it.
+    #[serde(default)]
+    pub leader_contact_ms: Option<u64>,
+    /// The last entry of its Raft log, which decides whom it would vote for.
+    #[serde(default)]
+    pub last_log: Option<crate::LogId>,
 }
 
 /// A read served by the receiving node.

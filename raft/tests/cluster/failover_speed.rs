@@ -227,6 +227,60 @@ async fn failover_speed_a_held_node_cut_off_for_2s_does_not_depose_the_leader() 
     c.shutdown().await;
 }
 
+/// The Raft leader's host is cut off while the primary's node (candidacy held) has a longer
+/// log than the third node: the third node's vote request is refused for its log, so before
+/// the probe the group stayed without a leader until the hold lapsed, 3 election timeouts
+/// after the cut (the primary lost its lease at ttl 4 in CI). Now the held node asks the third
+/// whether it still hears from a leader, learns that it does not, and stands at once: it is
+/// the new leader well before its hold would have lapsed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failover_speed_a_held_node_stands_at_once_when_the_leader_is_gone_for_a_majority() {
+    let c = Cluster::start(3).await;
+    let l = c.wait_leader(Duration::from_secs(5), None).await;
+    let lid = c.node(l).id();
+    let g = (l + 1) % 3;
+    let t = (l + 2) % 3;
+    let (gid, tid) = (c.node(g).id(), c.node(t).id());
+    c.node(g).hold_candidacy(true);
+    assert!(
+        c.node(l)
+            .put("/s/c/warm", "1", None, Condition::Always)
+            .await
+            .unwrap()
+            .succeeded
+    );
+    // The leader stops reaching the third node; one more entry commits with the held node
+    // only, so the held node's log is the longer one; then the leader is cut off entirely.
+    c.links.cut_from(lid, &[tid]);
+    assert!(
+        c.node(l)
+            .put("/s/c/warm", "2", None, Condition::Always)
+            .await
+            .unwrap()
+            .succeeded
+    );
+    c.links.isolate(lid, &[gid, tid]);
+    let cut = Instant::now();
+    let new = c.wait_leader_among(&[gid, tid], Duration::from_secs(10)).await;
+    let took = cut.elapsed();
+    let window = pgwarden_raft::RaftTiming::default().election_timeout_max
+        * pgwarden_raft::candidacy::HOLD_WINDOW_FACTOR;
+    eprintln!(
+        "leader cut off: {} elected after {took:?} (the hold lapses after {window:?})",
+        if new == g {
+            "the held node"
+        } else {
+            "the third node"
+        }
+    );
+    assert_eq!(new, g, "the node with the longer log should have won");
+    assert!(
+        took < window,
+        "elected only after {took:?}: the hold was not lifted when the leader was gone for a majority"
+    );
+    c.shutdown().await;
+}
+
 /// Cuts node `f` off from the others for 2 s, heals, and waits 3 s (long enough for a
 /// disruption to show: an election takes 1.5–2 s).
 async fn cut_for_2s(c: &Cluster, f: usize) {
