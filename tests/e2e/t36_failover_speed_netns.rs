@@ -153,7 +153,6 @@ fn failover_speed_netns_raft_leader_cut_off_keeps_the_primary() {
 /// serving on its lease and refreshes it once healed. No demotion, no PostgreSQL restart,
 /// longest write gap under 1 s.
 #[test]
-#[ignore = "flaky at the default ttl of 4 s: the 2 s cut is ridden through in most runs but the fence fired in one CI run (issue 15); run with --ignored"]
 fn failover_speed_netns_primary_cut_off_within_its_lease_rides_through() {
     require_pg!();
     require_netns!();
