@@ -35,6 +35,7 @@
 //!   each adding methods to that shared state.
 //! - [`server`]: the gRPC peer service, serving the node's handlers.
 //! - [`node`]: a running DCS member: start and shutdown, and the [`Dcs`] implementation.
+//! - [`dr`]: disaster recovery on a stopped node's store (force-new-cluster).
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 #![warn(missing_docs)]
 // openraft's StorageError (its API type, which our storage traits must return) is 224
@@ -47,6 +48,7 @@ pub mod command;
 pub mod config;
 pub mod dcs;
 mod discovery;
+pub mod dr;
 pub mod error;
 mod inner;
 pub mod keyspace;

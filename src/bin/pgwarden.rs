@@ -1,7 +1,9 @@
 //! The pgwarden daemon: `pgwarden CONFIG` runs a node (data node or witness);
 //! `pgwarden --validate-config CONFIG` checks a configuration file and exits;
 //! `pgwarden fence-guard …` (hidden) is the dead-man's switch the daemon starts next to a
-//! postmaster (see `pgwarden::ha::deadman`).
+//! postmaster (see `pgwarden::ha::deadman`);
+//! `pgwarden force-new-cluster CONFIG` rewrites a stopped node's Raft membership to itself
+//! alone after the loss of the majority (see `pgwarden_raft::dr`).
 
 use clap::{CommandFactory, Parser};
 use pgwarden::config::{Config, Strictness};
@@ -59,6 +61,17 @@ enum Sub {
         #[arg(long)]
         guard_pid_file: PathBuf,
     },
+    /// Disaster recovery after the permanent loss of the majority: with this node's daemon
+    /// stopped, rewrite its Raft membership to itself alone, keeping the keyspace. Refused
+    /// while any other member answers. PostgreSQL is not touched: promote with
+    /// `pgwardenctl failover` if needed, then add new members with `pgwardenctl members add`.
+    ForceNewCluster {
+        /// The node's configuration file.
+        #[arg(short = 'c', long = "config", value_name = "CONFIG")]
+        config_flag: Option<PathBuf>,
+        /// The node's configuration file, positional.
+        config: Option<PathBuf>,
+    },
     /// Man pages and shell completions, for packaging.
     #[command(hide = true, subcommand)]
     Generate(pgwarden::generate::Generate),
@@ -96,6 +109,13 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         };
+    }
+    if let Some(Sub::ForceNewCluster { config_flag, config }) = &args.command {
+        let Some(path) = config_flag.as_ref().or(config.as_ref()) else {
+            eprintln!("pgwarden force-new-cluster: no configuration file given");
+            return ExitCode::from(2);
+        };
+        return force_new_cluster(path);
     }
     if let Some(Sub::Demo {
         witness,
@@ -202,5 +222,61 @@ fn main() -> ExitCode {
             eprintln!("pgwarden: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// `pgwarden force-new-cluster CONFIG`: see [`pgwarden_raft::dr`].
+fn force_new_cluster(path: &std::path::Path) -> ExitCode {
+    let fail = |e: String| {
+        eprintln!("pgwarden force-new-cluster: {e}");
+        ExitCode::FAILURE
+    };
+    let cfg = match Config::load(path, Strictness::Lenient) {
+        Ok(l) => l.config,
+        Err(e) => return fail(format!("{}: {}", path.display(), pgwarden_raft::error_chain(&e))),
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new("info,openraft=warn"))
+        .with_writer(std::io::stderr)
+        .init();
+    let tls = match cfg.raft.peer_tls() {
+        Ok(t) => t,
+        Err(e) => return fail(format!("raft: TLS settings: {}", pgwarden_raft::error_chain(&e))),
+    };
+    let partners: Vec<String> = cfg.raft.partner_addrs.iter().map(|a| a.to_string()).collect();
+    let dir = cfg.raft.data_dir();
+    let rt = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => return fail(format!("cannot start the runtime: {e}")),
+    };
+    let res = rt.block_on(async {
+        let peers = pgwarden_raft::network::PeerClients::new(0, None)
+            .with_tls(tls.as_ref().map(|t| t.client_config()));
+        pgwarden_raft::dr::force_new_cluster(&dir, &partners, &peers).await
+    });
+    match res {
+        Ok(r) => {
+            println!(
+                "Success: the Raft membership in {} is now {} (id {}) alone, at index {} in term {}",
+                dir.display(),
+                r.me,
+                r.node_id,
+                r.index,
+                r.term
+            );
+            for n in &r.removed {
+                println!("  removed {n}");
+            }
+            println!(
+                "  kept {} keys ({} with a TTL: they expire by their TTL once the node leads)",
+                r.keys, r.ttl_keys
+            );
+            println!(
+                "Next: start the daemon; promote its PostgreSQL with `pgwardenctl failover` if it is a \
+                 replica; then add new members with `pgwardenctl members add` or `members replace`."
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(pgwarden_raft::error_chain(&e)),
     }
 }

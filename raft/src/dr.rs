@@ -1,0 +1,278 @@
+//! Disaster recovery on the store of a stopped node: [`force_new_cluster`] rewrites the
+//! Raft membership to this node alone, keeping the keyspace, for when the majority of the
+//! voters is lost for good (etcd's `--force-new-cluster`).
+//!
+//! It works offline, through the same storage traits openraft uses, so the store is
+//! left in a state openraft itself could have written: the keyspace (snapshot plus every
+//! log entry, replayed) becomes a new snapshot one index past the log, in a term above
+//! any the node has seen, whose membership holds this node only; the log is purged up to
+//! it and the vote moves to that term (not committed, so the node starts as a follower
+//! and elects itself as the only voter). Each step is durable before the next, and a
+//! crash between them leaves a store openraft repairs at start (a snapshot ahead of the
+//! log is the state after a snapshot install).
+//!
+//! Entries past the saved committed index are kept and will commit: that index is only
+//! a hint here (see `log_store::save_committed`), so discarding them, as etcd does, could
+//! drop a write a client saw acknowledged. An uncommitted write may commit; that is
+//! allowed for a write whose outcome the client could not know.
+//!
+//! The one thing that must never happen is a second cluster next to a majority that is
+//! still alive: every other member (and every configured partner) is asked who it is
+//! first, and any answer, or any failure that is not a plain "could not connect", refuses
+//! the operation with nothing changed.
+
+use crate::log_store::{SledStore, StoreError};
+use crate::network::{CallError, PeerClients, Rpc};
+use crate::state_machine::StateMachineStore;
+use crate::wire::{self, HelloReply};
+use crate::{LogId, Node, NodeId, StorageError, TypeConfig};
+use openraft::storage::{RaftLogReader, RaftLogStorage, RaftStateMachine};
+use openraft::{CommittedLeaderId, EntryPayload, Membership, RaftSnapshotBuilder, Vote};
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// How long a member has to answer the probe.
+pub const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Why `force_new_cluster` did not (or did not fully) run.
+#[derive(Debug, thiserror::Error)]
+pub enum DrError {
+    /// The store could not be opened: most often the daemon still runs and holds its lock.
+    #[error("cannot use the Raft store (is the pgwarden daemon of this node still running? stop it first)")]
+    Store(#[source] StoreError),
+    /// openraft's storage calls failed.
+    #[error("the Raft store in {dir} could not be read or written")]
+    Storage {
+        /// The data directory.
+        dir: PathBuf,
+        /// openraft's storage error.
+        #[source]
+        source: StorageError,
+    },
+    /// The store has never held Raft state: there is no keyspace to keep.
+    #[error("the Raft store in {dir} is empty: this node never belonged to a cluster, so there is nothing to recover")]
+    NeverJoined {
+        /// The data directory.
+        dir: PathBuf,
+    },
+    /// The log has a gap between the snapshot and its first entry.
+    #[error("the Raft store in {dir} is inconsistent: the snapshot ends at index {applied} but the log resumes at {next}")]
+    LogGap {
+        /// The data directory.
+        dir: PathBuf,
+        /// The snapshot's last index.
+        applied: u64,
+        /// The first log index found after it.
+        next: u64,
+    },
+    /// This node is not a voter of the membership its store holds.
+    #[error("node {id} is not a voter of the membership in {dir} (voters: {voters:?}); only a voter's keyspace is complete")]
+    NotAVoter {
+        /// The data directory.
+        dir: PathBuf,
+        /// This node's Raft id.
+        id: NodeId,
+        /// The voters it holds.
+        voters: Vec<NodeId>,
+    },
+    /// Other members answered (or may be alive): making a cluster here would make two.
+    #[error(
+        "refused: other members may still be running, and a second cluster beside them would split the DCS: {}. \
+         Stop them (or make sure their hosts are gone for good) and try again; nothing was changed",
+        .alive.join("; ")
+    )]
+    PeersAlive {
+        /// Each member that answered, or whose state is unknown, with what it said.
+        alive: Vec<String>,
+    },
+}
+
+/// What `force_new_cluster` did, for the operator's log and the tests.
+#[derive(Clone, Debug)]
+pub struct ForceReport {
+    /// This node's Raft id (unchanged).
+    pub node_id: NodeId,
+    /// This node as the new membership records it.
+    pub me: Node,
+    /// The members dropped from the membership.
+    pub removed: Vec<Node>,
+    /// The members probed, with why each counts as down.
+    pub probed: Vec<String>,
+    /// The index of the new snapshot (one past the last entry kept).
+    pub index: u64,
+    /// The term the new membership was written in.
+    pub term: u64,
+    /// Keys in the keyspace kept.
+    pub keys: usize,
+    /// Of those, keys with a TTL lease: they expire by their TTL once the node leads.
+    pub ttl_keys: usize,
+}
+
+/// Rewrites the Raft membership in `dir` to this node alone, keeping the keyspace (see
+/// the module doc). `partner_addrs` are probed besides the members the store names, and
+/// `peers` carries the TLS settings the probe needs. The daemon must be stopped (sled's
+/// lock refuses a second opener).
+pub async fn force_new_cluster(
+    dir: &Path,
+    partner_addrs: &[String],
+    peers: &PeerClients,
+) -> Result<ForceReport, DrError> {
+    let storage = |source| DrError::Storage {
+        dir: dir.to_path_buf(),
+        source,
+    };
+    let store = SledStore::open(dir).map_err(DrError::Store)?;
+    if store.is_fresh() {
+        return Err(DrError::NeverJoined {
+            dir: dir.to_path_buf(),
+        });
+    }
+    let id = store.node_id().map_err(DrError::Store)?;
+    // The lease events of the replay are not needed: nothing runs the reaper here.
+    let (lease_tx, _lease_rx) = tokio::sync::mpsc::unbounded_channel();
+    let mut sm = StateMachineStore::open(store.snapshot_store(), lease_tx).map_err(storage)?;
+    let mut log = store.log_store();
+
+    // Replay every entry after the snapshot, committed or not (see the module doc).
+    let (applied, _) = sm.applied_state().await.map_err(storage)?;
+    let state = log.get_log_state().await.map_err(storage)?;
+    let from = applied.map_or(0, |l| l.index + 1);
+    let entries = log.try_get_log_entries(from..).await.map_err(storage)?;
+    if let Some(first) = entries.first() {
+        if first.log_id.index != from && applied.is_some() {
+            return Err(DrError::LogGap {
+                dir: dir.to_path_buf(),
+                applied: from.saturating_sub(1),
+                next: first.log_id.index,
+            });
+        }
+    }
+    sm.apply(entries).await.map_err(storage)?;
+    let (applied, membership) = sm.applied_state().await.map_err(storage)?;
+    let last = [applied, state.last_log_id, state.last_purged_log_id]
+        .into_iter()
+        .flatten()
+        .max_by_key(|l| l.index);
+
+    let members = membership.membership();
+    let voters: Vec<NodeId> = members.voter_ids().collect();
+    let me = match members.get_node(&id) {
+        Some(n) if voters.contains(&id) => n.clone(),
+        _ => {
+            return Err(DrError::NotAVoter {
+                dir: dir.to_path_buf(),
+                id,
+                voters,
+            })
+        }
+    };
+    let others: Vec<(NodeId, Node)> = members
+        .nodes()
+        .filter(|(nid, _)| **nid != id)
+        .map(|(nid, n)| (*nid, n.clone()))
+        .collect();
+
+    let mut addrs: BTreeSet<String> = others.iter().map(|(_, n)| n.addr.clone()).collect();
+    addrs.extend(partner_addrs.iter().cloned());
+    addrs.remove(&me.addr);
+    let (alive, probed) = probe(peers, &addrs).await;
+    if !alive.is_empty() {
+        tracing::error!(alive = ?alive, "force-new-cluster refused: other members may be running");
+        return Err(DrError::PeersAlive { alive });
+    }
+
+    let vote = log.read_vote().await.map_err(storage)?;
+    let term = vote
+        .map(|v| v.leader_id().term)
+        .into_iter()
+        .chain(last.map(|l| l.leader_id.term))
+        .max()
+        .unwrap_or(0)
+        + 1;
+    let index = last.map_or(0, |l| l.index) + 1;
+    let new_id = LogId::new(CommittedLeaderId::new(term, id), index);
+    tracing::warn!(
+        node_id = id,
+        me = %me,
+        removed = ?others.iter().map(|(_, n)| n.to_string()).collect::<Vec<_>>(),
+        term,
+        index,
+        "FORCE-NEW-CLUSTER: rewriting the Raft membership of this node to itself alone, keeping its keyspace"
+    );
+    let alone = Membership::new(vec![BTreeSet::from([id])], BTreeMap::from([(id, me.clone())]));
+    sm.apply([openraft::Entry::<TypeConfig> {
+        log_id: new_id,
+        payload: EntryPayload::Membership(alone),
+    }])
+    .await
+    .map_err(storage)?;
+    // Durable first: the snapshot holds the keyspace and the new membership.
+    sm.get_snapshot_builder()
+        .await
+        .build_snapshot()
+        .await
+        .map_err(storage)?;
+    log.save_vote(&Vote::new(term, id)).await.map_err(storage)?;
+    log.save_committed(Some(new_id)).await.map_err(storage)?;
+    // Syncs the committed index with it.
+    log.purge(new_id).await.map_err(storage)?;
+
+    let all = sm_keys(&sm);
+    let report = ForceReport {
+        node_id: id,
+        me,
+        removed: others.into_iter().map(|(_, n)| n).collect(),
+        probed,
+        index,
+        term,
+        keys: all.0,
+        ttl_keys: all.1,
+    };
+    tracing::warn!(
+        node_id = id,
+        keys = report.keys,
+        ttl_keys = report.ttl_keys,
+        "FORCE-NEW-CLUSTER done: start the daemon; it elects itself as the only voter. TTL keys \
+         (the leader key of a lost primary among them) expire by their TTL once it leads"
+    );
+    Ok(report)
+}
+
+fn sm_keys(sm: &StateMachineStore) -> (usize, usize) {
+    let all = sm.shared().list("");
+    let ttl = all.iter().filter(|kv| kv.ttl_ms.is_some()).count();
+    (all.len(), ttl)
+}
+
+/// Asks each address who it is. Returns the members that answered or whose state is
+/// unknown (refusal), and the ones that are down with the reason.
+async fn probe(peers: &PeerClients, addrs: &BTreeSet<String>) -> (Vec<String>, Vec<String>) {
+    let mut alive = Vec::new();
+    let mut down = Vec::new();
+    for addr in addrs {
+        let r: Result<HelloReply, CallError> = peers
+            .call(Rpc::Hello, 0, addr, &wire::Hello::default(), PROBE_TIMEOUT)
+            .await;
+        match r {
+            Ok(h) => alive.push(format!(
+                "{} ({addr}) answers{}",
+                h.name,
+                if h.initialized {
+                    " and belongs to a cluster"
+                } else {
+                    ""
+                }
+            )),
+            Err(CallError::NotSent { reason, .. }) => {
+                tracing::info!(addr = %addr, reason = %reason, "probe: member unreachable");
+                down.push(format!("{addr}: {reason}"));
+            }
+            Err(e) => alive.push(format!(
+                "{addr} is in an unknown state ({})",
+                crate::error_chain(&e)
+            )),
+        }
+    }
+    (alive, down)
+}
