@@ -1,6 +1,9 @@
 //! Disaster recovery on the store of a stopped node: [`force_new_cluster`] rewrites the
 //! Raft membership to this node alone, keeping the keyspace, for when the majority of the
-//! voters is lost for good (etcd's `--force-new-cluster`).
+//! voters is lost for good (etcd's `--force-new-cluster`); [`restore`] creates a store
+//! holding a backup's keys ([`crate::backup`]) as a one-voter cluster (etcd's
+//! `snapshot restore`). Either way the node then starts alone and new members join it
+//! with `members add`.
 //!
 //! It works offline, through the same storage traits openraft uses, so the store is
 //! left in a state openraft itself could have written: the keyspace (snapshot plus every
@@ -75,6 +78,56 @@ pub enum DrError {
         id: NodeId,
         /// The voters it holds.
         voters: Vec<NodeId>,
+    },
+    /// The backup is of another cluster.
+    #[error(
+        "{}: this is a snapshot of cluster {found:?} (keys under {found_prefix}), but this node belongs to \
+         {expected:?} (keys under {expected_prefix}); refusing to restore it here",
+        .file.display()
+    )]
+    OtherScope {
+        /// The backup file.
+        file: PathBuf,
+        /// The backup's scope and prefix.
+        found: String,
+        /// The backup's prefix.
+        found_prefix: String,
+        /// This node's scope.
+        expected: String,
+        /// This node's prefix.
+        expected_prefix: String,
+    },
+    /// A key of the backup could not be restored (outside the prefix, or refused by the
+    /// keyspace's limits): the file was edited or is not what it claims.
+    #[error("{}: key {key:?} cannot be restored: {why}", .file.display())]
+    BadKey {
+        /// The backup file.
+        file: PathBuf,
+        /// The key.
+        key: String,
+        /// Why.
+        why: String,
+    },
+    /// The data directory holds a Raft store already.
+    #[error(
+        "{} already holds a Raft store; restoring replaces it: pass --force to move it aside \
+         (it is renamed, never deleted)",
+        .dir.display()
+    )]
+    NotEmpty {
+        /// The data directory.
+        dir: PathBuf,
+    },
+    /// Moving the old store aside failed.
+    #[error("cannot move {} aside to {}", .dir.display(), .to.display())]
+    MoveAside {
+        /// The data directory.
+        dir: PathBuf,
+        /// Where it was to go.
+        to: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
     },
     /// Other members answered (or may be alive): making a cluster here would make two.
     #[error(
@@ -275,4 +328,157 @@ async fn probe(peers: &PeerClients, addrs: &BTreeSet<String>) -> (Vec<String>, V
         }
     }
     (alive, down)
+}
+
+/// What [`restore`] did.
+#[derive(Clone, Debug)]
+pub struct RestoreReport {
+    /// The new node id.
+    pub node_id: NodeId,
+    /// Keys restored.
+    pub keys: usize,
+    /// The Raft index they were written at (above the backup's revision).
+    pub index: u64,
+    /// Where an existing store was moved, with `--force`.
+    pub moved_aside: Option<PathBuf>,
+}
+
+/// Checks that `backup` (read from `file`) belongs to the cluster `scope` with key prefix
+/// `prefix`, and that every key lies under it.
+pub fn check_backup(
+    file: &Path,
+    backup: &crate::backup::DcsBackup,
+    scope: &str,
+    prefix: &str,
+) -> Result<(), DrError> {
+    if backup.scope != scope || backup.prefix != prefix {
+        return Err(DrError::OtherScope {
+            file: file.to_path_buf(),
+            found: backup.scope.clone(),
+            found_prefix: backup.prefix.clone(),
+            expected: scope.to_string(),
+            expected_prefix: prefix.to_string(),
+        });
+    }
+    if let Some(kv) = backup.keys.iter().find(|kv| !kv.key.starts_with(prefix)) {
+        return Err(DrError::BadKey {
+            file: file.to_path_buf(),
+            key: kv.key.clone(),
+            why: format!("it is not under {prefix}"),
+        });
+    }
+    Ok(())
+}
+
+/// Creates a Raft store in `dir` for the node `me` holding `backup`'s keys, as a cluster
+/// of which it is the only voter (run [`check_backup`] first). An existing store is
+/// refused, or with `force` renamed to `<dir>.before-restore-<unix seconds>`. TTL keys
+/// keep their TTL and expire by it once the node leads, as after any restart.
+pub async fn restore(
+    dir: &Path,
+    file: &Path,
+    backup: &crate::backup::DcsBackup,
+    me: Node,
+    force: bool,
+) -> Result<RestoreReport, DrError> {
+    let storage = |source| DrError::Storage {
+        dir: dir.to_path_buf(),
+        source,
+    };
+    let mut moved_aside = None;
+    let occupied = dir.is_dir() && std::fs::read_dir(dir).map_or(true, |mut d| d.next().is_some());
+    if occupied {
+        // A directory made ready (empty store) by a package or a first start is fine.
+        let fresh = SledStore::open(dir).map(|s| s.is_fresh());
+        if !matches!(fresh, Ok(true)) {
+            if !force {
+                if let Err(e) = fresh {
+                    return Err(DrError::Store(e));
+                }
+                return Err(DrError::NotEmpty {
+                    dir: dir.to_path_buf(),
+                });
+            }
+            let secs = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            let mut to = dir.as_os_str().to_owned();
+            to.push(format!(".before-restore-{secs}"));
+            let to = PathBuf::from(to);
+            std::fs::rename(dir, &to).map_err(|source| DrError::MoveAside {
+                dir: dir.to_path_buf(),
+                to: to.clone(),
+                source,
+            })?;
+            tracing::warn!(from = %dir.display(), to = %to.display(), "moved the existing Raft store aside");
+            moved_aside = Some(to);
+        }
+    }
+    let store = SledStore::open(dir).map_err(DrError::Store)?;
+    let id = store.node_id().map_err(DrError::Store)?;
+    let (lease_tx, _lease_rx) = tokio::sync::mpsc::unbounded_channel();
+    let mut sm = StateMachineStore::open(store.snapshot_store(), lease_tx).map_err(storage)?;
+    let mut log = store.log_store();
+    let term = 1;
+    let membership_id = LogId::new(CommittedLeaderId::new(term, id), backup.revision + 1);
+    let keys_id = LogId::new(CommittedLeaderId::new(term, id), backup.revision + 2);
+    let puts: Vec<crate::Command> = backup
+        .keys
+        .iter()
+        .map(|kv| crate::Command::Put {
+            key: kv.key.clone(),
+            value: kv.value.clone(),
+            ttl_ms: kv.ttl_ms,
+            condition: crate::Condition::Always,
+        })
+        .collect();
+    let results = sm
+        .apply([
+            openraft::Entry::<TypeConfig> {
+                log_id: membership_id,
+                payload: EntryPayload::Membership(Membership::new(
+                    vec![BTreeSet::from([id])],
+                    BTreeMap::from([(id, me.clone())]),
+                )),
+            },
+            openraft::Entry::<TypeConfig> {
+                log_id: keys_id,
+                payload: EntryPayload::Normal(crate::Proposal::Batch(puts)),
+            },
+        ])
+        .await
+        .map_err(storage)?;
+    let refused = results
+        .iter()
+        .flatten()
+        .zip(&backup.keys)
+        .find(|(r, _)| !r.succeeded);
+    if let Some((_, kv)) = refused {
+        return Err(DrError::BadKey {
+            file: file.to_path_buf(),
+            key: kv.key.clone(),
+            why: "the keyspace refused it (size limits?)".into(),
+        });
+    }
+    sm.get_snapshot_builder()
+        .await
+        .build_snapshot()
+        .await
+        .map_err(storage)?;
+    log.save_vote(&Vote::new(term, id)).await.map_err(storage)?;
+    log.save_committed(Some(keys_id)).await.map_err(storage)?;
+    log.purge(keys_id).await.map_err(storage)?;
+    tracing::warn!(
+        node_id = id,
+        me = %me,
+        keys = backup.keys.len(),
+        revision = backup.revision,
+        "RESTORE-DCS: created a one-voter Raft cluster holding the backup's keys"
+    );
+    Ok(RestoreReport {
+        node_id: id,
+        keys: backup.keys.len(),
+        index: keys_id.index,
+        moved_aside,
+    })
 }

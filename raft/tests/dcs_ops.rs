@@ -186,3 +186,125 @@ async fn dcs_ops_force_new_cluster_on_the_survivor_of_a_lost_majority() {
     )
     .await;
 }
+
+/// A backup of a running cluster's keys, restored into a fresh directory, becomes a
+/// one-voter cluster with the same keys and values, which two fresh members join. A
+/// backup of another scope, a damaged file and an occupied directory are refused, each
+/// naming the file or directory; `force` moves the old store aside, never deleting it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dcs_ops_a_backup_restored_into_a_fresh_cluster_holds_the_same_keys() {
+    use pgwarden_raft::backup::DcsBackup;
+    use pgwarden_raft::dr::{check_backup, restore};
+    use pgwarden_raft::Node;
+
+    let prefix = "/service/batman/";
+    let old = ProcCluster::start(3).await;
+    let client = old.client();
+    for i in 0..30u32 {
+        let key = format!("{prefix}members/m{i}");
+        client
+            .put(&key, &format!("{{\"i\":{i}}}"), None, Condition::Always)
+            .await
+            .unwrap();
+    }
+    client
+        .put(&format!("{prefix}leader"), "m1", Some(TTL), Condition::Always)
+        .await
+        .unwrap();
+    client
+        .put("/service/other/leader", "x", None, Condition::Always)
+        .await
+        .unwrap();
+    let keys = client.list(prefix).await.unwrap();
+    let backup = DcsBackup {
+        scope: "batman".into(),
+        prefix: prefix.into(),
+        revision: keys.iter().map(|k| k.mod_revision).max().unwrap(),
+        taken_at: "now".into(),
+        keys: keys.clone(),
+    };
+    drop(old);
+
+    // The new cluster: three fresh addresses and directories, nothing running yet.
+    let mut c = ProcCluster {
+        procs: vec![None, None, None],
+        addrs: (0..3).map(|_| common::free_addr()).collect(),
+        root: tempfile::tempdir().unwrap(),
+    };
+    let file = c.root.path().join("batman.snap");
+    backup.write(&file, false).unwrap();
+    let read = DcsBackup::read(&file).unwrap();
+    assert_eq!(read, backup);
+    let e = check_backup(&file, &read, "robin", "/service/robin/").unwrap_err();
+    assert!(matches!(e, DrError::OtherScope { .. }), "{e}");
+    assert!(e.to_string().contains("batman.snap"), "{e}");
+    check_backup(&file, &read, "batman", prefix).unwrap();
+    let mut damaged = std::fs::read(&file).unwrap();
+    let n = damaged.len();
+    damaged[n - 3] ^= 0x20;
+    let e = DcsBackup::from_bytes(&file, &damaged).unwrap_err();
+    assert!(e.to_string().contains("corrupt"), "{e}");
+
+    let me = Node {
+        name: "n0".into(),
+        addr: c.addrs[0].clone(),
+    };
+    let dir = c.data_dir(0);
+    let first = restore(&dir, &file, &read, me.clone(), false).await.unwrap();
+    assert_eq!(first.keys, 31);
+    assert!(first.index > backup.revision);
+    // Now the directory holds a store: refused without force, moved aside with it.
+    let e = restore(&dir, &file, &read, me.clone(), false).await.unwrap_err();
+    assert!(matches!(e, DrError::NotEmpty { .. }), "{e}");
+    let again = restore(&dir, &file, &read, me.clone(), true).await.unwrap();
+    let aside = again.moved_aside.expect("the old store was moved aside");
+    assert!(aside.join("db").exists(), "the old store must still exist");
+    std::fs::remove_dir_all(&aside).unwrap();
+
+    c.start_member(0);
+    let only = c.client_of(0);
+    wait_for(
+        Duration::from_secs(15),
+        "the restored member to accept a write",
+        || {
+            let cl = only.clone();
+            async move {
+                cl.put("/after", "1", None, Condition::Always)
+                    .await
+                    .ok()
+                    .filter(|r| r.succeeded)
+            }
+        },
+    )
+    .await;
+    let restored = only.list(prefix).await.unwrap();
+    let strip = |kvs: &[pgwarden_raft::KeyValue]| -> BTreeMap<String, (String, Option<u64>)> {
+        kvs.iter()
+            .map(|kv| (kv.key.clone(), (kv.value.clone(), kv.ttl_ms)))
+            .collect()
+    };
+    assert_eq!(strip(&restored), strip(&keys));
+    assert!(only.list("/service/other/").await.unwrap().is_empty());
+    assert!(restored.iter().all(|kv| kv.mod_revision > backup.revision));
+
+    for i in 1..3 {
+        c.start_member(i);
+        let addr = c.addrs[i].clone();
+        wait_for(Duration::from_secs(30), "a fresh member to be added", || {
+            let cl = only.clone();
+            let addr = addr.clone();
+            async move {
+                cl.admin(AdminRequest::AddMember { addr, replace: false })
+                    .await
+                    .ok()
+            }
+        })
+        .await;
+    }
+    let v = wait_for(Duration::from_secs(15), "a joined member to serve reads", || {
+        let cl = c.client_of(2);
+        async move { cl.get(&format!("{prefix}members/m7")).await.ok().flatten() }
+    })
+    .await;
+    assert_eq!(v.value, "{\"i\":7}");
+}
