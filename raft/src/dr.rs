@@ -391,13 +391,19 @@ pub async fn restore(
         // A directory made ready (empty store) by a package or a first start is fine.
         let fresh = SledStore::open(dir).map(|s| s.is_fresh());
         if !matches!(fresh, Ok(true)) {
-            if !force {
-                if let Err(e) = fresh {
-                    return Err(DrError::Store(e));
+            match fresh {
+                // Locked (a running daemon) or unreadable: never moved, even with force.
+                Err(e @ StoreError::Open { .. }) | Err(e @ StoreError::Write { .. }) => {
+                    return Err(DrError::Store(e))
                 }
-                return Err(DrError::NotEmpty {
-                    dir: dir.to_path_buf(),
-                });
+                // A store whose records do not decode may be replaced with force.
+                Err(e) if !force => return Err(DrError::Store(e)),
+                _ if !force => {
+                    return Err(DrError::NotEmpty {
+                        dir: dir.to_path_buf(),
+                    })
+                }
+                _ => {}
             }
             let secs = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
