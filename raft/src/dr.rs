@@ -488,3 +488,58 @@ pub async fn restore(
         moved_aside,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A member whose host is gone for good is usually not refusing but silent: the probe
+    /// must count an address that drops our SYN (here a listener with a full accept queue,
+    /// as in the network module's test) as down within the connect timeout, not as
+    /// "unknown" (which would refuse for ever); a refused connection is down too.
+    #[tokio::test]
+    async fn dcs_ops_probe_counts_a_silent_or_refusing_address_as_down() {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let listener = socket.listen(1).unwrap();
+        let silent = listener.local_addr().unwrap().to_string();
+        let mut held = Vec::new();
+        for _ in 0..4 {
+            if let Ok(Ok(s)) = tokio::time::timeout(
+                Duration::from_millis(200),
+                tokio::net::TcpStream::connect(&silent),
+            )
+            .await
+            {
+                held.push(s);
+            }
+        }
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let refused = closed.local_addr().unwrap().to_string();
+        drop(closed);
+        let addrs = BTreeSet::from([silent, refused]);
+        let started = std::time::Instant::now();
+        let (alive, down) = probe(&PeerClients::new(0, None), &addrs).await;
+        assert!(alive.is_empty(), "{alive:?}");
+        assert_eq!(down.len(), 2, "{down:?}");
+        assert!(started.elapsed() < PROBE_TIMEOUT, "{:?}", started.elapsed());
+        drop(held);
+    }
+
+    /// A process that accepts the connection but never answers (hung, or not pgwarden) may
+    /// be a live member: it counts as alive, and the operation is refused.
+    #[tokio::test]
+    async fn dcs_ops_probe_counts_a_connected_but_silent_peer_as_alive() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let keep = tokio::spawn(async move {
+            let mut conns = Vec::new();
+            while let Ok((s, _)) = listener.accept().await {
+                conns.push(s);
+            }
+        });
+        let (alive, down) = probe(&PeerClients::new(0, None), &BTreeSet::from([addr])).await;
+        assert_eq!((alive.len(), down.len()), (1, 0), "{alive:?} {down:?}");
+        keep.abort();
+    }
+}

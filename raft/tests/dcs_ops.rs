@@ -145,7 +145,7 @@ async fn dcs_ops_force_new_cluster_on_the_survivor_of_a_lost_majority() {
     for i in 1..3 {
         c.start_member(i);
         let addr = c.addrs[i].clone();
-        let reply = wait_for(Duration::from_secs(30), "the new member to be added", || {
+        let reply = wait_for(Duration::from_secs(60), "the new member to be added", || {
             let cl = only.clone();
             let addr = addr.clone();
             async move {
