@@ -62,8 +62,10 @@ enum Sub {
         #[arg(long)]
         guard_pid_file: PathBuf,
     },
-    /// Disaster recovery after the permanent loss of the majority: with this node's daemon
-    /// stopped, rewrite its Raft membership to itself alone, keeping the keyspace. Refused
+    /// After the permanent loss of the Raft majority: make this stopped node a one-voter cluster.
+    ///
+    /// With this node's daemon stopped, rewrite its Raft membership to itself alone, keeping
+    /// the keyspace. Refused
     /// while any other member answers. PostgreSQL is not touched: promote with
     /// `pgwardenctl failover` if needed, then add new members with `pgwardenctl members add`.
     ForceNewCluster {
@@ -73,8 +75,10 @@ enum Sub {
         /// The node's configuration file, positional.
         config: Option<PathBuf>,
     },
-    /// Restore a backup taken with `pgwardenctl dcs snapshot save` into this node's Raft data
-    /// directory, before the daemon starts, as a cluster of which this node is the only
+    /// Restore a `pgwardenctl dcs snapshot save` backup into this stopped node's Raft store.
+    ///
+    /// The backup is written into this node's Raft data directory, before the daemon starts,
+    /// as a cluster of which this node is the only
     /// voter; then start it and add the other members with `pgwardenctl members add`.
     /// Refuses a backup of another scope, a damaged file, and an existing store (unless
     /// --force, which renames it aside).
