@@ -71,3 +71,84 @@ fn history_matches_patronictl_in_every_format() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+/// `dcs get` and `dcs status` (issue 22) in every format, from fixed answers: keys with and
+/// without a lease, a reachable leader and follower, and a member that did not answer.
+fn dcs_fixtures() -> (pgwarden::grpc::pb::DcsKeys, pgwarden::grpc::pb::DcsStatus) {
+    use pgwarden::grpc::pb::{DcsKey, DcsKeys, DcsMemberStatus, DcsStatus};
+    let keys = DcsKeys {
+        revision: 1207,
+        keys: vec![
+            DcsKey {
+                key: "/service/batman/config".into(),
+                value: r#"{"ttl":30,"loop_wait":10}"#.into(),
+                create_revision: 4,
+                mod_revision: 4,
+                ttl_ms: None,
+                lease_left_ms: None,
+            },
+            DcsKey {
+                key: "/service/batman/leader".into(),
+                value: "pg0".into(),
+                create_revision: 9,
+                mod_revision: 1203,
+                ttl_ms: Some(30_000),
+                lease_left_ms: Some(27_512),
+            },
+        ],
+    };
+    let up = |id: u64, name: &str, role: &str, reaper: bool| DcsMemberStatus {
+        id,
+        name: name.into(),
+        addr: format!("10.0.0.{id}:5010"),
+        voter: true,
+        reachable: true,
+        error: String::new(),
+        role: role.into(),
+        term: 3,
+        leader_id: 1,
+        last_log_index: 1207,
+        applied: 1207,
+        store_bytes: 524_288,
+        snapshot_bytes: 20_480,
+        snapshot_index: Some(1000),
+        lease_keys: 4,
+        reaper_active: reaper,
+    };
+    let status = DcsStatus {
+        answered_by: 2,
+        members: vec![
+            up(1, "pg0", "leader", true),
+            up(2, "pg1", "follower", false),
+            DcsMemberStatus {
+                id: 3,
+                name: "pg2".into(),
+                addr: "10.0.0.3:5010".into(),
+                voter: true,
+                reachable: false,
+                error: "10.0.0.3:5010 is unreachable: connection refused".into(),
+                ..Default::default()
+            },
+        ],
+    };
+    (keys, status)
+}
+
+#[test]
+fn dcs_ops_get_and_status_output_is_stable_in_every_format() {
+    let (keys, status) = dcs_fixtures();
+    let mut failures = Vec::new();
+    for (fmt, ext) in &FORMATS[..4] {
+        check(
+            &format!("dcs_get.{ext}"),
+            &render::dcs_keys(&keys, *fmt),
+            &mut failures,
+        );
+        check(
+            &format!("dcs_status.{ext}"),
+            &render::dcs_status(&status, *fmt),
+            &mut failures,
+        );
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}

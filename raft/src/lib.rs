@@ -35,18 +35,22 @@
 //!   each adding methods to that shared state.
 //! - [`server`]: the gRPC peer service, serving the node's handlers.
 //! - [`node`]: a running DCS member: start and shutdown, and the [`Dcs`] implementation.
+//! - [`backup`]: the DCS backup file (snapshot save / restore-dcs).
+//! - [`dr`]: disaster recovery on a stopped node's store (force-new-cluster, restore).
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 #![warn(missing_docs)]
 // openraft's StorageError (its API type, which our storage traits must return) is 224
 // bytes; boxing it at our call sites would only add conversions.
 #![allow(clippy::result_large_err)]
 
+pub mod backup;
 pub mod candidacy;
 pub mod client;
 pub mod command;
 pub mod config;
 pub mod dcs;
 mod discovery;
+pub mod dr;
 pub mod error;
 mod inner;
 pub mod keyspace;

@@ -4,7 +4,9 @@
 
 use crate::inner::NodeInner;
 use crate::network::{CallError, Rpc};
-use crate::wire::{self, AdminError, AdminReply, AdminRequest, ClusterStatus, HelloReply, MemberStatus};
+use crate::wire::{
+    self, AdminError, AdminReply, AdminRequest, ClusterStatus, HelloReply, MemberStatus, NodeReport,
+};
 use crate::{Node, NodeId};
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -54,7 +56,40 @@ impl NodeInner {
         }
     }
 
+    /// This node's own state (`dcs status`). The snapshot size is read from the stored
+    /// snapshot: a few hundred KiB at most for the keyspaces pgwarden holds.
+    pub(crate) fn report(&self) -> NodeReport {
+        let m = self.raft.metrics().borrow().clone();
+        let role = match m.state {
+            openraft::ServerState::Leader => "leader",
+            openraft::ServerState::Follower => "follower",
+            openraft::ServerState::Candidate => "candidate",
+            openraft::ServerState::Learner => "learner",
+            openraft::ServerState::Shutdown => "shutdown",
+        };
+        let snapshot = self.store.snapshot_store().load().ok().flatten();
+        NodeReport {
+            id: self.id,
+            name: self.me.name.clone(),
+            addr: self.me.addr.clone(),
+            role: role.into(),
+            term: m.current_term,
+            leader: m.current_leader,
+            last_log_index: m.last_log_index.unwrap_or(0),
+            applied: m.last_applied.map_or(0, |l| l.index),
+            store_bytes: self.store.size_on_disk(),
+            snapshot_bytes: snapshot.as_ref().map_or(0, |s| s.data.len() as u64),
+            snapshot_index: snapshot.and_then(|s| s.meta.last_log_id).map(|l| l.index),
+            lease_keys: self.sm.list("").iter().filter(|kv| kv.ttl_ms.is_some()).count() as u64,
+            reaper_active: m.state == openraft::ServerState::Leader,
+        }
+    }
+
     pub(crate) async fn serve_admin(&self, req: AdminRequest) -> Result<AdminReply, AdminError> {
+        // A node's own report is its own to give, member or not.
+        if matches!(req, AdminRequest::Report) {
+            return Ok(AdminReply::Report(self.report()));
+        }
         if !self.is_member().await {
             return Err(AdminError::NoLeader);
         }
@@ -78,6 +113,7 @@ impl NodeInner {
     async fn admin_local(&self, req: AdminRequest) -> Result<AdminReply, AdminError> {
         match req {
             AdminRequest::Status => Ok(AdminReply::Status(self.status())),
+            AdminRequest::Report => Ok(AdminReply::Report(self.report())),
             AdminRequest::AddMember { addr, replace } => {
                 let hello: HelloReply = self
                     .peers

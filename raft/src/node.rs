@@ -233,6 +233,55 @@ impl RaftNode {
         self.inner.serve_admin(req).await
     }
 
+    /// This node's own state (`dcs status`).
+    pub fn report(&self) -> crate::wire::NodeReport {
+        self.inner.report()
+    }
+
+    /// The own state of the node at peer address `addr` (this node's when it is its own),
+    /// asked over the peer service within `timeout`.
+    pub async fn report_at(&self, addr: &str, timeout: Duration) -> Result<crate::wire::NodeReport, String> {
+        if addr == self.inner.me.addr {
+            return Ok(self.inner.report());
+        }
+        let r: Result<Result<AdminReply, AdminError>, crate::network::CallError> = self
+            .inner
+            .peers
+            .call(
+                crate::network::Rpc::Admin,
+                0,
+                addr,
+                &AdminRequest::Report,
+                timeout,
+            )
+            .await;
+        match r {
+            Ok(Ok(AdminReply::Report(rep))) => Ok(rep),
+            Ok(Ok(other)) => Err(format!("unexpected reply {other:?}")),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(e) => Err(crate::error_chain(&e)),
+        }
+    }
+
+    /// Every key under `prefix` with the index the keyspace was read at: a linearizable
+    /// read (confirmed through the Raft leader) of one consistent state, for backups.
+    /// The index is read on both sides of the list: equal, no entry was applied between.
+    pub async fn consistent_list(&self, prefix: &str) -> Result<(u64, Vec<KeyValue>), DcsError> {
+        self.inner.linearize("snapshot").await?;
+        for _ in 0..100 {
+            let before = self.inner.sm.applied_index();
+            let kvs = self.inner.sm.list(prefix);
+            if self.inner.sm.applied_index() == before {
+                return Ok((before, kvs));
+            }
+            tokio::task::yield_now().await;
+        }
+        Err(DcsError::Unavailable {
+            op: "snapshot",
+            reason: "the keyspace changed during every one of 100 reads".into(),
+        })
+    }
+
     /// The cluster as this node sees it (no forwarding).
     pub fn local_status(&self) -> ClusterStatus {
         self.inner.status()

@@ -252,6 +252,9 @@ pub enum AdminRequest {
         /// Name or id.
         member: String,
     },
+    /// The receiving node's own state ([`NodeReport`]); answered by that node, never
+    /// forwarded, also when it is not (yet) a member. `dcs status` asks every member.
+    Report,
 }
 
 /// A successful admin call.
@@ -263,6 +266,8 @@ pub enum AdminReply {
     Added(MemberStatus),
     /// The id removed.
     Removed(NodeId),
+    /// The answering node's own state.
+    Report(NodeReport),
 }
 
 /// A failed admin call.
@@ -311,6 +316,37 @@ pub struct MemberStatus {
     pub voter: bool,
     /// Last log index known replicated to it (leader's view).
     pub matched: Option<u64>,
+}
+
+/// One node's own state as it reports it: the row of `pgwardenctl dcs status`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct NodeReport {
+    /// Raft id.
+    pub id: NodeId,
+    /// Member name.
+    pub name: String,
+    /// Peer address.
+    pub addr: String,
+    /// Raft role: `leader`, `follower`, `candidate`, `learner` or `shutdown`.
+    pub role: String,
+    /// Current term.
+    pub term: u64,
+    /// The leader it knows.
+    pub leader: Option<NodeId>,
+    /// Index of its last log entry (0: none).
+    pub last_log_index: u64,
+    /// Index of its last applied entry.
+    pub applied: u64,
+    /// Bytes of its Raft store (sled: log, vote, pointers) on disk.
+    pub store_bytes: u64,
+    /// Bytes of its current snapshot file (0: none).
+    pub snapshot_bytes: u64,
+    /// Last index the current snapshot covers.
+    pub snapshot_index: Option<u64>,
+    /// Keys with a TTL lease in its keyspace.
+    pub lease_keys: u64,
+    /// Whether its lease reaper expires keys now: only the Raft leader's does.
+    pub reaper_active: bool,
 }
 
 /// The Raft cluster's state.

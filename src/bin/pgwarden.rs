@@ -1,7 +1,10 @@
 //! The pgwarden daemon: `pgwarden CONFIG` runs a node (data node or witness);
 //! `pgwarden --validate-config CONFIG` checks a configuration file and exits;
 //! `pgwarden fence-guard …` (hidden) is the dead-man's switch the daemon starts next to a
-//! postmaster (see `pgwarden::ha::deadman`).
+//! postmaster (see `pgwarden::ha::deadman`);
+//! `pgwarden force-new-cluster CONFIG` rewrites a stopped node's Raft membership to itself
+//! alone after the loss of the majority, and `pgwarden restore-dcs FILE CONFIG` creates a
+//! node's Raft store from a `pgwardenctl dcs snapshot save` backup (see `pgwarden_raft::dr`).
 
 use clap::{CommandFactory, Parser};
 use pgwarden::config::{Config, Strictness};
@@ -59,6 +62,38 @@ enum Sub {
         #[arg(long)]
         guard_pid_file: PathBuf,
     },
+    /// After the permanent loss of the Raft majority: make this stopped node a one-voter cluster.
+    ///
+    /// With this node's daemon stopped, rewrite its Raft membership to itself alone, keeping
+    /// the keyspace. Refused
+    /// while any other member answers. PostgreSQL is not touched: promote with
+    /// `pgwardenctl failover` if needed, then add new members with `pgwardenctl members add`.
+    ForceNewCluster {
+        /// The node's configuration file.
+        #[arg(short = 'c', long = "config", value_name = "CONFIG")]
+        config_flag: Option<PathBuf>,
+        /// The node's configuration file, positional.
+        config: Option<PathBuf>,
+    },
+    /// Restore a `pgwardenctl dcs snapshot save` backup into this stopped node's Raft store.
+    ///
+    /// The backup is written into this node's Raft data directory, before the daemon starts,
+    /// as a cluster of which this node is the only
+    /// voter; then start it and add the other members with `pgwardenctl members add`.
+    /// Refuses a backup of another scope, a damaged file, and an existing store (unless
+    /// --force, which renames it aside).
+    RestoreDcs {
+        /// The backup file.
+        file: PathBuf,
+        /// The node's configuration file.
+        #[arg(short = 'c', long = "config", value_name = "CONFIG")]
+        config_flag: Option<PathBuf>,
+        /// The node's configuration file, positional.
+        config: Option<PathBuf>,
+        /// Move an existing Raft store aside (renamed, never deleted) instead of refusing.
+        #[arg(long)]
+        force: bool,
+    },
     /// Man pages and shell completions, for packaging.
     #[command(hide = true, subcommand)]
     Generate(pgwarden::generate::Generate),
@@ -96,6 +131,26 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         };
+    }
+    if let Some(Sub::ForceNewCluster { config_flag, config }) = &args.command {
+        let Some(path) = config_flag.as_ref().or(config.as_ref()) else {
+            eprintln!("pgwarden force-new-cluster: no configuration file given");
+            return ExitCode::from(2);
+        };
+        return force_new_cluster(path);
+    }
+    if let Some(Sub::RestoreDcs {
+        file,
+        config_flag,
+        config,
+        force,
+    }) = &args.command
+    {
+        let Some(path) = config_flag.as_ref().or(config.as_ref()) else {
+            eprintln!("pgwarden restore-dcs: no configuration file given");
+            return ExitCode::from(2);
+        };
+        return restore_dcs(file, path, *force);
     }
     if let Some(Sub::Demo {
         witness,
@@ -202,5 +257,117 @@ fn main() -> ExitCode {
             eprintln!("pgwarden: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// `pgwarden force-new-cluster CONFIG`: see [`pgwarden_raft::dr`].
+fn force_new_cluster(path: &std::path::Path) -> ExitCode {
+    let fail = |e: String| {
+        eprintln!("pgwarden force-new-cluster: {e}");
+        ExitCode::FAILURE
+    };
+    let cfg = match Config::load(path, Strictness::Lenient) {
+        Ok(l) => l.config,
+        Err(e) => return fail(format!("{}: {}", path.display(), pgwarden_raft::error_chain(&e))),
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new("info,openraft=warn"))
+        .with_writer(std::io::stderr)
+        .init();
+    let tls = match cfg.raft.peer_tls() {
+        Ok(t) => t,
+        Err(e) => return fail(format!("raft: TLS settings: {}", pgwarden_raft::error_chain(&e))),
+    };
+    let partners: Vec<String> = cfg.raft.partner_addrs.iter().map(|a| a.to_string()).collect();
+    let dir = cfg.raft.data_dir();
+    let rt = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => return fail(format!("cannot start the runtime: {e}")),
+    };
+    let res = rt.block_on(async {
+        let peers = pgwarden_raft::network::PeerClients::new(0, None)
+            .with_tls(tls.as_ref().map(|t| t.client_config()));
+        pgwarden_raft::dr::force_new_cluster(&dir, &partners, &peers).await
+    });
+    match res {
+        Ok(r) => {
+            println!(
+                "Success: the Raft membership in {} is now {} (id {}) alone, at index {} in term {}",
+                dir.display(),
+                r.me,
+                r.node_id,
+                r.index,
+                r.term
+            );
+            for n in &r.removed {
+                println!("  removed {n}");
+            }
+            println!(
+                "  kept {} keys ({} with a TTL: they expire by their TTL once the node leads)",
+                r.keys, r.ttl_keys
+            );
+            println!(
+                "Next: start the daemon; promote its PostgreSQL with `pgwardenctl failover` if it is a \
+                 replica; then add new members with `pgwardenctl members add` or `members replace`."
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(pgwarden_raft::error_chain(&e)),
+    }
+}
+
+/// `pgwarden restore-dcs FILE CONFIG`: see [`pgwarden_raft::dr::restore`].
+fn restore_dcs(file: &std::path::Path, path: &std::path::Path, force: bool) -> ExitCode {
+    let fail = |e: String| {
+        eprintln!("pgwarden restore-dcs: {e}");
+        ExitCode::FAILURE
+    };
+    let cfg = match Config::load(path, Strictness::Lenient) {
+        Ok(l) => l.config,
+        Err(e) => return fail(format!("{}: {}", path.display(), pgwarden_raft::error_chain(&e))),
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new("info,openraft=warn"))
+        .with_writer(std::io::stderr)
+        .init();
+    let backup = match pgwarden_raft::backup::DcsBackup::read(file) {
+        Ok(b) => b,
+        Err(e) => return fail(pgwarden_raft::error_chain(&e)),
+    };
+    let prefix = format!("{}/{}/", cfg.namespace.trim_end_matches('/'), cfg.scope);
+    if let Err(e) = pgwarden_raft::dr::check_backup(file, &backup, &cfg.scope, &prefix) {
+        return fail(pgwarden_raft::error_chain(&e));
+    }
+    let me = pgwarden_raft::Node {
+        name: cfg.name.to_string(),
+        addr: cfg.raft.self_addr.to_string(),
+    };
+    let dir = cfg.raft.data_dir();
+    let rt = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => return fail(format!("cannot start the runtime: {e}")),
+    };
+    match rt.block_on(pgwarden_raft::dr::restore(&dir, file, &backup, me, force)) {
+        Ok(r) => {
+            if let Some(old) = &r.moved_aside {
+                println!("Moved the existing Raft store to {}", old.display());
+            }
+            println!(
+                "Success: restored {} keys of cluster {} (revision {}, taken {}) into {} as a one-voter \
+                 cluster (node id {})",
+                r.keys,
+                backup.scope,
+                backup.revision,
+                backup.taken_at,
+                dir.display(),
+                r.node_id
+            );
+            println!(
+                "Next: start this node's daemon; start the others with empty Raft data directories and add \
+                 each with `pgwardenctl members add HOST:PORT`."
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(pgwarden_raft::error_chain(&e)),
     }
 }

@@ -283,6 +283,12 @@ pub enum Command {
         #[command(subcommand)]
         action: MembersAction,
     },
+    /// The embedded DCS: keys, each Raft member's state, repairs and backups (etcdctl's jobs).
+    Dcs {
+        /// What to do.
+        #[command(subcommand)]
+        action: DcsAction,
+    },
     /// Print pgwardenctl's version.
     Version,
     /// A libpq connection string for a member (default: the leader).
@@ -340,6 +346,71 @@ pub enum MembersAction {
     Replace {
         /// host:port.
         addr: String,
+    },
+}
+
+/// `dcs` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum DcsAction {
+    /// Keys with their values, create and mod revisions and lease time left. A KEY without
+    /// a leading `/` is under the cluster's prefix (`/service/<scope>/`).
+    Get {
+        /// The key, or with --prefix the prefix (default: the whole cluster).
+        key: Option<String>,
+        /// Every key under KEY.
+        #[arg(long)]
+        prefix: bool,
+        /// Output format.
+        #[arg(short = 'f', long = "format", value_enum, default_value = "pretty")]
+        format: Format,
+    },
+    /// Every Raft member: role, term, log and applied index, leader, reachability, store
+    /// and snapshot size on disk, lease reaper.
+    Status {
+        /// Output format.
+        #[arg(short = 'f', long = "format", value_enum, default_value = "pretty")]
+        format: Format,
+    },
+    /// Write one key raw, bypassing the HA loop: for repairs only, needs --force.
+    Put {
+        /// The key.
+        key: String,
+        /// The value.
+        value: String,
+        /// Make it a lease expiring after this many seconds unless written again.
+        #[arg(long, value_name = "SECONDS")]
+        ttl: Option<u64>,
+        /// Do it (the write is refused without it).
+        #[arg(long)]
+        force: bool,
+    },
+    /// Delete one key raw, bypassing the HA loop: for repairs only, needs --force.
+    Delete {
+        /// The key.
+        key: String,
+        /// Do it (the delete is refused without it).
+        #[arg(long)]
+        force: bool,
+    },
+    /// Backups of the cluster's keys.
+    Snapshot {
+        /// What to do.
+        #[command(subcommand)]
+        action: SnapshotAction,
+    },
+}
+
+/// `dcs snapshot` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum SnapshotAction {
+    /// Save one consistent state of the cluster's keys, read through the Raft leader, to
+    /// FILE (written atomically, with a checksum); restore it with `pgwarden restore-dcs`.
+    Save {
+        /// The file to write.
+        file: PathBuf,
+        /// Overwrite FILE if it exists.
+        #[arg(long)]
+        force: bool,
     },
 }
 

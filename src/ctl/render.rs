@@ -547,3 +547,150 @@ pub fn raft_members(m: &pb::RaftMembers, fmt: Format) -> String {
     };
     print_output(&columns, rows, &["Id", "Matched", "Lag"], fmt, &title)
 }
+
+fn int(v: u64) -> Cell {
+    Cell::Int(i64::try_from(v).unwrap_or(i64::MAX))
+}
+
+fn opt_int(v: Option<u64>) -> Cell {
+    v.map_or_else(|| text(""), int)
+}
+
+/// Tables only, as in `members list`: JSON and YAML carry no title.
+fn table_title(fmt: Format, title: String) -> (Format, String) {
+    let fmt = if fmt == Format::Topology {
+        Format::Pretty
+    } else {
+        fmt
+    };
+    let title = if fmt == Format::Pretty {
+        title
+    } else {
+        String::new()
+    };
+    (fmt, title)
+}
+
+/// `dcs get`: one row per key; TTL and lease time left in milliseconds.
+pub fn dcs_keys(k: &pb::DcsKeys, fmt: Format) -> String {
+    let columns: Vec<String> = [
+        "Key",
+        "Value",
+        "Create revision",
+        "Mod revision",
+        "TTL ms",
+        "Lease left ms",
+    ]
+    .map(String::from)
+    .to_vec();
+    let rows = k
+        .keys
+        .iter()
+        .map(|x| {
+            vec![
+                text(x.key.clone()),
+                text(x.value.clone()),
+                int(x.create_revision),
+                int(x.mod_revision),
+                opt_int(x.ttl_ms),
+                opt_int(x.lease_left_ms),
+            ]
+        })
+        .collect();
+    let (fmt, title) = table_title(
+        fmt,
+        format!(" DCS: {} keys at revision {} ", k.keys.len(), k.revision),
+    );
+    print_output(
+        &columns,
+        rows,
+        &["Create revision", "Mod revision", "TTL ms", "Lease left ms"],
+        fmt,
+        &title,
+    )
+}
+
+/// `dcs status`: one row per Raft member, as each reports itself (`unreachable` with the
+/// reason when it did not answer).
+pub fn dcs_status(s: &pb::DcsStatus, fmt: Format) -> String {
+    let name_of = |id: u64| {
+        s.members.iter().find(|m| m.id == id && id != 0).map_or_else(
+            || if id == 0 { String::new() } else { id.to_string() },
+            |m| m.name.clone(),
+        )
+    };
+    let columns: Vec<String> = [
+        "Member",
+        "Id",
+        "Address",
+        "Role",
+        "Term",
+        "Leader",
+        "Last index",
+        "Applied",
+        "Store bytes",
+        "Snapshot bytes",
+        "Snapshot index",
+        "Leases",
+        "Reaper",
+        "Error",
+    ]
+    .map(String::from)
+    .to_vec();
+    let rows = s
+        .members
+        .iter()
+        .map(|m| {
+            if !m.reachable {
+                let mut row = vec![
+                    text(m.name.clone()),
+                    int(m.id),
+                    text(m.addr.clone()),
+                    text("unreachable"),
+                ];
+                row.extend((0..9).map(|_| text("")));
+                row.push(text(m.error.clone()));
+                return row;
+            }
+            let role = if m.voter || m.role != "learner" {
+                m.role.clone()
+            } else {
+                "learner".into()
+            };
+            vec![
+                text(m.name.clone()),
+                int(m.id),
+                text(m.addr.clone()),
+                text(role),
+                int(m.term),
+                text(name_of(m.leader_id)),
+                int(m.last_log_index),
+                int(m.applied),
+                int(m.store_bytes),
+                int(m.snapshot_bytes),
+                opt_int(m.snapshot_index),
+                int(m.lease_keys),
+                text(if m.reaper_active { "active" } else { "idle" }),
+                text(m.error.clone()),
+            ]
+        })
+        .collect();
+    let answered = name_of(s.answered_by);
+    let (fmt, title) = table_title(fmt, format!(" DCS members (asked by {answered}) "));
+    print_output(
+        &columns,
+        rows,
+        &[
+            "Id",
+            "Term",
+            "Last index",
+            "Applied",
+            "Store bytes",
+            "Snapshot bytes",
+            "Snapshot index",
+            "Leases",
+        ],
+        fmt,
+        &title,
+    )
+}

@@ -6,12 +6,15 @@
 //! - [`convert`]: the REST documents (GET /cluster, /history) as protobuf messages.
 //! - [`forward`]: member actions (restart, reload, reinitialize) for another member are sent
 //!   to that member's REST API, as patronictl does.
+//! - [`dcs_ops`]: the DCS operations (`pgwardenctl dcs ...`): keys, each Raft member's
+//!   state, raw repair writes behind `force`, consistent snapshots.
 //! - [`watch`]: the event stream, a diff of successive cluster snapshots.
 //! - [`auth`]: bearer token or client certificate on every call.
 //! - [`serve`]: the listener loop.
 //! - [`error`]: [`error::AdminError`] and its mapping to gRPC status codes.
 pub mod auth;
 pub mod convert;
+pub mod dcs_ops;
 pub mod error;
 pub mod forward;
 pub mod serve;

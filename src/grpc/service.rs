@@ -4,6 +4,7 @@
 //! or remotely through its REST API.
 
 use super::convert;
+use super::dcs_ops::{self, LeaseClock};
 use super::error::AdminError;
 use super::forward::Forwarder;
 use super::pb::admin_service_server::AdminService;
@@ -17,7 +18,11 @@ use crate::api::rest::ApiState;
 use crate::config::merge_patch;
 use crate::dcs::Dcs;
 use pgwarden_raft::command::Condition;
-use pgwarden_raft::node::wire::{AdminError as RaftAdminError, AdminReply, AdminRequest, ClusterStatus};
+use pgwarden_raft::command::KeyValue;
+use pgwarden_raft::dcs::DcsError;
+use pgwarden_raft::node::wire::{
+    AdminError as RaftAdminError, AdminReply, AdminRequest, ClusterStatus, NodeReport,
+};
 use pgwarden_raft::RaftNode;
 use serde_json::{json, Map, Value};
 use std::future::Future;
@@ -27,15 +32,59 @@ use std::time::Duration;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
-/// Raft membership administration, the one thing the service needs beyond the DCS.
+/// Raft membership administration, the one thing the service needs beyond the DCS, and
+/// what the DCS operations ([`dcs_ops`]) read of the node; their defaults answer for a
+/// service with no Raft node (the in-memory DCS of the service's tests).
 pub trait RaftAdmin: Send + Sync + 'static {
     /// Runs a membership request on the Raft leader (forwarded by the node if needed).
     fn admin(&self, req: AdminRequest) -> impl Future<Output = Result<AdminReply, RaftAdminError>> + Send;
+
+    /// The Raft id of this member (0: none).
+    fn my_id(&self) -> u64 {
+        0
+    }
+
+    /// The index this member has applied (0: unknown).
+    fn applied(&self) -> u64 {
+        0
+    }
+
+    /// The own state of the member at peer address `addr`.
+    fn report_at(&self, addr: &str) -> impl Future<Output = Result<NodeReport, String>> + Send {
+        let _ = addr;
+        async { Err("this member has no Raft node".to_string()) }
+    }
+
+    /// One consistent state of the keys under `prefix` with the index it was read at,
+    /// confirmed through the Raft leader; `None` when the node cannot give one.
+    fn consistent_list(
+        &self,
+        prefix: &str,
+    ) -> impl Future<Output = Option<Result<(u64, Vec<KeyValue>), DcsError>>> + Send {
+        let _ = prefix;
+        async { None }
+    }
 }
 
 impl RaftAdmin for RaftNode {
     fn admin(&self, req: AdminRequest) -> impl Future<Output = Result<AdminReply, RaftAdminError>> + Send {
         RaftNode::admin(self, req)
+    }
+
+    fn my_id(&self) -> u64 {
+        self.id()
+    }
+
+    fn applied(&self) -> u64 {
+        *self.revision().borrow()
+    }
+
+    fn report_at(&self, addr: &str) -> impl Future<Output = Result<NodeReport, String>> + Send {
+        RaftNode::report_at(self, addr, dcs_ops::REPORT_TIMEOUT)
+    }
+
+    async fn consistent_list(&self, prefix: &str) -> Option<Result<(u64, Vec<KeyValue>), DcsError>> {
+        Some(RaftNode::consistent_list(self, prefix).await)
     }
 }
 
@@ -44,13 +93,20 @@ pub struct Admin<D: Dcs, R: RaftAdmin> {
     api: ApiState<D>,
     raft: Arc<R>,
     forward: Forwarder,
+    leases: LeaseClock,
 }
 
 impl<D: Dcs, R: RaftAdmin> Admin<D, R> {
     /// A service answering from the REST API's state `api` (which carries the DCS, the
     /// request channel to the HA loop and the published status).
     pub fn new(api: ApiState<D>, raft: Arc<R>, forward: Forwarder) -> Self {
-        Admin { api, raft, forward }
+        let leases = LeaseClock::start(api.dcs.clone(), &api.prefix);
+        Admin {
+            api,
+            raft,
+            forward,
+            leases,
+        }
     }
 
     fn me(&self) -> String {
@@ -620,6 +676,28 @@ impl<D: Dcs, R: RaftAdmin> AdminService for Admin<D, R> {
         Ok(Response::new(
             self.add_raft_member(req.into_inner().addr, true).await?,
         ))
+    }
+
+    async fn dcs_get(&self, req: Request<pb::DcsGetRequest>) -> Res<pb::DcsKeys> {
+        let r = dcs_ops::get(&self.api, self.raft.as_ref(), &self.leases, req.into_inner()).await?;
+        Ok(Response::new(r))
+    }
+
+    async fn dcs_status(&self, _: Request<pb::DcsStatusRequest>) -> Res<pb::DcsStatus> {
+        Ok(Response::new(dcs_ops::status(self.raft.as_ref()).await?))
+    }
+
+    async fn dcs_put(&self, req: Request<pb::DcsPutRequest>) -> Res<pb::ActionReply> {
+        Ok(Response::new(dcs_ops::put(&self.api, req.into_inner()).await?))
+    }
+
+    async fn dcs_delete(&self, req: Request<pb::DcsDeleteRequest>) -> Res<pb::ActionReply> {
+        Ok(Response::new(dcs_ops::delete(&self.api, req.into_inner()).await?))
+    }
+
+    async fn dcs_snapshot(&self, _: Request<pb::DcsSnapshotRequest>) -> Res<pb::DcsSnapshot> {
+        let r = dcs_ops::snapshot(&self.api, self.raft.as_ref(), self.scope()).await?;
+        Ok(Response::new(r))
     }
 
     type WatchStream = Pin<Box<dyn tokio_stream::Stream<Item = Result<pb::ClusterEvent, Status>> + Send>>;

@@ -20,7 +20,8 @@
 //! callback scripts; [`t70_slots`] manages physical and logical replication slots;
 //! [`t80_tls`] runs the gRPC traffic over mutual TLS; [`t85_haproxy`] routes clients
 //! through a real HAProxy; [`t86_check_patroni`] runs the check_patroni monitoring plugin;
-//! [`t90_ctl`] manages clusters through pgwardenctl; [`t95_demo`] runs `pgwarden demo`.
+//! [`t90_ctl`] manages clusters through pgwardenctl; [`t92_dcs_ops`] operates the embedded DCS
+//! (inspect, repair, back up, force-new-cluster after the loss of the majority); [`t95_demo`] runs `pgwarden demo`.
 //! The soak test is not here: it runs for minutes, through `scripts/soak.sh`.
 
 mod harness;
@@ -42,4 +43,5 @@ mod t80_tls;
 mod t85_haproxy;
 mod t86_check_patroni;
 mod t90_ctl;
+mod t92_dcs_ops;
 mod t95_demo;

@@ -11,10 +11,12 @@
 //! - `pause`: `pause` and `resume`.
 //! - `remove`: `remove` (the cluster) and `remove-member`.
 //! - `members`: `members` (the Raft membership).
+//! - `dcs`: `dcs get|status|put|delete|snapshot save` (the embedded DCS itself).
 //! - `generate`: `generate man|completions`.
 
 mod actions;
 mod config;
+mod dcs;
 mod generate;
 mod list;
 mod manual;
@@ -150,6 +152,7 @@ pub async fn run(cli: Cli) -> Result<()> {
             force,
         } => remove::remove_member(&mut c, cluster, scope, member, force).await,
         Command::Members { action } => members::members(&mut c, action).await,
+        Command::Dcs { action } => dcs::dcs(&mut c, action).await,
         Command::Dsn {
             cluster,
             role,
