@@ -240,11 +240,11 @@ fn forks(samples: &[TimelineSample]) -> Vec<Fork> {
     out
 }
 
-/// Median and maximum of `d` (`None` when empty).
+/// Median (the lower one of an even count) and maximum of `d` (`None` when empty).
 pub fn median_max(d: &[Duration]) -> Option<(Duration, Duration)> {
     let mut d = d.to_vec();
     d.sort();
-    Some((*d.get(d.len() / 2)?, *d.last()?))
+    Some((*d.get(d.len().checked_sub(1)? / 2)?, *d.last()?))
 }
 
 /// The per-fault-kind table: count, recovery median/max, lost commits and split-brain
