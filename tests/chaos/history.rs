@@ -34,7 +34,7 @@ pub struct Member(pub usize);
 pub struct Timeline(pub u32);
 
 /// How a write ended, as far as its client knows.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Outcome {
     /// Committed and acknowledged; the member was on this timeline when it answered.
     Acked(Timeline),

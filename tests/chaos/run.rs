@@ -347,6 +347,10 @@ async fn run_in(lab: Arc<NetLab>, cfg: RunConfig) -> Report {
         }
         let healed = started.elapsed();
         let settled = settle(&c, SETTLE_LIMIT).await;
+        if interrupted() {
+            // Not a failure to settle: the wait was cut short. The fault is not recorded.
+            break;
+        }
         let recovery = settled.map(|(_, d)| d);
         println!(
             "[{:>5.1}s] {kind}: {detail}; recovered {}",
@@ -415,8 +419,24 @@ async fn run_in(lab: Arc<NetLab>, cfg: RunConfig) -> Report {
         verdict.forks.len(),
         verdict.not_rejoined.len()
     );
-    for w in verdict.lost.iter().take(20) {
-        println!("chaos: lost {w:?}");
+    // Lost commits by the tenure that acknowledged them, with the span of their
+    // acknowledgements (the individual writes would flood the log).
+    let mut by_tenure: std::collections::BTreeMap<_, (usize, Duration, Duration)> = Default::default();
+    for w in &verdict.lost {
+        let e = by_tenure
+            .entry((w.member, w.outcome))
+            .or_insert((0, w.done, w.done));
+        e.0 += 1;
+        e.1 = e.1.min(w.done);
+        e.2 = e.2.max(w.done);
+    }
+    for ((m, outcome), (n, first, last)) in by_tenure {
+        println!(
+            "chaos: lost {n} acknowledged by {} ({outcome:?}) between {:.1} s and {:.1} s",
+            c.nodes[m.0].spec.name,
+            first.as_secs_f64(),
+            last.as_secs_f64()
+        );
     }
     for s in &verdict.split_brain {
         println!("chaos: split brain {s:?}");
