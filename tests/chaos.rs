@@ -49,7 +49,7 @@ fn chaos_ci_sync_15_faults_no_lost_commit_no_split_brain() {
         faults: 15,
         topology: Topology::Three,
         mode: Mode::Sync,
-        limit: Duration::from_secs(6 * 60),
+        limit: Duration::from_secs(5 * 60),
         combine: false,
         kinds: Kind::ALL.to_vec(),
         prefix: "pgw-chaos-ci".into(),
