@@ -259,18 +259,14 @@ pub fn table(h: &History, v: &Verdict) -> String {
         split: usize,
     }
     let mut rows: BTreeMap<&str, Row> = BTreeMap::new();
-    let window = |f: &FaultRecord| {
-        (
-            f.injected,
-            f.healed + f.recovery.unwrap_or(Duration::from_secs(3600)),
-        )
-    };
+    // When a fault's window ends: its settle, or never for one that did not settle.
+    let settled = |f: &FaultRecord| f.healed + f.recovery.unwrap_or(Duration::MAX / 2);
     // A write acknowledged before a fault can only be lost through that fault or a later
     // one: blame the first fault not yet settled at `t`.
     let kind_at = |t: Duration| {
         h.faults
             .iter()
-            .find(|f| t <= window(f).1)
+            .find(|f| t <= settled(f))
             .map_or("(after the last fault)", |f| f.kind.as_str())
     };
     let empty = || Row {
