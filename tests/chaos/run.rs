@@ -445,7 +445,12 @@ async fn run_in(lab: Arc<NetLab>, cfg: RunConfig) -> Report {
         println!("chaos: fork {f:?}");
     }
     for i in &verdict.not_rejoined {
-        println!("chaos: not rejoined after {}", h.faults[*i].detail);
+        let f = &h.faults[*i];
+        println!(
+            "chaos: not rejoined after the fault injected at {:.1} s: {}",
+            f.injected.as_secs_f64(),
+            f.detail
+        );
     }
     print!("{table}");
     Report {
