@@ -54,6 +54,7 @@ seed=${seed:-$(od -An -N4 -tu4 /dev/urandom | tr -d ' ')}
 # Build first, then run the test binary directly: Ctrl-C then reaches only the binary
 # (which handles it and cleans up) and tee, which ignores it and keeps the log going.
 bin=$(cargo test --profile "$profile" --test chaos --no-run --message-format=json 2>/dev/null |
+    grep '"kind":\["test"\]' | grep '"name":"chaos"' |
     sed -n 's/.*"executable":"\([^"]*\)".*/\1/p' | tail -1)
 [[ -x $bin ]] || {
     echo "chaos.sh: could not build the chaos test binary" >&2
@@ -65,7 +66,7 @@ stamp="$(date -u +%Y%m%dT%H%M%SZ)-$topology-$mode-$seed"
 log="$out/$stamp.log"
 echo "machine: $(nproc) cores, $(free -g | awk '/^Mem:/ {print $2}') GiB, kernel $(uname -r)," \
     "commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown), profile $profile" | tee "$log"
-echo "command: scripts/chaos.sh -s $seed -n $faults -t $topology -m $mode -d $minutes${kinds:+ -k $kinds}$([[ $combine = 1 ]] && echo ' -c')" |
+echo "command: scripts/chaos.sh -s $seed -n $faults -t $topology -m $mode -d $minutes${kinds:+ -k $kinds}$([[ $combine = 1 ]] && echo ' -c') -p $profile" |
     tee -a "$log"
 
 export CHAOS_SEED=$seed CHAOS_FAULTS=$faults CHAOS_TOPOLOGY=$topology CHAOS_MODE=$mode
