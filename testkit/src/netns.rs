@@ -33,6 +33,9 @@ const SINK_PEER: &str = "sink1";
 /// tc filter preference of the random-loss rule; cuts use `CUT_PREF_BASE + destination`.
 const LOSS_PREF: u32 = 5;
 const CUT_PREF_BASE: u32 = 100;
+/// tc filter preference of a node's cut towards the clients: above every node's cut
+/// (at most 99 nodes, so `CUT_PREF_BASE + 98` is the highest of those).
+const CLIENT_CUT_PREF: u32 = CUT_PREF_BASE + 99;
 /// Limit of each `ip`/`tc` call: they answer at once or something is badly wrong.
 const TOOL_LIMIT: Duration = Duration::from_secs(30);
 
@@ -94,6 +97,8 @@ pub struct NetLab {
     cuts: Mutex<BTreeSet<Cut>>,
     /// Nodes with a loss rule in force.
     lossy: Mutex<BTreeSet<usize>>,
+    /// Nodes whose packets to the clients are dropped.
+    client_cuts: Mutex<BTreeSet<usize>>,
 }
 
 impl NetLab {
@@ -108,6 +113,7 @@ impl NetLab {
             created: Mutex::new(Vec::new()),
             cuts: Mutex::new(BTreeSet::new()),
             lossy: Mutex::new(BTreeSet::new()),
+            client_cuts: Mutex::new(BTreeSet::new()),
         };
         let mut all: Vec<String> = (0..nodes).map(|i| lab.node_ns(i)).collect();
         all.push(lab.client_ns());
@@ -250,6 +256,50 @@ impl NetLab {
         Ok(())
     }
 
+    /// Drops every packet node `i` sends to the clients. The clients' packets still arrive,
+    /// but no answer comes back: to a TCP client the node is as gone as behind a partition.
+    pub fn cut_from_clients(&self, i: usize) -> Result<(), NetError> {
+        if self.client_cuts.lock().unwrap().contains(&i) {
+            return Ok(());
+        }
+        let dst = format!("{}/32", self.client_ip());
+        run(
+            "tc",
+            &[
+                "-n",
+                &self.node_ns(i),
+                "filter",
+                "add",
+                "dev",
+                LINK,
+                "egress",
+                "protocol",
+                "ip",
+                "pref",
+                &CLIENT_CUT_PREF.to_string(),
+                "u32",
+                "match",
+                "ip",
+                "dst",
+                &dst,
+                "action",
+                "mirred",
+                "egress",
+                "redirect",
+                "dev",
+                SINK,
+            ],
+        )?;
+        self.client_cuts.lock().unwrap().insert(i);
+        Ok(())
+    }
+
+    /// Cuts node `i` off from everyone: the other nodes (both ways) and the clients.
+    pub fn isolate_from_all(&self, i: usize) -> Result<(), NetError> {
+        self.isolate(i)?;
+        self.cut_from_clients(i)
+    }
+
     /// Removes one direction of a cut.
     pub fn heal_one_way(&self, from: usize, to: usize) -> Result<(), NetError> {
         let cut = Cut { from, to };
@@ -275,11 +325,30 @@ impl NetLab {
         Ok(())
     }
 
-    /// Removes every cut (loss rules stay: [`NetLab::clear_loss`]).
+    /// Removes every cut, those towards the clients included (loss rules stay:
+    /// [`NetLab::clear_loss`]).
     pub fn heal(&self) -> Result<(), NetError> {
         let cuts: Vec<Cut> = self.cuts.lock().unwrap().iter().copied().collect();
         for c in cuts {
             self.heal_one_way(c.from, c.to)?;
+        }
+        let from_clients: Vec<usize> = self.client_cuts.lock().unwrap().iter().copied().collect();
+        for i in from_clients {
+            run(
+                "tc",
+                &[
+                    "-n",
+                    &self.node_ns(i),
+                    "filter",
+                    "del",
+                    "dev",
+                    LINK,
+                    "egress",
+                    "pref",
+                    &CLIENT_CUT_PREF.to_string(),
+                ],
+            )?;
+            self.client_cuts.lock().unwrap().remove(&i);
         }
         Ok(())
     }
@@ -558,6 +627,17 @@ mod tests {
             "the one-way cut let a handshake through"
         );
         lab.heal().unwrap();
+        // From everyone: the clients' connections time out too, until the heal.
+        lab.isolate_from_all(1).unwrap();
+        assert!(
+            !connects(&lab, &lab.client_ns(), ip1, port),
+            "the clients still reach a node isolated from everyone"
+        );
+        lab.heal().unwrap();
+        assert!(
+            connects(&lab, &lab.client_ns(), ip1, port),
+            "the heal did not restore the clients' link"
+        );
         lab.loss(0, 100.0).unwrap();
         assert!(
             !connects(&lab, &n0, ip1, port),
