@@ -160,16 +160,24 @@ pub struct ForceReport {
     pub keys: usize,
     /// Of those, keys with a TTL lease: they expire by their TTL once the node leads.
     pub ttl_keys: usize,
+    /// Whether the HA configuration was set to pause (see [`force_new_cluster`]).
+    pub paused: bool,
 }
 
 /// Rewrites the Raft membership in `dir` to this node alone, keeping the keyspace (see
 /// the module doc). `partner_addrs` are probed besides the members the store names, and
 /// `peers` carries the TLS settings the probe needs. The daemon must be stopped (sled's
 /// lock refuses a second opener).
+///
+/// `pause_key`: the HA configuration key (`/<namespace>/<scope>/config`). When given, the
+/// rewrite also sets `"pause": true` in it, so that the survivor's HA loop starts in
+/// maintenance mode: it never promotes on its own when the old leader key expires, and the
+/// operator chooses with `pgwardenctl failover` (honoured in pause), then `resume`.
 pub async fn force_new_cluster(
     dir: &Path,
     partner_addrs: &[String],
     peers: &PeerClients,
+    pause_key: Option<&str>,
 ) -> Result<ForceReport, DrError> {
     let storage = |source| DrError::Storage {
         dir: dir.to_path_buf(),
@@ -243,7 +251,26 @@ pub async fn force_new_cluster(
         .max()
         .unwrap_or(0)
         + 1;
-    let index = last.map_or(0, |l| l.index) + 1;
+    let mut index = last.map_or(0, |l| l.index) + 1;
+    let paused = match pause_key {
+        Some(key) => {
+            let value = paused_config(sm.shared().get(key).map(|kv| kv.value).as_deref());
+            sm.apply([openraft::Entry::<TypeConfig> {
+                log_id: LogId::new(CommittedLeaderId::new(term, id), index),
+                payload: EntryPayload::Normal(crate::command::Proposal::One(crate::Command::Put {
+                    key: key.to_string(),
+                    value,
+                    ttl_ms: None,
+                    condition: crate::Condition::Always,
+                })),
+            }])
+            .await
+            .map_err(storage)?;
+            index += 1;
+            true
+        }
+        None => false,
+    };
     let new_id = LogId::new(CommittedLeaderId::new(term, id), index);
     tracing::warn!(
         node_id = id,
@@ -272,7 +299,13 @@ pub async fn force_new_cluster(
     log.purge(new_id).await.map_err(storage)?;
 
     let all = sm_keys(&sm);
+    if paused {
+        tracing::warn!(
+            "FORCE-NEW-CLUSTER: the cluster is paused; nothing is promoted until an operator asks"
+        );
+    }
     let report = ForceReport {
+        paused,
         node_id: id,
         me,
         removed: others.into_iter().map(|(_, n)| n).collect(),
@@ -290,6 +323,21 @@ pub async fn force_new_cluster(
          (the leader key of a lost primary among them) expire by their TTL once it leads"
     );
     Ok(report)
+}
+
+/// The HA configuration `current` (JSON; missing or unreadable: empty) with `"pause": true`.
+/// A value that is not a JSON object is replaced: the survivor must start paused, and the
+/// operator sets the rest again with `edit-config`.
+fn paused_config(current: Option<&str>) -> String {
+    let mut obj = current
+        .and_then(|v| serde_json::from_str::<serde_json::Value>(v).ok())
+        .and_then(|v| match v {
+            serde_json::Value::Object(m) => Some(m),
+            _ => None,
+        })
+        .unwrap_or_default();
+    obj.insert("pause".into(), serde_json::Value::Bool(true));
+    serde_json::Value::Object(obj).to_string()
 }
 
 fn sm_keys(sm: &StateMachineStore) -> (usize, usize) {

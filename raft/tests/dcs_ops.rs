@@ -36,7 +36,7 @@ async fn dcs_ops_force_new_cluster_is_refused_while_the_others_run() {
     let dir = c.data_dir(0);
     let before = SledStore::open(&dir).unwrap().dump();
     let peers = PeerClients::new(0, None);
-    let err = force_new_cluster(&dir, &others(&c, 0), &peers)
+    let err = force_new_cluster(&dir, &others(&c, 0), &peers, Some("/service/s/config"))
         .await
         .expect_err("must refuse beside a live majority");
     let DrError::PeersAlive { alive } = &err else {
@@ -91,13 +91,15 @@ async fn dcs_ops_force_new_cluster_on_the_survivor_of_a_lost_majority() {
     }
 
     let peers = PeerClients::new(0, None);
-    let report = force_new_cluster(&c.data_dir(0), &others(&c, 0), &peers)
+    let report = force_new_cluster(&c.data_dir(0), &others(&c, 0), &peers, Some("/service/s/config"))
         .await
         .unwrap();
     assert_eq!(report.me.name, "n0");
     assert_eq!(report.removed.len(), 2);
     assert_eq!(report.probed.len(), 2, "{:?}", report.probed);
-    assert_eq!((report.keys, report.ttl_keys), (52, 1), "{report:?}");
+    assert!(report.paused);
+    // The 52 keys written, plus the configuration key set to pause.
+    assert_eq!((report.keys, report.ttl_keys), (53, 1), "{report:?}");
 
     let started = Instant::now();
     c.start_member(0);
@@ -120,6 +122,17 @@ async fn dcs_ops_force_new_cluster_on_the_survivor_of_a_lost_majority() {
         .map(|kv| (kv.key, kv.value))
         .collect();
     assert_eq!(stored, acked, "the survivor lost acknowledged writes");
+    let config = only
+        .get("/service/s/config")
+        .await
+        .unwrap()
+        .expect("the config key");
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&config.value).unwrap()["pause"],
+        serde_json::json!(true),
+        "the survivor must start paused: {}",
+        config.value
+    );
     assert!(
         only.get("/service/s/leader").await.unwrap().is_some() || started.elapsed() >= TTL,
         "the lease key expired at once"

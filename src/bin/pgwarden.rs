@@ -280,6 +280,8 @@ fn force_new_cluster(path: &std::path::Path) -> ExitCode {
     };
     let partners: Vec<String> = cfg.raft.partner_addrs.iter().map(|a| a.to_string()).collect();
     let dir = cfg.raft.data_dir();
+    // The survivor starts paused: it must never promote on its own (see dr::force_new_cluster).
+    let config_key = format!("{}/{}/config", cfg.namespace.trim_end_matches('/'), cfg.scope);
     let rt = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => return fail(format!("cannot start the runtime: {e}")),
@@ -287,7 +289,7 @@ fn force_new_cluster(path: &std::path::Path) -> ExitCode {
     let res = rt.block_on(async {
         let peers = pgwarden_raft::network::PeerClients::new(0, None)
             .with_tls(tls.as_ref().map(|t| t.client_config()));
-        pgwarden_raft::dr::force_new_cluster(&dir, &partners, &peers).await
+        pgwarden_raft::dr::force_new_cluster(&dir, &partners, &peers, Some(&config_key)).await
     });
     match res {
         Ok(r) => {
@@ -306,9 +308,14 @@ fn force_new_cluster(path: &std::path::Path) -> ExitCode {
                 "  kept {} keys ({} with a TTL: they expire by their TTL once the node leads)",
                 r.keys, r.ttl_keys
             );
+            if r.paused {
+                println!("  the cluster is paused (maintenance mode): nothing is promoted on its own");
+            }
             println!(
-                "Next: start the daemon; promote its PostgreSQL with `pgwardenctl failover` if it is a \
-                 replica; then add new members with `pgwardenctl members add` or `members replace`."
+                "Next: start the daemon; if its PostgreSQL is a replica, promote it with \
+                 `pgwardenctl failover --candidate {}`; then `pgwardenctl resume`, and add new \
+                 members with `pgwardenctl members add` or `members replace`.",
+                r.me.name
             );
             ExitCode::SUCCESS
         }

@@ -391,7 +391,11 @@ fn decide_running(
                         format!("switchover to {c} is not possible: the candidate is not a healthy replica"),
                     );
                 }
-                Some(c) if c == i.me.as_str() => actions.push(Action::ClearFailover { revision: f.revision }),
+                // Done once we are the primary; in pause the key is what makes a lock
+                // holder that is still a replica promote, so it stays until then.
+                Some(c) if c == i.me.as_str() && (r.primary || !paused) => {
+                    actions.push(Action::ClearFailover { revision: f.revision })
+                }
                 None if f.value.leader.as_deref() == Some(i.me.as_str()) && r.primary => {
                     // A switchover "from me" with no candidate: any healthy replica.
                     let any = view
@@ -416,6 +420,13 @@ fn decide_running(
             return decision(actions, "I am the leader with the lock");
         }
         if paused {
+            if manual_failover_to_me(i, view) {
+                actions.push(Action::Promote);
+                return decision(
+                    actions,
+                    "manual failover to this member in a paused cluster: promoting",
+                );
+            }
             return decision(
                 actions,
                 "I hold the lock but PostgreSQL is a replica, and the cluster is paused: not promoting",
@@ -489,6 +500,17 @@ fn decide_running(
                 "the cluster is paused and this is a lock-less primary: taking the lock",
             );
         }
+        // Patroni's manual_failover_process_no_leader: in pause nobody races, but a manual
+        // failover names its candidate, and that member takes the key and promotes (the
+        // way out after `force-new-cluster`, whose survivor starts paused). The failover key
+        // stays until the promotion is done, so that a promotion that fails is tried again
+        // rather than leaving a lock holder that is a replica.
+        if manual_failover_to_me(i, view) {
+            return decision(
+                vec![Action::AcquireLeader, Action::Promote],
+                "manual failover to this member in a paused cluster: taking the leader key and promoting",
+            );
+        }
         return decision(vec![], "no leader, and the cluster is paused: not racing");
     }
     match healthiest(i, view, r) {
@@ -507,6 +529,15 @@ fn decide_running(
         }
         Err(why) => decision(vec![], format!("no leader, not racing: {why}")),
     }
+}
+
+/// Whether the failover key asks, now, for this member to become the leader: it names this
+/// member as candidate, is not scheduled, and this member may be promoted (not `nofailover`).
+fn manual_failover_to_me(i: &Inputs<'_>, view: &ClusterView) -> bool {
+    i.failover_priority > 0
+        && view.failover.as_ref().is_some_and(|f| {
+            f.value.member.as_deref() == Some(i.me.as_str()) && f.value.scheduled_at.is_none()
+        })
 }
 
 /// Patroni's clone sources: running members tagged `clonefrom: true`, except `me` and the

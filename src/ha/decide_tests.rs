@@ -125,6 +125,10 @@ fn decision_table() {
     });
     let mut lagging = view(None);
     lagging.optime = Some(10_000_000);
+    let mut paused_failover_to_c = failover_to_c.clone();
+    paused_failover_to_c.config = paused.config.clone();
+    let mut paused_c_holds = paused_failover_to_c.clone();
+    paused_c_holds.leader = view(Some("c")).leader;
 
     let cases = vec![
         Case {
@@ -321,6 +325,51 @@ fn decision_table() {
             prio: 1,
             peers: vec![],
             expect: vec![],
+        },
+        Case {
+            name: "paused, manual failover: the named candidate takes the key and promotes",
+            me: "c",
+            view: Some(paused_failover_to_c.clone()),
+            pg: replica(100, Some("a")),
+            prio: 1,
+            peers: vec![],
+            expect: vec![Action::AcquireLeader, Action::Promote],
+        },
+        Case {
+            name: "paused, manual failover to another member: no race",
+            me: "b",
+            view: Some(paused_failover_to_c.clone()),
+            pg: replica(100, Some("a")),
+            prio: 1,
+            peers: vec![],
+            expect: vec![],
+        },
+        Case {
+            name: "paused, manual failover to a nofailover member: no race",
+            me: "c",
+            view: Some(paused_failover_to_c),
+            pg: replica(100, Some("a")),
+            prio: 0,
+            peers: vec![],
+            expect: vec![],
+        },
+        Case {
+            name: "paused, the candidate holds the key but is still a replica: promotes, key kept",
+            me: "c",
+            view: Some(paused_c_holds.clone()),
+            pg: replica(100, None),
+            prio: 1,
+            peers: vec![],
+            expect: vec![Action::RefreshLeader, Action::Promote],
+        },
+        Case {
+            name: "paused, the candidate is the primary now: the failover key is cleared",
+            me: "c",
+            view: Some(paused_c_holds),
+            pg: primary(),
+            prio: 1,
+            peers: vec![],
+            expect: vec![Action::RefreshLeader, Action::ClearFailover { revision: 4 }],
         },
         Case {
             name: "paused: a stopped member is not started",

@@ -170,8 +170,9 @@ async fn rows_above(c: &Cluster, i: usize, from: i64) -> Option<i64> {
 
 /// Two of three nodes lost for good (SIGKILL, Raft and PostgreSQL data deleted): on the
 /// surviving replica, `force-new-cluster` is first refused while the others run, then,
-/// with them gone, makes it a one-voter cluster; it is promoted with `pgwardenctl
-/// failover` (or by its HA loop once the lost primary's lease runs out), accepts writes,
+/// with them gone, makes it a one-voter cluster that starts paused: it is not promoted when
+/// the lost primary's lease runs out, but by `pgwardenctl failover`; then it is resumed,
+/// accepts writes,
 /// and two fresh nodes join with `members add` and stream from it. No write acknowledged
 /// by the survivor is lost.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -237,8 +238,26 @@ async fn dcs_ops_force_new_cluster_on_the_survivor_of_a_lost_majority() {
         },
     )
     .await;
-    // Promote it: the normal failover command, retried while the HA loop settles; if its
-    // HA loop took the lapsed leader key first, it is the primary already.
+    assert!(o.stdout.contains("paused"), "{o:?}");
+    // It starts paused: once the lost primary's leader key has expired, it is still a
+    // replica (never promoted on its own).
+    wait_for(
+        Duration::from_secs(60),
+        "the lost primary's leader key to expire",
+        || async {
+            let o = ctl(&c, s, &["dcs", "get", "leader", "-f", "json"]).await;
+            (o.ok && !o.stdout.contains("/leader\"")).then_some(())
+        },
+    )
+    .await;
+    let status = wait_for(Duration::from_secs(30), "the survivor's /patroni", || async {
+        c.patroni(s).await.filter(|p| p["pause"] == Value::Bool(true))
+    })
+    .await;
+    assert_eq!(status["role"], "replica", "promoted on its own: {status}");
+    assert_ne!(c.primary().await, Some(s));
+    // Promote it: the normal failover command, honoured in pause, retried while the HA
+    // loop settles.
     wait_for(
         Duration::from_secs(60),
         "the survivor to be the primary",
@@ -252,6 +271,8 @@ async fn dcs_ops_force_new_cluster_on_the_survivor_of_a_lost_majority() {
         },
     )
     .await;
+    let o = ctl(&c, s, &["resume"]).await;
+    assert!(o.ok, "resume: {o:?}");
     let first = 1_000_000;
     let (acks, stop) = harness::write_to_one(&c, s, first);
     wait_for(Duration::from_secs(30), "100 writes on the survivor", || async {
