@@ -13,13 +13,23 @@ use std::time::Duration;
 
 impl NodeInner {
     pub(crate) async fn hello(&self) -> HelloReply {
+        let initialized = self.raft.is_initialized().await.unwrap_or(false);
+        // One read of the metrics, released before anything else: a second `borrow()` while
+        // the first guard lives (temporaries of a struct literal live to its end) can
+        // deadlock against openraft's core, which writes the metrics in between (a reader
+        // waits behind a waiting writer), and that stops the whole node.
+        let (leader, leads) = {
+            let m = self.raft.metrics();
+            let m = m.borrow();
+            (m.current_leader, m.state == openraft::ServerState::Leader)
+        };
         HelloReply {
             node_id: self.id,
             name: self.me.name.clone(),
             addr: self.me.addr.clone(),
-            initialized: self.raft.is_initialized().await.unwrap_or(false),
-            leader: self.raft.metrics().borrow().current_leader,
-            leads: self.raft.metrics().borrow().state == openraft::ServerState::Leader,
+            initialized,
+            leader,
+            leads,
             leader_contact_ms: self
                 .candidacy
                 .since_contact()
