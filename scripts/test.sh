@@ -4,10 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-as_root() {
-    if [ "$(id -u)" -eq 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else
-        echo "scripts/test.sh: need root to run: $*" >&2; exit 1; fi
-}
+. scripts/lib/prereqs.sh
 
 # Packages the tests drive for real: PostgreSQL 15 (the server, its client tools),
 # iproute2 for the network-namespace tests, HAProxy (tests/e2e/t85_haproxy.rs) and Python's venv
@@ -17,8 +14,7 @@ need_pkgs=()
 command -v ip >/dev/null || need_pkgs+=(iproute2)
 command -v haproxy >/dev/null || [ -x /usr/sbin/haproxy ] || need_pkgs+=(haproxy)
 python3 -c 'import venv, ensurepip' 2>/dev/null || need_pkgs+=(python3-venv)
-command -v cc >/dev/null || need_pkgs+=(build-essential)
-command -v pkg-config >/dev/null || need_pkgs+=(pkg-config)
+need_pkgs+=($(build_pkgs))
 # Packaging: dpkg-shlibdeps and strip for scripts/package.sh; lintian, rpm and systemd-analyze
 # for tests/packaging_checks.rs.
 command -v dpkg-shlibdeps >/dev/null || need_pkgs+=(dpkg-dev)
@@ -26,11 +22,7 @@ command -v strip >/dev/null || need_pkgs+=(binutils)
 command -v lintian >/dev/null || need_pkgs+=(lintian)
 command -v rpm >/dev/null || need_pkgs+=(rpm)
 command -v systemd-analyze >/dev/null || need_pkgs+=(systemd)
-if [ ${#need_pkgs[@]} -gt 0 ]; then
-    echo "installing: ${need_pkgs[*]}"
-    as_root apt-get update -qq
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need_pkgs[@]}"
-fi
+apt_install "${need_pkgs[@]}"
 # Debian's postgresql package starts a default cluster; the tests do not use it, but
 # they never touch it either. Debian's haproxy package likewise starts its own service,
 # which the tests leave alone: they run HAProxy as a child on ports of their own.
@@ -49,9 +41,26 @@ fi
 PGWARDEN_CHECK_PATRONI="$(cd "$venv/bin" && pwd)/check_patroni"
 export PGWARDEN_CHECK_PATRONI
 
-if ! command -v cargo >/dev/null; then
-    echo "scripts/test.sh: cargo is missing; install Rust (rustup) first" >&2; exit 1
+# promtool checks packaging/monitoring's alert rules (tests/monitoring.rs). It comes from Debian's
+# prometheus package, unpacked under the target directory and never installed, so no Prometheus
+# service is set up on the machine.
+promtool="${CARGO_TARGET_DIR:-target}/tools/prometheus/usr/bin/promtool"
+if [ ! -x "$promtool" ]; then
+    echo "unpacking promtool from Debian's prometheus package"
+    dl="$(mktemp -d)"
+    # (As root apt warns that its sandbox user cannot write to the folder, and downloads anyway.)
+    if ! (cd "$dl" && apt-get download -qq prometheus 2>/dev/null); then
+        as_root apt-get update -qq
+        (cd "$dl" && apt-get download -qq prometheus)
+    fi
+    mkdir -p "${promtool%/usr/bin/promtool}"
+    dpkg-deb -x "$dl"/prometheus_*.deb "${promtool%/usr/bin/promtool}"
+    rm -rf "$dl" "${promtool%/promtool}/prometheus"
 fi
+PGWARDEN_PROMTOOL="$(cd "$(dirname "$promtool")" && pwd)/promtool"
+export PGWARDEN_PROMTOOL
+
+need_rust rustfmt clippy
 if ! cargo nextest --version >/dev/null 2>&1; then
     cargo install --locked cargo-nextest
 fi

@@ -29,6 +29,9 @@ const COMMON_FILES: &[&str] = &[
     "/usr/share/fish/vendor_completions.d/pgwardenctl.fish",
     "/usr/share/doc/pgwarden/README.md",
     "/usr/share/doc/pgwarden/install.md",
+    "/usr/share/doc/pgwarden/monitoring.md",
+    "/usr/share/pgwarden/monitoring/grafana-dashboard.json",
+    "/usr/share/pgwarden/monitoring/prometheus-alerts.yml",
 ];
 
 /// The Debian dependency on a PostgreSQL server: any supported major version, from Debian or

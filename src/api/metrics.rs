@@ -301,6 +301,41 @@ pub fn render(s: &NodeStatus, snap: &Snapshot, raft: Option<&RaftInfo>, now: Ins
         "Seconds left on this member's leader lease, 0 if it does not hold the leader key.",
         format!("{lease:.3}"),
     );
+    if s.role == Role::Replica {
+        if let Some(lag) = s.lag {
+            o.metric(
+                "pgwarden_replication_lag_bytes",
+                "gauge",
+                "Bytes this replica is behind the leader's last published WAL position (the lag Patroni's /cluster shows); absent when unknown.",
+                lag,
+            );
+        }
+    }
+    o.metric(
+        "pgwarden_maximum_lag_on_failover_bytes",
+        "gauge",
+        "The cluster's maximum_lag_on_failover: a replica further behind is not promoted.",
+        snap.maximum_lag_on_failover(),
+    );
+    let c = &crate::ha::counters::COUNTERS;
+    o.metric(
+        "pgwarden_fence_stops_total",
+        "counter",
+        "Times the fence stopped this member's PostgreSQL because the leader lease ran out.",
+        c.fence_stops(),
+    );
+    o.metric(
+        "pgwarden_promotions_total",
+        "counter",
+        "Times this member's PostgreSQL was promoted to a primary.",
+        c.promotions(),
+    );
+    o.metric(
+        "pgwarden_demotions_total",
+        "counter",
+        "Times this member's primary was stopped because it must not stay one (lease lost, switchover, demotion).",
+        c.demotions(),
+    );
     if let Some(r) = raft {
         o.metric(
             "pgwarden_raft_term",

@@ -277,6 +277,7 @@ fn fence_loop(s: &Shared) {
             if let Some(p) = found.filter(|p| !signalled.contains(p)) {
                 signalled.push(p);
                 if p.quit() {
+                    super::counters::COUNTERS.fence_stop();
                     tracing::error!(
                         pid = p.pid,
                         "fence thread: a postmaster started after the leader lease ran out; sent SIGQUIT"
@@ -302,6 +303,7 @@ fn fence_loop(s: &Shared) {
         let sent = target.quit();
         let late = Duration::from_nanos(mono_now().saturating_sub(deadline));
         if sent {
+            super::counters::COUNTERS.fence_stop();
             tracing::error!(
                 pid = target.pid,
                 ?late,

@@ -195,6 +195,7 @@ fn repoint(pm: &StandIn, other: &StandIn) {
 /// is renewed, a postmaster is left alone again until that deadline passes.
 #[test]
 fn safety_f3_the_fence_thread_stops_a_postmaster_started_after_the_deadline() {
+    let stops_before = crate::ha::counters::COUNTERS.fence_stops();
     let mut first = StandIn::start();
     let fence = FenceThread::new();
     fence.start().unwrap();
@@ -219,6 +220,17 @@ fn safety_f3_the_fence_thread_stops_a_postmaster_started_after_the_deadline() {
         "stopped only {:?} after it appeared",
         at - t0
     );
+    // Both stops are counted for /metrics (`pgwarden_fence_stops_total`); the count follows
+    // the signal, so it may lag the exit by a moment.
+    let counted = Instant::now();
+    while crate::ha::counters::COUNTERS.fence_stops() < stops_before + 2 {
+        assert!(
+            counted.elapsed() < Duration::from_secs(2),
+            "fence stops counted: {}",
+            crate::ha::counters::COUNTERS.fence_stops() - stops_before
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
 
     // Renewed: the next postmaster runs until the new deadline.
     fence.arm(mono_now() + ms(60_000));

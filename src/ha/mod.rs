@@ -18,7 +18,9 @@
 //! - [`runner`]: the loop itself, which carries the decisions out on PostgreSQL and the DCS.
 //! - [`callbacks`]: the user scripts run around PostgreSQL events.
 //! - [`watchdog`]: the kernel watchdog a primary keeps fed.
+//! - [`counters`]: fence stops, promotions and demotions, for /metrics.
 pub mod callbacks;
+pub mod counters;
 pub mod deadman;
 pub mod decide;
 pub mod failsafe;

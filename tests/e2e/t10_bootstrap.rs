@@ -53,6 +53,13 @@ async fn e2e_bootstrap_replicate_and_switchover() {
     eprintln!("switchover write downtime: {gap:?}");
     let new_leader = c.wait_healthy(Duration::from_secs(60)).await;
     assert_eq!(new_leader, candidate);
+    // /metrics counts it: one promotion on the candidate, one demotion on the old primary.
+    wait_for(Duration::from_secs(10), "the switchover in /metrics", || async {
+        let promoted = c.metric(candidate, "pgwarden_promotions_total").await?;
+        let demoted = c.metric(leader, "pgwarden_demotions_total").await?;
+        (promoted == 1.0 && demoted == 1.0).then_some(())
+    })
+    .await;
     let acked = w.stop().await;
     let on_new = c
         .query_i64(candidate, "SELECT count(*) FROM writes")

@@ -382,6 +382,7 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
                 )
                 .await;
         }
+        crate::ha::counters::COUNTERS.promotion();
         tracing::info!("promoted to primary");
         // Others can pg_rewind from us only once the post-promote checkpoint is done.
         if let Err(e) = self.pg.checkpoint().await {

@@ -771,6 +771,7 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
         }
         if was_primary {
             self.cb_role = Some(CallbackRole::Demoted);
+            crate::ha::counters::COUNTERS.demotion();
         }
         Ok(())
     }
