@@ -44,7 +44,8 @@ pub struct NodeConfig {
     pub single_node: bool,
     /// Raft timers.
     pub timing: RaftTiming,
-    /// Time limit of one read or write (the HA loop passes `retry_timeout`).
+    /// Time limit of one read or write at start (the HA loop passes `retry_timeout`, and sets
+    /// it again when the dynamic value changes: `Dcs::set_op_timeout`).
     pub op_timeout: Duration,
     /// Fault injection for tests.
     pub link_filter: Option<Arc<dyn LinkFilter>>,

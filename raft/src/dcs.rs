@@ -90,6 +90,10 @@ pub trait Dcs: Send + Sync + 'static {
     /// Subscribes to changes under `prefix` from now on.
     fn watch(&self, prefix: &str) -> Watch;
 
+    /// Sets the time limit of each later read and write (the HA loop passes the dynamic
+    /// `retry_timeout` whenever it changes). An implementation without time limits ignores it.
+    fn set_op_timeout(&self, _limit: Duration) {}
+
     /// Puts `value` at `key` when `condition` holds; with a TTL the key is a lease.
     fn put(
         &self,

@@ -32,6 +32,10 @@ pub(crate) struct NodeInner {
     pub(crate) proposer: Proposer,
     /// Whether this node may stand for election now (see [`crate::candidacy`]).
     pub(crate) candidacy: Arc<crate::candidacy::Candidacy>,
+    /// The time limit of one client read or write, in milliseconds: `config.op_timeout` at
+    /// start, then whatever the HA loop sets from the dynamic `retry_timeout`
+    /// ([`crate::dcs::Dcs::set_op_timeout`]), so that a changed value applies without a restart.
+    pub(crate) op_timeout_ms: std::sync::atomic::AtomicU64,
 }
 
 /// Shortest and longest pause between retries while no leader is known.
@@ -39,6 +43,11 @@ pub(crate) const RETRY_MIN: Duration = Duration::from_millis(10);
 pub(crate) const RETRY_MAX: Duration = Duration::from_millis(100);
 
 impl NodeInner {
+    /// The time limit of one client read or write now.
+    pub(crate) fn op_timeout(&self) -> Duration {
+        Duration::from_millis(self.op_timeout_ms.load(std::sync::atomic::Ordering::Relaxed))
+    }
+
     /// The Raft leader this node knows of, with its address book entry.
     pub(crate) fn leader(&self) -> Option<(NodeId, Node)> {
         let m = self.raft.metrics();

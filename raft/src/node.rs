@@ -148,6 +148,7 @@ impl RaftNode {
         };
         let shutdown = CancellationToken::new();
         let (proposer, proposer_task) = Proposer::start(raft.clone(), shutdown.clone());
+        let op_timeout_ms = (config.op_timeout.as_millis().min(u64::MAX as u128) as u64).into();
         let inner = Arc::new(NodeInner {
             id,
             me,
@@ -160,6 +161,7 @@ impl RaftNode {
             read_floor,
             proposer,
             candidacy: Arc::default(),
+            op_timeout_ms,
         });
         tracing::info!(node_id = id, name = %inner.me.name, addr = %inner.me.addr, "Raft node started");
 
@@ -329,5 +331,12 @@ impl Dcs for RaftNode {
 
     fn watch(&self, prefix: &str) -> Watch {
         Watch::new(self.inner.sm.subscribe(), prefix)
+    }
+
+    fn set_op_timeout(&self, limit: Duration) {
+        let ms = limit.as_millis().clamp(1, u64::MAX as u128) as u64;
+        self.inner
+            .op_timeout_ms
+            .store(ms, std::sync::atomic::Ordering::Relaxed);
     }
 }

@@ -16,7 +16,7 @@ impl NodeInner {
     /// confirmed its leadership with a quorum (read index). After that a local read is
     /// linearizable. Fails instead of answering from a partitioned minority.
     pub(crate) async fn linearize(&self, op: &'static str) -> Result<(), DcsError> {
-        let limit = self.config.op_timeout;
+        let limit = self.op_timeout();
         let deadline = Instant::now() + limit;
         tokio::time::timeout(limit, async {
             let mut pause = RETRY_MIN;

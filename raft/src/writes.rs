@@ -70,10 +70,7 @@ impl NodeInner {
         if !self.is_member().await {
             return Err(RemoteWriteError::NotLeader);
         }
-        match self
-            .write_until(cmd, Instant::now() + self.config.op_timeout)
-            .await
-        {
+        match self.write_until(cmd, Instant::now() + self.op_timeout()).await {
             Ok(r) => Ok(r),
             Err(DcsError::Invalid(e)) => Err(RemoteWriteError::Invalid(e)),
             Err(DcsError::ShuttingDown { .. }) => Err(RemoteWriteError::Unknown(WriteUnknown::ShuttingDown)),
@@ -88,13 +85,12 @@ impl NodeInner {
 
     pub(crate) async fn write(&self, cmd: Command) -> Result<CommandResult, DcsError> {
         cmd.validate().map_err(DcsError::Invalid)?;
-        self.write_until(cmd, Instant::now() + self.config.op_timeout)
-            .await
+        self.write_until(cmd, Instant::now() + self.op_timeout()).await
     }
 
     /// Writes `cmd` through whoever leads, following leadership until `deadline`.
     async fn write_until(&self, cmd: Command, deadline: Instant) -> Result<CommandResult, DcsError> {
-        let limit = self.config.op_timeout;
+        let limit = self.op_timeout();
         // Everything applied here now is below the index the write will get.
         let floor = self.applied_index();
         let mut maybe_proposed: Option<String> = None;

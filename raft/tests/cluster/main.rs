@@ -526,3 +526,41 @@ async fn wiped_member_rejoins_under_a_new_identity_by_snapshot() {
     let _ = Arc::new(());
     c.shutdown().await;
 }
+
+/// The time limit of a read or write can be changed on a running node (the HA loop sets it
+/// from the dynamic `retry_timeout`): an isolated node's write then fails after the new limit,
+/// not after the one it started with.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn op_timeout_set_at_run_time_bounds_the_next_calls() {
+    let c = Cluster::start(3).await; // started with a 3 s limit
+    let l = c.wait_leader(Duration::from_secs(5), None).await;
+    let isolated = c.node((l + 1) % 3).clone();
+    let others: Vec<_> = c.ids().into_iter().filter(|i| *i != isolated.id()).collect();
+    c.links.isolate(isolated.id(), &others);
+
+    let t0 = std::time::Instant::now();
+    assert!(isolated
+        .put("/s/c/k", "v", None, Condition::Always)
+        .await
+        .is_err());
+    let with_start_limit = t0.elapsed();
+    assert!(
+        with_start_limit >= Duration::from_millis(2500),
+        "an isolated write gave up after {with_start_limit:?}, before the 3 s limit"
+    );
+
+    isolated.set_op_timeout(Duration::from_millis(300));
+    let t0 = std::time::Instant::now();
+    assert!(isolated
+        .put("/s/c/k", "v", None, Condition::Always)
+        .await
+        .is_err());
+    assert!(isolated.get("/s/c/k").await.is_err());
+    let with_new_limit = t0.elapsed();
+    assert!(
+        with_new_limit < Duration::from_millis(2000),
+        "a write and a read took {with_new_limit:?} with a 0.3 s limit each"
+    );
+    c.links.heal();
+    c.shutdown().await;
+}

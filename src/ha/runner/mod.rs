@@ -705,6 +705,9 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
             tracing::info!(ttl = ?t.ttl, loop_wait = ?t.loop_wait, retry_timeout = ?t.retry_timeout, "timing from the dynamic config");
             self.timing = t;
             self.lease.set_timing(lease_timing(&self.s, t));
+            // The DCS's own time limit follows too: a DCS call bounded by the old value
+            // could outlast the new loop and lease timing.
+            self.dcs.set_op_timeout(t.retry_timeout);
         }
     }
 
