@@ -285,6 +285,8 @@ async fn run_in(lab: Arc<NetLab>, cfg: RunConfig) -> Report {
         witness: cfg.topology == Topology::TwoWitness,
         dcs_extra: cfg.mode.dcs_extra().to_string(),
         netns: Some(lab),
+        // As the packaged unit runs them: the daemons as `postgres`, not root.
+        unprivileged: true,
         ..Options::default()
     });
     c.start_all();
@@ -293,6 +295,23 @@ async fn run_in(lab: Arc<NetLab>, cfg: RunConfig) -> Report {
         "chaos: cluster formed in {boot:?}, primary {}",
         c.nodes[p].spec.name
     );
+    // The daemons run as `postgres` (see Options::unprivileged), as the packaged unit does.
+    if nix::unistd::geteuid().is_root() {
+        for node in &c.nodes {
+            let pid = node
+                .child
+                .as_ref()
+                .map(std::process::Child::id)
+                .expect("a daemon");
+            let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+            let uid = status.lines().find_map(|l| l.strip_prefix("Uid:")).unwrap_or("");
+            assert!(
+                !uid.split_whitespace().any(|u| u == "0"),
+                "{} runs as root (Uid:{uid})",
+                node.spec.name
+            );
+        }
+    }
     let ttl = c.ttl(p).await;
     let db = c.connect(p).await.expect("connect to the primary");
     db.batch_execute(clients::CREATE_TABLE)

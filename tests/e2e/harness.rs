@@ -94,6 +94,9 @@ pub struct Cluster {
     /// The network namespaces the nodes run in, if any. Dropped after the Cluster's own
     /// drop has killed every process in them.
     net: Option<Arc<NetLab>>,
+    /// With [`Options::unprivileged`] (and the tests running as root): the copy of the
+    /// pgwarden binary the `postgres` user runs.
+    unprivileged_bin: Option<PathBuf>,
 }
 
 pub struct Options {
@@ -116,6 +119,9 @@ pub struct Options {
     /// Run node `i` in namespace `net.node_ns(i)` (one per node, witness included), listening
     /// on `net.node_ip(i)`; the clients' subnet is allowed into PostgreSQL.
     pub netns: Option<Arc<NetLab>>,
+    /// Run the daemons as the unprivileged `postgres` user, as the packaged unit does, instead
+    /// of as root (which then runs PostgreSQL as `postgres`). Only when the tests run as root.
+    pub unprivileged: bool,
 }
 
 impl Default for Options {
@@ -129,6 +135,7 @@ impl Default for Options {
             raft_extra: Vec::new(),
             dcs_parameters: Vec::new(),
             netns: None,
+            unprivileged: false,
         }
     }
 }
@@ -209,12 +216,21 @@ impl Cluster {
             );
             nodes.push(node);
         }
+        // The binary must be reachable by `postgres`, wherever the build tree is: a copy in
+        // the cluster's directory (world-traversable, see above).
+        let unprivileged_bin = (opts.unprivileged && nix::unistd::geteuid().is_root()).then(|| {
+            let bin = root.path().join("pgwarden");
+            std::fs::copy(env!("CARGO_BIN_EXE_pgwarden"), &bin).expect("copy the pgwarden binary");
+            std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
+            bin
+        });
         Cluster {
             root_dir: root.path().to_path_buf(),
             root: Some(root),
             nodes,
             http: reqwest::Client::new(),
             net: opts.netns,
+            unprivileged_bin,
         }
     }
 
@@ -308,10 +324,25 @@ impl Cluster {
             .append(true)
             .open(n.log_path())
             .unwrap();
-        let mut cmd = match &self.net {
-            Some(net) => net.command_in_node(i, env!("CARGO_BIN_EXE_pgwarden")),
-            None => Command::new(env!("CARGO_BIN_EXE_pgwarden")),
+        // As `postgres`: setpriv execs the daemon (no fork), so the child's PID stays the
+        // daemon's and a SIGKILL of the child is a SIGKILL of the daemon.
+        let (program, setpriv_args): (&std::ffi::OsStr, Vec<&std::ffi::OsStr>) = match &self.unprivileged_bin
+        {
+            Some(bin) => (
+                "setpriv".as_ref(),
+                ["--reuid=postgres", "--regid=postgres", "--init-groups"]
+                    .iter()
+                    .map(|a| a.as_ref())
+                    .chain([bin.as_os_str()])
+                    .collect(),
+            ),
+            None => (env!("CARGO_BIN_EXE_pgwarden").as_ref(), vec![]),
         };
+        let mut cmd = match &self.net {
+            Some(net) => net.command_in_node(i, program),
+            None => Command::new(program),
+        };
+        cmd.args(setpriv_args);
         // The partition file is loopback's way to cut links; namespaces cut real ones.
         if self.net.is_none() {
             cmd.env("PGWARDEN_TEST_PARTITION_FILE", &part);
