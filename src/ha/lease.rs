@@ -128,6 +128,9 @@ struct Inner<D: Dcs> {
     epoch: Mutex<u64>,
     /// Until when the HA loop vouches for this primary: the keep-alive refreshes only before.
     vouched: Mutex<Option<Instant>>,
+    /// This member's key and the value the HA loop last wrote there. A long action keeps it
+    /// alive with the leader key (see [`LeaderLease::keep_alive_while`]).
+    member_record: Mutex<Option<(String, String)>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -151,8 +154,15 @@ impl<D: Dcs> LeaderLease<D> {
                 postmaster: OnceLock::new(),
                 epoch: Mutex::new(0),
                 vouched: Mutex::new(None),
+                member_record: Mutex::new(None),
             }),
         }
+    }
+
+    /// The member key `key` now holds `value` (written by the HA loop with the ttl): a long
+    /// action rewrites it as it refreshes the leader key, so that it does not expire meanwhile.
+    pub fn remember_member_record(&self, key: String, value: String) {
+        *lock(&self.inner.member_record) = Some((key, value));
     }
 
     /// Reports every change of the lease (`holds_lock`, `lease_until`) into this state at once.
@@ -390,7 +400,7 @@ impl<D: Dcs> LeaderLease<D> {
                 // The action is not polled while the refresh runs, so the refresh may not
                 // outlast the deadline: a DCS that hangs must not let the action go on past it.
                 _ = tick.tick() => match tokio::time::timeout_at(deadline, self.refresh()).await {
-                    Ok(Ok(true)) => {}
+                    Ok(Ok(true)) => self.touch_member_record(deadline).await,
                     Ok(Ok(false)) => return Err(LeaseLost::Taken),
                     Ok(Err(e)) => tracing::warn!(error = %crate::error::chain(&e), "refreshing the leader lease during a long action"),
                     Err(_) => return Err(LeaseLost::Expired),
@@ -402,6 +412,22 @@ impl<D: Dcs> LeaderLease<D> {
                 }
                 r = until.changed() => if r.is_err() { return Err(LeaseLost::Expired) },
             }
+        }
+    }
+
+    /// Rewrites this member's key with its last value, as Patroni's etcd3 DCS does by keeping
+    /// it on the leader's lease: the HA loop, blocked in the long action, does not publish,
+    /// and a leader whose member key expired has no `conn_url` for its replicas and is missing
+    /// from `/cluster` and `pgwardenctl list`. Best effort, within the lease: a failure only
+    /// means that the key may expire, as it did before.
+    async fn touch_member_record(&self, deadline: Instant) {
+        let Some((key, value)) = lock(&self.inner.member_record).clone() else {
+            return;
+        };
+        let ttl = self.timing().ttl;
+        let put = self.inner.dcs.put(&key, &value, Some(ttl), Condition::Always);
+        if let Ok(Err(e)) = tokio::time::timeout_at(deadline, put).await {
+            tracing::debug!(error = %crate::error::chain(&e), "rewriting the member key during a long action");
         }
     }
 

@@ -158,6 +158,27 @@ async fn a_long_action_keeps_the_lease_alive() {
     assert!(f.lease.is_valid());
 }
 
+/// The member key, written with the ttl by the HA loop, does not expire during a long action:
+/// it is rewritten with the leader key (Patroni's etcd3 DCS keeps it on the leader's lease).
+#[tokio::test(start_paused = true)]
+async fn a_long_action_keeps_the_member_key_alive() {
+    let f = fixture();
+    assert!(f.lease.acquire().await.unwrap());
+    let key = format!("{PREFIX}members/a");
+    f.dcs
+        .put(&key, "{\"role\":\"primary\"}", Some(TTL), Condition::Always)
+        .await
+        .unwrap();
+    f.lease
+        .remember_member_record(key.clone(), "{\"role\":\"primary\"}".into());
+    f.lease
+        .keep_alive_while(Duration::from_secs(2), sleep(TTL * 3))
+        .await
+        .unwrap();
+    let kv = f.dcs.get(&key).await.unwrap();
+    assert_eq!(kv.map(|k| k.value).as_deref(), Some("{\"role\":\"primary\"}"));
+}
+
 /// A refresh that finds the key taken stops the action at once.
 #[tokio::test(start_paused = true)]
 async fn a_lost_refresh_during_a_long_action_stops_it() {

@@ -45,15 +45,12 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
             m.pending_restart_reason = serde_json::to_value(&obs.pending_restart).ok();
         }
         let value = serde_json::to_string(&m).unwrap_or_default();
+        let key = self.key(&format!("members/{}", self.s.me));
         self.dcs
-            .put(
-                &self.key(&format!("members/{}", self.s.me)),
-                &value,
-                Some(self.timing.ttl),
-                Condition::Always,
-            )
-            .await
-            .map(|_| ())
+            .put(&key, &value, Some(self.timing.ttl), Condition::Always)
+            .await?;
+        self.lease.remember_member_record(key, value);
+        Ok(())
     }
 
     pub(super) fn publish(&mut self, v: &ClusterView, obs: &Observation, dcs_ok: bool) {
