@@ -548,7 +548,10 @@ fn local_rows(b: &mut Builder) {
     b.k("ctl.cacert", Path, Unset).env();
     b.k("ctl.verify_client", Enum(&["none", "required"]), Text("none"))
         .env();
-    b.k("ctl.insecure", Bool, Flag(false)).env().is(CTL_INSECURE);
+    b.k("ctl.insecure", Bool, Flag(false))
+        .env()
+        .is(CTL_INSECURE)
+        .behaves_as(false);
     b.k("ctl.authentication", Section, Unset).is(CTL_REST_AUTH);
     b.k(
         "ctl.authentication.username",
