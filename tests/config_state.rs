@@ -466,8 +466,11 @@ fn config_state_patroni_samples_validate_as_the_table_predicts() {
     let https_note =
         "restapi.certfile: the REST API serves HTTPS, but members publish an http:// api_url, so \
                       the other members cannot poll this one during a leader race (see docs/rest-api.md)";
+    let socket_note = "postgresql.parameters.unix_socket_directories: ignored: pgwarden puts the socket in \
+                       the data directory's parent directory and connects there: point psql, pgbouncer \
+                       and pgBackRest at that directory";
     let cases: [(&str, bool, &[&str]); 8] = [
-        ("p1_postgres0.yml", true, &[]),
+        ("p1_postgres0.yml", true, &[socket_note]),
         (
             "p2a_etcd3.yml",
             false,
@@ -483,6 +486,7 @@ fn config_state_patroni_samples_validate_as_the_table_predicts() {
             &[
                 "postgresql.parameters.max_connections: cluster-wide GUC: only the value in the DCS \
                (bootstrap.dcs.postgresql.parameters) is used",
+                socket_note,
             ],
         ),
         ("p3_pgbackrest.yml", false, &[]),

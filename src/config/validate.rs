@@ -253,6 +253,27 @@ impl Config {
                     message: "cluster-wide GUC: only the value in the DCS (bootstrap.dcs.postgresql.parameters) is used".into(),
                 });
             }
+            let dcs_parameters = self
+                .bootstrap
+                .dcs
+                .postgresql
+                .as_ref()
+                .and_then(|p| p.parameters.as_ref());
+            for (prefix, params) in [
+                ("postgresql.parameters", Some(&pg.parameters)),
+                ("bootstrap.dcs.postgresql.parameters", dcs_parameters),
+            ] {
+                for k in params.into_iter().flat_map(|p| p.keys()) {
+                    if let Some((_, what)) =
+                        d::OVERRIDDEN_GUCS.iter().find(|(g, _)| g.eq_ignore_ascii_case(k))
+                    {
+                        warnings.push(ConfigWarning::Note {
+                            key: format!("{prefix}.{k}"),
+                            message: format!("ignored: {what}"),
+                        });
+                    }
+                }
+            }
         }
 
         // Bootstrap.
