@@ -607,7 +607,7 @@ fn local_rows(b: &mut Builder) {
     b.k("postgresql.config_dir", Path, Text("postgresql.data_dir"))
         .env()
         .is(CONFIG_DIR);
-    b.k("postgresql.bin_dir", Path, Text("$PATH")).env();
+    b.k("postgresql.bin_dir", Path, Text("searched")).env();
     b.k("postgresql.pgpass", Path, Unset).env();
     b.k("postgresql.run_as", Str, Unset).env();
     b.k("postgresql.custom_conf", Path, Unset).is(CUSTOM_CONF);
