@@ -1,6 +1,7 @@
-//! Loading: YAML → JSON value → environment overrides → key walk (unknown keys, shapes) →
-//! serde → [`Config::validate`]. The JSON value is the DCS's format too, so one walk and one set
-//! of serde impls serve the file and the DCS.
+//! Loading: YAML → JSON value → environment overrides → key walk (unknown keys, shapes, inert
+//! keys) → refusals from the key table → serde → [`Config::validate`]. The JSON value is the DCS's
+//! format too, so one walk and one set of serde impls serve the file and the DCS. Every error found
+//! is returned at once, each naming its key (and the environment variable, if one set the value).
 
 use super::keys::{self, EnvReport, MethodNames, WalkReport};
 use super::{Config, ConfigError, ConfigWarning, Loaded, Strictness};
@@ -102,15 +103,15 @@ impl Config {
             root.remove(*s);
         }
 
-        let doc = Value::Object(root);
         let mut report = WalkReport::default();
-        if let Value::Object(root) = &doc {
-            keys::walk(root, "", "", &MethodNames::from_doc(&doc), &mut report);
-        }
+        keys::walk(
+            &root,
+            "",
+            "",
+            &MethodNames::from_doc(&Value::Object(root.clone())),
+            &mut report,
+        );
         errors.append(&mut report.errors);
-        let Value::Object(mut root) = doc else {
-            unreachable!("built as a mapping above")
-        };
 
         let witness = matches!(get(&root, "raft.witness"), Some(Value::Bool(true)));
         errors.extend(Self::missing_keys(&root, witness));
