@@ -33,6 +33,8 @@ pub async fn run(
     config_path: Option<PathBuf>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    // The host checks of `--validate-config`: a bad path stops the node before it joins.
+    cfg.check_host()?;
     let (timing, _) = cfg.bootstrap.dcs.timing();
     let timing = Timing {
         ttl: Duration::from_secs(timing.ttl.into()),

@@ -204,6 +204,11 @@ fn main() -> ExitCode {
         for w in &loaded.warnings {
             eprintln!("pgwarden: warning: {w}");
         }
+        // The same host checks the daemon makes at start (files readable, PGDATA, binaries).
+        if let Err(e) = loaded.config.check_host() {
+            eprintln!("pgwarden: {}: {}", path.display(), pgwarden_raft::error_chain(&e));
+            return ExitCode::FAILURE;
+        }
         println!("{}: configuration is valid", path.display());
         return ExitCode::SUCCESS;
     }

@@ -47,9 +47,20 @@ pub enum ConfigError {
     #[error("`{key}`: not supported yet: {why}")]
     NotBuilt { key: String, why: String },
 
-    /// Unknown keys under strict loading (`pgwarden --validate-config`).
-    #[error("unknown keys: {}", .keys.join(", "))]
-    UnknownKeys { keys: Vec<String> },
+    /// A key the table does not know: an error under strict loading (`pgwarden --validate-config`),
+    /// and at start when the file has errors anyway (a misspelt section explains missing keys).
+    #[error("`{key}`: unknown key{}", .hint.as_ref().map(|h| format!(" ({h})")).unwrap_or_default())]
+    UnknownKey { key: String, hint: Option<String> },
+
+    /// A file the configuration names that cannot be used on this host (a certificate that cannot
+    /// be read, a data directory that is a file, a `bin_dir` without the programs).
+    #[error("`{key}`: {why}")]
+    Host { key: String, why: String },
+
+    /// A problem with a value that came from an environment variable: the variable is named,
+    /// since the file may say something else.
+    #[error("{error} (the value comes from the environment variable {var})")]
+    FromEnv { var: String, error: Box<ConfigError> },
 
     /// A key holds a value of the wrong shape.
     #[error("`{key}`: wrong type: expected {expected}, found {found}")]
@@ -115,14 +126,16 @@ impl ConfigError {
             | ConfigError::BadAddress { key, .. }
             | ConfigError::BadDuration { key, .. }
             | ConfigError::Invalid { key, .. }
-            | ConfigError::Deserialize { key, .. } => Some(key),
+            | ConfigError::Deserialize { key, .. }
+            | ConfigError::UnknownKey { key, .. }
+            | ConfigError::Host { key, .. } => Some(key),
+            ConfigError::FromEnv { error, .. } => error.key(),
             ConfigError::UnsupportedDcs { section } => Some(section),
             ConfigError::TwoVoters { .. } | ConfigError::TooFewVoters { .. } => Some("raft.partner_addrs"),
             ConfigError::SingleNodeWithPartners { .. } => Some("raft.single_node"),
             ConfigError::Read { .. }
             | ConfigError::Syntax { .. }
             | ConfigError::NotAMapping { .. }
-            | ConfigError::UnknownKeys { .. }
             | ConfigError::Several(_) => None,
         }
     }
@@ -151,8 +164,21 @@ impl ConfigError {
 pub enum ConfigWarning {
     /// A key no part of pgwarden reads; usually a typo. Under strict loading this is an error instead.
     UnknownKey { key: String, hint: Option<String> },
-    /// A Patroni key that pgwarden accepts so Patroni files load unchanged, but that has no effect.
+    /// A key that means something only to Patroni's Python process: accepted, nothing corresponds.
     Ignored { key: String, why: &'static str },
+    /// A key pgwarden accepts so that Patroni files load, but does not act on (yet); `var` is the
+    /// environment variable that set it, if one did.
+    NoEffect {
+        key: String,
+        why: &'static str,
+        var: Option<String>,
+    },
+    /// A custom tag whose name is close to a known tag: probably a misspelling that leaves the
+    /// known tag unset (`nofailvoer`).
+    NearKnownTag { key: String, known: String },
+    /// A `PATRONI_*` environment variable, which pgwarden does not read; `instead` is the
+    /// `PGWARDEN_*` variable that it has in its place, if any.
+    PatroniEnv { var: String, instead: Option<String> },
     /// A value below its minimum was raised to it (Patroni does the same, with a warning).
     RaisedToMinimum { key: String, value: i64, minimum: i64 },
     /// `loop_wait + 2*retry_timeout <= ttl` did not hold and was repaired (Patroni's exact rule and wording).
@@ -170,6 +196,24 @@ impl fmt::Display for ConfigWarning {
             ConfigWarning::UnknownKey { key, hint: Some(h) } => write!(f, "{key}: unknown key ({h})"),
             ConfigWarning::Ignored { key, why } => {
                 write!(f, "{key}: accepted for Patroni compatibility, ignored: {why}")
+            }
+            ConfigWarning::NoEffect { key, why, var } => {
+                write!(f, "{key}: accepted, but has no effect: {why}")?;
+                match var {
+                    Some(v) => write!(f, " (set by the environment variable {v})"),
+                    None => Ok(()),
+                }
+            }
+            ConfigWarning::NearKnownTag { key, known } => write!(
+                f,
+                "{key}: a custom tag, not a known one (did you mean `{known}`?); `{known}` stays unset"
+            ),
+            ConfigWarning::PatroniEnv { var, instead } => {
+                write!(f, "{var}: ignored: pgwarden reads PGWARDEN_* variables")?;
+                match instead {
+                    Some(v) => write!(f, "; rename it {v}"),
+                    None => write!(f, "; pgwarden has no equivalent"),
+                }
             }
             ConfigWarning::RaisedToMinimum { key, value, minimum } => {
                 write!(f, "{key}={value} can't be smaller than {minimum}, adjusting...")

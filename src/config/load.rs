@@ -1,8 +1,9 @@
-//! Loading: YAML → JSON value → environment overrides → key walk (unknown keys, shapes) →
-//! serde → [`Config::validate`]. The JSON value is the DCS's format too, so one walk and one set
-//! of serde impls serve the file and the DCS.
+//! Loading: YAML → JSON value → environment overrides → key walk (unknown keys, shapes, inert
+//! keys) → refusals from the key table → serde → [`Config::validate`]. The JSON value is the DCS's
+//! format too, so one walk and one set of serde impls serve the file and the DCS. Every error found
+//! is returned at once, each naming its key (and the environment variable, if one set the value).
 
-use super::keys::{self, MethodNames, WalkReport};
+use super::keys::{self, EnvReport, MethodNames, WalkReport};
 use super::{Config, ConfigError, ConfigWarning, Loaded, Strictness};
 use serde_json::{Map, Value};
 use std::path::Path;
@@ -71,7 +72,15 @@ impl Config {
     ) -> Result<Loaded, ConfigError> {
         let mut root = yaml_to_json(text, origin)?;
         strip_nulls(&mut root);
-        keys::apply_env(&mut root, env)?;
+        let env = keys::apply_env(&mut root, env)?;
+        let mut warnings: Vec<ConfigWarning> = env
+            .patroni
+            .iter()
+            .map(|var| ConfigWarning::PatroniEnv {
+                var: var.clone(),
+                instead: keys::pgwarden_var(var),
+            })
+            .collect();
 
         // Sections we refuse outright, before anything else, so the message is the first thing seen.
         let mut errors: Vec<ConfigError> = keys::UNSUPPORTED_DCS
@@ -106,22 +115,43 @@ impl Config {
 
         let witness = matches!(get(&root, "raft.witness"), Some(Value::Bool(true)));
         errors.extend(Self::missing_keys(&root, witness));
-        if let Some(e) = ConfigError::from_list(errors) {
-            return Err(e);
+        // Unknown keys are errors under strict loading; with other errors they are reported too,
+        // at start as well, since a misspelt section (`authentification`) is usually why a
+        // required key is missing.
+        let unknown_are_errors = strictness == Strictness::Strict || !errors.is_empty();
+        if unknown_are_errors {
+            errors.extend(report.unknown.drain(..).filter_map(|w| match w {
+                ConfigWarning::UnknownKey { key, hint } => Some(ConfigError::UnknownKey { key, hint }),
+                _ => None,
+            }));
+        }
+        // A witness runs no PostgreSQL: its `postgresql` section is dropped with one note, and
+        // what it says is neither refused nor reported key by key.
+        let witness_pg = witness && root.remove("postgresql").is_some();
+        if witness_pg {
+            report.notes.retain(
+                |w| !matches!(w, ConfigWarning::NoEffect { key, .. } if key.starts_with("postgresql.")),
+            );
+        }
+        let refused = keys::refusals(&Value::Object(root.clone()), "", "");
+        if !errors.is_empty() {
+            errors.extend(refused);
+            return Err(blame_env(
+                ConfigError::from_list(errors).expect("not empty"),
+                &env,
+            ));
         }
 
-        let mut warnings = Vec::new();
-        match strictness {
-            Strictness::Strict if !report.unknown.is_empty() => {
-                return Err(ConfigError::UnknownKeys {
-                    keys: report.unknown.iter().map(ToString::to_string).collect(),
-                })
-            }
-            _ => warnings.append(&mut report.unknown),
-        }
-        warnings.append(&mut report.notes);
-
-        if witness && root.remove("postgresql").is_some() {
+        warnings.append(&mut report.unknown);
+        warnings.extend(report.notes.into_iter().map(|w| match w {
+            ConfigWarning::NoEffect { key, why, var: None } => ConfigWarning::NoEffect {
+                var: env.var_for(&key).map(str::to_string),
+                key,
+                why,
+            },
+            other => other,
+        }));
+        if witness_pg {
             warnings.push(ConfigWarning::Note {
                 key: "postgresql".into(),
                 message: "ignored: a witness never runs PostgreSQL".into(),
@@ -134,8 +164,19 @@ impl Config {
                 message: e.inner().to_string(),
             })?;
         config.drop_stray_method_sections();
-        warnings.extend(config.validate()?);
-        Ok(Loaded { config, warnings })
+        match (config.validate(), refused.is_empty()) {
+            (Ok(mut more), true) => {
+                warnings.append(&mut more);
+                Ok(Loaded { config, warnings })
+            }
+            (result, _) => {
+                let mut all = refused;
+                if let Err(e) = result {
+                    all.extend(flatten(e));
+                }
+                Err(blame_env(ConfigError::from_list(all).expect("not empty"), &env))
+            }
+        }
     }
 
     /// Required keys, checked on the document so each error names its key. `postgresql` is required
@@ -208,5 +249,29 @@ impl Config {
         self.bootstrap
             .methods
             .retain(|k, _| method.as_deref() == Some(k.as_str()));
+    }
+}
+
+/// The individual errors of `e` (the list of [`ConfigError::Several`], else `e` itself).
+fn flatten(e: ConfigError) -> Vec<ConfigError> {
+    match e {
+        ConfigError::Several(list) => list,
+        one => vec![one],
+    }
+}
+
+/// Names the environment variable in every error about a key whose value came from the
+/// environment (the file may say something else, and the operator looks there first).
+fn blame_env(e: ConfigError, env: &EnvReport) -> ConfigError {
+    let one = |e: ConfigError| match e.key().and_then(|k| env.var_for(k)) {
+        Some(var) if !matches!(e, ConfigError::Env { .. }) => ConfigError::FromEnv {
+            var: var.to_string(),
+            error: Box::new(e),
+        },
+        _ => e,
+    };
+    match e {
+        ConfigError::Several(list) => ConfigError::Several(list.into_iter().map(one).collect()),
+        e => one(e),
     }
 }

@@ -5,13 +5,15 @@
 //!   DCS `config` key (`bootstrap.dcs` in the file), with Patroni's PATCH semantics ([`merge_patch`])
 //!   and timing rule ([`adjust_timing`]).
 //! - The key table ([`keys`]): the one list of keys that drives the unknown-key report, the shape
-//!   check (so every error names its key path), the environment mapping and [`Config::known_keys`],
-//!   which the documentation test compares with `docs/configuration.md`.
+//!   check (so every error names its key path), the environment mapping, each key's state (applied,
+//!   no effect, refused, Patroni only: the warnings and refusals) and [`Config::known_keys`], which
+//!   the documentation tests compare with `docs/configuration.md`.
 //! - All defaults, in [`defaults`].
 //!
-//! It reads files and the environment given to it and nothing else; it never touches the DCS or
-//! PostgreSQL. Loading is: YAML → JSON value → environment overrides → key walk (unknown keys, shapes)
-//! → serde → [`Config::validate`].
+//! Loading reads the file and the environment given to it and nothing else; it never touches the
+//! DCS or PostgreSQL. Loading is: YAML → JSON value → environment overrides → key walk (unknown
+//! keys, shapes, inert keys) → refusals → serde → [`Config::validate`]. [`Config::check_host`] then
+//! checks this machine (files readable, PGDATA, binaries), for `--validate-config` and the daemon.
 //!
 //! # Module map
 //! - `sections`: the serde structs of the file's sections (`log`, `restapi`, `ctl`, `raft`,
@@ -19,7 +21,9 @@
 //! - `load`: the loading pipeline of [`Config::load`] (YAML → JSON → environment → key walk →
 //!   serde), the required keys, and dropping method sections nothing names.
 //! - `validate`: [`Config::validate`] and its checks of values.
-//! - [`keys`]: the key table, the walk over a document, and the environment mapping.
+//! - `host`: [`Config::check_host`], the checks of this machine.
+//! - [`keys`]: the key table with each key's state, the walk over a document, the refusals and
+//!   the environment mapping.
 //! - `dynamic`: [`DynamicConfig`], the DCS `config` key, with [`merge_patch`] and [`adjust_timing`].
 //! - `values`: value types ([`Secs`], [`HostPort`], [`GucValue`], [`Command`], ...) and lenient serde.
 //! - [`defaults`]: every default value.
@@ -29,6 +33,7 @@
 pub mod defaults;
 mod dynamic;
 mod error;
+mod host;
 pub mod keys;
 mod load;
 mod sections;
@@ -69,7 +74,8 @@ pub enum Strictness {
 pub struct Loaded {
     /// The configuration.
     pub config: Config,
-    /// Warnings to log once at start (unknown keys, ignored Patroni keys, adjusted timing, tag conflicts).
+    /// Warnings to log once at start (unknown keys, keys with no effect, Patroni-only keys,
+    /// `PATRONI_*` variables, adjusted timing, tag conflicts and near-misspelt tags).
     pub warnings: Vec<ConfigWarning>,
 }
 

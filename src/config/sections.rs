@@ -444,7 +444,7 @@ pub struct Postgresql {
     /// Where postgresql.conf and the hba/ident files go (default: `data_dir`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub config_dir: Option<PathBuf>,
-    /// Directory of the PostgreSQL programs (default: `$PATH`).
+    /// Directory of the PostgreSQL programs (default: searched, see `postgres::discover`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bin_dir: Option<PathBuf>,
     /// pgpass file pgwarden writes for its tools.

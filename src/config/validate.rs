@@ -1,8 +1,7 @@
 //! Validation of a deserialised [`Config`]: names, addresses, Raft membership and timing, TLS
-//! files, forbidden tool options and the timing of `bootstrap.dcs`; and the refusal of Patroni
-//! features that are not built yet (custom replica and bootstrap methods, standby clusters),
-//! which would otherwise silently build a different cluster ([`DynamicConfig::not_built`] serves
-//! the DCS `config` key too).
+//! settings, forbidden tool options and the timing of `bootstrap.dcs`. The refusal of Patroni
+//! features that are not built yet is driven by the key table (`keys::refusals`);
+//! [`DynamicConfig::not_built`] applies it to the DCS `config` key.
 
 use super::defaults as d;
 use super::keys;
@@ -178,6 +177,16 @@ impl Config {
                 why: "client certificates need TLS, which the admin API serves when ctl.certfile is set",
             });
         }
+        if self.restapi.certfile.is_some() {
+            // Members publish `http://` api_urls (the member key has no scheme choice yet), so a
+            // TLS-only REST API cannot be polled by the other members during a leader race.
+            warnings.push(ConfigWarning::Note {
+                key: "restapi.certfile".into(),
+                message: "the REST API serves HTTPS, but members publish an http:// api_url, so the other \
+                          members cannot poll this one during a leader race (see docs/rest-api.md)"
+                    .into(),
+            });
+        }
         if self.restapi.verify_client() != VerifyClient::None && self.restapi.cafile.is_none() {
             errors.push(ConfigError::Missing {
                 key: "restapi.cafile".into(),
@@ -199,20 +208,6 @@ impl Config {
                     key: "postgresql.authentication.replication.username".into(),
                     why: "it is empty",
                 });
-            }
-            // Only `basebackup` is wired into the daemon: a custom method (wal-g, pgBackRest, ...)
-            // is refused here, at `--validate-config` and at start alike, rather than at the first
-            // clone. Its section is therefore not checked further.
-            for m in pg.create_replica_methods() {
-                if m != "basebackup" {
-                    errors.push(ConfigError::NotBuilt {
-                        key: "postgresql.create_replica_methods".into(),
-                        why: format!(
-                            "`{m}` is a custom replica method and only `basebackup` is built; remove `{m}` \
-                             from the list (and its `postgresql.{m}` section) so replicas are cloned with pg_basebackup"
-                        ),
-                    });
-                }
             }
             check_forbidden(
                 "postgresql.rewind",
@@ -258,22 +253,31 @@ impl Config {
                     message: "cluster-wide GUC: only the value in the DCS (bootstrap.dcs.postgresql.parameters) is used".into(),
                 });
             }
+            let dcs_parameters = self
+                .bootstrap
+                .dcs
+                .postgresql
+                .as_ref()
+                .and_then(|p| p.parameters.as_ref());
+            for (prefix, params) in [
+                ("postgresql.parameters", Some(&pg.parameters)),
+                ("bootstrap.dcs.postgresql.parameters", dcs_parameters),
+            ] {
+                for k in params.into_iter().flat_map(|p| p.keys()) {
+                    if let Some((_, what)) =
+                        d::OVERRIDDEN_GUCS.iter().find(|(g, _)| g.eq_ignore_ascii_case(k))
+                    {
+                        warnings.push(ConfigWarning::Note {
+                            key: format!("{prefix}.{k}"),
+                            message: format!("ignored: {what}"),
+                        });
+                    }
+                }
+            }
         }
 
         // Bootstrap.
         let b = &self.bootstrap;
-        // A custom bootstrap method is not built: the cluster would be initialised empty with
-        // initdb instead of being restored by the script, so it is refused.
-        if let Some(m) = b.method.as_deref().filter(|m| *m != "initdb") {
-            errors.push(ConfigError::NotBuilt {
-                key: "bootstrap.method".into(),
-                why: format!(
-                    "`{m}` is a custom bootstrap method and only `initdb` is built (pgwarden would create an \
-                     empty cluster instead of running `bootstrap.{m}.command`); remove `bootstrap.method` and \
-                     its `bootstrap.{m}` section, or set it to `initdb`"
-                ),
-            });
-        }
         check_forbidden(
             "bootstrap.initdb",
             b.initdb.as_ref(),
@@ -291,7 +295,6 @@ impl Config {
         if let Err(e) = b.dcs.validate(keys::DCS_PREFIX) {
             errors.extend(e.iter().map(clone_error));
         }
-        errors.extend(b.dcs.not_built(keys::DCS_PREFIX));
         let (timing, mut timing_warnings) = b.dcs.timing();
         warnings.append(&mut timing_warnings);
 
@@ -321,22 +324,10 @@ impl DynamicConfig {
     /// built, each refused with what to do. `prefix` is prepended to key paths (`bootstrap.dcs`
     /// for the file, empty for the DCS `config` key, which PATCH and PUT /config check with it).
     pub fn not_built(&self, prefix: &str) -> Vec<ConfigError> {
-        let mut errors = Vec::new();
-        // A standby cluster is not built: the HA loop would bootstrap or promote an
-        // independent, writable cluster instead of following the remote primary.
-        if self.is_standby_cluster() {
-            errors.push(ConfigError::NotBuilt {
-                key: if prefix.is_empty() {
-                    "standby_cluster".into()
-                } else {
-                    format!("{prefix}.standby_cluster")
-                },
-                why: "pgwarden would run an independent, writable cluster instead of one that follows the \
-                      remote primary; remove `standby_cluster` and replicate from the remote cluster by other means"
-                    .into(),
-            });
-        }
-        errors
+        // The file's own check uses the same rows of the key table (a standby cluster: the HA
+        // loop would bootstrap or promote an independent, writable cluster instead of following
+        // the remote primary).
+        keys::refusals(&self.to_json(), keys::DCS_PREFIX, prefix)
     }
 }
 
