@@ -52,7 +52,9 @@ mod slot_files;
 
 pub use binaries::{discover, PgVersion};
 pub use bootstrap::InitdbOption;
-pub use clone::{parse_progress, CloneProgress, ReplicaMethod, Upstream};
+pub use clone::{
+    basebackup_args, parse_progress, CloneProgress, ReplicaMethod, Upstream, FORBIDDEN_BASEBACKUP_OPTIONS,
+};
 pub use conf::{
     default_pg_hba, effective_parameters, ConfigInput, DefaultHba, PgRole, StandbyTarget, BASE_CONF,
     CLUSTER_WIDE_GUCS,

@@ -557,10 +557,16 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
                 .filter(|l| !l.is_empty())
                 .unwrap_or_else(|| self.s.default_pg_hba.clone())
         };
+        let pg_ident = if !self.s.pg_ident.is_empty() {
+            self.s.pg_ident.clone()
+        } else {
+            pg.and_then(|p| p.pg_ident.clone()).unwrap_or_default()
+        };
         ConfigInput {
             dcs_parameters,
             local_parameters,
             pg_hba,
+            pg_ident,
             role,
             recovery,
         }

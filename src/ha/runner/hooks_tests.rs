@@ -35,6 +35,7 @@ fn settings(me: &str) -> HaSettings {
         initdb: vec![],
         bootstrap_dcs: json!({}),
         pg_hba: vec![],
+        pg_ident: vec![],
         default_pg_hba: vec![],
         local_parameters: BTreeMap::new(),
         recovery_conf: BTreeMap::new(),

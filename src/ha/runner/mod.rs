@@ -89,6 +89,9 @@ pub struct HaSettings {
     /// pg_hba lines of the local configuration file; empty when it gives none, and then the
     /// dynamic configuration's lines apply, else `default_pg_hba` (Patroni's precedence).
     pub pg_hba: Vec<String>,
+    /// `postgresql.pg_ident` of the local configuration file; empty when it gives none, and
+    /// then the dynamic configuration's lines apply (as for pg_hba).
+    pub pg_ident: Vec<String>,
     /// The built-in pg_hba lines (`postgres::default_pg_hba`), built from the addresses in
     /// the configuration file.
     pub default_pg_hba: Vec<String>,

@@ -237,6 +237,7 @@ pub(super) mod tests {
             initdb: vec![],
             bootstrap_dcs: json!({}),
             pg_hba: vec![],
+            pg_ident: vec![],
             default_pg_hba: vec![],
             local_parameters: BTreeMap::new(),
             recovery_conf: BTreeMap::new(),

@@ -212,6 +212,9 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
         if new.pg_hba != self.s.pg_hba {
             changed.push("pg_hba");
         }
+        if new.pg_ident != self.s.pg_ident {
+            changed.push("pg_ident");
+        }
         if new.api_url != self.s.api_url || new.conn_url != self.s.conn_url {
             changed.push("connect addresses");
         }
