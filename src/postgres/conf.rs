@@ -422,8 +422,13 @@ impl PgManager {
         let dir = self.settings.config_dir();
         if !dir.is_dir() {
             use std::os::unix::fs::DirBuilderExt;
+            // Missing parents get the usual mode (PostgreSQL's user must traverse them, as
+            // /etc/postgresql/<version>); the directory itself is private.
+            if let Some(parent) = dir.parent() {
+                std::fs::create_dir_all(parent)
+                    .map_err(Error::io("create the configuration directory", parent))?;
+            }
             std::fs::DirBuilder::new()
-                .recursive(true)
                 .mode(0o700)
                 .create(dir)
                 .map_err(Error::io("create the configuration directory", dir))?;
