@@ -492,6 +492,11 @@ fn ha_settings(
             .or_else(|| p.pg_hba.clone())
             .unwrap_or_default(),
         pg_ident: p.pg_ident.clone().unwrap_or_default(),
+        use_pg_rewind: p.use_pg_rewind,
+        remove_data_directory_on_rewind_failure: p.remove_data_directory_on_rewind_failure.unwrap_or(false),
+        remove_data_directory_on_diverged_timelines: p
+            .remove_data_directory_on_diverged_timelines
+            .unwrap_or(false),
         default_pg_hba: default_pg_hba(&default_hba(cfg, p)),
         local_parameters: p
             .parameters

@@ -86,6 +86,8 @@ pub struct FakeState {
     pub status: LocalStatus,
     /// Decision returned by `check_rewind`.
     pub rewind_decision: RewindDecision,
+    /// `rewind` fails as pg_rewind itself would ([`Error::RewindFailed`]).
+    pub rewind_fails: bool,
     /// Rows returned by `replication`.
     pub replication: Vec<ReplicationRow>,
     /// Row returned by `wal_receiver`.
@@ -122,6 +124,7 @@ impl Default for FakeState {
             rewind_decision: RewindDecision::NotNeeded {
                 reason: "fake".into(),
             },
+            rewind_fails: false,
             replication: Vec::new(),
             wal_receiver: None,
             slots: BTreeMap::new(),
@@ -350,7 +353,19 @@ impl PgControl for FakePg {
     }
 
     async fn rewind(&self, primary: &Upstream) -> Result<()> {
-        self.record("rewind", Call::Rewind(primary.clone()))
+        self.record("rewind", Call::Rewind(primary.clone()))?;
+        if self.with_state(|s| s.rewind_fails) {
+            return Err(Error::RewindFailed {
+                data_dir: PathBuf::from("/fake"),
+                source: Box::new(Error::ChildFailed {
+                    operation: "rewind",
+                    program: "pg_rewind".into(),
+                    status: "exit status: 1".into(),
+                    stderr: "injected".into(),
+                }),
+            });
+        }
+        Ok(())
     }
 
     fn has_data(&self) -> Result<bool> {

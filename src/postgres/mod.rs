@@ -187,8 +187,9 @@ pub trait PgControl: Send + Sync {
     /// Whether the stopped local instance diverged from `primary`'s timeline.
     fn check_rewind(&self, primary: &Upstream) -> impl Future<Output = Result<RewindDecision>> + Send;
 
-    /// Runs pg_rewind from `primary` after checking its preconditions. On failure of pg_rewind
-    /// itself, the data directory is moved aside ([`Error::RewindFailed`] says where).
+    /// Runs pg_rewind from `primary` after checking its preconditions. A failure of pg_rewind
+    /// itself is [`Error::RewindFailed`]; the data directory stays where it is (the caller
+    /// decides whether to move it aside).
     fn rewind(&self, primary: &Upstream) -> impl Future<Output = Result<()>> + Send;
 
     /// Whether the data directory holds a cluster (`PG_VERSION`): `false` for an absent or empty

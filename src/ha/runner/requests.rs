@@ -89,6 +89,7 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
                             Ok(p) => {
                                 tracing::info!(moved_to = %p.display(), "reinitializing: old data directory moved aside");
                                 self.following = None;
+                                self.rewind_failed = false;
                                 // Patroni's `from_leader`: the new copy comes from the leader,
                                 // not from a member tagged clonefrom.
                                 self.clone_from_leader = from_leader;
