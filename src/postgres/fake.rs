@@ -88,6 +88,8 @@ pub struct FakeState {
     pub rewind_decision: RewindDecision,
     /// `rewind` fails as pg_rewind itself would ([`Error::RewindFailed`]).
     pub rewind_fails: bool,
+    /// A fast or smart `stop` never returns (a primary waiting for its synchronous standbys).
+    pub graceful_stop_hangs: bool,
     /// Rows returned by `replication`.
     pub replication: Vec<ReplicationRow>,
     /// Row returned by `wal_receiver`.
@@ -125,6 +127,7 @@ impl Default for FakeState {
                 reason: "fake".into(),
             },
             rewind_fails: false,
+            graceful_stop_hangs: false,
             replication: Vec::new(),
             wal_receiver: None,
             slots: BTreeMap::new(),
@@ -255,6 +258,9 @@ impl PgControl for FakePg {
 
     async fn stop(&self, mode: StopMode) -> Result<StopOutcome> {
         self.record("stop", Call::Stop(mode))?;
+        if mode != StopMode::Immediate && self.with_state(|s| s.graceful_stop_hangs) {
+            std::future::pending::<()>().await;
+        }
         Ok(self.with_state(|s| {
             let was = matches!(s.postmaster, PostmasterState::Running { .. });
             s.postmaster = PostmasterState::Stopped;

@@ -316,6 +316,25 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
         Ok(())
     }
 
+    /// A fast demoting stop, cut short by an immediate one after `limit` when one is given.
+    /// An immediate stop (SIGQUIT) rather than Patroni's SIGKILL: the postmaster stops waiting
+    /// for the standbys just the same, and takes its backends down with it.
+    async fn demote_stop_within(&mut self, limit: Option<Duration>) -> Result<(), crate::postgres::Error> {
+        let Some(limit) = limit else {
+            return self.demote_stop(StopMode::Fast).await;
+        };
+        match tokio::time::timeout(limit, self.demote_stop(StopMode::Fast)).await {
+            Ok(r) => r,
+            Err(_) => {
+                tracing::warn!(
+                    timeout = ?limit,
+                    "primary_stop_timeout passed while stopping in synchronous mode: stopping PostgreSQL at once"
+                );
+                self.demote_stop(StopMode::Immediate).await
+            }
+        }
+    }
+
     /// Diverged data: rewind, move aside (the next iteration clones) or stay stopped, by
     /// `use_pg_rewind` and the `remove_data_directory_*` flags (see `ha::rejoin`).
     async fn handle_divergence(
@@ -455,9 +474,17 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
                 // A fast stop writes the shutdown checkpoint and waits for the walsenders to
                 // send it, so the candidate has all our WAL; the lease is kept alive
                 // meanwhile, and an immediate stop follows if it cannot be.
+                // Patroni's primary_stop_timeout: in synchronous mode a stop that waits too long
+                // for the standbys is cut short (an immediate stop), trading the last commits'
+                // wait for availability; 0 (the default) never cuts it.
+                let limit = v
+                    .filter(|v| v.synchronous_mode() != SyncMode::Off)
+                    .map(|v| v.dynamic().primary_stop_timeout())
+                    .filter(|t| *t > 0)
+                    .map(|t| Duration::from_secs(t.into()));
                 let lease = self.lease.clone();
                 match lease
-                    .keep_alive_while(self.timing.loop_wait, self.demote_stop(StopMode::Fast))
+                    .keep_alive_while(self.timing.loop_wait, self.demote_stop_within(limit))
                     .await
                 {
                     // PostgreSQL that could not be stopped keeps the key (Patroni's rule): it
@@ -690,6 +717,62 @@ mod tests {
             dcs.get(&format!("{P}history")).await.unwrap().is_none(),
             "a history row for a promotion that failed"
         );
+    }
+
+    /// primary_stop_timeout in synchronous mode: a switchover's fast stop that hangs (waiting
+    /// for a synchronous standby) is cut short by an immediate stop; before, it waited until
+    /// the lease could not be kept.
+    #[tokio::test]
+    async fn config_state_applied_primary_stop_timeout_cuts_a_hanging_stop() {
+        let dcs = Arc::new(MemDcs::new());
+        put(&dcs, "initialize", "7000000000000000001".into()).await;
+        put(
+            &dcs,
+            "config",
+            json!({"ttl": 30, "loop_wait": 10, "retry_timeout": 10,
+                   "synchronous_mode": true, "primary_stop_timeout": 1})
+            .to_string(),
+        )
+        .await;
+        put(&dcs, "leader", "a".into()).await;
+        put(
+            &dcs,
+            "members/b",
+            json!({"conn_url": "postgres://127.0.0.1:5433/postgres", "api_url": "http://127.0.0.1:1/patroni",
+                   "state": "running", "role": "replica", "xlog_location": 0x300_0000})
+            .to_string(),
+        )
+        .await;
+        put(
+            &dcs,
+            "sync",
+            json!({"leader": "a", "sync_standby": "b"}).to_string(),
+        )
+        .await;
+        put(
+            &dcs,
+            "failover",
+            json!({"leader": "a", "member": "b"}).to_string(),
+        )
+        .await;
+        let pg = Arc::new(FakePg::new());
+        pg.with_state(|s| {
+            s.postmaster = PostmasterState::Running { pid: i32::MAX };
+            s.status.in_recovery = false;
+            s.status.current_lsn = Some(Lsn(0x300_0000));
+            s.status.timeline = TimelineId(1);
+            s.graceful_stop_hangs = true;
+        });
+        let mut r = runner_a(dcs.clone(), pg.clone());
+        let started = std::time::Instant::now();
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(8), r.iteration())
+            .await
+            .expect("the hanging stop was not cut short");
+        assert!(started.elapsed() < std::time::Duration::from_secs(8));
+        let calls = pg.calls();
+        let fast = calls.iter().position(|c| format!("{c:?}") == "Stop(Fast)");
+        let immediate = calls.iter().position(|c| format!("{c:?}") == "Stop(Immediate)");
+        assert!(fast.is_some() && immediate > fast, "{calls:?}");
     }
 
     /// A stopped member with data that diverged from leader `b`'s timeline.
