@@ -1,4 +1,5 @@
-//! PostgreSQL configuration files pgwarden owns: `postgresql.conf`, `pg_hba.conf`, the standby
+//! PostgreSQL configuration files pgwarden owns: `postgresql.conf`, `pg_hba.conf`,
+//! `pg_ident.conf` (in `config_dir` when it is separate from the data directory), the standby
 //! signal, and the password file referenced from `primary_conninfo`: the pure rendering and
 //! precedence rules, the built-in pg_hba.conf ([`default_pg_hba`]), and the [`PgManager`]
 //! methods that write, save and restore the files.

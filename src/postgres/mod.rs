@@ -1,8 +1,8 @@
 //! The PostgreSQL manager: everything done to, and read from, the local PostgreSQL instance.
 //!
 //! It owns the data directory's life cycle (initdb, clone, rewind, moving a directory aside), the
-//! configuration files pgwarden writes (`postgresql.conf`, `pg_hba.conf`, `standby.signal`, the
-//! replication passfile), the postmaster process (start, stop, restart, reload, promote, crash
+//! configuration files pgwarden writes (`postgresql.conf`, `pg_hba.conf`, `pg_ident.conf`, in the
+//! data directory or a separate `config_dir`; `standby.signal`, the replication passfile), the postmaster process (start, stop, restart, reload, promote, crash
 //! detection, adoption after a daemon restart, single-user crash recovery) and observation over
 //! tokio-postgres.
 //!
