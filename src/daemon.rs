@@ -266,6 +266,26 @@ pub async fn run(
     result
 }
 
+/// The checks `run` would refuse to start on, without starting anything, for
+/// `--validate-config`: the PostgreSQL settings (`unix_socket_directories`, `basebackup`
+/// options, replica methods) and `restapi.ciphers`.
+pub fn check(cfg: &Config) -> anyhow::Result<()> {
+    if let Some(c) = &cfg.restapi.ciphers {
+        crate::api::serve::cipher_suites(c).map_err(|e| anyhow::anyhow!("restapi.ciphers: {e}"))?;
+    }
+    if let (false, Some(p)) = (cfg.is_witness(), cfg.postgresql.as_ref()) {
+        pg_settings(cfg)?;
+        let (timing, _) = cfg.bootstrap.dcs.timing();
+        let timing = Timing {
+            ttl: Duration::from_secs(timing.ttl.into()),
+            loop_wait: Duration::from_secs(timing.loop_wait.into()),
+            retry_timeout: Duration::from_secs(timing.retry_timeout.into()),
+        };
+        ha_settings(cfg, "", timing, p)?;
+    }
+    Ok(())
+}
+
 /// Binds `ctl.listen` and serves the gRPC admin API there until `shutdown`.
 async fn start_admin(
     cfg: &Config,

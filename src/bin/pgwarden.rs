@@ -203,6 +203,10 @@ fn main() -> ExitCode {
         for w in &loaded.warnings {
             eprintln!("pgwarden: warning: {w}");
         }
+        if let Err(e) = pgwarden::daemon::check(&loaded.config) {
+            eprintln!("pgwarden: {}: {e:#}", path.display());
+            return ExitCode::FAILURE;
+        }
         match pgwarden::logging::check(&loaded.config.log) {
             Ok(ws) => ws.iter().for_each(|w| eprintln!("pgwarden: warning: {w}")),
             Err(e) => {
