@@ -268,6 +268,26 @@ pub async fn run(
     result
 }
 
+/// The checks `run` would refuse to start on, without starting anything, for
+/// `--validate-config`: the PostgreSQL settings (`unix_socket_directories`, `basebackup`
+/// options, replica methods) and `restapi.ciphers`.
+pub fn check(cfg: &Config) -> anyhow::Result<()> {
+    if let Some(c) = &cfg.restapi.ciphers {
+        crate::api::serve::cipher_suites(c).map_err(|e| anyhow::anyhow!("restapi.ciphers: {e}"))?;
+    }
+    if let (false, Some(p)) = (cfg.is_witness(), cfg.postgresql.as_ref()) {
+        pg_settings(cfg)?;
+        let (timing, _) = cfg.bootstrap.dcs.timing();
+        let timing = Timing {
+            ttl: Duration::from_secs(timing.ttl.into()),
+            loop_wait: Duration::from_secs(timing.loop_wait.into()),
+            retry_timeout: Duration::from_secs(timing.retry_timeout.into()),
+        };
+        ha_settings(cfg, "", timing, p)?;
+    }
+    Ok(())
+}
+
 /// Binds `ctl.listen` and serves the gRPC admin API there until `shutdown`.
 async fn start_admin(
     cfg: &Config,
@@ -393,6 +413,32 @@ fn pg_settings(cfg: &Config) -> anyhow::Result<PgSettings> {
     // A start that takes longer (a long crash recovery) leaves PostgreSQL starting; the HA
     // loop then bounds it by primary_start_timeout.
     s.timeouts.start = std::time::Duration::from_secs(p.pg_ctl_timeout());
+    // Patroni honours unix_socket_directories: psql, pgbouncer and pgBackRest look for the
+    // socket where the DBA put it. pgwarden connects through its first entry.
+    if let Some(v) = p
+        .parameters
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("unix_socket_directories"))
+        .map(|(_, v)| v.to_string())
+    {
+        s = s
+            .with_unix_socket_directories(&v)
+            .map_err(|e| anyhow::anyhow!("postgresql.parameters.{e}"))?;
+    }
+    s.config_dir = p.config_dir.clone();
+    // The local section wins over the one in bootstrap.dcs, as Patroni's merged view does.
+    let basebackup = p.basebackup.clone().or_else(|| {
+        cfg.bootstrap
+            .dcs
+            .postgresql
+            .as_ref()
+            .and_then(|d| d.basebackup.clone())
+    });
+    if let Some(opts) = basebackup {
+        let pairs: Vec<(String, Option<String>)> = opts.0.into_iter().map(|o| (o.name, o.value)).collect();
+        s.basebackup_args = crate::postgres::basebackup_args(&pairs)
+            .map_err(|e| anyhow::anyhow!("postgresql.basebackup: {e}"))?;
+    }
     Ok(s)
 }
 
@@ -467,6 +513,12 @@ fn ha_settings(
             .clone()
             .or_else(|| p.pg_hba.clone())
             .unwrap_or_default(),
+        pg_ident: p.pg_ident.clone().unwrap_or_default(),
+        use_pg_rewind: p.use_pg_rewind,
+        remove_data_directory_on_rewind_failure: p.remove_data_directory_on_rewind_failure.unwrap_or(false),
+        remove_data_directory_on_diverged_timelines: p
+            .remove_data_directory_on_diverged_timelines
+            .unwrap_or(false),
         default_pg_hba: default_pg_hba(&default_hba(cfg, p)),
         local_parameters: p
             .parameters

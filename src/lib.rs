@@ -16,6 +16,7 @@
 //! - [`api`]: Patroni's REST API, answering from the HA loop's published state and the DCS.
 //! - [`grpc`]: the gRPC admin API (`pgwarden.admin.v1`), served from the same code as the REST API.
 //! - [`ctl`]: `pgwardenctl`, the admin CLI (a gRPC client, patronictl's commands and output).
+//! - [`logging`]: the daemon's own log as the `log:` section asks (format, files, rotation).
 //! - [`daemon`]: wiring a member (or a witness) together from its configuration.
 //! - [`demo`]: `pgwarden demo`, a three-member cluster on loopback, narrated.
 //! - [`sd_notify`]: readiness and stopping notifications to systemd (`Type=notify`).
@@ -33,6 +34,7 @@ pub mod error;
 pub mod generate;
 pub mod grpc;
 pub mod ha;
+pub mod logging;
 pub mod pb;
 pub mod postgres;
 pub mod sd_notify;

@@ -48,6 +48,7 @@ fn tls_settings(p: &Path, verify_client: VerifyClient) -> TlsSettings {
         keyfile: p.join("server.key"),
         cafile: Some(p.join("ca.pem")),
         verify_client,
+        ciphers: None,
     }
 }
 

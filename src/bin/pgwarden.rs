@@ -11,7 +11,6 @@ use pgwarden::config::{Config, Strictness};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use tokio_util::sync::CancellationToken;
-use tracing_subscriber::{layer::SubscriberExt, util::SubscriberInitExt};
 
 #[derive(Parser)]
 #[command(version, about = "PostgreSQL high availability with an embedded Raft DCS")]
@@ -209,24 +208,30 @@ fn main() -> ExitCode {
             eprintln!("pgwarden: {}: {}", path.display(), pgwarden_raft::error_chain(&e));
             return ExitCode::FAILURE;
         }
+        if let Err(e) = pgwarden::daemon::check(&loaded.config) {
+            eprintln!("pgwarden: {}: {e:#}", path.display());
+            return ExitCode::FAILURE;
+        }
+        match pgwarden::logging::check(&loaded.config.log) {
+            Ok(ws) => ws.iter().for_each(|w| eprintln!("pgwarden: warning: {w}")),
+            Err(e) => {
+                eprintln!("pgwarden: {}: {e}", path.display());
+                return ExitCode::FAILURE;
+            }
+        }
         println!("{}: configuration is valid", path.display());
         return ExitCode::SUCCESS;
     }
-    let level = loaded.config.log.level();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-                tracing_subscriber::EnvFilter::new(format!("{},openraft=warn", level.to_lowercase()))
-            }),
-        )
-        .with_writer(std::io::stderr)
-        // Colour codes only on a terminal: journald and log files get plain text.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .finish()
-        // openraft logs a WARN/ERROR line per failed retry to a down peer, forever: let a few
-        // through, then one a minute (our network layer reports the peer's state once).
-        .with(pgwarden_raft::quiet_log::QuietOpenraft::default())
-        .init();
+    let log_warnings = match pgwarden::logging::init(&loaded.config.log) {
+        Ok(w) => w,
+        Err(e) => {
+            eprintln!("pgwarden: {}: {e}", path.display());
+            return ExitCode::FAILURE;
+        }
+    };
+    for w in &log_warnings {
+        tracing::warn!("{w}");
+    }
     for w in &loaded.warnings {
         tracing::warn!("{w}");
     }

@@ -660,6 +660,16 @@ fn healthiest(i: &Inputs<'_>, view: &ClusterView, r: &Running) -> Result<(), Str
             ));
         }
     }
+    // Patroni's check_timeline: a replica behind the cluster's timeline (the last history
+    // row's + 1) does not race. Without it pgwarden still refuses one more than a timeline
+    // behind, and lets one timeline behind through (its replay of the switch may lag).
+    if view.dynamic().check_timeline() && r.timeline < view.timeline() {
+        return Err(format!(
+            "check_timeline: on timeline {}, behind the cluster's {}",
+            r.timeline,
+            view.timeline()
+        ));
+    }
     if r.timeline < view.timeline().saturating_sub(1) {
         return Err(format!(
             "on timeline {}, behind the cluster's {}",

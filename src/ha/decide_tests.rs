@@ -787,6 +787,41 @@ fn safety_f5_a_primary_on_an_older_timeline_does_not_take_a_free_key() {
     assert!(race(&current).actions.contains(&Action::AcquireLeader));
 }
 
+/// check_timeline (Patroni): a replica on a timeline behind the cluster's does not race for a
+/// free key; without it, one timeline behind still may (as before).
+#[test]
+fn config_state_applied_check_timeline_keeps_a_replica_behind_out_of_the_race() {
+    let mut v = view(None);
+    v.history = vec![HistoryRow::new(
+        1,
+        0x300_0000,
+        "no recovery target specified",
+        None,
+        None,
+    )];
+    let me = n("b");
+    let behind = replica(100, None);
+    let loose = decide(&inputs(&me, Some(&v), &behind));
+    assert!(loose.actions.contains(&Action::AcquireLeader), "{loose:?}");
+    v.config = Some(Versioned {
+        value: crate::config::DynamicConfig::from_json_lenient(&json!({"check_timeline": true})).0,
+        revision: 1,
+    });
+    let strict = decide(&inputs(&me, Some(&v), &behind));
+    assert!(!strict.actions.contains(&Action::AcquireLeader), "{strict:?}");
+    assert!(strict.reason.contains("check_timeline"), "{}", strict.reason);
+    let current = PgState::Running(Running {
+        timeline: 2,
+        ..match behind {
+            PgState::Running(r) => r,
+            _ => unreachable!(),
+        }
+    });
+    assert!(decide(&inputs(&me, Some(&v), &current))
+        .actions
+        .contains(&Action::AcquireLeader));
+}
+
 /// F8: a stopped instance whose data directory cannot be examined (pg_controldata failed) is
 /// not "no data": no bootstrap race even without `initialize`, no clone; a lock holder in that
 /// state gives the key up so that a replica can take over.

@@ -10,6 +10,8 @@
 //!   the list are pure; asking the members is its one HTTP call).
 //! - [`requests`]: the loop's inbox: requests from the REST API (restart, reload, reinitialize).
 //! - [`status`]: the member's state as the REST API publishes it.
+//! - [`rejoin`]: rewind, reinitialize or stay stopped when the data diverged (Patroni's
+//!   `use_pg_rewind` and `remove_data_directory_*`).
 //!
 //! Effects:
 //! - [`lease`]: the leader lease: the leader key, its deadline, the fence and the watchdog feed.
@@ -25,6 +27,7 @@ pub mod deadman;
 pub mod decide;
 pub mod failsafe;
 pub mod lease;
+pub mod rejoin;
 pub mod requests;
 pub mod runner;
 pub mod slots;

@@ -64,6 +64,57 @@ impl ReplicaMethod {
     }
 }
 
+/// pg_basebackup options pgwarden sets itself or that would make the copy unusable as a
+/// replica's data directory: Patroni's list (where it goes, its format and compression, how
+/// WAL and the connection are given), plus `write-recovery-conf` (its primary_conninfo in
+/// postgresql.auto.conf would override the one pgwarden writes) and `target` (a server-side
+/// backup writes no data directory).
+pub const FORBIDDEN_BASEBACKUP_OPTIONS: &[&str] = &[
+    "pgdata",
+    "format",
+    "wal-method",
+    "xlog-method",
+    "gzip",
+    "version",
+    "compress",
+    "dbname",
+    "host",
+    "port",
+    "username",
+    "password",
+    "no-password",
+    "write-recovery-conf",
+    "target",
+];
+
+/// Checks `postgresql.basebackup` options (long names without dashes, as Patroni writes them)
+/// and returns them as command-line arguments, which pgwarden passes after its own, so a
+/// repeated option such as `checkpoint: spread` wins. An option pgwarden must control is an
+/// error naming it.
+pub fn basebackup_args(options: &[(String, Option<String>)]) -> std::result::Result<Vec<String>, String> {
+    options
+        .iter()
+        .map(|(name, value)| {
+            let bare = name.trim_start_matches('-');
+            if FORBIDDEN_BASEBACKUP_OPTIONS.contains(&bare) {
+                return Err(format!(
+                    "option `{bare}` is set by pgwarden itself and cannot be given (not allowed: {})",
+                    FORBIDDEN_BASEBACKUP_OPTIONS.join(", ")
+                ));
+            }
+            if bare.len() == 1 {
+                return Err(format!(
+                    "option `{bare}`: write the long name without dashes (e.g. `max-rate: 100M`, `checkpoint: fast`)"
+                ));
+            }
+            Ok(match value {
+                Some(v) => format!("--{bare}={v}"),
+                None => format!("--{bare}"),
+            })
+        })
+        .collect()
+}
+
 /// Progress of a clone, published on a `tokio::sync::watch` channel.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct CloneProgress {
@@ -151,6 +202,7 @@ impl PgManager {
             ])
             .arg("--dbname")
             .arg(conninfo)
+            .args(&s.basebackup_args)
             .env("PGPASSFILE", passfile)
             .stdout(Stdio::null());
         let program = program_name(&cmd);
@@ -335,6 +387,32 @@ impl PgManager {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn opt(n: &str, v: Option<&str>) -> (String, Option<String>) {
+        (n.to_string(), v.map(str::to_string))
+    }
+
+    #[test]
+    fn basebackup_options_become_arguments_and_controlled_ones_are_refused() {
+        let args = basebackup_args(&[
+            opt("max-rate", Some("100M")),
+            opt("checkpoint", Some("spread")),
+            opt("verbose", None),
+        ])
+        .unwrap();
+        assert_eq!(args, ["--max-rate=100M", "--checkpoint=spread", "--verbose"]);
+        for bad in [
+            "pgdata",
+            "wal-method",
+            "--dbname",
+            "write-recovery-conf",
+            "format",
+        ] {
+            let e = basebackup_args(&[opt(bad, Some("x"))]).unwrap_err();
+            assert!(e.contains(bad.trim_start_matches('-')), "{e}");
+        }
+        assert!(basebackup_args(&[opt("D", Some("/x"))]).is_err());
+    }
 
     #[test]
     fn progress_lines_parse() {

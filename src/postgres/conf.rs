@@ -1,4 +1,5 @@
-//! PostgreSQL configuration files pgwarden owns: `postgresql.conf`, `pg_hba.conf`, the standby
+//! PostgreSQL configuration files pgwarden owns: `postgresql.conf`, `pg_hba.conf`,
+//! `pg_ident.conf` (in `config_dir` when it is separate from the data directory), the standby
 //! signal, and the password file referenced from `primary_conninfo`: the pure rendering and
 //! precedence rules, the built-in pg_hba.conf ([`default_pg_hba`]), and the [`PgManager`]
 //! methods that write, save and restore the files.
@@ -45,6 +46,10 @@ pub const MANAGED_GUCS: &[&str] = &[
     "port",
     "unix_socket_directories",
     "cluster_name",
+    "data_directory",
+    "hba_file",
+    "ident_file",
+    "config_file",
     "primary_conninfo",
     "primary_slot_name",
     "recovery_target_timeline",
@@ -101,6 +106,9 @@ pub struct ConfigInput {
     pub local_parameters: BTreeMap<String, String>,
     /// pg_hba.conf lines; the file is left alone when empty.
     pub pg_hba: Vec<String>,
+    /// pg_ident.conf lines (`postgresql.pg_ident`, local over dynamic); the file is left alone
+    /// when empty.
+    pub pg_ident: Vec<String>,
     /// Primary, or standby (writes standby.signal) of an upstream or of none yet.
     pub role: PgRole,
     /// `recovery_conf` (DCS, overridden key by key by the local file): recovery settings
@@ -187,6 +195,16 @@ pub fn render_postgresql_conf(params: &BTreeMap<String, String>) -> String {
 /// default).
 pub fn render_pg_hba(lines: &[String]) -> String {
     let mut s = String::from("# Written by pgwarden from postgresql.pg_hba. Do not edit.\n");
+    for l in lines {
+        s.push_str(l.trim_end());
+        s.push('\n');
+    }
+    s
+}
+
+/// Renders pg_ident.conf from its lines (`postgresql.pg_ident`).
+pub fn render_pg_ident(lines: &[String]) -> String {
+    let mut s = String::from("# Written by pgwarden from postgresql.pg_ident. Do not edit.\n");
     for l in lines {
         s.push_str(l.trim_end());
         s.push('\n');
@@ -291,14 +309,33 @@ pub(super) fn pgpass_line(host: &str, port: u16, creds: &Credentials) -> String 
 impl PgManager {
     fn render_config(&self, input: &ConfigInput, ssn: Option<&str>) -> (String, Vec<String>) {
         let s = &self.settings;
-        let (mut params, ignored) = effective_parameters(&input.dcs_parameters, &input.local_parameters);
+        let (mut params, mut ignored) = effective_parameters(&input.dcs_parameters, &input.local_parameters);
+        if s.unix_socket_directories.is_some() {
+            // The local value is applied, through the settings (see PgSettings).
+            ignored.retain(|k| !k.eq_ignore_ascii_case("unix_socket_directories"));
+        }
         params.insert("listen_addresses".into(), s.listen_host.clone());
         params.insert("port".into(), s.port.to_string());
+        // The configured value as it is (several directories, relative ones); pgwarden itself
+        // connects through the first, which `socket_dir` already is.
         params.insert(
             "unix_socket_directories".into(),
-            s.socket_dir.display().to_string(),
+            s.unix_socket_directories
+                .clone()
+                .unwrap_or_else(|| s.socket_dir.display().to_string()),
         );
         params.insert("cluster_name".into(), s.scope.clone());
+        if s.separate_config_dir() {
+            // Started with config_file= in config_dir, PostgreSQL would look for the other
+            // files beside -D's directory: name them, and the data, explicitly (Patroni does too).
+            let dir = s.config_dir();
+            params.insert("data_directory".into(), s.data_dir.display().to_string());
+            params.insert("hba_file".into(), dir.join("pg_hba.conf").display().to_string());
+            params.insert(
+                "ident_file".into(),
+                dir.join("pg_ident.conf").display().to_string(),
+            );
+        }
         if let Some(v) = ssn {
             params.insert("synchronous_standby_names".into(), v.to_owned());
         }
@@ -325,19 +362,30 @@ impl PgManager {
 
     /// Makes pgwarden the owner of postgresql.conf: the original becomes postgresql.base.conf
     /// (once; a file that already has our header is never moved).
+    ///
+    /// With a separate `config_dir` whose postgresql.conf is missing or already ours, the base
+    /// file starts as a copy of the one initdb or the clone left in the data directory, so its
+    /// settings (locale, time zone) still apply.
     fn adopt_base_conf(&self) -> Result<()> {
-        let dir = self.data_dir();
+        let dir = self.settings.config_dir();
         let base = dir.join(BASE_CONF);
         let main = dir.join("postgresql.conf");
         if base.exists() {
             return Ok(());
         }
-        let ours = std::fs::read_to_string(&main)
-            .map(|t| t.starts_with(HEADER))
-            .unwrap_or(false);
-        if main.exists() && !ours {
+        let ours = |p: &Path| {
+            std::fs::read_to_string(p)
+                .map(|t| t.starts_with(HEADER))
+                .unwrap_or(false)
+        };
+        let in_data = self.data_dir().join("postgresql.conf");
+        if main.exists() && !ours(&main) {
             std::fs::rename(&main, &base).map_err(Error::io("rename to postgresql.base.conf", &main))?;
             tracing::info!(path = %base.display(), "kept the original postgresql.conf as postgresql.base.conf");
+        } else if self.settings.separate_config_dir() && in_data.is_file() && !ours(&in_data) {
+            let text = std::fs::read_to_string(&in_data).map_err(Error::io("read", &in_data))?;
+            write_file_atomic(&base, &text, 0o600, &self.spawner.ids)?;
+            tracing::info!(from = %in_data.display(), path = %base.display(), "copied the data directory's postgresql.conf as postgresql.base.conf");
         } else {
             write_file_atomic(
                 &base,
@@ -359,11 +407,35 @@ impl PgManager {
             );
         }
         write_file_atomic(
-            &self.data_dir().join("postgresql.conf"),
+            &self.settings.config_dir().join("postgresql.conf"),
             &text,
             0o600,
             &self.spawner.ids,
         )
+    }
+
+    /// Creates a separate `config_dir` when it is missing (owned by PostgreSQL's user, 0700,
+    /// like a data directory: it holds pg_hba.conf).
+    fn ensure_config_dir(&self) -> Result<()> {
+        if !self.settings.separate_config_dir() {
+            return Ok(());
+        }
+        let dir = self.settings.config_dir();
+        if !dir.is_dir() {
+            use std::os::unix::fs::DirBuilderExt;
+            // Missing parents get the usual mode (PostgreSQL's user must traverse them, as
+            // /etc/postgresql/<version>); the directory itself is private.
+            if let Some(parent) = dir.parent() {
+                std::fs::create_dir_all(parent)
+                    .map_err(Error::io("create the configuration directory", parent))?;
+            }
+            std::fs::DirBuilder::new()
+                .mode(0o700)
+                .create(dir)
+                .map_err(Error::io("create the configuration directory", dir))?;
+            self.spawner.ids.chown(dir)?;
+        }
+        Ok(())
     }
 
     fn remove_if_exists(path: &Path) -> Result<()> {
@@ -394,8 +466,10 @@ impl PgManager {
     /// Writes postgresql.conf, pg_hba.conf and the standby files.
     pub(super) async fn write_config_files(&self, input: &ConfigInput) -> Result<()> {
         self.check_data_dir()?;
+        self.ensure_config_dir()?;
         let s = &self.settings;
         let dir = self.data_dir();
+        let conf_dir = s.config_dir();
         // A standby never waits for standbys: a former primary's list is dropped here.
         let ssn = {
             let mut inner = self.inner();
@@ -407,8 +481,24 @@ impl PgManager {
         self.write_postgresql_conf(input, ssn.as_deref())?;
         if !input.pg_hba.is_empty() {
             write_file_atomic(
-                &dir.join("pg_hba.conf"),
+                &conf_dir.join("pg_hba.conf"),
                 &render_pg_hba(&input.pg_hba),
+                0o600,
+                &self.spawner.ids,
+            )?;
+        }
+        if !input.pg_ident.is_empty() {
+            write_file_atomic(
+                &conf_dir.join("pg_ident.conf"),
+                &render_pg_ident(&input.pg_ident),
+                0o600,
+                &self.spawner.ids,
+            )?;
+        } else if s.separate_config_dir() && !conf_dir.join("pg_ident.conf").exists() {
+            // ident_file names this file: PostgreSQL refuses to start when it is missing.
+            write_file_atomic(
+                &conf_dir.join("pg_ident.conf"),
+                &render_pg_ident(&[]),
                 0o600,
                 &self.spawner.ids,
             )?;
@@ -448,6 +538,7 @@ impl PgManager {
             inner.last_config.clone().unwrap_or_default()
         };
         self.check_data_dir()?;
+        self.ensure_config_dir()?;
         self.write_postgresql_conf(&input, value)?;
         tracing::info!(synchronous_standby_names = ?value, "synchronous_standby_names set");
         // Not running: the value is in postgresql.conf for the next start.

@@ -208,8 +208,7 @@ impl PgManager {
         // stdin is closed (the spawner's default): single-user mode reads EOF, finishes recovery,
         // writes a shutdown checkpoint and exits.
         cmd.arg("--single")
-            .arg("-D")
-            .arg(&dir)
+            .args(self.settings.server_config_args())
             // Not max_replication_slots=0: a former primary keeps a slot per member, and
             // PostgreSQL refuses to start with slots on disk and none allowed.
             .args(["-c", "archive_mode=off"])

@@ -290,13 +290,12 @@ pub enum Error {
         why: String,
     },
 
-    /// pg_rewind failed; the data directory was moved aside (never deleted).
-    #[error("pg_rewind of `{data_dir}` failed; the data directory was moved to `{moved_to}`")]
+    /// pg_rewind failed; the data directory is left where it is (the HA loop decides whether
+    /// to move it aside, by `remove_data_directory_on_rewind_failure`).
+    #[error("pg_rewind of `{data_dir}` failed")]
     RewindFailed {
         /// The data directory.
         data_dir: PathBuf,
-        /// Where it is now.
-        moved_to: PathBuf,
         /// The pg_rewind failure.
         #[source]
         source: Box<Error>,

@@ -86,6 +86,10 @@ pub struct FakeState {
     pub status: LocalStatus,
     /// Decision returned by `check_rewind`.
     pub rewind_decision: RewindDecision,
+    /// `rewind` fails as pg_rewind itself would ([`Error::RewindFailed`]).
+    pub rewind_fails: bool,
+    /// A fast or smart `stop` never returns (a primary waiting for its synchronous standbys).
+    pub graceful_stop_hangs: bool,
     /// Rows returned by `replication`.
     pub replication: Vec<ReplicationRow>,
     /// Row returned by `wal_receiver`.
@@ -122,6 +126,8 @@ impl Default for FakeState {
             rewind_decision: RewindDecision::NotNeeded {
                 reason: "fake".into(),
             },
+            rewind_fails: false,
+            graceful_stop_hangs: false,
             replication: Vec::new(),
             wal_receiver: None,
             slots: BTreeMap::new(),
@@ -252,6 +258,9 @@ impl PgControl for FakePg {
 
     async fn stop(&self, mode: StopMode) -> Result<StopOutcome> {
         self.record("stop", Call::Stop(mode))?;
+        if mode != StopMode::Immediate && self.with_state(|s| s.graceful_stop_hangs) {
+            std::future::pending::<()>().await;
+        }
         Ok(self.with_state(|s| {
             let was = matches!(s.postmaster, PostmasterState::Running { .. });
             s.postmaster = PostmasterState::Stopped;
@@ -350,7 +359,19 @@ impl PgControl for FakePg {
     }
 
     async fn rewind(&self, primary: &Upstream) -> Result<()> {
-        self.record("rewind", Call::Rewind(primary.clone()))
+        self.record("rewind", Call::Rewind(primary.clone()))?;
+        if self.with_state(|s| s.rewind_fails) {
+            return Err(Error::RewindFailed {
+                data_dir: PathBuf::from("/fake"),
+                source: Box::new(Error::ChildFailed {
+                    operation: "rewind",
+                    program: "pg_rewind".into(),
+                    status: "exit status: 1".into(),
+                    stderr: "injected".into(),
+                }),
+            });
+        }
+        Ok(())
     }
 
     fn has_data(&self) -> Result<bool> {

@@ -1,8 +1,8 @@
 //! The PostgreSQL manager: everything done to, and read from, the local PostgreSQL instance.
 //!
 //! It owns the data directory's life cycle (initdb, clone, rewind, moving a directory aside), the
-//! configuration files pgwarden writes (`postgresql.conf`, `pg_hba.conf`, `standby.signal`, the
-//! replication passfile), the postmaster process (start, stop, restart, reload, promote, crash
+//! configuration files pgwarden writes (`postgresql.conf`, `pg_hba.conf`, `pg_ident.conf`, in the
+//! data directory or a separate `config_dir`; `standby.signal`, the replication passfile), the postmaster process (start, stop, restart, reload, promote, crash
 //! detection, adoption after a daemon restart, single-user crash recovery) and observation over
 //! tokio-postgres.
 //!
@@ -52,7 +52,9 @@ mod slot_files;
 
 pub use binaries::{discover, PgVersion};
 pub use bootstrap::InitdbOption;
-pub use clone::{parse_progress, CloneProgress, ReplicaMethod, Upstream};
+pub use clone::{
+    basebackup_args, parse_progress, CloneProgress, ReplicaMethod, Upstream, FORBIDDEN_BASEBACKUP_OPTIONS,
+};
 pub use conf::{
     default_pg_hba, effective_parameters, ConfigInput, DefaultHba, PgRole, StandbyTarget, BASE_CONF,
     CLUSTER_WIDE_GUCS,
@@ -185,8 +187,9 @@ pub trait PgControl: Send + Sync {
     /// Whether the stopped local instance diverged from `primary`'s timeline.
     fn check_rewind(&self, primary: &Upstream) -> impl Future<Output = Result<RewindDecision>> + Send;
 
-    /// Runs pg_rewind from `primary` after checking its preconditions. On failure of pg_rewind
-    /// itself, the data directory is moved aside ([`Error::RewindFailed`] says where).
+    /// Runs pg_rewind from `primary` after checking its preconditions. A failure of pg_rewind
+    /// itself is [`Error::RewindFailed`]; the data directory stays where it is (the caller
+    /// decides whether to move it aside).
     fn rewind(&self, primary: &Upstream) -> impl Future<Output = Result<()>> + Send;
 
     /// Whether the data directory holds a cluster (`PG_VERSION`): `false` for an absent or empty

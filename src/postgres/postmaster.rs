@@ -217,8 +217,7 @@ impl PgManager {
             .try_clone()
             .map_err(Error::io("duplicate the handle of", &s.log_file))?;
         let mut cmd = self.spawner.command("postgres");
-        cmd.arg("-D")
-            .arg(&s.data_dir)
+        cmd.args(s.server_config_args())
             .stdout(Stdio::from(log))
             .stderr(Stdio::from(log2))
             // The postmaster must outlive the daemon (a daemon restart adopts it), so it is not

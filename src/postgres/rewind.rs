@@ -6,7 +6,8 @@
 //! replication connection, because tokio-postgres has no replication protocol.
 //!
 //! The [`PgManager`] methods here check the divergence and run pg_rewind with its
-//! preconditions; on a pg_rewind failure the data directory is moved aside.
+//! preconditions. A failed pg_rewind leaves the data directory in place: whether it is moved
+//! aside is the HA loop's decision (`remove_data_directory_on_rewind_failure`).
 
 use super::clone::Upstream;
 use super::conf::{self, pgpass_line};
@@ -169,8 +170,7 @@ impl PgManager {
         Ok(decision)
     }
 
-    /// Runs pg_rewind from `primary` after checking its preconditions; on failure the data
-    /// directory is moved aside.
+    /// Runs pg_rewind from `primary` after checking its preconditions.
     pub(super) async fn run_pg_rewind(&self, primary: &Upstream) -> Result<()> {
         self.check_data_dir()?;
         self.ensure_stopped("rewind")?;
@@ -231,10 +231,12 @@ impl PgManager {
                 Ok(())
             }
             Err(e) => {
-                let moved_to = self.move_aside()?;
+                // pg_rewind may have replaced them with the source's before failing.
+                if let Err(re) = self.restore_config_files(&saved) {
+                    tracing::warn!(error = %re, "could not restore the configuration files after the failed pg_rewind");
+                }
                 Err(Error::RewindFailed {
                     data_dir,
-                    moved_to,
                     source: Box::new(e),
                 })
             }

@@ -5,7 +5,8 @@
 //!
 //! Module map: [`harness`] starts and stops clusters of daemons and records writes;
 //! [`t05_postgres`] drives the PostgreSQL manager alone against real servers;
-//! [`t10_bootstrap`] forms clusters (three nodes, a witness, cascading replication);
+//! [`t06_apply_keys`] applies the Patroni keys DBAs commonly set (socket directories,
+//! config_dir, pg_ident, basebackup options) to real servers; [`t10_bootstrap`] forms clusters (three nodes, a witness, cascading replication);
 //! [`t12_config_safety`] refuses configuration that would build the wrong cluster and
 //! checks the pg_hba.conf a member loads (from the DCS, and the built-in default);
 //! [`t15_fence`] kills only the primary's daemon and checks that its PostgreSQL stops
@@ -26,6 +27,7 @@
 
 mod harness;
 mod t05_postgres;
+mod t06_apply_keys;
 mod t10_bootstrap;
 mod t12_config_safety;
 mod t15_fence;

@@ -120,6 +120,7 @@ fn config(standby: Option<StandbyTarget>) -> ConfigInput {
         ],
         role,
         recovery: BTreeMap::new(),
+        ..Default::default()
     }
 }
 

@@ -291,13 +291,7 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
                     self.pg.crash_recovery().await?;
                 }
                 match self.pg.check_rewind(&up).await {
-                    Ok(d) if d.needed() => {
-                        tracing::info!(decision = ?d, leader = %l, "rewinding from the new leader");
-                        if let Err(e) = self.pg.rewind(&up).await {
-                            tracing::error!(error = %chain(&e), "pg_rewind failed");
-                            return Err(e.into());
-                        }
-                    }
+                    Ok(d) if d.needed() => self.handle_divergence(v, l, &up, &d).await?,
                     Ok(d) => tracing::debug!(decision = ?d, "no rewind needed"),
                     Err(e) => tracing::warn!(error = %chain(&e), "rewind check failed; starting anyway"),
                 }
@@ -320,6 +314,88 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
         self.fire(action, CallbackRole::Replica);
         tracing::info!(leader = ?leader, "started PostgreSQL as a replica");
         Ok(())
+    }
+
+    /// A fast demoting stop, cut short by an immediate one after `limit` when one is given.
+    /// An immediate stop (SIGQUIT) rather than Patroni's SIGKILL: the postmaster stops waiting
+    /// for the standbys just the same, and takes its backends down with it.
+    async fn demote_stop_within(&mut self, limit: Option<Duration>) -> Result<(), crate::postgres::Error> {
+        let Some(limit) = limit else {
+            return self.demote_stop(StopMode::Fast).await;
+        };
+        match tokio::time::timeout(limit, self.demote_stop(StopMode::Fast)).await {
+            Ok(r) => r,
+            Err(_) => {
+                tracing::warn!(
+                    timeout = ?limit,
+                    "primary_stop_timeout passed while stopping in synchronous mode: stopping PostgreSQL at once"
+                );
+                self.demote_stop(StopMode::Immediate).await
+            }
+        }
+    }
+
+    /// Diverged data: rewind, move aside (the next iteration clones) or stay stopped, by
+    /// `use_pg_rewind` and the `remove_data_directory_*` flags (see `ha::rejoin`).
+    async fn handle_divergence(
+        &mut self,
+        v: Option<&ClusterView>,
+        leader: &MemberName,
+        up: &Upstream,
+        d: &crate::postgres::RewindDecision,
+    ) -> Result<(), ActError> {
+        use crate::ha::rejoin::{OnDivergence, RejoinPolicy};
+        let dynamic = v
+            .and_then(|v| v.config.as_ref())
+            .and_then(|c| c.value.postgresql.as_ref())
+            .and_then(|p| p.use_pg_rewind);
+        let policy = RejoinPolicy::resolve(
+            self.s.use_pg_rewind,
+            dynamic,
+            self.s.remove_data_directory_on_rewind_failure,
+            self.s.remove_data_directory_on_diverged_timelines,
+        );
+        let mut step = policy.on_divergence(self.rewind_failed);
+        if step == OnDivergence::Rewind {
+            tracing::info!(decision = ?d, leader = %leader, "rewinding from the new leader");
+            match self.pg.rewind(up).await {
+                Ok(()) => return Ok(()),
+                Err(e @ crate::postgres::Error::RewindFailed { .. }) => {
+                    tracing::error!(error = %chain(&e), "pg_rewind failed");
+                    step = policy.after_rewind_failure();
+                    if step == OnDivergence::StayStopped {
+                        self.rewind_failed = true;
+                    }
+                }
+                // Preconditions (the leader's post-promote checkpoint not done yet, ...):
+                // tried again next iteration.
+                Err(e) => return Err(e.into()),
+            }
+        }
+        match step {
+            OnDivergence::Rewind => Ok(()),
+            OnDivergence::Reinitialize => {
+                let moved = self.pg.move_data_dir_aside()?;
+                self.rewind_failed = false;
+                tracing::warn!(
+                    moved_to = %moved.display(),
+                    "the data directory diverged from the leader's and was moved aside (remove_data_directory_on_*): a new replica is cloned next"
+                );
+                Err(ActError::Diverged(format!(
+                    "diverged data moved aside to {}; cloning next",
+                    moved.display()
+                )))
+            }
+            OnDivergence::StayStopped => Err(ActError::Diverged(format!(
+                "the data directory diverged from {leader}'s timeline ({d:?}); {}: PostgreSQL stays stopped. \
+                 Reinitialize this member (pgwardenctl reinit), or set postgresql.remove_data_directory_on_diverged_timelines",
+                if self.rewind_failed {
+                    "pg_rewind failed and remove_data_directory_on_rewind_failure is off"
+                } else {
+                    "use_pg_rewind is off"
+                }
+            ))),
+        }
     }
 
     /// Promotes this replica, which holds the key: pre_promote, the `sync` key, `pg_promote()`
@@ -399,9 +475,17 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
                 // A fast stop writes the shutdown checkpoint and waits for the walsenders to
                 // send it, so the candidate has all our WAL; the lease is kept alive
                 // meanwhile, and an immediate stop follows if it cannot be.
+                // Patroni's primary_stop_timeout: in synchronous mode a stop that waits too long
+                // for the standbys is cut short (an immediate stop), trading the last commits'
+                // wait for availability; 0 (the default) never cuts it.
+                let limit = v
+                    .filter(|v| v.synchronous_mode() != SyncMode::Off)
+                    .map(|v| v.dynamic().primary_stop_timeout())
+                    .filter(|t| *t > 0)
+                    .map(|t| Duration::from_secs(t.into()));
                 let lease = self.lease.clone();
                 match lease
-                    .keep_alive_while(self.timing.loop_wait, self.demote_stop(StopMode::Fast))
+                    .keep_alive_while(self.timing.loop_wait, self.demote_stop_within(limit))
                     .await
                 {
                     // PostgreSQL that could not be stopped keeps the key (Patroni's rule): it
@@ -558,10 +642,16 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
                 .filter(|l| !l.is_empty())
                 .unwrap_or_else(|| self.s.default_pg_hba.clone())
         };
+        let pg_ident = if !self.s.pg_ident.is_empty() {
+            self.s.pg_ident.clone()
+        } else {
+            pg.and_then(|p| p.pg_ident.clone()).unwrap_or_default()
+        };
         ConfigInput {
             dcs_parameters,
             local_parameters,
             pg_hba,
+            pg_ident,
             role,
             recovery,
         }
@@ -628,6 +718,155 @@ mod tests {
             dcs.get(&format!("{P}history")).await.unwrap().is_none(),
             "a history row for a promotion that failed"
         );
+    }
+
+    /// primary_stop_timeout in synchronous mode: a switchover's fast stop that hangs (waiting
+    /// for a synchronous standby) is cut short by an immediate stop; before, it waited until
+    /// the lease could not be kept.
+    #[tokio::test]
+    async fn config_state_applied_primary_stop_timeout_cuts_a_hanging_stop() {
+        let dcs = Arc::new(MemDcs::new());
+        put(&dcs, "initialize", "7000000000000000001".into()).await;
+        put(
+            &dcs,
+            "config",
+            json!({"ttl": 30, "loop_wait": 10, "retry_timeout": 10,
+                   "synchronous_mode": true, "primary_stop_timeout": 1})
+            .to_string(),
+        )
+        .await;
+        put(&dcs, "leader", "a".into()).await;
+        put(
+            &dcs,
+            "members/b",
+            json!({"conn_url": "postgres://127.0.0.1:5433/postgres", "api_url": "http://127.0.0.1:1/patroni",
+                   "state": "running", "role": "replica", "xlog_location": 0x300_0000})
+            .to_string(),
+        )
+        .await;
+        put(
+            &dcs,
+            "sync",
+            json!({"leader": "a", "sync_standby": "b"}).to_string(),
+        )
+        .await;
+        put(
+            &dcs,
+            "failover",
+            json!({"leader": "a", "member": "b"}).to_string(),
+        )
+        .await;
+        let pg = Arc::new(FakePg::new());
+        pg.with_state(|s| {
+            s.postmaster = PostmasterState::Running { pid: i32::MAX };
+            s.status.in_recovery = false;
+            s.status.current_lsn = Some(Lsn(0x300_0000));
+            s.status.timeline = TimelineId(1);
+            s.graceful_stop_hangs = true;
+        });
+        let mut r = runner_a(dcs.clone(), pg.clone());
+        let started = std::time::Instant::now();
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(8), r.iteration())
+            .await
+            .expect("the hanging stop was not cut short");
+        assert!(started.elapsed() < std::time::Duration::from_secs(8));
+        let calls = pg.calls();
+        let fast = calls.iter().position(|c| format!("{c:?}") == "Stop(Fast)");
+        let immediate = calls.iter().position(|c| format!("{c:?}") == "Stop(Immediate)");
+        assert!(fast.is_some() && immediate > fast, "{calls:?}");
+    }
+
+    /// A stopped member with data that diverged from leader `b`'s timeline.
+    async fn diverged(dcs: &MemDcs, pg: &FakePg) {
+        cluster(dcs).await;
+        put(dcs, "leader", "b".into()).await;
+        put(
+            dcs,
+            "members/b",
+            json!({"conn_url": "postgres://127.0.0.1:5433/postgres", "api_url": "http://127.0.0.1:1/patroni",
+                   "state": "running", "role": "primary", "xlog_location": 0x400_0000, "timeline": 2})
+            .to_string(),
+        )
+        .await;
+        pg.with_state(|s| {
+            s.postmaster = PostmasterState::Stopped;
+            s.has_data = true;
+            s.rewind_decision = crate::postgres::RewindDecision::Needed {
+                reason: "fake divergence".into(),
+            };
+        });
+    }
+
+    fn called(pg: &FakePg, what: &str) -> bool {
+        pg.calls().iter().any(|c| format!("{c:?}").starts_with(what))
+    }
+
+    /// use_pg_rewind: false (Patroni's meaning): diverged data is not rewound (it used to be,
+    /// whatever the file said) and, without remove_data_directory_on_diverged_timelines,
+    /// PostgreSQL is not started on it.
+    #[tokio::test]
+    async fn config_state_applied_use_pg_rewind_false_never_rewinds() {
+        let dcs = Arc::new(MemDcs::new());
+        let pg = Arc::new(FakePg::new());
+        diverged(&dcs, &pg).await;
+        let mut r = runner_a(dcs.clone(), pg.clone());
+        r.s.use_pg_rewind = Some(false);
+        assert!(
+            r.iteration().await.is_err(),
+            "a diverged member must report why it stays down"
+        );
+        assert!(called(&pg, "CheckRewind"), "{:?}", pg.calls());
+        assert!(!called(&pg, "Rewind"), "pg_rewind ran: {:?}", pg.calls());
+        assert!(
+            !called(&pg, "Start"),
+            "started on diverged data: {:?}",
+            pg.calls()
+        );
+        assert!(!called(&pg, "MoveAside"), "{:?}", pg.calls());
+
+        // With remove_data_directory_on_diverged_timelines: moved aside (then cloned).
+        let dcs = Arc::new(MemDcs::new());
+        let pg = Arc::new(FakePg::new());
+        diverged(&dcs, &pg).await;
+        let mut r = runner_a(dcs.clone(), pg.clone());
+        r.s.use_pg_rewind = Some(false);
+        r.s.remove_data_directory_on_diverged_timelines = true;
+        let _ = r.iteration().await;
+        assert!(called(&pg, "MoveAside"), "{:?}", pg.calls());
+        assert!(!called(&pg, "Rewind"), "{:?}", pg.calls());
+    }
+
+    /// A failed pg_rewind moves the data aside only with remove_data_directory_on_rewind_failure
+    /// (it always did); otherwise the member stays stopped and the rewind is not retried.
+    #[tokio::test]
+    async fn config_state_applied_rewind_failure_reinitializes_only_when_configured() {
+        let dcs = Arc::new(MemDcs::new());
+        let pg = Arc::new(FakePg::new());
+        diverged(&dcs, &pg).await;
+        pg.with_state(|s| s.rewind_fails = true);
+        let mut r = runner_a(dcs.clone(), pg.clone());
+        r.s.use_pg_rewind = Some(true);
+        assert!(r.iteration().await.is_err());
+        assert!(called(&pg, "Rewind"), "{:?}", pg.calls());
+        assert!(!called(&pg, "MoveAside"), "{:?}", pg.calls());
+        assert!(!called(&pg, "Start"), "{:?}", pg.calls());
+        let rewinds = |pg: &FakePg| {
+            pg.calls()
+                .iter()
+                .filter(|c| format!("{c:?}").starts_with("Rewind"))
+                .count()
+        };
+        let _ = r.iteration().await;
+        assert_eq!(rewinds(&pg), 1, "a failed rewind is not retried on the same data");
+
+        let dcs = Arc::new(MemDcs::new());
+        let pg = Arc::new(FakePg::new());
+        diverged(&dcs, &pg).await;
+        pg.with_state(|s| s.rewind_fails = true);
+        let mut r = runner_a(dcs.clone(), pg.clone());
+        r.s.remove_data_directory_on_rewind_failure = true;
+        let _ = r.iteration().await;
+        assert!(called(&pg, "MoveAside"), "{:?}", pg.calls());
     }
 
     /// A switchover whose graceful stop fails keeps the leader key: PostgreSQL may still run

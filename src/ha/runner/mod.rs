@@ -89,9 +89,18 @@ pub struct HaSettings {
     /// pg_hba lines of the local configuration file; empty when it gives none, and then the
     /// dynamic configuration's lines apply, else `default_pg_hba` (Patroni's precedence).
     pub pg_hba: Vec<String>,
+    /// `postgresql.pg_ident` of the local configuration file; empty when it gives none, and
+    /// then the dynamic configuration's lines apply (as for pg_hba).
+    pub pg_ident: Vec<String>,
     /// The built-in pg_hba lines (`postgres::default_pg_hba`), built from the addresses in
     /// the configuration file.
     pub default_pg_hba: Vec<String>,
+    /// Local `postgresql.use_pg_rewind` (over the dynamic configuration's; see `ha::rejoin`).
+    pub use_pg_rewind: Option<bool>,
+    /// `postgresql.remove_data_directory_on_rewind_failure`.
+    pub remove_data_directory_on_rewind_failure: bool,
+    /// `postgresql.remove_data_directory_on_diverged_timelines`.
+    pub remove_data_directory_on_diverged_timelines: bool,
     /// Local postgresql.parameters.
     pub local_parameters: BTreeMap<String, String>,
     /// Local postgresql.recovery_conf (standbys only; over the DCS one).
@@ -145,6 +154,10 @@ pub enum ActError {
     /// PostgreSQL failed.
     #[error("PostgreSQL operation failed")]
     Pg(#[from] crate::postgres::Error),
+    /// The data diverged from the leader's and may not be rewound or moved aside: PostgreSQL
+    /// stays stopped (the text says which keys decide).
+    #[error("{0}")]
+    Diverged(String),
     /// Unrecoverable: the loop stops.
     #[error("{0}")]
     Fatal(String),
@@ -185,6 +198,10 @@ pub struct Runner<D: Dcs, P: PgControl + 'static> {
     just_cloned: bool,
     /// The next clone is taken from the leader (POST /reinitialize with `from_leader`).
     clone_from_leader: bool,
+    /// pg_rewind failed on the data directory in place and no `remove_data_directory_*` flag
+    /// allows moving it aside: it is not retried (Patroni's failed rewind state); PostgreSQL
+    /// stays stopped until an operator reinitializes the member.
+    rewind_failed: bool,
     /// Since when this member, holding the key, has been trying to bring PostgreSQL up as
     /// the primary (stopped or not answering); `primary_start_timeout` counts from here,
     /// across iterations and start attempts.
@@ -273,6 +290,7 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
             not_streaming_since: None,
             just_cloned: false,
             clone_from_leader: false,
+            rewind_failed: false,
             primary_start_since: None,
             // A host that is gone drops the SYN: 300 ms is plenty on any LAN and keeps a dead
             // peer from costing the leader race more than that.

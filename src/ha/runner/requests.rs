@@ -89,6 +89,7 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
                             Ok(p) => {
                                 tracing::info!(moved_to = %p.display(), "reinitializing: old data directory moved aside");
                                 self.following = None;
+                                self.rewind_failed = false;
                                 // Patroni's `from_leader`: the new copy comes from the leader,
                                 // not from a member tagged clonefrom.
                                 self.clone_from_leader = from_leader;
@@ -211,6 +212,9 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
         }
         if new.pg_hba != self.s.pg_hba {
             changed.push("pg_hba");
+        }
+        if new.pg_ident != self.s.pg_ident {
+            changed.push("pg_ident");
         }
         if new.api_url != self.s.api_url || new.conn_url != self.s.conn_url {
             changed.push("connect addresses");
