@@ -275,3 +275,182 @@ async fn watch_reports_changes() {
     assert!(kinds.contains(&Kind::MemberJoined), "{kinds:?}");
     assert!(kinds.contains(&Kind::RoleChanged), "{kinds:?}");
 }
+
+/// A REST API server (the real router) for the in-memory cluster, as member pg1's
+/// `api_url` would point at; returns its address and the token that stops it.
+async fn rest_server(dcs: Arc<MemDcs>) -> (String, CancellationToken) {
+    let info = DaemonInfo {
+        version: "9.9.9".into(),
+        scope: "batman".into(),
+        name: "pg1".into(),
+    };
+    let mut status = NodeStatus::initial(info, false);
+    status.server_version = Some(150008);
+    let (_tx, rx) = tokio::sync::watch::channel(status);
+    let api = ApiState::new(rx, dcs, P, Duration::from_secs(30));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let stop = CancellationToken::new();
+    let s = stop.clone();
+    tokio::spawn(async move {
+        pgwarden::api::serve::serve(
+            listener,
+            pgwarden::api::rest::router(api),
+            None,
+            s.cancelled_owned(),
+        )
+        .await
+        .unwrap();
+    });
+    (addr, stop)
+}
+
+/// `pgwardenctl version`'s data: each member's own GET /patroni, the answering member's
+/// read directly, another's fetched from its REST API, one that does not answer
+/// reported with the reason; an unknown member name is refused.
+#[tokio::test]
+async fn ctl_member_status_reports_each_member() {
+    let s = server(None).await;
+    let (rest, stop_rest) = rest_server(s.dcs.clone()).await;
+    s.dcs
+        .put(
+            &format!("{P}members/pg1"),
+            &format!(
+                r#"{{"conn_url":"postgres://127.0.0.1:5433/postgres","api_url":"http://{rest}/patroni","state":"running","role":"replica"}}"#
+            ),
+            None,
+            Condition::Always,
+        )
+        .await
+        .unwrap();
+    s.dcs
+        .put(
+            &format!("{P}members/pg2"),
+            r#"{"conn_url":"postgres://127.0.0.1:5434/postgres","api_url":"http://127.0.0.1:1/patroni","state":"running","role":"replica"}"#,
+            None,
+            Condition::Always,
+        )
+        .await
+        .unwrap();
+    let mut c = client(&s.addr).await;
+    let r = c
+        .get_member_status(pb::GetMemberStatusRequest { members: vec![] })
+        .await
+        .unwrap()
+        .into_inner();
+    let names: Vec<&str> = r.members.iter().map(|m| m.name.as_str()).collect();
+    assert_eq!(names, ["pg0", "pg1", "pg2"]);
+    let doc = |i: usize| serde_json::from_str::<serde_json::Value>(&r.members[i].status_json).unwrap();
+    assert_eq!(doc(0)["patroni"]["pgwarden_version"], "test", "{r:?}");
+    assert_eq!(doc(1)["patroni"]["pgwarden_version"], "9.9.9", "{r:?}");
+    assert_eq!(doc(1)["server_version"], 150008, "{r:?}");
+    assert!(
+        r.members[2].status_json.is_empty() && !r.members[2].error.is_empty(),
+        "{r:?}"
+    );
+    let one = c
+        .get_member_status(pb::GetMemberStatusRequest {
+            members: vec!["pg1".into()],
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(one.members.len(), 1);
+    let e = c
+        .get_member_status(pb::GetMemberStatusRequest {
+            members: vec!["nosuch".into()],
+        })
+        .await
+        .unwrap_err();
+    assert!(
+        e.message().contains("nosuch is not a member of cluster batman"),
+        "{e:?}"
+    );
+    stop_rest.cancel();
+}
+
+/// pgwardenctl pointed at the REST API's port (the real router, which speaks HTTP/2
+/// too), or at a plain HTTP/1 server, says that this is not the admin API and where the
+/// admin API is, instead of an HTTP/2 error.
+// Several threads: the pgwardenctl runs below block one while the servers answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctl_rest_port_is_explained() {
+    let s = server(None).await;
+    let (rest, stop_rest) = rest_server(s.dcs.clone()).await;
+    // A plain HTTP/1.1 server: answers anything with a 400 and closes.
+    let plain = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let plain_addr = plain.local_addr().unwrap().to_string();
+    let plain_task = tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        while let Ok((mut tcp, _)) = plain.accept().await {
+            let mut buf = [0u8; 1024];
+            let _ = tcp.read(&mut buf).await;
+            let _ = tcp
+                .write_all(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+                .await;
+        }
+    });
+    for addr in [&rest, &plain_addr] {
+        let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_pgwardenctl"))
+            .args(["-d", addr, "list"])
+            .env_remove("PGWARDENCTL_CONFIG_FILE")
+            .kill_on_drop(true)
+            .output();
+        let out = tokio::time::timeout(Duration::from_secs(30), out)
+            .await
+            .unwrap()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{err}");
+        assert!(
+            err.contains(&format!(
+                "{addr} is not pgwarden's admin API (the REST API port?)"
+            )),
+            "{addr}: {err}"
+        );
+    }
+    // The admin API itself still works, and a URL is refused before any connection.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_pgwardenctl"))
+        .args(["-d", &s.addr, "list", "-f", "yml"])
+        .env_remove("PGWARDENCTL_CONFIG_FILE")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("Member: pg0"),
+        "{out:?}"
+    );
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_pgwardenctl"))
+        .args(["-d", &format!("http://{}", s.addr), "list"])
+        .env_remove("PGWARDENCTL_CONFIG_FILE")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("expected host:port"),
+        "{err}"
+    );
+    plain_task.abort();
+    stop_rest.cancel();
+}
+
+/// With nothing listening: the error names the endpoint once, says "tcp connect error"
+/// once, and hints at what to check.
+#[tokio::test]
+async fn ctl_refused_connection_has_a_hint() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_pgwardenctl"))
+        .args(["-d", &format!("127.0.0.1:{port}"), "list"])
+        .env_remove("PGWARDENCTL_CONFIG_FILE")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert_eq!(err.matches("tcp connect error").count(), 1, "{err}");
+    assert!(err.contains("is pgwarden running there?"), "{err}");
+    assert!(err.contains("not to the REST API on 8008"), "{err}");
+}

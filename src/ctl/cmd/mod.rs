@@ -13,6 +13,7 @@
 //! - `members`: `members` (the Raft membership).
 //! - `dcs`: `dcs get|status|put|delete|snapshot save` (the embedded DCS itself).
 //! - `generate`: `generate man|completions`.
+//! - `query`: SQL on a member's PostgreSQL; `version`: the tool's and each member's versions.
 
 mod actions;
 mod config;
@@ -22,7 +23,9 @@ mod list;
 mod manual;
 mod members;
 mod pause;
+mod query;
 mod remove;
+mod version;
 
 use super::cli::{Cli, Command, RoleFilter};
 use super::client::{Client, CtlError, Target};
@@ -36,9 +39,12 @@ type Result<T> = std::result::Result<T, CtlError>;
 /// Runs one command line.
 pub async fn run(cli: Cli) -> Result<()> {
     match &cli.command {
-        Command::Version => {
+        Command::Version { cluster, .. } => {
+            // First, as patronictl: the tool's own version shows even if no member answers.
             println!("pgwardenctl version {}", env!("CARGO_PKG_VERSION"));
-            return Ok(());
+            if cluster.is_none() {
+                return Ok(());
+            }
         }
         Command::Generate { what } => return generate::generate(what),
         _ => {}
@@ -123,11 +129,13 @@ pub async fn run(cli: Cli) -> Result<()> {
         } => actions::reload(&mut c, cluster, scope, members, role, force).await,
         Command::Flush {
             cluster,
-            target,
-            members,
+            args,
             role,
             force,
-        } => actions::flush(&mut c, cluster, scope, target, members, role, force).await,
+        } => {
+            let (target, members) = actions::flush_args(args)?;
+            actions::flush(&mut c, cluster, scope, target, members, role, force).await
+        }
         Command::Pause { cluster, wait } => pause::pause(&mut c, cluster.as_deref(), scope, true, wait).await,
         Command::Resume { cluster, wait } => {
             pause::pause(&mut c, cluster.as_deref(), scope, false, wait).await
@@ -158,7 +166,9 @@ pub async fn run(cli: Cli) -> Result<()> {
             role,
             member,
         } => list::dsn(&mut c, cluster, scope, role, member).await,
-        Command::Version | Command::Generate { .. } => Ok(()),
+        Command::Version { cluster, members } => version::version(&mut c, cluster, scope, members).await,
+        Command::Query(q) => query::query(&mut c, q, scope).await,
+        Command::Generate { .. } => Ok(()),
     }
 }
 
@@ -207,7 +217,7 @@ fn role_matches(m: &pb::Member, r: RoleFilter) -> bool {
         RoleFilter::Leader => m.role == "leader" || m.role == "standby_leader",
         RoleFilter::Primary => m.role == "leader",
         RoleFilter::StandbyLeader => m.role == "standby_leader",
-        RoleFilter::Replica => !(m.role == "leader" || m.role == "standby_leader"),
+        RoleFilter::Replica | RoleFilter::Standby => !(m.role == "leader" || m.role == "standby_leader"),
     }
 }
 
