@@ -41,10 +41,16 @@ impl Drop for Server {
 }
 
 async fn server(token: Option<&str>) -> Server {
+    server_for(token, "batman").await
+}
+
+/// A member pg0 of cluster `scope` (two members, pg0 leading) on the in-memory DCS.
+async fn server_for(token: Option<&str>, scope: &str) -> Server {
+    let prefix = format!("/service/{scope}/");
     let dcs = Arc::new(MemDcs::new());
     let put = |k: &str, v: &str| {
         let dcs = dcs.clone();
-        let (k, v) = (format!("{P}{k}"), v.to_string());
+        let (k, v) = (format!("{prefix}{k}"), v.to_string());
         async move { dcs.put(&k, &v, None, Condition::Always).await.unwrap() }
     };
     put("initialize", "7277694203142172922").await;
@@ -62,12 +68,12 @@ async fn server(token: Option<&str>) -> Server {
     .await;
     let info = DaemonInfo {
         version: "test".into(),
-        scope: "batman".into(),
+        scope: scope.into(),
         name: "pg0".into(),
     };
     let (_tx, rx) = tokio::sync::watch::channel(NodeStatus::initial(info, false));
     // The sender is dropped: the status stays what it was, which is all these tests read.
-    let api = ApiState::new(rx, dcs.clone(), P, Duration::from_secs(30));
+    let api = ApiState::new(rx, dcs.clone(), &prefix, Duration::from_secs(30));
     let admin = Admin::new(api, Arc::new(NoRaft), Forwarder::new(None));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap().to_string();
@@ -453,4 +459,51 @@ async fn ctl_refused_connection_has_a_hint() {
     assert_eq!(err.matches("tcp connect error").count(), 1, "{err}");
     assert!(err.contains("is pgwarden running there?"), "{err}");
     assert!(err.contains("not to the REST API on 8008"), "{err}");
+}
+
+/// `list a b` over two endpoints serving two clusters prints both; a cluster no endpoint
+/// serves is named with what each endpoint serves; `reinit --force` without members is
+/// refused (no one to ask which).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctl_list_several_clusters_and_reinit_needs_members() {
+    let a = server(None).await;
+    let b = server_for(None, "robin").await;
+    let eps = format!("{},{}", a.addr, b.addr);
+    let ctl = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_pgwardenctl"))
+            .args(args)
+            .env_remove("PGWARDENCTL_CONFIG_FILE")
+            .output()
+            .unwrap()
+    };
+    let out = ctl(&["-d", &eps, "list", "robin", "batman", "-f", "tsv"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{out:?}");
+    let at = |c: &str| {
+        text.find(&format!("\n{c}\tpg0\t"))
+            .unwrap_or_else(|| panic!("{c}: {text}"))
+    };
+    assert!(at("robin") < at("batman"), "{text}");
+    let out = ctl(&["-d", &eps, "topology", "batman", "joker"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("+ Cluster: batman"),
+        "{out:?}"
+    );
+    assert!(
+        err.contains("cluster joker is not served by the endpoints given"),
+        "{err}"
+    );
+    assert!(err.contains(&format!("{} serves robin", b.addr)), "{err}");
+    let out = ctl(&["-d", &a.addr, "list", "robin"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("cluster robin is not served here"), "{err}");
+    let out = ctl(&["-d", &a.addr, "reinit", "batman", "--force"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("reinit --force needs the members"),
+        "{err}"
+    );
+    assert!(err.contains("replicas of batman: pg1"), "{err}");
 }

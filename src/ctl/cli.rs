@@ -202,8 +202,10 @@ pub enum RoleFilter {
 pub enum Command {
     /// List the members of the cluster.
     List {
-        /// Cluster name (default: the configuration's scope).
-        cluster: Option<String>,
+        /// Cluster names (default: the configuration's scope); each must be served by one
+        /// of the endpoints (-d).
+        #[arg(value_name = "CLUSTER")]
+        clusters: Vec<String>,
         /// Show pending restarts, scheduled restarts and tags even when empty.
         #[arg(short = 'e', long)]
         extended: bool,
@@ -218,8 +220,10 @@ pub enum Command {
     },
     /// The members as a replication tree.
     Topology {
-        /// Cluster name (default: the configuration's scope).
-        cluster: Option<String>,
+        /// Cluster names (default: the configuration's scope); each must be served by one
+        /// of the endpoints (-d).
+        #[arg(value_name = "CLUSTER")]
+        clusters: Vec<String>,
         #[command(flatten)]
         watch: Watch,
     },

@@ -184,6 +184,7 @@ impl tonic::service::Interceptor for Bearer {
 pub type Client = AdminServiceClient<InterceptedService<Channel, Bearer>>;
 
 /// Where and how to connect.
+#[derive(Clone)]
 pub struct Target {
     /// Endpoints, tried in order.
     pub endpoints: Vec<String>,

@@ -29,6 +29,7 @@ mod version;
 
 use super::cli::{Cli, Command, RoleFilter};
 use super::client::{Client, CtlError, Target};
+use super::render::Format;
 use crate::pb;
 use manual::Manual;
 use std::io::Write;
@@ -54,13 +55,27 @@ pub async fn run(cli: Cli) -> Result<()> {
     let scope = target.scope.as_deref();
     match cli.command {
         Command::List {
-            cluster,
+            clusters,
             extended,
             timestamp,
             format,
             watch,
-        } => list::list(&c, cluster, scope, extended, timestamp, format, watch).await,
-        Command::Topology { cluster, watch } => list::topology(&c, cluster, scope, watch).await,
+        } => {
+            let view = list::View {
+                format,
+                extended,
+                timestamp,
+            };
+            list::list(&target, c, clusters, scope, view, watch).await
+        }
+        Command::Topology { clusters, watch } => {
+            let view = list::View {
+                format: Format::Topology,
+                extended: false,
+                timestamp: false,
+            };
+            list::list(&target, c, clusters, scope, view, watch).await
+        }
         Command::History { cluster, format } => list::history(&mut c, cluster, scope, format).await,
         Command::Switchover {
             cluster,
