@@ -46,6 +46,11 @@ async fn server(token: Option<&str>) -> Server {
 
 /// A member pg0 of cluster `scope` (two members, pg0 leading) on the in-memory DCS.
 async fn server_for(token: Option<&str>, scope: &str) -> Server {
+    server_tls(token, scope, None).await
+}
+
+/// [`server_for`], over TLS when `tls` is given.
+async fn server_tls(token: Option<&str>, scope: &str, tls: Option<Arc<rustls::ServerConfig>>) -> Server {
     let prefix = format!("/service/{scope}/");
     let dcs = Arc::new(MemDcs::new());
     let put = |k: &str, v: &str| {
@@ -81,7 +86,7 @@ async fn server_for(token: Option<&str>, scope: &str) -> Server {
     let s = stop.clone();
     let auth = AdminAuth::new(token.map(str::to_string));
     tokio::spawn(async move {
-        pgwarden::grpc::serve::serve(listener, admin, auth, s.cancelled_owned())
+        pgwarden::grpc::serve::serve_tls(listener, tls, admin, auth, s.cancelled_owned())
             .await
             .unwrap();
     });
@@ -506,4 +511,61 @@ async fn ctl_list_several_clusters_and_reinit_needs_members() {
         "{err}"
     );
     assert!(err.contains("replicas of batman: pg1"), "{err}");
+}
+
+/// -k and ctl.insecure: TLS to a member whose certificate pgwardenctl cannot verify (no CA
+/// given) works, with a warning on stderr; without them the connection is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctl_insecure_skips_certificate_verification() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = pgwarden_testkit::ca::Ca::new("pgwarden test CA");
+    let (cert, key) = ca.issue_loopback_files(dir.path(), "member");
+    let ctl_cfg = pgwarden::config::Ctl {
+        certfile: Some(cert),
+        keyfile: Some(key),
+        ..Default::default()
+    };
+    let tls = pgwarden::grpc::serve::tls_config(&ctl_cfg).unwrap();
+    let s = server_tls(None, "batman", tls).await;
+    let ctl = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_pgwardenctl"))
+            .args(args)
+            .env_remove("PGWARDENCTL_CONFIG_FILE")
+            .output()
+            .unwrap()
+    };
+    let out = ctl(&["-d", &s.addr, "list"]);
+    assert!(!out.status.success(), "{out:?}");
+    for args in [
+        vec!["-k", "-d", &s.addr, "list"],
+        vec!["--insecure", "-d", &s.addr, "list", "-f", "json"],
+    ] {
+        let out = ctl(&args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{args:?}: {out:?}");
+        assert!(String::from_utf8_lossy(&out.stdout).contains("pg0"), "{out:?}");
+        assert!(err.contains("Warning: -k/--insecure"), "{err}");
+    }
+    // ctl.insecure from the configuration file given with -c.
+    let file = dir.path().join("pgwarden.yml");
+    std::fs::write(
+        &file,
+        format!(
+            "scope: batman\nname: pg0\n\
+             restapi: {{listen: 127.0.0.1:1, connect_address: 127.0.0.1:1}}\n\
+             raft: {{self_addr: 127.0.0.1:2, data_dir: {dir}/raft, single_node: true}}\n\
+             postgresql:\n  listen: 127.0.0.1:3\n  connect_address: 127.0.0.1:3\n  data_dir: {dir}/pg\n\
+             \x20 authentication: {{superuser: {{username: postgres}}, replication: {{username: rep}}}}\n\
+             ctl:\n  connect_address: {addr}\n  insecure: true\n",
+            dir = dir.path().display(),
+            addr = s.addr
+        ),
+    )
+    .unwrap();
+    let out = ctl(&["-c", file.to_str().unwrap(), "list"]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("Warning: -k/--insecure"),
+        "{out:?}"
+    );
 }
