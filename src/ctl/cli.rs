@@ -281,9 +281,10 @@ pub enum Command {
         /// Only members with a parameter change waiting for a restart.
         #[arg(long)]
         pending: bool,
-        /// Seconds to wait for PostgreSQL to start again; past it the restart reports a
-        /// failure and pgwarden's HA loop takes over (a leader that does not come back loses
-        /// its lease and a replica is promoted, as patronictl's "fail over if necessary").
+        /// Seconds the member waits for PostgreSQL to stop and start again (default 600);
+        /// past it the restart is reported as failed ("restart failed") and the HA loop
+        /// handles the member as after any PostgreSQL failure, which for a primary may end in
+        /// a failover (patronictl: "fail over if necessary").
         #[arg(long)]
         timeout: Option<u32>,
         /// When (ISO 8601; without a time zone the local one), or `now`.
