@@ -603,3 +603,50 @@ pub enum Generate {
         shell: clap_complete::Shell,
     },
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Cli {
+        Cli::try_parse_args(args).unwrap_or_else(|e| panic!("{args:?}: {e}"))
+    }
+
+    /// After `query`, -c and -d are patronictl's --command and --dbname; before it they
+    /// stay the configuration file and the endpoints, also when a value looks like them.
+    #[test]
+    fn ctl_query_short_options_are_patronictls() {
+        let cli = parse(&[
+            "pgwardenctl",
+            "-c",
+            "query",
+            "-d",
+            "h:1",
+            "query",
+            "-U",
+            "u",
+            "-c",
+            "select 1",
+            "-d",
+            "app",
+        ]);
+        assert_eq!(cli.config.as_deref(), Some(std::path::Path::new("query")));
+        assert_eq!(cli.endpoints, ["h:1"]);
+        let Command::Query(q) = cli.command else {
+            panic!("not query")
+        };
+        assert_eq!(q.command.as_deref(), Some("select 1"));
+        assert_eq!(q.dbname.as_deref(), Some("app"));
+        assert_eq!(q.username.as_deref(), Some("u"));
+        let Command::Query(q) = parse(&["pgwardenctl", "query", "-cselect 2", "-dpostgres"]).command else {
+            panic!("not query")
+        };
+        assert_eq!(q.command.as_deref(), Some("select 2"));
+        assert_eq!(q.dbname.as_deref(), Some("postgres"));
+        // Elsewhere -c and -d keep their meaning.
+        let cli = parse(&["pgwardenctl", "list", "-c", "f.yml", "-d", "h:2"]);
+        assert_eq!(cli.endpoints, ["h:2"]);
+        assert!(Cli::try_parse_args(["pgwardenctl", "query", "-c", "x", "--file", "y"]).is_err());
+        assert!(Cli::try_parse_args(["pgwardenctl", "restart", "c", "-r", "standby"]).is_ok());
+    }
+}
