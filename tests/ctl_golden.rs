@@ -152,3 +152,49 @@ fn dcs_ops_get_and_status_output_is_stable_in_every_format() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+/// A `query` value from the fixture's JSON, as psycopg would have handed it to Python.
+fn sql_value(v: &Value) -> render::SqlValue {
+    use render::SqlValue;
+    match v {
+        Value::Null => SqlValue::Null,
+        Value::Bool(b) => SqlValue::Bool(*b),
+        Value::Number(n) => n
+            .as_i64()
+            .map_or_else(|| SqlValue::Float(n.as_f64().unwrap()), SqlValue::Int),
+        Value::String(s) => SqlValue::Text(s.clone()),
+        other => SqlValue::Text(other.to_string()),
+    }
+}
+
+/// `query` in every format (and tsv with `--delimiter ,`): typed values, duplicate column
+/// names, no rows, a multi-line value and the error line, as patronictl 4.1.5 prints them.
+#[test]
+fn ctl_query_output_matches_patronictl_in_every_format() {
+    let cases: Value = serde_json::from_str(&golden("query_rows.json")).unwrap();
+    let mut failures = Vec::new();
+    for (name, case) in cases.as_object().unwrap() {
+        let columns: Option<Vec<String>> = case["columns"]
+            .as_array()
+            .map(|c| c.iter().map(|x| x.as_str().unwrap().to_string()).collect());
+        let rows: Vec<Vec<render::SqlValue>> = case["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r.as_array().unwrap().iter().map(sql_value).collect())
+            .collect();
+        for (fmt, ext) in &FORMATS[..4] {
+            check(
+                &format!("query_{name}.{ext}"),
+                &render::query(columns.as_deref(), &rows, *fmt, "\t"),
+                &mut failures,
+            );
+        }
+        check(
+            &format!("query_{name}.csv"),
+            &render::query(columns.as_deref(), &rows, Format::Tsv, ","),
+            &mut failures,
+        );
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}

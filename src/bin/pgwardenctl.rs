@@ -1,10 +1,9 @@
 //! pgwardenctl, the admin CLI: parse the command line, run, report. The commands live in
 //! `pgwarden::ctl`.
-use clap::Parser;
 use pgwarden::ctl::{chain, cli::Cli, cmd};
 
 fn main() {
-    let cli = Cli::parse();
+    let cli = Cli::parse_args();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("PGWARDENCTL_LOG")

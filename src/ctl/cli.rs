@@ -5,9 +5,14 @@ use super::render::Format;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
-/// pgwardenctl: manage a pgwarden cluster (patronictl's commands, over the gRPC admin API).
+/// The help heading of the options every command shares (where and how to connect), kept
+/// apart so that each command's own few options stand out in its `--help`.
+pub const CONNECTION: &str = "Connection options";
+
+/// Admin CLI for pgwarden clusters (patronictl-compatible); talks to a member's admin API
+/// (ctl.listen, default 127.0.0.1:8009), not to the REST API.
 #[derive(Debug, Parser)]
-#[command(name = "pgwardenctl", version, about, max_term_width = 100)]
+#[command(name = "pgwardenctl", version, max_term_width = 100)]
 pub struct Cli {
     /// The daemon's configuration file: pgwardenctl uses its `ctl:` section (address,
     /// token, certificates) and its scope.
@@ -15,36 +20,146 @@ pub struct Cli {
         short = 'c',
         long = "config-file",
         env = "PGWARDENCTL_CONFIG_FILE",
-        global = true
+        global = true,
+        help_heading = CONNECTION
     )]
     pub config: Option<PathBuf>,
-    /// Admin API endpoints to try in turn, host:port (any member will do).
+    /// Admin API endpoints to try in turn, host:port (any member will do) [default:
+    /// ctl.connect_address of the -c file, else 127.0.0.1:8009].
     #[arg(
         short = 'd',
         long = "endpoints",
         env = "PGWARDENCTL_ENDPOINTS",
         value_delimiter = ',',
-        global = true
+        global = true,
+        help_heading = CONNECTION
     )]
     pub endpoints: Vec<String>,
     /// Bearer token (default: ctl.auth_token from the configuration file).
-    #[arg(long, env = "PGWARDENCTL_TOKEN", hide_env_values = true, global = true)]
+    #[arg(
+        long,
+        env = "PGWARDENCTL_TOKEN",
+        hide_env_values = true,
+        global = true,
+        help_heading = CONNECTION
+    )]
     pub token: Option<String>,
     /// CA bundle to verify the members' certificates (turns TLS on).
-    #[arg(long, env = "PGWARDENCTL_CACERT", global = true)]
+    #[arg(long, env = "PGWARDENCTL_CACERT", global = true, help_heading = CONNECTION)]
     pub cacert: Option<PathBuf>,
     /// Client certificate (PEM) to present.
-    #[arg(long, env = "PGWARDENCTL_CERTFILE", global = true, requires = "keyfile")]
+    #[arg(
+        long,
+        env = "PGWARDENCTL_CERTFILE",
+        global = true,
+        requires = "keyfile",
+        help_heading = CONNECTION
+    )]
     pub certfile: Option<PathBuf>,
     /// Key of the client certificate (PEM).
-    #[arg(long, env = "PGWARDENCTL_KEYFILE", global = true)]
+    #[arg(long, env = "PGWARDENCTL_KEYFILE", global = true, help_heading = CONNECTION)]
     pub keyfile: Option<PathBuf>,
+    /// Use TLS without verifying the members' certificates (also ctl.insecure); prints a
+    /// warning. For tests and first steps only.
+    #[arg(short = 'k', long, global = true, help_heading = CONNECTION)]
+    pub insecure: bool,
     /// Seconds to wait for a connection to each endpoint.
-    #[arg(long, default_value_t = 3, global = true)]
+    #[arg(long, default_value_t = 3, global = true, help_heading = CONNECTION)]
     pub connect_timeout: u64,
     /// The command.
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// Options of the whole tool that take a value: the word after one of them is not the
+/// command.
+const GLOBAL_WITH_VALUE: [&str; 9] = [
+    "-c",
+    "--config-file",
+    "-d",
+    "--endpoints",
+    "--token",
+    "--cacert",
+    "--certfile",
+    "--keyfile",
+    "--connect-timeout",
+];
+
+/// `query`'s options that take a value, as written on a command line.
+const QUERY_WITH_VALUE: [&str; 11] = [
+    "-r",
+    "--role",
+    "-m",
+    "--member",
+    "-U",
+    "--username",
+    "-f",
+    "--file",
+    "--format",
+    "--delimiter",
+    "-w",
+];
+
+impl Cli {
+    /// Parses a command line. After `query`, `-c` and `-d` are patronictl's `--command` and
+    /// `--dbname`; clap cannot give one short letter two meanings (the tool-wide `-c` and
+    /// `-d` are accepted after the command too), so they are rewritten before parsing.
+    pub fn try_parse_args<I, T>(args: I) -> Result<Cli, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        let mut args: Vec<std::ffi::OsString> = args.into_iter().map(Into::into).collect();
+        let word = |a: &std::ffi::OsString| a.to_string_lossy().to_string();
+        let mut i = 1;
+        while i < args.len() {
+            let a = word(&args[i]);
+            if a.starts_with('-') && a != "--" {
+                i += if GLOBAL_WITH_VALUE.contains(&a.as_str()) {
+                    2
+                } else {
+                    1
+                };
+                continue;
+            }
+            if a == "query" {
+                let mut j = i + 1;
+                while j < args.len() {
+                    let s = word(&args[j]);
+                    if s == "--" {
+                        break;
+                    }
+                    let long = match s.get(..2) {
+                        Some("-c") => "--command",
+                        Some("-d") => "--dbname",
+                        _ => {
+                            j += if QUERY_WITH_VALUE.contains(&s.as_str()) {
+                                2
+                            } else {
+                                1
+                            };
+                            continue;
+                        }
+                    };
+                    if s.len() == 2 {
+                        args[j] = long.into();
+                        j += 2;
+                    } else {
+                        args[j] = format!("{long}={}", &s[2..]).into();
+                        j += 1;
+                    }
+                }
+            }
+            break;
+        }
+        Cli::try_parse_from(args)
+    }
+
+    /// [`Cli::try_parse_args`] of this process's command line, exiting with clap's message
+    /// on an error (and printing help or the version when asked).
+    pub fn parse_args() -> Cli {
+        Cli::try_parse_args(std::env::args_os()).unwrap_or_else(|e| e.exit())
+    }
 }
 
 /// `-W` / `-w N`.
@@ -76,6 +191,8 @@ pub enum RoleFilter {
     StandbyLeader,
     /// Every replica.
     Replica,
+    /// Every replica (patronictl's name; `query` also checks that PostgreSQL is in recovery).
+    Standby,
     /// Every member.
     Any,
 }
@@ -85,8 +202,10 @@ pub enum RoleFilter {
 pub enum Command {
     /// List the members of the cluster.
     List {
-        /// Cluster name (default: the configuration's scope).
-        cluster: Option<String>,
+        /// Cluster names (default: the configuration's scope); each must be served by one
+        /// of the endpoints (-d).
+        #[arg(value_name = "CLUSTER")]
+        clusters: Vec<String>,
         /// Show pending restarts, scheduled restarts and tags even when empty.
         #[arg(short = 'e', long)]
         extended: bool,
@@ -101,14 +220,16 @@ pub enum Command {
     },
     /// The members as a replication tree.
     Topology {
-        /// Cluster name.
-        cluster: Option<String>,
+        /// Cluster names (default: the configuration's scope); each must be served by one
+        /// of the endpoints (-d).
+        #[arg(value_name = "CLUSTER")]
+        clusters: Vec<String>,
         #[command(flatten)]
         watch: Watch,
     },
     /// Failover and switchover history.
     History {
-        /// Cluster name.
+        /// Cluster name (default: the configuration's scope).
         cluster: Option<String>,
         /// Output format.
         #[arg(short = 'f', long = "format", value_enum, default_value = "pretty")]
@@ -116,10 +237,10 @@ pub enum Command {
     },
     /// Hand the leader role to another member, now or at a given time.
     Switchover {
-        /// Cluster name.
+        /// Cluster name (default: the configuration's scope).
         cluster: Option<String>,
-        /// The current leader.
-        #[arg(long, alias = "primary", alias = "master")]
+        /// The current leader (also --primary).
+        #[arg(long, visible_alias = "primary", alias = "master")]
         leader: Option<String>,
         /// The member to promote.
         #[arg(long)]
@@ -133,7 +254,7 @@ pub enum Command {
     },
     /// Promote a named replica (also when the cluster has no leader).
     Failover {
-        /// Cluster name.
+        /// Cluster name (default: the configuration's scope).
         cluster: Option<String>,
         /// The member to promote.
         #[arg(long)]
@@ -144,7 +265,7 @@ pub enum Command {
     },
     /// Restart PostgreSQL on members.
     Restart {
-        /// Cluster name.
+        /// Cluster name (must be the one the endpoint serves).
         cluster: String,
         /// Members (default: all, filtered by --role).
         members: Vec<String>,
@@ -160,10 +281,13 @@ pub enum Command {
         /// Only members with a parameter change waiting for a restart.
         #[arg(long)]
         pending: bool,
-        /// Give up after this many seconds.
+        /// Seconds the member waits for PostgreSQL to stop and start again (default 600);
+        /// past it the restart is reported as failed ("restart failed") and the HA loop
+        /// handles the member as after any PostgreSQL failure, which for a primary may end in
+        /// a failover (patronictl: "fail over if necessary").
         #[arg(long)]
         timeout: Option<u32>,
-        /// When (ISO 8601), or `now`.
+        /// When (ISO 8601; without a time zone the local one), or `now`.
         #[arg(long)]
         scheduled: Option<String>,
         /// Do not ask for confirmation.
@@ -172,10 +296,9 @@ pub enum Command {
     },
     /// Re-create replicas from a fresh base backup.
     Reinit {
-        /// Cluster name.
+        /// Cluster name (must be the one the endpoint serves).
         cluster: String,
-        /// Members.
-        #[arg(required = true)]
+        /// Members (asked for when none is given; required with --force).
         members: Vec<String>,
         /// Do not ask for confirmation.
         #[arg(long)]
@@ -189,7 +312,7 @@ pub enum Command {
     },
     /// Reload the configuration of members.
     Reload {
-        /// Cluster name.
+        /// Cluster name (must be the one the endpoint serves).
         cluster: String,
         /// Members (default: all, filtered by --role).
         members: Vec<String>,
@@ -202,12 +325,16 @@ pub enum Command {
     },
     /// Cancel a scheduled restart or switchover.
     Flush {
-        /// Cluster name.
+        /// Cluster name (must be the one the endpoint serves).
         cluster: String,
-        /// What to cancel.
-        target: FlushTarget,
-        /// Members (restart only; default: all).
-        members: Vec<String>,
+        /// `[MEMBERS...] restart|switchover` as patronictl, or `restart|switchover
+        /// [MEMBERS...]`; members apply to restart only (default: all).
+        #[arg(
+            value_name = "[MEMBERS...] restart|switchover",
+            required = true,
+            num_args = 1..
+        )]
+        args: Vec<String>,
         /// Only members with this role.
         #[arg(short = 'r', long, value_enum, default_value = "any")]
         role: RoleFilter,
@@ -217,7 +344,7 @@ pub enum Command {
     },
     /// Maintenance mode: stop automatic failover and PostgreSQL management.
     Pause {
-        /// Cluster name.
+        /// Cluster name (default: the configuration's scope).
         cluster: Option<String>,
         /// Wait until every member has seen it.
         #[arg(long)]
@@ -225,7 +352,7 @@ pub enum Command {
     },
     /// Leave maintenance mode.
     Resume {
-        /// Cluster name.
+        /// Cluster name (default: the configuration's scope).
         cluster: Option<String>,
         /// Wait until every member has seen it.
         #[arg(long)]
@@ -233,12 +360,12 @@ pub enum Command {
     },
     /// Print the dynamic configuration.
     ShowConfig {
-        /// Cluster name.
+        /// Cluster name (default: the configuration's scope).
         cluster: Option<String>,
     },
     /// Change the dynamic configuration (in $EDITOR, or with -s / -p / --apply / --replace).
     EditConfig {
-        /// Cluster name.
+        /// Cluster name (default: the configuration's scope).
         cluster: Option<String>,
         /// Do not show the diff.
         #[arg(short = 'q', long)]
@@ -261,7 +388,7 @@ pub enum Command {
     },
     /// Remove every key of the cluster from the DCS (asks three times).
     Remove {
-        /// Cluster name.
+        /// Cluster name (must be the one the endpoint serves).
         cluster: String,
         /// Output format of the listing shown first.
         #[arg(short = 'f', long = "format", value_enum, default_value = "pretty")]
@@ -269,7 +396,7 @@ pub enum Command {
     },
     /// Forget a decommissioned member (Raft membership and member key).
     RemoveMember {
-        /// Cluster name.
+        /// Cluster name (must be the one the endpoint serves).
         cluster: String,
         /// The member.
         member: String,
@@ -289,11 +416,22 @@ pub enum Command {
         #[command(subcommand)]
         action: DcsAction,
     },
-    /// Print pgwardenctl's version.
-    Version,
+    /// Print pgwardenctl's version; with a cluster, each member's pgwarden and PostgreSQL
+    /// version.
+    Version {
+        /// Cluster name (default: none, only pgwardenctl's version).
+        cluster: Option<String>,
+        /// Members (default: all).
+        members: Vec<String>,
+    },
+    /// Run SQL on a member's PostgreSQL (default: the leader), connecting directly to it.
+    ///
+    /// After `query`, `-c` is `--command` and `-d` is `--dbname`, as in patronictl; give the
+    /// connection options -c FILE and -d ENDPOINTS before `query`.
+    Query(Query),
     /// A libpq connection string for a member (default: the leader).
     Dsn {
-        /// Cluster name.
+        /// Cluster name (default: the configuration's scope).
         cluster: Option<String>,
         /// The member's role.
         #[arg(short = 'r', long, value_enum)]
@@ -309,6 +447,43 @@ pub enum Command {
         #[command(subcommand)]
         what: Generate,
     },
+}
+
+/// `query`: patronictl's options (`-f` is `--file` here, as in patronictl).
+#[derive(Debug, Args)]
+pub struct Query {
+    /// Cluster name (default: the configuration's scope).
+    pub cluster: Option<String>,
+    /// Query a member with this role (default: the leader).
+    #[arg(short = 'r', long, value_enum, conflicts_with = "member")]
+    pub role: Option<RoleFilter>,
+    /// Query this member.
+    #[arg(short = 'm', long)]
+    pub member: Option<String>,
+    /// Database to connect to, also `-d` after `query` as in patronictl (default:
+    /// PGDATABASE, else the user name).
+    #[arg(long = "dbname", value_name = "DB")]
+    pub dbname: Option<String>,
+    /// Database user (default: PGUSER, else the operating system user).
+    #[arg(short = 'U', long = "username")]
+    pub username: Option<String>,
+    /// Ask for the password (otherwise PGPASSWORD, then ~/.pgpass or PGPASSFILE).
+    #[arg(long)]
+    pub password: bool,
+    /// The SQL to run, also `-c` after `query` as in patronictl.
+    #[arg(long = "command", value_name = "SQL", conflicts_with = "file")]
+    pub command: Option<String>,
+    /// Run the SQL in this file (- for stdin).
+    #[arg(short = 'f', long = "file")]
+    pub file: Option<String>,
+    /// Output format.
+    #[arg(long = "format", value_enum, default_value = "tsv")]
+    pub format: Format,
+    /// Column delimiter of the tsv format (default: a tab).
+    #[arg(long, default_value = "\t", hide_default_value = true)]
+    pub delimiter: String,
+    #[command(flatten)]
+    pub watch: Watch,
 }
 
 /// `flush` targets.
@@ -427,4 +602,51 @@ pub enum Generate {
         /// The shell.
         shell: clap_complete::Shell,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Cli {
+        Cli::try_parse_args(args).unwrap_or_else(|e| panic!("{args:?}: {e}"))
+    }
+
+    /// After `query`, -c and -d are patronictl's --command and --dbname; before it they
+    /// stay the configuration file and the endpoints, also when a value looks like them.
+    #[test]
+    fn ctl_query_short_options_are_patronictls() {
+        let cli = parse(&[
+            "pgwardenctl",
+            "-c",
+            "query",
+            "-d",
+            "h:1",
+            "query",
+            "-U",
+            "u",
+            "-c",
+            "select 1",
+            "-d",
+            "app",
+        ]);
+        assert_eq!(cli.config.as_deref(), Some(std::path::Path::new("query")));
+        assert_eq!(cli.endpoints, ["h:1"]);
+        let Command::Query(q) = cli.command else {
+            panic!("not query")
+        };
+        assert_eq!(q.command.as_deref(), Some("select 1"));
+        assert_eq!(q.dbname.as_deref(), Some("app"));
+        assert_eq!(q.username.as_deref(), Some("u"));
+        let Command::Query(q) = parse(&["pgwardenctl", "query", "-cselect 2", "-dpostgres"]).command else {
+            panic!("not query")
+        };
+        assert_eq!(q.command.as_deref(), Some("select 2"));
+        assert_eq!(q.dbname.as_deref(), Some("postgres"));
+        // Elsewhere -c and -d keep their meaning.
+        let cli = parse(&["pgwardenctl", "list", "-c", "f.yml", "-d", "h:2"]);
+        assert_eq!(cli.endpoints, ["h:2"]);
+        assert!(Cli::try_parse_args(["pgwardenctl", "query", "-c", "x", "--file", "y"]).is_err());
+        assert!(Cli::try_parse_args(["pgwardenctl", "restart", "c", "-r", "standby"]).is_ok());
+    }
 }

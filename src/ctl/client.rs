@@ -49,11 +49,106 @@ pub enum CtlError {
     /// The user said no.
     #[error("Aborting {0}")]
     Aborted(String),
+    /// The endpoint answered, but not as the admin API does (an HTTP/1 server, or an
+    /// HTTP/2 one without the admin service, like the REST API).
+    #[error("{endpoint} is not pgwarden's admin API (the REST API port?); pgwardenctl talks to ctl.listen (default 127.0.0.1:8009), not to restapi.listen (8008) ({detail})")]
+    NotAdminApi {
+        /// The endpoint.
+        endpoint: String,
+        /// What it answered.
+        detail: String,
+    },
+}
+
+/// The endpoint the client connected to, for messages about its answers.
+static CONNECTED: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// Whether a failed call's status says the other side is not a gRPC server: hyper's
+/// HTTP/2 errors when an HTTP/1 server answers the preface, tonic's status mapped from a
+/// plain HTTP status (a 404 from a server that has no such path), and an HTTP/2 answer
+/// that is not gRPC (the REST API's 501 for a POST it does not know).
+fn not_grpc(s: &Status) -> bool {
+    let m = status_text(s);
+    m.contains("h2 protocol error")
+        || m.contains("http2 error")
+        || m.contains("mapped from HTTP status code")
+        || m.contains("while receiving response with status")
+        || m.contains("invalid content-type")
+        || m.contains("invalid HTTP version")
+        || m.contains("frame with invalid size")
+}
+
+/// A status's message and its root cause (tonic's own Display of a status is a debug dump).
+fn status_text(s: &Status) -> String {
+    let mut root: Option<&dyn std::error::Error> = None;
+    let mut src = std::error::Error::source(s);
+    while let Some(e) = src {
+        root = Some(e);
+        src = e.source();
+    }
+    match root {
+        Some(r) if r.to_string() != s.message() => format!("{}; {r}", s.message()),
+        _ => s.message().to_string(),
+    }
+}
+
+/// An error chain with repeated links dropped: hyper and tonic both wrap the same
+/// cause ("tcp connect error: tcp connect error: Connection refused").
+pub fn dedup_chain(text: &str) -> String {
+    let mut out: Vec<&str> = Vec::new();
+    for part in text.split(": ") {
+        if out.last() != Some(&part) {
+            out.push(part);
+        }
+    }
+    out.join(": ")
+}
+
+/// What to check, for the failure to connect to an endpoint: the text of the error chain
+/// plus a hint for the causes a person can act on.
+fn connect_failure(endpoint: &str, chain: &str) -> String {
+    let chain = dedup_chain(chain);
+    let hint = if chain.contains("Connection refused") {
+        "; is pgwarden running there? pgwardenctl talks to the admin API (ctl.listen, loopback-only by default), not to the REST API on 8008"
+    } else if chain.contains("deadline has elapsed") || chain.contains("timed out") {
+        "; no answer: a firewall, or a wrong host? (--connect-timeout sets the wait)"
+    } else if chain.contains("dns error") || chain.contains("failed to lookup") {
+        "; the host name does not resolve"
+    } else {
+        ""
+    };
+    format!("{endpoint} ({chain}{hint})")
+}
+
+/// Checks one `-d` endpoint: `host:port`, without a scheme or path (patronictl's `-d` is a
+/// DCS URL, a habit that must not end in a DNS lookup of "http").
+fn check_endpoint(e: &str) -> Result<(), CtlError> {
+    let bad = |why: &str| {
+        Err(CtlError::Usage(format!(
+            "-d {e}: expected host:port of a member's admin API (ctl.listen, e.g. 127.0.0.1:8009){why}"
+        )))
+    };
+    if e.contains("://") {
+        return bad(", without a scheme: pgwardenctl's -d is not patronictl's DCS URL");
+    }
+    if e.contains('/') {
+        return bad(", without a path");
+    }
+    match e.rsplit_once(':') {
+        Some((h, p)) if !h.is_empty() && p.parse::<u16>().is_ok() => Ok(()),
+        _ => bad(""),
+    }
 }
 
 impl CtlError {
     /// A refusal in words a person can act on.
     pub fn from_status(s: Status) -> CtlError {
+        if not_grpc(&s) {
+            return CtlError::NotAdminApi {
+                endpoint: CONNECTED.get().cloned().unwrap_or_else(|| "the endpoint".into()),
+                detail: dedup_chain(&status_text(&s)),
+            };
+        }
         let m = s.message().to_string();
         CtlError::Refused(match s.code() {
             Code::Unauthenticated => format!(
@@ -89,6 +184,7 @@ impl tonic::service::Interceptor for Bearer {
 pub type Client = AdminServiceClient<InterceptedService<Channel, Bearer>>;
 
 /// Where and how to connect.
+#[derive(Clone)]
 pub struct Target {
     /// Endpoints, tried in order.
     pub endpoints: Vec<String>,
@@ -103,6 +199,8 @@ pub struct Target {
     /// The same TLS settings for rustls, to check a connection before using it (see
     /// `tls_probe`); set when a CA bundle is given.
     pub probe: Option<std::sync::Arc<rustls::ClientConfig>>,
+    /// `-k` / `ctl.insecure`: TLS that trusts any certificate, made by [`super::insecure`].
+    pub insecure: Option<std::sync::Arc<rustls::ClientConfig>>,
 }
 
 /// Connects to `addr` with TLS and exchanges HTTP/2 settings. With TLS 1.3 a server that
@@ -150,6 +248,31 @@ async fn tls_probe(
     }
 }
 
+/// Whether the plain-text server at `addr` answers HTTP/2's connection preface with an
+/// HTTP/1 response: then it is not the admin API (most likely the REST API of an older
+/// setup, or another web server). Checked before connecting, because once tonic has sent
+/// its request such a server's reply and close race with the request and may surface as
+/// a bare "broken pipe". `None` when the probe gives no verdict.
+async fn answers_http1(addr: &str, limit: Duration) -> Option<bool> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let work = async {
+        let mut tcp = tokio::net::TcpStream::connect(addr).await.ok()?;
+        tcp.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0")
+            .await
+            .ok()?;
+        let mut buf = [0u8; 5];
+        let mut got = 0;
+        while got < buf.len() {
+            match tcp.read(&mut buf[got..]).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => got += n,
+            }
+        }
+        (got > 0).then(|| buf[..got].starts_with(b"HTTP/"))
+    };
+    tokio::time::timeout(limit, work).await.ok().flatten()
+}
+
 /// The address to dial for a listen or connect address: an any-address means this host.
 fn dialable(hp: &HostPort) -> String {
     let host = match hp.host.as_str() {
@@ -192,11 +315,14 @@ impl Target {
             _ => None,
         };
         let endpoints = if !cli.endpoints.is_empty() {
-            cli.endpoints
+            let eps: Vec<String> = cli
+                .endpoints
                 .iter()
                 .map(|e| e.trim().to_string())
                 .filter(|e| !e.is_empty())
-                .collect()
+                .collect();
+            eps.iter().try_for_each(|e| check_endpoint(e))?;
+            eps
         } else if let Some(c) = &cfg {
             vec![dialable(&c.ctl.connect_address())]
         } else {
@@ -217,7 +343,28 @@ impl Target {
             .keyfile
             .clone()
             .or_else(|| ctl.and_then(|c| c.keyfile.clone()));
+        let insecure = cli.insecure || ctl.and_then(|c| c.insecure).unwrap_or(false);
+        let insecure = if insecure {
+            eprintln!(
+                "Warning: -k/--insecure (or ctl.insecure): the members' TLS certificates are not verified"
+            );
+            let bad = |e: String| CtlError::Usage(format!("TLS: {e}"));
+            let identity = match (&certfile, &keyfile) {
+                (Some(c), Some(k)) => {
+                    use pgwarden_raft::tls;
+                    Some((
+                        tls::read_certs(c).map_err(|e| bad(e.to_string()))?,
+                        tls::read_key(k).map_err(|e| bad(e.to_string()))?,
+                    ))
+                }
+                _ => None,
+            };
+            Some(super::insecure::client_config(identity).map_err(|e| bad(e.to_string()))?)
+        } else {
+            None
+        };
         let probe = match &cacert {
+            _ if insecure.is_some() => insecure.clone(),
             Some(ca) => {
                 use pgwarden_raft::tls;
                 let bad = |e: tls::TlsError| CtlError::Usage(format!("TLS: {e}"));
@@ -232,7 +379,10 @@ impl Target {
             }
             None => None,
         };
-        let tls = if cacert.is_some() || certfile.is_some() {
+        let tls = if insecure.is_some() {
+            // The connection's TLS is made by the insecure connector, not by tonic.
+            None
+        } else if cacert.is_some() || certfile.is_some() {
             let mut t = ClientTlsConfig::new();
             if let Some(ca) = &cacert {
                 t = t.ca_certificate(Certificate::from_pem(read(ca)?));
@@ -251,6 +401,7 @@ impl Target {
             tls,
             connect_timeout: Duration::from_secs(cli.connect_timeout.max(1)),
             probe,
+            insecure,
         })
     }
 
@@ -266,10 +417,26 @@ impl Target {
         for e in &self.endpoints {
             if let Some(cfg) = &self.probe {
                 if let Err(why) = tls_probe(e, cfg.clone(), self.connect_timeout).await {
-                    tried.push(format!("{e} ({why})"));
+                    tried.push(connect_failure(e, &why));
                     continue;
                 }
             }
+            if self.tls.is_none()
+                && self.insecure.is_none()
+                && answers_http1(e, self.connect_timeout.min(Duration::from_secs(1))).await == Some(true)
+            {
+                if self.endpoints.len() == 1 {
+                    return Err(CtlError::NotAdminApi {
+                        endpoint: e.clone(),
+                        detail: "it answers HTTP/1".into(),
+                    });
+                }
+                tried.push(format!(
+                    "{e} (not pgwarden's admin API, it answers HTTP/1: the REST API port?)"
+                ));
+                continue;
+            }
+            // The insecure connector does its own TLS under an http:// URI.
             let scheme = if self.tls.is_some() { "https" } else { "http" };
             let endpoint = match Endpoint::from_shared(format!("{scheme}://{e}")) {
                 Ok(ep) => ep.connect_timeout(self.connect_timeout).tcp_nodelay(true),
@@ -288,12 +455,21 @@ impl Target {
                 },
                 None => endpoint,
             };
-            match endpoint.connect().await {
-                Ok(ch) => {
-                    return Ok(AdminServiceClient::with_interceptor(ch, Bearer(bearer))
-                        .max_decoding_message_size(16 * 1024 * 1024))
+            let connected = match &self.insecure {
+                Some(cfg) => {
+                    endpoint
+                        .connect_with_connector(super::insecure::connector(cfg.clone()))
+                        .await
                 }
-                Err(err) => tried.push(format!("{e} ({})", crate::ctl::chain(&err))),
+                None => endpoint.connect().await,
+            };
+            match connected {
+                Ok(ch) => {
+                    let _ = CONNECTED.set(e.clone());
+                    return Ok(AdminServiceClient::with_interceptor(ch, Bearer(bearer))
+                        .max_decoding_message_size(16 * 1024 * 1024));
+                }
+                Err(err) => tried.push(connect_failure(e, &crate::ctl::chain(&err))),
             }
         }
         Err(CtlError::Unreachable { tried })

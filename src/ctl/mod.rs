@@ -7,10 +7,12 @@
 //! - [`render`]: `list`, `topology`, `history` and `members list` output, pure and golden-tested.
 //! - [`pyfmt`]: Python's JSON and PyYAML's YAML text, which patronictl prints.
 //! - [`prompt`]: click-style questions; [`diff`]: the edit-config diff.
+//! - [`insecure`]: `-k`, TLS without verifying the member's certificate.
 pub mod cli;
 pub mod client;
 pub mod cmd;
 pub mod diff;
+pub mod insecure;
 pub mod prompt;
 pub mod pyfmt;
 pub mod render;

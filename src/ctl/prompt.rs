@@ -51,3 +51,24 @@ pub fn confirm(text: &str) -> Result<bool, CtlError> {
         }
     }
 }
+
+/// Asks for a secret without echoing it (click's `hide_input`). Echo is switched off with
+/// `stty`, which works on any terminal without a terminal library; when stdin is not a
+/// terminal the answer is read as typed.
+pub fn password(text: &str) -> Result<String, CtlError> {
+    let stty = |arg: &str| {
+        std::process::Command::new("stty")
+            .arg(arg)
+            .stdin(std::process::Stdio::inherit())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    let hidden = stty("-echo");
+    let answer = ask(&format!("{text}: "));
+    if hidden {
+        stty("echo");
+        println!();
+    }
+    answer
+}

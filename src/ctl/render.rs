@@ -15,7 +15,8 @@ pub enum Format {
     Tsv,
     /// A JSON array of objects.
     Json,
-    /// A YAML list of mappings.
+    /// A YAML list of mappings (also `yml`).
+    #[value(alias = "yml")]
     Yaml,
     /// The table with replicas indented under their upstream (`topology`).
     #[value(skip)]
@@ -34,6 +35,12 @@ enum Cell {
     Text(String),
     Int(i64),
     Tags(Map<String, Value>),
+    /// SQL NULL: Python's None (`query`).
+    Null,
+    /// Python's True and False (`query`).
+    Bool(bool),
+    /// A float, printed as Python prints it (`query`).
+    Float(f64),
 }
 
 impl Cell {
@@ -45,7 +52,53 @@ impl Cell {
             Cell::Text(t) => Value::String(t.clone()),
             Cell::Int(i) => Value::from(*i),
             Cell::Tags(m) => Value::Object(m.clone()),
+            Cell::Null => Value::Null,
+            Cell::Bool(b) => Value::Bool(*b),
+            Cell::Float(f) => {
+                serde_json::Number::from_f64(*f).map_or_else(|| Value::String(py_float(*f)), Value::Number)
+            }
         }
+    }
+
+    /// Python's `str()` of the value (TSV and tables).
+    fn py_str(&self, fmt: Format) -> String {
+        match self {
+            Cell::Text(t) => t.clone(),
+            Cell::Int(i) => i.to_string(),
+            // Block YAML in the table, flow YAML (one line) elsewhere.
+            Cell::Tags(m) if fmt == Format::Pretty => {
+                pyfmt::yaml_block(&Value::Object(m.clone())).trim().to_string()
+            }
+            Cell::Tags(m) => pyfmt::yaml_flow(&Value::Object(m.clone())),
+            Cell::Null => "None".into(),
+            Cell::Bool(b) => if *b { "True" } else { "False" }.into(),
+            Cell::Float(f) => py_float(*f),
+        }
+    }
+}
+
+/// Python's `repr` of a float: the shortest text that reads back, always with a decimal
+/// point or exponent (`1.0`, `1e+20`), `nan`, `inf`.
+fn py_float(f: f64) -> String {
+    if f.is_nan() {
+        return "nan".into();
+    }
+    if f.is_infinite() {
+        return if f > 0.0 { "inf" } else { "-inf" }.into();
+    }
+    let abs = f.abs();
+    if abs != 0.0 && !(1e-4..1e16).contains(&abs) {
+        // Python switches to exponent notation outside [1e-4, 1e16): 1e+20, 1.5e-05.
+        let t = format!("{f:e}");
+        let (m, e) = t.split_once('e').unwrap_or((&t, "0"));
+        let e: i32 = e.parse().unwrap_or(0);
+        return format!("{m}e{}{:02}", if e < 0 { '-' } else { '+' }, e.abs());
+    }
+    let t = format!("{f}");
+    if t.contains('.') {
+        t
+    } else {
+        t + ".0"
     }
 }
 
@@ -144,6 +197,18 @@ fn print_output(
     fmt: Format,
     title: &str,
 ) -> String {
+    print_output_with(columns, rows, right, fmt, title, "\t")
+}
+
+/// [`print_output`] with TSV's delimiter given (`query --delimiter`).
+fn print_output_with(
+    columns: &[String],
+    rows: Vec<Vec<Cell>>,
+    right: &[&str],
+    fmt: Format,
+    title: &str,
+    delimiter: &str,
+) -> String {
     match fmt {
         Format::Json | Format::Yaml => {
             let objects: Vec<Vec<(String, Value)>> = rows
@@ -190,24 +255,13 @@ fn print_output(
             let list_cluster = !title.is_empty() && columns.first().map(String::as_str) == Some("Cluster");
             let strings: Vec<Vec<String>> = rows
                 .iter()
-                .map(|r| {
-                    r.iter()
-                        .map(|c| match c {
-                            Cell::Text(t) => t.clone(),
-                            Cell::Int(i) => i.to_string(),
-                            // Block YAML in the table, flow YAML (one line) elsewhere.
-                            Cell::Tags(m) if fmt == Format::Pretty => {
-                                pyfmt::yaml_block(&Value::Object(m.clone())).trim().to_string()
-                            }
-                            Cell::Tags(m) => pyfmt::yaml_flow(&Value::Object(m.clone())),
-                        })
-                        .collect()
-                })
+                .map(|r| r.iter().map(|c| c.py_str(fmt)).collect())
                 .collect();
             if fmt == Format::Tsv {
                 let mut out = String::new();
-                for r in std::iter::once(columns.to_vec()).chain(strings) {
-                    out.push_str(&r.join("\t"));
+                let header = (!columns.is_empty()).then(|| columns.to_vec());
+                for r in header.into_iter().chain(strings) {
+                    out.push_str(&r.join(delimiter));
                     out.push('\n');
                 }
                 return out;
@@ -693,4 +747,65 @@ pub fn dcs_status(s: &pb::DcsStatus, fmt: Format) -> String {
         fmt,
         &title,
     )
+}
+
+/// One value of a `query` result, typed as patronictl's driver (psycopg) would give it to
+/// Python, which decides how it prints.
+#[derive(Clone, Debug, PartialEq)]
+pub enum SqlValue {
+    /// NULL.
+    Null,
+    /// boolean.
+    Bool(bool),
+    /// smallint, integer, bigint, oid.
+    Int(i64),
+    /// real, double precision.
+    Float(f64),
+    /// Anything else, as PostgreSQL's text.
+    Text(String),
+}
+
+/// `query`'s output: the columns (none for an error line) and rows in patronictl's
+/// formats (`pretty`, `tsv` with `delimiter`, `json`, `yaml`). As in Python, where the
+/// rows become dicts, JSON and YAML keep one value per column name (the last one).
+pub fn query(columns: Option<&[String]>, rows: &[Vec<SqlValue>], fmt: Format, delimiter: &str) -> String {
+    let cell = |v: &SqlValue| match v {
+        SqlValue::Null => Cell::Null,
+        SqlValue::Bool(b) => Cell::Bool(*b),
+        SqlValue::Int(i) => Cell::Int(*i),
+        SqlValue::Float(f) => Cell::Float(*f),
+        SqlValue::Text(t) => Cell::Text(t.clone()),
+    };
+    let mut rows: Vec<Vec<Cell>> = rows.iter().map(|r| r.iter().map(cell).collect()).collect();
+    let mut columns: Vec<String> = columns.map(<[String]>::to_vec).unwrap_or_default();
+    match fmt {
+        Format::Json | Format::Yaml => {
+            let mut names: Vec<String> = Vec::new();
+            for c in &columns {
+                if !names.contains(c) {
+                    names.push(c.clone());
+                }
+            }
+            rows = rows
+                .into_iter()
+                .map(|r| {
+                    names
+                        .iter()
+                        .map(|n| {
+                            let last = columns.iter().zip(&r).rfind(|(c, _)| *c == n);
+                            last.map_or(Cell::Null, |(_, v)| v.clone())
+                        })
+                        .collect()
+                })
+                .collect();
+            columns = names;
+        }
+        Format::Pretty | Format::Topology if columns.is_empty() => {
+            // PrettyTable names the columns itself when none are given.
+            let n = rows.first().map_or(0, Vec::len);
+            columns = (1..=n).map(|i| format!("Field {i}")).collect();
+        }
+        _ => {}
+    }
+    print_output_with(&columns, rows, &[], fmt, "", delimiter)
 }

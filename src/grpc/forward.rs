@@ -37,11 +37,26 @@ impl Forwarder {
         path: &str,
         body: Option<&Value>,
     ) -> Result<(u16, String), AdminError> {
+        self.call_within(member, api_url, method, path, body, FORWARD_TIMEOUT)
+            .await
+    }
+
+    /// [`Forwarder::call`] with its own time limit (reads that should not wait as long as
+    /// a restart may).
+    pub async fn call_within(
+        &self,
+        member: &str,
+        api_url: &str,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&Value>,
+        limit: Duration,
+    ) -> Result<(u16, String), AdminError> {
         // api_url is `http://host:port/patroni`; the action endpoints hang off the root.
         let base = api_url.trim_end_matches('/');
         let base = base.strip_suffix("/patroni").unwrap_or(base);
         let url = format!("{base}/{path}");
-        let mut req = self.http.request(method, &url).timeout(FORWARD_TIMEOUT);
+        let mut req = self.http.request(method, &url).timeout(limit);
         if let Some((u, p)) = &self.basic {
             req = req.basic_auth(u, Some(p));
         }

@@ -332,6 +332,9 @@ impl<D: Dcs, R: RaftAdmin> Admin<D, R> {
 /// How long a membership request waits for a Raft leader to be elected.
 const RAFT_LEADER_WAIT: Duration = Duration::from_secs(10);
 
+/// How long `GetMemberStatus` waits for each other member's REST API.
+const MEMBER_STATUS_WAIT: Duration = Duration::from_secs(5);
+
 /// A REST answer as an admin reply: 2xx is success, anything else an error with its text.
 fn reply(code: u16, message: String) -> Result<pb::ActionReply, AdminError> {
     if (200..300).contains(&code) {
@@ -698,6 +701,59 @@ impl<D: Dcs, R: RaftAdmin> AdminService for Admin<D, R> {
     async fn dcs_snapshot(&self, _: Request<pb::DcsSnapshotRequest>) -> Res<pb::DcsSnapshot> {
         let r = dcs_ops::snapshot(&self.api, self.raft.as_ref(), self.scope()).await?;
         Ok(Response::new(r))
+    }
+
+    async fn get_member_status(&self, req: Request<pb::GetMemberStatusRequest>) -> Res<pb::MemberStatuses> {
+        let wanted = req.into_inner().members;
+        let snap = Snapshot::read_local(self.api.dcs.as_ref(), &self.api.prefix);
+        let me = self.me();
+        let mut out = Vec::new();
+        for (name, m) in &snap.view.members {
+            let name = name.to_string();
+            if !wanted.is_empty() && !wanted.contains(&name) {
+                continue;
+            }
+            let (status_json, error) = if name == me {
+                let doc = crate::api::rest::status_json(&self.api.status.borrow(), &snap);
+                (doc.to_string(), String::new())
+            } else if m.api_url.is_empty() {
+                (String::new(), "the member publishes no REST API address".into())
+            } else {
+                // A member that does not answer within a few seconds is reported, not
+                // waited for: the others' versions are still worth printing.
+                match self
+                    .forward
+                    .call_within(
+                        &name,
+                        &m.api_url,
+                        reqwest::Method::GET,
+                        "patroni",
+                        None,
+                        MEMBER_STATUS_WAIT,
+                    )
+                    .await
+                {
+                    Ok((200, body)) => (body, String::new()),
+                    Ok((code, body)) => (String::new(), format!("status code={code}, ({body})")),
+                    Err(e) => (String::new(), crate::ctl::chain(&e)),
+                }
+            };
+            out.push(pb::MemberStatus {
+                name,
+                status_json,
+                error,
+            });
+        }
+        for w in &wanted {
+            if !out.iter().any(|s| &s.name == w) {
+                return Err(AdminError::UnknownMember {
+                    member: w.clone(),
+                    scope: self.scope(),
+                }
+                .into());
+            }
+        }
+        Ok(Response::new(pb::MemberStatuses { members: out }))
     }
 
     type WatchStream = Pin<Box<dyn tokio_stream::Stream<Item = Result<pb::ClusterEvent, Status>> + Send>>;

@@ -438,3 +438,163 @@ async fn man_pages_and_completions_are_generated() {
     let o = run(&["version"]).await;
     assert!(o.ok && o.stdout.starts_with("pgwardenctl version "), "{o:?}");
 }
+
+/// pgwardenctl with extra environment (PGPASSWORD for `query`), under the same time limit
+/// and clean PGWARDENCTL_* environment as [`run`].
+async fn run_env(args: &[&str], env: &[(&str, &str)]) -> CtlOut {
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_pgwardenctl"));
+    cmd.args(args)
+        .env_remove("PGWARDENCTL_CONFIG_FILE")
+        .env_remove("PGWARDENCTL_ENDPOINTS")
+        .env_remove("PGWARDENCTL_TOKEN")
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .kill_on_drop(true);
+    let out = tokio::time::timeout(Duration::from_secs(120), cmd.output())
+        .await
+        .expect("pgwardenctl did not finish within 120 s")
+        .expect("pgwardenctl output");
+    CtlOut {
+        ok: out.status.success(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// patronictl's `query`, `version CLUSTER` and `flush CLUSTER MEMBER restart` against a
+/// real cluster; and pointing pgwardenctl at a member's REST port explains the mistake.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctl_query_version_flush_and_rest_port_on_a_real_cluster() {
+    require_pg!();
+    let mut c = Cluster::new(Options::default());
+    c.start_all();
+    let leader = healthy(&c, 0, Duration::from_secs(120)).await;
+    let cfg = c.nodes[1].config_path();
+    let cfg = cfg.to_str().unwrap();
+    let pw = [("PGPASSWORD", crate::harness::SUPERUSER_PASSWORD)];
+
+    // query: the leader by default, tsv with Python's True/None, typed JSON on a replica.
+    let o = run_env(
+        &[
+            "-c",
+            cfg,
+            "query",
+            "-U",
+            "postgres",
+            "-d",
+            "postgres",
+            "-c",
+            "select 1 as one, true as t, null as n, pg_is_in_recovery() as r",
+        ],
+        &pw,
+    )
+    .await;
+    assert!(o.ok, "{o:?}");
+    assert_eq!(o.stdout, "one\tt\tn\tr\n1\tTrue\tNone\tFalse\n", "{o:?}");
+    let o = run_env(
+        &[
+            "-c",
+            cfg,
+            "query",
+            "e2e",
+            "-r",
+            "replica",
+            "-U",
+            "postgres",
+            "--format",
+            "json",
+            "-c",
+            "select pg_is_in_recovery() as r, 2.5::float8 as f",
+        ],
+        &pw,
+    )
+    .await;
+    assert!(o.ok, "{o:?}");
+    assert_eq!(o.stdout, "[{\"r\": true, \"f\": 2.5}]\n", "{o:?}");
+    // -r standby checks PostgreSQL itself; -m names a member; an SQL error is
+    // patronictl's error line and a non-zero exit.
+    let o = run_env(
+        &[
+            "-c",
+            cfg,
+            "query",
+            "-r",
+            "standby",
+            "-U",
+            "postgres",
+            "--format",
+            "pretty",
+            "-c",
+            "select 1 as x",
+        ],
+        &pw,
+    )
+    .await;
+    assert!(o.ok && o.stdout.contains("| x |"), "{o:?}");
+    let o = run_env(
+        &[
+            "-c",
+            cfg,
+            "query",
+            "-m",
+            &leader,
+            "-U",
+            "postgres",
+            "-c",
+            "select nosuch",
+        ],
+        &pw,
+    )
+    .await;
+    assert!(!o.ok && o.stdout.contains("\tERROR, SQLSTATE: 42703\n"), "{o:?}");
+    let o = run_env(
+        &["-c", cfg, "query", "-U", "postgres", "-c", "select 1"],
+        &[("PGPASSWORD", "wrong")],
+    )
+    .await;
+    assert!(!o.ok && o.stdout.contains("ERROR, SQLSTATE: 28P01"), "{o:?}");
+
+    // version: the tool's, then each member's pgwarden and PostgreSQL version.
+    let out = ctl_ok(&c, 0, &["version", "e2e"]).await;
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(lines[0].starts_with("pgwardenctl version "), "{out}");
+    assert_eq!(lines[1], "", "{out}");
+    let v = env!("CARGO_PKG_VERSION");
+    for i in 0..3 {
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.starts_with(&format!("pg{i}: pgwarden {v} PostgreSQL 15."))),
+            "pg{i}: {out}"
+        );
+    }
+    let out = ctl_ok(&c, 0, &["version", "e2e", "pg2"]).await;
+    assert_eq!(out.lines().count(), 3, "{out}");
+
+    // flush in patronictl's order cancels a scheduled restart.
+    let replica = format!("pg{}", (index(&leader) + 1) % 3);
+    let at = (chrono::Utc::now() + chrono::Duration::hours(2)).to_rfc3339();
+    let out = ctl_ok(
+        &c,
+        0,
+        &["restart", "e2e", &replica, "--scheduled", &at, "--force"],
+    )
+    .await;
+    assert!(out.contains("restart scheduled"), "{out}");
+    let out = ctl_ok(&c, 2, &["flush", "e2e", &replica, "restart", "--force"]).await;
+    assert!(
+        out.contains(&format!("Success: flush scheduled restart for member {replica}")),
+        "{out}"
+    );
+
+    // The REST port instead of the admin API.
+    let rest = format!("127.0.0.1:{}", c.nodes[0].spec.rest);
+    let o = run(&["-d", &rest, "list"]).await;
+    assert!(
+        !o.ok
+            && o.stderr.contains(&format!(
+                "{rest} is not pgwarden's admin API (the REST API port?)"
+            )),
+        "{o:?}"
+    );
+}

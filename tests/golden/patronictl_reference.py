@@ -47,6 +47,19 @@ def main():
                        {"TL": "r", "LSN": "r"}, fmt)
         with open(f"history.{fmt}", "w") as f:
             f.write(text)
+    # query: the rows as psycopg hands them to Python (ints, floats, bools, None, strings),
+    # printed by the same print_output call patronictl's `query` makes; an error line has
+    # no columns. tsv is also written with `--delimiter ,`.
+    with open("query_rows.json") as f:
+        cases = json.load(f)
+    for name, case in cases.items():
+        for fmt in FORMATS[:4]:
+            text = capture(ctl.print_output, case["columns"], case["rows"], fmt=fmt)
+            with open(f"query_{name}.{fmt}", "w") as f:
+                f.write(text)
+        text = capture(ctl.print_output, case["columns"], case["rows"], fmt="tsv", delimiter=",")
+        with open(f"query_{name}.csv", "w") as f:
+            f.write(text)
 
 
 if __name__ == "__main__":

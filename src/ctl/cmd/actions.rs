@@ -109,6 +109,41 @@ pub(super) async fn reinit(
     from_leader: bool,
 ) -> Result<()> {
     let cl = cluster_of(c, Some(&cluster), scope).await?;
+    let members = if !members.is_empty() {
+        members
+    } else {
+        // patronictl asks which replica; under --force there is no one to ask, and
+        // reinitializing every replica at once is never what a missing name meant.
+        let replicas: Vec<String> = cl
+            .members
+            .iter()
+            .filter(|m| super::role_matches(m, RoleFilter::Replica))
+            .map(|m| m.name.clone())
+            .collect();
+        if force {
+            return Err(CtlError::Usage(format!(
+                "reinit --force needs the members to reinitialize (replicas of {cluster}: {})",
+                replicas.join(", ")
+            )));
+        }
+        if replicas.is_empty() {
+            return Err(CtlError::Usage(format!(
+                "{cluster} cluster doesn't have any replicas"
+            )));
+        }
+        print!("{}", render::list(&cl, Format::Pretty, false));
+        let answer = prompt(
+            &format!(
+                "Which member do you want to reinitialize [{}]?",
+                replicas.join(", ")
+            ),
+            Some(""),
+        )?;
+        if answer.is_empty() {
+            return Err(CtlError::Aborted("reinitialize: no member given".into()));
+        }
+        vec![answer]
+    };
     let names = select(&cl, &members, RoleFilter::Any)?;
     if !force
         && !confirm(&format!(
@@ -203,6 +238,28 @@ pub(super) async fn reload(
         return Err(CtlError::Refused("reload failed on at least one member".into()));
     }
     Ok(())
+}
+
+/// `flush`'s words after the cluster: patronictl's `[MEMBERS...] restart|switchover`, or
+/// pgwarden's earlier `restart|switchover [MEMBERS...]` (scripts use both).
+pub(super) fn flush_args(mut args: Vec<String>) -> Result<(FlushTarget, Vec<String>)> {
+    let target = |s: &str| match s {
+        "restart" => Some(FlushTarget::Restart),
+        "switchover" => Some(FlushTarget::Switchover),
+        _ => None,
+    };
+    if let Some(t) = args.last().and_then(|s| target(s)) {
+        args.pop();
+        return Ok((t, args));
+    }
+    if let Some(t) = args.first().and_then(|s| target(s)) {
+        args.remove(0);
+        return Ok((t, args));
+    }
+    Err(CtlError::Usage(format!(
+        "flush: say what to cancel, restart or switchover, after the members (got: {})",
+        args.join(" ")
+    )))
 }
 
 /// `flush`: cancel the scheduled switchover or the members' scheduled restarts.

@@ -13,6 +13,7 @@
 //! - `members`: `members` (the Raft membership).
 //! - `dcs`: `dcs get|status|put|delete|snapshot save` (the embedded DCS itself).
 //! - `generate`: `generate man|completions`.
+//! - `query`: SQL on a member's PostgreSQL; `version`: the tool's and each member's versions.
 
 mod actions;
 mod config;
@@ -22,10 +23,13 @@ mod list;
 mod manual;
 mod members;
 mod pause;
+mod query;
 mod remove;
+mod version;
 
 use super::cli::{Cli, Command, RoleFilter};
 use super::client::{Client, CtlError, Target};
+use super::render::Format;
 use crate::pb;
 use manual::Manual;
 use std::io::Write;
@@ -36,9 +40,12 @@ type Result<T> = std::result::Result<T, CtlError>;
 /// Runs one command line.
 pub async fn run(cli: Cli) -> Result<()> {
     match &cli.command {
-        Command::Version => {
+        Command::Version { cluster, .. } => {
+            // First, as patronictl: the tool's own version shows even if no member answers.
             println!("pgwardenctl version {}", env!("CARGO_PKG_VERSION"));
-            return Ok(());
+            if cluster.is_none() {
+                return Ok(());
+            }
         }
         Command::Generate { what } => return generate::generate(what),
         _ => {}
@@ -48,13 +55,27 @@ pub async fn run(cli: Cli) -> Result<()> {
     let scope = target.scope.as_deref();
     match cli.command {
         Command::List {
-            cluster,
+            clusters,
             extended,
             timestamp,
             format,
             watch,
-        } => list::list(&c, cluster, scope, extended, timestamp, format, watch).await,
-        Command::Topology { cluster, watch } => list::topology(&c, cluster, scope, watch).await,
+        } => {
+            let view = list::View {
+                format,
+                extended,
+                timestamp,
+            };
+            list::list(&target, c, clusters, scope, view, watch).await
+        }
+        Command::Topology { clusters, watch } => {
+            let view = list::View {
+                format: Format::Topology,
+                extended: false,
+                timestamp: false,
+            };
+            list::list(&target, c, clusters, scope, view, watch).await
+        }
         Command::History { cluster, format } => list::history(&mut c, cluster, scope, format).await,
         Command::Switchover {
             cluster,
@@ -123,11 +144,13 @@ pub async fn run(cli: Cli) -> Result<()> {
         } => actions::reload(&mut c, cluster, scope, members, role, force).await,
         Command::Flush {
             cluster,
-            target,
-            members,
+            args,
             role,
             force,
-        } => actions::flush(&mut c, cluster, scope, target, members, role, force).await,
+        } => {
+            let (target, members) = actions::flush_args(args)?;
+            actions::flush(&mut c, cluster, scope, target, members, role, force).await
+        }
         Command::Pause { cluster, wait } => pause::pause(&mut c, cluster.as_deref(), scope, true, wait).await,
         Command::Resume { cluster, wait } => {
             pause::pause(&mut c, cluster.as_deref(), scope, false, wait).await
@@ -158,7 +181,9 @@ pub async fn run(cli: Cli) -> Result<()> {
             role,
             member,
         } => list::dsn(&mut c, cluster, scope, role, member).await,
-        Command::Version | Command::Generate { .. } => Ok(()),
+        Command::Version { cluster, members } => version::version(&mut c, cluster, scope, members).await,
+        Command::Query(q) => query::query(&mut c, q, scope).await,
+        Command::Generate { .. } => Ok(()),
     }
 }
 
@@ -207,7 +232,7 @@ fn role_matches(m: &pb::Member, r: RoleFilter) -> bool {
         RoleFilter::Leader => m.role == "leader" || m.role == "standby_leader",
         RoleFilter::Primary => m.role == "leader",
         RoleFilter::StandbyLeader => m.role == "standby_leader",
-        RoleFilter::Replica => !(m.role == "leader" || m.role == "standby_leader"),
+        RoleFilter::Replica | RoleFilter::Standby => !(m.role == "leader" || m.role == "standby_leader"),
     }
 }
 
