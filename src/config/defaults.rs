@@ -107,12 +107,9 @@ pub const DCS_ONLY_GUCS: &[&str] = &[
 /// GUCs that Patroni users commonly set and that pgwarden sets itself, whatever the configuration
 /// says, with what to do: a configured value is warned about. (The PostgreSQL manager also sets
 /// `listen_addresses`, `port`, `cluster_name` and the recovery settings, as Patroni does.) Remove
-/// an entry when the manager starts to honour the GUC.
-pub const OVERRIDDEN_GUCS: &[(&str, &str)] = &[(
-    "unix_socket_directories",
-    "pgwarden puts the socket in the data directory's parent directory and connects there: point \
-     psql, pgbouncer and pgBackRest at that directory",
-)];
+/// an entry when the manager starts to honour the GUC. Empty since `unix_socket_directories` is
+/// honoured.
+pub const OVERRIDDEN_GUCS: &[(&str, &str)] = &[];
 
 /// The member name Patroni reserves for its strict-sync placeholder.
 pub const RESERVED_NAME: &str = "__patroni_strict_sync_replica_placeholder__";

@@ -176,10 +176,7 @@ fn a_full_patroni_style_config_parses() {
         [
             "bootstrap.dcs.my_custom_key: unknown key",
             "restapi.certfile: the REST API serves HTTPS, but members publish an http:// api_url, so the \
-             other members cannot poll this one during a leader race (see docs/rest-api.md)",
-            "postgresql.parameters.unix_socket_directories: ignored: pgwarden puts the socket in the data \
-             directory's parent directory and connects there: point psql, pgbouncer and pgBackRest at that \
-             directory"
+             other members cannot poll this one during a leader race (see docs/rest-api.md)"
         ]
     );
     assert_eq!(c.namespace, "/db/");

@@ -323,11 +323,8 @@ use State::{Applied, NoEffect, PatroniOnly, Refused};
 const PY_THREADS: State = PatroniOnly("pgwarden does not use a Python thread pool");
 const PY_TRACEBACK: State = PatroniOnly("Rust errors are logged with their full cause chain");
 const PY_LOG_QUEUE: State = PatroniOnly("logging is not queued through a Python thread");
-const LOG_ONLY_LEVEL: State = NoEffect(
-    "only `log.level` is applied: pgwarden logs plain text to standard error (the journal under systemd)",
-);
-const RESTAPI_CIPHERS: State =
-    NoEffect("rustls chooses the cipher suites (TLS 1.2 and 1.3, modern suites only)");
+const DEDUP_HEARTBEAT: State =
+    NoEffect("every HA loop line is logged; lower `log.loggers` for `patroni.ha` to quieten them");
 const RESTAPI_BACKLOG: State = NoEffect("the REST socket uses the operating system's listen backlog");
 const RESTAPI_TOKENS: State = NoEffect("the `Server` header is not configurable");
 const ENCRYPTED_KEY: State = Refused(Refusal {
@@ -335,36 +332,21 @@ const ENCRYPTED_KEY: State = Refused(Refusal {
     todo:
         "encrypted private keys are not supported; decrypt the key file and protect it with file permissions",
 });
-const CTL_INSECURE: State =
-    NoEffect("pgwardenctl always verifies the admin API's certificate (against `ctl.cacert`)");
 const CTL_REST_AUTH: State = NoEffect(
     "pgwardenctl talks to the gRPC admin API, which uses `ctl.auth_token` or client certificates, not basic auth",
 );
 const PROXY_ADDRESS: State = NoEffect("not published: member keys carry no `proxy_url`");
-const CONFIG_DIR: State =
-    NoEffect("postgresql.conf, pg_hba.conf and pg_ident.conf are written into `postgresql.data_dir`");
 const CUSTOM_CONF: State = NoEffect("not included: put the settings in `postgresql.parameters`");
 const ROLE_TLS: State =
     NoEffect("the roles' libpq TLS and GSS settings are not passed on: replicas connect with sslmode=prefer");
-const PG_IDENT: State = NoEffect("pg_ident.conf is not written from the configuration");
-const BASEBACKUP_OPTS: State =
-    NoEffect("pg_basebackup runs with pgwarden's own options only (no max-rate, checkpoint, ...)");
 const REWIND_OPTS: State = NoEffect("pg_rewind runs with pgwarden's own options only");
-const USE_PG_REWIND: State =
-    NoEffect("pgwarden runs pg_rewind whenever a former primary's timeline diverged, whatever this says");
-const REMOVE_DATA_DIR: State = NoEffect(
-    "when pg_rewind fails, pgwarden always moves the data directory aside (never deletes it) and clones again",
-);
 const UNIX_SOCKET: State = NoEffect(
     "pgwarden always connects to its own PostgreSQL over the Unix socket, and replicas stream over TCP",
 );
 const DCS_PG_CTL_TIMEOUT: State = NoEffect("only the local `postgresql.pg_ctl_timeout` is read");
 const BIN_NAME: State = NoEffect("the programs are run by their standard names from `postgresql.bin_dir`");
 const MAX_TIMELINES: State = NoEffect("not read: the `history` key keeps every timeline");
-const PRIMARY_STOP_TIMEOUT: State = NoEffect("not read: the primary is stopped without a SIGKILL deadline");
 const RACE_BACKOFF: State = NoEffect("not read: a replica races as soon as the leader key is free");
-const CHECK_TIMELINE: State =
-    NoEffect("not read: a member more than one timeline behind the cluster never races, whatever this says");
 const REPLICA_METHODS: State = Refused(Refusal {
     when: RefuseWhen::Except(&["basebackup"]),
     todo: "`{v}` is a custom replica method and only `basebackup` is built; remove `{v}` from the list (and its \
@@ -404,15 +386,13 @@ fn dynamic_rows(b: &mut Builder) {
     b.k("max_timelines_history", Int, Num(d::MAX_TIMELINES_HISTORY.into()))
         .is(MAX_TIMELINES);
     b.k("primary_start_timeout", Int, Num(d::PRIMARY_START_TIMEOUT.into()));
-    b.k("primary_stop_timeout", Int, Num(d::PRIMARY_STOP_TIMEOUT.into()))
-        .is(PRIMARY_STOP_TIMEOUT);
+    b.k("primary_stop_timeout", Int, Num(d::PRIMARY_STOP_TIMEOUT.into()));
     b.k(
         "master_start_timeout",
         Int,
         Text("alias of primary_start_timeout"),
     );
-    b.k("master_stop_timeout", Int, Text("alias of primary_stop_timeout"))
-        .is(PRIMARY_STOP_TIMEOUT);
+    b.k("master_stop_timeout", Int, Text("alias of primary_stop_timeout"));
     b.k("primary_race_backoff", Int, Num(d::PRIMARY_RACE_BACKOFF.into()))
         .is(RACE_BACKOFF);
     b.k("synchronous_mode", SyncMode, Text("off"));
@@ -423,7 +403,7 @@ fn dynamic_rows(b: &mut Builder) {
         Num(d::SYNCHRONOUS_NODE_COUNT.into()),
     );
     b.k("failsafe_mode", Bool, Flag(false));
-    b.k("check_timeline", Bool, Flag(false)).is(CHECK_TIMELINE);
+    b.k("check_timeline", Bool, Flag(false));
     b.k("member_slots_ttl", Secs, Text("30min"));
     b.k("slots", Map, Unset);
     b.k("ignore_slots", MapList, Unset);
@@ -442,16 +422,15 @@ fn dynamic_rows(b: &mut Builder) {
         .is(WITH_PARENT);
     b.k("postgresql", Section, Unset);
     b.k("postgresql.use_pg_rewind", Bool, Flag(false))
-        .is(USE_PG_REWIND)
         .behaves_as(true);
     b.k("postgresql.use_slots", Bool, Flag(d::USE_SLOTS));
     b.k("postgresql.parameters", ScalarMap, Unset);
     b.k("postgresql.pg_hba", StrList, Unset);
-    b.k("postgresql.pg_ident", StrList, Unset).is(PG_IDENT);
+    b.k("postgresql.pg_ident", StrList, Unset);
     b.k("postgresql.recovery_conf", Map, Unset);
     b.k("postgresql.pg_ctl_timeout", Secs, Num(d::PG_CTL_TIMEOUT as i64))
         .is(DCS_PG_CTL_TIMEOUT);
-    b.k("postgresql.basebackup", OptList, Unset).is(BASEBACKUP_OPTS);
+    b.k("postgresql.basebackup", OptList, Unset);
     b.k("postgresql.rewind", OptList, Unset).is(REWIND_OPTS);
 }
 
@@ -468,9 +447,7 @@ fn local_rows(b: &mut Builder) {
     b.k("thread_stack_size", Kind::Any, Unset).is(PY_THREADS);
 
     b.k("log", Section, Unset);
-    b.k("log.type", Enum(&["plain", "json"]), Text("plain"))
-        .env()
-        .is(LOG_ONLY_LEVEL);
+    b.k("log.type", Enum(&["plain", "json"]), Text("plain")).env();
     b.k(
         "log.level",
         Enum(&["DEBUG", "INFO", "WARN", "WARNING", "ERROR", "FATAL", "CRITICAL"]),
@@ -480,22 +457,18 @@ fn local_rows(b: &mut Builder) {
     b.k("log.traceback_level", Kind::Any, Unset)
         .env()
         .is(PY_TRACEBACK);
-    b.k("log.format", Scalar, Unset).env().is(LOG_ONLY_LEVEL);
-    b.k("log.dateformat", Str, Unset).env().is(LOG_ONLY_LEVEL);
-    b.k("log.static_fields", ScalarMap, Unset)
-        .env()
-        .is(LOG_ONLY_LEVEL);
+    b.k("log.format", Scalar, Unset).env();
+    b.k("log.dateformat", Str, Unset).env();
+    b.k("log.static_fields", ScalarMap, Unset).env();
     b.k("log.max_queue_size", Kind::Any, Unset).env().is(PY_LOG_QUEUE);
-    b.k("log.dir", Path, Unset).env().is(LOG_ONLY_LEVEL);
-    b.k("log.mode", Int, Unset).env().is(LOG_ONLY_LEVEL);
-    b.k("log.file_num", Int, Num(4)).env().is(LOG_ONLY_LEVEL);
-    b.k("log.file_size", Int, Num(25_000_000))
-        .env()
-        .is(LOG_ONLY_LEVEL);
-    b.k("log.loggers", ScalarMap, Unset).env().is(LOG_ONLY_LEVEL);
+    b.k("log.dir", Path, Unset).env();
+    b.k("log.mode", Int, Unset).env();
+    b.k("log.file_num", Int, Num(4)).env();
+    b.k("log.file_size", Int, Num(25_000_000)).env();
+    b.k("log.loggers", ScalarMap, Unset).env();
     b.k("log.deduplicate_heartbeat_logs", Bool, Flag(false))
         .env()
-        .is(LOG_ONLY_LEVEL);
+        .is(DEDUP_HEARTBEAT);
 
     b.k("restapi", Section, Unset);
     b.k("restapi.listen", Addr, Required).env();
@@ -511,7 +484,7 @@ fn local_rows(b: &mut Builder) {
         .env()
         .is(ENCRYPTED_KEY);
     b.k("restapi.cafile", Path, Unset).env();
-    b.k("restapi.ciphers", Str, Unset).env().is(RESTAPI_CIPHERS);
+    b.k("restapi.ciphers", Str, Unset).env();
     b.k(
         "restapi.verify_client",
         Enum(&["none", "optional", "required"]),
@@ -548,10 +521,7 @@ fn local_rows(b: &mut Builder) {
     b.k("ctl.cacert", Path, Unset).env();
     b.k("ctl.verify_client", Enum(&["none", "required"]), Text("none"))
         .env();
-    b.k("ctl.insecure", Bool, Flag(false))
-        .env()
-        .is(CTL_INSECURE)
-        .behaves_as(false);
+    b.k("ctl.insecure", Bool, Flag(false)).env().behaves_as(false);
     b.k("ctl.authentication", Section, Unset).is(CTL_REST_AUTH);
     b.k(
         "ctl.authentication.username",
@@ -605,8 +575,7 @@ fn local_rows(b: &mut Builder) {
         .is(PROXY_ADDRESS);
     b.k("postgresql.data_dir", Path, Required).env();
     b.k("postgresql.config_dir", Path, Text("postgresql.data_dir"))
-        .env()
-        .is(CONFIG_DIR);
+        .env();
     b.k("postgresql.bin_dir", Path, Text("searched")).env();
     b.k("postgresql.pgpass", Path, Unset).env();
     b.k("postgresql.run_as", Str, Unset).env();
@@ -635,7 +604,7 @@ fn local_rows(b: &mut Builder) {
     }
     b.k("postgresql.parameters", ScalarMap, Unset);
     b.k("postgresql.pg_hba", StrList, Unset);
-    b.k("postgresql.pg_ident", StrList, Unset).is(PG_IDENT);
+    b.k("postgresql.pg_ident", StrList, Unset);
     b.k("postgresql.callbacks", Section, Unset);
     for cb in ["on_start", "on_stop", "on_restart", "on_reload", "on_role_change"] {
         b.k(&format!("postgresql.callbacks.{cb}"), Command, Unset);
@@ -644,25 +613,22 @@ fn local_rows(b: &mut Builder) {
     b.k("postgresql.before_stop", Command, Unset);
     b.k("postgresql.create_replica_methods", StrList, Text("[basebackup]"))
         .is(REPLICA_METHODS);
-    b.k("postgresql.basebackup", OptList, Unset).is(BASEBACKUP_OPTS);
+    b.k("postgresql.basebackup", OptList, Unset);
     b.k("postgresql.<method>", Map, Unset).is(WITH_PARENT);
     b.k("postgresql.rewind", OptList, Unset).is(REWIND_OPTS);
     b.k("postgresql.use_pg_rewind", Bool, Flag(false))
-        .is(USE_PG_REWIND)
         .behaves_as(true);
     b.k(
         "postgresql.remove_data_directory_on_rewind_failure",
         Bool,
         Flag(false),
     )
-    .is(REMOVE_DATA_DIR)
     .behaves_as(true);
     b.k(
         "postgresql.remove_data_directory_on_diverged_timelines",
         Bool,
         Flag(false),
     )
-    .is(REMOVE_DATA_DIR)
     .behaves_as(true);
     b.k("postgresql.use_unix_socket", Bool, Flag(false))
         .is(UNIX_SOCKET)
