@@ -421,8 +421,9 @@ fn dynamic_rows(b: &mut Builder) {
     b.k("standby_cluster.recovery_min_apply_delay", Scalar, Unset)
         .is(WITH_PARENT);
     b.k("postgresql", Section, Unset);
-    b.k("postgresql.use_pg_rewind", Bool, Flag(false))
-        .behaves_as(true);
+    // pgwarden rewinds when unset (Patroni: false), so that a former primary rejoins by
+    // default; `false` gives Patroni's behaviour (see ha::rejoin).
+    b.k("postgresql.use_pg_rewind", Bool, Flag(true));
     b.k("postgresql.use_slots", Bool, Flag(d::USE_SLOTS));
     b.k("postgresql.parameters", ScalarMap, Unset);
     b.k("postgresql.pg_hba", StrList, Unset);
@@ -616,8 +617,9 @@ fn local_rows(b: &mut Builder) {
     b.k("postgresql.basebackup", OptList, Unset);
     b.k("postgresql.<method>", Map, Unset).is(WITH_PARENT);
     b.k("postgresql.rewind", OptList, Unset).is(REWIND_OPTS);
-    b.k("postgresql.use_pg_rewind", Bool, Flag(false))
-        .behaves_as(true);
+    // pgwarden rewinds when unset (Patroni: false), so that a former primary rejoins by
+    // default; `false` gives Patroni's behaviour (see ha::rejoin).
+    b.k("postgresql.use_pg_rewind", Bool, Flag(true));
     b.k(
         "postgresql.remove_data_directory_on_rewind_failure",
         Bool,
