@@ -9,7 +9,8 @@
 # target/chaos/). docs/reliability.md describes every fault and the measured results.
 #
 # Needs root, iproute2 (ip, tc), the cgroup v1 blkio controller for the slow disk (an
-# fdatasync loop is used without it) and PostgreSQL 15 (scripts/demo.sh installs it).
+# fdatasync loop is used without it), PostgreSQL 15 (scripts/demo.sh installs it) and, for the
+# clock-step fault, Debian's libfaketime (scripts/test.sh installs it; left out without it).
 #
 # Usage: scripts/chaos.sh [-s SEED] [-n FAULTS] [-t 3|2+w] [-m async|sync|quorum]
 #                         [-d MINUTES] [-k KIND,KIND...] [-c] [-p dev|release]

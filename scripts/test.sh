@@ -14,6 +14,8 @@ need_pkgs=()
 command -v ip >/dev/null || need_pkgs+=(iproute2)
 command -v haproxy >/dev/null || [ -x /usr/sbin/haproxy ] || need_pkgs+=(haproxy)
 python3 -c 'import venv, ensurepip' 2>/dev/null || need_pkgs+=(python3-venv)
+# The chaos suite steps one node's wall clock with libfaketime preloaded into its daemon.
+ls /usr/lib/*-linux-gnu/faketime/libfaketime.so.1 >/dev/null 2>&1 || need_pkgs+=(libfaketime)
 need_pkgs+=($(build_pkgs))
 # Packaging: dpkg-shlibdeps and strip for scripts/package.sh; lintian, rpm and systemd-analyze
 # for tests/packaging_checks.rs.

@@ -7,7 +7,8 @@
 //! and what it found.
 //!
 //! Module map: [`history`] is the record of a run and the checker (pure, unit-tested here);
-//! [`clients`] writes and reads; [`nemesis`] injects and heals each fault; [`run`] drives
+//! [`clients`] writes and reads; [`dcs`] runs a DCS workload beside them and checks its
+//! linearizability; [`nemesis`] injects and heals each fault; [`run`] drives
 //! one run. The tests are named `chaos_*`: the checker's own tests and a CI-sized run take a
 //! few minutes together; the full run is `#[ignore]`d and driven by `scripts/chaos.sh`.
 
@@ -18,6 +19,8 @@ mod harness;
 
 #[path = "chaos/clients.rs"]
 mod clients;
+#[path = "chaos/dcs.rs"]
+mod dcs;
 #[path = "chaos/history.rs"]
 mod history;
 #[path = "chaos/nemesis.rs"]
@@ -32,8 +35,9 @@ use std::time::Duration;
 
 /// The CI-sized run: 15 faults in synchronous mode on three data nodes, every kind met at
 /// least once (the schedule deals whole shuffled rounds), the primary's partition, a daemon
-/// stopped beyond ttl and a daemon-only kill among them; no acknowledged commit may be lost
-/// and no two members may accept writes at once. The seed is fixed so that a failure can be
+/// stopped beyond ttl and a daemon-only kill among them; no acknowledged commit may be lost,
+/// no two members may accept writes at once, and the DCS workload run beside it must be
+/// linearizable. The seed is fixed so that a failure can be
 /// re-run (CHAOS_SEED overrides it).
 #[test]
 fn chaos_ci_sync_15_faults_no_lost_commit_no_split_brain() {
@@ -87,6 +91,38 @@ fn chaos_ci_sync_15_faults_no_lost_commit_no_split_brain() {
         "members did not rejoin (seed {seed}): {:?}",
         v.not_rejoined
     );
+    assert_dcs_linearizable(&r.dcs, seed);
+}
+
+/// The DCS workload beside the run: linearizable on every key, never given up on, a spoiled
+/// copy rejected (the check had teeth on this very history), and enough answered
+/// operations that a stalled DCS cannot pass vacuously.
+fn assert_dcs_linearizable(d: &dcs::DcsVerdict, seed: u64) {
+    assert!(
+        d.violations.is_empty(),
+        "the DCS history is not linearizable on {} keys (seed {seed}); histories above",
+        d.violations.len()
+    );
+    assert!(
+        d.gave_up.is_empty(),
+        "the checker gave up on {:?} (seed {seed})",
+        d.gave_up
+    );
+    assert!(
+        d.anomalies.is_empty(),
+        "DCS anomalies (seed {seed}): {:?}",
+        d.anomalies
+    );
+    assert_eq!(
+        d.tampered_rejected,
+        Some(true),
+        "a spoiled copy of the DCS history was not rejected (seed {seed})"
+    );
+    assert!(
+        d.counts.ok > 200,
+        "only {} DCS operations answered (seed {seed})",
+        d.counts.ok
+    );
 }
 
 /// The full run, configured by CHAOS_* variables (scripts/chaos.sh sets them). Lost commits
@@ -124,6 +160,7 @@ fn chaos_run_from_env() {
     );
     assert!(v.forks.is_empty(), "timeline forks (seed {seed}): {:?}", v.forks);
     assert!(v.not_rejoined.is_empty(), "members did not rejoin (seed {seed})");
+    assert_dcs_linearizable(&r.dcs, seed);
 }
 
 /// The schedule is a pure function of the seed and deals every kind once per round.

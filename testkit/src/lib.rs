@@ -8,7 +8,9 @@
 //! [`env`] says whether PostgreSQL 15 is installed and whether this is a CI run, with the
 //! `require_pg!` and `require_tool!` skip macros built on them; [`netns`] builds networks of
 //! Linux network namespaces (a namespace per node, one for the clients, a bridge) and cuts
-//! their links silently, for partition tests (`require_netns!` skips without root).
+//! their links silently, for partition tests (`require_netns!` skips without root); [`lincheck`] checks that a recorded history of
+//! get / put / compare-and-swap on a key-value store is linearizable (the DCS tests of both
+//! crates record one).
 //!
 //! The process-cluster harness of the end-to-end tests is not here: it starts the
 //! `pgwarden` binary (known only to the root package's tests, as `CARGO_BIN_EXE_pgwarden`)
@@ -18,6 +20,7 @@
 pub mod ca;
 pub mod env;
 pub mod http;
+pub mod lincheck;
 pub mod netns;
 pub mod ports;
 pub mod wait;

@@ -17,7 +17,7 @@ const BLKIO_ROOT: &str = "/sys/fs/cgroup/blkio";
 const SLOW_DISK_IOPS: u32 = 10;
 const SLOW_DISK_BPS: u32 = 1 << 20;
 
-/// Every fault the suite knows. Clock steps are not among them: see docs/reliability.md.
+/// Every fault the suite knows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Kind {
     /// SIGKILL of a node's daemon and PostgreSQL; both restarted after the hold.
@@ -42,10 +42,13 @@ pub enum Kind {
     RestartAll,
     /// One data node's disk writes throttled (fsync latency).
     SlowDisk,
+    /// One node's wall clock stepped minutes to an hour forward or back, then back again
+    /// (needs libfaketime; the lease runs on the monotonic clock and must not care).
+    ClockStep,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 11] = [
+    pub const ALL: [Kind; 12] = [
         Kind::KillNode,
         Kind::KillDaemon,
         Kind::StopDaemon,
@@ -57,6 +60,7 @@ impl Kind {
         Kind::Delay,
         Kind::RestartAll,
         Kind::SlowDisk,
+        Kind::ClockStep,
     ];
 
     pub fn name(self) -> &'static str {
@@ -72,6 +76,7 @@ impl Kind {
             Kind::Delay => "delay",
             Kind::RestartAll => "restart-all",
             Kind::SlowDisk => "slow-disk",
+            Kind::ClockStep => "clock-step",
         }
     }
 
@@ -111,6 +116,10 @@ pub enum Active {
     Storm {
         stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
         thread: std::thread::JoinHandle<()>,
+    },
+    /// A node whose wall clock was stepped: stepped back to the real time.
+    ClockStepped {
+        node: usize,
     },
     /// Nothing was done (no target fit).
     Nothing,
@@ -256,6 +265,24 @@ pub fn inject(c: &mut Cluster, kind: Kind, scene: &Scene, rng: &mut impl Rng) ->
                 Active::Cut,
             )
         }
+        Kind::ClockStep => {
+            let i = pick(rng, &members, scene.primary);
+            let secs = rng.gen_range(60..3600) * if rng.gen_bool(0.5) { 1 } else { -1 };
+            // Longer than ttl, so that a lease measured on the wall clock would show it.
+            let hold = beyond_ttl(rng, scene.ttl);
+            if !c.step_clock(i, secs) {
+                return done(kind, "no libfaketime".into(), Duration::ZERO, Active::Nothing);
+            }
+            done(
+                kind,
+                format!(
+                    "{}'s wall clock stepped {secs:+} s for {hold:?}, then back",
+                    name(i)
+                ),
+                hold,
+                Active::ClockStepped { node: i },
+            )
+        }
         Kind::Loss => {
             let i = pick(rng, &members, scene.primary);
             let pct = rng.gen_range(20..50);
@@ -342,6 +369,9 @@ pub fn heal(c: &mut Cluster, a: Active) {
             let _ = kill(Pid::from_raw(pid), Signal::SIGCONT);
         }
         Active::Cut => c.heal(),
+        Active::ClockStepped { node } => {
+            c.step_clock(node, 0);
+        }
         Active::Loss { node } => c.net().unwrap().clear_loss(node).expect("clear the loss rule"),
         Active::Delay { node } => c.net().unwrap().clear_delay(node).expect("clear the delay"),
         Active::Throttled(t) => drop(t),

@@ -5,6 +5,7 @@
 //! early and lets the normal cleanup (clients, daemons, namespaces, directories) run.
 
 use crate::clients::{self, Clients};
+use crate::dcs::{DcsLoad, DcsVerdict};
 use crate::harness::{Cluster, Options};
 use crate::history::{self, FaultRecord, History, Member, Timeline, TimelineSample, Verdict};
 use crate::nemesis::{self, Kind, Scene};
@@ -148,8 +149,62 @@ pub struct Report {
     pub interrupted: bool,
     pub history: History,
     pub verdict: Verdict,
+    /// The DCS workload's counts and its linearizability check (default when interrupted).
+    pub dcs: DcsVerdict,
     pub table: String,
     pub elapsed: Duration,
+}
+
+/// How far node `i`'s PostgreSQL's wall clock is from the harness's, in whole seconds.
+async fn clock_skew(c: &Cluster, i: usize) -> Option<i64> {
+    if c.nodes[i].spec.witness {
+        return None;
+    }
+    let theirs: i64 = query_text(
+        c,
+        i,
+        "SELECT extract(epoch FROM clock_timestamp())::bigint::text",
+        None,
+    )
+    .await?
+    .parse()
+    .ok()?;
+    let ours = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()?
+        .as_secs() as i64;
+    Some(theirs - ours)
+}
+
+/// libfaketime's preload library, where Debian installs it for this machine's architecture.
+fn faketime_library() -> Option<std::path::PathBuf> {
+    let p = std::path::PathBuf::from(format!(
+        "/usr/lib/{}-linux-gnu/faketime/libfaketime.so.1",
+        std::env::consts::ARCH
+    ));
+    p.exists().then_some(p)
+}
+
+/// The DCS workload's line under the per-kind table.
+fn dcs_line(d: &DcsVerdict) -> String {
+    format!(
+        "\nDCS workload: {} operations answered ({} overlapping another on its key), {} of unknown outcome, \
+         {} failed; {} keys; linearizability violations {}, keys given up {}, anomalies {}; \
+         a spoiled copy of the history {}\n",
+        d.counts.ok,
+        d.overlapping,
+        d.counts.unknown,
+        d.counts.failed,
+        d.keys,
+        d.violations.len(),
+        d.gave_up.len(),
+        d.anomalies.len(),
+        match d.tampered_rejected {
+            Some(true) => "was rejected",
+            Some(false) => "was NOT rejected",
+            None => "could not be made",
+        }
+    )
 }
 
 /// Builds the network and runs; everything made is removed before it returns (or unwinds).
@@ -274,6 +329,12 @@ async fn run_in(lab: Arc<NetLab>, cfg: RunConfig) -> Report {
             }
         }
     }
+    // Clock steps need libfaketime preloaded into the daemons (Debian's libfaketime).
+    let faketime = faketime_library();
+    if kinds.contains(&Kind::ClockStep) && faketime.is_none() {
+        println!("chaos: the clock-step fault is left out: libfaketime is not installed");
+        kinds.retain(|k| *k != Kind::ClockStep);
+    }
     let plan = schedule(cfg.seed, &kinds, cfg.faults);
     println!(
         "chaos: seed {} faults {} topology {:?} mode {:?} combine {} limit {:?}",
@@ -287,6 +348,7 @@ async fn run_in(lab: Arc<NetLab>, cfg: RunConfig) -> Report {
         netns: Some(lab),
         // As the packaged unit runs them: the daemons as `postgres`, not root.
         unprivileged: true,
+        faketime: faketime.filter(|_| kinds.contains(&Kind::ClockStep)),
         ..Options::default()
     });
     c.start_all();
@@ -323,6 +385,8 @@ async fn run_in(lab: Arc<NetLab>, cfg: RunConfig) -> Report {
         .map(|i| (Member(i), c.conn_str(i)))
         .collect();
     let writers = Clients::start(data, 2, started);
+    let raft_addrs: Vec<String> = c.nodes.iter().map(|n| n.raft_addr()).collect();
+    let dcs_load = DcsLoad::start(&raft_addrs, cfg.seed);
     let mut h = History::default();
     h.timelines.extend(sample_timelines(&c, started.elapsed()).await);
     // Bounded by the plan's length and cfg.limit.
@@ -350,6 +414,15 @@ async fn run_in(lab: Arc<NetLab>, cfg: RunConfig) -> Report {
         }
         let hold = actives.iter().map(|a| a.hold).max().unwrap_or_default();
         pause(hold).await;
+        // A stepped clock is checked where it matters to PostgreSQL: the node's own now().
+        for a in &mut actives {
+            if let nemesis::Active::ClockStepped { node } = a.active {
+                a.detail.push_str(&match clock_skew(&c, node).await {
+                    Some(s) => format!(" (its PostgreSQL's clock was {s:+} s off)"),
+                    None => " (its PostgreSQL's clock could not be read)".into(),
+                });
+            }
+        }
         let kind = actives
             .iter()
             .map(|a| a.kind.name())
@@ -398,6 +471,7 @@ async fn run_in(lab: Arc<NetLab>, cfg: RunConfig) -> Report {
         // to read. Report the faults so far; the drops clean up.
         println!("chaos: interrupted after {} faults; cleaning up", h.faults.len());
         h.writes = writers.stop().await;
+        dcs_load.abandon();
         let verdict = Verdict::default();
         let table = history::table(&h, &verdict);
         print!("{table}");
@@ -405,6 +479,7 @@ async fn run_in(lab: Arc<NetLab>, cfg: RunConfig) -> Report {
             interrupted: true,
             history: h,
             verdict,
+            dcs: DcsVerdict::default(),
             table,
             elapsed: started.elapsed(),
         };
@@ -414,13 +489,15 @@ async fn run_in(lab: Arc<NetLab>, cfg: RunConfig) -> Report {
     let final_primary = settle(&c, SETTLE_LIMIT).await.map(|(p, _)| p);
     let writes = writers.stop().await;
     h.writes = writes;
+    let dcs = dcs_load.stop().await;
     h.timelines.extend(sample_timelines(&c, started.elapsed()).await);
     let p = final_primary.expect("no primary at the end of the run");
     h.final_rows = clients::read_all(&c.conn_str(p))
         .await
         .expect("read the final primary");
     let verdict = history::check(&h);
-    let table = history::table(&h, &verdict);
+    let mut table = history::table(&h, &verdict);
+    table.push_str(&dcs_line(&dcs));
     let elapsed = started.elapsed();
     println!(
         "chaos: {} faults in {:.0} s; {} writes acknowledged, {} unknown; final primary {} with {} rows",
@@ -471,11 +548,15 @@ async fn run_in(lab: Arc<NetLab>, cfg: RunConfig) -> Report {
             f.detail
         );
     }
+    for v in &dcs.violations {
+        println!("chaos: DCS {v}");
+    }
     print!("{table}");
     Report {
         interrupted: false,
         history: h,
         verdict,
+        dcs,
         table,
         elapsed,
     }

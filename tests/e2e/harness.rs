@@ -97,6 +97,8 @@ pub struct Cluster {
     /// With [`Options::unprivileged`] (and the tests running as root): the copy of the
     /// pgwarden binary the `postgres` user runs.
     unprivileged_bin: Option<PathBuf>,
+    /// See [`Options::faketime`].
+    faketime: Option<PathBuf>,
 }
 
 pub struct Options {
@@ -122,6 +124,10 @@ pub struct Options {
     /// Run the daemons as the unprivileged `postgres` user, as the packaged unit does, instead
     /// of as root (which then runs PostgreSQL as `postgres`). Only when the tests run as root.
     pub unprivileged: bool,
+    /// libfaketime's library: each daemon (and the PostgreSQL it starts) runs with it
+    /// preloaded, its wall clock offset by what its node's `clock-offset` file says (see
+    /// [`Cluster::step_clock`]); the monotonic clock is left alone.
+    pub faketime: Option<PathBuf>,
 }
 
 impl Default for Options {
@@ -136,6 +142,7 @@ impl Default for Options {
             dcs_parameters: Vec::new(),
             netns: None,
             unprivileged: false,
+            faketime: None,
         }
     }
 }
@@ -231,6 +238,7 @@ impl Cluster {
             http: reqwest::Client::new(),
             net: opts.netns,
             unprivileged_bin,
+            faketime: opts.faketime,
         }
     }
 
@@ -324,25 +332,42 @@ impl Cluster {
             .append(true)
             .open(n.log_path())
             .unwrap();
-        // As `postgres`: setpriv execs the daemon (no fork), so the child's PID stays the
-        // daemon's and a SIGKILL of the child is a SIGKILL of the daemon.
-        let (program, setpriv_args): (&std::ffi::OsStr, Vec<&std::ffi::OsStr>) = match &self.unprivileged_bin
-        {
-            Some(bin) => (
-                "setpriv".as_ref(),
-                ["--reuid=postgres", "--regid=postgres", "--init-groups"]
-                    .iter()
-                    .map(|a| a.as_ref())
-                    .chain([bin.as_os_str()])
-                    .collect(),
-            ),
-            None => (env!("CARGO_BIN_EXE_pgwarden").as_ref(), vec![]),
-        };
+        // The argv: [setpriv ... as postgres] [env LD_PRELOAD=... (faketime)] pgwarden. Each
+        // wrapper execs the next (no fork), so the child's PID stays the daemon's and a
+        // SIGKILL of the child is a SIGKILL of the daemon.
+        let mut argv: Vec<std::ffi::OsString> = vec![];
+        if self.unprivileged_bin.is_some() {
+            argv.extend(["setpriv", "--reuid=postgres", "--regid=postgres", "--init-groups"].map(Into::into));
+        }
+        if let Some(lib) = &self.faketime {
+            let offset = n.dir.join("clock-offset");
+            if !offset.exists() {
+                std::fs::write(&offset, "+0\n").unwrap();
+            }
+            // Preloaded only after setpriv dropped to `postgres`: libfaketime makes a
+            // semaphore in the first process it loads into, which a root setpriv would own.
+            // The offset is re-read at most once a second; only CLOCK_REALTIME and its kin
+            // move.
+            let var = |k: &str, v: &std::ffi::OsStr| {
+                let mut s = std::ffi::OsString::from(format!("{k}="));
+                s.push(v);
+                s
+            };
+            argv.push("env".into());
+            argv.push(var("LD_PRELOAD", lib.as_os_str()));
+            argv.push(var("FAKETIME_TIMESTAMP_FILE", offset.as_os_str()));
+            argv.push("FAKETIME_CACHE_DURATION=1".into());
+            argv.push("FAKETIME_DONT_FAKE_MONOTONIC=1".into());
+        }
+        argv.push(match &self.unprivileged_bin {
+            Some(bin) => bin.clone().into_os_string(),
+            None => env!("CARGO_BIN_EXE_pgwarden").into(),
+        });
         let mut cmd = match &self.net {
-            Some(net) => net.command_in_node(i, program),
-            None => Command::new(program),
+            Some(net) => net.command_in_node(i, &argv[0]),
+            None => Command::new(&argv[0]),
         };
-        cmd.args(setpriv_args);
+        cmd.args(&argv[1..]);
         // The partition file is loopback's way to cut links; namespaces cut real ones.
         if self.net.is_none() {
             cmd.env("PGWARDEN_TEST_PARTITION_FILE", &part);
@@ -356,6 +381,21 @@ impl Cluster {
             .spawn()
             .expect("spawn pgwarden");
         n.child = Some(child);
+    }
+
+    /// Steps node `i`'s wall clock to `offset_secs` from the real time (0: back to it), as
+    /// an NTP step would; it takes effect within a second. False when the cluster was not
+    /// built with [`Options::faketime`].
+    #[allow(dead_code)] // Only the chaos suite steps clocks.
+    pub fn step_clock(&self, i: usize, offset_secs: i64) -> bool {
+        if self.faketime.is_none() {
+            return false;
+        }
+        std::fs::write(
+            self.nodes[i].dir.join("clock-offset"),
+            format!("{offset_secs:+}s\n"),
+        )
+        .is_ok()
     }
 
     pub fn start_all(&mut self) {

@@ -27,10 +27,9 @@
 //! every completed operation is linearized the rest are placed at the end, where they
 //! can observe nothing, so the search stops there.
 
-#![allow(dead_code)]
-
 #[cfg(test)]
 mod tests;
+pub mod workload;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
