@@ -155,20 +155,12 @@ pub struct Report {
     pub elapsed: Duration,
 }
 
-/// How far node `i`'s PostgreSQL's wall clock is from the harness's, in whole seconds.
+/// How far node `i`'s daemon's wall clock is from the harness's, in whole seconds: its
+/// `dcs_last_seen` in GET /patroni is its wall-clock time of its last DCS contact (at most a
+/// loop_wait old). PostgreSQL does not see the step: the daemon starts it with a clean
+/// environment, which the preload does not survive.
 async fn clock_skew(c: &Cluster, i: usize) -> Option<i64> {
-    if c.nodes[i].spec.witness {
-        return None;
-    }
-    let theirs: i64 = query_text(
-        c,
-        i,
-        "SELECT extract(epoch FROM clock_timestamp())::bigint::text",
-        None,
-    )
-    .await?
-    .parse()
-    .ok()?;
+    let theirs = c.patroni(i).await?.get("dcs_last_seen")?.as_i64()?;
     let ours = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .ok()?
@@ -414,12 +406,12 @@ async fn run_in(lab: Arc<NetLab>, cfg: RunConfig) -> Report {
         }
         let hold = actives.iter().map(|a| a.hold).max().unwrap_or_default();
         pause(hold).await;
-        // A stepped clock is checked where it matters to PostgreSQL: the node's own now().
+        // A stepped clock is checked where the lease lives: the node's daemon.
         for a in &mut actives {
             if let nemesis::Active::ClockStepped { node } = a.active {
                 a.detail.push_str(&match clock_skew(&c, node).await {
-                    Some(s) => format!(" (its PostgreSQL's clock was {s:+} s off)"),
-                    None => " (its PostgreSQL's clock could not be read)".into(),
+                    Some(s) => format!(" (its daemon's clock read {s:+} s off)"),
+                    None => " (its daemon's clock could not be read)".into(),
                 });
             }
         }
