@@ -320,10 +320,50 @@ async fn sysid(c: &Cluster, i: usize) -> Option<i64> {
         .await
 }
 
+/// The timeline node `i` reports on GET /patroni.
+async fn timeline(c: &Cluster, i: usize) -> Option<u64> {
+    c.patroni(i).await?.get("timeline")?.as_u64()
+}
+
+/// Lines of node `i`'s log that mention initdb.
+fn initdb_lines(c: &Cluster, i: usize) -> usize {
+    c.log(i).matches("initdb").count()
+}
+
+/// After the keyspace was rebuilt: `initialize` is `id`, `config` is there again, and every
+/// member has the same system identifier, the 1000 rows, and no new initdb in its log.
+async fn check_keys_and_rows(c: &Cluster, id: i64, initdb_before: &[usize]) {
+    let keys: Value =
+        serde_json::from_str(&ctl_ok(c, 0, &["dcs", "get", "initialize", "-f", "json"]).await).unwrap();
+    assert_eq!(keys[0]["Value"], id.to_string(), "{keys}");
+    let config = wait_for(Duration::from_secs(30), "the config key", || async {
+        let o = ctl(c, 1, &["dcs", "get", "config", "-f", "json"]).await;
+        let v: Value = serde_json::from_str(&o.stdout).ok()?;
+        v[0]["Value"].as_str().map(str::to_string)
+    })
+    .await;
+    let config: Value = serde_json::from_str(&config).unwrap();
+    assert_eq!(
+        config["postgresql"]["parameters"]["wal_keep_size"], "128MB",
+        "not bootstrap.dcs: {config}"
+    );
+    for (i, before) in initdb_before.iter().enumerate() {
+        assert_eq!(sysid(c, i).await, Some(id), "pg{i} has another system identifier");
+        wait_for(Duration::from_secs(30), "the rows on every member", || async {
+            rows_above(c, i, 0).await.filter(|n| *n == 1000)
+        })
+        .await;
+        assert_eq!(initdb_lines(c, i), *before, "pg{i} ran initdb: {}", c.log(i));
+    }
+}
+
 /// Every Raft data directory lost at once while PostgreSQL keeps its data (restored VMs):
-/// after a restart of every daemon the members form a new Raft group, and the cluster comes
-/// back around the existing data: the same system identifier in `initialize`, every row,
-/// the replicas streaming, and no initdb anywhere.
+/// after a restart of every daemon the members form a new Raft group, and the cluster is
+/// adopted around the member that runs as the primary: it stays the primary on the same
+/// timeline (no replica races it), `initialize` is its system identifier, `config` is
+/// written again from bootstrap.dcs, every row is there and nobody runs initdb. Then the same
+/// loss with no primary running (its PostgreSQL crashed too): nobody takes the leader key
+/// until an operator names a member with `pgwardenctl failover --candidate`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn dcs_ops_total_loss_of_the_dcs_keeps_postgres_and_its_data() {
     require_pg!();
@@ -331,6 +371,7 @@ async fn dcs_ops_total_loss_of_the_dcs_keeps_postgres_and_its_data() {
     c.start_all();
     let p = c.wait_healthy(Duration::from_secs(120)).await;
     let id = sysid(&c, p).await.unwrap();
+    let tl = timeline(&c, p).await.unwrap();
     c.connect(p)
         .await
         .unwrap()
@@ -348,36 +389,66 @@ async fn dcs_ops_total_loss_of_the_dcs_keeps_postgres_and_its_data() {
         )
         .await;
     }
-    let initdb_lines = |c: &Cluster, i: usize| c.log(i).matches("initdb").count();
     let before: Vec<usize> = (0..3).map(|i| initdb_lines(&c, i)).collect();
-    for i in 0..3 {
-        c.kill9_daemon(i);
-    }
-    for i in 0..3 {
-        std::fs::remove_dir_all(c.nodes[i].state_dir()).unwrap();
-    }
+    let lose_the_dcs = |c: &mut Cluster| {
+        for i in 0..3 {
+            c.kill9_daemon(i);
+        }
+        for i in 0..3 {
+            std::fs::remove_dir_all(c.nodes[i].state_dir()).unwrap();
+        }
+    };
+    // 1. The primary keeps running: it adopts the new, empty keyspace.
+    lose_the_dcs(&mut c);
     c.start_all();
     let q = c.wait_healthy(Duration::from_secs(120)).await;
-    let keys: Value =
-        serde_json::from_str(&ctl_ok(&c, 0, &["dcs", "get", "initialize", "-f", "json"]).await).unwrap();
-    assert_eq!(keys[0]["Value"], id.to_string(), "{keys}");
-    for (i, initdb_before) in before.into_iter().enumerate() {
-        assert_eq!(
-            sysid(&c, i).await,
-            Some(id),
-            "pg{i} has another system identifier"
-        );
-        let n = wait_for(Duration::from_secs(30), "the rows on every member", || async {
-            rows_above(&c, i, 0).await.filter(|n| *n == 1000)
-        })
-        .await;
-        assert_eq!(n, 1000);
-        assert_eq!(
-            initdb_lines(&c, i),
-            initdb_before,
-            "pg{i} ran initdb: {}",
-            c.log(i)
-        );
+    assert_eq!(q, p, "another member took the primary's place");
+    assert_eq!(
+        timeline(&c, p).await,
+        Some(tl),
+        "a promotion changed the timeline"
+    );
+    check_keys_and_rows(&c, id, &before).await;
+    assert!(
+        c.log(p).contains("recreated the missing config key"),
+        "not logged: {}",
+        c.log(p)
+    );
+
+    // 2. No member runs as a primary: the primary's PostgreSQL crashed with the DCS.
+    let waiting = |c: &Cluster, i: usize| c.log(i).matches("an operator must choose").count();
+    let waited: Vec<usize> = (0..3).map(|i| waiting(&c, i)).collect();
+    lose_the_dcs(&mut c);
+    c.kill9_postmaster(p).expect("the primary's postmaster");
+    c.start_all();
+    // Every member says it waits for an operator (the former primary once it runs read-only)...
+    wait_for(
+        Duration::from_secs(60),
+        "every member to wait for an operator",
+        || async { (0..3).all(|i| waiting(&c, i) > waited[i]).then_some(()) },
+    )
+    .await;
+    // ...and none took the leader key meanwhile.
+    let o = ctl(&c, 0, &["dcs", "get", "leader", "-f", "json"]).await;
+    assert_eq!(o.stdout.trim(), "[]", "{o:?}");
+    for i in 0..3 {
+        let s = c.patroni(i).await.unwrap();
+        assert_eq!(s["role"], "replica", "pg{i} became a primary on its own: {s}");
     }
-    eprintln!("primary before: pg{p}, after: pg{q}");
+    let candidate = format!("pg{p}");
+    wait_for(
+        Duration::from_secs(60),
+        "the chosen member to be the primary",
+        || async {
+            if c.primary().await == Some(p) {
+                return Some(());
+            }
+            let o = ctl(&c, p, &["failover", "--candidate", &candidate, "--force"]).await;
+            eprintln!("failover --candidate {candidate}: {o:?}");
+            None
+        },
+    )
+    .await;
+    assert_eq!(c.wait_healthy(Duration::from_secs(120)).await, p);
+    check_keys_and_rows(&c, id, &before).await;
 }
