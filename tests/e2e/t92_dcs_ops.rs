@@ -452,3 +452,118 @@ async fn dcs_ops_total_loss_of_the_dcs_keeps_postgres_and_its_data() {
     assert_eq!(c.wait_healthy(Duration::from_secs(120)).await, p);
     check_keys_and_rows(&c, id, &before).await;
 }
+
+/// The runbook's witness survivor in 2 data nodes + witness: both data hosts lost, one data
+/// directory saved (the primary's, as a restore from a backup would give). On the witness,
+/// `force-new-cluster`, start; the data node comes back with that directory and an empty
+/// `raft.data_dir`, is added with `members add`, and after `resume` its HA loop starts
+/// PostgreSQL, finds no leader and takes the key with the data: every row, the same system
+/// identifier, no initdb. The second data node, fresh, joins and clones from it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn dcs_ops_force_new_cluster_on_a_witness_survivor() {
+    require_pg!();
+    let mut c = Cluster::new(Options {
+        data_nodes: 2,
+        witness: true,
+        ..Default::default()
+    });
+    c.start_all();
+    let p = c.wait_healthy(Duration::from_secs(120)).await;
+    let other = 1 - p;
+    let witness = 2;
+    let id = sysid(&c, p).await.unwrap();
+    c.connect(p)
+        .await
+        .unwrap()
+        .batch_execute(
+            "CREATE TABLE writes (id bigint primary key); \
+             INSERT INTO writes SELECT generate_series(1, 1000)",
+        )
+        .await
+        .unwrap();
+    let initdb_before = initdb_lines(&c, p);
+
+    // Both data hosts are lost; the primary's data directory is saved, its Raft store is not.
+    c.kill9(p);
+    c.kill9(other);
+    for dir in [
+        c.nodes[p].state_dir(),
+        c.nodes[other].state_dir(),
+        c.nodes[other].pgdata(),
+    ] {
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+    // Steps 1-4 on the witness.
+    c.kill9_daemon(witness);
+    let cfg = c.nodes[witness].config_path();
+    let o = pgwarden(&[os("force-new-cluster"), cfg.as_os_str()]);
+    assert!(o.ok, "{o:?}");
+    c.start(witness);
+    wait_for(
+        Duration::from_secs(30),
+        "the witness's DCS to serve reads",
+        || async {
+            ctl(&c, witness, &["dcs", "get", "initialize", "-f", "json"])
+                .await
+                .ok
+                .then_some(())
+        },
+    )
+    .await;
+
+    // The data node with the saved directory: started with an empty raft.data_dir, added.
+    c.start(p);
+    let addr = c.nodes[p].raft_addr();
+    wait_for(Duration::from_secs(60), "the data node to be added", || async {
+        ctl(&c, witness, &["members", "add", &addr])
+            .await
+            .ok
+            .then_some(())
+    })
+    .await;
+    // force-new-cluster paused the cluster: the data node leaves its PostgreSQL stopped (and
+    // a failover to it is refused: it is not running) until the cluster is resumed.
+    wait_for(
+        Duration::from_secs(60),
+        "the data node to see the paused cluster",
+        || async {
+            c.log(p)
+                .contains("the cluster is paused: not starting it")
+                .then_some(())
+        },
+    )
+    .await;
+    let o = ctl(&c, witness, &["resume"]).await;
+    assert!(o.ok, "resume: {o:?}");
+    wait_for(
+        Duration::from_secs(90),
+        "the data node to take the key with its data",
+        || async { (c.primary().await == Some(p)).then_some(()) },
+    )
+    .await;
+    assert_eq!(sysid(&c, p).await, Some(id));
+    assert_eq!(rows_above(&c, p, 0).await, Some(1000));
+    assert_eq!(initdb_lines(&c, p), initdb_before, "initdb ran: {}", c.log(p));
+
+    // The second data node, fresh, joins and clones.
+    c.start(other);
+    let addr = c.nodes[other].raft_addr();
+    wait_for(Duration::from_secs(60), "the fresh node to be added", || async {
+        ctl(&c, witness, &["members", "add", &addr])
+            .await
+            .ok
+            .then_some(())
+    })
+    .await;
+    assert_eq!(c.wait_healthy(Duration::from_secs(180)).await, p);
+    let n = wait_for(Duration::from_secs(30), "the rows on the new replica", || async {
+        rows_above(&c, other, 0).await.filter(|n| *n == 1000)
+    })
+    .await;
+    assert_eq!(n, 1000);
+    let st: Value =
+        serde_json::from_str(&ctl_ok(&c, witness, &["dcs", "status", "-f", "json"]).await).unwrap();
+    let rows = st.as_array().unwrap();
+    assert_eq!(rows.len(), 3, "{st}");
+    assert!(rows.iter().all(|r| r["Error"] == ""), "{st}");
+}
