@@ -400,8 +400,10 @@ async fn dcs_ops_total_loss_of_the_dcs_keeps_postgres_and_its_data() {
     };
     // 1. The primary keeps running: it adopts the new, empty keyspace.
     lose_the_dcs(&mut c);
+    let restarted = std::time::Instant::now();
     c.start_all();
     let q = c.wait_healthy(Duration::from_secs(120)).await;
+    eprintln!("adopted and healthy {:?} after the restart", restarted.elapsed());
     assert_eq!(q, p, "another member took the primary's place");
     assert_eq!(
         timeline(&c, p).await,
@@ -420,6 +422,7 @@ async fn dcs_ops_total_loss_of_the_dcs_keeps_postgres_and_its_data() {
     let waited: Vec<usize> = (0..3).map(|i| waiting(&c, i)).collect();
     lose_the_dcs(&mut c);
     c.kill9_postmaster(p).expect("the primary's postmaster");
+    let restarted = std::time::Instant::now();
     c.start_all();
     // Every member says it waits for an operator (the former primary once it runs read-only)...
     wait_for(
@@ -450,6 +453,10 @@ async fn dcs_ops_total_loss_of_the_dcs_keeps_postgres_and_its_data() {
     )
     .await;
     assert_eq!(c.wait_healthy(Duration::from_secs(120)).await, p);
+    eprintln!(
+        "chosen, promoted and healthy {:?} after the restart",
+        restarted.elapsed()
+    );
     check_keys_and_rows(&c, id, &before).await;
 }
 
