@@ -36,6 +36,8 @@ pub(crate) struct NodeInner {
     /// start, then whatever the HA loop sets from the dynamic `retry_timeout`
     /// ([`crate::dcs::Dcs::set_op_timeout`]), so that a changed value applies without a restart.
     pub(crate) op_timeout_ms: std::sync::atomic::AtomicU64,
+    /// The lease deadlines the reaper keeps (see [`crate::lease`]); read by `LeaseLeft`.
+    pub(crate) leases: crate::lease::SharedLeaseTable,
 }
 
 /// Shortest and longest pause between retries while no leader is known.

@@ -12,6 +12,7 @@
 use crate::read_index::{self, ReadFloor};
 use crate::{Command, NodeId, Proposal, Raft};
 use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -86,6 +87,27 @@ impl LeaseTable {
     pub fn deadline(&self, key: &str) -> Option<Instant> {
         self.deadlines.get(key).map(|(_, d)| *d)
     }
+
+    /// Time left at `now` on `key`'s lease, when its deadline belongs to the write at
+    /// `revision` (`None`: not armed, or armed for another write).
+    pub fn left(&self, key: &str, revision: u64, now: Instant) -> Option<Duration> {
+        match self.deadlines.get(key) {
+            Some((rev, d)) if *rev == revision => Some(d.saturating_duration_since(now)),
+            _ => None,
+        }
+    }
+}
+
+/// The table of one node, shared by its reaper task and its admin requests: `dcs get` shows
+/// the time left as the Raft leader's reaper counts it, the clock that actually expires keys.
+#[derive(Clone, Debug, Default)]
+pub struct SharedLeaseTable(Arc<Mutex<LeaseTable>>);
+
+impl SharedLeaseTable {
+    /// The table (never held across an await).
+    pub fn lock(&self) -> MutexGuard<'_, LeaseTable> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
 }
 
 /// What the reaper needs from Raft. A trait so that its retry rules can be tested with
@@ -141,7 +163,7 @@ impl Expirer for RaftExpirer {
 /// The tracker's table and the reaper's memory of what it proposed.
 #[derive(Default)]
 struct Reaper {
-    table: LeaseTable,
+    table: SharedLeaseTable,
     /// Expires whose commit succeeded and whose apply has not been seen yet, so a key is
     /// not proposed again while its Disarm is on the way. An Expire that failed or timed
     /// out is *not* kept here: it may have been lost in a term change, and if this node
@@ -155,7 +177,7 @@ impl Reaper {
     /// One reaper tick: if this node is the confirmed leader, proposes an Expire for
     /// every passed deadline not already committed.
     async fn tick<E: Expirer>(&mut self, expirer: &E, events: &mut mpsc::UnboundedReceiver<LeaseEvent>) {
-        if self.table.expired(Instant::now()).is_empty() || !expirer.is_leader() {
+        if self.table.lock().expired(Instant::now()).is_empty() || !expirer.is_leader() {
             self.proposed.clear();
             return;
         }
@@ -174,9 +196,9 @@ impl Reaper {
             }
         }
         while let Ok(ev) = events.try_recv() {
-            self.table.handle(ev, Instant::now());
+            self.table.lock().handle(ev, Instant::now());
         }
-        let expired = self.table.expired(Instant::now());
+        let expired = self.table.lock().expired(Instant::now());
         self.proposed.retain(|p| expired.contains(p));
         for (key, revision) in expired {
             if !self.proposed.insert((key.clone(), revision)) {
@@ -206,6 +228,7 @@ pub(crate) async fn run(
     raft: Raft,
     my_id: NodeId,
     read_floor: ReadFloor,
+    table: SharedLeaseTable,
     mut events: mpsc::UnboundedReceiver<LeaseEvent>,
     shutdown: CancellationToken,
 ) {
@@ -214,14 +237,17 @@ pub(crate) async fn run(
         my_id,
         read_floor,
     };
-    let mut reaper = Reaper::default();
+    let mut reaper = Reaper {
+        table,
+        ..Default::default()
+    };
     let mut tick = tokio::time::interval(REAPER_TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
             ev = events.recv() => match ev {
-                Some(ev) => reaper.table.handle(ev, Instant::now()),
+                Some(ev) => reaper.table.lock().handle(ev, Instant::now()),
                 None => return,
             },
             _ = tick.tick() => reaper.tick(&expirer, &mut events).await,
@@ -274,6 +300,15 @@ mod tests {
         );
         assert_eq!(t.deadline("c"), Some(later + Duration::from_secs(2)));
         assert!(t.deadline("b").is_none());
+        // Time left, only for the write the deadline was armed by.
+        let at = later + Duration::from_millis(500);
+        assert_eq!(t.left("c", 9, at), Some(Duration::from_millis(1500)));
+        assert_eq!(t.left("c", 8, at), None);
+        assert_eq!(
+            t.left("c", 9, later + Duration::from_secs(5)),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(t.left("b", 3, at), None);
     }
 
     /// A fake leader whose first Expire never commits (lost in a term change); later
@@ -318,7 +353,7 @@ mod tests {
             applied: tx,
         };
         let mut reaper = Reaper::default();
-        reaper.table.handle(
+        reaper.table.lock().handle(
             LeaseEvent::Arm {
                 key: "/leader".into(),
                 revision: 5,
@@ -341,6 +376,9 @@ mod tests {
             calls,
             vec![("/leader".to_string(), 5), ("/leader".to_string(), 5)]
         );
-        assert!(reaper.table.deadline("/leader").is_none(), "the key expired");
+        assert!(
+            reaper.table.lock().deadline("/leader").is_none(),
+            "the key expired"
+        );
     }
 }

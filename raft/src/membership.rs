@@ -124,6 +124,19 @@ impl NodeInner {
         match req {
             AdminRequest::Status => Ok(AdminReply::Status(self.status())),
             AdminRequest::Report => Ok(AdminReply::Report(self.report())),
+            AdminRequest::LeaseLeft { keys } => {
+                let now = tokio::time::Instant::now();
+                let table = self.leases.lock();
+                let left = keys
+                    .iter()
+                    .map(|(k, rev)| {
+                        table
+                            .left(k, *rev, now)
+                            .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+                    })
+                    .collect();
+                Ok(AdminReply::LeaseLeft(left))
+            }
             AdminRequest::AddMember { addr, replace } => {
                 let hello: HelloReply = self
                     .peers

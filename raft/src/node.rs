@@ -162,6 +162,7 @@ impl RaftNode {
             proposer,
             candidacy: Arc::default(),
             op_timeout_ms,
+            leases: crate::lease::SharedLeaseTable::default(),
         });
         tracing::info!(node_id = id, name = %inner.me.name, addr = %inner.me.addr, "Raft node started");
 
@@ -177,6 +178,7 @@ impl RaftNode {
             raft,
             id,
             read_floor,
+            inner.leases.clone(),
             lease_rx,
             shutdown.clone(),
         )));

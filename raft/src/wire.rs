@@ -255,6 +255,12 @@ pub enum AdminRequest {
     /// The receiving node's own state ([`NodeReport`]); answered by that node, never
     /// forwarded, also when it is not (yet) a member. `dcs status` asks every member.
     Report,
+    /// Time left on these leases (key, mod revision) by the Raft leader's reaper, the
+    /// clock that expires them (`dcs get`).
+    LeaseLeft {
+        /// The keys with the revision read.
+        keys: Vec<(String, u64)>,
+    },
 }
 
 /// A successful admin call.
@@ -268,6 +274,9 @@ pub enum AdminReply {
     Removed(NodeId),
     /// The answering node's own state.
     Report(NodeReport),
+    /// Milliseconds left on each lease asked for, in order; `None` where the leader's
+    /// deadline belongs to another write (the key changed since it was read) or to none.
+    LeaseLeft(Vec<Option<u64>>),
 }
 
 /// A failed admin call.

@@ -321,3 +321,54 @@ async fn dcs_ops_a_backup_restored_into_a_fresh_cluster_holds_the_same_keys() {
     .await;
     assert_eq!(v.value, "{\"i\":7}");
 }
+
+/// `dcs get`'s time left on a lease is the Raft leader's, the reaper's clock: asked through
+/// a follower that restarted after the write (so its own tracker re-armed the key at a full
+/// TTL), the answer is still the leader's deadline, less the time that has passed. A
+/// revision other than the one the deadline was armed by gets no answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dcs_ops_lease_time_left_is_the_raft_leaders() {
+    let mut c = ProcCluster::start(3).await;
+    let client = c.client();
+    client
+        .put("/service/s/leader", "n1", Some(TTL), Condition::Always)
+        .await
+        .unwrap();
+    let written = Instant::now();
+    let rev = client
+        .get("/service/s/leader")
+        .await
+        .unwrap()
+        .unwrap()
+        .mod_revision;
+    let l = c.leader().await;
+    let f = (l + 1) % 3;
+    // Part of the lease passes before the follower restarts: its own tracker then counts a
+    // full TTL from its start, the leader's what is really left.
+    tokio::time::sleep(TTL / 3).await;
+    c.kill9(f);
+    c.start_member(f);
+    let ask = |keys: Vec<(String, u64)>| {
+        let cl = c.client_of(f);
+        async move {
+            // The leader applied the write before the put returned, so at least this much
+            // of the lease has passed when it answers.
+            let passed = written.elapsed();
+            match cl.admin(AdminRequest::LeaseLeft { keys }).await {
+                Ok(AdminReply::LeaseLeft(v)) => Some((passed, v)),
+                _ => None,
+            }
+        }
+    };
+    let (passed, left) = wait_for(
+        Duration::from_secs(15),
+        "the restarted follower to answer",
+        || ask(vec![("/service/s/leader".into(), rev)]),
+    )
+    .await;
+    let bound = TTL.saturating_sub(passed).as_millis() as u64;
+    let ms = left[0].expect("the leader's deadline");
+    assert!(ms <= bound, "{ms} ms left, more than the leader's {bound} ms");
+    let (_, left) = ask(vec![("/service/s/leader".into(), rev + 1)]).await.unwrap();
+    assert_eq!(left, vec![None]);
+}

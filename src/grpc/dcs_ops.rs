@@ -2,12 +2,12 @@
 //! revisions and lease time left, every Raft member's own state, raw repair writes
 //! behind `force`, and consistent snapshots of the cluster's keys.
 //!
-//! Also owns [`LeaseClock`], this member's view of when each lease expires: the lease
-//! table the reaper uses lives inside the Raft node's reaper task, so the admin API
-//! keeps its own, by the same rule (a key's deadline is armed when this member applies
-//! its last write, at that moment + TTL; a restart or a missed event re-arms every key
-//! at now + TTL). It is for display only and can only show a deadline later than the
-//! reaper's, never an earlier one.
+//! The time left on a lease is the Raft leader's: `dcs get` asks the leader's lease reaper
+//! (the clock that expires keys) for the keys it read. When the leader cannot be asked (no
+//! leader, an older member), it falls back to [`LeaseClock`], this member's own view by the
+//! same rule (a key's deadline is armed when this member applies its last write, at that
+//! moment + TTL; a restart or a missed event re-arms every key at now + TTL), which can only
+//! show a deadline later than the reaper's, never an earlier one.
 
 use super::error::AdminError;
 use super::pb;
@@ -114,10 +114,15 @@ fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
-/// A key as the admin API shows it.
+/// A key as the admin API shows it, with this member's estimate of the time left.
 pub fn key(kv: KeyValue, clock: &LeaseClock) -> pb::DcsKey {
+    let left = clock.left(&kv).map(millis);
+    key_with_left(kv, left)
+}
+
+fn key_with_left(kv: KeyValue, lease_left_ms: Option<u64>) -> pb::DcsKey {
     pb::DcsKey {
-        lease_left_ms: clock.left(&kv).map(millis),
+        lease_left_ms,
         ttl_ms: kv.ttl_ms,
         key: kv.key,
         value: kv.value,
@@ -151,10 +156,39 @@ pub async fn get<D: Dcs, R: RaftAdmin>(
     let revision = raft
         .applied()
         .max(kvs.iter().map(|k| k.mod_revision).max().unwrap_or(0));
-    Ok(pb::DcsKeys {
-        revision,
-        keys: kvs.into_iter().map(|kv| key(kv, clock)).collect(),
-    })
+    let mut left = leader_lease_left(raft, &kvs).await;
+    let keys = kvs
+        .into_iter()
+        .map(|kv| match left.remove(&kv.key) {
+            Some(ms) => key_with_left(kv, Some(ms)),
+            None => key(kv, clock),
+        })
+        .collect();
+    Ok(pb::DcsKeys { revision, keys })
+}
+
+/// The Raft leader's time left on the leases among `kvs`, by key; empty when it cannot be
+/// asked (the caller then shows this member's estimate).
+async fn leader_lease_left<R: RaftAdmin>(raft: &R, kvs: &[KeyValue]) -> HashMap<String, u64> {
+    let asked: Vec<(String, u64)> = kvs
+        .iter()
+        .filter(|kv| kv.ttl_ms.is_some())
+        .map(|kv| (kv.key.clone(), kv.mod_revision))
+        .collect();
+    if asked.is_empty() {
+        return HashMap::new();
+    }
+    match raft.admin(AdminRequest::LeaseLeft { keys: asked.clone() }).await {
+        Ok(AdminReply::LeaseLeft(left)) if left.len() == asked.len() => asked
+            .into_iter()
+            .zip(left)
+            .filter_map(|((k, _), ms)| Some((k, ms?)))
+            .collect(),
+        other => {
+            tracing::debug!(reply = ?other, "the Raft leader's lease times are not available");
+            HashMap::new()
+        }
+    }
 }
 
 /// `dcs status`: the membership as this member knows it, and each member's own report.

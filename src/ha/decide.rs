@@ -170,12 +170,23 @@ pub struct Decision {
     pub actions: Vec<Action>,
     /// Why, for the log (one line per role change or action).
     pub reason: String,
+    /// Nothing will change until an operator acts (the reason says how): the runner logs
+    /// the reason as a warning rather than as information.
+    pub needs_operator: bool,
 }
 
 fn decision(actions: Vec<Action>, reason: impl Into<String>) -> Decision {
     Decision {
         actions,
         reason: reason.into(),
+        needs_operator: false,
+    }
+}
+
+fn operator_needed(reason: impl Into<String>) -> Decision {
+    Decision {
+        needs_operator: true,
+        ..decision(vec![], reason)
     }
 }
 
@@ -230,6 +241,17 @@ pub fn decide(i: &Inputs<'_>) -> Decision {
                 None if leader.is_some_and(|l| l != i.me) => decision(
                     actions,
                     "no initialize key but a leader exists: waiting for it to restore the key",
+                ),
+                // A keyspace lost with every Raft data directory, while the members kept
+                // their PostgreSQL: a bootstrap here would make a second, empty cluster,
+                // take the leader key, and demote the real primary under it.
+                None if leader.is_none() && member_with_data(i.me, view).is_some() => decision(
+                    actions,
+                    format!(
+                        "no initialize key, but {} has a PostgreSQL data directory: not bootstrapping \
+                         a second cluster, waiting for the existing one to be adopted",
+                        member_with_data(i.me, view).map_or("another member", |m| m.as_str())
+                    ),
                 ),
                 None if i.failover_priority > 0 && !paused => {
                     actions.extend([Action::RaceInitialize, Action::Bootstrap]);
@@ -513,6 +535,31 @@ fn decide_running(
         }
         return decision(vec![], "no leader, and the cluster is paused: not racing");
     }
+    // The DCS holds no cluster (no `initialize`) but PostgreSQL has data here: the keyspace was
+    // lost (every Raft data directory gone) or wiped. The cluster is adopted around the member
+    // that runs as the primary; the usual race among standbys is off, since one could win it
+    // before the primary's daemon is back, and its promotion would fork the timeline for
+    // nothing. With no primary running, which standby holds the most is not something the
+    // members can tell alone (the lost keys held the last optime and history): an operator
+    // names it, and only that member takes the key.
+    let adopting = view.initialize.is_none();
+    if adopting {
+        if !r.primary && !manual_failover_to_me(i, view) {
+            return operator_needed(
+                "the DCS holds no cluster (no initialize key) and this member's PostgreSQL is a standby: \
+                 not racing for the leader key. A member running as primary takes it when its daemon \
+                 is up; if none runs as primary, an operator must choose the new primary: \
+                 pgwardenctl failover --candidate <member>",
+            );
+        }
+        if r.primary && i.sysid.is_none() {
+            return decision(
+                vec![],
+                "the DCS holds no cluster and this member runs as primary, but its system identifier \
+                 is not known yet: waiting",
+            );
+        }
+    }
     match healthiest(i, view, r) {
         Ok(()) => {
             let mut actions = vec![Action::AcquireLeader];
@@ -522,13 +569,32 @@ fn decide_running(
             if !r.primary {
                 actions.push(Action::Promote);
             }
-            decision(
-                actions,
-                "no leader: this member is the healthiest, taking the leader key",
-            )
+            let why = match (adopting, r.primary) {
+                (true, true) => {
+                    "the DCS holds no cluster and this member runs as primary: adopting the cluster \
+                     around it (the leader key, then initialize from its system identifier)"
+                }
+                (true, false) => {
+                    "the DCS holds no cluster and an operator chose this member: taking the leader key \
+                     and promoting"
+                }
+                _ => "no leader: this member is the healthiest, taking the leader key",
+            };
+            decision(actions, why)
         }
         Err(why) => decision(vec![], format!("no leader, not racing: {why}")),
     }
+}
+
+/// Another member whose key says its PostgreSQL has a data directory (a primary or a
+/// standby, running or not), whatever the DCS says about the cluster.
+fn member_with_data<'a>(me: &MemberName, view: &'a ClusterView) -> Option<&'a MemberName> {
+    view.members
+        .iter()
+        .find(|(n, m)| {
+            *n != me && (m.role.is_primary() || m.role == Role::Replica || m.role == Role::StandbyLeader)
+        })
+        .map(|(n, _)| n)
 }
 
 /// Whether the failover key asks, now, for this member to become the leader: it names this

@@ -836,7 +836,8 @@ fn safety_f8_an_unreadable_data_directory_is_not_taken_for_an_empty_one() {
     assert_eq!(d.actions, vec![], "{}", d.reason);
     let d = decide_for("a", Some(&view(Some("a"))), &unknown, false);
     assert_eq!(d.actions, vec![Action::ReleaseLeader], "{}", d.reason);
-    // Truly no data, for contrast: the bootstrap race.
+    // Truly no data, here and on the other members, for contrast: the bootstrap race.
+    empty.members.clear();
     let d = decide_for("a", Some(&empty), &PgState::NoData, false);
     assert!(d.actions.contains(&Action::RaceInitialize), "{}", d.reason);
 }
@@ -1047,4 +1048,129 @@ fn a_stalled_replica_of_a_leader_without_member_key_waits_for_the_race() {
     v.members.remove(&n("a"));
     let d = decide(&inputs(&me, Some(&v), &stalled));
     assert!(d.actions.is_empty(), "{d:?}");
+}
+
+/// Issue 22, the total loss of the DCS with PostgreSQL intact (every Raft data directory
+/// gone): the keyspace comes back empty, without `initialize`. The member running as the
+/// primary adopts the cluster; standbys never race for it; with no primary running only the
+/// member an operator names takes the key; nobody bootstraps beside a member that has data.
+#[test]
+fn a_lost_keyspace_is_adopted_by_the_running_primary_only() {
+    let mut lost = view(None);
+    lost.initialize = None;
+    let mut chosen_b = lost.clone();
+    chosen_b.failover = Some(Versioned {
+        value: FailoverKey {
+            leader: None,
+            member: Some("b".into()),
+            scheduled_at: None,
+        },
+        revision: 3,
+    });
+    let mut first_start = lost.clone();
+    for m in first_start.members.values_mut() {
+        m.role = "uninitialized".into();
+        m.state = "stopped".into();
+    }
+    let stopped_primary = PgState::Stopped {
+        clean: false,
+        standby: false,
+    };
+    /// (name, me, view, pg, sysid known, expected actions, an operator is needed)
+    type Row<'a> = (
+        &'a str,
+        &'a str,
+        &'a ClusterView,
+        PgState,
+        bool,
+        Vec<Action>,
+        bool,
+    );
+    let cases: Vec<Row> = vec![
+        (
+            "the running primary takes the key",
+            "a",
+            &lost,
+            primary(),
+            true,
+            vec![Action::AcquireLeader],
+            false,
+        ),
+        (
+            "a running primary whose system identifier is unknown waits",
+            "a",
+            &lost,
+            primary(),
+            false,
+            vec![],
+            false,
+        ),
+        (
+            "a standby does not race, even with the most WAL and nobody answering",
+            "b",
+            &lost,
+            replica(100, None),
+            true,
+            vec![],
+            true,
+        ),
+        (
+            "the standby an operator names takes the key and is promoted",
+            "b",
+            &chosen_b,
+            replica(100, None),
+            true,
+            vec![
+                Action::AcquireLeader,
+                Action::ClearFailover { revision: 3 },
+                Action::Promote,
+            ],
+            false,
+        ),
+        (
+            "another standby leaves it to the named one",
+            "c",
+            &chosen_b,
+            replica(100, None),
+            true,
+            vec![],
+            true,
+        ),
+        (
+            "a stopped former primary starts read-only, never as a primary",
+            "a",
+            &lost,
+            stopped_primary,
+            true,
+            vec![Action::StartReplica { leader: None }],
+            false,
+        ),
+        (
+            "no bootstrap beside members that have data",
+            "a",
+            &lost,
+            PgState::NoData,
+            false,
+            vec![],
+            false,
+        ),
+        (
+            "a first start (no member has data) still bootstraps",
+            "a",
+            &first_start,
+            PgState::NoData,
+            false,
+            vec![Action::RaceInitialize, Action::Bootstrap],
+            false,
+        ),
+    ];
+    for (name, me, v, pg, sysid_known, expect, operator) in cases {
+        let me = n(me);
+        let d = decide(&Inputs {
+            sysid: sysid_known.then_some(7000000000000000001),
+            ..inputs(&me, Some(v), &pg)
+        });
+        assert_eq!(d.actions, expect, "{name}: {}", d.reason);
+        assert_eq!(d.needs_operator, operator, "{name}: {}", d.reason);
+    }
 }

@@ -320,10 +320,50 @@ async fn sysid(c: &Cluster, i: usize) -> Option<i64> {
         .await
 }
 
+/// The timeline node `i` reports on GET /patroni.
+async fn timeline(c: &Cluster, i: usize) -> Option<u64> {
+    c.patroni(i).await?.get("timeline")?.as_u64()
+}
+
+/// Lines of node `i`'s log that mention initdb.
+fn initdb_lines(c: &Cluster, i: usize) -> usize {
+    c.log(i).matches("initdb").count()
+}
+
+/// After the keyspace was rebuilt: `initialize` is `id`, `config` is there again, and every
+/// member has the same system identifier, the 1000 rows, and no new initdb in its log.
+async fn check_keys_and_rows(c: &Cluster, id: i64, initdb_before: &[usize]) {
+    let keys: Value =
+        serde_json::from_str(&ctl_ok(c, 0, &["dcs", "get", "initialize", "-f", "json"]).await).unwrap();
+    assert_eq!(keys[0]["Value"], id.to_string(), "{keys}");
+    let config = wait_for(Duration::from_secs(30), "the config key", || async {
+        let o = ctl(c, 1, &["dcs", "get", "config", "-f", "json"]).await;
+        let v: Value = serde_json::from_str(&o.stdout).ok()?;
+        v[0]["Value"].as_str().map(str::to_string)
+    })
+    .await;
+    let config: Value = serde_json::from_str(&config).unwrap();
+    assert_eq!(
+        config["postgresql"]["parameters"]["wal_keep_size"], "128MB",
+        "not bootstrap.dcs: {config}"
+    );
+    for (i, before) in initdb_before.iter().enumerate() {
+        assert_eq!(sysid(c, i).await, Some(id), "pg{i} has another system identifier");
+        wait_for(Duration::from_secs(30), "the rows on every member", || async {
+            rows_above(c, i, 0).await.filter(|n| *n == 1000)
+        })
+        .await;
+        assert_eq!(initdb_lines(c, i), *before, "pg{i} ran initdb: {}", c.log(i));
+    }
+}
+
 /// Every Raft data directory lost at once while PostgreSQL keeps its data (restored VMs):
-/// after a restart of every daemon the members form a new Raft group, and the cluster comes
-/// back around the existing data: the same system identifier in `initialize`, every row,
-/// the replicas streaming, and no initdb anywhere.
+/// after a restart of every daemon the members form a new Raft group, and the cluster is
+/// adopted around the member that runs as the primary: it stays the primary on the same
+/// timeline (no replica races it), `initialize` is its system identifier, `config` is
+/// written again from bootstrap.dcs, every row is there and nobody runs initdb. Then the same
+/// loss with no primary running (its PostgreSQL crashed too): nobody takes the leader key
+/// until an operator names a member with `pgwardenctl failover --candidate`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn dcs_ops_total_loss_of_the_dcs_keeps_postgres_and_its_data() {
     require_pg!();
@@ -331,6 +371,7 @@ async fn dcs_ops_total_loss_of_the_dcs_keeps_postgres_and_its_data() {
     c.start_all();
     let p = c.wait_healthy(Duration::from_secs(120)).await;
     let id = sysid(&c, p).await.unwrap();
+    let tl = timeline(&c, p).await.unwrap();
     c.connect(p)
         .await
         .unwrap()
@@ -348,36 +389,188 @@ async fn dcs_ops_total_loss_of_the_dcs_keeps_postgres_and_its_data() {
         )
         .await;
     }
-    let initdb_lines = |c: &Cluster, i: usize| c.log(i).matches("initdb").count();
     let before: Vec<usize> = (0..3).map(|i| initdb_lines(&c, i)).collect();
-    for i in 0..3 {
-        c.kill9_daemon(i);
-    }
-    for i in 0..3 {
-        std::fs::remove_dir_all(c.nodes[i].state_dir()).unwrap();
-    }
+    let lose_the_dcs = |c: &mut Cluster| {
+        for i in 0..3 {
+            c.kill9_daemon(i);
+        }
+        for i in 0..3 {
+            std::fs::remove_dir_all(c.nodes[i].state_dir()).unwrap();
+        }
+    };
+    // 1. The primary keeps running: it adopts the new, empty keyspace.
+    lose_the_dcs(&mut c);
+    let restarted = std::time::Instant::now();
     c.start_all();
     let q = c.wait_healthy(Duration::from_secs(120)).await;
-    let keys: Value =
-        serde_json::from_str(&ctl_ok(&c, 0, &["dcs", "get", "initialize", "-f", "json"]).await).unwrap();
-    assert_eq!(keys[0]["Value"], id.to_string(), "{keys}");
-    for (i, initdb_before) in before.into_iter().enumerate() {
-        assert_eq!(
-            sysid(&c, i).await,
-            Some(id),
-            "pg{i} has another system identifier"
-        );
-        let n = wait_for(Duration::from_secs(30), "the rows on every member", || async {
-            rows_above(&c, i, 0).await.filter(|n| *n == 1000)
-        })
-        .await;
-        assert_eq!(n, 1000);
-        assert_eq!(
-            initdb_lines(&c, i),
-            initdb_before,
-            "pg{i} ran initdb: {}",
-            c.log(i)
-        );
+    eprintln!("adopted and healthy {:?} after the restart", restarted.elapsed());
+    assert_eq!(q, p, "another member took the primary's place");
+    assert_eq!(
+        timeline(&c, p).await,
+        Some(tl),
+        "a promotion changed the timeline"
+    );
+    check_keys_and_rows(&c, id, &before).await;
+    assert!(
+        c.log(p).contains("recreated the missing config key"),
+        "not logged: {}",
+        c.log(p)
+    );
+
+    // 2. No member runs as a primary: the primary's PostgreSQL crashed with the DCS.
+    let waiting = |c: &Cluster, i: usize| c.log(i).matches("an operator must choose").count();
+    let waited: Vec<usize> = (0..3).map(|i| waiting(&c, i)).collect();
+    lose_the_dcs(&mut c);
+    c.kill9_postmaster(p).expect("the primary's postmaster");
+    let restarted = std::time::Instant::now();
+    c.start_all();
+    // Every member says it waits for an operator (the former primary once it runs read-only)...
+    wait_for(
+        Duration::from_secs(60),
+        "every member to wait for an operator",
+        || async { (0..3).all(|i| waiting(&c, i) > waited[i]).then_some(()) },
+    )
+    .await;
+    // ...and none took the leader key meanwhile.
+    let o = ctl(&c, 0, &["dcs", "get", "leader", "-f", "json"]).await;
+    assert_eq!(o.stdout.trim(), "[]", "{o:?}");
+    for i in 0..3 {
+        let s = c.patroni(i).await.unwrap();
+        assert_eq!(s["role"], "replica", "pg{i} became a primary on its own: {s}");
     }
-    eprintln!("primary before: pg{p}, after: pg{q}");
+    let candidate = format!("pg{p}");
+    wait_for(
+        Duration::from_secs(60),
+        "the chosen member to be the primary",
+        || async {
+            if c.primary().await == Some(p) {
+                return Some(());
+            }
+            let o = ctl(&c, p, &["failover", "--candidate", &candidate, "--force"]).await;
+            eprintln!("failover --candidate {candidate}: {o:?}");
+            None
+        },
+    )
+    .await;
+    assert_eq!(c.wait_healthy(Duration::from_secs(120)).await, p);
+    eprintln!(
+        "chosen, promoted and healthy {:?} after the restart",
+        restarted.elapsed()
+    );
+    check_keys_and_rows(&c, id, &before).await;
+}
+
+/// The runbook's witness survivor in 2 data nodes + witness: both data hosts lost, one data
+/// directory saved (the primary's, as a restore from a backup would give). On the witness,
+/// `force-new-cluster`, start; the data node comes back with that directory and an empty
+/// `raft.data_dir`, is added with `members add`, and after `resume` its HA loop starts
+/// PostgreSQL, finds no leader and takes the key with the data: every row, the same system
+/// identifier, no initdb. The second data node, fresh, joins and clones from it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn dcs_ops_force_new_cluster_on_a_witness_survivor() {
+    require_pg!();
+    let mut c = Cluster::new(Options {
+        data_nodes: 2,
+        witness: true,
+        ..Default::default()
+    });
+    c.start_all();
+    let p = c.wait_healthy(Duration::from_secs(120)).await;
+    let other = 1 - p;
+    let witness = 2;
+    let id = sysid(&c, p).await.unwrap();
+    c.connect(p)
+        .await
+        .unwrap()
+        .batch_execute(
+            "CREATE TABLE writes (id bigint primary key); \
+             INSERT INTO writes SELECT generate_series(1, 1000)",
+        )
+        .await
+        .unwrap();
+    let initdb_before = initdb_lines(&c, p);
+
+    // Both data hosts are lost; the primary's data directory is saved, its Raft store is not.
+    c.kill9(p);
+    c.kill9(other);
+    for dir in [
+        c.nodes[p].state_dir(),
+        c.nodes[other].state_dir(),
+        c.nodes[other].pgdata(),
+    ] {
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+    // Steps 1-4 on the witness.
+    c.kill9_daemon(witness);
+    let cfg = c.nodes[witness].config_path();
+    let o = pgwarden(&[os("force-new-cluster"), cfg.as_os_str()]);
+    assert!(o.ok, "{o:?}");
+    c.start(witness);
+    wait_for(
+        Duration::from_secs(30),
+        "the witness's DCS to serve reads",
+        || async {
+            ctl(&c, witness, &["dcs", "get", "initialize", "-f", "json"])
+                .await
+                .ok
+                .then_some(())
+        },
+    )
+    .await;
+
+    // The data node with the saved directory: started with an empty raft.data_dir, added.
+    c.start(p);
+    let addr = c.nodes[p].raft_addr();
+    wait_for(Duration::from_secs(60), "the data node to be added", || async {
+        ctl(&c, witness, &["members", "add", &addr])
+            .await
+            .ok
+            .then_some(())
+    })
+    .await;
+    // force-new-cluster paused the cluster: the data node leaves its PostgreSQL stopped (and
+    // a failover to it is refused: it is not running) until the cluster is resumed.
+    wait_for(
+        Duration::from_secs(60),
+        "the data node to see the paused cluster",
+        || async {
+            c.log(p)
+                .contains("the cluster is paused: not starting it")
+                .then_some(())
+        },
+    )
+    .await;
+    let o = ctl(&c, witness, &["resume"]).await;
+    assert!(o.ok, "resume: {o:?}");
+    wait_for(
+        Duration::from_secs(90),
+        "the data node to take the key with its data",
+        || async { (c.primary().await == Some(p)).then_some(()) },
+    )
+    .await;
+    assert_eq!(sysid(&c, p).await, Some(id));
+    assert_eq!(rows_above(&c, p, 0).await, Some(1000));
+    assert_eq!(initdb_lines(&c, p), initdb_before, "initdb ran: {}", c.log(p));
+
+    // The second data node, fresh, joins and clones.
+    c.start(other);
+    let addr = c.nodes[other].raft_addr();
+    wait_for(Duration::from_secs(60), "the fresh node to be added", || async {
+        ctl(&c, witness, &["members", "add", &addr])
+            .await
+            .ok
+            .then_some(())
+    })
+    .await;
+    assert_eq!(c.wait_healthy(Duration::from_secs(180)).await, p);
+    let n = wait_for(Duration::from_secs(30), "the rows on the new replica", || async {
+        rows_above(&c, other, 0).await.filter(|n| *n == 1000)
+    })
+    .await;
+    assert_eq!(n, 1000);
+    let st: Value =
+        serde_json::from_str(&ctl_ok(&c, witness, &["dcs", "status", "-f", "json"]).await).unwrap();
+    let rows = st.as_array().unwrap();
+    assert_eq!(rows.len(), 3, "{st}");
+    assert!(rows.iter().all(|r| r["Error"] == ""), "{st}");
 }

@@ -609,3 +609,40 @@ async fn safety_f9_an_adopted_primary_is_reconfigured_from_the_real_inputs_and_s
             .collect();
     assert_eq!(roles, [PgRole::Primary]);
 }
+
+/// Issue 22: the keyspace lost with every Raft data directory while PostgreSQL runs as the
+/// primary here. One iteration adopts it: the leader key, `initialize` from the data
+/// directory's system identifier, and `config` again from the local bootstrap.dcs section;
+/// PostgreSQL is neither stopped nor promoted.
+#[tokio::test]
+async fn a_lost_keyspace_is_rebuilt_around_the_running_primary() {
+    let mut f = fixture(WatchdogMode::Off).await;
+    for k in ["initialize", "config", "members/b"] {
+        f.dcs
+            .delete(&format!("{PREFIX}{k}"), Condition::Always)
+            .await
+            .unwrap();
+    }
+    let bootstrap = json!({"ttl": 30, "loop_wait": 10, "retry_timeout": 10, "maximum_lag_on_failover": 4096});
+    f.runner.s.bootstrap_dcs = bootstrap.clone();
+    f.pg.with_state(|s| {
+        s.status.in_recovery = false;
+        s.status.current_lsn = Some(Lsn(0x300_0000));
+    });
+    f.runner.iteration().await.unwrap();
+    assert_eq!(f.leader().await.as_deref(), Some("a"), "{}", f.runner.last_reason);
+    let get = |k: &'static str| {
+        let dcs = f.dcs.clone();
+        async move { dcs.get(&format!("{PREFIX}{k}")).await.unwrap().map(|kv| kv.value) }
+    };
+    assert_eq!(get("initialize").await.as_deref(), Some("7000000000000000001"));
+    let config: Value = serde_json::from_str(&get("config").await.unwrap()).unwrap();
+    assert_eq!(config, bootstrap);
+    let calls = f.pg.calls();
+    assert!(
+        !calls
+            .iter()
+            .any(|c| matches!(c, Call::Stop(_) | Call::Promote | Call::Initdb(_))),
+        "{calls:?}"
+    );
+}

@@ -37,7 +37,7 @@ const SSN_SETTLE: Duration = Duration::from_millis(500);
 impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
     /// The leader's upkeep, each iteration in which it holds a valid lease as a running
     /// primary (after a refresh, and right after its promotion): arm a required watchdog,
-    /// restore a lost `initialize`, keep the slots and publish `status`, keep `/failsafe`, and
+    /// restore a lost `initialize` and `config`, keep the slots and publish `status`, keep `/failsafe`, and
     /// manage synchronous replication. Works from the observation taken after acting.
     pub(super) async fn leader_upkeep(
         &mut self,
@@ -70,6 +70,21 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
             if let Ok(r) = self.dcs.put(&self.key("initialize"), &sysid, None, cond).await {
                 if r.succeeded {
                     tracing::warn!(system_identifier = %sysid, "restored the missing initialize key");
+                }
+            }
+        }
+        // Patroni's other repair: a missing `config` is written again from the local
+        // bootstrap.dcs section (a keyspace rebuilt after every Raft directory was lost). A
+        // value that is there but does not parse is left for the operator to fix.
+        let config_key = self.key("config");
+        if v.config.is_none() && !v.unparsable.iter().any(|(k, _)| *k == config_key) {
+            let text = self.s.bootstrap_dcs.to_string();
+            if let Ok(r) = self.dcs.put(&config_key, &text, None, Condition::Absent).await {
+                if r.succeeded {
+                    tracing::warn!(
+                        config = %text,
+                        "recreated the missing config key from the local bootstrap.dcs section"
+                    );
                 }
             }
         }

@@ -593,7 +593,10 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
             lease_valid: self.lease.is_valid(),
             primary_start_overdue,
         });
-        if d.reason != self.last_reason {
+        if d.reason != self.last_reason && d.needs_operator {
+            tracing::warn!(reason = %d.reason, "decision: waiting for an operator");
+            self.last_reason = d.reason.clone();
+        } else if d.reason != self.last_reason {
             tracing::info!(reason = %d.reason, actions = ?d.actions, "decision");
             self.last_reason = d.reason.clone();
         } else {
