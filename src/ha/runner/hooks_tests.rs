@@ -646,3 +646,24 @@ async fn a_lost_keyspace_is_rebuilt_around_the_running_primary() {
         "{calls:?}"
     );
 }
+
+/// The `config` key deleted while the leader runs comes back with the value the leader last
+/// read, not the local bootstrap.dcs section (Patroni writes its in-memory dynamic
+/// configuration back).
+#[tokio::test]
+async fn a_deleted_config_key_comes_back_with_the_last_value_read() {
+    let mut f = fixture(WatchdogMode::Off).await;
+    f.runner.s.bootstrap_dcs = json!({"ttl": 99});
+    f.pg.with_state(|s| {
+        s.status.in_recovery = false;
+        s.status.current_lsn = Some(Lsn(0x300_0000));
+    });
+    f.runner.iteration().await.unwrap();
+    assert_eq!(f.leader().await.as_deref(), Some("a"), "{}", f.runner.last_reason);
+    let key = format!("{PREFIX}config");
+    f.dcs.delete(&key, Condition::Always).await.unwrap();
+    f.runner.iteration().await.unwrap();
+    let back: Value =
+        serde_json::from_str(&f.dcs.get(&key).await.unwrap().expect("config is back").value).unwrap();
+    assert_eq!(back, json!({"ttl": 30, "loop_wait": 10, "retry_timeout": 10}));
+}

@@ -73,18 +73,22 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
                 }
             }
         }
-        // Patroni's other repair: a missing `config` is written again from the local
-        // bootstrap.dcs section (a keyspace rebuilt after every Raft directory was lost). A
-        // value that is there but does not parse is left for the operator to fix.
+        // Patroni's other repair: a missing `config` is written again, from the last value
+        // this daemon read (the key deleted while it ran) or else from the local bootstrap.dcs
+        // section (a keyspace rebuilt after every Raft directory was lost, the daemons
+        // restarted). A value that is there but does not parse is left for the operator.
         let config_key = self.key("config");
         if v.config.is_none() && !v.unparsable.iter().any(|(k, _)| *k == config_key) {
-            let text = self.s.bootstrap_dcs.to_string();
+            let (text, from) = match &self.known_config {
+                Some(c) => (c.to_string(), "the last value this member read"),
+                None => (
+                    self.s.bootstrap_dcs.to_string(),
+                    "the local bootstrap.dcs section",
+                ),
+            };
             if let Ok(r) = self.dcs.put(&config_key, &text, None, Condition::Absent).await {
                 if r.succeeded {
-                    tracing::warn!(
-                        config = %text,
-                        "recreated the missing config key from the local bootstrap.dcs section"
-                    );
+                    tracing::warn!(config = %text, from, "recreated the missing config key");
                 }
             }
         }

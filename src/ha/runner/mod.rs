@@ -215,6 +215,10 @@ pub struct Runner<D: Dcs, P: PgControl + 'static> {
     requests: Option<tokio::sync::mpsc::Receiver<ApiRequest>>,
     /// The view of the last iteration, for requests handled between iterations.
     last_view: Option<ClusterView>,
+    /// The last `config` value read from the DCS: what a leader writes back if the key
+    /// disappears while this daemon runs (Patroni writes its in-memory dynamic
+    /// configuration); the local bootstrap.dcs section only when it never read one.
+    known_config: Option<serde_json::Value>,
     /// A restart scheduled through the API: when, and on which conditions.
     scheduled_restart: Option<(chrono::DateTime<chrono::FixedOffset>, RestartConditions)>,
     /// Synchronous replication bookkeeping of a primary.
@@ -305,6 +309,7 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
             warned_keys: false,
             requests: None,
             last_view: None,
+            known_config: None,
             scheduled_restart: None,
             sync: SyncTrack::default(),
             reloader: None,
@@ -485,6 +490,9 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
             }
         };
         self.last_view = Some(v.clone());
+        if let Some(c) = &v.config {
+            self.known_config = serde_json::to_value(&c.value).ok();
+        }
         self.apply_dynamic_timing(&v);
         self.failsafe.set_ttl(self.timing.ttl);
         self.inject_failsafe_leader(&mut v);
