@@ -819,6 +819,10 @@ fn every_table_key_is_read_by_the_types() {
             "bootstrap.method" => value = json!("initdb"),
             "bootstrap.dcs.slots" => value = json!({"k": {"type": "physical"}}),
             p if p.ends_with("create_replica_methods") => value = json!(["basebackup"]),
+            "vip.address" => value = json!("10.0.0.10/24"),
+            "vip.interface" => value = json!("eth0"),
+            "vip.label" => value = json!("eth0:vip"),
+            "vip.on" => value = json!("primary"),
             _ => {}
         }
         if spec.path.contains('<') {
@@ -838,6 +842,11 @@ fn every_table_key_is_read_by_the_types() {
             "postgresql.authentication.rewind.username",
             json!("rewinder"),
         );
+        if spec.path.starts_with("vip.") {
+            // A `vip` section needs its address and interface.
+            set(&mut doc, "vip.address", json!("10.0.0.10/24"));
+            set(&mut doc, "vip.interface", json!("eth0"));
+        }
         if let Some(rest) = spec.path.strip_prefix("bootstrap.dcs.standby_cluster") {
             // A standby cluster is refused in the file until it is built; its keys are still
             // read into the types (the DCS may hold them), which is checked on the DCS value.
