@@ -58,6 +58,7 @@ impl StandIn {
             pid_file: self.dir.path().join("postmaster.pid"),
             deadline_file: self.dir.path().join("fence-deadline"),
             guard_pid_file: self.dir.path().join("fence-guard.pid"),
+            vip: None,
         }
     }
 

@@ -288,6 +288,12 @@ impl<D: Dcs> LeaderLease<D> {
         self.inner.thread.watch_pid_file(path);
     }
 
+    /// Runs `f` on the fence thread when the deadline passes, right after its signal (the
+    /// VIP's removal, see [`crate::vip`]).
+    pub fn on_fence(&self, f: Box<dyn Fn() + Send + Sync>) {
+        self.inner.thread.on_fire(f);
+    }
+
     /// Hands a deadline (or none) to the fence thread, with the postmaster it applies to.
     fn feed_thread(&self, until: Option<Instant>) {
         let thread = &self.inner.thread;

@@ -353,6 +353,12 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
         self
     }
 
+    /// Runs `f` on the fence thread when the lease's deadline passes (the VIP's removal).
+    pub fn with_fence_hook(self, f: Box<dyn Fn() + Send + Sync>) -> Self {
+        self.lease.on_fence(f);
+        self
+    }
+
     /// Takes requests from the REST API.
     pub fn with_requests(mut self, rx: tokio::sync::mpsc::Receiver<ApiRequest>) -> Self {
         self.requests = Some(rx);
