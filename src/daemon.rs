@@ -252,9 +252,7 @@ pub async fn run(
         ));
         let fence_vip = vip.clone();
         let mut runner = Runner::new(node.clone(), pg, ha, status_tx)
-            .with_fence_hook(Box::new(move || {
-                fence_vip.remove("the leader lease ran out (fence thread)")
-            }))
+            .with_fence_hook(Arc::new(move |why| fence_vip.release(why)))
             .with_pid_file(pid_file)
             .with_callbacks(Arc::new(callbacks))
             .with_watchdog(Arc::new(watchdog))

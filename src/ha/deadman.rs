@@ -515,6 +515,21 @@ pub fn run_guard(args: &GuardArgs) -> Result<(), GuardError> {
         }
         std::thread::sleep(GUARD_POLL);
     }
+    // The postmaster is gone, but a VIP stays on the interface without it. A living daemon
+    // publishes another deadline or `none` within moments (and removes the address itself);
+    // a dead one (the node's processes were killed together) leaves this deadline, so the
+    // guard removes the address when it passes, before another member can take the key.
+    if let Some((address, interface)) = &args.vip {
+        while let Some(d) = file.read().filter(|d| d.target == postmaster) {
+            if mono_now() >= d.at {
+                if fired_for != Some(d.at) {
+                    guard_remove_vip(address, interface);
+                }
+                break;
+            }
+            std::thread::sleep(GUARD_POLL);
+        }
+    }
     pids.remove_if(me);
     Ok(())
 }

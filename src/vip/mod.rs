@@ -92,6 +92,9 @@ pub struct VipReport {
     pub error: Option<String>,
 }
 
+/// What readers see: the spec, whether the address is held, the last error.
+type View = (Option<VipSpec>, bool, Option<String>);
+
 struct State {
     spec: Option<VipSpec>,
     held: bool,
@@ -99,10 +102,46 @@ struct State {
 }
 
 /// The shared VIP handle (see the module documentation); clones share it.
+///
+/// Two locks: `ops` is held across each driver call, so that adds and removals (keeper,
+/// fence thread, reload) happen one at a time; `view` is a copy of the state updated at the
+/// end of each, which the REST API and the keeper's checks read without ever waiting on a
+/// driver call (a runtime worker must never block behind netlink).
 #[derive(Clone)]
 pub struct Vip {
     driver: Arc<dyn VipDriver>,
-    state: Arc<Mutex<State>>,
+    ops: Arc<Mutex<State>>,
+    view: Arc<Mutex<View>>,
+}
+
+/// The operation lock: its state is published to the view when it is dropped.
+struct Op<'a> {
+    state: std::sync::MutexGuard<'a, State>,
+    view: &'a Mutex<View>,
+}
+
+impl std::ops::Deref for Op<'_> {
+    type Target = State;
+    fn deref(&self) -> &State {
+        &self.state
+    }
+}
+
+impl std::ops::DerefMut for Op<'_> {
+    fn deref_mut(&mut self) -> &mut State {
+        &mut self.state
+    }
+}
+
+impl Drop for Op<'_> {
+    fn drop(&mut self) {
+        let s = &self.state;
+        *lock(self.view) = (s.spec.clone(), s.held, s.error.clone());
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl Vip {
@@ -110,37 +149,41 @@ impl Vip {
     pub fn new(driver: Arc<dyn VipDriver>) -> Self {
         Vip {
             driver,
-            state: Arc::new(Mutex::new(State {
+            ops: Arc::new(Mutex::new(State {
                 spec: None,
                 held: false,
                 error: None,
             })),
+            view: Arc::new(Mutex::new((None, false, None))),
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    fn lock(&self) -> Op<'_> {
+        Op {
+            state: lock(&self.ops),
+            view: &self.view,
+        }
     }
 
     /// The configured address, if any.
     pub fn spec(&self) -> Option<VipSpec> {
-        self.lock().spec.clone()
+        lock(&self.view).0.clone()
     }
 
     /// The state for the REST API and the metrics.
     pub fn report(&self) -> Option<VipReport> {
-        let s = self.lock();
-        s.spec.as_ref().map(|spec| VipReport {
+        let v = lock(&self.view);
+        v.0.as_ref().map(|spec| VipReport {
             address: spec.cidr(),
             interface: spec.interface.clone(),
-            held: s.held,
-            error: s.error.clone(),
+            held: v.1,
+            error: v.2.clone(),
         })
     }
 
     /// Whether this member holds the address (as far as pgwarden knows).
     pub fn held(&self) -> bool {
-        self.lock().held
+        lock(&self.view).1
     }
 
     /// The command-line arguments that hand the address to the fence guard.
@@ -242,13 +285,13 @@ impl Vip {
         }
     }
 
-    /// Sends one announcement while the address is held.
+    /// Sends one announcement while the address is held. Without the operation lock: an
+    /// announcement never delays a removal.
     pub fn announce(&self) {
-        let s = self.lock();
-        let (true, Some(spec)) = (s.held, s.spec.as_ref()) else {
+        let (Some(spec), true) = (self.spec(), self.held()) else {
             return;
         };
-        if let Err(e) = self.driver.announce(spec) {
+        if let Err(e) = self.driver.announce(&spec) {
             tracing::warn!(vip = %spec.cidr(), "{}", pgwarden_raft::error_chain(&e));
         }
     }

@@ -12,11 +12,11 @@ use netlink_packet_core::{
     NLM_F_REQUEST,
 };
 use netlink_packet_route::address::{AddressAttribute, AddressMessage, AddressScope};
-use netlink_packet_route::link::{LinkAttribute, LinkMessage};
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
 use std::io;
 use std::net::IpAddr;
+use std::time::Duration;
 
 /// Adds and removes the address with rtnetlink; see the module documentation.
 #[derive(Clone, Copy, Debug, Default)]
@@ -40,10 +40,21 @@ fn io_err(what: &'static str) -> impl Fn(io::Error) -> VipError {
     }
 }
 
+/// How long one answer from the kernel may take: never reached in practice, but a request
+/// that gets no answer must not hold the VIP's lock (and the fence thread behind it) forever.
+const ANSWER_WITHIN: Duration = Duration::from_secs(2);
+
+fn set_timeout(socket: &Socket) -> io::Result<()> {
+    let tv = nix::sys::time::TimeVal::new(ANSWER_WITHIN.as_secs() as _, 0);
+    nix::sys::socket::setsockopt(socket, nix::sys::socket::sockopt::ReceiveTimeout, &tv)
+        .map_err(io::Error::from)
+}
+
 /// Sends one request and collects the inner messages of the answer until its end: the ack
 /// (`NLMSG_ERROR` with code 0), an error, or `NLMSG_DONE` for a dump.
 fn request(msg: RouteNetlinkMessage, flags: u16) -> io::Result<Vec<RouteNetlinkMessage>> {
     let mut socket = Socket::new(NETLINK_ROUTE)?;
+    set_timeout(&socket)?;
     socket.bind_auto()?;
     socket.connect(&SocketAddr::new(0, 0))?;
     let mut packet = NetlinkMessage::new(NetlinkHeader::default(), NetlinkPayload::from(msg));
@@ -122,19 +133,38 @@ pub fn addresses(index: u32) -> Result<Vec<(IpAddr, u8)>, VipError> {
         .collect())
 }
 
-/// The hardware address of interface `index` (for the ARP announcement).
-pub fn mac(index: u32) -> Result<Option<[u8; 6]>, VipError> {
-    let mut m = LinkMessage::default();
-    m.header.index = index;
-    let got = request(RouteNetlinkMessage::GetLink(m), 0)
-        .map_err(io_err("read the interface's hardware address"))?;
-    Ok(got.into_iter().find_map(|m| match m {
-        RouteNetlinkMessage::NewLink(l) => l.attributes.into_iter().find_map(|a| match a {
-            LinkAttribute::Address(mac) => <[u8; 6]>::try_from(mac.as_slice()).ok(),
-            _ => None,
-        }),
-        _ => None,
-    }))
+/// The hardware address of interface `name` (for the ARP announcement), by
+/// `SIOCGIFHWADDR`: `None` for an interface without an Ethernet address.
+pub fn mac(name: &str) -> Result<Option<[u8; 6]>, VipError> {
+    use nix::libc;
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    let what = "read the interface's hardware address";
+    // SAFETY: socket(2) with constant arguments; the result is checked before it is owned.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(io_err(what)(io::Error::last_os_error()));
+    }
+    // SAFETY: `fd` is a new descriptor that nothing else owns.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    // SAFETY: ifreq is plain data; all-zero is a valid value to fill in.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (dst, src) in req.ifr_name.iter_mut().zip(name.bytes().take(libc::IFNAMSIZ - 1)) {
+        *dst = src as libc::c_char;
+    }
+    // SAFETY: SIOCGIFHWADDR reads the name from and writes the address into `req`.
+    if unsafe { libc::ioctl(fd.as_raw_fd(), libc::SIOCGIFHWADDR, &mut req) } < 0 {
+        return Err(io_err(what)(io::Error::last_os_error()));
+    }
+    // SAFETY: after a successful SIOCGIFHWADDR the union holds `ifru_hwaddr`.
+    let hw = unsafe { req.ifr_ifru.ifru_hwaddr };
+    if hw.sa_family != libc::ARPHRD_ETHER {
+        return Ok(None);
+    }
+    let mut mac = [0u8; 6];
+    for (m, b) in mac.iter_mut().zip(hw.sa_data.iter()) {
+        *m = *b as u8;
+    }
+    Ok(Some(mac))
 }
 
 impl VipDriver for NetlinkDriver {
@@ -171,7 +201,7 @@ impl VipDriver for NetlinkDriver {
             return Ok(());
         };
         let index = if_index(&spec.interface)?;
-        let Some(mac) = mac(index)? else {
+        let Some(mac) = mac(&spec.interface)? else {
             // No hardware address (a tunnel, loopback): nothing to announce.
             return Ok(());
         };

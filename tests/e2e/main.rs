@@ -38,6 +38,7 @@ mod t30_failover;
 mod t35_failover_speed;
 mod t36_failover_speed_netns;
 mod t40_sync;
+mod t45_vip;
 mod t50_failsafe;
 mod t60_callbacks;
 mod t70_slots;

@@ -353,8 +353,9 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
         self
     }
 
-    /// Runs `f` on the fence thread when the lease's deadline passes (the VIP's removal).
-    pub fn with_fence_hook(self, f: Box<dyn Fn() + Send + Sync>) -> Self {
+    /// Runs `f` where the lease stops counting: the fence thread at the deadline, and every
+    /// release or loss (the VIP's removal, see [`LeaderLease::on_fence`]).
+    pub fn with_fence_hook(self, f: Arc<dyn Fn(&'static str) + Send + Sync>) -> Self {
         self.lease.on_fence(f);
         self
     }
