@@ -191,6 +191,36 @@ fn moved(w: &Writer, from: Instant, node: usize) -> (Duration, Duration) {
     (first, w.longest_gap_after(from))
 }
 
+/// From node `i`'s log: how long after its last promotion ended (PostgreSQL accepts writes)
+/// it added the VIP. Asserted under 1 s (issue 19's bound).
+fn promotion_to_vip(c: &Cluster, i: usize) -> Duration {
+    let log = c.log(i);
+    let at = |l: &str| {
+        chrono::DateTime::parse_from_rfc3339(l.split_whitespace().next()?)
+            .ok()
+            .map(|t| t.with_timezone(&chrono::Utc))
+    };
+    let mut promoted = None;
+    let mut added = None;
+    for l in log.lines() {
+        if l.contains("promoted: recovery ended") {
+            promoted = at(l);
+            added = None;
+        } else if l.contains("VIP added") && promoted.is_some() && added.is_none() {
+            added = at(l);
+        }
+    }
+    let (Some(p), Some(a)) = (promoted, added) else {
+        panic!("pg{i}: no promotion followed by a VIP add in its log");
+    };
+    let d = (a - p).to_std().unwrap_or_default();
+    assert!(
+        d < Duration::from_secs(1),
+        "pg{i} added the VIP {d:?} after its promotion"
+    );
+    d
+}
+
 async fn switchover(c: &Cluster, from: usize, to: usize) {
     let body = serde_json::json!({"leader": format!("pg{from}"), "candidate": format!("pg{to}")});
     wait_for(
@@ -242,7 +272,8 @@ fn vip_follows_the_primary_across_switchover_kill_and_partition() {
         wait_holder(&h, Some(p1), None, Duration::from_secs(30)).await;
         w.wait_more(50, Duration::from_secs(30)).await;
         let (first, gap) = moved(&w, t, p1);
-        eprintln!("vip: switchover pg{p0} -> pg{p1}: first write through the VIP on pg{p1} after {first:?}, longest write gap {gap:?}");
+        let added = promotion_to_vip(&c, p1);
+        eprintln!("vip: switchover pg{p0} -> pg{p1}: VIP added {added:?} after the promotion; first write through the VIP on pg{p1} after {first:?}, longest write gap {gap:?}");
 
         // 2. SIGKILL of the primary's daemon and PostgreSQL: its fence guard removes the
         // address at the lease's deadline, before the key can be taken.
@@ -253,7 +284,8 @@ fn vip_follows_the_primary_across_switchover_kill_and_partition() {
         w.wait_more(50, Duration::from_secs(30)).await;
         let (first, gap) = moved(&w, t, p2);
         let since = h.since(p2).map(|s| s - t).unwrap_or_default();
-        eprintln!("vip: SIGKILL of pg{p1}: VIP on pg{p2} after {since:?}, first write there after {first:?}, longest write gap {gap:?}");
+        let added = promotion_to_vip(&c, p2);
+        eprintln!("vip: SIGKILL of pg{p1}: VIP on pg{p2} after {since:?} ({added:?} after its promotion), first write there after {first:?}, longest write gap {gap:?}");
         c.start(p1);
         c.wait_healthy(Duration::from_secs(90)).await;
 
@@ -265,7 +297,8 @@ fn vip_follows_the_primary_across_switchover_kill_and_partition() {
         w.wait_more(50, Duration::from_secs(30)).await;
         let (first, gap) = moved(&w, t, p3);
         let since = h.since(p3).map(|s| s - t).unwrap_or_default();
-        eprintln!("vip: partition of pg{p2}: VIP on pg{p3} after {since:?}, first write there after {first:?}, longest write gap {gap:?}");
+        let added = promotion_to_vip(&c, p3);
+        eprintln!("vip: partition of pg{p2}: VIP on pg{p3} after {since:?} ({added:?} after its promotion), first write there after {first:?}, longest write gap {gap:?}");
         c.heal();
         // Healed, the former primary rejoins as a replica and does not take the address back.
         c.wait_healthy(Duration::from_secs(90)).await;
