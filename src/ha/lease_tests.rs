@@ -357,7 +357,8 @@ async fn failover_speed_a_write_answered_after_a_forget_does_not_extend_the_leas
 #[tokio::test]
 async fn vip_the_forget_hook_runs_before_the_release_deletes_the_key() {
     let f = fixture();
-    let seen: Arc<Mutex<Vec<(&'static str, Option<String>)>>> = Arc::default();
+    type Seen = Vec<(&'static str, Option<String>)>;
+    let seen: Arc<Mutex<Seen>> = Arc::default();
     let (s, dcs) = (seen.clone(), f.dcs.clone());
     f.lease.on_fence(Arc::new(move |why| {
         // The key as the DCS holds it at the moment of the hook.
