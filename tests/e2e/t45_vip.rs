@@ -168,6 +168,43 @@ async fn wait_holder(h: &Holders, want: Option<usize>, not: Option<usize>, limit
     .await
 }
 
+/// The hardware address of `eth0` in namespace `ns`.
+fn mac_in(ns: &str) -> String {
+    let out = std::process::Command::new("ip")
+        .args(["-n", ns, "-o", "link", "show", "dev", "eth0"])
+        .output()
+        .expect("run ip");
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let mac = text
+        .split_whitespace()
+        .skip_while(|w| *w != "link/ether")
+        .nth(1)
+        .unwrap_or_default()
+        .to_string();
+    assert!(!mac.is_empty(), "no hardware address on eth0 in {ns}: {text}");
+    mac
+}
+
+/// Waits until the client namespace's ARP entry for the VIP names node `i`'s hardware
+/// address: the gratuitous ARP (or the client's own resolution) replaced the old holder's.
+async fn wait_client_arp(lab: &NetLab, i: usize) {
+    let want = mac_in(&lab.node_ns(i));
+    let client = lab.client_ns();
+    wait_for(
+        Duration::from_secs(5),
+        "the client's ARP entry for the VIP",
+        || async {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            let out = std::process::Command::new("ip")
+                .args(["-n", &client, "neigh", "show", VIP])
+                .output()
+                .ok()?;
+            String::from_utf8_lossy(&out.stdout).contains(&want).then_some(())
+        },
+    )
+    .await;
+}
+
 /// Every write acknowledged through the VIP by node k came while k held the address.
 fn assert_writes_on_the_holder(acks: &[(Instant, usize)], h: &Holders) {
     for (at, node) in acks {
@@ -270,6 +307,7 @@ fn vip_follows_the_primary_across_switchover_kill_and_partition() {
         let t = Instant::now();
         switchover(&c, p0, p1).await;
         wait_holder(&h, Some(p1), None, Duration::from_secs(30)).await;
+        wait_client_arp(&lab, p1).await;
         w.wait_more(50, Duration::from_secs(30)).await;
         let (first, gap) = moved(&w, t, p1);
         let added = promotion_to_vip(&c, p1);
@@ -281,6 +319,7 @@ fn vip_follows_the_primary_across_switchover_kill_and_partition() {
         let t = Instant::now();
         c.kill9(p1);
         let p2 = wait_holder(&h, None, Some(p1), Duration::from_secs(30)).await;
+        wait_client_arp(&lab, p2).await;
         w.wait_more(50, Duration::from_secs(30)).await;
         let (first, gap) = moved(&w, t, p2);
         let since = h.since(p2).map(|s| s - t).unwrap_or_default();
@@ -294,6 +333,7 @@ fn vip_follows_the_primary_across_switchover_kill_and_partition() {
         let t = Instant::now();
         c.isolate(p2);
         let p3 = wait_holder(&h, None, Some(p2), Duration::from_secs(30)).await;
+        wait_client_arp(&lab, p3).await;
         w.wait_more(50, Duration::from_secs(30)).await;
         let (first, gap) = moved(&w, t, p3);
         let since = h.since(p3).map(|s| s - t).unwrap_or_default();
