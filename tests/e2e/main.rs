@@ -17,6 +17,7 @@
 //! the primary in several ways; [`t35_failover_speed`] measures how fast the health checks
 //! follow a new primary and what a Raft leader change or a short cut costs;
 //! [`t36_failover_speed_netns`] repeats the cuts in network namespaces at the shipped timing; [`t40_sync`] covers synchronous replication;
+//! [`t45_vip`] moves the built-in virtual IP with the primary, in network namespaces;
 //! [`t50_failsafe`] keeps the primary while the DCS is down; [`t60_callbacks`] runs
 //! callback scripts; [`t70_slots`] manages physical and logical replication slots;
 //! [`t80_tls`] runs the gRPC traffic over mutual TLS; [`t85_haproxy`] routes clients
