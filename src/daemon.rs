@@ -136,6 +136,13 @@ pub async fn run(
             }
         });
     }
+    // The VIP (see crate::vip): one handle shared by the keeper, the fence thread, the fence
+    // guard's command line and the REST API.
+    let vip = crate::vip::Vip::new(Arc::new(crate::vip::netlink::NetlinkDriver));
+    if !witness {
+        vip.configure(cfg.vip_spec()?);
+    }
+    state = state.with_vip(vip.clone());
     let admin_state = state.clone();
     let api = rest::router(
         state
@@ -214,6 +221,7 @@ pub async fn run(
                     program,
                     data_dir,
                     fence_files,
+                    vip.clone(),
                     shutdown.clone(),
                 ));
             }
@@ -234,7 +242,17 @@ pub async fn run(
                 .unwrap_or(crate::config::defaults::WATCHDOG_SAFETY_MARGIN),
             Box::new(LinuxDriver),
         );
+        // Stopped after the runner (its own token): the address goes after the release at
+        // shutdown, never while the loop may still act as primary.
+        let vip_stop = CancellationToken::new();
+        let vip_task = tokio::spawn(crate::vip::keeper::keep(
+            vip.clone(),
+            status_tx.subscribe(),
+            vip_stop.clone(),
+        ));
+        let fence_vip = vip.clone();
         let mut runner = Runner::new(node.clone(), pg, ha, status_tx)
+            .with_fence_hook(Arc::new(move |why| fence_vip.release(why)))
             .with_pid_file(pid_file)
             .with_callbacks(Arc::new(callbacks))
             .with_watchdog(Arc::new(watchdog))
@@ -242,6 +260,7 @@ pub async fn run(
             .with_requests(req_rx);
         if let Some(path) = config_path {
             let prefix = prefix.clone();
+            let vip = vip.clone();
             runner = runner.with_reloader(Arc::new(move || {
                 let loaded = Config::load(&path, Strictness::Lenient)
                     .map_err(|e| format!("{}: {}", path.display(), pgwarden_raft::error_chain(&e)))?;
@@ -249,6 +268,10 @@ pub async fn run(
                     tracing::warn!("{w}");
                 }
                 let c = loaded.config;
+                // The VIP is checked and applied before the HA settings: a bad `vip` section
+                // fails the reload and keeps the old one.
+                let spec = c.vip_spec().map_err(|e| format!("{}: {e}", path.display()))?;
+                vip.configure(spec);
                 let p = c
                     .postgresql
                     .as_ref()
@@ -257,6 +280,8 @@ pub async fn run(
             }));
         }
         let result = runner.run(shutdown.clone()).await.map_err(anyhow::Error::from);
+        vip_stop.cancel();
+        let _ = tokio::time::timeout(Duration::from_secs(2), vip_task).await;
         // The last change (the release at shutdown) reaches the deadline file before we exit.
         let _ = tokio::time::timeout(Duration::from_secs(1), deadlines).await;
         result

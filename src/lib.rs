@@ -40,3 +40,4 @@ pub mod postgres;
 pub mod sd_notify;
 pub mod shell;
 pub mod types;
+pub mod vip;

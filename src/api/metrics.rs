@@ -291,6 +291,20 @@ pub fn render(s: &NodeStatus, snap: &Snapshot, raft: Option<&RaftInfo>, now: Ins
     );
 
     // pgwarden's own.
+    if let Some(v) = &s.vip {
+        o.metric(
+            "pgwarden_vip_held",
+            "gauge",
+            "Value is 1 if this member holds the VIP, 0 otherwise (only with a vip section).",
+            b(v.held),
+        );
+        o.metric(
+            "pgwarden_vip_error",
+            "gauge",
+            "Value is 1 if the VIP cannot be managed (missing capability, no interface), 0 otherwise.",
+            b(v.error.is_some()),
+        );
+    }
     let lease = s
         .lease_until
         .filter(|_| s.holds_lock)

@@ -112,6 +112,7 @@ async fn route<D: Dcs>(st: ApiState<D>, req: Request) -> Result<Response, ApiErr
     let status = || {
         let mut s = st.status.borrow().clone();
         s.failsafe_mode_is_active = st.failsafe.is_active(now);
+        s.vip = st.vip.as_ref().and_then(|v| v.report());
         s
     };
     match (method.as_str(), seg.as_str()) {

@@ -35,6 +35,8 @@ pub struct ApiState<D: Dcs> {
     /// Failsafe state shared with the HA loop: POST /failsafe is answered here, at once,
     /// even while the loop waits on an unreachable DCS.
     pub failsafe: FailsafeState,
+    /// The VIP's state for /patroni and /metrics; `None`: no VIP handle (tests, witness).
+    pub vip: Option<crate::vip::Vip>,
 }
 
 impl<D: Dcs> Clone for ApiState<D> {
@@ -49,6 +51,7 @@ impl<D: Dcs> Clone for ApiState<D> {
             security: self.security.clone(),
             extra_headers: self.extra_headers.clone(),
             failsafe: self.failsafe.clone(),
+            vip: self.vip.clone(),
         }
     }
 }
@@ -71,6 +74,7 @@ impl<D: Dcs> ApiState<D> {
             security: Arc::new(Security::default()),
             extra_headers: Arc::new(vec![]),
             failsafe: FailsafeState::new(ttl),
+            vip: None,
         }
     }
 
@@ -83,6 +87,12 @@ impl<D: Dcs> ApiState<D> {
     /// Hands actions to the HA loop through `tx` (see [`actions`] for the contract).
     pub fn with_requests(mut self, tx: mpsc::Sender<ApiRequest>) -> Self {
         self.requests = Some(tx);
+        self
+    }
+
+    /// Shows the VIP's state in /patroni and /metrics.
+    pub fn with_vip(mut self, vip: crate::vip::Vip) -> Self {
+        self.vip = Some(vip);
         self
     }
 

@@ -64,6 +64,12 @@ enum Sub {
         /// Where the guard writes its own pid.
         #[arg(long)]
         guard_pid_file: PathBuf,
+        /// The VIP (`address/prefix`) to remove when the guard fires.
+        #[arg(long, requires = "vip_interface")]
+        vip_address: Option<String>,
+        /// The VIP's interface.
+        #[arg(long, requires = "vip_address")]
+        vip_interface: Option<String>,
     },
     /// After the permanent loss of the Raft majority: make this stopped node a one-voter cluster.
     ///
@@ -119,6 +125,8 @@ fn main() -> ExitCode {
         pid_file,
         deadline_file,
         guard_pid_file,
+        vip_address,
+        vip_interface,
     }) = &args.command
     {
         // No runtime and no log subscriber: a plain loop on one thread (see ha::deadman).
@@ -126,6 +134,7 @@ fn main() -> ExitCode {
             pid_file: pid_file.clone(),
             deadline_file: deadline_file.clone(),
             guard_pid_file: guard_pid_file.clone(),
+            vip: vip_address.clone().zip(vip_interface.clone()),
         };
         return match pgwarden::ha::deadman::run_guard(&guard) {
             Ok(()) => ExitCode::SUCCESS,

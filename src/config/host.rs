@@ -35,6 +35,15 @@ impl Config {
                 }
             }
         }
+        // The VIP's interface must exist where the daemon runs (in its network namespace).
+        if let Ok(Some(vip)) = self.vip_spec() {
+            if let Err(e) = crate::vip::netlink::if_index(&vip.interface) {
+                errors.push(ConfigError::Host {
+                    key: "vip.interface".into(),
+                    why: e.to_string(),
+                });
+            }
+        }
         if let Some(pg) = self.postgresql.as_ref().filter(|_| !self.is_witness()) {
             let bin_dir = match &pg.bin_dir {
                 Some(dir) if !dir.is_dir() => {

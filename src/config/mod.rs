@@ -17,7 +17,7 @@
 //!
 //! # Module map
 //! - `sections`: the serde structs of the file's sections (`log`, `restapi`, `ctl`, `raft`,
-//!   `postgresql`, `bootstrap`, `tags`, `watchdog`) and their accessors with defaults.
+//!   `postgresql`, `bootstrap`, `tags`, `watchdog`; `vip` is `crate::vip::config`) and their accessors with defaults.
 //! - `load`: the loading pipeline of [`Config::load`] (YAML → JSON → environment → key walk →
 //!   serde), the required keys, and dropping method sections nothing names.
 //! - `validate`: [`Config::validate`] and its checks of values.
@@ -111,6 +111,9 @@ pub struct Config {
     /// Hardware/software watchdog.
     #[serde(default)]
     pub watchdog: Watchdog,
+    /// The virtual IP that follows the leader lease (see [`crate::vip`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vip: Option<crate::vip::VipConfig>,
 }
 
 fn default_namespace() -> String {
@@ -127,5 +130,20 @@ impl Config {
     /// Whether this node runs PostgreSQL.
     pub fn is_witness(&self) -> bool {
         self.raft.witness
+    }
+
+    /// The checked `vip:` section; `None` when no VIP is configured (or on a witness, which
+    /// never holds the lease).
+    pub fn vip_spec(&self) -> Result<Option<crate::vip::VipSpec>, ConfigError> {
+        match &self.vip {
+            Some(v) if !self.is_witness() => v.spec().map_err(|e| match e {
+                crate::vip::VipError::Config { key, why } => ConfigError::Invalid { key: key.into(), why },
+                other => ConfigError::Invalid {
+                    key: "vip".into(),
+                    why: pgwarden_raft::error_chain(&other),
+                },
+            }),
+            _ => Ok(None),
+        }
     }
 }

@@ -819,6 +819,10 @@ fn every_table_key_is_read_by_the_types() {
             "bootstrap.method" => value = json!("initdb"),
             "bootstrap.dcs.slots" => value = json!({"k": {"type": "physical"}}),
             p if p.ends_with("create_replica_methods") => value = json!(["basebackup"]),
+            "vip.address" => value = json!("10.0.0.10/24"),
+            "vip.interface" => value = json!("eth0"),
+            "vip.label" => value = json!("eth0:vip"),
+            "vip.on" => value = json!("primary"),
             _ => {}
         }
         if spec.path.contains('<') {
@@ -838,6 +842,11 @@ fn every_table_key_is_read_by_the_types() {
             "postgresql.authentication.rewind.username",
             json!("rewinder"),
         );
+        if spec.path.starts_with("vip.") {
+            // A `vip` section needs its address and interface.
+            set(&mut doc, "vip.address", json!("10.0.0.10/24"));
+            set(&mut doc, "vip.interface", json!("eth0"));
+        }
         if let Some(rest) = spec.path.strip_prefix("bootstrap.dcs.standby_cluster") {
             // A standby cluster is refused in the file until it is built; its keys are still
             // read into the types (the DCS may hold them), which is checked on the DCS value.
@@ -1089,4 +1098,43 @@ fn safety_a_standby_cluster_in_the_dcs_is_refused() {
     let plain =
         DynamicConfig::from_json(&json!({"ttl": 30, "postgresql": {"pg_hba": ["local all all peer"]}}));
     assert!(plain.unwrap().not_built("").is_empty());
+}
+
+#[test]
+fn vip_section_errors_name_their_keys_and_a_missing_interface_fails_the_host_check() {
+    let mut doc = base();
+    set(&mut doc, "vip.address", json!("10.0.0.10"));
+    set(&mut doc, "vip.interface", json!("lo"));
+    let e = load(&doc).unwrap_err();
+    assert_eq!(keys_of(&e), ["vip.address"], "{e}");
+
+    let mut doc = base();
+    set(&mut doc, "vip.address", json!("10.0.0.10/24"));
+    let e = load(&doc).unwrap_err();
+    assert_eq!(keys_of(&e), ["vip.interface"], "{e}");
+
+    let mut doc = base();
+    set(&mut doc, "vip.address", json!("10.0.0.10/24"));
+    set(&mut doc, "vip.interface", json!("lo"));
+    set(&mut doc, "vip.on", json!("standby_leader"));
+    let e = load(&doc).unwrap_err();
+    assert_eq!(keys_of(&e), ["vip.on"], "{e}");
+
+    // A valid section; the host has `lo` but no `pgw-none0`.
+    let mut doc = base();
+    set(&mut doc, "vip.address", json!("10.0.0.10/24"));
+    set(&mut doc, "vip.interface", json!("lo"));
+    let c = load(&doc).unwrap().config;
+    let spec = c.vip_spec().unwrap().unwrap();
+    assert_eq!(spec.cidr(), "10.0.0.10/24");
+    let host = c.check_host().err().map(|e| keys_of(&e)).unwrap_or_default();
+    assert!(!host.contains(&"vip.interface".to_string()), "{host:?}");
+    set(&mut doc, "vip.interface", json!("pgw-none0"));
+    let c = load(&doc).unwrap().config;
+    let host = keys_of(&c.check_host().unwrap_err());
+    assert!(host.contains(&"vip.interface".to_string()), "{host:?}");
+
+    // A witness ignores the section.
+    set(&mut doc, "raft.witness", json!(true));
+    assert_eq!(load(&doc).unwrap().config.vip_spec().unwrap(), None);
 }

@@ -37,6 +37,9 @@ impl Config {
                 why: "must be non-empty and contain no '/'".into(),
             });
         }
+        if let Err(e) = self.vip_spec() {
+            errors.push(e);
+        }
         if !self.namespace.starts_with('/') {
             errors.push(ConfigError::Invalid {
                 key: "namespace".into(),

@@ -191,6 +191,9 @@ struct Shared {
     /// The data directory's postmaster.pid, when known: after a deadline has passed, every
     /// postmaster it names is stopped too (see the module documentation).
     pid_file: OnceLock<PathBuf>,
+    /// Called on the thread after the signal when a deadline passes: removes the VIP (see
+    /// [`crate::vip`]), so the address goes at the moment the fence acts.
+    on_fire: OnceLock<Box<dyn Fn() + Send + Sync>>,
 }
 
 impl FenceThread {
@@ -238,6 +241,11 @@ impl FenceThread {
     /// whatever postmaster `postmaster.pid` names as soon as it appears (set once).
     pub fn watch_pid_file(&self, path: PathBuf) {
         let _ = self.shared.pid_file.set(path);
+    }
+
+    /// Runs `f` on the fence thread each time a deadline passes, after the signal (set once).
+    pub fn on_fire(&self, f: Box<dyn Fn() + Send + Sync>) {
+        let _ = self.shared.on_fire.set(f);
     }
 
     /// Arms the fence for `deadline` (`CLOCK_MONOTONIC` ns), replacing any earlier one.
@@ -302,6 +310,9 @@ fn fence_loop(s: &Shared) {
         // The kill first; the log line (which may block on a full stderr) only afterwards.
         let sent = target.quit();
         let late = Duration::from_nanos(mono_now().saturating_sub(deadline));
+        if let Some(f) = s.on_fire.get() {
+            f();
+        }
         if sent {
             super::counters::COUNTERS.fence_stop();
             tracing::error!(
@@ -456,6 +467,9 @@ pub struct GuardArgs {
     pub deadline_file: PathBuf,
     /// Where the guard says who it is.
     pub guard_pid_file: PathBuf,
+    /// The VIP to remove when the guard fires (`address/prefix` and interface), if one is
+    /// configured.
+    pub vip: Option<(String, String)>,
 }
 
 /// The fence guard's loop: guards the postmaster that `pid_file` names until it exits. Every
@@ -494,12 +508,50 @@ pub fn run_guard(args: &GuardArgs) -> Result<(), GuardError> {
                     postmaster.pid,
                     if sent { "sent" } else { "not sent (gone)" },
                 );
+                if let Some((address, interface)) = &args.vip {
+                    guard_remove_vip(address, interface);
+                }
             }
         }
         std::thread::sleep(GUARD_POLL);
     }
+    // The postmaster is gone, but a VIP stays on the interface without it. A living daemon
+    // publishes another deadline or `none` within moments (and removes the address itself);
+    // a dead one (the node's processes were killed together) leaves this deadline, so the
+    // guard removes the address when it passes, before another member can take the key.
+    if let Some((address, interface)) = &args.vip {
+        while let Some(d) = file.read().filter(|d| d.target == postmaster) {
+            if mono_now() >= d.at {
+                if fired_for != Some(d.at) {
+                    guard_remove_vip(address, interface);
+                }
+                break;
+            }
+            std::thread::sleep(GUARD_POLL);
+        }
+    }
     pids.remove_if(me);
     Ok(())
+}
+
+/// The guard's removal of the VIP: the address goes with the fence even without a daemon.
+fn guard_remove_vip(address: &str, interface: &str) {
+    let cfg = crate::vip::VipConfig {
+        address: Some(address.into()),
+        interface: Some(interface.into()),
+        ..Default::default()
+    };
+    let result = match cfg.spec() {
+        Ok(Some(spec)) => crate::vip::VipDriver::remove(&crate::vip::netlink::NetlinkDriver, &spec)
+            .map_err(|e| pgwarden_raft::error_chain(&e)),
+        Ok(None) => Ok(false),
+        Err(e) => Err(e.to_string()),
+    };
+    match result {
+        Ok(true) => eprintln!("pgwarden fence-guard: VIP {address} removed from {interface}"),
+        Ok(false) => {}
+        Err(e) => eprintln!("pgwarden fence-guard: VIP {address} not removed: {e}"),
+    }
 }
 
 /// Where a member keeps the guard's files: in the daemon's own state directory (the Raft data
@@ -531,6 +583,7 @@ pub async fn keep_guards<P: PgControl>(
     program: PathBuf,
     data_dir: PathBuf,
     files: FenceFiles,
+    vip: crate::vip::Vip,
     shutdown: CancellationToken,
 ) {
     let mut tick = tokio::time::interval(FOLLOW_POSTMASTER);
@@ -557,6 +610,8 @@ pub async fn keep_guards<P: PgControl>(
             .arg(files.deadline.path())
             .arg("--guard-pid-file")
             .arg(files.guard_pids.path())
+            // The VIP as configured now; a reload that changes it reaches a guard started later.
+            .args(vip.guard_args())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             // Its one line, if it ever fires, goes where the daemon's log goes.

@@ -58,6 +58,7 @@ impl StandIn {
             pid_file: self.dir.path().join("postmaster.pid"),
             deadline_file: self.dir.path().join("fence-deadline"),
             guard_pid_file: self.dir.path().join("fence-guard.pid"),
+            vip: None,
         }
     }
 
@@ -303,4 +304,43 @@ async fn safety_f3_the_published_deadline_follows_a_restarted_postmaster() {
     );
     drop(tx);
     task.await.unwrap();
+}
+
+/// The VIP's removal hangs on the fence thread: it runs once when a deadline passes, and not
+/// while the fence is disarmed.
+#[test]
+fn vip_the_fence_thread_runs_its_hook_when_the_deadline_passes() {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    let fired = Arc::new(AtomicU32::new(0));
+    let f = FenceThread::new();
+    let seen = fired.clone();
+    f.on_fire(Box::new(move || {
+        seen.fetch_add(1, Ordering::SeqCst);
+    }));
+    // No process can have this pid (pid_max is at most 2^22): nothing is signalled.
+    f.set_target(Some(Proc {
+        pid: 1 << 23,
+        start: 1,
+    }));
+    f.start().unwrap();
+    f.disarm();
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(fired.load(Ordering::SeqCst), 0, "fired while disarmed");
+    f.arm(mono_now() + ms(50));
+    let t0 = Instant::now();
+    while fired.load(Ordering::SeqCst) == 0 && t0.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(
+        fired.load(Ordering::SeqCst),
+        1,
+        "the hook did not run at the deadline"
+    );
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(
+        fired.load(Ordering::SeqCst),
+        1,
+        "the hook ran twice for one deadline"
+    );
+    f.stop();
 }

@@ -131,6 +131,8 @@ struct Inner<D: Dcs> {
     /// This member's key and the value the HA loop last wrote there. A long action keeps it
     /// alive with the leader key (see [`LeaderLease::keep_alive_while`]).
     member_record: Mutex<Option<(String, String)>>,
+    /// Called by every forget (see [`LeaderLease::on_fence`]).
+    on_forget: OnceLock<Arc<dyn Fn(&'static str) + Send + Sync>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -155,6 +157,7 @@ impl<D: Dcs> LeaderLease<D> {
                 epoch: Mutex::new(0),
                 vouched: Mutex::new(None),
                 member_record: Mutex::new(None),
+                on_forget: OnceLock::new(),
             }),
         }
     }
@@ -288,6 +291,18 @@ impl<D: Dcs> LeaderLease<D> {
         self.inner.thread.watch_pid_file(path);
     }
 
+    /// Runs `f` with a reason wherever the lease stops counting: on the fence thread when the
+    /// deadline passes (right after its signal), and in [`LeaderLease::forget`] (lost,
+    /// released, demoted) before anything else learns of it, so that the VIP (see
+    /// [`crate::vip`]) is gone before the key can be taken. Set once.
+    pub fn on_fence(&self, f: Arc<dyn Fn(&'static str) + Send + Sync>) {
+        let g = f.clone();
+        self.inner
+            .thread
+            .on_fire(Box::new(move || g("the leader lease ran out (fence thread)")));
+        let _ = self.inner.on_forget.set(f);
+    }
+
     /// Hands a deadline (or none) to the fence thread, with the postmaster it applies to.
     fn feed_thread(&self, until: Option<Instant>) {
         let thread = &self.inner.thread;
@@ -308,6 +323,11 @@ impl<D: Dcs> LeaderLease<D> {
         let mut epoch = lock(&self.inner.epoch);
         *epoch += 1;
         *lock(&self.inner.vouched) = None;
+        // Before the status says so (and before a release deletes the key): nobody may take
+        // the key while this member still answers on the VIP.
+        if let Some(f) = self.inner.on_forget.get() {
+            f("the leader lease was released or lost");
+        }
         self.inner.until.send_replace(None);
         self.report(None);
         self.feed_thread(None);

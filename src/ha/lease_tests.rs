@@ -351,3 +351,28 @@ async fn failover_speed_a_write_answered_after_a_forget_does_not_extend_the_leas
     );
     assert_eq!(f.lease.deadline(), None);
 }
+
+/// The VIP's hook runs in a release before the key is deleted (so nobody can take the key
+/// while this member still has the address), and in a forget of a lost key.
+#[tokio::test]
+async fn vip_the_forget_hook_runs_before_the_release_deletes_the_key() {
+    let f = fixture();
+    type Seen = Vec<(&'static str, Option<String>)>;
+    let seen: Arc<Mutex<Seen>> = Arc::default();
+    let (s, dcs) = (seen.clone(), f.dcs.clone());
+    f.lease.on_fence(Arc::new(move |why| {
+        // The key as the DCS holds it at the moment of the hook.
+        let key = futures::executor::block_on(dcs.get(&format!("{PREFIX}leader")))
+            .ok()
+            .flatten()
+            .map(|v| v.value);
+        s.lock().unwrap().push((why, key));
+    }));
+    assert!(f.lease.acquire().await.unwrap());
+    f.lease.release().await.unwrap();
+    assert_eq!(
+        *seen.lock().unwrap(),
+        [("the leader lease was released or lost", Some("a".to_string()))]
+    );
+    assert_eq!(leader_value(&f.dcs).await, None);
+}

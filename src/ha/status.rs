@@ -89,6 +89,10 @@ pub struct NodeStatus {
     /// be promoted.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub watchdog_failed: bool,
+    /// The VIP, when one is configured: its address, interface, whether this member holds it
+    /// and why it cannot be managed (filled in by the REST API at request time; pgwarden's own).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vip: Option<crate::vip::VipReport>,
     /// Daemon identity.
     pub patroni: DaemonInfo,
 
@@ -146,6 +150,7 @@ impl NodeStatus {
             pending_restart: false,
             pending_restart_reason: None,
             watchdog_failed: false,
+            vip: None,
             patroni: info,
             holds_lock: false,
             lease_until: None,

@@ -358,6 +358,11 @@ const BOOTSTRAP_METHOD: State = Refused(Refusal {
            cluster instead of running `bootstrap.{v}.command`); remove `bootstrap.method` and its \
            `bootstrap.{v}` section, or set it to `initdb`",
 });
+const VIP_ON: State = Refused(Refusal {
+    when: RefuseWhen::Except(&["primary"]),
+    todo: "`{v}`: a standby leader exists only in a standby cluster, which pgwarden does not build; \
+           remove `vip.on` or set it to `primary`",
+});
 const STANDBY_CLUSTER: State = Refused(Refusal {
     when: RefuseWhen::AnyChild(&["host", "port", "restore_command"]),
     todo: "pgwarden would run an independent, writable cluster instead of one that follows the remote \
@@ -670,6 +675,23 @@ fn local_rows(b: &mut Builder) {
     b.k("watchdog.mode", WatchdogMode, Text("automatic"));
     b.k("watchdog.device", Path, Text(d::WATCHDOG_DEVICE));
     b.k("watchdog.safety_margin", Int, Num(d::WATCHDOG_SAFETY_MARGIN));
+
+    b.k("vip", Section, Unset);
+    b.k("vip.address", Str, Unset);
+    b.k("vip.interface", Str, Unset);
+    b.k("vip.label", Str, Unset);
+    b.k(
+        "vip.arp_count",
+        Int,
+        Num(i64::from(crate::vip::config::ARP_COUNT)),
+    );
+    b.k(
+        "vip.arp_interval_ms",
+        Int,
+        Num(crate::vip::config::ARP_INTERVAL_MS as i64),
+    );
+    b.k("vip.on", Enum(&["primary", "standby_leader"]), Text("primary"))
+        .is(VIP_ON);
 }
 
 /// The whole table, built once: local keys, then the dynamic ones under `bootstrap.dcs`.

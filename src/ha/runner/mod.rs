@@ -358,6 +358,13 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
         self
     }
 
+    /// Runs `f` where the lease stops counting: the fence thread at the deadline, and every
+    /// release or loss (the VIP's removal, see [`LeaderLease::on_fence`]).
+    pub fn with_fence_hook(self, f: Arc<dyn Fn(&'static str) + Send + Sync>) -> Self {
+        self.lease.on_fence(f);
+        self
+    }
+
     /// Takes requests from the REST API.
     pub fn with_requests(mut self, rx: tokio::sync::mpsc::Receiver<ApiRequest>) -> Self {
         self.requests = Some(rx);
