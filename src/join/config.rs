@@ -99,11 +99,11 @@ impl Member {
         );
         let _ = writeln!(
             y,
-            "ctl:\n  listen: 127.0.0.1:{}\n  certfile: {}\n  keyfile: {}\n  cacert: {}",
-            self.ctl_port,
+            "ctl:\n  listen: 127.0.0.1:{port}\n  connect_address: 127.0.0.1:{port}\n  certfile: {}\n  keyfile: {}\n  cacert: {}",
             q(&self.tls.cert),
             q(&self.tls.key),
-            q(&self.tls.ca)
+            q(&self.tls.ca),
+            port = self.ctl_port,
         );
         let _ = writeln!(
             y,
