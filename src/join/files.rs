@@ -94,6 +94,14 @@ pub fn write_now(path: &Path, data: &[u8], mode: u32, owner: Option<Owner>) -> R
     res
 }
 
+/// The example `/etc/pgwarden/pgwarden.yml` of the packages, byte for byte.
+const PACKAGED_EXAMPLE: &str = include_str!("../../packaging/pgwarden.yml");
+
+/// Whether `path` holds the packaged example, unmodified.
+pub fn is_packaged_example(path: &Path) -> bool {
+    std::fs::read(path).is_ok_and(|b| b == PACKAGED_EXAMPLE.as_bytes())
+}
+
 fn temp_path(path: &Path) -> PathBuf {
     let name = path
         .file_name()
@@ -128,9 +136,11 @@ impl Staged {
     }
 
     /// Refuses early (before any network exchange) if `path` exists and `--force` was not
-    /// given: nothing is ever silently replaced.
+    /// given: nothing is ever silently replaced. The one exception is the unmodified example
+    /// configuration the package installs at the configuration's usual path, which exists on
+    /// every freshly installed host and holds nothing of the operator's.
     pub fn check_absent(&self, path: &Path) -> Result<(), JoinError> {
-        if !self.force && path.exists() {
+        if !self.force && path.exists() && !is_packaged_example(path) {
             return Err(JoinError::Exists {
                 path: path.to_path_buf(),
             });
@@ -167,5 +177,32 @@ impl Staged {
             write_now(&f.path, &f.data, f.mode, self.owner)?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An existing file is refused without --force, except the packaged example; staged
+    /// files get their modes.
+    #[test]
+    fn existing_files_are_refused_but_the_packaged_example() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = dir.path().join("pgwarden.yml");
+        std::fs::write(&cfg, PACKAGED_EXAMPLE).unwrap();
+        let s = Staged::new(None, false);
+        s.check_absent(&cfg).unwrap();
+        std::fs::write(&cfg, "scope: mine\n").unwrap();
+        assert!(matches!(s.check_absent(&cfg), Err(JoinError::Exists { .. })));
+        Staged::new(None, true).check_absent(&cfg).unwrap();
+        let mut s = Staged::new(None, false);
+        let key = dir.path().join("sub/node.key");
+        s.file(&key, "k", 0o600).unwrap();
+        s.commit().unwrap();
+        assert_eq!(
+            std::fs::metadata(&key).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
     }
 }
