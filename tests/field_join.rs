@@ -17,6 +17,7 @@ const BIN_DIR: &str = "/usr/lib/postgresql/15/bin";
 
 struct Host {
     name: &'static str,
+    witness: bool,
     dir: PathBuf,
     raft: u16,
     rest: u16,
@@ -29,6 +30,7 @@ impl Host {
     fn new(root: &Path, name: &'static str) -> Host {
         Host {
             name,
+            witness: false,
             dir: root.join(name),
             raft: free_port(),
             rest: free_port(),
@@ -63,6 +65,9 @@ impl Host {
             "--watchdog".into(),
             "off".into(),
         ];
+        if self.witness {
+            a.push("--witness".into());
+        }
         for (flag, port) in [
             ("--raft-port", self.raft),
             ("--restapi-port", self.rest),
@@ -128,6 +133,43 @@ impl Drop for Lab {
 }
 
 impl Lab {
+    /// Hosts named `names` in a new directory; `None` (with a message) where the test
+    /// cannot run.
+    fn new(names: &[&'static str]) -> Option<Lab> {
+        if !nix::unistd::geteuid().is_root() || !Path::new(BIN_DIR).join("postgres").exists() {
+            eprintln!("skipped: needs root (files for the postgres user) and PostgreSQL 15 in {BIN_DIR}");
+            return None;
+        }
+        let root = tempfile::Builder::new()
+            .prefix("pgwarden-join-")
+            .tempdir_in("/tmp")
+            .unwrap();
+        std::fs::set_permissions(root.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        // The binary must be reachable by postgres wherever the build tree is.
+        let bin = root.path().join("pgwarden");
+        std::fs::copy(env!("CARGO_BIN_EXE_pgwarden"), &bin).unwrap();
+        std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let hosts = names.iter().map(|n| Host::new(root.path(), n)).collect();
+        Some(Lab {
+            root: Some(root),
+            bin,
+            hosts,
+        })
+    }
+
+    /// `pgwarden join` for host `i`, running.
+    fn join_cmd(&self, i: usize, token: &str) -> Child {
+        let mut args = vec!["join".to_string(), "--token".into(), token.into()];
+        args.extend(self.hosts[i].node_args());
+        Command::new(&self.bin)
+            .args(&args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    }
+
     fn pgwarden(&self, args: &[String]) -> Output {
         Command::new(&self.bin)
             .args(args)
@@ -218,27 +260,8 @@ fn refused(lab: &Lab, host: &Host, token: &str, expect: &str) {
 /// with each written file. Wrong, wrongly pinned, expired and reused tokens are refused.
 #[tokio::test(flavor = "multi_thread")]
 async fn field_join_three_hosts_with_tokens() {
-    if !nix::unistd::geteuid().is_root() || !Path::new(BIN_DIR).join("postgres").exists() {
-        eprintln!("skipped: needs root (files for the postgres user) and PostgreSQL 15 in {BIN_DIR}");
+    let Some(mut lab) = Lab::new(&["a", "b", "c", "x"]) else {
         return;
-    }
-    let root = tempfile::Builder::new()
-        .prefix("pgwarden-join-")
-        .tempdir_in("/tmp")
-        .unwrap();
-    std::fs::set_permissions(root.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    // The binary must be reachable by postgres wherever the build tree is.
-    let bin = root.path().join("pgwarden");
-    std::fs::copy(env!("CARGO_BIN_EXE_pgwarden"), &bin).unwrap();
-    std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let hosts = ["a", "b", "c", "x"]
-        .map(|n| Host::new(root.path(), n))
-        .into_iter()
-        .collect();
-    let mut lab = Lab {
-        root: Some(root),
-        bin,
-        hosts,
     };
     let join_port = free_port();
 
@@ -349,18 +372,7 @@ async fn field_join_three_hosts_with_tokens() {
     refused(&lab, x, &token_expired, "expired");
 
     // B and C join: B waits in the exchange until C has joined (three voters).
-    let join_cmd = |lab: &Lab, i: usize, token: &str| {
-        let mut args = vec!["join".to_string(), "--token".into(), token.into()];
-        args.extend(lab.hosts[i].node_args());
-        Command::new(&lab.bin)
-            .args(&args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap()
-    };
-    let b = join_cmd(&lab, 1, &token_b);
+    let b = lab.join_cmd(1, &token_b);
     let members = lab.hosts[0].state().join("join/members.json");
     wait_for(Duration::from_secs(20), "A admits B", || {
         let members = members.clone();
@@ -370,7 +382,7 @@ async fn field_join_three_hosts_with_tokens() {
         }
     })
     .await;
-    let c = join_cmd(&lab, 2, &token_c);
+    let c = lab.join_cmd(2, &token_c);
     let (b, c) =
         tokio::task::spawn_blocking(move || (b.wait_with_output().unwrap(), c.wait_with_output().unwrap()))
             .await
@@ -471,4 +483,125 @@ async fn field_join_three_hosts_with_tokens() {
             );
         }
     }
+}
+
+/// Two data nodes and a witness the same way: init on A, B joins, the witness joins with
+/// `--witness` (no PostgreSQL section in its file); a leader, one streaming replica and
+/// three Raft voters. `init --witness` is refused: the first host must run PostgreSQL.
+#[tokio::test(flavor = "multi_thread")]
+async fn field_join_two_data_nodes_and_a_witness() {
+    let Some(mut lab) = Lab::new(&["a", "b", "w"]) else {
+        return;
+    };
+    lab.hosts[2].witness = true;
+    let join_port = free_port();
+    let init = |lab: &Lab, host: usize| {
+        let mut args = vec![
+            "init".to_string(),
+            "--scope".into(),
+            "fieldwitness".into(),
+            "--join-port".into(),
+            join_port.to_string(),
+        ];
+        args.extend(lab.hosts[host].node_args());
+        lab.pgwarden(&args)
+    };
+    let out = init(&lab, 2);
+    assert!(
+        !out.status.success() && text(&out).contains("witness joins"),
+        "{}",
+        text(&out)
+    );
+    assert!(!lab.hosts[2].dir.exists(), "a refused init left files");
+    let out = init(&lab, 0);
+    assert!(out.status.success(), "init failed: {}", text(&out));
+    let token_b = text(&out)
+        .split_whitespace()
+        .find(|w| w.starts_with("pgwj1."))
+        .unwrap()
+        .to_string();
+    lab.start(0);
+    let a_cfg = lab.hosts[0].config();
+    let token_w = {
+        let out = lab.pgwarden(&[
+            "token".into(),
+            "create".into(),
+            "-c".into(),
+            a_cfg.display().to_string(),
+        ]);
+        assert!(out.status.success(), "token create: {}", text(&out));
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    };
+    // A joins are served once A's daemon runs; B waits in the exchange for the witness.
+    let b = lab.join_cmd(1, &token_b);
+    let members = lab.hosts[0].state().join("join/members.json");
+    wait_for(Duration::from_secs(30), "A admits B", || {
+        let members = members.clone();
+        async move {
+            std::fs::read_to_string(members)
+                .ok()?
+                .contains("\"b\"")
+                .then_some(())
+        }
+    })
+    .await;
+    let w = lab.join_cmd(2, &token_w);
+    let (b, w) =
+        tokio::task::spawn_blocking(move || (b.wait_with_output().unwrap(), w.wait_with_output().unwrap()))
+            .await
+            .unwrap();
+    assert!(b.status.success(), "join B: {}", text(&b));
+    assert!(w.status.success(), "join W: {}", text(&w));
+    let w_cfg = std::fs::read_to_string(lab.hosts[2].config()).unwrap();
+    assert!(
+        w_cfg.contains("witness: true") && !w_cfg.contains("postgresql:"),
+        "{w_cfg}"
+    );
+    lab.start(1);
+    lab.start(2);
+    let http = reqwest::Client::new();
+    let a_rest = format!("http://127.0.0.1:{}", lab.hosts[0].rest);
+    wait_for(
+        Duration::from_secs(90),
+        "a leader and a streaming replica",
+        || {
+            let url = format!("{a_rest}/cluster");
+            let http = http.clone();
+            async move {
+                let v: Value = http.get(url).send().await.ok()?.json().await.ok()?;
+                let m = v["members"].as_array()?;
+                let leaders = m.iter().filter(|m| m["role"] == "leader").count();
+                let streaming = m.iter().filter(|m| m["state"] == "streaming").count();
+                (leaders == 1 && streaming == 1).then_some(())
+            }
+        },
+    )
+    .await;
+    wait_for(
+        Duration::from_secs(60),
+        "three Raft voters, the witness among them",
+        || {
+            let cfg = lab.hosts[2].config();
+            async move {
+                let out = tokio::task::spawn_blocking(move || {
+                    Command::new(env!("CARGO_BIN_EXE_pgwardenctl"))
+                        .arg("-c")
+                        .arg(cfg)
+                        .args(["members", "list"])
+                        .stdin(Stdio::null())
+                        .output()
+                        .unwrap()
+                })
+                .await
+                .unwrap();
+                let t = text(&out);
+                (out.status.success()
+                    && t.matches("Leader").count() == 1
+                    && t.matches("Voter").count() == 2
+                    && t.contains(" w "))
+                .then_some(())
+            }
+        },
+    )
+    .await;
 }

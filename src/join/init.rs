@@ -72,6 +72,13 @@ pub fn init(o: &InitOptions) -> Result<Initialized, JoinError> {
     check_name("scope", &o.scope)?;
     check_name("name", &o.name)?;
     check_address(&o.address)?;
+    if o.witness {
+        // The first member is a one-voter cluster until others join, and a witness alone
+        // would have nothing to run PostgreSQL (the configuration refuses that).
+        return Err(JoinError::Usage(
+            "run init on a data node; a witness joins with `pgwarden join --witness`".into(),
+        ));
+    }
     let owner = files::daemon_owner()?;
     let tls = TlsFiles::beside(&o.config);
     let join_dir = server::join_dir_of_state(&o.state_dir);
