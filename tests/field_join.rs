@@ -473,6 +473,29 @@ async fn field_join_three_hosts_with_tokens() {
             assert!(t.contains(&format!(" {n} ")), "{n} missing from: {t}");
         }
     }
+    // A advises the partners to write instead of `single_node: true`; its file with them
+    // is valid.
+    let a_log = lab.hosts[0].log();
+    let partners = wait_for(Duration::from_secs(30), "A's advice on its partners", || {
+        let a_log = a_log.clone();
+        async move {
+            let log = std::fs::read_to_string(a_log).ok()?;
+            let at = log.find("`partner_addrs: [")?;
+            let rest = &log[at + 1..];
+            Some(rest[..rest.find(']')? + 1].to_string())
+        }
+    })
+    .await;
+    let edited = std::fs::read_to_string(&a_cfg)
+        .unwrap()
+        .replace("single_node: true", &partners);
+    std::fs::write(&a_cfg, edited).unwrap();
+    let valid = lab.pgwarden(&["--validate-config".into(), a_cfg.display().to_string()]);
+    assert!(
+        valid.status.success(),
+        "A's file with the advised partners: {}",
+        text(&valid)
+    );
     for h in &lab.hosts[..3] {
         let log = std::fs::read_to_string(h.log()).unwrap();
         for s in &secrets {
@@ -532,7 +555,15 @@ async fn field_join_two_data_nodes_and_a_witness() {
         assert!(out.status.success(), "token create: {}", text(&out));
         String::from_utf8(out.stdout).unwrap().trim().to_string()
     };
-    // A joins are served once A's daemon runs; B waits in the exchange for the witness.
+    // Joins are served once A's daemon runs; B waits in the exchange for the witness.
+    let http = reqwest::Client::new();
+    let a_rest = format!("http://127.0.0.1:{}", lab.hosts[0].rest);
+    wait_for(Duration::from_secs(60), "A leads its one-node cluster", || {
+        let url = format!("{a_rest}/primary");
+        let http = http.clone();
+        async move { (http.get(url).send().await.ok()?.status() == 200).then_some(()) }
+    })
+    .await;
     let b = lab.join_cmd(1, &token_b);
     let members = lab.hosts[0].state().join("join/members.json");
     wait_for(Duration::from_secs(30), "A admits B", || {
@@ -559,8 +590,6 @@ async fn field_join_two_data_nodes_and_a_witness() {
     );
     lab.start(1);
     lab.start(2);
-    let http = reqwest::Client::new();
-    let a_rest = format!("http://127.0.0.1:{}", lab.hosts[0].rest);
     wait_for(
         Duration::from_secs(90),
         "a leader and a streaming replica",

@@ -467,7 +467,12 @@ fn main() -> ExitCode {
             s2.cancel();
         });
         // The join listener, on the host that ran `pgwarden init` (see pgwarden::join::server).
-        pgwarden::join::server::spawn_if_configured(&loaded.config.raft.data_dir(), shutdown.clone()).await;
+        pgwarden::join::server::spawn_if_configured(
+            &loaded.config.raft.data_dir(),
+            loaded.config.raft.single_node,
+            shutdown.clone(),
+        )
+        .await;
         pgwarden::daemon::run(loaded.config, Some(path), shutdown).await
     });
     match res {

@@ -92,6 +92,8 @@ pub fn load_state(join_dir: &Path) -> Result<Option<ServerState>, JoinError> {
 
 struct Server {
     dir: PathBuf,
+    /// Whether this node's file still says `raft.single_node: true` (as `init` wrote it).
+    single_node: bool,
     state: ServerState,
     /// One exchange at a time: the members file is read, checked and rewritten whole.
     lock: Mutex<()>,
@@ -112,8 +114,10 @@ impl Server {
 }
 
 /// Starts the join listener if this node ran `init` (its state directory has the join
-/// state). Problems are logged: a node that cannot serve joins still runs.
-pub async fn spawn_if_configured(raft_dir: &Path, shutdown: CancellationToken) {
+/// state). Problems are logged: a node that cannot serve joins still runs. `single_node`:
+/// the node's `raft.single_node`, which `init` sets and the operator replaces with the
+/// partners once they have joined (see [`advise_partners`]).
+pub async fn spawn_if_configured(raft_dir: &Path, single_node: bool, shutdown: CancellationToken) {
     let dir = join_dir_of_raft(raft_dir);
     let state = match load_state(&dir) {
         Ok(Some(s)) => s,
@@ -123,13 +127,18 @@ pub async fn spawn_if_configured(raft_dir: &Path, shutdown: CancellationToken) {
             return;
         }
     };
-    match start(dir, state, shutdown).await {
+    match start(dir, state, single_node, shutdown).await {
         Ok(()) => {}
         Err(e) => tracing::error!("join listener not started: {e}"),
     }
 }
 
-async fn start(dir: PathBuf, state: ServerState, shutdown: CancellationToken) -> Result<(), JoinError> {
+async fn start(
+    dir: PathBuf,
+    state: ServerState,
+    single_node: bool,
+    shutdown: CancellationToken,
+) -> Result<(), JoinError> {
     use pgwarden_raft::tls;
     let bad = |e: tls::TlsError| JoinError::Config(e.to_string());
     let mut chain = tls::read_certs(&state.cert).map_err(bad)?;
@@ -147,10 +156,12 @@ async fn start(dir: PathBuf, state: ServerState, shutdown: CancellationToken) ->
     tracing::info!(addr = %state.listen, "join listener serving (pgwarden join)");
     let server = Arc::new(Server {
         dir,
+        single_node,
         state,
         lock: Mutex::new(()),
         shutdown: shutdown.clone(),
     });
+    advise_partners(&server);
     // Members admitted before a restart and not yet added.
     for m in server.members()?.into_iter().filter(|m| !m.added) {
         tokio::spawn(add_member(server.clone(), m.raft_addr));
@@ -323,6 +334,29 @@ fn admit(server: &Server, req: &JoinRequest, raft_addr: &str) -> Result<Result<S
     Ok(Ok(cert))
 }
 
+/// Once two members have been added, the first host's file should list them as partners
+/// instead of `raft.single_node: true`: with a wiped `raft.data_dir`, a single-node file
+/// would start a new cluster of its own instead of waiting to be added back. The daemon
+/// cannot edit its file (it is the operator's, read-only under the unit), so it says so.
+fn advise_partners(server: &Server) {
+    if !server.single_node {
+        return;
+    }
+    let Ok(members) = server.members() else { return };
+    let partners: Vec<&str> = members
+        .iter()
+        .filter(|m| m.added && m.raft_addr != server.state.raft_addr)
+        .map(|m| m.raft_addr.as_str())
+        .collect();
+    if partners.len() >= 2 {
+        tracing::warn!(
+            "the cluster has grown: in this node's configuration file, replace `single_node: true` \
+             by `partner_addrs: [{}]` (takes effect at the next start; until then nothing changes)",
+            partners.join(", ")
+        );
+    }
+}
+
 /// Asks the Raft leader (through this member) to add `addr` until it is a voter. The
 /// leader's addition needs the new member to answer, so this waits for it to be started.
 async fn add_member(server: Arc<Server>, addr: String) {
@@ -357,6 +391,7 @@ async fn add_member(server: Arc<Server>, addr: String) {
                         tracing::warn!("join: recording the addition: {e}");
                     }
                 }
+                advise_partners(&server);
                 return;
             }
             Err(e) => {
