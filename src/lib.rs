@@ -34,6 +34,7 @@ pub mod error;
 pub mod generate;
 pub mod grpc;
 pub mod ha;
+pub mod join;
 pub mod logging;
 pub mod pb;
 pub mod postgres;

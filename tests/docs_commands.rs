@@ -228,6 +228,9 @@ fn ctl_docs_pgwarden_lines_name_real_commands_and_options() {
         "restore-dcs",
         "generate",
         "fence-guard",
+        "init",
+        "join",
+        "token",
     ]
     .to_vec();
     let mut bad = Vec::new();

@@ -103,9 +103,189 @@ enum Sub {
         #[arg(long)]
         force: bool,
     },
+    /// On the first host: write this node's configuration, the cluster's CA and certificate,
+    /// the database passwords, and print a join token for the other hosts.
+    ///
+    /// Raft mutual TLS and TLS on the admin API are on. Key and credential files are 0600 and,
+    /// run as root, owned by `postgres` (the packaged unit's user). Credentials are never
+    /// printed. The daemon of this node then serves joins on --join-port.
+    Init {
+        /// Cluster name, the same on every member.
+        #[arg(long)]
+        scope: String,
+        #[command(flatten)]
+        node: NodeArgs,
+        /// The port the daemon serves joins on (`pgwarden join --token`).
+        #[arg(long, default_value_t = pgwarden::join::DEFAULT_JOIN_PORT)]
+        join_port: u16,
+        /// How long the printed token is valid (e.g. 3600, 90s, 30m, 1h).
+        #[arg(long, default_value = "1h", value_parser = pgwarden::join::init::parse_ttl)]
+        token_ttl: std::time::Duration,
+    },
+    /// On another host: fetch a certificate, the shared settings and the credentials from the
+    /// first host with a token, and write this node's configuration.
+    ///
+    /// The token pins the cluster's CA and is valid once. Nothing is written when the join is
+    /// refused. Then start the daemon (`systemctl enable --now pgwarden`); the first host adds
+    /// it to the Raft group once it answers.
+    Join {
+        /// The token `pgwarden init` or `pgwarden token create` printed.
+        #[arg(long)]
+        token: String,
+        #[command(flatten)]
+        node: NodeArgs,
+    },
+    /// Join tokens, on the host that ran `pgwarden init`.
+    #[command(subcommand)]
+    Token(TokenCmd),
     /// Man pages and shell completions, for packaging.
     #[command(hide = true, subcommand)]
     Generate(pgwarden::generate::Generate),
+}
+
+/// The flags `init` and `join` share: this node's identity, addresses and files.
+#[derive(clap::Args)]
+struct NodeArgs {
+    /// This member's name, unique in the cluster (`join`: default the host name).
+    #[arg(long)]
+    name: Option<String>,
+    /// The address the other members reach this host at (`join`: default the local address
+    /// of the route to the first host).
+    #[arg(long)]
+    address: Option<String>,
+    /// A witness: a Raft voter without PostgreSQL.
+    #[arg(long)]
+    witness: bool,
+    /// The configuration file to write; the TLS files go to `tls/` beside it.
+    #[arg(short = 'c', long, default_value = "/etc/pgwarden/pgwarden.yml")]
+    config: std::path::PathBuf,
+    /// The state directory: Raft data (`raft/`), PostgreSQL data (`pgdata/`), pgpass, join state.
+    #[arg(long, default_value = "/var/lib/pgwarden")]
+    data_dir: std::path::PathBuf,
+    #[arg(long, default_value_t = 5010)]
+    raft_port: u16,
+    #[arg(long, default_value_t = 8008)]
+    restapi_port: u16,
+    /// The admin API's port (on loopback).
+    #[arg(long, default_value_t = 8009)]
+    ctl_port: u16,
+    #[arg(long, default_value_t = 5432)]
+    pg_port: u16,
+    /// PostgreSQL's bin directory (default: searched at start).
+    #[arg(long)]
+    bin_dir: Option<std::path::PathBuf>,
+    /// `watchdog.mode` to write (off, automatic, required); default: not written (automatic).
+    #[arg(long)]
+    watchdog: Option<String>,
+    /// Replace existing configuration, certificate and key files.
+    #[arg(long)]
+    force: bool,
+}
+
+#[derive(clap::Subcommand)]
+enum TokenCmd {
+    /// Issue a new join token (valid once).
+    Create {
+        /// This node's configuration file (written by `pgwarden init`).
+        #[arg(short = 'c', long, default_value = "/etc/pgwarden/pgwarden.yml")]
+        config: std::path::PathBuf,
+        /// How long the token is valid (e.g. 3600, 90s, 30m, 1h).
+        #[arg(long, default_value = "1h", value_parser = pgwarden::join::init::parse_ttl)]
+        ttl: std::time::Duration,
+    },
+}
+
+/// `pgwarden init`.
+fn init(scope: String, n: NodeArgs, join_port: u16, token_ttl: std::time::Duration) -> ExitCode {
+    let (Some(name), Some(address)) = (n.name, n.address) else {
+        eprintln!("pgwarden init: --name and --address are required");
+        return ExitCode::from(2);
+    };
+    let o = pgwarden::join::init::InitOptions {
+        scope,
+        name: name.clone(),
+        address: address.clone(),
+        witness: n.witness,
+        config: n.config.clone(),
+        state_dir: n.data_dir,
+        raft_port: n.raft_port,
+        restapi_port: n.restapi_port,
+        pg_port: n.pg_port,
+        ctl_port: n.ctl_port,
+        join_port,
+        bin_dir: n.bin_dir,
+        watchdog: n.watchdog,
+        token_ttl,
+        force: n.force,
+    };
+    match pgwarden::join::init::init(&o) {
+        Ok(done) => {
+            for p in &done.written {
+                println!("wrote {}", p.display());
+            }
+            println!(
+                "\nStart this node:  systemctl enable --now pgwarden   (or: pgwarden {})",
+                n.config.display()
+            );
+            println!(
+                "Join token (valid {} s, once; another: pgwarden token create):\n\n    {}\n",
+                token_ttl.as_secs(),
+                done.token
+            );
+            println!(
+                "On each other host, once this node runs:\n\n    pgwarden join --token {}\n",
+                done.token
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("pgwarden init: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `pgwarden join`.
+fn join(token: String, n: NodeArgs) -> ExitCode {
+    let o = pgwarden::join::client::JoinOptions {
+        token,
+        name: n.name,
+        address: n.address,
+        witness: n.witness,
+        config: n.config.clone(),
+        state_dir: n.data_dir,
+        raft_port: n.raft_port,
+        restapi_port: n.restapi_port,
+        pg_port: n.pg_port,
+        ctl_port: n.ctl_port,
+        bin_dir: n.bin_dir,
+        watchdog: n.watchdog,
+        force: n.force,
+    };
+    let rt = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("pgwarden join: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let progress = |m: &str| eprintln!("pgwarden join: {m}");
+    match rt.block_on(pgwarden::join::client::join(&o, &progress)) {
+        Ok(written) => {
+            for p in &written {
+                println!("wrote {}", p.display());
+            }
+            println!(
+                "\nStart this node:  systemctl enable --now pgwarden   (or: pgwarden {})",
+                n.config.display()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("pgwarden join: {e}; nothing was written");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 fn main() -> ExitCode {
@@ -143,6 +323,28 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         };
+    }
+    match args.command {
+        Some(Sub::Init {
+            scope,
+            node,
+            join_port,
+            token_ttl,
+        }) => return init(scope, node, join_port, token_ttl),
+        Some(Sub::Join { token, node }) => return join(token, node),
+        Some(Sub::Token(TokenCmd::Create { config, ttl })) => {
+            return match pgwarden::join::init::create_token(&config, ttl) {
+                Ok(t) => {
+                    println!("{t}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("pgwarden token create: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        _ => {}
     }
     if let Some(Sub::ForceNewCluster { config_flag, config }) = &args.command {
         let Some(path) = config_flag.as_ref().or(config.as_ref()) else {
@@ -273,6 +475,13 @@ fn main() -> ExitCode {
             pgwarden::sd_notify::notify("STOPPING=1");
             s2.cancel();
         });
+        // The join listener, on the host that ran `pgwarden init` (see pgwarden::join::server).
+        pgwarden::join::server::spawn_if_configured(
+            &loaded.config.raft.data_dir(),
+            loaded.config.raft.single_node,
+            shutdown.clone(),
+        )
+        .await;
         pgwarden::daemon::run(loaded.config, Some(path), shutdown).await
     });
     match res {
