@@ -32,6 +32,8 @@ const COMMON_FILES: &[&str] = &[
     "/usr/share/doc/pgwarden/monitoring.md",
     "/usr/share/pgwarden/monitoring/grafana-dashboard.json",
     "/usr/share/pgwarden/monitoring/prometheus-alerts.yml",
+    "/usr/share/doc/pgwarden/vip.md",
+    "/usr/share/pgwarden/systemd/vip.conf",
 ];
 
 /// The Debian dependency on a PostgreSQL server: any supported major version, from Debian or
