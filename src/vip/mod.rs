@@ -18,6 +18,7 @@
 pub mod arp;
 pub mod config;
 pub mod keeper;
+pub mod ndp;
 pub mod netlink;
 
 pub use config::{Vip as VipConfig, VipSpec};

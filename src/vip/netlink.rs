@@ -1,6 +1,7 @@
 //! The production [`VipDriver`]: the address is added and removed over rtnetlink (through
 //! `netlink-packet-route` on a synchronous `netlink-sys` socket, so the fence thread and the
-//! fence guard can use it without a runtime), and announced with gratuitous ARP ([`super::arp`]).
+//! fence guard can use it without a runtime), and announced with gratuitous ARP ([`super::arp`]) or, for IPv6, an unsolicited neighbour
+//! advertisement ([`super::ndp`]).
 //!
 //! Every call opens its own socket: calls are rare (a role change), and a fresh socket has no
 //! stale replies from an earlier call that timed out.
@@ -195,17 +196,16 @@ impl VipDriver for NetlinkDriver {
     }
 
     fn announce(&self, spec: &VipSpec) -> Result<(), VipError> {
-        let IpAddr::V4(ip) = spec.addr else {
-            // Unsolicited neighbour advertisements are not sent (docs/vip.md): the kernel's
-            // own duplicate address detection announces a new IPv6 address.
-            return Ok(());
-        };
         let index = if_index(&spec.interface)?;
         let Some(mac) = mac(&spec.interface)? else {
             // No hardware address (a tunnel, loopback): nothing to announce.
             return Ok(());
         };
-        super::arp::gratuitous(index, mac, ip).map_err(io_err("send a gratuitous ARP"))
+        match spec.addr {
+            IpAddr::V4(ip) => super::arp::gratuitous(index, mac, ip).map_err(io_err("send a gratuitous ARP")),
+            IpAddr::V6(ip) => super::ndp::unsolicited(index, mac, ip)
+                .map_err(io_err("send an unsolicited neighbour advertisement")),
+        }
     }
 
     fn in_subnet(&self, spec: &VipSpec) -> Result<bool, VipError> {
