@@ -28,22 +28,40 @@ pub fn packet(mac: [u8; 6], ip: Ipv4Addr) -> [u8; 28] {
     p
 }
 
-/// Broadcasts one gratuitous ARP for `ip` on interface `index` (needs `CAP_NET_RAW`).
-pub fn gratuitous(index: u32, mac: [u8; 6], ip: Ipv4Addr) -> io::Result<()> {
-    use nix::libc;
-    // SAFETY: socket(2) with constant arguments; the result is checked before it is owned.
-    let fd = unsafe {
-        libc::socket(
-            libc::AF_PACKET,
-            libc::SOCK_DGRAM | libc::SOCK_CLOEXEC,
-            i32::from(ETH_P_ARP.to_be()),
-        )
-    };
+/// Opens a socket of `domain`/`kind`/`protocol` (close-on-exec) for one announcement.
+pub(super) fn open(domain: i32, kind: i32, protocol: i32) -> io::Result<OwnedFd> {
+    // SAFETY: socket(2) with plain integer arguments; the result is checked before it is owned.
+    let fd = unsafe { nix::libc::socket(domain, kind | nix::libc::SOCK_CLOEXEC, protocol) };
     if fd < 0 {
         return Err(io::Error::last_os_error());
     }
     // SAFETY: `fd` is a new descriptor that nothing else owns.
-    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Sends `packet` on `fd` to the socket address `to` (a `sockaddr_*` of the socket's family).
+pub(super) fn send_to<A>(fd: &OwnedFd, packet: &[u8], to: &A) -> io::Result<()> {
+    // SAFETY: the buffer and the address are valid for the lengths given.
+    let sent = unsafe {
+        nix::libc::sendto(
+            fd.as_raw_fd(),
+            packet.as_ptr().cast(),
+            packet.len(),
+            0,
+            (to as *const A).cast(),
+            std::mem::size_of::<A>() as nix::libc::socklen_t,
+        )
+    };
+    if sent < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Broadcasts one gratuitous ARP for `ip` on interface `index` (needs `CAP_NET_RAW`).
+pub fn gratuitous(index: u32, mac: [u8; 6], ip: Ipv4Addr) -> io::Result<()> {
+    use nix::libc;
+    let fd = open(libc::AF_PACKET, libc::SOCK_DGRAM, i32::from(ETH_P_ARP.to_be()))?;
     // SAFETY: sockaddr_ll is plain data; all-zero is a valid value to fill in.
     let mut to: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
     to.sll_family = libc::AF_PACKET as u16;
@@ -51,22 +69,7 @@ pub fn gratuitous(index: u32, mac: [u8; 6], ip: Ipv4Addr) -> io::Result<()> {
     to.sll_ifindex = i32::try_from(index).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
     to.sll_halen = 6;
     to.sll_addr[..6].copy_from_slice(&[0xff; 6]);
-    let p = packet(mac, ip);
-    // SAFETY: the buffer and the address are valid for the lengths given.
-    let sent = unsafe {
-        libc::sendto(
-            fd.as_raw_fd(),
-            p.as_ptr().cast(),
-            p.len(),
-            0,
-            (&to as *const libc::sockaddr_ll).cast(),
-            std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
-        )
-    };
-    if sent < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
+    send_to(&fd, &packet(mac, ip), &to)
 }
 
 #[cfg(test)]

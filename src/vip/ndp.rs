@@ -10,7 +10,7 @@
 
 use std::io;
 use std::net::Ipv6Addr;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::AsRawFd;
 
 /// ICMPv6 type of a neighbour advertisement.
 const NEIGHBOR_ADVERTISEMENT: u8 = 136;
@@ -43,17 +43,7 @@ fn check(r: i32) -> io::Result<()> {
 /// `CAP_NET_RAW`).
 pub fn unsolicited(index: u32, mac: [u8; 6], ip: Ipv6Addr) -> io::Result<()> {
     use nix::libc;
-    // SAFETY: socket(2) with constant arguments; the result is checked before it is owned.
-    let fd = unsafe {
-        libc::socket(
-            libc::AF_INET6,
-            libc::SOCK_RAW | libc::SOCK_CLOEXEC,
-            libc::IPPROTO_ICMPV6,
-        )
-    };
-    check(fd)?;
-    // SAFETY: `fd` is a new descriptor that nothing else owns.
-    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    let fd = super::arp::open(libc::AF_INET6, libc::SOCK_RAW, libc::IPPROTO_ICMPV6)?;
     let set = |opt: i32, value: i32| -> io::Result<()> {
         // SAFETY: the option value is an int that lives for the call.
         check(unsafe {
@@ -74,27 +64,13 @@ pub fn unsolicited(index: u32, mac: [u8; 6], ip: Ipv6Addr) -> io::Result<()> {
     to.sin6_family = libc::AF_INET6 as libc::sa_family_t;
     to.sin6_addr.s6_addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1).octets();
     to.sin6_scope_id = index;
-    let p = packet(mac, ip);
-    // SAFETY: the buffer and the address are valid for the lengths given.
-    let sent = unsafe {
-        libc::sendto(
-            fd.as_raw_fd(),
-            p.as_ptr().cast(),
-            p.len(),
-            0,
-            (&to as *const libc::sockaddr_in6).cast(),
-            std::mem::size_of::<libc::sockaddr_in6>() as libc::socklen_t,
-        )
-    };
-    if sent < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
+    super::arp::send_to(&fd, &packet(mac, ip), &to)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::fd::{FromRawFd, OwnedFd};
 
     #[test]
     fn vip_neighbour_advertisement_overrides_with_this_hosts_address() {
