@@ -8,7 +8,7 @@
 
 use clap::{CommandFactory, Parser};
 use pgwarden::config::{Config, Strictness};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use tokio_util::sync::CancellationToken;
 
@@ -134,6 +134,35 @@ enum Sub {
         token: String,
         #[command(flatten)]
         node: NodeArgs,
+    },
+    /// Write a pgwarden configuration from a Patroni one (for taking a Patroni cluster over).
+    ///
+    /// The DCS section (etcd3, etcd, consul, ..., or Patroni's raft) is replaced by a `raft:`
+    /// section; every other key is carried over. The result is then validated like
+    /// `--validate-config` (without this host's checks) and every key pgwarden does not apply is
+    /// listed. Exit status 1 when it does not validate (the file is still written, to be fixed).
+    ConvertPatroniConfig {
+        /// The Patroni configuration file.
+        patroni_config: PathBuf,
+        /// Where to write the pgwarden file (mode 0600: it holds the passwords); default stdout.
+        #[arg(short = 'o', long)]
+        output: Option<PathBuf>,
+        /// The port of the embedded Raft on every member.
+        #[arg(long, default_value_t = 5010)]
+        raft_port: u16,
+        /// `raft.data_dir` to write.
+        #[arg(long, default_value = "/var/lib/pgwarden/raft")]
+        raft_data_dir: PathBuf,
+        /// This node's Raft address (default: the host of restapi.connect_address, --raft-port).
+        #[arg(long, value_parser = parse_host_port)]
+        self_addr: Option<pgwarden::config::HostPort>,
+        /// Another member's Raft address, once per member (default: the DCS hosts of the file,
+        /// when it runs on the database hosts).
+        #[arg(long = "partner", value_parser = parse_host_port)]
+        partners: Vec<pgwarden::config::HostPort>,
+        /// Replace an existing output file.
+        #[arg(long)]
+        force: bool,
     },
     /// Join tokens, on the host that ran `pgwarden init`.
     #[command(subcommand)]
@@ -343,6 +372,23 @@ fn main() -> ExitCode {
                     ExitCode::FAILURE
                 }
             }
+        }
+        Some(Sub::ConvertPatroniConfig {
+            patroni_config,
+            output,
+            raft_port,
+            raft_data_dir,
+            self_addr,
+            partners,
+            force,
+        }) => {
+            let opts = pgwarden::config::convert::ConvertOptions {
+                raft_port,
+                raft_data_dir,
+                self_addr,
+                partners: (!partners.is_empty()).then_some(partners),
+            };
+            return convert_patroni_config(&patroni_config, output.as_deref(), &opts, force);
         }
         _ => {}
     }
@@ -611,4 +657,91 @@ fn restore_dcs(file: &std::path::Path, path: &std::path::Path, force: bool) -> E
         }
         Err(e) => fail(pgwarden_raft::error_chain(&e)),
     }
+}
+
+fn parse_host_port(s: &str) -> Result<pgwarden::config::HostPort, String> {
+    pgwarden::config::HostPort::parse(s)
+}
+
+/// `pgwarden convert-patroni-config`.
+fn convert_patroni_config(
+    input: &Path,
+    output: Option<&Path>,
+    opts: &pgwarden::config::convert::ConvertOptions,
+    force: bool,
+) -> ExitCode {
+    use pgwarden::config::convert;
+    let text = match std::fs::read_to_string(input) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("pgwarden convert-patroni-config: {}: {e}", input.display());
+            return ExitCode::FAILURE;
+        }
+    };
+    let c = match convert::convert(&text, input, opts) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("pgwarden convert-patroni-config: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    eprintln!("pgwarden: removed the DCS section(s): {}", c.removed.join(", "));
+    eprintln!(
+        "pgwarden: raft.self_addr {} (from {})",
+        c.self_addr.addr, c.self_addr.from
+    );
+    for p in &c.partners {
+        eprintln!("pgwarden: raft.partner_addrs {} (from {})", p.addr, p.from);
+    }
+    match output {
+        None => print!("{}", c.yaml),
+        Some(path) => {
+            if let Err(e) = write_private(path, &c.yaml, force) {
+                eprintln!("pgwarden convert-patroni-config: {}: {e}", path.display());
+                return ExitCode::FAILURE;
+            }
+            eprintln!("pgwarden: wrote {}", path.display());
+        }
+    }
+    let shown = output.unwrap_or(Path::new("(converted)"));
+    match Config::from_yaml_str(&c.yaml, shown, Strictness::Strict, Vec::<(String, String)>::new()) {
+        Ok(loaded) => {
+            for w in &loaded.warnings {
+                eprintln!("pgwarden: warning: {w}");
+            }
+            eprintln!(
+                "pgwarden: the converted configuration is valid; check it on its host with `pgwarden --validate-config`"
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!(
+                "pgwarden: the converted configuration does not validate: {}",
+                pgwarden_raft::error_chain(&e)
+            );
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Writes `text` to a new file of mode 0600 (it holds passwords); an existing file only with `force`.
+fn write_private(path: &Path, text: &str, force: bool) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut o = std::fs::OpenOptions::new();
+    o.write(true).mode(0o600);
+    if force {
+        o.create(true).truncate(true);
+    } else {
+        o.create_new(true);
+    }
+    let mut f = o.open(path).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::AlreadyExists {
+            std::io::Error::new(e.kind(), "exists; pass --force to replace it")
+        } else {
+            e
+        }
+    })?;
+    f.write_all(text.as_bytes())?;
+    f.sync_all()
 }

@@ -26,10 +26,12 @@
 //!   the environment mapping.
 //! - `dynamic`: [`DynamicConfig`], the DCS `config` key, with [`merge_patch`] and [`adjust_timing`].
 //! - `values`: value types ([`Secs`], [`HostPort`], [`GucValue`], [`Command`], ...) and lenient serde.
+//! - [`convert`]: a Patroni file turned into a pgwarden one (`pgwarden convert-patroni-config`).
 //! - [`defaults`]: every default value.
 //! - `error`: [`ConfigError`] and [`ConfigWarning`].
 //! - `tests`: unit tests of loading, validation and the key table.
 
+pub mod convert;
 pub mod defaults;
 mod dynamic;
 mod error;
