@@ -430,6 +430,10 @@ async fn man_pages_and_completions_are_generated() {
     assert!(o.ok, "{o:?}");
     let page = std::fs::read_to_string(dir.path().join("pgwardenctl.1")).unwrap();
     assert!(page.contains("switchover"), "{page}");
+    assert!(
+        page.contains(".SH EXAMPLES") && page.contains("pgwardenctl version batman"),
+        "{page}"
+    );
     assert!(dir.path().join("pgwardenctl-edit-config.1").exists());
     for shell in ["bash", "zsh", "fish"] {
         let o = run(&["generate", "completions", shell]).await;
