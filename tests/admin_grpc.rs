@@ -401,7 +401,21 @@ async fn ctl_rest_port_is_explained() {
                 .await;
         }
     });
-    for addr in [&rest, &plain_addr] {
+    // Python's http.server, which Patroni's REST API is built on: it refuses "HTTP/2.0"
+    // before choosing a protocol version, so its error page comes without a status line.
+    let python = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let python_addr = python.local_addr().unwrap().to_string();
+    let python_task = tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        while let Ok((mut tcp, _)) = python.accept().await {
+            let mut buf = [0u8; 1024];
+            let _ = tcp.read(&mut buf).await;
+            let _ = tcp
+                .write_all(b"<!DOCTYPE HTML>\n<html lang=\"en\">\n<head><title>Error response</title></head>\n<body><p>Error code: 505</p></body></html>\n")
+                .await;
+        }
+    });
+    for addr in [&rest, &plain_addr, &python_addr] {
         let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_pgwardenctl"))
             .args(["-d", addr, "list"])
             .env_remove("PGWARDENCTL_CONFIG_FILE")
@@ -442,6 +456,7 @@ async fn ctl_rest_port_is_explained() {
         "{err}"
     );
     plain_task.abort();
+    python_task.abort();
     stop_rest.cancel();
 }
 
@@ -534,8 +549,13 @@ async fn ctl_insecure_skips_certificate_verification() {
             .output()
             .unwrap()
     };
+    // Without -k or --cacert: the TLS answer is named, with what to pass.
     let out = ctl(&["-d", &s.addr, "list"]);
     assert!(!out.status.success(), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("it answers TLS: pass --cacert"),
+        "{out:?}"
+    );
     for args in [
         vec!["-k", "-d", &s.addr, "list"],
         vec!["--insecure", "-d", &s.addr, "list", "-f", "json"],

@@ -831,15 +831,19 @@ fn config_state_the_environment_is_named() {
 }
 
 /// The daemon refuses at start what `--validate-config` refuses (host checks and refusals), and
-/// exits before it binds a port.
+/// exits before it binds a port; before that it logs the same warning per inert key.
 #[test]
 fn config_state_the_daemon_refuses_at_start_what_validation_refuses() {
     let scratch = Scratch::new();
     std::fs::write(scratch.path().join("pgdata"), "not a directory").unwrap();
-    let file = scratch.config("start.yml", &base("", ""));
+    let file = scratch.config("start.yml", &base("  custom_conf: /etc/custom.conf\n", ""));
     let stderr = run_daemon(&file);
     assert!(
         stderr.contains("`postgresql.data_dir`: ") && stderr.contains("exists and is not a directory"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("postgresql.custom_conf: accepted, but has no effect: "),
         "{stderr}"
     );
     std::fs::remove_file(scratch.path().join("pgdata")).unwrap();

@@ -9,10 +9,24 @@ use std::path::PathBuf;
 /// apart so that each command's own few options stand out in its `--help`.
 pub const CONNECTION: &str = "Connection options";
 
+/// Shown by `pgwardenctl --help` and as the man page's EXAMPLES section (see
+/// `generate man`); the same commands as docs/operations.md, which the docs tests parse.
+pub const EXAMPLES: &str = "Examples:
+  pgwardenctl list                       members, roles, states, timelines, lag
+  pgwardenctl list -W                    the same, refreshed until Ctrl-C
+  pgwardenctl -d 10.0.0.1:8009 list      ask that member's admin API (ctl.listen), not 8008
+  pgwardenctl switchover batman --leader node1 --candidate node2 --force
+  pgwardenctl failover batman --candidate node3 --force
+  pgwardenctl restart batman --pending --force
+  pgwardenctl edit-config batman -p work_mem=64MB
+  pgwardenctl reinit batman node3 --force
+  pgwardenctl query batman -r replica -U postgres -c 'select pg_last_wal_replay_lsn()'
+  pgwardenctl version batman             each member's pgwarden and PostgreSQL version";
+
 /// Admin CLI for pgwarden clusters (patronictl-compatible); talks to a member's admin API
 /// (ctl.listen, default 127.0.0.1:8009), not to the REST API.
 #[derive(Debug, Parser)]
-#[command(name = "pgwardenctl", version, max_term_width = 100)]
+#[command(name = "pgwardenctl", version, max_term_width = 100, after_long_help = EXAMPLES)]
 pub struct Cli {
     /// The daemon's configuration file: pgwardenctl uses its `ctl:` section (address,
     /// token, certificates) and its scope.

@@ -248,12 +248,29 @@ async fn tls_probe(
     }
 }
 
-/// Whether the plain-text server at `addr` answers HTTP/2's connection preface with an
-/// HTTP/1 response: then it is not the admin API (most likely the REST API of an older
-/// setup, or another web server). Checked before connecting, because once tonic has sent
-/// its request such a server's reply and close race with the request and may surface as
-/// a bare "broken pipe". `None` when the probe gives no verdict.
-async fn answers_http1(addr: &str, limit: Duration) -> Option<bool> {
+/// What a plain-text server answered to HTTP/2's connection preface, when that answer
+/// was not HTTP/2.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum NotHttp2 {
+    /// An HTTP/1 status line (a web server, or the REST API of an older setup).
+    Http1,
+    /// Bytes that are not an HTTP/2 frame: Python's `http.server`, which Patroni's REST API
+    /// is built on, rejects "HTTP/2.0" before it has chosen a protocol version and so
+    /// answers with a bare HTML error page, without any status line.
+    Other,
+    /// A TLS record (an alert): a TLS server, such as an admin API with `ctl.certfile`,
+    /// reached without `--cacert` or `-k`.
+    Tls,
+}
+
+/// Whether the plain-text server at `addr` answers HTTP/2's connection preface with
+/// something other than HTTP/2: then it is not the admin API. An HTTP/2 server, the admin
+/// API included, answers with a SETTINGS frame (frame type 4 in the fourth byte of the
+/// frame header). Checked before connecting, because once tonic has sent its request such
+/// a server's reply and close race with the request and may surface as a bare "transport
+/// error" or "broken pipe". `None` when the probe gives no verdict (no answer in time, or
+/// the server closed without a word).
+async fn answers_not_http2(addr: &str, limit: Duration) -> Option<Option<NotHttp2>> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let work = async {
         let mut tcp = tokio::net::TcpStream::connect(addr).await.ok()?;
@@ -268,9 +285,29 @@ async fn answers_http1(addr: &str, limit: Duration) -> Option<bool> {
                 Ok(n) => got += n,
             }
         }
-        (got > 0).then(|| buf[..got].starts_with(b"HTTP/"))
+        classify_preface_answer(&buf[..got])
     };
     tokio::time::timeout(limit, work).await.ok().flatten()
+}
+
+/// The verdict on the first bytes a server sent back after the HTTP/2 preface: `None` for
+/// no verdict (nothing came), `Some(None)` for an HTTP/2 frame, else what it was.
+fn classify_preface_answer(first: &[u8]) -> Option<Option<NotHttp2>> {
+    if first.is_empty() {
+        None
+    } else if first.starts_with(b"HTTP/") {
+        Some(Some(NotHttp2::Http1))
+    } else if first.len() >= 4 && first[3] == 4 {
+        Some(None)
+    } else if first.len() >= 2 && matches!(first[0], 0x15 | 0x16) && first[1] == 3 {
+        // Record type alert or handshake, protocol version 3.x.
+        Some(Some(NotHttp2::Tls))
+    } else if first.len() < 4 {
+        // Too short to tell a frame header from anything else.
+        None
+    } else {
+        Some(Some(NotHttp2::Other))
+    }
 }
 
 /// The address to dial for a listen or connect address: an any-address means this host.
@@ -421,18 +458,32 @@ impl Target {
                     continue;
                 }
             }
-            if self.tls.is_none()
-                && self.insecure.is_none()
-                && answers_http1(e, self.connect_timeout.min(Duration::from_secs(1))).await == Some(true)
-            {
+            let not_http2 = if self.tls.is_none() && self.insecure.is_none() {
+                answers_not_http2(e, self.connect_timeout.min(Duration::from_secs(1)))
+                    .await
+                    .flatten()
+            } else {
+                None
+            };
+            if not_http2 == Some(NotHttp2::Tls) {
+                tried.push(format!(
+                    "{e} (it answers TLS: pass --cacert, or -k to skip verification, or set ctl.cacert in the -c file)"
+                ));
+                continue;
+            }
+            if let Some(what) = not_http2 {
+                let detail = match what {
+                    NotHttp2::Http1 => "it answers HTTP/1",
+                    _ => "it does not answer HTTP/2",
+                };
                 if self.endpoints.len() == 1 {
                     return Err(CtlError::NotAdminApi {
                         endpoint: e.clone(),
-                        detail: "it answers HTTP/1".into(),
+                        detail: detail.into(),
                     });
                 }
                 tried.push(format!(
-                    "{e} (not pgwarden's admin API, it answers HTTP/1: the REST API port?)"
+                    "{e} (not pgwarden's admin API, {detail}: the REST API port?)"
                 ));
                 continue;
             }
@@ -473,5 +524,32 @@ impl Target {
             }
         }
         Err(CtlError::Unreachable { tried })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ctl_preface_answers_are_classified() {
+        // tonic's (and any HTTP/2 server's) SETTINGS frame.
+        assert_eq!(classify_preface_answer(b"\0\0\x06\x04\0"), Some(None));
+        assert_eq!(
+            classify_preface_answer(b"HTTP/1.1 400 Bad Request"),
+            Some(Some(NotHttp2::Http1))
+        );
+        // Python's http.server (Patroni's REST API): an HTML page without a status line.
+        assert_eq!(
+            classify_preface_answer(b"<!DOCTYPE HTML>"),
+            Some(Some(NotHttp2::Other))
+        );
+        // A TLS alert record.
+        assert_eq!(
+            classify_preface_answer(b"\x15\x03\x03\x00\x02"),
+            Some(Some(NotHttp2::Tls))
+        );
+        assert_eq!(classify_preface_answer(b""), None);
+        assert_eq!(classify_preface_answer(b"\0\0"), None);
     }
 }

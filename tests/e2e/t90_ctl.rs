@@ -430,6 +430,10 @@ async fn man_pages_and_completions_are_generated() {
     assert!(o.ok, "{o:?}");
     let page = std::fs::read_to_string(dir.path().join("pgwardenctl.1")).unwrap();
     assert!(page.contains("switchover"), "{page}");
+    assert!(
+        page.contains(".SH EXAMPLES") && page.contains("pgwardenctl version batman"),
+        "{page}"
+    );
     assert!(dir.path().join("pgwardenctl-edit-config.1").exists());
     for shell in ["bash", "zsh", "fish"] {
         let o = run(&["generate", "completions", shell]).await;
@@ -581,11 +585,36 @@ async fn ctl_query_version_flush_and_rest_port_on_a_real_cluster() {
     )
     .await;
     assert!(out.contains("restart scheduled"), "{out}");
+    // The member key carries it, so `list` shows it on every member (patronictl's column).
+    let scheduled_on = |ms: &[Value]| {
+        ms.iter()
+            .filter(|m| m.get("Scheduled restart").is_some())
+            .map(|m| m["Member"].as_str().unwrap_or_default().to_string())
+            .collect::<Vec<_>>()
+    };
+    wait_for(
+        Duration::from_secs(30),
+        "the scheduled restart in list",
+        || async {
+            let ms = members(&c, 1).await?;
+            (scheduled_on(&ms) == vec![replica.clone()]).then_some(())
+        },
+    )
+    .await;
     let out = ctl_ok(&c, 2, &["flush", "e2e", &replica, "restart", "--force"]).await;
     assert!(
         out.contains(&format!("Success: flush scheduled restart for member {replica}")),
         "{out}"
     );
+    wait_for(
+        Duration::from_secs(30),
+        "no scheduled restart in list after flush",
+        || async {
+            let ms = members(&c, 1).await?;
+            scheduled_on(&ms).is_empty().then_some(())
+        },
+    )
+    .await;
 
     // The REST port instead of the admin API.
     let rest = format!("127.0.0.1:{}", c.nodes[0].spec.rest);

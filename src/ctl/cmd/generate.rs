@@ -14,6 +14,10 @@ pub(super) fn generate(what: &Generate) -> Result<()> {
             };
             std::fs::create_dir_all(dir).map_err(io)?;
             clap_mangen::generate_to(Cli::command(), dir).map_err(io)?;
+            // clap_mangen titles the text after the options "EXTRA"; ours is examples.
+            let page = dir.join("pgwardenctl.1");
+            let text = std::fs::read_to_string(&page).map_err(io)?;
+            std::fs::write(&page, text.replace(".SH EXTRA", ".SH EXAMPLES")).map_err(io)?;
             Ok(())
         }
         Generate::Completions { shell } => {

@@ -907,4 +907,52 @@ mod tests {
             "the key was released although PostgreSQL could not be stopped"
         );
     }
+
+    /// `reinit --from-leader` (Patroni's `from_leader`): the copy made after a reinitialize
+    /// comes from the leader, although a member tagged `clonefrom` would otherwise be the
+    /// source; only that one clone, the next one prefers `clonefrom` again.
+    #[tokio::test]
+    async fn ctl_reinit_from_leader_clones_from_the_leader_not_clonefrom() {
+        let dcs = Arc::new(MemDcs::new());
+        cluster(&dcs).await;
+        put(&dcs, "leader", "b".into()).await;
+        put(
+            &dcs,
+            "members/b",
+            json!({"conn_url": "postgres://127.0.0.1:5433/postgres", "api_url": "http://127.0.0.1:1/patroni",
+                   "state": "running", "role": "primary", "xlog_location": 0x300_0000})
+            .to_string(),
+        )
+        .await;
+        put(
+            &dcs,
+            "members/c",
+            json!({"conn_url": "postgres://127.0.0.1:5434/postgres", "api_url": "http://127.0.0.1:1/patroni",
+                   "state": "running", "role": "replica", "xlog_location": 0x300_0000,
+                   "tags": {"clonefrom": true}})
+            .to_string(),
+        )
+        .await;
+        let cloned_from = |pg: &FakePg| -> Vec<u16> {
+            pg.calls()
+                .iter()
+                .filter_map(|c| match c {
+                    crate::postgres::fake::Call::Clone(up) => Some(up.port),
+                    _ => None,
+                })
+                .collect()
+        };
+        for (from_leader, port) in [(true, 5433), (false, 5434)] {
+            let pg = Arc::new(FakePg::new());
+            pg.with_state(|s| {
+                s.postmaster = PostmasterState::Stopped;
+                s.has_data = false;
+            });
+            let mut r = runner_a(dcs.clone(), pg.clone());
+            r.clone_from_leader = from_leader;
+            let _ = r.iteration().await;
+            assert_eq!(cloned_from(&pg), vec![port], "from_leader {from_leader}");
+            assert!(!r.clone_from_leader, "the flag outlived its clone");
+        }
+    }
 }
