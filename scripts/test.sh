@@ -7,12 +7,14 @@ cd "$(dirname "$0")/.."
 . scripts/lib/prereqs.sh
 
 # Packages the tests drive for real: PostgreSQL 15 (the server, its client tools),
-# iproute2 for the network-namespace tests, HAProxy (tests/e2e/t85_haproxy.rs) and Python's venv
-# (check_patroni below); protobuf is NOT needed (protox compiles protos).
+# iproute2 for the network-namespace tests, HAProxy (tests/e2e/t85_haproxy.rs), pgBackRest
+# (tests/e2e/t25_datain.rs) and Python's venv (check_patroni below); protobuf is NOT needed
+# (protox compiles protos).
 need_pkgs=()
 [ -x /usr/lib/postgresql/15/bin/postgres ] || need_pkgs+=(postgresql-15)
 command -v ip >/dev/null || need_pkgs+=(iproute2)
 command -v haproxy >/dev/null || [ -x /usr/sbin/haproxy ] || need_pkgs+=(haproxy)
+[ -x /usr/bin/pgbackrest ] || need_pkgs+=(pgbackrest)
 python3 -c 'import venv, ensurepip' 2>/dev/null || need_pkgs+=(python3-venv)
 # The chaos suite steps one node's wall clock with libfaketime preloaded into its daemon.
 ls /usr/lib/*-linux-gnu/faketime/libfaketime.so.1 >/dev/null 2>&1 || need_pkgs+=(libfaketime)

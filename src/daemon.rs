@@ -14,7 +14,8 @@ use crate::ha::runner::{HaSettings, Runner, Timing};
 use crate::ha::status::{DaemonInfo, NodeStatus};
 use crate::ha::watchdog::{LinuxDriver, Watchdog};
 use crate::postgres::{
-    default_pg_hba, Credentials, DefaultHba, InitdbOption, PgControl, PgManager, PgSettings, ReplicaMethod,
+    default_pg_hba, Credentials, CustomBootstrap, DefaultHba, InitdbOption, PgControl, PgManager, PgSettings,
+    ReplicaMethod,
 };
 use anyhow::{bail, Context};
 use pgwarden_raft::{NodeConfig, RaftNode, RaftTiming};
@@ -484,16 +485,29 @@ fn ha_settings(
         Some(opts) => serde_json::from_value(serde_json::to_value(opts)?).context("bootstrap.initdb")?,
         None => vec![],
     };
-    let replica_methods = match &p.create_replica_methods {
-        None => ReplicaMethod::default_methods(),
-        Some(names) => names
-            .iter()
-            .map(|n| match n.as_str() {
-                "basebackup" => Ok(ReplicaMethod::Basebackup { max_tries: 2 }),
-                other => bail!("postgresql.create_replica_methods: method {other:?} is not supported yet"),
-            })
-            .collect::<anyhow::Result<_>>()?,
-    };
+    let replica_methods = cfg
+        .replica_method_sections()?
+        .into_iter()
+        .map(|(name, section)| match section {
+            None => ReplicaMethod::Basebackup { max_tries: 2 },
+            Some(m) => ReplicaMethod::Custom {
+                name,
+                command: m.command,
+                params: m.params,
+                keep_data: m.keep_data,
+                no_leader: m.no_leader,
+                no_params: m.no_params,
+            },
+        })
+        .collect();
+    let bootstrap_method = cfg.bootstrap_method_section()?.map(|(name, m)| CustomBootstrap {
+        name,
+        command: m.command,
+        no_params: m.no_params,
+        keep_existing_recovery_conf: m.keep_existing_recovery_conf,
+        recovery_conf: m.recovery_conf,
+        params: m.params,
+    });
     let connect = &p.connect_address;
     let api = &cfg.restapi.connect_address;
     // The cap of the fence margin; the lease takes an eighth of its ttl below this.
@@ -562,6 +576,7 @@ fn ha_settings(
             .and_then(|c| c.argv())
             .map(|a| a.join(" ")),
         replica_methods,
+        bootstrap_method,
     })
 }
 

@@ -485,8 +485,8 @@ fn config_state_patroni_samples_validate_as_the_table_predicts() {
                (bootstrap.dcs.postgresql.parameters) is used",
             ],
         ),
-        ("p3_pgbackrest.yml", false, &[]),
-        ("p3b_pitr.yml", false, &[]),
+        ("p3_pgbackrest.yml", true, &[]),
+        ("p3b_pitr.yml", true, &[]),
         ("p4_standby_cluster.yml", false, &[]),
         ("p5_callbacks_watchdog.yml", true, &[]),
         ("p6_logging_rest_tls.yml", true, &[https_note]),
@@ -547,11 +547,9 @@ fn config_state_patroni_samples_validate_as_the_table_predicts() {
     // `ctl.insecure: false` is what pgwardenctl does anyway: no warning.
     let p6 = predict(&yaml_value(&fixture("p6_logging_rest_tls.yml")));
     assert!(!p6.inert.contains("ctl.insecure"), "{p6:?}");
+    // Custom bootstrap and replica methods are applied.
     let p3b = predict(&yaml_value(&fixture("p3b_pitr.yml")));
-    assert_eq!(
-        p3b.refused,
-        set(&["bootstrap.method", "postgresql.create_replica_methods"])
-    );
+    assert!(p3b.refused.is_empty(), "{p3b:?}");
     let p4 = predict(&yaml_value(&fixture("p4_standby_cluster.yml")));
     assert_eq!(p4.refused, set(&["bootstrap.dcs.standby_cluster"]));
 }
@@ -847,15 +845,11 @@ fn config_state_the_daemon_refuses_at_start_what_validation_refuses() {
         "{stderr}"
     );
     std::fs::remove_file(scratch.path().join("pgdata")).unwrap();
-    let text = base(
-        "  create_replica_methods: [wal_g]\n  wal_g: {command: /bin/true}\n",
-        "",
-    );
+    // A replica method listed without its section.
+    let text = base("  create_replica_methods: [wal_g, basebackup]\n", "");
     let stderr = run_daemon(&scratch.config("start2.yml", &text));
     assert!(
-        stderr.contains(
-            "`postgresql.create_replica_methods`: not supported yet: `wal_g` is a custom replica method"
-        ),
+        stderr.contains("`postgresql.wal_g`: the section is missing"),
         "{stderr}"
     );
 }

@@ -38,6 +38,7 @@ mod error;
 mod host;
 pub mod keys;
 mod load;
+mod methods;
 mod sections;
 mod validate;
 mod values;
@@ -50,6 +51,7 @@ pub use dynamic::{
     StandbyCluster, Timing,
 };
 pub use error::{ConfigError, ConfigWarning};
+pub use methods::{parse_method_section, MethodKind, MethodSection};
 pub use sections::{
     BasicAuth, BinNames, Bootstrap, Callbacks, Ctl, Log, PgAuthentication, PgUser, Postgresql, Raft, RestApi,
     Tags, VerifyClient, Watchdog,

@@ -335,9 +335,14 @@ fn each_validation_error_names_its_key() {
         ("postgresql.pg_ctl_timeout", |d| {
             set(d, "postgresql.pg_ctl_timeout", json!("soon"))
         }),
-        ("postgresql.create_replica_methods", |d| {
+        ("postgresql.wal_g", |d| {
             set(d, "postgresql.create_replica_methods", json!(["wal_g"]))
         }),
+        ("postgresql.wal_g.command", |d| {
+            set(d, "postgresql.create_replica_methods", json!(["wal_g"]));
+            set(d, "postgresql.wal_g", json!({"no_leader": true}))
+        }),
+        ("bootstrap.pitr", |d| set(d, "bootstrap.method", json!("pitr"))),
         ("postgresql.callbacks.on_start", |d| {
             set(d, "postgresql.callbacks.on_start", json!("'unbalanced"))
         }),
@@ -347,7 +352,7 @@ fn each_validation_error_names_its_key() {
         ("bootstrap.initdb", |d| {
             set(d, "bootstrap.initdb", json!(["nosync"]))
         }),
-        ("bootstrap.method", |d| {
+        ("bootstrap.custom", |d| {
             set(d, "bootstrap.method", json!("custom"))
         }),
         ("bootstrap.dcs.ttl", |d| {
@@ -1017,7 +1022,7 @@ fn raft_tls_files_are_checked_with_their_key() {
 #[test]
 fn safety_unbuilt_features_are_refused_naming_the_key() {
     type Mutate = fn(&mut Value);
-    let cases: [(&str, &str, Mutate); 4] = [
+    let cases: [(&str, &str, Mutate); 2] = [
         ("bootstrap.dcs.standby_cluster", "remove `standby_cluster`", |d| {
             set(
                 d,
@@ -1031,18 +1036,6 @@ fn safety_unbuilt_features_are_refused_naming_the_key() {
                 "bootstrap.dcs.standby_cluster",
                 json!({"restore_command": "cp /archive/%f %p"}),
             )
-        }),
-        ("bootstrap.method", "set it to `initdb`", |d| {
-            set(d, "bootstrap.method", json!("restore"));
-            set(d, "bootstrap.restore", json!({"command": "/bin/restore.sh"}));
-        }),
-        ("postgresql.create_replica_methods", "remove `wal_g`", |d| {
-            set(
-                d,
-                "postgresql.create_replica_methods",
-                json!(["wal_g", "basebackup"]),
-            );
-            set(d, "postgresql.wal_g", json!({"command": "/bin/walg-clone.sh"}));
         }),
     ];
     for (key, what_to_do, mutate) in cases {
@@ -1072,16 +1065,22 @@ fn safety_unbuilt_features_are_refused_naming_the_key() {
     load(&doc).unwrap();
 }
 
-/// The full Patroni-style file names a custom bootstrap and a custom replica method: exactly
-/// those two are refused.
+/// The full Patroni-style file names a custom bootstrap and a custom replica method: both
+/// load, and their sections are read (control keys apart from the command's parameters).
 #[test]
-fn safety_a_patroni_file_with_unbuilt_methods_is_refused() {
-    let err = load_yaml(PATRONI_STYLE).unwrap_err();
-    assert_eq!(
-        keys_of(&err),
-        ["postgresql.create_replica_methods", "bootstrap.method"],
-        "{err}"
-    );
+fn datain_a_patroni_file_with_custom_methods_loads() {
+    let c = load_yaml(PATRONI_STYLE).unwrap().config;
+    let methods = c.replica_method_sections().unwrap();
+    assert_eq!(methods.len(), 2);
+    assert_eq!(methods[0].0, "wal_g");
+    let wal_g = methods[0].1.as_ref().unwrap();
+    assert_eq!(wal_g.command, "/bin/walg-clone.sh");
+    assert!(wal_g.no_leader && !wal_g.keep_data && !wal_g.no_params);
+    assert_eq!(methods[1], ("basebackup".to_string(), None));
+    let (name, b) = c.bootstrap_method_section().unwrap().unwrap();
+    assert_eq!(name, "wal_g_restore");
+    assert_eq!(b.command, "/usr/local/bin/restore.sh");
+    assert!(b.no_params);
 }
 
 /// The DCS `config` key (PATCH and PUT /config) is checked with the same rule, keys named as

@@ -279,6 +279,13 @@ impl Config {
             }
         }
 
+        if let Err(e) = self.replica_method_sections() {
+            errors.push(e);
+        }
+        if let Err(e) = self.bootstrap_method_section() {
+            errors.push(e);
+        }
+
         // Bootstrap.
         let b = &self.bootstrap;
         check_forbidden(

@@ -161,6 +161,9 @@ pub struct Inputs<'a> {
     /// (start attempts, or a postmaster that does not answer) for `primary_start_timeout` or
     /// longer, counted from the first such observation (never reset by a retry).
     pub primary_start_overdue: bool,
+    /// The stopped data directory was never configured by pgwarden: a standalone PostgreSQL,
+    /// which may be adopted when the DCS holds no cluster (see `adopt_stopped_standalone`).
+    pub standalone: bool,
 }
 
 /// The actions of one iteration and why.
@@ -286,6 +289,9 @@ pub fn decide(i: &Inputs<'_>) -> Decision {
             }
         }
         PgState::Stopped { .. } => {
+            if let Some(d) = adopt_stopped_standalone(i, view) {
+                return d;
+            }
             if paused {
                 return decision(
                     vec![],
@@ -584,6 +590,36 @@ fn decide_running(
         }
         Err(why) => decision(vec![], format!("no leader, not racing: {why}")),
     }
+}
+
+/// Patroni's "convert a standalone" for a stopped PostgreSQL: the DCS holds no cluster (no
+/// `initialize`, no leader), this member's data directory is a primary's (pg_control does not
+/// say it was a standby) that pgwarden never configured, and no other member reports a data
+/// directory. A directory pgwarden configured before is a former member's, maybe a primary
+/// that was failed over: after a lost keyspace it only starts read-only (issue 22). The member takes the
+/// leader key and starts it as the primary with no promotion (no new timeline); the leader's
+/// upkeep then records its system identifier as `initialize`. Patroni writes `initialize`
+/// first, starts the directory read-only and promotes it through the leader race.
+/// A standby's data directory is never adopted this way (see the running case below), nor
+/// while paused, nor by a member that may not become the leader.
+fn adopt_stopped_standalone(i: &Inputs<'_>, view: &ClusterView) -> Option<Decision> {
+    let PgState::Stopped { standby: false, .. } = i.pg else {
+        return None;
+    };
+    let adoptable = view.initialize.is_none()
+        && view.leader_name().is_none()
+        && !view.paused()
+        && i.failover_priority > 0
+        && i.standalone
+        && i.sysid.is_some()
+        && member_with_data(i.me, view).is_none();
+    adoptable.then(|| {
+        decision(
+            vec![Action::AcquireLeader, Action::StartPrimary],
+            "the DCS holds no cluster and this member has a stopped primary's data directory: adopting it \
+             (the leader key, start as primary, then initialize from its system identifier)",
+        )
+    })
 }
 
 /// Another member whose key says its PostgreSQL has a data directory (a primary or a

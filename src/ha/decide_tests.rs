@@ -858,6 +858,7 @@ fn inputs<'a>(me: &'a MemberName, view: Option<&'a ClusterView>, pg: &'a PgState
         failsafe_held: false,
         lease_valid: false,
         primary_start_overdue: false,
+        standalone: false,
     }
 }
 
@@ -1173,4 +1174,52 @@ fn a_lost_keyspace_is_adopted_by_the_running_primary_only() {
         assert_eq!(d.actions, expect, "{name}: {}", d.reason);
         assert_eq!(d.needs_operator, operator, "{name}: {}", d.reason);
     }
+}
+
+/// Converting a standalone (Patroni's existing_data procedure) when PostgreSQL is stopped:
+/// with no cluster in the DCS, a primary's data directory that pgwarden never configured is
+/// adopted (leader key, start as primary), and nothing else is: a former member's directory,
+/// a standby's, one beside a member that has data, or on a member that may not lead.
+#[test]
+fn datain_a_stopped_standalone_is_adopted_and_nothing_else() {
+    let mut empty = view(None);
+    empty.initialize = None;
+    for m in empty.members.values_mut() {
+        m.role = "uninitialized".into();
+        m.state = "stopped".into();
+    }
+    let mut with_data = view(None);
+    with_data.initialize = None;
+    let stopped = |standby| PgState::Stopped { clean: true, standby };
+    let me = n("a");
+    let run = |v: &ClusterView, pg: &PgState, standalone: bool, prio: i64| {
+        decide(&Inputs {
+            sysid: Some(7000000000000000001),
+            standalone,
+            failover_priority: prio,
+            ..inputs(&me, Some(v), pg)
+        })
+    };
+    let d = run(&empty, &stopped(false), true, 1);
+    assert_eq!(
+        d.actions,
+        [Action::AcquireLeader, Action::StartPrimary],
+        "{}",
+        d.reason
+    );
+    for (why, v, pg, standalone, prio) in [
+        ("configured by pgwarden before", &empty, stopped(false), false, 1),
+        ("a standby's directory", &empty, stopped(true), true, 1),
+        ("another member has data", &with_data, stopped(false), true, 1),
+        ("nofailover", &empty, stopped(false), true, 0),
+    ] {
+        let d = run(v, &pg, standalone, prio);
+        assert!(
+            !d.actions.contains(&Action::StartPrimary) && !d.actions.contains(&Action::AcquireLeader),
+            "{why}: {d:?}"
+        );
+    }
+    // A cluster already in the DCS: the usual rules (start as a replica of nobody).
+    let d = run(&view(None), &stopped(false), true, 1);
+    assert_eq!(d.actions, [Action::StartReplica { leader: None }], "{}", d.reason);
 }

@@ -85,6 +85,10 @@ pub struct NodeStatus {
     /// Per parameter: old and new value.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pending_restart_reason: Option<Value>,
+    /// Why this member's custom bootstrap failed (pgwarden's own): it does not try again until
+    /// its daemon is restarted, and the data directory it made was moved aside.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bootstrap_failure: Option<String>,
     /// `watchdog.mode` is required and the watchdog cannot be used: this member will not
     /// be promoted.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
@@ -149,6 +153,7 @@ impl NodeStatus {
             database_system_identifier: None,
             pending_restart: false,
             pending_restart_reason: None,
+            bootstrap_failure: None,
             watchdog_failed: false,
             vip: None,
             patroni: info,

@@ -206,9 +206,102 @@ impl PgManager {
     }
 }
 
+/// A custom bootstrap method (`bootstrap.method: NAME` and its `bootstrap.NAME` section):
+/// a command that fills the empty data directory (a restore from a backup) instead of initdb.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CustomBootstrap {
+    /// The method's name (for logs).
+    pub name: String,
+    /// The command; gets `--scope=... --datadir=...` unless `no_params`.
+    pub command: String,
+    /// `no_params`.
+    pub no_params: bool,
+    /// `keep_existing_recovery_conf`: a recovery.signal the command wrote is kept, so the
+    /// recovery settings it wrote (pgBackRest: postgresql.auto.conf) apply at the first start.
+    pub keep_existing_recovery_conf: bool,
+    /// `recovery_conf`: settings for the archive recovery of the first start
+    /// (restore_command, recovery_target_time, recovery_target_action...).
+    pub recovery_conf: BTreeMap<String, String>,
+    /// Every other key of the section, passed as `--key=value`.
+    pub params: BTreeMap<String, String>,
+}
+
+impl CustomBootstrap {
+    /// The command's argument vector: its own words, then `--scope` and `--datadir` (Patroni's
+    /// two parameters of a bootstrap method) unless `no_params`, then the extra keys.
+    pub fn argv(&self, scope: &str, data_dir: &std::path::Path) -> Result<Vec<String>> {
+        let mut argv = split_command(&self.command)?;
+        if !self.no_params {
+            argv.push(format!("--scope={scope}"));
+            argv.push(format!("--datadir={}", data_dir.display()));
+        }
+        argv.extend(self.params.iter().map(|(k, v)| format!("--{k}={v}")));
+        Ok(argv)
+    }
+}
+
+impl PgManager {
+    /// Runs a custom bootstrap command into the empty data directory (created if absent).
+    /// Returns whether it left a recovery.signal behind.
+    pub(super) async fn run_custom_bootstrap(&self, m: &CustomBootstrap) -> Result<bool> {
+        let argv = m.argv(&self.settings.scope, self.data_dir())?;
+        self.prepare_empty_data_dir("run a custom bootstrap method")?;
+        let mut cmd = self.spawner.external(&argv[0]);
+        cmd.args(&argv[1..]);
+        tracing::info!(method = %m.name, command = %argv.join(" "), "running the custom bootstrap method");
+        self.spawner
+            .output(
+                "run the custom bootstrap method",
+                cmd,
+                self.settings.timeouts.clone,
+            )
+            .await?;
+        self.check_data_dir()?;
+        Ok(self.data_dir().join("recovery.signal").is_file())
+    }
+
+    /// Puts the data directory in targeted archive recovery for its next start: recovery.signal
+    /// (written) instead of standby.signal (removed), so that PostgreSQL ends recovery at the
+    /// target instead of staying a standby.
+    pub(super) fn archive_recovery_signal(&self) -> Result<()> {
+        let dir = self.data_dir();
+        super::process::write_file_atomic(&dir.join("recovery.signal"), "", 0o600, &self.spawner.ids)?;
+        match std::fs::remove_file(dir.join("standby.signal")) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(Error::io("remove", &dir.join("standby.signal"))(e)),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn datain_custom_bootstrap_argv() {
+        let mut m = CustomBootstrap {
+            name: "pitr".into(),
+            command: "pgbackrest --stanza=main restore".into(),
+            ..Default::default()
+        };
+        let d = std::path::Path::new("/data/pg");
+        assert_eq!(
+            m.argv("demo", d).unwrap(),
+            [
+                "pgbackrest",
+                "--stanza=main",
+                "restore",
+                "--scope=demo",
+                "--datadir=/data/pg"
+            ]
+        );
+        m.no_params = true;
+        assert_eq!(
+            m.argv("demo", d).unwrap(),
+            ["pgbackrest", "--stanza=main", "restore"]
+        );
+    }
 
     #[test]
     fn options_parse_from_patroni_yaml_and_forbidden_ones_are_refused() {

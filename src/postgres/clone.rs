@@ -37,8 +37,9 @@ pub enum ReplicaMethod {
         /// Attempts (Patroni: 2).
         max_tries: u32,
     },
-    /// A custom command, called with `--scope=… --role=replica --datadir=… --connstring=…` and
-    /// `--<key>=<value>` for each extra parameter, like Patroni's methods.
+    /// A custom command (a section `postgresql.<name>`), called with `--scope=… --role=replica
+    /// --datadir=… --connstring=…` unless `no_params`, then `--<key>=<value>` for each extra
+    /// key of the section, like Patroni's methods.
     Custom {
         /// Method name (for logs).
         name: String,
@@ -46,13 +47,50 @@ pub enum ReplicaMethod {
         command: String,
         /// Extra `--key=value` arguments.
         params: BTreeMap<String, String>,
+        /// `keep_data`: runs over what an earlier method left in the data directory (e.g.
+        /// `pgbackrest --delta restore`) instead of over a fresh, empty one.
+        keep_data: bool,
+        /// `no_leader` (Patroni's old name: `no_master`): the method needs no running member
+        /// to copy from (a restore from a backup repository).
+        no_leader: bool,
+        /// `no_params`: the four standard arguments are not appended.
+        no_params: bool,
     },
+}
+
+/// The argument vector of a custom replica method: the command's own words, then (unless
+/// `no_params`) Patroni's four standard arguments, then every extra key as `--key=value`.
+/// `connstring` is empty when the method runs with no member to copy from.
+pub fn custom_method_argv(
+    command: &str,
+    params: &BTreeMap<String, String>,
+    no_params: bool,
+    scope: &str,
+    data_dir: &Path,
+    connstring: &str,
+) -> Result<Vec<String>> {
+    let mut argv = split_command(command)?;
+    if !no_params {
+        argv.extend([
+            format!("--scope={scope}"),
+            "--role=replica".to_owned(),
+            format!("--datadir={}", data_dir.display()),
+            format!("--connstring={connstring}"),
+        ]);
+    }
+    argv.extend(params.iter().map(|(k, v)| format!("--{k}={v}")));
+    Ok(argv)
 }
 
 impl ReplicaMethod {
     /// Patroni's default: pg_basebackup, two tries.
     pub fn default_methods() -> Vec<ReplicaMethod> {
         vec![ReplicaMethod::Basebackup { max_tries: 2 }]
+    }
+
+    /// Whether the method can run with no member to copy from (Patroni: never `basebackup`).
+    pub fn works_without_leader(&self) -> bool {
+        matches!(self, ReplicaMethod::Custom { no_leader: true, .. })
     }
 
     /// Name for logs and progress.
@@ -292,80 +330,108 @@ impl PgManager {
 
     async fn run_custom_method(
         &self,
-        source: &Upstream,
-        command: &str,
-        params: &BTreeMap<String, String>,
-        passfile: &Path,
+        source: Option<&Upstream>,
+        method: &ReplicaMethod,
+        passfile: Option<&Path>,
     ) -> Result<()> {
+        let ReplicaMethod::Custom {
+            command,
+            params,
+            no_params,
+            ..
+        } = method
+        else {
+            return Ok(());
+        };
         let s = &self.settings;
-        let words = split_command(command)?;
-        let mut cmd = self.spawner.external(&words[0]);
-        cmd.args(&words[1..])
-            .arg(format!("--scope={}", s.scope))
-            .arg("--role=replica")
-            .arg(format!("--datadir={}", s.data_dir.display()))
-            .arg(format!(
-                "--connstring=postgres://{}@{}:{}/postgres",
-                s.replication.username, source.host, source.port
-            ))
-            .args(params.iter().map(|(k, v)| format!("--{k}={v}")))
-            .env("PGPASSFILE", passfile);
+        let connstring = source.map_or(String::new(), |up| {
+            format!(
+                "postgres://{}@{}:{}/postgres",
+                s.replication.username, up.host, up.port
+            )
+        });
+        let argv = custom_method_argv(command, params, *no_params, &s.scope, &s.data_dir, &connstring)?;
+        let mut cmd = self.spawner.external(&argv[0]);
+        cmd.args(&argv[1..]);
+        if let Some(p) = passfile {
+            cmd.env("PGPASSFILE", p);
+        }
+        tracing::info!(method = method.name(), command = %argv.join(" "), "running a custom replica method");
         self.spawner
             .output("clone with a custom replica method", cmd, s.timeouts.clone)
             .await?;
         Ok(())
     }
 
-    /// Creates the data directory from `source` with the replica methods in order.
+    /// Creates the data directory with the replica methods in order, from `source`, or with no
+    /// source at all (a cluster with no leader) by the methods that need none (`no_leader`).
+    ///
+    /// A method that fails is logged (its command, exit status and stderr) and the next one is
+    /// tried. What a failed attempt wrote is never deleted: the next method either works over
+    /// it (`keep_data`, e.g. a `--delta` restore) or gets a fresh, empty directory, the partial
+    /// one being moved aside (`<data_dir>.failed-<time>`). Patroni deletes it instead.
     pub(super) async fn clone_data_dir(
         &self,
-        source: &Upstream,
+        source: Option<&Upstream>,
         methods: &[ReplicaMethod],
         progress: &watch::Sender<CloneProgress>,
     ) -> Result<()> {
         self.prepare_empty_data_dir("clone")?;
         let s = &self.settings;
-        let pass = SecretFile::create(
-            &self.secret_dir(),
-            &self.secret_prefix(),
-            &pgpass_line(&source.host, source.port, &s.replication),
-            &self.spawner.ids,
-        )?;
+        let pass = match source {
+            Some(up) => Some(SecretFile::create(
+                &self.secret_dir(),
+                &self.secret_prefix(),
+                &pgpass_line(&up.host, up.port, &s.replication),
+                &self.spawner.ids,
+            )?),
+            None => None,
+        };
+        let source_addr = source.map_or_else(
+            || "no member (restore without a leader)".to_owned(),
+            ToString::to_string,
+        );
         let mut last = None;
-        'methods: for method in methods {
+        for method in methods {
             let tries = match method {
                 ReplicaMethod::Basebackup { max_tries } => (*max_tries).max(1),
                 ReplicaMethod::Custom { .. } => 1,
             };
+            if source.is_none() && !method.works_without_leader() {
+                tracing::info!(
+                    method = method.name(),
+                    "skipping a replica method that needs a member to copy from: there is none"
+                );
+                continue;
+            }
+            let keep_data = matches!(method, ReplicaMethod::Custom { keep_data: true, .. });
             for attempt in 1..=tries {
+                self.fresh_dir_unless_kept(keep_data, method.name())?;
                 progress.send_replace(CloneProgress {
                     method: method.name().to_owned(),
                     attempt,
                     ..Default::default()
                 });
-                tracing::info!(source = %source, method = method.name(), attempt, "cloning");
-                let res = match method {
-                    ReplicaMethod::Basebackup { .. } => {
-                        self.run_basebackup(source, pass.path(), progress).await
+                tracing::info!(source = %source_addr, method = method.name(), attempt, "cloning");
+                let res = match (method, source, &pass) {
+                    (ReplicaMethod::Basebackup { .. }, Some(up), Some(pass)) => {
+                        self.run_basebackup(up, pass.path(), progress).await
                     }
-                    ReplicaMethod::Custom { command, params, .. } => {
-                        self.run_custom_method(source, command, params, pass.path()).await
+                    (ReplicaMethod::Basebackup { .. }, _, _) => continue,
+                    (ReplicaMethod::Custom { .. }, _, _) => {
+                        self.run_custom_method(source, method, pass.as_ref().map(|p| p.path()))
+                            .await
                     }
                 };
                 match res {
                     Ok(()) => {
                         progress.send_modify(|p| p.finished = true);
-                        tracing::info!(source = %source, method = method.name(), "clone finished");
+                        tracing::info!(source = %source_addr, method = method.name(), "clone finished");
                         return Ok(());
                     }
                     Err(e) => {
-                        tracing::warn!(source = %source, method = method.name(), attempt, error = %e, "clone attempt failed");
-                        let dirty = !is_empty_dir(self.data_dir()).unwrap_or(false);
+                        tracing::warn!(source = %source_addr, method = method.name(), attempt, error = %e, "replica method failed; trying the next one");
                         last = Some(e);
-                        if dirty {
-                            // We never delete a data directory, even a partial one: stop here.
-                            break 'methods;
-                        }
                         if attempt < tries {
                             tokio::time::sleep(Duration::from_secs(1)).await;
                         }
@@ -375,14 +441,58 @@ impl PgManager {
         }
         Err(Error::CloneFailed {
             data_dir: s.data_dir.clone(),
-            source_addr: source.to_string(),
+            source_addr,
             source: Box::new(last.unwrap_or(Error::BadCommand {
                 command: String::new(),
-                why: "no replica method configured",
+                why: "no replica method can run: with no leader, only methods with `no_leader: true` can",
             })),
         })
     }
+
+    /// Before a replica method: an absent data directory is created; one that an earlier
+    /// attempt left files in is moved aside (never deleted) and replaced by an empty one,
+    /// unless the method keeps data. A clone retried every loop would otherwise keep a copy
+    /// per attempt: with [`MAX_FAILED_COPIES`] copies already kept, the files stay where they
+    /// are and the clone stops until an operator removes some.
+    fn fresh_dir_unless_kept(&self, keep_data: bool, method: &str) -> Result<()> {
+        let dir = self.data_dir();
+        if dir.exists() && !is_empty_dir(dir)? {
+            if keep_data {
+                tracing::info!(method, "keep_data: running over what the data directory holds");
+                return Ok(());
+            }
+            if self.failed_copies() >= MAX_FAILED_COPIES {
+                return Err(Error::DataDirNotEmpty {
+                    path: dir.to_owned(),
+                    operation: "run the next replica method (three failed copies are already kept beside it \
+                                as <data_dir>.failed-*: remove them so that pgwarden tries again)",
+                });
+            }
+            let to = self.move_aside()?;
+            tracing::warn!(method, moved_to = %to.display(), "a failed attempt left files in the data directory: moved aside before the next method");
+        }
+        self.prepare_empty_data_dir("clone")
+    }
+
+    /// How many moved-aside copies of the data directory (`<data_dir>.failed-*`) exist.
+    fn failed_copies(&self) -> usize {
+        let dir = self.data_dir();
+        let (Some(parent), Some(name)) = (dir.parent(), dir.file_name()) else {
+            return 0;
+        };
+        let prefix = format!("{}.failed-", name.to_string_lossy());
+        std::fs::read_dir(parent)
+            .map(|rd| {
+                rd.flatten()
+                    .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+                    .count()
+            })
+            .unwrap_or(0)
+    }
 }
+
+/// Moved-aside copies of a data directory kept before a replica method stops making more.
+pub const MAX_FAILED_COPIES: usize = 3;
 
 #[cfg(test)]
 mod tests {
@@ -412,6 +522,47 @@ mod tests {
             assert!(e.contains(bad.trim_start_matches('-')), "{e}");
         }
         assert!(basebackup_args(&[opt("D", Some("/x"))]).is_err());
+    }
+
+    #[test]
+    fn datain_custom_method_arguments_follow_patroni() {
+        let params: BTreeMap<String, String> = [("threads".to_string(), "4".to_string())].into();
+        let d = Path::new("/data/pg");
+        let argv = custom_method_argv(
+            "wal-g backup-fetch 'a b'",
+            &params,
+            false,
+            "demo",
+            d,
+            "postgres://r@h:5432/postgres",
+        )
+        .unwrap();
+        assert_eq!(
+            argv,
+            [
+                "wal-g",
+                "backup-fetch",
+                "a b",
+                "--scope=demo",
+                "--role=replica",
+                "--datadir=/data/pg",
+                "--connstring=postgres://r@h:5432/postgres",
+                "--threads=4"
+            ]
+        );
+        let argv = custom_method_argv("pgbackrest --delta restore", &params, true, "demo", d, "").unwrap();
+        assert_eq!(argv, ["pgbackrest", "--delta", "restore", "--threads=4"]);
+        assert!(custom_method_argv("  ", &params, true, "demo", d, "").is_err());
+        assert!(ReplicaMethod::Custom {
+            name: "x".into(),
+            command: "x".into(),
+            params,
+            keep_data: false,
+            no_leader: true,
+            no_params: false
+        }
+        .works_without_leader());
+        assert!(!ReplicaMethod::Basebackup { max_tries: 2 }.works_without_leader());
     }
 
     #[test]

@@ -360,6 +360,22 @@ impl PgManager {
         (render_postgresql_conf(&params), ignored)
     }
 
+    /// Whether pgwarden has written this data directory's configuration before (its own
+    /// postgresql.conf, or the postgresql.base.conf it keeps the original in). A directory it
+    /// never configured is a standalone PostgreSQL.
+    pub(super) fn configured_by_pgwarden(&self) -> bool {
+        let ours = |p: &Path| {
+            std::fs::read_to_string(p)
+                .map(|t| t.starts_with(HEADER))
+                .unwrap_or(false)
+        };
+        let dir = self.settings.config_dir();
+        dir.join(BASE_CONF).exists()
+            || ours(&dir.join("postgresql.conf"))
+            || ours(&self.data_dir().join("postgresql.conf"))
+            || self.data_dir().join(BASE_CONF).exists()
+    }
+
     /// Makes pgwarden the owner of postgresql.conf: the original becomes postgresql.base.conf
     /// (once; a file that already has our header is never moved).
     ///

@@ -19,6 +19,10 @@ use tokio::sync::watch;
 pub enum Call {
     /// `initdb`.
     Initdb(Vec<InitdbOption>),
+    /// `custom_bootstrap` (the method's name).
+    CustomBootstrap(String),
+    /// `archive_recovery_signal`.
+    ArchiveRecoverySignal,
     /// `create_roles`.
     CreateRoles,
     /// `run_post_bootstrap`.
@@ -232,6 +236,16 @@ impl PgControl for FakePg {
         }
         self.with_state(|s| s.has_data = true);
         Ok(())
+    }
+
+    async fn custom_bootstrap(&self, method: &super::CustomBootstrap) -> Result<bool> {
+        self.record("custom_bootstrap", Call::CustomBootstrap(method.name.clone()))?;
+        self.with_state(|s| s.has_data = true);
+        Ok(false)
+    }
+
+    fn archive_recovery_signal(&self) -> Result<()> {
+        self.record("archive_recovery_signal", Call::ArchiveRecoverySignal)
     }
 
     async fn create_roles(&self) -> Result<()> {

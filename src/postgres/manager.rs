@@ -120,6 +120,18 @@ impl PgControl for PgManager {
         self.run_initdb(options).await
     }
 
+    async fn custom_bootstrap(&self, method: &super::CustomBootstrap) -> Result<bool> {
+        self.run_custom_bootstrap(method).await
+    }
+
+    fn archive_recovery_signal(&self) -> Result<()> {
+        PgManager::archive_recovery_signal(self)
+    }
+
+    fn configured_by_pgwarden(&self) -> bool {
+        PgManager::configured_by_pgwarden(self)
+    }
+
     async fn create_roles(&self) -> Result<()> {
         self.ensure_roles().await
     }
@@ -179,7 +191,7 @@ impl PgControl for PgManager {
         methods: &[ReplicaMethod],
         progress: &watch::Sender<CloneProgress>,
     ) -> Result<()> {
-        self.clone_data_dir(source, methods, progress).await
+        self.clone_data_dir(Some(source), methods, progress).await
     }
 
     async fn check_rewind(&self, primary: &Upstream) -> Result<RewindDecision> {

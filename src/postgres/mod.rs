@@ -51,7 +51,7 @@ mod settings;
 mod slot_files;
 
 pub use binaries::{discover, PgVersion};
-pub use bootstrap::InitdbOption;
+pub use bootstrap::{CustomBootstrap, InitdbOption};
 pub use clone::{
     basebackup_args, parse_progress, CloneProgress, ReplicaMethod, Upstream, FORBIDDEN_BASEBACKUP_OPTIONS,
 };
@@ -134,6 +134,20 @@ pub trait PgControl: Send + Sync {
     /// Creates a new cluster in the (absent or empty) data directory with `bootstrap.initdb`
     /// options; the superuser password goes through a private temporary file.
     fn initdb(&self, options: &[InitdbOption]) -> impl Future<Output = Result<()>> + Send;
+
+    /// Runs a custom bootstrap method into the empty data directory instead of initdb; returns
+    /// whether the command left a recovery.signal.
+    fn custom_bootstrap(&self, method: &CustomBootstrap) -> impl Future<Output = Result<bool>> + Send;
+
+    /// Replaces standby.signal with recovery.signal: the next start is a targeted archive
+    /// recovery that ends (promotes) at its target rather than a standby.
+    fn archive_recovery_signal(&self) -> Result<()>;
+
+    /// Whether pgwarden has configured this data directory before; `false` for a standalone
+    /// PostgreSQL's. The default is the safe answer: a directory that is not adopted.
+    fn configured_by_pgwarden(&self) -> bool {
+        true
+    }
 
     /// Creates or updates the superuser password, the replication role and the rewind role
     /// (with pg_rewind's function grants). Needs a running primary.

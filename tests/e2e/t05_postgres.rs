@@ -391,6 +391,9 @@ async fn e2e_clone_stream_promote_diverge_and_rewind() {
                 args_file.display()
             ),
             params: [("foo".to_string(), "bar".to_string())].into(),
+            keep_data: false,
+            no_leader: false,
+            no_params: false,
         },
         ReplicaMethod::Basebackup { max_tries: 2 },
     ];

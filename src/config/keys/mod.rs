@@ -347,17 +347,6 @@ const DCS_PG_CTL_TIMEOUT: State = NoEffect("only the local `postgresql.pg_ctl_ti
 const BIN_NAME: State = NoEffect("the programs are run by their standard names from `postgresql.bin_dir`");
 const MAX_TIMELINES: State = NoEffect("not read: the `history` key keeps every timeline");
 const RACE_BACKOFF: State = NoEffect("not read: a replica races as soon as the leader key is free");
-const REPLICA_METHODS: State = Refused(Refusal {
-    when: RefuseWhen::Except(&["basebackup"]),
-    todo: "`{v}` is a custom replica method and only `basebackup` is built; remove `{v}` from the list (and its \
-           `postgresql.{v}` section) so replicas are cloned with pg_basebackup",
-});
-const BOOTSTRAP_METHOD: State = Refused(Refusal {
-    when: RefuseWhen::Except(&["initdb"]),
-    todo: "`{v}` is a custom bootstrap method and only `initdb` is built (pgwarden would create an empty \
-           cluster instead of running `bootstrap.{v}.command`); remove `bootstrap.method` and its \
-           `bootstrap.{v}` section, or set it to `initdb`",
-});
 const VIP_ON: State = Refused(Refusal {
     when: RefuseWhen::Except(&["primary"]),
     todo: "`{v}`: a standby leader exists only in a standby cluster, which pgwarden does not build; \
@@ -617,10 +606,9 @@ fn local_rows(b: &mut Builder) {
     }
     b.k("postgresql.pre_promote", Command, Unset);
     b.k("postgresql.before_stop", Command, Unset);
-    b.k("postgresql.create_replica_methods", StrList, Text("[basebackup]"))
-        .is(REPLICA_METHODS);
+    b.k("postgresql.create_replica_methods", StrList, Text("[basebackup]"));
     b.k("postgresql.basebackup", OptList, Unset);
-    b.k("postgresql.<method>", Map, Unset).is(WITH_PARENT);
+    b.k("postgresql.<method>", Map, Unset);
     b.k("postgresql.rewind", OptList, Unset).is(REWIND_OPTS);
     // pgwarden rewinds when unset (Patroni: false), so that a former primary rejoins by
     // default; `false` gives Patroni's behaviour (see ha::rejoin).
@@ -654,8 +642,8 @@ fn local_rows(b: &mut Builder) {
 
     b.k("bootstrap", Section, Unset);
     b.k("bootstrap.dcs", Section, Unset);
-    b.k("bootstrap.method", Str, Text("initdb")).is(BOOTSTRAP_METHOD);
-    b.k("bootstrap.<method>", Map, Unset).is(WITH_PARENT);
+    b.k("bootstrap.method", Str, Text("initdb"));
+    b.k("bootstrap.<method>", Map, Unset);
     b.k("bootstrap.initdb", OptList, Unset);
     b.k("bootstrap.pg_hba", StrList, Unset);
     b.k("bootstrap.post_bootstrap", Command, Unset);

@@ -20,6 +20,10 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 use tokio::time::Instant;
 
+/// How long the archive recovery after a custom bootstrap may take before the bootstrap
+/// is given up (Patroni waits without a bound; a restore of a large archive takes hours).
+const RECOVERY_AFTER_BOOTSTRAP_LIMIT: Duration = Duration::from_secs(6 * 3600);
+
 impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
     /// Carries out one action.
     pub(super) async fn act(
@@ -30,6 +34,11 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
     ) -> Result<(), ActError> {
         match a {
             Action::RaceInitialize => {
+                if let Some(why) = &self.custom_bootstrap_failed {
+                    return Err(ActError::GaveUp(format!(
+                        "not bootstrapping again: the custom bootstrap failed ({why}); fix it and restart this daemon"
+                    )));
+                }
                 let r = self
                     .dcs
                     .put(&self.key("initialize"), "", None, Condition::Absent)
@@ -69,15 +78,23 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
                     .await?;
             }
             Action::Clone { from, clonefrom } => {
-                let from = if std::mem::take(&mut self.clone_from_leader) {
+                // Patroni's reinitialize `--from-leader`: a copy of the leader itself, by
+                // pg_basebackup only (a backup restore would not be the leader's state).
+                let from_leader = std::mem::take(&mut self.clone_from_leader);
+                let from = if from_leader {
                     from
                 } else {
                     clone_source(clonefrom, from, rand::random::<usize>())
                 };
+                let methods = if from_leader {
+                    crate::postgres::ReplicaMethod::default_methods()
+                } else {
+                    self.s.replica_methods.clone()
+                };
                 let (up, _) = self.upstream_of(v, from)?;
                 self.set_state(MemberState::CreatingReplica);
                 tracing::info!(from = %from, upstream = %up, "cloning a replica");
-                PgControl::clone_from(&*self.pg, &up, &self.s.replica_methods, &self.progress).await?;
+                PgControl::clone_from(&*self.pg, &up, &methods, &self.progress).await?;
                 self.just_cloned = true;
             }
             Action::StartPrimary => self.start_primary(v).await?,
@@ -125,15 +142,30 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
                         | crate::postgres::Error::DataDirOwner { .. }
                 )
             );
+            let mut moved = None;
             if untouched {
                 tracing::error!("the data directory was left as it was: this bootstrap did not make it");
             } else {
                 match self.pg.move_data_dir_aside() {
                     Ok(p) => {
-                        tracing::error!(moved_to = %p.display(), "the failed data directory was moved aside")
+                        tracing::error!(moved_to = %p.display(), "the failed data directory was moved aside");
+                        moved = Some(p);
                     }
                     Err(e2) => tracing::warn!(error = %e2, "could not move the failed data directory aside"),
                 }
+            }
+            if let Some(m) = &self.s.bootstrap_method {
+                let mut why = format!("bootstrap method `{}`: {}", m.name, chain(e));
+                if let Some(p) = moved {
+                    why.push_str(&format!(
+                        "; the data directory was moved aside to {}",
+                        p.display()
+                    ));
+                }
+                self.set_state(MemberState::CustomBootstrapFailed);
+                self.status
+                    .send_modify(|s| s.bootstrap_failure = Some(why.clone()));
+                self.custom_bootstrap_failed = Some(why);
             }
             return res;
         }
@@ -142,10 +174,15 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
     }
 
     async fn bootstrap(&mut self) -> Result<(), ActError> {
-        self.set_state(MemberState::InitializingNewCluster);
-        self.pg.initdb(&self.s.initdb).await?;
-        self.write_pg_config(None, PgRole::Primary).await?;
-        self.pg.start().await?;
+        match self.s.bootstrap_method.clone() {
+            None => {
+                self.set_state(MemberState::InitializingNewCluster);
+                self.pg.initdb(&self.s.initdb).await?;
+                self.write_pg_config(None, PgRole::Primary).await?;
+                self.pg.start().await?;
+            }
+            Some(m) => self.custom_bootstrap(&m).await?,
+        }
         self.pg.create_roles().await?;
         if let Some(cmd) = &self.s.post_bootstrap {
             self.pg.run_post_bootstrap(cmd).await?;
@@ -170,6 +207,61 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
             .await?;
         self.lease.take_over().await?;
         tracing::info!(system_identifier = %sysid, "bootstrapped a new cluster; this member is the leader");
+        Ok(())
+    }
+
+    /// Patroni's custom bootstrap: the method's command fills the data directory (a restore
+    /// from a backup), then the first start is an archive recovery when `recovery_conf` is
+    /// given (recovery.signal and those settings) or when `keep_existing_recovery_conf` keeps
+    /// the command's own recovery.signal; otherwise a plain start as primary. The bootstrap
+    /// goes on (roles, `initialize`, the leader key) once PostgreSQL has left recovery, which
+    /// needs `recovery_target_action: promote` when a target is set.
+    async fn custom_bootstrap(&mut self, m: &crate::postgres::CustomBootstrap) -> Result<(), ActError> {
+        self.set_state(MemberState::RunningCustomBootstrapScript);
+        let left_signal = match self.pg.custom_bootstrap(m).await {
+            Ok(s) => s,
+            Err(e) => {
+                self.set_state(MemberState::CustomBootstrapFailed);
+                return Err(e.into());
+            }
+        };
+        let recover = if !m.recovery_conf.is_empty() {
+            let mut input = self.config_input(None, PgRole::Standby(None));
+            input.recovery = m.recovery_conf.clone();
+            self.pg.write_config(&input).await?;
+            true
+        } else {
+            self.write_pg_config(None, PgRole::Primary).await?;
+            m.keep_existing_recovery_conf && left_signal
+        };
+        if recover {
+            self.pg.archive_recovery_signal()?;
+        }
+        self.set_state(MemberState::StartingAfterCustomBootstrap);
+        self.pg.start().await?;
+        if recover {
+            let limit = RECOVERY_AFTER_BOOTSTRAP_LIMIT;
+            let deadline = Instant::now() + limit;
+            loop {
+                match self.pg.status().await {
+                    Ok(st) if !st.in_recovery => break,
+                    _ if Instant::now() >= deadline => {
+                        self.set_state(MemberState::CustomBootstrapFailed);
+                        return Err(ActError::GaveUp(format!(
+                            "custom bootstrap `{}`: PostgreSQL was still in recovery after {}s; set \
+                             recovery_target_action: promote (the default, pause, never ends recovery)",
+                            m.name,
+                            limit.as_secs()
+                        )));
+                    }
+                    _ => tokio::time::sleep(Duration::from_millis(500)).await,
+                }
+            }
+            tracing::info!(method = %m.name, "archive recovery after the custom bootstrap ended");
+            // The recovery settings have done their work: the primary's own configuration.
+            self.write_pg_config(None, PgRole::Primary).await?;
+            self.pg.reload().await?;
+        }
         Ok(())
     }
 

@@ -44,6 +44,7 @@ fn settings(me: &str) -> HaSettings {
         recovery_conf: BTreeMap::new(),
         post_bootstrap: None,
         replica_methods: vec![],
+        bootstrap_method: None,
         api_auth: None,
         scripts: None,
         watchdog: None,

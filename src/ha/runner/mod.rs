@@ -109,6 +109,8 @@ pub struct HaSettings {
     pub post_bootstrap: Option<String>,
     /// create_replica_methods.
     pub replica_methods: Vec<ReplicaMethod>,
+    /// `bootstrap.method` when it names a custom method (`None`: initdb).
+    pub bootstrap_method: Option<crate::postgres::CustomBootstrap>,
     /// `restapi.authentication`: the credentials members use on each other's REST API
     /// (POST /failsafe).
     pub api_auth: Option<(String, String)>,
@@ -196,6 +198,10 @@ pub struct Runner<D: Dcs, P: PgControl + 'static> {
     /// a running primary) but it must be started as is, since recovery from the backup
     /// label is what makes it consistent. Crash recovery or a rewind here would fork it.
     just_cloned: bool,
+    /// This member's custom bootstrap failed (the reason): it takes no part in the bootstrap
+    /// race again until restarted, so that a broken restore command does not run, and leave
+    /// a moved-aside data directory, every loop (Patroni exits instead).
+    custom_bootstrap_failed: Option<String>,
     /// The next clone is taken from the leader (POST /reinitialize with `from_leader`).
     clone_from_leader: bool,
     /// pg_rewind failed on the data directory in place and no `remove_data_directory_*` flag
@@ -293,6 +299,7 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
             written_role: None,
             not_streaming_since: None,
             just_cloned: false,
+            custom_bootstrap_failed: None,
             clone_from_leader: false,
             rewind_failed: false,
             primary_start_since: None,
@@ -607,6 +614,9 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
             failsafe_held,
             lease_valid: self.lease.is_valid(),
             primary_start_overdue,
+            standalone: matches!(obs.pg, PgState::Stopped { standby: false, .. })
+                && view.is_some_and(|v| v.initialize.is_none())
+                && !self.pg.configured_by_pgwarden(),
         });
         if d.reason != self.last_reason && d.needs_operator {
             tracing::warn!(reason = %d.reason, "decision: waiting for an operator");

@@ -155,7 +155,10 @@ fn state_and_role(pg: &PgState, current: &MemberState) -> (MemberState, Role) {
     match pg {
         PgState::NoData => {
             let s = match current {
-                MemberState::CreatingReplica | MemberState::InitializingNewCluster => current.clone(),
+                MemberState::CreatingReplica
+                | MemberState::InitializingNewCluster
+                | MemberState::RunningCustomBootstrapScript
+                | MemberState::CustomBootstrapFailed => current.clone(),
                 _ => MemberState::Stopped,
             };
             (s, Role::Uninitialized)
@@ -243,6 +246,7 @@ pub(super) mod tests {
             recovery_conf: BTreeMap::new(),
             post_bootstrap: None,
             replica_methods: vec![],
+            bootstrap_method: None,
             api_auth: None,
             scripts: None,
             watchdog: None,
