@@ -13,7 +13,9 @@
 //! accepting writes by the lease's deadline (the fence guard), before any promotion;
 //! [`t16_safety`] holds the other safety regressions that need real PostgreSQL;
 //! [`t17_safety_e2e`] builds the safety review's F1, F3, F4 and F5 scenarios end to end;
-//! [`t20_operations`] restarts, reinitializes and reloads members; [`t25_datain`] creates
+//! [`t20_operations`] restarts, reinitializes and reloads members; [`t25_datain`] and
+//! [`t27_takeover`] bring existing data in (replica and bootstrap methods with pgBackRest, a
+//! standalone converted, a running Patroni cluster taken over in place); [`t25_datain`] creates
 //! replicas and clusters from pgBackRest backups; [`t30_failover`] loses
 //! the primary in several ways; [`t35_failover_speed`] measures how fast the health checks
 //! follow a new primary and what a Raft leader change or a short cut costs;
@@ -37,6 +39,7 @@ mod t16_safety;
 mod t17_safety_e2e;
 mod t20_operations;
 mod t25_datain;
+mod t27_takeover;
 mod t30_failover;
 mod t35_failover_speed;
 mod t36_failover_speed_netns;

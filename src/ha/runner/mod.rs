@@ -538,6 +538,13 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
                 .filter(|l| **l != self.s.me)
                 .and_then(|l| self.upstream_of(Some(v), l).ok())
                 .map(|(_, t)| t);
+            if target.is_none() {
+                // No leader known yet (a cluster being taken over: the primary's daemon has not
+                // taken the key). Rewriting now would drop the primary_conninfo it streams with
+                // and stop replication until the leader appears (and then for
+                // wal_retrieve_retry_interval more): leave it streaming as it is until then.
+                return;
+            }
             PgRole::Standby(target)
         };
         let res = async {
