@@ -156,11 +156,7 @@ fn safety_refused_settings_are_documented() {
         .nth(1)
         .and_then(|rest| rest.split("\n## ").next())
         .expect("docs/configuration.md has a `Refused until built` section");
-    for key in [
-        "bootstrap.dcs.standby_cluster",
-        "bootstrap.method",
-        "postgresql.create_replica_methods",
-    ] {
+    for key in ["bootstrap.method", "postgresql.create_replica_methods"] {
         assert!(
             section.contains(&format!("`{key}`")),
             "`{key}` is refused but not documented in `Refused until built`"

@@ -143,9 +143,10 @@ fn lsn_and_lag(cluster_lsn: u64, pos: Option<u64>) -> (Value, Value) {
 fn member_json(name: &str, m: &MemberRecord, raw: Option<&Value>, snap: &Snapshot) -> Value {
     let leader = snap.view.leader_name().map(|l| l.as_str());
     let is_leader = leader == Some(name);
-    // Never "standby_leader": a `standby_cluster` section in the DCS is refused and ignored by
-    // the HA loop until standby clusters exist, so the API does not report one either.
-    let role = if is_leader {
+    // Patroni's cluster_as_json: the lock holder of a standby cluster is its standby leader.
+    let role = if is_leader && snap.view.dynamic().is_standby_cluster() {
+        "standby_leader"
+    } else if is_leader {
         "leader"
     } else if snap.is_sync(name) {
         if snap.quorum_mode() {
@@ -156,8 +157,9 @@ fn member_json(name: &str, m: &MemberRecord, raw: Option<&Value>, snap: &Snapsho
     } else {
         "replica"
     };
-    // Non-leaders show how they replicate ("streaming"), the leader its PostgreSQL state.
-    let state = (!is_leader)
+    // Replicas, the standby leader included, show how they replicate ("streaming"); the
+    // leader its PostgreSQL state.
+    let state = (role != "leader")
         .then(|| m.replication_state.clone())
         .flatten()
         .filter(|s| !s.is_empty())

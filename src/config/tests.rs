@@ -848,8 +848,8 @@ fn every_table_key_is_read_by_the_types() {
             set(&mut doc, "vip.interface", json!("eth0"));
         }
         if let Some(rest) = spec.path.strip_prefix("bootstrap.dcs.standby_cluster") {
-            // A standby cluster is refused in the file until it is built; its keys are still
-            // read into the types (the DCS may hold them), which is checked on the DCS value.
+            // A `standby_cluster` key alone may not make a standby cluster (it needs a host,
+            // a port or a restore_command): checked on the DCS value with a host beside it.
             let mut dcs = json!({"standby_cluster": {"host": "remote"}});
             if let Some(leaf) = rest.strip_prefix('.') {
                 set(&mut dcs, &format!("standby_cluster.{leaf}"), value.clone());
@@ -1017,21 +1017,7 @@ fn raft_tls_files_are_checked_with_their_key() {
 #[test]
 fn safety_unbuilt_features_are_refused_naming_the_key() {
     type Mutate = fn(&mut Value);
-    let cases: [(&str, &str, Mutate); 4] = [
-        ("bootstrap.dcs.standby_cluster", "remove `standby_cluster`", |d| {
-            set(
-                d,
-                "bootstrap.dcs.standby_cluster",
-                json!({"host": "10.0.0.9", "port": 5432}),
-            )
-        }),
-        ("bootstrap.dcs.standby_cluster", "remove `standby_cluster`", |d| {
-            set(
-                d,
-                "bootstrap.dcs.standby_cluster",
-                json!({"restore_command": "cp /archive/%f %p"}),
-            )
-        }),
+    let cases: [(&str, &str, Mutate); 2] = [
         ("bootstrap.method", "set it to `initdb`", |d| {
             set(d, "bootstrap.method", json!("restore"));
             set(d, "bootstrap.restore", json!({"command": "/bin/restore.sh"}));
@@ -1059,8 +1045,7 @@ fn safety_unbuilt_features_are_refused_naming_the_key() {
             assert!(text.contains(what_to_do), "{text}");
         }
     }
-    // What stays accepted: `initdb` named explicitly, `basebackup` alone, an empty
-    // standby_cluster section (it makes no standby cluster; `null` removes it).
+    // What stays accepted: `initdb` named explicitly, `basebackup` alone, a standby cluster.
     let mut doc = base();
     set(&mut doc, "bootstrap.method", json!("initdb"));
     set(
@@ -1068,7 +1053,11 @@ fn safety_unbuilt_features_are_refused_naming_the_key() {
         "postgresql.create_replica_methods",
         json!(["basebackup"]),
     );
-    set(&mut doc, "bootstrap.dcs.standby_cluster", Value::Null);
+    set(
+        &mut doc,
+        "bootstrap.dcs.standby_cluster",
+        json!({"host": "10.0.0.9,10.0.0.10", "port": 5432, "primary_slot_name": "dc2"}),
+    );
     load(&doc).unwrap();
 }
 
@@ -1084,17 +1073,13 @@ fn safety_a_patroni_file_with_unbuilt_methods_is_refused() {
     );
 }
 
-/// The DCS `config` key (PATCH and PUT /config) is checked with the same rule, keys named as
-/// in the DCS.
+/// The DCS `config` key (PATCH and PUT /config) is checked with the same rule: a standby
+/// cluster is accepted there as in the file.
 #[test]
-fn safety_a_standby_cluster_in_the_dcs_is_refused() {
+fn standby_cluster_in_the_dcs_is_accepted() {
     let dc = DynamicConfig::from_json(&json!({"ttl": 30, "standby_cluster": {"host": "10.0.0.9"}})).unwrap();
-    let errors = dc.not_built("");
-    assert_eq!(errors.len(), 1);
-    assert_eq!(errors[0].key(), Some("standby_cluster"));
-    assert!(errors[0]
-        .to_string()
-        .starts_with("`standby_cluster`: not supported yet"));
+    assert!(dc.not_built("").is_empty());
+    assert!(dc.is_standby_cluster());
     let plain =
         DynamicConfig::from_json(&json!({"ttl": 30, "postgresql": {"pg_hba": ["local all all peer"]}}));
     assert!(plain.unwrap().not_built("").is_empty());

@@ -363,11 +363,6 @@ const VIP_ON: State = Refused(Refusal {
     todo: "`{v}`: a standby leader exists only in a standby cluster, which pgwarden does not build; \
            remove `vip.on` or set it to `primary`",
 });
-const STANDBY_CLUSTER: State = Refused(Refusal {
-    when: RefuseWhen::AnyChild(&["host", "port", "restore_command"]),
-    todo: "pgwarden would run an independent, writable cluster instead of one that follows the remote \
-           primary; remove `standby_cluster` and replicate from the remote cluster by other means",
-});
 const WITH_PARENT: State = Refused(Refusal {
     when: RefuseWhen::WithParent,
     todo: "",
@@ -413,18 +408,15 @@ fn dynamic_rows(b: &mut Builder) {
     b.k("slots", Map, Unset);
     b.k("ignore_slots", MapList, Unset);
     b.k("pause", Bool, Flag(false));
-    b.k("standby_cluster", Section, Unset).is(STANDBY_CLUSTER);
-    b.k("standby_cluster.host", Str, Unset).is(WITH_PARENT);
-    b.k("standby_cluster.port", Port, Unset).is(WITH_PARENT);
-    b.k("standby_cluster.primary_slot_name", Str, Unset)
-        .is(WITH_PARENT);
-    b.k("standby_cluster.create_replica_methods", StrList, Unset)
-        .is(WITH_PARENT);
-    b.k("standby_cluster.restore_command", Str, Unset).is(WITH_PARENT);
-    b.k("standby_cluster.archive_cleanup_command", Str, Unset)
-        .is(WITH_PARENT);
-    b.k("standby_cluster.recovery_min_apply_delay", Scalar, Unset)
-        .is(WITH_PARENT);
+    // A standby cluster: its leader replicates from the remote primary (ha::runner::standby).
+    b.k("standby_cluster", Section, Unset);
+    b.k("standby_cluster.host", Str, Unset);
+    b.k("standby_cluster.port", Port, Unset);
+    b.k("standby_cluster.primary_slot_name", Str, Unset);
+    b.k("standby_cluster.create_replica_methods", StrList, Unset);
+    b.k("standby_cluster.restore_command", Str, Unset);
+    b.k("standby_cluster.archive_cleanup_command", Str, Unset);
+    b.k("standby_cluster.recovery_min_apply_delay", Scalar, Unset);
     b.k("postgresql", Section, Unset);
     // pgwarden rewinds when unset (Patroni: false), so that a former primary rejoins by
     // default; `false` gives Patroni's behaviour (see ha::rejoin).

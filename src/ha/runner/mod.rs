@@ -46,6 +46,7 @@ mod observe;
 mod publish;
 mod requests;
 mod slots;
+mod standby;
 
 use leader::SyncTrack;
 pub use observe::Observation;
@@ -191,6 +192,11 @@ pub struct Runner<D: Dcs, P: PgControl + 'static> {
     following: Option<MemberName>,
     /// The role PostgreSQL's configuration was last written for (None before the first write).
     written_role: Option<PgRole>,
+    /// The recovery settings written with it (a standby leader's come from `standby_cluster`).
+    written_recovery: BTreeMap<String, String>,
+    /// PostgreSQL was last configured as the standby leader of a standby cluster (a replica
+    /// of the remote primary); cleared by every start, follow or promotion as anything else.
+    standby_leader: bool,
     not_streaming_since: Option<Instant>,
     /// The data directory was just cloned: its pg_control says "in production" (copied from
     /// a running primary) but it must be started as is, since recovery from the backup
@@ -291,6 +297,8 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
             lease,
             following: None,
             written_role: None,
+            written_recovery: BTreeMap::new(),
+            standby_leader: false,
             not_streaming_since: None,
             just_cloned: false,
             clone_from_leader: false,
@@ -607,6 +615,8 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
             failsafe_held,
             lease_valid: self.lease.is_valid(),
             primary_start_overdue,
+            standby_cluster: self.standby_cluster_config(view).is_some(),
+            following_remote: self.following_remote(view),
         });
         if d.reason != self.last_reason && d.needs_operator {
             tracing::warn!(reason = %d.reason, "decision: waiting for an operator");
