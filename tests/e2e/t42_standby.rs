@@ -3,7 +3,7 @@
 //! standby leader (a replica of the remote primary), the other member cascades from it, and
 //! no member ever accepts a write until the cluster is promoted.
 
-use crate::harness::{Cluster, Options};
+use crate::harness::{pgwardenctl, Cluster, Options};
 use pgwarden_testkit::{require_pg, wait_for};
 use serde_json::json;
 use std::time::Duration;
@@ -69,8 +69,8 @@ async fn standby_leader(c: &Cluster) -> Option<usize> {
 /// the primary reach both standby members; SIGKILL of the standby leader makes the other
 /// member the standby leader, which keeps replicating; no member of the standby cluster
 /// accepts a write; /primary is 503 on every one of them. Then the primary cluster is
-/// stopped and the standby cluster promoted (PATCH /config removing `standby_cluster`, what
-/// `pgwardenctl promote-cluster` does): it accepts writes, with every row written before.
+/// stopped and the standby cluster promoted with `pgwardenctl promote-cluster`: it accepts
+/// writes, with every row written before, and its history has the promotion.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn standby_cluster_replicates_fails_over_and_is_promoted() {
     require_pg!();
@@ -150,10 +150,17 @@ async fn standby_cluster_replicates_fails_over_and_is_promoted() {
         )
         .await;
     }
-    // The other member cascades from the standby leader.
-    let st = b.patroni(other).await.expect("GET /patroni");
-    assert_eq!(st["role"], "replica", "{st}");
-    assert_eq!(st["replication_state"], "streaming", "{st}");
+    // The other member cascades from the standby leader (its status is published at the end
+    // of the iteration that cloned and started it).
+    wait_for(
+        Duration::from_secs(30),
+        "the other member published as a streaming replica",
+        || async {
+            let st = b.patroni(other).await?;
+            (st["role"] == "replica" && st["replication_state"] == "streaming").then_some(())
+        },
+    )
+    .await;
     for i in [sl, other] {
         refuses_writes(&b, i).await;
         assert_eq!(b.http_status(i, "/primary").await, Some(503), "pg{i}: /primary");
@@ -208,11 +215,17 @@ async fn standby_cluster_replicates_fails_over_and_is_promoted() {
     for i in 0..a.nodes.len() {
         a.kill9(i);
     }
-    let (code, body) = b
-        .patch_config(other, json!({"standby_cluster": null}))
-        .await
-        .expect("PATCH /config");
-    assert_eq!(code, 200, "{body}");
+    // `pgwardenctl list` shows the standby leader as patronictl does.
+    let endpoint = format!("127.0.0.1:{}", b.nodes[other].spec.ctl);
+    let o = pgwardenctl(&["--endpoints", &endpoint, "list"], Duration::from_secs(60)).await;
+    assert!(o.ok && o.stdout.contains("| Standby Leader |"), "{o:?}");
+    let o = pgwardenctl(
+        &["--endpoints", &endpoint, "promote-cluster", "--force"],
+        Duration::from_secs(120),
+    )
+    .await;
+    assert!(o.ok, "{o:?}");
+    assert!(o.stdout.contains("cluster is successfully promoted"), "{o:?}");
     let p = wait_for(
         Duration::from_secs(60),
         "a primary in the promoted cluster",
@@ -245,8 +258,8 @@ async fn standby_cluster_replicates_fails_over_and_is_promoted() {
     .await;
 }
 
-/// demote-cluster and promote-cluster through PATCH /config on a one-node cluster: with
-/// `standby_cluster` added the primary restarts as a standby leader of the (here unreachable)
+/// `pgwardenctl demote-cluster`, then promote-cluster through PATCH /config, on a one-node
+/// cluster: with `standby_cluster` added the primary restarts as a standby leader of the (here unreachable)
 /// remote host, refuses writes and answers /primary 503 and /standby-leader 200; with the
 /// section removed it is promoted again and accepts writes, on a new timeline.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -269,11 +282,30 @@ async fn standby_cluster_demote_and_promote_by_patch() {
         .as_u64()
         .unwrap();
     // An address nothing listens on: the standby leader keeps trying, read-only.
-    let (code, body) = c
-        .patch_config(p, json!({"standby_cluster": {"host": "127.0.0.1", "port": 9}}))
-        .await
-        .expect("PATCH /config");
-    assert_eq!(code, 200, "{body}");
+    let endpoint = format!("127.0.0.1:{}", c.nodes[p].spec.ctl);
+    let ctl = |args: &'static [&'static str]| {
+        let endpoint = endpoint.clone();
+        async move {
+            let mut all = vec!["--endpoints", endpoint.as_str()];
+            all.extend_from_slice(args);
+            pgwardenctl(&all, Duration::from_secs(120)).await
+        }
+    };
+    let o = ctl(&["demote-cluster", "--force"]).await;
+    assert!(
+        !o.ok && o.stderr.contains("At least --host, --port or --restore-command"),
+        "{o:?}"
+    );
+    let o = ctl(&["demote-cluster", "--force", "--host", "127.0.0.1", "--port", "9"]).await;
+    assert!(
+        o.ok && o.stdout.contains("cluster is successfully demoted"),
+        "{o:?}"
+    );
+    let o = ctl(&["demote-cluster", "--force", "--host", "127.0.0.1"]).await;
+    assert!(
+        !o.ok && o.stderr.contains("Cluster is already in the required state"),
+        "{o:?}"
+    );
     wait_for(
         Duration::from_secs(60),
         "the primary demoted to a standby leader",
