@@ -281,7 +281,7 @@ pub async fn patch_config<D: Dcs>(
     Ok(new)
 }
 
-/// A dynamic configuration with a setting pgwarden has not built (`standby_cluster`) is
+/// A dynamic configuration with a setting pgwarden has not built (the key table's refused rows) is
 /// answered 400 naming the key, rather than stored: the HA loop would silently run a different
 /// cluster than the one asked for. The file's `bootstrap.dcs` is refused the same way at start.
 fn refuse_not_built(new: &Value) -> Result<(), ApiError> {
