@@ -33,6 +33,7 @@ const COMMON_FILES: &[&str] = &[
     "/usr/share/pgwarden/monitoring/grafana-dashboard.json",
     "/usr/share/pgwarden/monitoring/prometheus-alerts.yml",
     "/usr/share/doc/pgwarden/vip.md",
+    "/usr/share/doc/pgwarden/multi-datacenter.md",
     "/usr/share/pgwarden/systemd/vip.conf",
 ];
 

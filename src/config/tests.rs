@@ -1101,9 +1101,12 @@ fn vip_section_errors_name_their_keys_and_a_missing_interface_fails_the_host_che
     let mut doc = base();
     set(&mut doc, "vip.address", json!("10.0.0.10/24"));
     set(&mut doc, "vip.interface", json!("lo"));
-    set(&mut doc, "vip.on", json!("standby_leader"));
+    set(&mut doc, "vip.on", json!("replica"));
     let e = load(&doc).unwrap_err();
     assert_eq!(keys_of(&e), ["vip.on"], "{e}");
+    set(&mut doc, "vip.on", json!("standby_leader"));
+    let c = load(&doc).unwrap().config;
+    assert!(c.vip_spec().unwrap().unwrap().on_standby_leader);
 
     // A valid section; the host has `lo` but no `pgw-none0`.
     let mut doc = base();

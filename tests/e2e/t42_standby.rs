@@ -182,6 +182,7 @@ async fn standby_cluster_replicates_fails_over_and_is_promoted() {
 
     // SIGKILL of the standby leader: the other member takes over as standby leader, never as
     // a primary, and keeps replicating from the remote primary.
+    let killed = std::time::Instant::now();
     b.kill9(sl);
     wait_for(
         Duration::from_secs(60),
@@ -189,13 +190,21 @@ async fn standby_cluster_replicates_fails_over_and_is_promoted() {
         || async { (standby_leader(&b).await? == other).then_some(()) },
     )
     .await;
+    let took_over = killed.elapsed();
     insert(&a, pa, 200, 300).await;
+    let inserted = std::time::Instant::now();
     wait_for(
         Duration::from_secs(60),
         "300 rows on the new standby leader",
         || async { (rows(&b, other).await? == 300).then_some(()) },
     )
     .await;
+    eprintln!(
+        "standby failover: new standby leader {:.1} s after the SIGKILL; rows written on the \
+         primary visible on it {:.1} s later",
+        took_over.as_secs_f64(),
+        inserted.elapsed().as_secs_f64()
+    );
     refuses_writes(&b, other).await;
     assert_eq!(b.http_status(other, "/primary").await, Some(503));
     // The killed member comes back as a replica cascading from the new standby leader.

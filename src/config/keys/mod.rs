@@ -358,11 +358,6 @@ const BOOTSTRAP_METHOD: State = Refused(Refusal {
            cluster instead of running `bootstrap.{v}.command`); remove `bootstrap.method` and its \
            `bootstrap.{v}` section, or set it to `initdb`",
 });
-const VIP_ON: State = Refused(Refusal {
-    when: RefuseWhen::Except(&["primary"]),
-    todo: "`{v}`: a standby leader exists only in a standby cluster, which pgwarden does not build; \
-           remove `vip.on` or set it to `primary`",
-});
 const WITH_PARENT: State = Refused(Refusal {
     when: RefuseWhen::WithParent,
     todo: "",
@@ -682,8 +677,7 @@ fn local_rows(b: &mut Builder) {
         Int,
         Num(crate::vip::config::ARP_INTERVAL_MS as i64),
     );
-    b.k("vip.on", Enum(&["primary", "standby_leader"]), Text("primary"))
-        .is(VIP_ON);
+    b.k("vip.on", Enum(&["primary", "standby_leader"]), Text("primary"));
 }
 
 /// The whole table, built once: local keys, then the dynamic ones under `bootstrap.dcs`.
