@@ -100,10 +100,7 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
             }
             Action::Promote => self.promote(v, obs).await?,
             Action::BootstrapStandby => self.bootstrap_standby(v).await?,
-            Action::StartStandbyLeader => {
-                let was_running = matches!(obs.pg, PgState::Running(_) | PgState::Unresponsive);
-                self.start_standby_leader(v, was_running).await?
-            }
+            Action::StartStandbyLeader => self.start_standby_leader(v, obs).await?,
             Action::FollowRemote => self.follow_remote(v).await?,
             Action::Demote(mode) => self.demote(mode.clone(), v).await?,
             Action::Fatal(why) => return Err(ActError::Fatal(why.clone())),
@@ -346,7 +343,7 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
 
     /// Diverged data: rewind, move aside (the next iteration clones) or stay stopped, by
     /// `use_pg_rewind` and the `remove_data_directory_*` flags (see `ha::rejoin`).
-    async fn handle_divergence(
+    pub(super) async fn handle_divergence(
         &mut self,
         v: Option<&ClusterView>,
         leader: &MemberName,

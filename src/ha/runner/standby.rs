@@ -3,10 +3,11 @@
 //! re-pointed at it whenever the section changes. The rules that choose these steps are in
 //! `decide_standby_cluster` (see `ha::decide`).
 
-use super::{ActError, Runner};
+use super::{ActError, Observation, Runner};
 use crate::config::{DynamicConfig, StandbyCluster};
 use crate::dcs::Dcs;
 use crate::ha::callbacks::{CallbackAction, CallbackRole};
+use crate::ha::decide::PgState;
 use crate::ha::view::ClusterView;
 use crate::postgres::{PgControl, PgRole, ReplicaMethod, StandbyTarget, StopMode, Upstream};
 use crate::types::{MemberState, Role};
@@ -203,14 +204,39 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
 
     /// (Stops and) starts PostgreSQL as the standby leader. A running primary (the cluster
     /// was turned into a standby cluster) is stopped cleanly first, so that its shutdown
-    /// checkpoint is the last thing it wrote.
+    /// checkpoint is the last thing it wrote; then, as for any replica, crash recovery when it
+    /// did not stop cleanly and pg_rewind from the remote primary when it diverged (a former
+    /// primary cluster whose site was promoted elsewhere, demote-cluster).
     pub(super) async fn start_standby_leader(
         &mut self,
         v: Option<&ClusterView>,
-        was_running: bool,
+        obs: &Observation,
     ) -> Result<(), ActError> {
+        let was_running = matches!(obs.pg, PgState::Running(_) | PgState::Unresponsive);
         if was_running {
             self.stop_pg(StopMode::Fast, true).await?;
+        }
+        let remote = self
+            .standby_cluster_config(v)
+            .as_ref()
+            .and_then(Self::remote_target)
+            .map(|(up, _)| up);
+        if let Some(up) = remote {
+            if !was_running && obs.control.as_ref().is_some_and(|c| c.needs_crash_recovery()) {
+                tracing::info!("PostgreSQL did not shut down cleanly: running crash recovery first");
+                self.pg.crash_recovery().await?;
+            }
+            match self.pg.check_rewind(&up).await {
+                Ok(d) if d.needed() => {
+                    tracing::info!(remote = %up, decision = ?d, "the data directory diverged from the remote primary's timeline");
+                    let me = self.s.me.clone();
+                    self.handle_divergence(v, &me, &up, &d).await?;
+                }
+                Ok(d) => tracing::debug!(decision = ?d, "no rewind needed"),
+                Err(e) => {
+                    tracing::warn!(error = %crate::error::chain(&e), "rewind check against the remote primary failed; starting anyway")
+                }
+            }
         }
         self.standby_leader = true;
         let role = self.standby_leader_role(v);
