@@ -357,6 +357,42 @@ mod tests {
         }
     }
 
+    /// A standby cluster (Patroni's cluster_as_json): the lock holder is `standby_leader`, shows
+    /// how it replicates, and has no LSN fields (it is the leader); the others are replicas.
+    #[test]
+    fn standby_cluster_json_names_the_standby_leader() {
+        let snap = Snapshot::from_kvs(
+            P,
+            &[
+                kv("config", r#"{"standby_cluster":{"host":"10.9.0.1","port":5432}}"#),
+                kv("leader", "a"),
+                kv(
+                    "members/a",
+                    r#"{"conn_url":"postgres://10.0.0.1:5432/postgres","state":"running","role":"standby_leader","replication_state":"streaming","receive_lsn":900,"replay_lsn":900}"#,
+                ),
+                kv(
+                    "members/b",
+                    r#"{"conn_url":"postgres://10.0.0.2:5432/postgres","state":"running","role":"replica","replication_state":"streaming","xlog_location":900,"receive_lsn":900,"replay_lsn":900}"#,
+                ),
+            ],
+        );
+        let j = cluster_json(&snap, "s");
+        let m = j["members"].as_array().unwrap();
+        assert_eq!(m[0]["role"], "standby_leader");
+        assert_eq!(m[0]["state"], "streaming");
+        assert!(m[0].get("receive_lsn").is_none(), "{j}");
+        assert_eq!(m[1]["role"], "replica");
+        // Without the section, the same lock holder is the leader.
+        let plain = Snapshot::from_kvs(
+            P,
+            &[
+                kv("leader", "a"),
+                kv("members/a", r#"{"state":"running","role":"primary"}"#),
+            ],
+        );
+        assert_eq!(cluster_json(&plain, "s")["members"][0]["role"], "leader");
+    }
+
     /// Members are listed by name with Patroni's roles, LSNs as X/Y and lag against status.optime.
     #[test]
     fn cluster_json_has_patronis_member_fields() {
