@@ -40,7 +40,7 @@ fn check(expected_file: &str, actual: &str, failures: &mut Vec<String>) {
 #[test]
 fn list_and_topology_match_patronictl_in_every_format() {
     let mut failures = Vec::new();
-    for name in ["basic", "extended", "uninitialized", "initializing"] {
+    for name in ["basic", "extended", "uninitialized", "initializing", "standby"] {
         let c = fixture(name);
         for (fmt, ext) in FORMATS {
             for extended in [false, true] {

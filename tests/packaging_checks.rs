@@ -34,6 +34,7 @@ const COMMON_FILES: &[&str] = &[
     "/usr/share/pgwarden/monitoring/prometheus-alerts.yml",
     "/usr/share/doc/pgwarden/vip.md",
     "/usr/share/doc/pgwarden/backups-pgbackrest.md",
+    "/usr/share/doc/pgwarden/multi-datacenter.md",
     "/usr/share/pgwarden/systemd/vip.conf",
 ];
 

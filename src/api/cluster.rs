@@ -143,9 +143,10 @@ fn lsn_and_lag(cluster_lsn: u64, pos: Option<u64>) -> (Value, Value) {
 fn member_json(name: &str, m: &MemberRecord, raw: Option<&Value>, snap: &Snapshot) -> Value {
     let leader = snap.view.leader_name().map(|l| l.as_str());
     let is_leader = leader == Some(name);
-    // Never "standby_leader": a `standby_cluster` section in the DCS is refused and ignored by
-    // the HA loop until standby clusters exist, so the API does not report one either.
-    let role = if is_leader {
+    // Patroni's cluster_as_json: the lock holder of a standby cluster is its standby leader.
+    let role = if is_leader && snap.view.dynamic().is_standby_cluster() {
+        "standby_leader"
+    } else if is_leader {
         "leader"
     } else if snap.is_sync(name) {
         if snap.quorum_mode() {
@@ -156,8 +157,9 @@ fn member_json(name: &str, m: &MemberRecord, raw: Option<&Value>, snap: &Snapsho
     } else {
         "replica"
     };
-    // Non-leaders show how they replicate ("streaming"), the leader its PostgreSQL state.
-    let state = (!is_leader)
+    // Replicas, the standby leader included, show how they replicate ("streaming"); the
+    // leader its PostgreSQL state.
+    let state = (role != "leader")
         .then(|| m.replication_state.clone())
         .flatten()
         .filter(|s| !s.is_empty())
@@ -279,7 +281,7 @@ pub async fn patch_config<D: Dcs>(
     Ok(new)
 }
 
-/// A dynamic configuration with a setting pgwarden has not built (`standby_cluster`) is
+/// A dynamic configuration with a setting pgwarden has not built (the key table's refused rows) is
 /// answered 400 naming the key, rather than stored: the HA loop would silently run a different
 /// cluster than the one asked for. The file's `bootstrap.dcs` is refused the same way at start.
 fn refuse_not_built(new: &Value) -> Result<(), ApiError> {
@@ -353,6 +355,42 @@ mod tests {
             mod_revision: 1,
             ttl_ms: None,
         }
+    }
+
+    /// A standby cluster (Patroni's cluster_as_json): the lock holder is `standby_leader`, shows
+    /// how it replicates, and has no LSN fields (it is the leader); the others are replicas.
+    #[test]
+    fn standby_cluster_json_names_the_standby_leader() {
+        let snap = Snapshot::from_kvs(
+            P,
+            &[
+                kv("config", r#"{"standby_cluster":{"host":"10.9.0.1","port":5432}}"#),
+                kv("leader", "a"),
+                kv(
+                    "members/a",
+                    r#"{"conn_url":"postgres://10.0.0.1:5432/postgres","state":"running","role":"standby_leader","replication_state":"streaming","receive_lsn":900,"replay_lsn":900}"#,
+                ),
+                kv(
+                    "members/b",
+                    r#"{"conn_url":"postgres://10.0.0.2:5432/postgres","state":"running","role":"replica","replication_state":"streaming","xlog_location":900,"receive_lsn":900,"replay_lsn":900}"#,
+                ),
+            ],
+        );
+        let j = cluster_json(&snap, "s");
+        let m = j["members"].as_array().unwrap();
+        assert_eq!(m[0]["role"], "standby_leader");
+        assert_eq!(m[0]["state"], "streaming");
+        assert!(m[0].get("receive_lsn").is_none(), "{j}");
+        assert_eq!(m[1]["role"], "replica");
+        // Without the section, the same lock holder is the leader.
+        let plain = Snapshot::from_kvs(
+            P,
+            &[
+                kv("leader", "a"),
+                kv("members/a", r#"{"state":"running","role":"primary"}"#),
+            ],
+        );
+        assert_eq!(cluster_json(&plain, "s")["members"][0]["role"], "leader");
     }
 
     /// Members are listed by name with Patroni's roles, LSNs as X/Y and lag against status.optime.

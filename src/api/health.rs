@@ -122,8 +122,8 @@ pub fn health_code(path: &str, q: &Params, s: &NodeStatus, snap: &Snapshot, now:
         leader
     } else if has("primary") || has("master") || has("read-write") {
         ignore_tags = true;
-        // No standby-cluster exception: a `standby_cluster` section in the DCS is refused and
-        // ignored by the HA loop until standby clusters exist, so the API ignores it too.
+        // The standby leader of a standby cluster is a replica: 503, as on every member of a
+        // standby cluster (Patroni).
         s.is_writable_leader(now)
     } else if has("replica") {
         replica

@@ -853,8 +853,8 @@ fn every_table_key_is_read_by_the_types() {
             set(&mut doc, "vip.interface", json!("eth0"));
         }
         if let Some(rest) = spec.path.strip_prefix("bootstrap.dcs.standby_cluster") {
-            // A standby cluster is refused in the file until it is built; its keys are still
-            // read into the types (the DCS may hold them), which is checked on the DCS value.
+            // A `standby_cluster` key alone may not make a standby cluster (it needs a host,
+            // a port or a restore_command): checked on the DCS value with a host beside it.
             let mut dcs = json!({"standby_cluster": {"host": "remote"}});
             if let Some(leaf) = rest.strip_prefix('.') {
                 set(&mut dcs, &format!("standby_cluster.{leaf}"), value.clone());
@@ -1017,51 +1017,45 @@ fn raft_tls_files_are_checked_with_their_key() {
     assert!(plain.raft.peer_tls().unwrap().is_none());
 }
 
-/// Patroni features that are not built would silently build a different cluster: each is
-/// refused with a message that names its key, says it is not supported yet and what to do.
+/// A Patroni setting pgwarden cannot honour is refused with a message that names its key, says
+/// it is not supported yet and what to do; the features built since (custom bootstrap and
+/// replica methods, standby clusters) load.
 #[test]
 fn safety_unbuilt_features_are_refused_naming_the_key() {
-    type Mutate = fn(&mut Value);
-    let cases: [(&str, &str, Mutate); 2] = [
-        ("bootstrap.dcs.standby_cluster", "remove `standby_cluster`", |d| {
-            set(
-                d,
-                "bootstrap.dcs.standby_cluster",
-                json!({"host": "10.0.0.9", "port": 5432}),
-            )
-        }),
-        ("bootstrap.dcs.standby_cluster", "remove `standby_cluster`", |d| {
-            set(
-                d,
-                "bootstrap.dcs.standby_cluster",
-                json!({"restore_command": "cp /archive/%f %p"}),
-            )
-        }),
-    ];
-    for (key, what_to_do, mutate) in cases {
-        let mut doc = base();
-        mutate(&mut doc);
-        for strict in [Strictness::Lenient, Strictness::Strict] {
-            let err = load_env(&doc, strict, &[]).unwrap_err();
-            assert_eq!(keys_of(&err), [key], "{err}");
-            let text = err.to_string();
-            assert!(
-                text.starts_with(&format!("`{key}`: not supported yet: ")),
-                "{text}"
-            );
-            assert!(text.contains(what_to_do), "{text}");
-        }
-    }
-    // What stays accepted: `initdb` named explicitly, `basebackup` alone, an empty
-    // standby_cluster section (it makes no standby cluster; `null` removes it).
     let mut doc = base();
-    set(&mut doc, "bootstrap.method", json!("initdb"));
+    set(&mut doc, "restapi.keyfile_password", json!("secret"));
+    for strict in [Strictness::Lenient, Strictness::Strict] {
+        let err = load_env(&doc, strict, &[]).unwrap_err();
+        assert_eq!(keys_of(&err), ["restapi.keyfile_password"], "{err}");
+        let text = err.to_string();
+        assert!(
+            text.starts_with("`restapi.keyfile_password`: not supported yet: "),
+            "{text}"
+        );
+        assert!(text.contains("decrypt the key file"), "{text}");
+    }
+    let mut doc = base();
+    set(&mut doc, "bootstrap.method", json!("restore"));
+    set(
+        &mut doc,
+        "bootstrap.restore",
+        json!({"command": "/bin/restore.sh"}),
+    );
     set(
         &mut doc,
         "postgresql.create_replica_methods",
-        json!(["basebackup"]),
+        json!(["wal_g", "basebackup"]),
     );
-    set(&mut doc, "bootstrap.dcs.standby_cluster", Value::Null);
+    set(
+        &mut doc,
+        "postgresql.wal_g",
+        json!({"command": "/bin/walg-clone.sh"}),
+    );
+    set(
+        &mut doc,
+        "bootstrap.dcs.standby_cluster",
+        json!({"host": "10.0.0.9,10.0.0.10", "port": 5432, "primary_slot_name": "dc2"}),
+    );
     load(&doc).unwrap();
 }
 
@@ -1083,17 +1077,13 @@ fn datain_a_patroni_file_with_custom_methods_loads() {
     assert!(b.no_params);
 }
 
-/// The DCS `config` key (PATCH and PUT /config) is checked with the same rule, keys named as
-/// in the DCS.
+/// The DCS `config` key (PATCH and PUT /config) is checked with the same rule: a standby
+/// cluster is accepted there as in the file.
 #[test]
-fn safety_a_standby_cluster_in_the_dcs_is_refused() {
+fn standby_cluster_in_the_dcs_is_accepted() {
     let dc = DynamicConfig::from_json(&json!({"ttl": 30, "standby_cluster": {"host": "10.0.0.9"}})).unwrap();
-    let errors = dc.not_built("");
-    assert_eq!(errors.len(), 1);
-    assert_eq!(errors[0].key(), Some("standby_cluster"));
-    assert!(errors[0]
-        .to_string()
-        .starts_with("`standby_cluster`: not supported yet"));
+    assert!(dc.not_built("").is_empty());
+    assert!(dc.is_standby_cluster());
     let plain =
         DynamicConfig::from_json(&json!({"ttl": 30, "postgresql": {"pg_hba": ["local all all peer"]}}));
     assert!(plain.unwrap().not_built("").is_empty());
@@ -1115,9 +1105,12 @@ fn vip_section_errors_name_their_keys_and_a_missing_interface_fails_the_host_che
     let mut doc = base();
     set(&mut doc, "vip.address", json!("10.0.0.10/24"));
     set(&mut doc, "vip.interface", json!("lo"));
-    set(&mut doc, "vip.on", json!("standby_leader"));
+    set(&mut doc, "vip.on", json!("replica"));
     let e = load(&doc).unwrap_err();
     assert_eq!(keys_of(&e), ["vip.on"], "{e}");
+    set(&mut doc, "vip.on", json!("standby_leader"));
+    let c = load(&doc).unwrap().config;
+    assert!(c.vip_spec().unwrap().unwrap().on_standby_leader);
 
     // A valid section; the host has `lo` but no `pgw-none0`.
     let mut doc = base();

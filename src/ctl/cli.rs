@@ -364,6 +364,36 @@ pub enum Command {
         #[arg(long)]
         wait: bool,
     },
+    /// Promote cluster, make it run standalone: remove `standby_cluster` from the dynamic
+    /// configuration; the standby leader is promoted.
+    PromoteCluster {
+        /// Cluster name (default: the configuration's scope).
+        cluster: Option<String>,
+        /// Do not ask for confirmation.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Demote cluster to a standby cluster of a remote primary: its leader becomes a standby
+    /// leader following the given host.
+    DemoteCluster {
+        /// Cluster name (default: the configuration's scope).
+        cluster: Option<String>,
+        /// Do not ask for confirmation.
+        #[arg(long)]
+        force: bool,
+        /// Address of the remote node (several: comma-separated, as libpq takes them).
+        #[arg(long)]
+        host: Option<String>,
+        /// Port of the remote node.
+        #[arg(long)]
+        port: Option<u16>,
+        /// Command to restore WAL records from the remote primary.
+        #[arg(long)]
+        restore_command: Option<String>,
+        /// Name of the slot on the remote node to use for replication.
+        #[arg(long)]
+        primary_slot_name: Option<String>,
+    },
     /// Leave maintenance mode.
     Resume {
         /// Cluster name (default: the configuration's scope).

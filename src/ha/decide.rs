@@ -101,6 +101,14 @@ pub enum Action {
     },
     /// Promote the local replica, then record history and checkpoint.
     Promote,
+    /// Standby cluster: clone the data directory from the remote primary, start it as the
+    /// standby leader, then `initialize` = sysid, `config` = bootstrap.dcs, the leader key.
+    BootstrapStandby,
+    /// Standby cluster: (stop and) start PostgreSQL as the standby leader, a replica of the
+    /// remote primary; a running primary is demoted this way (demote-cluster).
+    StartStandbyLeader,
+    /// Standby cluster: point the running standby leader at the remote primary (reload).
+    FollowRemote,
     /// Stop being primary.
     Demote(DemoteMode),
     /// Unrecoverable for this process (system id mismatch): stop the loop.
@@ -164,6 +172,12 @@ pub struct Inputs<'a> {
     /// The stopped data directory was never configured by pgwarden: a standalone PostgreSQL,
     /// which may be adopted when the DCS holds no cluster (see `adopt_stopped_standalone`).
     pub standalone: bool,
+    /// The dynamic configuration (the DCS's, else the file's `bootstrap.dcs`) makes this a
+    /// standby cluster: its leader replicates from a remote primary and is never promoted.
+    pub standby_cluster: bool,
+    /// PostgreSQL's configuration was last written to replicate from the remote primary as
+    /// the dynamic configuration names it now (standby leader).
+    pub following_remote: bool,
 }
 
 /// The actions of one iteration and why.
@@ -229,6 +243,12 @@ pub fn decide(i: &Inputs<'_>) -> Decision {
                 ))],
                 "system identifier mismatch",
             );
+        }
+    }
+
+    if i.standby_cluster {
+        if let Some(d) = decide_standby_cluster(i, view, leader, i_hold, paused) {
+            return d;
         }
     }
 
@@ -611,6 +631,8 @@ fn adopt_stopped_standalone(i: &Inputs<'_>, view: &ClusterView) -> Option<Decisi
         && !view.paused()
         && i.failover_priority > 0
         && i.standalone
+        // A standby cluster's leader follows the remote primary: never a writable adoption.
+        && !i.standby_cluster
         && i.sysid.is_some()
         && member_with_data(i.me, view).is_none();
     adoptable.then(|| {
@@ -620,6 +642,112 @@ fn adopt_stopped_standalone(i: &Inputs<'_>, view: &ClusterView) -> Option<Decisi
              (the leader key, start as primary, then initialize from its system identifier)",
         )
     })
+}
+
+/// The rules of a standby cluster (Patroni's `is_standby_cluster` paths) that differ from a
+/// primary cluster's: the holder of the leader key is the standby leader, a replica of the
+/// remote primary, and nothing here ever promotes. `None`: the usual rules apply (a member
+/// that does not hold the key cascades from the standby leader as from a primary).
+fn decide_standby_cluster(
+    i: &Inputs<'_>,
+    view: &ClusterView,
+    leader: Option<&MemberName>,
+    i_hold: bool,
+    paused: bool,
+) -> Option<Decision> {
+    match i.pg {
+        PgState::NoData => {
+            let fresh = view.initialize.is_none()
+                && leader.is_none()
+                && member_with_data(i.me, view).is_none()
+                && i.failover_priority > 0
+                && !paused;
+            fresh.then(|| {
+                decision(
+                    vec![Action::RaceInitialize, Action::BootstrapStandby],
+                    "standby cluster with no data yet: trying to bootstrap it by cloning the remote primary",
+                )
+            })
+        }
+        PgState::Stopped { .. } if i_hold && !paused => {
+            if i.primary_start_overdue && failover_possible(i, view) {
+                return None;
+            }
+            Some(decision(
+                vec![Action::RefreshLeader, Action::StartStandbyLeader],
+                "PostgreSQL is not running on the standby leader: starting it as a replica of the remote primary",
+            ))
+        }
+        PgState::Running(r) if i_hold => {
+            let mut actions = vec![Action::RefreshLeader];
+            // A failover key naming this member is done: it holds the key.
+            if let Some(f) = view
+                .failover
+                .as_ref()
+                .filter(|f| f.value.member.as_deref() == Some(i.me.as_str()))
+            {
+                actions.push(Action::ClearFailover { revision: f.revision });
+            }
+            if r.primary && paused {
+                return Some(decision(
+                    actions,
+                    "the cluster is paused: leaving the primary of what is now a standby cluster alone",
+                ));
+            }
+            if r.primary {
+                actions.push(Action::StartStandbyLeader);
+                return Some(decision(
+                    actions,
+                    "this is a standby cluster now: demoting the primary to a standby leader of the remote primary",
+                ));
+            }
+            if !i.following_remote {
+                actions.push(Action::FollowRemote);
+                return Some(decision(
+                    actions,
+                    "I am the standby leader: pointing PostgreSQL at the remote primary",
+                ));
+            }
+            Some(decision(
+                actions,
+                "no action: I am the standby leader with the lock",
+            ))
+        }
+        PgState::Running(r) if leader.is_none() => {
+            if paused {
+                return Some(decision(
+                    vec![],
+                    "no standby leader, and the cluster is paused: not racing",
+                ));
+            }
+            if view.initialize.is_none() && !r.primary {
+                return Some(operator_needed(
+                    "the DCS holds no cluster (no initialize key) and this is a standby cluster: not \
+                     racing for the leader key; re-create the cluster or restore the DCS",
+                ));
+            }
+            Some(match healthiest(i, view, r) {
+                Ok(()) => {
+                    let mut actions = vec![Action::AcquireLeader];
+                    if let Some(f) = &view.failover {
+                        actions.push(Action::ClearFailover { revision: f.revision });
+                    }
+                    actions.push(if r.primary {
+                        Action::StartStandbyLeader
+                    } else {
+                        Action::FollowRemote
+                    });
+                    decision(
+                        actions,
+                        "no standby leader: this member is the healthiest, taking the leader key as the \
+                         standby leader (a standby cluster never promotes)",
+                    )
+                }
+                Err(why) => decision(vec![], format!("no standby leader, not racing: {why}")),
+            })
+        }
+        _ => None,
+    }
 }
 
 /// Another member whose key says its PostgreSQL has a data directory (a primary or a

@@ -859,6 +859,8 @@ fn inputs<'a>(me: &'a MemberName, view: Option<&'a ClusterView>, pg: &'a PgState
         lease_valid: false,
         primary_start_overdue: false,
         standalone: false,
+        standby_cluster: false,
+        following_remote: false,
     }
 }
 
@@ -1222,4 +1224,145 @@ fn datain_a_stopped_standalone_is_adopted_and_nothing_else() {
     // A cluster already in the DCS: the usual rules (start as a replica of nobody).
     let d = run(&view(None), &stopped(false), true, 1);
     assert_eq!(d.actions, [Action::StartReplica { leader: None }], "{}", d.reason);
+}
+
+/// Standby cluster: one decision for `me`, the remote primary as configured or not followed yet.
+fn standby(
+    me: &str,
+    view: &ClusterView,
+    pg: &PgState,
+    following_remote: bool,
+    peers: &[PeerStatus],
+) -> Decision {
+    let me = n(me);
+    decide(&Inputs {
+        standby_cluster: true,
+        following_remote,
+        peers,
+        ..inputs(&me, Some(view), pg)
+    })
+}
+
+/// The holder of the leader key in a standby cluster is the standby leader: a replica of the
+/// remote primary, started and re-pointed as one, never promoted; a primary holding it (the
+/// cluster was demoted) is restarted as one.
+#[test]
+fn standby_leader_follows_the_remote_primary_and_never_promotes() {
+    let v = view(Some("a"));
+    let d = standby("a", &v, &replica(100, None), false, &[]);
+    assert_eq!(
+        d.actions,
+        vec![Action::RefreshLeader, Action::FollowRemote],
+        "{}",
+        d.reason
+    );
+    let d = standby("a", &v, &replica(100, None), true, &[]);
+    assert_eq!(d.actions, vec![Action::RefreshLeader], "{}", d.reason);
+    assert!(d.reason.contains("standby leader"), "{}", d.reason);
+    let stopped = PgState::Stopped {
+        clean: true,
+        standby: true,
+    };
+    let d = standby("a", &v, &stopped, false, &[]);
+    assert_eq!(
+        d.actions,
+        vec![Action::RefreshLeader, Action::StartStandbyLeader],
+        "{}",
+        d.reason
+    );
+    // A primary's data directory too: demote-cluster.
+    let stopped_primary = PgState::Stopped {
+        clean: true,
+        standby: false,
+    };
+    let d = standby("a", &v, &stopped_primary, false, &[]);
+    assert_eq!(d.actions, vec![Action::RefreshLeader, Action::StartStandbyLeader]);
+    let d = standby("a", &v, &primary(), false, &[]);
+    assert_eq!(
+        d.actions,
+        vec![Action::RefreshLeader, Action::StartStandbyLeader],
+        "{}",
+        d.reason
+    );
+    // Paused: the primary is left alone, as every other change in pause.
+    let mut paused = v.clone();
+    paused.config = Some(crate::ha::view::Versioned {
+        value: crate::config::DynamicConfig::from_json(&serde_json::json!({"pause": true})).unwrap(),
+        revision: 1,
+    });
+    let d = standby("a", &paused, &primary(), false, &[]);
+    assert_eq!(d.actions, vec![Action::RefreshLeader], "{}", d.reason);
+    // The same member in a primary cluster promotes.
+    let d = decide_for("a", Some(&v), &replica(100, None), false);
+    assert_eq!(d.actions, vec![Action::RefreshLeader, Action::Promote]);
+}
+
+/// Failover inside a standby cluster: the race and its rules are the usual ones, but the
+/// winner takes the key as the standby leader and points at the remote primary.
+#[test]
+fn standby_failover_races_but_never_promotes() {
+    let v = view(None);
+    let d = standby(
+        "b",
+        &v,
+        &replica(100, Some("a")),
+        false,
+        &[peer("c", 90, false, 1)],
+    );
+    assert_eq!(
+        d.actions,
+        vec![Action::AcquireLeader, Action::FollowRemote],
+        "{}",
+        d.reason
+    );
+    let d = standby(
+        "b",
+        &v,
+        &replica(100, Some("a")),
+        false,
+        &[peer("c", 200, false, 1)],
+    );
+    assert_eq!(d.actions, vec![], "{}", d.reason);
+    assert!(d.reason.contains("more WAL"), "{}", d.reason);
+    // nofailover members never race.
+    let me = n("b");
+    let d = decide(&Inputs {
+        standby_cluster: true,
+        failover_priority: 0,
+        ..inputs(&me, Some(&v), &replica(100, Some("a")))
+    });
+    assert_eq!(d.actions, vec![], "{}", d.reason);
+    // Not even a manual failover in pause promotes.
+    let mut paused = v.clone();
+    paused.config = Some(crate::ha::view::Versioned {
+        value: crate::config::DynamicConfig::from_json(&serde_json::json!({"pause": true})).unwrap(),
+        revision: 1,
+    });
+    let d = standby("b", &paused, &replica(100, Some("a")), false, &[]);
+    assert_eq!(d.actions, vec![], "{}", d.reason);
+}
+
+/// The other members cascade from the standby leader as from a primary; a member with no
+/// data clones from it; a new standby cluster is bootstrapped by cloning the remote primary.
+#[test]
+fn standby_members_cascade_and_the_first_clones_the_remote() {
+    let v = view(Some("a"));
+    let d = standby("b", &v, &replica(100, Some("a")), false, &[]);
+    assert_eq!(d.actions, vec![], "{}", d.reason);
+    let d = standby("b", &v, &replica(100, None), false, &[]);
+    assert_eq!(d.actions, vec![Action::Follow { leader: n("a") }], "{}", d.reason);
+    let d = standby("b", &v, &PgState::NoData, false, &[]);
+    assert!(
+        matches!(d.actions.as_slice(), [Action::Clone { from, .. }, Action::StartReplica { .. }] if *from == n("a")),
+        "{d:?}"
+    );
+    let mut fresh = ClusterView::default();
+    fresh.members.clear();
+    let d = standby("a", &fresh, &PgState::NoData, false, &[]);
+    assert_eq!(
+        d.actions,
+        vec![Action::RaceInitialize, Action::BootstrapStandby],
+        "{}",
+        d.reason
+    );
 }

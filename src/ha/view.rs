@@ -432,12 +432,10 @@ impl ClusterView {
         self.dynamic().failsafe_mode()
     }
 
-    /// `synchronous_mode` from the dynamic config. A `standby_cluster` section, which would
-    /// turn it off, changes nothing here: a standby cluster is not built, so the loop refuses
-    /// the section ([`ClusterView::refused_config`]) and the cluster keeps the replication it
-    /// runs with.
+    /// `synchronous_mode` from the dynamic config; always off in a standby cluster (its
+    /// standby leader cannot wait for anybody, being a replica).
     pub fn synchronous_mode(&self) -> SyncMode {
-        self.dynamic().synchronous_mode.unwrap_or_default()
+        self.dynamic().synchronous_mode()
     }
 
     /// The synchronous replication settings, with the mode of [`ClusterView::synchronous_mode`].

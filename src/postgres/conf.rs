@@ -296,14 +296,23 @@ fn hba_address(host: &str) -> String {
     }
 }
 
+/// The `.pgpass` lines for `host`: one per host of a comma-separated list (a standby
+/// cluster's remote primary given as several hosts), since libpq matches each host it tries
+/// against the file on its own.
 pub(super) fn pgpass_line(host: &str, port: u16, creds: &Credentials) -> String {
-    format!(
-        "{}:{}:*:{}:{}\n",
-        escape_pgpass(host),
-        port,
-        escape_pgpass(&creds.username),
-        escape_pgpass(creds.password.as_deref().unwrap_or_default())
-    )
+    host.split(',')
+        .map(str::trim)
+        .filter(|h| !h.is_empty())
+        .map(|h| {
+            format!(
+                "{}:{}:*:{}:{}\n",
+                escape_pgpass(h),
+                port,
+                escape_pgpass(&creds.username),
+                escape_pgpass(creds.password.as_deref().unwrap_or_default())
+            )
+        })
+        .collect()
 }
 
 impl PgManager {
@@ -680,5 +689,10 @@ mod tests {
     fn pgpass_lines_escape_fields() {
         let c = Credentials::new("re:pl", r"p\w");
         assert_eq!(pgpass_line("h", 5, &c), "h:5:*:re\\:pl:p\\\\w\n");
+        assert_eq!(
+            pgpass_line("a, b", 5, &c),
+            "a:5:*:re\\:pl:p\\\\w\nb:5:*:re\\:pl:p\\\\w\n",
+            "standby_cluster.host with several hosts: one line each"
+        );
     }
 }

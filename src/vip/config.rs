@@ -49,6 +49,9 @@ pub struct VipSpec {
     pub arp_count: u32,
     /// Between two of them.
     pub arp_interval: Duration,
+    /// `vip.on: standby_leader`: the address follows the standby leader of a standby cluster
+    /// instead of the writable primary.
+    pub on_standby_leader: bool,
 }
 
 impl VipSpec {
@@ -116,8 +119,12 @@ impl Vip {
                 return Err(bad("vip.label", "labels exist for IPv4 addresses only".into()));
             }
         }
-        // `vip.on` other than `primary` is refused by the key table (config::keys) when the
-        // file loads, with the reason; nothing else can reach here.
+        // Any other value of `vip.on` is refused by the key table (config::keys) when the file
+        // loads.
+        let on_standby_leader = self
+            .on
+            .as_deref()
+            .is_some_and(|o| o.eq_ignore_ascii_case("standby_leader"));
         Ok(Some(VipSpec {
             addr,
             prefix,
@@ -125,6 +132,7 @@ impl Vip {
             label: self.label.clone(),
             arp_count: self.arp_count.unwrap_or(ARP_COUNT),
             arp_interval: Duration::from_millis(self.arp_interval_ms.unwrap_or(ARP_INTERVAL_MS)),
+            on_standby_leader,
         }))
     }
 }

@@ -31,16 +31,27 @@ pub enum Want {
     Release(&'static str),
 }
 
-/// The rule (see the module documentation).
+/// The rule (see the module documentation), for `vip.on: primary`.
 pub fn decide(s: &NodeStatus, now: Instant) -> Want {
+    decide_on(s, now, Role::Primary)
+}
+
+/// The rule for the role the address follows: the writable primary, or (`vip.on:
+/// standby_leader`) the standby leader of a standby cluster. Either way only the holder of a
+/// live lease holds the address.
+pub fn decide_on(s: &NodeStatus, now: Instant, on: Role) -> Want {
     if !s.holds_lock {
         return Want::Release("this member does not hold the leader key");
     }
     if s.lease_until.is_none_or(|u| now >= u) {
         return Want::Release("the leader lease ran out");
     }
-    if s.role != Role::Primary {
-        return Want::Release("PostgreSQL is not a writable primary");
+    if s.role != on {
+        return Want::Release(if on == Role::StandbyLeader {
+            "this member is not the standby leader"
+        } else {
+            "PostgreSQL is not a writable primary"
+        });
     }
     if s.state != MemberState::Running {
         return Want::Release("PostgreSQL is not running");
@@ -63,7 +74,12 @@ pub async fn keep(vip: Vip, mut status: watch::Receiver<NodeStatus>, shutdown: C
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_try: Option<Instant> = None;
     loop {
-        let want = decide(&status.borrow_and_update(), Instant::now());
+        let on = if vip.spec().is_some_and(|s| s.on_standby_leader) {
+            Role::StandbyLeader
+        } else {
+            Role::Primary
+        };
+        let want = decide_on(&status.borrow_and_update(), Instant::now(), on);
         match want {
             Want::Hold if !vip.held() && vip.spec().is_some() => {
                 let failed_lately = last_try.is_some_and(|t| t.elapsed() < RETRY);

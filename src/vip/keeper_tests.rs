@@ -47,6 +47,7 @@ impl VipDriver for Fake {
 
 fn spec() -> VipSpec {
     VipSpec {
+        on_standby_leader: false,
         addr: "10.0.0.10".parse::<IpAddr>().unwrap(),
         prefix: 24,
         interface: "eth0".into(),
@@ -268,4 +269,25 @@ fn vip_reconfigure_moves_a_held_address() {
     assert!(!fake.present.load(Ordering::SeqCst));
     vip.configure(None);
     assert_eq!(vip.report(), None);
+}
+
+/// `vip.on: standby_leader`: the address follows the standby leader's live lease, and a
+/// writable primary does not take it.
+#[test]
+fn standby_vip_on_standby_leader_follows_the_standby_leader() {
+    let now = Instant::now();
+    let mut s = primary(10);
+    assert_eq!(decide_on(&s, now, Role::Primary), Want::Hold);
+    assert!(matches!(
+        decide_on(&s, now, Role::StandbyLeader),
+        Want::Release(_)
+    ));
+    s.role = Role::StandbyLeader;
+    assert_eq!(decide_on(&s, now, Role::StandbyLeader), Want::Hold);
+    assert!(matches!(decide_on(&s, now, Role::Primary), Want::Release(_)));
+    s.lease_until = Some(now - Duration::from_millis(1));
+    assert_eq!(
+        decide_on(&s, now, Role::StandbyLeader),
+        Want::Release("the leader lease ran out")
+    );
 }

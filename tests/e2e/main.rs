@@ -20,6 +20,7 @@
 //! the primary in several ways; [`t35_failover_speed`] measures how fast the health checks
 //! follow a new primary and what a Raft leader change or a short cut costs;
 //! [`t36_failover_speed_netns`] repeats the cuts in network namespaces at the shipped timing; [`t40_sync`] covers synchronous replication;
+//! [`t42_standby`] runs a standby cluster following a primary cluster, fails it over and promotes it;
 //! [`t45_vip`] moves the built-in virtual IP with the primary, in network namespaces;
 //! [`t50_failsafe`] keeps the primary while the DCS is down; [`t60_callbacks`] runs
 //! callback scripts; [`t70_slots`] manages physical and logical replication slots;
@@ -44,6 +45,7 @@ mod t30_failover;
 mod t35_failover_speed;
 mod t36_failover_speed_netns;
 mod t40_sync;
+mod t42_standby;
 mod t45_vip;
 mod t50_failsafe;
 mod t60_callbacks;

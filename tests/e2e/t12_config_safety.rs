@@ -9,7 +9,7 @@
 use crate::harness::{Cluster, Options};
 use pgwarden::demo::{local_node_config, LocalNode};
 use pgwarden_testkit::{require_pg, wait_for};
-use serde_json::{json, Value};
+use serde_json::json;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -151,10 +151,9 @@ fn with_dcs_pg_hba(c: &Cluster, i: usize, lines: &[&str]) {
 }
 
 /// A cluster bootstrapped with `bootstrap.dcs.postgresql.pg_hba` (the local file has none)
-/// loads exactly those rules; a PATCH of them reaches pg_hba.conf; PATCH /config with a
-/// standby cluster is refused with 400 naming the key and stores nothing.
+/// loads exactly those rules; a PATCH of them reaches pg_hba.conf.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn safety_dcs_pg_hba_is_applied_and_a_standby_cluster_patch_is_refused() {
+async fn safety_dcs_pg_hba_is_applied() {
     require_pg!();
     let mut c = Cluster::new(Options {
         data_nodes: 1,
@@ -208,23 +207,6 @@ async fn safety_dcs_pg_hba_is_applied_and_a_standby_cluster_patch_is_refused() {
         .then_some(())
     })
     .await;
-
-    // A standby cluster is not built: refused, and the stored configuration is unchanged.
-    let (code, body) = c
-        .patch_config(
-            leader,
-            json!({"standby_cluster": {"host": "10.0.0.9", "port": 5432}}),
-        )
-        .await
-        .expect("PATCH /config");
-    assert_eq!(code, 400, "{body}");
-    assert!(body.contains("`standby_cluster`: not supported yet"), "{body}");
-    let url = format!("{}/config", c.rest_url(leader));
-    let stored: Value = pgwarden_testkit::http::get_json(&c.http, &url)
-        .await
-        .expect("GET /config");
-    assert!(stored.get("standby_cluster").is_none(), "{stored}");
-    assert_eq!(c.http_status(leader, "/primary").await, Some(200));
 }
 
 /// Without any pg_hba (local or dynamic), the built-in default is loaded: no `trust`, no

@@ -27,7 +27,7 @@ def capture(fn, *args, **kwargs):
 
 
 def main():
-    for name in ["basic", "extended", "uninitialized", "initializing"]:
+    for name in ["basic", "extended", "uninitialized", "initializing", "standby"]:
         with open(f"cluster_{name}.json") as f:
             doc = json.load(f)
         for fmt in FORMATS:

@@ -347,20 +347,6 @@ const DCS_PG_CTL_TIMEOUT: State = NoEffect("only the local `postgresql.pg_ctl_ti
 const BIN_NAME: State = NoEffect("the programs are run by their standard names from `postgresql.bin_dir`");
 const MAX_TIMELINES: State = NoEffect("not read: the `history` key keeps every timeline");
 const RACE_BACKOFF: State = NoEffect("not read: a replica races as soon as the leader key is free");
-const VIP_ON: State = Refused(Refusal {
-    when: RefuseWhen::Except(&["primary"]),
-    todo: "`{v}`: a standby leader exists only in a standby cluster, which pgwarden does not build; \
-           remove `vip.on` or set it to `primary`",
-});
-const STANDBY_CLUSTER: State = Refused(Refusal {
-    when: RefuseWhen::AnyChild(&["host", "port", "restore_command"]),
-    todo: "pgwarden would run an independent, writable cluster instead of one that follows the remote \
-           primary; remove `standby_cluster` and replicate from the remote cluster by other means",
-});
-const WITH_PARENT: State = Refused(Refusal {
-    when: RefuseWhen::WithParent,
-    todo: "",
-});
 
 /// The dynamic keys, relative to the DCS `config` key.
 fn dynamic_rows(b: &mut Builder) {
@@ -402,18 +388,15 @@ fn dynamic_rows(b: &mut Builder) {
     b.k("slots", Map, Unset);
     b.k("ignore_slots", MapList, Unset);
     b.k("pause", Bool, Flag(false));
-    b.k("standby_cluster", Section, Unset).is(STANDBY_CLUSTER);
-    b.k("standby_cluster.host", Str, Unset).is(WITH_PARENT);
-    b.k("standby_cluster.port", Port, Unset).is(WITH_PARENT);
-    b.k("standby_cluster.primary_slot_name", Str, Unset)
-        .is(WITH_PARENT);
-    b.k("standby_cluster.create_replica_methods", StrList, Unset)
-        .is(WITH_PARENT);
-    b.k("standby_cluster.restore_command", Str, Unset).is(WITH_PARENT);
-    b.k("standby_cluster.archive_cleanup_command", Str, Unset)
-        .is(WITH_PARENT);
-    b.k("standby_cluster.recovery_min_apply_delay", Scalar, Unset)
-        .is(WITH_PARENT);
+    // A standby cluster: its leader replicates from the remote primary (ha::runner::standby).
+    b.k("standby_cluster", Section, Unset);
+    b.k("standby_cluster.host", Str, Unset);
+    b.k("standby_cluster.port", Port, Unset);
+    b.k("standby_cluster.primary_slot_name", Str, Unset);
+    b.k("standby_cluster.create_replica_methods", StrList, Unset);
+    b.k("standby_cluster.restore_command", Str, Unset);
+    b.k("standby_cluster.archive_cleanup_command", Str, Unset);
+    b.k("standby_cluster.recovery_min_apply_delay", Scalar, Unset);
     b.k("postgresql", Section, Unset);
     // pgwarden rewinds when unset (Patroni: false), so that a former primary rejoins by
     // default; `false` gives Patroni's behaviour (see ha::rejoin).
@@ -678,8 +661,7 @@ fn local_rows(b: &mut Builder) {
         Int,
         Num(crate::vip::config::ARP_INTERVAL_MS as i64),
     );
-    b.k("vip.on", Enum(&["primary", "standby_leader"]), Text("primary"))
-        .is(VIP_ON);
+    b.k("vip.on", Enum(&["primary", "standby_leader"]), Text("primary"));
 }
 
 /// The whole table, built once: local keys, then the dynamic ones under `bootstrap.dcs`.

@@ -16,6 +16,7 @@
 //! - `query`: SQL on a member's PostgreSQL; `version`: the tool's and each member's versions.
 
 mod actions;
+mod cluster_role;
 mod config;
 mod dcs;
 mod generate;
@@ -154,6 +155,20 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Pause { cluster, wait } => pause::pause(&mut c, cluster.as_deref(), scope, true, wait).await,
         Command::Resume { cluster, wait } => {
             pause::pause(&mut c, cluster.as_deref(), scope, false, wait).await
+        }
+        Command::PromoteCluster { cluster, force } => {
+            cluster_role::change_cluster_role(&mut c, cluster.as_deref(), scope, force, None).await
+        }
+        Command::DemoteCluster {
+            cluster,
+            force,
+            host,
+            port,
+            restore_command,
+            primary_slot_name,
+        } => {
+            let section = cluster_role::standby_section(host, port, primary_slot_name, restore_command)?;
+            cluster_role::change_cluster_role(&mut c, cluster.as_deref(), scope, force, Some(section)).await
         }
         Command::ShowConfig { cluster } => config::show(&mut c, cluster, scope).await,
         Command::EditConfig {

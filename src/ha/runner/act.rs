@@ -101,6 +101,7 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
             Action::StartReplica { leader } => self.start_replica(leader.as_ref(), v, obs).await?,
             Action::Follow { leader } => {
                 let (_, target) = self.upstream_of(v, leader)?;
+                self.standby_leader = false;
                 self.write_pg_config(v, PgRole::Standby(Some(target))).await?;
                 // primary_conninfo is reloadable since PostgreSQL 13.
                 self.pg.reload().await?;
@@ -115,6 +116,9 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
                 tracing::info!(leader = %leader, "following a new leader");
             }
             Action::Promote => self.promote(v, obs).await?,
+            Action::BootstrapStandby => self.bootstrap_standby(v).await?,
+            Action::StartStandbyLeader => self.start_standby_leader(v, obs).await?,
+            Action::FollowRemote => self.follow_remote(v).await?,
             Action::Demote(mode) => self.demote(mode.clone(), v).await?,
             Action::Fatal(why) => return Err(ActError::Fatal(why.clone())),
         }
@@ -268,6 +272,7 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
     /// Starts PostgreSQL as the primary of the key we hold.
     async fn start_primary(&mut self, v: Option<&ClusterView>) -> Result<(), ActError> {
         self.following = None;
+        self.standby_leader = false;
         if let Some(v) = v {
             // Commits must wait for the listed standbys from the first one on.
             let mode = v.synchronous_mode();
@@ -371,6 +376,7 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
         if was_running {
             self.stop_pg(StopMode::Fast, true).await?;
         }
+        self.standby_leader = false;
         let target = match leader {
             Some(l) if std::mem::take(&mut self.just_cloned) => Some(self.upstream_of(v, l)?.1),
             Some(l) => {
@@ -429,7 +435,7 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
 
     /// Diverged data: rewind, move aside (the next iteration clones) or stay stopped, by
     /// `use_pg_rewind` and the `remove_data_directory_*` flags (see `ha::rejoin`).
-    async fn handle_divergence(
+    pub(super) async fn handle_divergence(
         &mut self,
         v: Option<&ClusterView>,
         leader: &MemberName,
@@ -514,6 +520,7 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
                 return Err(lost.into());
             }
         }
+        self.standby_leader = false;
         // Health checks answer from this at once (GET /primary is 200 the moment PostgreSQL
         // accepts writes), not at the end of the iteration.
         // The new timeline comes with it, from the promoted instance itself (GET /patroni must
@@ -711,6 +718,9 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
             .map(|o| o.iter().map(|(k, v)| (k.clone(), GucValue::text(v))).collect())
             .unwrap_or_default();
         recovery.extend(self.s.recovery_conf.clone());
+        if self.standby_leader && matches!(role, PgRole::Standby(_)) {
+            recovery.extend(self.standby_leader_recovery(v));
+        }
         let mut local_parameters = self.s.local_parameters.clone();
         // A replica holding copies of logical slots must tell the primary which catalog rows
         // they still need, or the copies are unusable after a failover (Patroni enforces
@@ -759,6 +769,7 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
         let input = self.config_input(v, role);
         self.pg.write_config(&input).await?;
         self.written_role = Some(input.role);
+        self.written_recovery = input.recovery;
         Ok(())
     }
 }

@@ -46,6 +46,7 @@ mod observe;
 mod publish;
 mod requests;
 mod slots;
+mod standby;
 
 use leader::SyncTrack;
 pub use observe::Observation;
@@ -193,6 +194,11 @@ pub struct Runner<D: Dcs, P: PgControl + 'static> {
     following: Option<MemberName>,
     /// The role PostgreSQL's configuration was last written for (None before the first write).
     written_role: Option<PgRole>,
+    /// The recovery settings written with it (a standby leader's come from `standby_cluster`).
+    written_recovery: BTreeMap<String, String>,
+    /// PostgreSQL was last configured as the standby leader of a standby cluster (a replica
+    /// of the remote primary); cleared by every start, follow or promotion as anything else.
+    standby_leader: bool,
     not_streaming_since: Option<Instant>,
     /// The data directory was just cloned: its pg_control says "in production" (copied from
     /// a running primary) but it must be started as is, since recovery from the backup
@@ -297,6 +303,8 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
             lease,
             following: None,
             written_role: None,
+            written_recovery: BTreeMap::new(),
+            standby_leader: false,
             not_streaming_since: None,
             just_cloned: false,
             custom_bootstrap_failed: None,
@@ -624,6 +632,8 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
             standalone: matches!(obs.pg, PgState::Stopped { standby: false, .. })
                 && view.is_some_and(|v| v.initialize.is_none())
                 && !self.pg.configured_by_pgwarden(),
+            standby_cluster: self.standby_cluster_config(view).is_some(),
+            following_remote: self.following_remote(view),
         });
         if d.reason != self.last_reason && d.needs_operator {
             tracing::warn!(reason = %d.reason, "decision: waiting for an operator");

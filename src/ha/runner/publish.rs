@@ -15,6 +15,7 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
     /// Writes this member's key (with the lease's ttl, so a dead member's key goes away).
     pub(super) async fn write_member(&self, obs: &Observation) -> Result<(), DcsError> {
         let (state, role) = state_and_role(&obs.pg, &self.status.borrow().state);
+        let role = self.published_role(role);
         let mut m = MemberRecord {
             conn_url: self.s.conn_url.clone(),
             api_url: self.s.api_url.clone(),
@@ -59,6 +60,7 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
         }
         let (pg, sysid) = (&obs.pg, obs.sysid);
         let (state, role) = state_and_role(pg, &self.status.borrow().state);
+        let role = self.published_role(role);
         let lease_until = self.lease.deadline();
         let watchdog_failed = !self.lease.watchdog().is_healthy(self.lease.watchdog_timing());
         let server_version = self.pg.version().num;
@@ -280,76 +282,36 @@ pub(super) mod tests {
         );
     }
 
-    /// Collects the formatted log of the current thread.
-    #[derive(Clone, Default)]
-    struct LogBuf(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
-
-    impl std::io::Write for LogBuf {
-        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(b);
-            Ok(b.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-
-    impl LogBuf {
-        fn count(&self, needle: &str) -> usize {
-            String::from_utf8_lossy(&self.0.lock().unwrap())
-                .matches(needle)
-                .count()
-        }
-    }
-
-    /// A `standby_cluster` section stored in the DCS by a raw write (PATCH and PUT /config
-    /// refuse it) on a running synchronous cluster: the loop logs an error naming the key and
-    /// what to do, once per revision of the `config` key, and keeps the cluster as it is: the
-    /// primary is neither stopped nor demoted, keeps its key, and synchronous replication
-    /// stays on (the section would have turned it off).
+    /// A standby cluster through the runner: the primary holding the key when
+    /// `standby_cluster` appears (demote-cluster) restarts as the standby leader of the
+    /// remote primary and is published as `standby_leader`; it stays so (no restart, no
+    /// promotion) while the section is unchanged, is re-pointed by a reload when the host
+    /// changes, and is promoted when the section is removed (promote-cluster).
     #[tokio::test(flavor = "current_thread")]
-    async fn safety_a_standby_cluster_stored_in_the_dcs_is_refused_and_changes_nothing() {
+    async fn standby_runner_demotes_follows_the_remote_and_promotes_on_removal() {
         use crate::postgres::fake::Call;
         use crate::postgres::PostmasterState;
-        use crate::types::{Lsn, TimelineId};
-
-        let log = LogBuf::default();
-        let sub = tracing_subscriber::fmt()
-            .with_writer({
-                let log = log.clone();
-                move || log.clone()
-            })
-            .with_ansi(false)
-            .finish();
-        let _log = tracing::subscriber::set_default(sub);
+        use crate::types::{Lsn, Role, TimelineId};
 
         let dcs = Arc::new(MemDcs::new());
-        let put = |k: &'static str, v: String| {
-            let dcs = dcs.clone();
-            async move { put(&dcs, k, v).await }
-        };
         let config = |extra: serde_json::Value| {
-            let mut c = json!({"ttl": 30, "loop_wait": 10, "retry_timeout": 10, "synchronous_mode": true});
+            let mut c = json!({"ttl": 30, "loop_wait": 10, "retry_timeout": 10});
             c.as_object_mut()
                 .unwrap()
                 .extend(extra.as_object().unwrap().clone());
             c.to_string()
         };
-        put("initialize", "7000000000000000001".into()).await;
+        put(&dcs, "initialize", "7000000000000000001".into()).await;
         put(
+            &dcs,
             "config",
-            config(json!({"standby_cluster": {"host": "10.0.0.9", "port": 5432}})),
+            config(
+                json!({"standby_cluster": {"host": "10.0.0.9", "port": 5433, "primary_slot_name": "dc2",
+                                              "restore_command": "cp /a/%f %p"}}),
+            ),
         )
         .await;
-        put("leader", "a".into()).await;
-        put("sync", json!({"leader": "a", "sync_standby": "b"}).to_string()).await;
-        put(
-            "members/b",
-            json!({"conn_url": "postgres://127.0.0.1:5433/postgres", "api_url": "http://127.0.0.1:1/patroni",
-                   "state": "running", "role": "replica"})
-            .to_string(),
-        )
-        .await;
+        put(&dcs, "leader", "a".into()).await;
         let pg = Arc::new(FakePg::new());
         pg.with_state(|s| {
             // No process can have this pid: the fence thread never finds one.
@@ -359,45 +321,79 @@ pub(super) mod tests {
             s.status.timeline = TimelineId(1);
         });
         let mut runner = runner_a(dcs.clone(), pg.clone());
+        let written = |pg: &FakePg| {
+            pg.calls()
+                .into_iter()
+                .filter_map(|c| match c {
+                    Call::WriteConfig(i) => Some(i),
+                    _ => None,
+                })
+                .next_back()
+        };
 
-        let refused = "the DCS `config` key holds a setting pgwarden refuses";
+        runner.iteration().await.unwrap();
+        let calls = pg.calls();
+        assert!(calls.iter().any(|c| matches!(c, Call::Stop(_))), "{calls:?}");
+        assert!(calls.iter().any(|c| matches!(c, Call::Start)), "{calls:?}");
+        let w = written(&pg).expect("no configuration written");
+        let t = w.role.upstream().expect("no upstream");
+        assert_eq!(
+            (t.host.as_str(), t.port, t.slot.as_deref()),
+            ("10.0.0.9", 5433, Some("dc2"))
+        );
+        assert_eq!(
+            w.recovery.get("restore_command").map(String::as_str),
+            Some("cp /a/%f %p")
+        );
+        // PostgreSQL came back in recovery.
+        pg.with_state(|s| {
+            s.status.in_recovery = true;
+            s.status.receive_lsn = Some(Lsn(0x300_0000));
+            s.status.replay_lsn = Some(Lsn(0x300_0000));
+        });
+        pg.clear_calls();
         runner.iteration().await.unwrap();
         runner.iteration().await.unwrap();
-        assert_eq!(log.count(refused), 1, "not once per revision");
-        assert_eq!(log.count("remove `standby_cluster`"), 1, "what to do is not said");
-        // Another revision that still holds it: reported again.
+        let calls = pg.calls();
+        assert!(
+            !calls.iter().any(|c| matches!(
+                c,
+                Call::Stop(_) | Call::Start | Call::Promote | Call::WriteConfig(_)
+            )),
+            "the standby leader was acted on: {calls:?}"
+        );
+        assert_eq!(runner.status.borrow().role, Role::StandbyLeader);
+        let member = dcs.get(&format!("{P}members/a")).await.unwrap().unwrap().value;
+        assert!(member.contains(r#""role":"standby_leader""#), "{member}");
+
+        // Another remote host: re-pointed with a reload, never restarted.
         put(
+            &dcs,
             "config",
-            config(json!({"standby_cluster": {"host": "10.0.0.9"}, "maximum_lag_on_failover": 1})),
+            config(json!({"standby_cluster": {"host": "10.0.0.10,10.0.0.11"}})),
         )
         .await;
         runner.iteration().await.unwrap();
-        assert_eq!(log.count(refused), 2);
-        // Removed, then stored again: reported again.
-        put("config", config(json!({}))).await;
-        runner.iteration().await.unwrap();
-        put("config", config(json!({"standby_cluster": {"host": "10.0.0.9"}}))).await;
-        runner.iteration().await.unwrap();
-        assert_eq!(log.count(refused), 3);
-
-        let leader = dcs.get(&format!("{P}leader")).await.unwrap().map(|kv| kv.value);
-        assert_eq!(leader.as_deref(), Some("a"), "the primary lost its key");
         let calls = pg.calls();
+        assert!(calls.iter().any(|c| matches!(c, Call::Reload)), "{calls:?}");
         assert!(
-            !calls
-                .iter()
-                .any(|c| matches!(c, Call::Stop(_) | Call::Restart(_) | Call::Promote | Call::Start)),
-            "PostgreSQL was acted on: {calls:?}"
+            !calls.iter().any(|c| matches!(c, Call::Stop(_) | Call::Promote)),
+            "{calls:?}"
         );
+        let w = written(&pg).unwrap();
         assert_eq!(
-            log.count("synchronous mode is off"),
-            0,
-            "synchronous replication was turned off"
+            w.role.upstream().map(|t| (t.host.as_str(), t.port)),
+            Some(("10.0.0.10,10.0.0.11", 5432))
         );
-        let sync = dcs.get(&format!("{P}sync")).await.unwrap().map(|kv| kv.value);
-        assert!(
-            sync.is_some_and(|s| s.contains(r#""leader":"a""#)),
-            "the sync key was removed"
-        );
+        assert!(!w.recovery.contains_key("restore_command"), "{:?}", w.recovery);
+
+        // promote-cluster: the section is removed and the standby leader is promoted.
+        pg.clear_calls();
+        put(&dcs, "config", config(json!({}))).await;
+        runner.iteration().await.unwrap();
+        let calls = pg.calls();
+        assert!(calls.iter().any(|c| matches!(c, Call::Promote)), "{calls:?}");
+        let history = dcs.get(&format!("{P}history")).await.unwrap().map(|kv| kv.value);
+        assert!(history.is_some_and(|h| h.contains("\"a\"")), "no history row");
     }
 }

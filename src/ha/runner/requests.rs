@@ -48,8 +48,10 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
                 }
                 // The role stays what it was last written as; only the upstream's address
                 // is looked up again.
-                let role = match self.written_role {
+                let role = match &self.written_role {
                     Some(PgRole::Primary) => PgRole::Primary,
+                    // The standby leader's upstream is the remote primary, not a member.
+                    Some(r) if self.standby_leader => r.clone(),
                     _ => PgRole::Standby(
                         self.following
                             .clone()
