@@ -16,6 +16,11 @@ command -v ip >/dev/null || need_pkgs+=(iproute2)
 command -v haproxy >/dev/null || [ -x /usr/sbin/haproxy ] || need_pkgs+=(haproxy)
 [ -x /usr/bin/pgbackrest ] || need_pkgs+=(pgbackrest)
 python3 -c 'import venv, ensurepip' 2>/dev/null || need_pkgs+=(python3-venv)
+# Debian's own Python for the Patroni virtualenv below: the postgres user runs Patroni, and must be
+# able to execute the interpreter the virtualenv links to (a Python under /root is not).
+/usr/bin/python3 -c 'import venv, ensurepip' 2>/dev/null || need_pkgs+=(python3-venv)
+# The in-place takeover test (tests/e2e/t27_takeover.rs) runs a real Patroni + etcd cluster first.
+[ -x /usr/bin/etcd ] || need_pkgs+=(etcd-server)
 # The chaos suite steps one node's wall clock with libfaketime preloaded into its daemon.
 ls /usr/lib/*-linux-gnu/faketime/libfaketime.so.1 >/dev/null 2>&1 || need_pkgs+=(libfaketime)
 need_pkgs+=($(build_pkgs))
@@ -44,6 +49,26 @@ if ! "$venv/bin/check_patroni" --version 2>/dev/null | grep -qx "Version $check_
 fi
 PGWARDEN_CHECK_PATRONI="$(cd "$venv/bin" && pwd)/check_patroni"
 export PGWARDEN_CHECK_PATRONI
+
+# Patroni 4.1.5 (PyPI), which tests/e2e/t27_takeover.rs runs and then takes over, lives in a
+# virtualenv of Debian's Python under the target directory, made once and kept across runs.
+patroni_version=4.1.5
+pvenv="${CARGO_TARGET_DIR:-target}/tools/patroni"
+# Patroni runs as postgres: when this checkout is somewhere postgres cannot reach (under /root),
+# the virtualenv goes to a cache directory it can.
+if [ "$(id -u)" -eq 0 ] && ! runuser -u postgres -- test -x "$PWD"; then
+    pvenv=/var/cache/pgwarden-tests/patroni
+    mkdir -p "$(dirname "$pvenv")"
+    chmod 755 "$(dirname "$pvenv")"
+fi
+if ! "$pvenv/bin/patroni" --version 2>/dev/null | grep -qx "patroni $patroni_version"; then
+    echo "installing Patroni $patroni_version into $pvenv"
+    rm -rf "$pvenv"
+    /usr/bin/python3 -m venv "$pvenv"
+    "$pvenv/bin/pip" install --quiet --disable-pip-version-check "patroni[etcd3,psycopg3]==$patroni_version"
+fi
+PGWARDEN_PATRONI="$(cd "$pvenv/bin" && pwd)/patroni"
+export PGWARDEN_PATRONI
 
 # promtool checks packaging/monitoring's alert rules (tests/monitoring.rs). It comes from Debian's
 # prometheus package, unpacked under the target directory and never installed, so no Prometheus

@@ -231,6 +231,7 @@ fn ctl_docs_pgwarden_lines_name_real_commands_and_options() {
         "init",
         "join",
         "token",
+        "convert-patroni-config",
     ]
     .to_vec();
     let mut bad = Vec::new();
