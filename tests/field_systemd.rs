@@ -6,7 +6,8 @@
 //! `systemctl enable --now pgwarden`.
 //!
 //! Three data nodes (`field_systemd_three_hosts`): 1 leader + 2 streaming with Raft mutual
-//! TLS, `pgwardenctl list` on every host with no flag; `systemctl reload` applies a changed
+//! TLS, `pgwardenctl list` on every host with no flag, the unit active with the STATUS= of
+//! READY-when-serving and its ExecReload; `systemctl reload` applies a changed
 //! tag; host1 restarted after the joins runs with the joined members as Raft partners;
 //! `systemctl stop` on the primary hands over and writes from a client resume within 3 s; the
 //! daemon of the new primary killed with SIGKILL (its PostgreSQL left behind) → that
@@ -777,6 +778,32 @@ fn join_and_start(lab: &Lab, joiners: &[(usize, bool)], tokens: &[String]) {
     }
 }
 
+/// The unit as systemd sees it on each host of `hosts`: active, with the STATUS= the daemon
+/// sends with READY=1 once the node serves (not the one sent when it gave up waiting).
+fn check_unit(lab: &Lab, hosts: &[usize]) {
+    for &i in hosts {
+        let show = lab.ok(
+            i,
+            "systemctl show -p ActiveState -p SubState -p StatusText -p ExecReload -p NRestarts pgwarden",
+        );
+        assert!(
+            show.contains("ActiveState=active") && show.contains("SubState=running"),
+            "{}: {show}",
+            host_name(i)
+        );
+        assert!(
+            show.contains("StatusText=serving REST on"),
+            "{}: not READY as serving: {show}",
+            host_name(i)
+        );
+        assert!(
+            show.contains("kill -HUP"),
+            "{}: no ExecReload: {show}",
+            host_name(i)
+        );
+    }
+}
+
 /// `pgwardenctl list` as root with no option on every running host of `hosts`: it names every
 /// data node of `members`, the leader, and `streaming` once per replica.
 fn check_pgwardenctl(lab: &Lab, hosts: &[usize], members: &[usize], leader: usize) {
@@ -906,6 +933,7 @@ fn field_systemd_three_hosts() {
     );
     assert_eq!(leader, 0, "host1 bootstrapped the cluster");
     check_tls_files(&lab, &all);
+    check_unit(&lab, &all);
     check_pgwardenctl(&lab, &all, &all, leader);
     wait_voters(&lab, 0);
     phases.end("init, join, enable --now, healthy");
@@ -922,7 +950,10 @@ fn field_systemd_three_hosts() {
     phases.end("systemctl reload");
 
     // host1, restarted after the joins, runs with the joined members as its Raft partners.
+    let main_pid = "systemctl show -p MainPID --value pgwarden";
+    let before = lab.ok(0, main_pid);
     lab.ok(0, "systemctl restart pgwarden");
+    assert_ne!(lab.ok(0, main_pid), before, "host1's daemon was not restarted");
     let leader = wait_healthy(
         &lab,
         &all,
@@ -1072,6 +1103,7 @@ fn field_systemd_two_data_nodes_and_a_witness() {
         "1 leader + 1 streaming",
     );
     check_tls_files(&lab, &[0, 1, 2]);
+    check_unit(&lab, &[0, 1, 2]);
     check_pgwardenctl(&lab, &[0, 1, 2], &data, leader);
     wait_voters(&lab, 2);
     // The witness runs no PostgreSQL, and its file has no postgresql section.
