@@ -31,6 +31,10 @@ command -v strip >/dev/null || need_pkgs+=(binutils)
 command -v lintian >/dev/null || need_pkgs+=(lintian)
 command -v rpm >/dev/null || need_pkgs+=(rpm)
 command -v systemd-analyze >/dev/null || need_pkgs+=(systemd)
+# tests/field_systemd.rs: boots Debian 12 containers (mmdebstrap builds their root once, cached
+# under target/field-root) with systemd-nspawn.
+command -v mmdebstrap >/dev/null || need_pkgs+=(mmdebstrap)
+command -v systemd-nspawn >/dev/null || need_pkgs+=(systemd-container)
 apt_install "${need_pkgs[@]}"
 # Debian's postgresql package starts a default cluster; the tests do not use it, but
 # they never touch it either. Debian's haproxy package likewise starts its own service,

@@ -159,10 +159,14 @@ pub async fn run(
     });
 
     let admin_task = start_admin(&cfg, admin_state, node.clone(), shutdown.clone()).await?;
-    // Raft serves its peers, the REST and admin APIs accept: tell systemd (Type=notify) the
-    // service is up. Not "the cluster is formed": a first node must be able to start while
-    // its partners are still down.
-    crate::sd_notify::notify(&format!("READY=1\nSTATUS=serving REST on {}", cfg.restapi.listen));
+    // Tell systemd (Type=notify) the service is up once the node serves: see `notify_ready`.
+    tokio::spawn(notify_ready(
+        node.clone(),
+        status_tx.subscribe(),
+        witness,
+        cfg.restapi.listen.to_string(),
+        shutdown.clone(),
+    ));
 
     let result = if witness {
         tracing::info!("running as a witness: Raft voter and REST API, no PostgreSQL");
@@ -268,7 +272,9 @@ pub async fn run(
                 for w in &loaded.warnings {
                     tracing::warn!("{w}");
                 }
-                let c = loaded.config;
+                let mut c = loaded.config;
+                // As at start: the first host's partners come from its join state.
+                crate::join::server::apply_joined_partners(&mut c).map_err(|e| format!("join state: {e}"))?;
                 // The VIP is checked and applied before the HA settings: a bad `vip` section
                 // fails the reload and keeps the old one.
                 let spec = c.vip_spec().map_err(|e| format!("{}: {e}", path.display()))?;
@@ -292,6 +298,61 @@ pub async fn run(
     stop_admin(admin_task).await;
     node.shutdown().await;
     result
+}
+
+/// How long `systemctl start` waits for "serving" before READY=1 is sent anyway: under the
+/// unit's TimeoutStartSec=120, so that a node whose cluster is still forming (the other
+/// hosts not started yet) or whose first iteration is slow is not killed as a failed start.
+const READY_AT_MOST: Duration = Duration::from_secs(60);
+
+/// READY=1 when the node serves. Raft, the REST and the admin API already accept when this
+/// runs; "serves" adds what the node is for:
+/// - a data node: the HA loop has completed an iteration (it read the DCS or found it
+///   unreachable, and acted: the first host has bootstrapped or is bootstrapping, a joiner
+///   knows the leader and runs or is creating its replica), so `systemctl start` returning
+///   means the REST API answers with a real role, not the initial placeholder;
+/// - a witness: it is a member of the Raft group (a joiner has been added by the first host).
+///
+/// Not "the cluster is formed": a node restarted while the others are down must start, so
+/// after [`READY_AT_MOST`] READY=1 is sent with a STATUS saying what is still awaited.
+async fn notify_ready(
+    node: Arc<RaftNode>,
+    mut status: watch::Receiver<NodeStatus>,
+    witness: bool,
+    rest: String,
+    shutdown: CancellationToken,
+) {
+    let serving = async {
+        if witness {
+            while !node.raft().is_initialized().await.unwrap_or(false) {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        } else {
+            while status.borrow_and_update().last_loop.is_none() {
+                if status.changed().await.is_err() {
+                    return;
+                }
+            }
+        }
+    };
+    let what = if witness {
+        "a member of the Raft group"
+    } else {
+        "the HA loop to complete an iteration"
+    };
+    tokio::select! {
+        _ = shutdown.cancelled() => {}
+        r = tokio::time::timeout(READY_AT_MOST, serving) => {
+            let state = match r {
+                Ok(()) => format!("READY=1\nSTATUS=serving REST on {rest}"),
+                Err(_) => {
+                    tracing::warn!("not serving after {READY_AT_MOST:?} (waiting for {what}); telling systemd the start is done");
+                    format!("READY=1\nSTATUS=REST on {rest}; still waiting for {what}")
+                }
+            };
+            crate::sd_notify::notify(&state);
+        }
+    }
 }
 
 /// The checks `run` would refuse to start on, without starting anything, for

@@ -473,18 +473,24 @@ async fn field_join_three_hosts_with_tokens() {
             assert!(t.contains(&format!(" {n} ")), "{n} missing from: {t}");
         }
     }
-    // A advises the partners to write instead of `single_node: true`; its file with them
-    // is valid.
+    // A says that from its next start it takes its Raft partners from its join state (its
+    // file's `single_node: true` only founded the cluster); a file naming them is valid.
     let a_log = lab.hosts[0].log();
-    let partners = wait_for(Duration::from_secs(30), "A's advice on its partners", || {
-        let a_log = a_log.clone();
-        async move {
-            let log = std::fs::read_to_string(a_log).ok()?;
-            let at = log.find("`partner_addrs: [")?;
-            let rest = &log[at + 1..];
-            Some(rest[..rest.find(']')? + 1].to_string())
-        }
-    })
+    let partners = wait_for(
+        Duration::from_secs(30),
+        "A's partners from the join state",
+        || {
+            let a_log = a_log.clone();
+            async move {
+                let log = std::fs::read_to_string(a_log).ok()?;
+                let line = log
+                    .lines()
+                    .find(|l| l.contains("takes its Raft partners from the join state"))?;
+                let listed = line.split_once("partners=")?.1.trim();
+                Some(format!("partner_addrs: [{listed}]"))
+            }
+        },
+    )
     .await;
     let edited = std::fs::read_to_string(&a_cfg)
         .unwrap()
@@ -493,7 +499,7 @@ async fn field_join_three_hosts_with_tokens() {
     let valid = lab.pgwarden(&["--validate-config".into(), a_cfg.display().to_string()]);
     assert!(
         valid.status.success(),
-        "A's file with the advised partners: {}",
+        "A's file with its joined partners: {}",
         text(&valid)
     );
     for h in &lab.hosts[..3] {

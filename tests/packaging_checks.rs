@@ -377,6 +377,14 @@ fn systemd_analyze_verify_accepts_the_unit() {
         ],
         QUICK,
     );
+    // ExecReload= runs /bin/kill (procps on Debian, a dependency of the .deb; util-linux on
+    // RHEL), which is not the package's: this machine's, copied in the same way.
+    std::fs::create_dir_all(root.path().join("bin")).unwrap();
+    stdout_of(
+        "cp",
+        &["-L", "/bin/kill", &root.path().join("bin/kill").to_string_lossy()],
+        QUICK,
+    );
     let unit = "/usr/lib/systemd/system/pgwarden.service";
     let out = run_limited(
         Command::new("systemd-analyze")

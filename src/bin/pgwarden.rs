@@ -498,6 +498,17 @@ fn main() -> ExitCode {
     for w in &loaded.warnings {
         tracing::warn!("{w}");
     }
+    let mut config = loaded.config;
+    // The first host's file says `single_node: true` (as `init` wrote it); once members have
+    // joined, the daemon starts with them as partners instead (see join::server::joined_partners).
+    match pgwarden::join::server::apply_joined_partners(&mut config) {
+        Ok(Some(partners)) => tracing::info!(
+            partners = %partners.join(", "),
+            "Raft partners from the join state: the members that joined through this host"
+        ),
+        Ok(None) => {}
+        Err(e) => tracing::error!("join state: {e}; keeping raft.single_node"),
+    }
     let rt = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -523,12 +534,12 @@ fn main() -> ExitCode {
         });
         // The join listener, on the host that ran `pgwarden init` (see pgwarden::join::server).
         pgwarden::join::server::spawn_if_configured(
-            &loaded.config.raft.data_dir(),
-            loaded.config.raft.single_node,
+            &config.raft.data_dir(),
+            config.raft.single_node,
             shutdown.clone(),
         )
         .await;
-        pgwarden::daemon::run(loaded.config, Some(path), shutdown).await
+        pgwarden::daemon::run(config, Some(path), shutdown).await
     });
     match res {
         Ok(()) => ExitCode::SUCCESS,

@@ -115,8 +115,8 @@ impl Server {
 
 /// Starts the join listener if this node ran `init` (its state directory has the join
 /// state). Problems are logged: a node that cannot serve joins still runs. `single_node`:
-/// the node's `raft.single_node`, which `init` sets and the operator replaces with the
-/// partners once they have joined (see [`advise_partners`]).
+/// whether the node still runs as the one-voter cluster `init` wrote (no partners taken
+/// from the join state yet, see [`joined_partners`]).
 pub async fn spawn_if_configured(raft_dir: &Path, single_node: bool, shutdown: CancellationToken) {
     let dir = join_dir_of_raft(raft_dir);
     let state = match load_state(&dir) {
@@ -334,10 +334,62 @@ fn admit(server: &Server, req: &JoinRequest, raft_addr: &str) -> Result<Result<S
     Ok(Ok(cert))
 }
 
-/// Once two members have been added, the first host's file should list them as partners
-/// instead of `raft.single_node: true`: with a wiped `raft.data_dir`, a single-node file
-/// would start a new cluster of its own instead of waiting to be added back. The daemon
-/// cannot edit its file (it is the operator's, read-only under the unit), so it says so.
+/// The Raft addresses of the members that joined through this host and were added to the
+/// Raft group, when there are at least two (a group of three voters): the partners the first
+/// host starts with instead of its file's `raft.single_node: true`, which `init` wrote.
+///
+/// `single_node` only matters while a node has no Raft state: it then founds a one-voter
+/// cluster. Once members have joined, that would be wrong (a wiped `raft.data_dir` would
+/// found a second cluster instead of waiting to be added back), but the daemon cannot edit
+/// its file (the operator's, read-only under the unit's ProtectSystem). So the daemon reads
+/// the partners from the join state it already keeps, in its own state directory, at each
+/// start. None when this host did not run `init`, or fewer than two members were added.
+pub fn joined_partners(raft_dir: &Path) -> Result<Option<Vec<String>>, JoinError> {
+    let dir = join_dir_of_raft(raft_dir);
+    let Some(state) = load_state(&dir)? else {
+        return Ok(None);
+    };
+    let path = dir.join(MEMBERS_FILE);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(JoinError::io(&path)(e)),
+    };
+    let members: Vec<MemberRecord> =
+        serde_json::from_str(&text).map_err(|e| JoinError::Config(format!("{}: {e}", path.display())))?;
+    let partners: Vec<String> = members
+        .into_iter()
+        .filter(|m| m.added && m.raft_addr != state.raft_addr)
+        .map(|m| m.raft_addr)
+        .collect();
+    Ok((partners.len() >= 2).then_some(partners))
+}
+
+/// On a node whose file says `raft.single_node: true`: replaces it by the partners of
+/// [`joined_partners`], if any. Returns them. Done at start and at each reload, so the
+/// settings derived from the partners (the built-in pg_hba's member hosts) stay the same.
+pub fn apply_joined_partners(cfg: &mut crate::config::Config) -> Result<Option<Vec<String>>, JoinError> {
+    if !cfg.raft.single_node {
+        return Ok(None);
+    }
+    let Some(partners) = joined_partners(&cfg.raft.data_dir())? else {
+        return Ok(None);
+    };
+    let addrs = partners
+        .iter()
+        .map(|p| {
+            crate::config::HostPort::parse(p)
+                .map_err(|e| JoinError::Config(format!("a joined member's Raft address {p:?}: {e}")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    cfg.raft.single_node = false;
+    cfg.raft.partner_addrs = addrs;
+    Ok(Some(partners))
+}
+
+/// Once two members have been added, the next start of this daemon uses them as its Raft
+/// partners (see [`joined_partners`]); said once, so the operator knows the file's
+/// `single_node: true` no longer decides anything.
 fn advise_partners(server: &Server) {
     if !server.single_node {
         return;
@@ -349,10 +401,10 @@ fn advise_partners(server: &Server) {
         .map(|m| m.raft_addr.as_str())
         .collect();
     if partners.len() >= 2 {
-        tracing::warn!(
-            "the cluster has grown: in this node's configuration file, replace `single_node: true` \
-             by `partner_addrs: [{}]` (takes effect at the next start; until then nothing changes)",
-            partners.join(", ")
+        tracing::info!(
+            partners = %partners.join(", "),
+            "the cluster has grown to three voters: from its next start this node takes its Raft \
+             partners from the join state (the file's `single_node: true` only founded the cluster)"
         );
     }
 }
@@ -406,5 +458,69 @@ async fn add_member(server: Arc<Server>, addr: String) {
             _ = server.shutdown.cancelled() => return,
             _ = tokio::time::sleep(Duration::from_secs(2)) => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write_state(state_dir: &Path, members: &[(&str, &str, bool)]) {
+        let dir = join_dir_of_state(state_dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let state = ServerState {
+            listen: "10.0.0.1:5011".into(),
+            scope: "s".into(),
+            namespace: "/service/".into(),
+            ca_cert: "ca.pem".into(),
+            ca_key: "ca.key".into(),
+            cert: "node.pem".into(),
+            key: "node.key".into(),
+            raft_addr: "10.0.0.1:5010".into(),
+            credentials: Credentials {
+                superuser: "a".into(),
+                replication: "b".into(),
+                rewind: "c".into(),
+                restapi: "d".into(),
+            },
+        };
+        std::fs::write(dir.join(STATE_FILE), serde_json::to_string(&state).unwrap()).unwrap();
+        let m: Vec<MemberRecord> = members
+            .iter()
+            .map(|(n, a, added)| MemberRecord {
+                name: n.to_string(),
+                raft_addr: a.to_string(),
+                added: *added,
+            })
+            .collect();
+        std::fs::write(dir.join(MEMBERS_FILE), serde_json::to_string(&m).unwrap()).unwrap();
+    }
+
+    #[test]
+    fn partners_come_from_the_join_state_once_two_members_were_added() {
+        let d = tempfile::tempdir().unwrap();
+        let raft = d.path().join("raft");
+        // Not the host that ran init.
+        assert_eq!(joined_partners(&raft).unwrap(), None);
+        let me = ("host1", "10.0.0.1:5010", true);
+        let two = ("host2", "10.0.0.2:5010", true);
+        write_state(d.path(), &[me, two, ("host3", "10.0.0.3:5010", false)]);
+        // One added member: still the one-voter cluster init founded (plus one).
+        assert_eq!(joined_partners(&raft).unwrap(), None);
+        write_state(d.path(), &[me, two, ("host3", "10.0.0.3:5010", true)]);
+        assert_eq!(
+            joined_partners(&raft).unwrap(),
+            Some(vec!["10.0.0.2:5010".to_string(), "10.0.0.3:5010".to_string()])
+        );
+    }
+
+    #[test]
+    fn a_damaged_members_file_is_an_error_naming_it() {
+        let d = tempfile::tempdir().unwrap();
+        write_state(d.path(), &[]);
+        let path = join_dir_of_state(d.path()).join(MEMBERS_FILE);
+        std::fs::write(&path, "{not json").unwrap();
+        let e = joined_partners(&d.path().join("raft")).unwrap_err().to_string();
+        assert!(e.contains("members.json"), "{e}");
     }
 }
