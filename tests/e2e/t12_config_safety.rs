@@ -1,7 +1,6 @@
-//! Configuration that would build the wrong cluster, and pg_hba.conf: the refused Patroni
-//! features (`standby_cluster`, a custom `bootstrap.method`, a custom
-//! `create_replica_methods` entry) stop both `pgwarden --validate-config` and the daemon with a
-//! message naming the key, and PATCH /config refuses a standby cluster; a cluster bootstrapped
+//! Configuration that would build the wrong cluster, and pg_hba.conf: a refused setting (an
+//! encrypted TLS key) stops both `pgwarden --validate-config` and the daemon with a message
+//! naming the key, and the features built since validate; a cluster bootstrapped
 //! with `bootstrap.dcs.postgresql.pg_hba` loads exactly those rules (and follows a PATCH of
 //! them); without any pg_hba the built-in default has no `trust` and nothing open to every
 //! address.
@@ -67,8 +66,11 @@ fn pgwarden(args: &[&Path]) -> Output {
     child.wait_with_output().unwrap()
 }
 
-/// Each refused feature: `--validate-config` and the daemon's start both exit non-zero with
-/// the same message, which names the key and says what to do. The unedited file is valid.
+/// A refused setting (an encrypted TLS key): `--validate-config` and the daemon's start both
+/// exit non-zero with the same message, which names the key and says what to do. The
+/// Patroni features refused until they were built (a standby cluster, a custom
+/// `bootstrap.method`, a custom `create_replica_methods` entry) now validate. The unedited
+/// file is valid.
 #[test]
 fn safety_validate_config_and_start_refuse_unbuilt_features() {
     let dir = tempfile::tempdir().unwrap();
@@ -76,38 +78,49 @@ fn safety_validate_config_and_start_refuse_unbuilt_features() {
     let out = pgwarden(&[Path::new("--validate-config"), &good]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 
+    let file = config_file(dir.path(), "refused.yml", |t| {
+        t.replacen("restapi:\n", "restapi:\n  keyfile_password: secret\n", 1)
+    });
+    let (key, what_to_do) = ("restapi.keyfile_password", "decrypt the key file");
+    let expected = format!("`{key}`: not supported yet: ");
+    for args in [vec![Path::new("--validate-config"), &file], vec![&file]] {
+        let out = pgwarden(&args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?} must fail: {stderr}");
+        assert!(
+            stderr.contains(&expected) && stderr.contains(what_to_do),
+            "{args:?}: expected {expected:?} and {what_to_do:?} in:\n{stderr}"
+        );
+    }
+
     type Edit = fn(String) -> String;
-    let cases: [(&str, &str, Edit); 3] = [
-        ("bootstrap.dcs.standby_cluster", "remove `standby_cluster`", |t| {
+    let built: [(&str, Edit); 3] = [
+        ("standby_cluster", |t| {
             t.replacen(
                 "bootstrap:\n  dcs:\n",
                 "bootstrap:\n  dcs:\n    standby_cluster:\n      host: 10.0.0.9\n      port: 5432\n",
                 1,
             )
         }),
-        ("bootstrap.method", "set it to `initdb`", |t| {
+        ("bootstrap.method", |t| {
             t.replacen(
                 "bootstrap:\n",
                 "bootstrap:\n  method: restore\n  restore:\n    command: /bin/true\n",
                 1,
             )
         }),
-        ("postgresql.create_replica_methods", "remove `wal_g`", |t| {
+        ("create_replica_methods", |t| {
             format!("{t}  create_replica_methods: [wal_g, basebackup]\n  wal_g:\n    command: /bin/true\n")
         }),
     ];
-    for (key, what_to_do, edit) in cases {
-        let file = config_file(dir.path(), "refused.yml", edit);
-        let expected = format!("`{key}`: not supported yet: ");
-        for args in [vec![Path::new("--validate-config"), &file], vec![&file]] {
-            let out = pgwarden(&args);
-            let stderr = String::from_utf8_lossy(&out.stderr);
-            assert!(!out.status.success(), "{args:?} must fail: {stderr}");
-            assert!(
-                stderr.contains(&expected) && stderr.contains(what_to_do),
-                "{args:?}: expected {expected:?} and {what_to_do:?} in:\n{stderr}"
-            );
-        }
+    for (what, edit) in built {
+        let file = config_file(dir.path(), "built.yml", edit);
+        let out = pgwarden(&[Path::new("--validate-config"), &file]);
+        assert!(
+            out.status.success(),
+            "{what} is built and must validate: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 }
 
