@@ -13,6 +13,7 @@
 use super::error::{Error, Result};
 use super::manager::PgManager;
 use super::process::write_file_atomic;
+use super::query;
 use super::settings::Credentials;
 use crate::types::MemberName;
 use std::collections::BTreeMap;
@@ -495,12 +496,36 @@ impl PgManager {
         let s = &self.settings;
         let dir = self.data_dir();
         let conf_dir = s.config_dir();
+        // A primary found running (adopted) keeps the synchronous_standby_names it runs with
+        // until the HA loop sets its own: writing the file without it would let commits stop
+        // waiting for a standby, for a few seconds, in a cluster taken over in synchronous mode.
+        let adopted_primary = {
+            let inner = self.inner();
+            matches!(input.role, PgRole::Primary) && !inner.ssn_known && inner.pid.is_some()
+        };
+        let running = if adopted_primary {
+            match self.client().await {
+                Ok(c) => {
+                    query::running_setting(&c, self.settings.timeouts.query, "synchronous_standby_names")
+                        .await
+                        .ok()
+                        .filter(|v| !v.is_empty())
+                }
+                Err(_) => None,
+            }
+        } else {
+            None
+        };
         // A standby never waits for standbys: a former primary's list is dropped here.
         let ssn = {
             let mut inner = self.inner();
             if !matches!(input.role, PgRole::Primary) {
                 inner.synchronous_standby_names = None;
+            } else if let Some(v) = running {
+                tracing::info!(synchronous_standby_names = %v, "kept the running synchronous_standby_names of the adopted primary");
+                inner.synchronous_standby_names = Some(v);
             }
+            inner.ssn_known = true;
             inner.synchronous_standby_names.clone()
         };
         self.write_postgresql_conf(input, ssn.as_deref())?;
@@ -560,6 +585,7 @@ impl PgManager {
         let input = {
             let mut inner = self.inner();
             inner.synchronous_standby_names = value.map(str::to_owned);
+            inner.ssn_known = true;
             inner.last_config.clone().unwrap_or_default()
         };
         self.check_data_dir()?;

@@ -34,6 +34,9 @@ pub(super) struct Inner {
     pub(super) last_config: Option<ConfigInput>,
     /// Current synchronous_standby_names override.
     pub(super) synchronous_standby_names: Option<String>,
+    /// Whether synchronous_standby_names has been set, or the running server's value read,
+    /// since this process started (see `write_config_files`).
+    pub(super) ssn_known: bool,
     /// The highest timeline this data directory was seen replaying, by system identifier.
     /// Once the upstream is gone a standby no longer reports its walreceiver's timeline,
     /// and the checkpoint's can be several promotions old; a standby never goes back to

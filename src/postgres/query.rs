@@ -267,6 +267,17 @@ pub(crate) async fn create_physical_slot(c: &Client, t: Duration, name: &str) ->
     Ok(())
 }
 
+/// The running value of one setting (`current_setting`).
+pub(crate) async fn running_setting(c: &Client, t: Duration, name: &str) -> Result<String> {
+    let row = timed(
+        "read a running setting",
+        t,
+        c.query_one("SELECT current_setting($1)", &[&name]),
+    )
+    .await?;
+    get(&row, 0, "read a running setting")
+}
+
 /// Whether a database of that name exists.
 pub(crate) async fn database_exists(c: &Client, t: Duration, name: &str) -> Result<bool> {
     let sql = "SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)";

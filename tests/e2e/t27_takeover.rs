@@ -232,6 +232,37 @@ async fn datain_takeover_of_a_running_patroni_cluster_keeps_every_write() {
     let writer = Writer::start(conns(&c)).await;
     writer.wait_more(200, Duration::from_secs(30)).await;
 
+    // Synchronous replication must hold through the takeover: the primary's
+    // synchronous_standby_names, sampled every 50 ms on one connection (PostgreSQL is never
+    // restarted), is never empty from before the pause until pgwarden names a sync standby.
+    let leader_idx = c
+        .nodes
+        .iter()
+        .position(|n| n.spec.name == patroni_leader)
+        .unwrap();
+    let (sampler_client, connection) =
+        tokio_postgres::connect(&c.conn_str(leader_idx), tokio_postgres::NoTls)
+            .await
+            .expect("connect to the Patroni primary");
+    tokio::spawn(connection);
+    let sampling = tokio_util::sync::CancellationToken::new();
+    let sampler = tokio::spawn({
+        let stop = sampling.clone();
+        async move {
+            let mut samples = Vec::new();
+            while !stop.is_cancelled() && samples.len() < 5000 {
+                if let Ok(row) = sampler_client
+                    .query_one("SHOW synchronous_standby_names", &[])
+                    .await
+                {
+                    samples.push(row.get::<_, String>(0));
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            samples
+        }
+    });
+
     // 1. Pause: Patroni stops acting, and leaves PostgreSQL running when it exits.
     let url = format!("{}/config", c.rest_url(0));
     let r = c
@@ -339,6 +370,18 @@ async fn datain_takeover_of_a_running_patroni_cluster_keeps_every_write() {
         },
     )
     .await;
+    sampling.cancel();
+    let samples = sampler.await.unwrap();
+    let empty = samples.iter().filter(|v| v.is_empty()).count();
+    eprintln!(
+        "synchronous_standby_names sampled {} times through the takeover, empty {empty} times",
+        samples.len()
+    );
+    assert!(samples.len() > 10, "too few samples: {samples:?}");
+    assert_eq!(
+        empty, 0,
+        "commits stopped waiting for a standby during the takeover: {samples:?}"
+    );
     let primary = c.primary().await.expect("a primary");
     c.kill9(primary);
     let new = wait_for(Duration::from_secs(60), "a new primary", || async {

@@ -149,6 +149,12 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
 
     /// One round of synchronous replication management on the primary (see `ha::sync`).
     pub(super) async fn manage_sync(&mut self, v: &ClusterView, obs: &Observation) -> Result<(), ActError> {
+        if v.config.is_none() {
+            // No `config` key was read (a cluster being adopted, or the key deleted): the
+            // defaults would say synchronous mode is off and make commits stop waiting for a
+            // standby. The leader writes the key back in this iteration; decide on the next.
+            return Ok(());
+        }
         let mode = v.synchronous_mode();
         if mode == SyncMode::Off {
             if let Some(k) = &v.sync {

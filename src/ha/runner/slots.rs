@@ -386,9 +386,14 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
                     .await;
             }
         }
+        // An iteration that read no `config` key (a cluster being adopted, or the keyspace
+        // lost): the other members have not written their keys yet and their walreceivers may
+        // be reconnecting, so an inactive slot says nothing about them. Drop nothing then.
+        let no_config = v.config.is_none();
         let mut still_absent = BTreeMap::new();
         for slot in &existing {
-            let kept = keep.contains(&slot.name)
+            let kept = no_config
+                || keep.contains(&slot.name)
                 || permanent.slots.contains_key(&slot.name)
                 || slot.active
                 || slot.slot_type != SlotType::Physical
