@@ -131,10 +131,7 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
         let res = self.bootstrap().await;
         if let Err(e) = &res {
             tracing::error!(error = %chain(e), "bootstrap failed; giving up the initialize key");
-            let _ = self
-                .dcs
-                .delete(&self.key("initialize"), Condition::ValueEquals(String::new()))
-                .await;
+            self.give_back_initialize().await;
             let _ = self.pg.stop(StopMode::Immediate).await;
             // Only a directory this bootstrap made is moved aside: initdb refuses a directory
             // that is not empty or not ours before it writes anything, and such a directory
@@ -193,10 +190,20 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
         }
         let st = self.pg.status().await?;
         let sysid = st.system_identifier.to_string();
+        self.finish_bootstrap(&sysid).await?;
+        tracing::info!(system_identifier = %sysid, "bootstrapped a new cluster; this member is the leader");
+        Ok(())
+    }
+
+    /// The end of every bootstrap, of a primary cluster or a standby one: records the system
+    /// identifier in the `initialize` key this member reserved (empty until now), stores the
+    /// dynamic configuration from `bootstrap.dcs` unless one is already there (a cluster
+    /// re-initialised after a DCS wipe keeps the operator's), and takes the leader lease.
+    pub(super) async fn finish_bootstrap(&mut self, sysid: &str) -> Result<(), ActError> {
         self.dcs
             .put(
                 &self.key("initialize"),
-                &sysid,
+                sysid,
                 None,
                 Condition::ValueEquals(String::new()),
             )
@@ -210,8 +217,16 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
             )
             .await?;
         self.lease.take_over().await?;
-        tracing::info!(system_identifier = %sysid, "bootstrapped a new cluster; this member is the leader");
         Ok(())
+    }
+
+    /// Hands the reserved (still empty) `initialize` key back after a failed bootstrap, so
+    /// that another member, or this one on its next iteration, can try.
+    pub(super) async fn give_back_initialize(&self) {
+        let _ = self
+            .dcs
+            .delete(&self.key("initialize"), Condition::ValueEquals(String::new()))
+            .await;
     }
 
     /// Patroni's custom bootstrap: the method's command fills the data directory (a restore

@@ -11,7 +11,6 @@ use crate::ha::decide::PgState;
 use crate::ha::view::ClusterView;
 use crate::postgres::{PgControl, PgRole, ReplicaMethod, StandbyTarget, StopMode, Upstream};
 use crate::types::{MemberState, Role};
-use pgwarden_raft::Condition;
 use std::collections::BTreeMap;
 
 /// libpq's default port, Patroni's default for `standby_cluster.port`.
@@ -144,10 +143,7 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
                     tracing::debug!(error = %crate::error::chain(&e), "moving the data directory aside")
                 }
             }
-            let _ = self
-                .dcs
-                .delete(&self.key("initialize"), Condition::ValueEquals(String::new()))
-                .await;
+            self.give_back_initialize().await;
         }
         res
     }
@@ -179,23 +175,7 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
             Err(_) => self.pg.controldata().await?.system_identifier,
         };
         let sysid = sysid.to_string();
-        self.dcs
-            .put(
-                &self.key("initialize"),
-                &sysid,
-                None,
-                Condition::ValueEquals(String::new()),
-            )
-            .await?;
-        self.dcs
-            .put(
-                &self.key("config"),
-                &self.s.bootstrap_dcs.to_string(),
-                None,
-                Condition::Absent,
-            )
-            .await?;
-        self.lease.take_over().await?;
+        self.finish_bootstrap(&sysid).await?;
         self.following = None;
         self.fire(CallbackAction::OnStart, CallbackRole::StandbyLeader);
         tracing::info!(system_identifier = %sysid, remote = %up, "bootstrapped the standby cluster; this member is its standby leader");
