@@ -90,6 +90,8 @@ pub struct FakeState {
     pub status: LocalStatus,
     /// Decision returned by `check_rewind`.
     pub rewind_decision: RewindDecision,
+    /// `rewind` succeeds without changing the decision (pg_rewind's "no rewind required").
+    pub rewind_changes_nothing: bool,
     /// `rewind` fails as pg_rewind itself would ([`Error::RewindFailed`]).
     pub rewind_fails: bool,
     /// A fast or smart `stop` never returns (a primary waiting for its synchronous standbys).
@@ -131,6 +133,7 @@ impl Default for FakeState {
                 reason: "fake".into(),
             },
             rewind_fails: false,
+            rewind_changes_nothing: false,
             graceful_stop_hangs: false,
             replication: Vec::new(),
             wal_receiver: None,
@@ -385,6 +388,15 @@ impl PgControl for FakePg {
                 }),
             });
         }
+        // A real pg_rewind leaves the data on the source's history, unless the test says it
+        // ends without changing anything (it does so when it sees the same timeline number).
+        self.with_state(|s| {
+            if !s.rewind_changes_nothing {
+                s.rewind_decision = RewindDecision::NotNeeded {
+                    reason: "rewound".into(),
+                };
+            }
+        });
         Ok(())
     }
 

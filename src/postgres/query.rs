@@ -395,19 +395,25 @@ pub(crate) struct PrimaryTimeline {
     pub timeline: TimelineId,
     pub checkpoint_timeline: TimelineId,
     pub history: Option<String>,
+    /// `server_version_num`: pg_rewind takes a standby as its source from PostgreSQL 14.
+    pub version_num: i32,
 }
 
 /// Reads the primary's current timeline, its last checkpoint's timeline and its history file.
 pub(crate) async fn primary_timeline(c: &Client, t: Duration) -> Result<PrimaryTimeline> {
     const WHAT: &str = "read the primary's timeline";
     let sql = "SELECT pg_is_in_recovery(),
-        CASE WHEN pg_is_in_recovery() THEN (SELECT received_tli FROM pg_stat_wal_receiver)::int8
+        CASE WHEN pg_is_in_recovery()
+             THEN COALESCE((SELECT received_tli FROM pg_stat_wal_receiver)::int8,
+                           (SELECT timeline_id FROM pg_control_checkpoint())::int8)
              ELSE ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int8 END,
-        (SELECT timeline_id FROM pg_control_checkpoint())::int8";
+        (SELECT timeline_id FROM pg_control_checkpoint())::int8,
+        current_setting('server_version_num')::int4";
     let row = timed(WHAT, t, c.query_one(sql, &[])).await?;
     let in_recovery: bool = get(&row, 0, WHAT)?;
     let tl = timeline(get::<Option<i64>>(&row, 1, WHAT)?.unwrap_or(0))?;
     let checkpoint_timeline = timeline(get(&row, 2, WHAT)?)?;
+    let version_num: i32 = get(&row, 3, WHAT)?;
     let history = if tl.0 > 1 {
         let sql = "SELECT pg_read_file('pg_wal/' || upper(lpad(to_hex($1::int4), 8, '0')) || '.history')";
         let tl_i32 = i32::try_from(tl.0).map_err(|_| Error::Unexpected {
@@ -429,5 +435,47 @@ pub(crate) async fn primary_timeline(c: &Client, t: Duration) -> Result<PrimaryT
         timeline: tl,
         checkpoint_timeline,
         history,
+        version_num,
+    })
+}
+
+/// What a source says of its WAL around one position: its segment size, how far its WAL is
+/// known to be durable (flushed on a primary, received or replayed on a standby), and the
+/// bytes `[offset, offset + len)` of segment file `segment` (`None`: the file is gone).
+pub(crate) struct WalBytes {
+    pub segment_size: u64,
+    pub durable: Option<Lsn>,
+    pub bytes: Option<Vec<u8>>,
+}
+
+/// Reads [`WalBytes`] on the source (superuser: `pg_read_binary_file`).
+/// With no `segment`, only the size and the durable end are read.
+pub(crate) async fn wal_bytes(
+    c: &Client,
+    t: Duration,
+    segment: Option<&str>,
+    offset: u64,
+    len: u64,
+) -> Result<WalBytes> {
+    const WHAT: &str = "read WAL bytes on the source";
+    let off = i64::try_from(offset).map_err(|_| Error::Unexpected {
+        what: "WAL offset",
+        value: offset.to_string(),
+    })?;
+    let len = i64::try_from(len).map_err(|_| Error::Unexpected {
+        what: "WAL length",
+        value: len.to_string(),
+    })?;
+    let sql = "SELECT (SELECT setting::int8 FROM pg_settings WHERE name = 'wal_segment_size'),
+        (CASE WHEN pg_is_in_recovery()
+              THEN COALESCE(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn())
+              ELSE pg_current_wal_flush_lsn() END)::text,
+        pg_read_binary_file('pg_wal/' || $1, $2, $3, true)";
+    let row = timed(WHAT, t, c.query_one(sql, &[&segment, &off, &len])).await?;
+    let size: i64 = get(&row, 0, WHAT)?;
+    Ok(WalBytes {
+        segment_size: u64::try_from(size).unwrap_or(0),
+        durable: lsn(&row, 1, WHAT)?,
+        bytes: get(&row, 2, WHAT)?,
     })
 }

@@ -70,7 +70,9 @@ async fn standby_leader(c: &Cluster) -> Option<usize> {
 /// member the standby leader, which keeps replicating; no member of the standby cluster
 /// accepts a write; /primary is 503 on every one of them. Then the primary cluster is
 /// stopped and the standby cluster promoted with `pgwardenctl promote-cluster`: it accepts
-/// writes, with every row written before, and its history has the promotion.
+/// writes, with every row written before, and its history has the promotion. Last, the old
+/// primary cluster comes back, takes writes of its own, and `pgwardenctl demote-cluster` makes
+/// it a standby cluster of the new one: both its members are rewound onto the new history.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn standby_cluster_replicates_fails_over_and_is_promoted() {
     require_pg!();
@@ -221,6 +223,9 @@ async fn standby_cluster_replicates_fails_over_and_is_promoted() {
     refuses_writes(&b, sl).await;
 
     // Disaster recovery: the primary cluster is gone, the standby cluster is promoted.
+    let old_postmasters: Vec<i32> = (0..a.nodes.len())
+        .filter_map(|i| a.nodes[i].postmaster_pid())
+        .collect();
     for i in 0..a.nodes.len() {
         a.kill9(i);
     }
@@ -265,6 +270,89 @@ async fn standby_cluster_replicates_fails_over_and_is_promoted() {
         || async { (rows(&b, sl).await? == 301).then_some(()) },
     )
     .await;
+
+    // The old primary cluster comes back and, before anyone fences it, accepts writes the new
+    // one never saw: its primary restarts first (with its witness, for a quorum) and writes
+    // rows 1000..1010, then its replica rejoins and receives them. As after a reboot, the
+    // killed postmasters are gone first (until reaped, PostgreSQL takes one for a live
+    // owner of its lock file and refuses to start).
+    for pid in old_postmasters {
+        let proc_dir = std::path::PathBuf::from(format!("/proc/{pid}"));
+        wait_for(
+            Duration::from_secs(30),
+            &format!("the killed postmaster {pid} reaped"),
+            || async { (!proc_dir.exists()).then_some(()) },
+        )
+        .await;
+    }
+    let qa = 1 - pa;
+    let witness_a = (0..a.nodes.len())
+        .find(|&i| a.nodes[i].spec.witness)
+        .expect("the witness of the primary cluster");
+    a.start(witness_a);
+    a.start(pa);
+    wait_for(
+        Duration::from_secs(90),
+        "the old primary back as the primary of its cluster",
+        || async { (a.primary().await? == pa).then_some(()) },
+    )
+    .await;
+    insert(&a, pa, 1000, 1010).await;
+    a.start(qa);
+    wait_for(
+        Duration::from_secs(90),
+        "the old cluster's replica back with the diverging rows",
+        || async { (rows(&a, qa).await? == 310).then_some(()) },
+    )
+    .await;
+    // demote-cluster fences it: both members follow the promoted cluster, rewound (the
+    // primary from the new primary, the replica from its standby leader), so the rows only
+    // it had are gone and every row of the new cluster is there.
+    let new_port = b.nodes[p].spec.pg.to_string();
+    let endpoint_a = format!("127.0.0.1:{}", a.nodes[pa].spec.ctl);
+    let o = pgwardenctl(
+        &[
+            "--endpoints",
+            &endpoint_a,
+            "demote-cluster",
+            "--force",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            &new_port,
+        ],
+        Duration::from_secs(120),
+    )
+    .await;
+    assert!(
+        o.ok && o.stdout.contains("cluster is successfully demoted"),
+        "{o:?}"
+    );
+    wait_for(
+        Duration::from_secs(90),
+        "the old primary as the standby leader of the demoted cluster",
+        || async { (standby_leader(&a).await? == pa).then_some(()) },
+    )
+    .await;
+    let client = b.connect(p).await.expect("connect to the new primary");
+    client
+        .execute("INSERT INTO t VALUES (301, 'after the demotion')", &[])
+        .await
+        .expect("a write on the new primary");
+    for i in [pa, qa] {
+        wait_for(
+            Duration::from_secs(120),
+            &format!("pg{i} of the demoted cluster on the new cluster's history"),
+            || async {
+                let all = rows(&a, i).await?;
+                let stray = a.query_i64(i, "SELECT count(*) FROM t WHERE id >= 1000").await?;
+                (all == 302 && stray == 0).then_some(())
+            },
+        )
+        .await;
+        refuses_writes(&a, i).await;
+        assert_eq!(a.http_status(i, "/primary").await, Some(503), "pg{i}: /primary");
+    }
 }
 
 /// `pgwardenctl demote-cluster`, then promote-cluster through PATCH /config, on a one-node

@@ -468,11 +468,24 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
             self.s.remove_data_directory_on_rewind_failure,
             self.s.remove_data_directory_on_diverged_timelines,
         );
-        let mut step = policy.on_divergence(self.rewind_failed);
+        let cannot_rewind = matches!(d, crate::postgres::RewindDecision::NeedsClone { .. });
+        let mut step = policy.on_divergence(self.rewind_failed || cannot_rewind);
         if step == OnDivergence::Rewind {
             tracing::info!(decision = ?d, leader = %leader, "rewinding from the new leader");
             match self.pg.rewind(up).await {
-                Ok(()) => return Ok(()),
+                // pg_rewind also ends with success when it finds nothing to do; the check
+                // again makes sure this data now follows the leader's history.
+                Ok(()) => match self.pg.check_rewind(up).await {
+                    Ok(after) if after.needed() => {
+                        tracing::error!(decision = ?after, "pg_rewind ended but the data still diverges from the leader's history");
+                        step = policy.after_rewind_failure();
+                        if step == OnDivergence::StayStopped {
+                            self.rewind_failed = true;
+                        }
+                    }
+                    Ok(_) => return Ok(()),
+                    Err(e) => return Err(e.into()),
+                },
                 Err(e @ crate::postgres::Error::RewindFailed { .. }) => {
                     tracing::error!(error = %chain(&e), "pg_rewind failed");
                     step = policy.after_rewind_failure();
@@ -502,7 +515,9 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
             OnDivergence::StayStopped => Err(ActError::Diverged(format!(
                 "the data directory diverged from {leader}'s timeline ({d:?}); {}: PostgreSQL stays stopped. \
                  Reinitialize this member (pgwardenctl reinit), or set postgresql.remove_data_directory_on_diverged_timelines",
-                if self.rewind_failed {
+                if cannot_rewind {
+                    "pg_rewind cannot rewind between two histories of the same timeline number"
+                } else if self.rewind_failed {
                     "pg_rewind failed and remove_data_directory_on_rewind_failure is off"
                 } else {
                     "use_pg_rewind is off"
@@ -952,6 +967,68 @@ mod tests {
         let _ = r.iteration().await;
         assert!(called(&pg, "MoveAside"), "{:?}", pg.calls());
         assert!(!called(&pg, "Rewind"), "{:?}", pg.calls());
+    }
+
+    /// Data that diverged on a timeline of the leader's number through another switchpoint
+    /// (two clusters of one system identifier): pg_rewind would see nothing to do, so it is
+    /// not run; the member stays stopped with the reason, or is moved aside and cloned when
+    /// remove_data_directory_on_diverged_timelines says so.
+    #[tokio::test]
+    async fn rewind_same_timeline_other_history_is_never_streamed() {
+        for remove in [false, true] {
+            let dcs = Arc::new(MemDcs::new());
+            let pg = Arc::new(FakePg::new());
+            diverged(&dcs, &pg).await;
+            pg.with_state(|s| {
+                s.rewind_decision = crate::postgres::RewindDecision::NeedsClone {
+                    reason: "fake: timeline 2 through another switchpoint".into(),
+                }
+            });
+            let mut r = runner_a(dcs.clone(), pg.clone());
+            r.s.use_pg_rewind = Some(true);
+            r.s.remove_data_directory_on_diverged_timelines = remove;
+            let res = r.iteration().await;
+            assert!(!called(&pg, "Rewind"), "{:?}", pg.calls());
+            assert!(
+                !called(&pg, "Start"),
+                "started on diverged data: {:?}",
+                pg.calls()
+            );
+            assert_eq!(called(&pg, "MoveAside"), remove, "{:?}", pg.calls());
+            if !remove {
+                let e = format!("{:?}", res.expect_err("the reason is reported"));
+                assert!(e.contains("same timeline number"), "{e}");
+            }
+        }
+    }
+
+    /// pg_rewind that ends with success but leaves the data diverged (it does when it finds
+    /// the timelines equal) is a failed rewind: PostgreSQL is not started on that data.
+    #[tokio::test]
+    async fn rewind_that_changes_nothing_is_checked_and_counts_as_failed() {
+        let dcs = Arc::new(MemDcs::new());
+        let pg = Arc::new(FakePg::new());
+        diverged(&dcs, &pg).await;
+        pg.with_state(|s| s.rewind_changes_nothing = true);
+        let mut r = runner_a(dcs.clone(), pg.clone());
+        r.s.use_pg_rewind = Some(true);
+        assert!(r.iteration().await.is_err());
+        assert!(called(&pg, "Rewind"), "{:?}", pg.calls());
+        assert!(
+            !called(&pg, "Start"),
+            "started on diverged data: {:?}",
+            pg.calls()
+        );
+        assert!(!called(&pg, "MoveAside"), "{:?}", pg.calls());
+
+        // A rewind that works is followed by the start as a replica.
+        let dcs = Arc::new(MemDcs::new());
+        let pg = Arc::new(FakePg::new());
+        diverged(&dcs, &pg).await;
+        let mut r = runner_a(dcs.clone(), pg.clone());
+        r.s.use_pg_rewind = Some(true);
+        r.iteration().await.expect("rewound and started");
+        assert!(called(&pg, "Rewind") && called(&pg, "Start"), "{:?}", pg.calls());
     }
 
     /// A failed pg_rewind moves the data aside only with remove_data_directory_on_rewind_failure
