@@ -6,7 +6,9 @@
 //! convert each node's file with `pgwarden convert-patroni-config`, start pgwarden on each
 //! node. pgwarden adopts the running primary as leader and the running replicas as replicas
 //! without restarting any of them. The Patroni cluster runs in synchronous mode, so that no
-//! acknowledged write may be lost across the SIGKILL failover that follows.
+//! acknowledged write may be lost across the SIGKILL failover that follows. Then the rollback,
+//! the same way back: pause pgwarden, stop it (PostgreSQL keeps running), start etcd and
+//! Patroni with their own files, resume; still no restart and no acknowledged write lost.
 //!
 //! Patroni comes from PyPI into the virtualenv `scripts/test.sh` makes under the target
 //! directory (`target/tools/patroni`, or `PGWARDEN_PATRONI` naming the `patroni` script);
@@ -183,7 +185,7 @@ fn postmaster_pids(c: &Cluster) -> Vec<Option<i32>> {
 /// acknowledged write is lost and the longest write gap is printed. The pgwarden cluster
 /// then fails over on a SIGKILL of the primary.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn datain_takeover_of_a_running_patroni_cluster_keeps_every_write() {
+async fn datain_takeover_of_a_running_patroni_cluster_and_the_rollback_keep_every_write() {
     require_pg!();
     let patroni = patroni_bin();
     require_tool!(
@@ -390,7 +392,6 @@ async fn datain_takeover_of_a_running_patroni_cluster_keeps_every_write() {
     .await;
     writer.wait_more(200, Duration::from_secs(30)).await;
     c.start(primary);
-    let acked = writer.stop().await;
     wait_for(
         Duration::from_secs(90),
         "the old primary streams again",
@@ -401,6 +402,108 @@ async fn datain_takeover_of_a_running_patroni_cluster_keeps_every_write() {
         },
     )
     .await;
+
+    // 5. The rollback, the same way back: pause pgwarden, stop its daemons (PostgreSQL keeps
+    // running: like Patroni, pgwarden leaves it alone when it stops in a paused cluster),
+    // start etcd and Patroni again with their own files, resume.
+    let (code, body) = c
+        .patch_config(new, serde_json::json!({"pause": true}))
+        .await
+        .expect("PATCH /config on pgwarden");
+    assert_eq!(code, 200, "pause: {body}");
+    wait_for(
+        Duration::from_secs(30),
+        "every pgwarden member reports pause",
+        || async {
+            for i in 0..3 {
+                if c.patroni(i).await?["pause"] != Value::Bool(true) {
+                    return None;
+                }
+            }
+            Some(())
+        },
+    )
+    .await;
+    let before = postmaster_pids(&c);
+    assert!(
+        before.iter().all(Option::is_some),
+        "every PostgreSQL runs: {before:?}"
+    );
+    let rollback = Instant::now();
+    for i in 0..3 {
+        c.stop(i).await;
+    }
+    assert_eq!(
+        postmaster_pids(&c),
+        before,
+        "PostgreSQL kept running after pgwarden stopped in the paused cluster"
+    );
+    for i in 0..3 {
+        assert_eq!(
+            c.query_i64(i, "SELECT 1::int8").await,
+            Some(1),
+            "PostgreSQL of node {i} answers with pgwarden stopped"
+        );
+    }
+    kids.push("etcd", start_etcd(&root, etcd_client, etcd_peer));
+    for i in 0..3 {
+        kids.push(&format!("patroni{i}"), start_patroni(&c, i, &patroni));
+    }
+    // etcd kept Patroni's keys from before the takeover (its leases restart with their full
+    // TTL), so the first answers may still name the old leader: Patroni removes that lock
+    // itself ("PAUSE: removed leader lock because postgres is not running as primary") and
+    // the running primary takes it.
+    let new_name = c.nodes[new].spec.name.clone();
+    wait_for(
+        Duration::from_secs(120),
+        "Patroni again, pgwarden's primary its leader and two streaming",
+        || async {
+            let v = cluster_view(&c).await?;
+            let (leader, streaming) = leader_and_streaming(&v)?;
+            (leader == new_name && streaming == 2).then_some(())
+        },
+    )
+    .await;
+    let r = c
+        .http
+        .patch(format!("{}/config", c.rest_url(new)))
+        .json(&serde_json::json!({"pause": false}))
+        .send()
+        .await
+        .expect("PATCH /config on Patroni");
+    assert!(r.status().is_success(), "resume: {}", r.status());
+    wait_for(
+        Duration::from_secs(30),
+        "every Patroni member resumed",
+        || async {
+            for i in 0..3 {
+                if c.patroni(i).await?["pause"] == Value::Bool(true) {
+                    return None;
+                }
+            }
+            Some(())
+        },
+    )
+    .await;
+    eprintln!(
+        "rolled back to Patroni in {:.1?} after the pause",
+        rollback.elapsed()
+    );
+    assert_eq!(
+        postmaster_pids(&c),
+        before,
+        "no PostgreSQL was restarted by the rollback"
+    );
+    wait_cluster_up(
+        &c,
+        "Patroni resumed: a leader and two streaming",
+        Duration::from_secs(60),
+    )
+    .await;
+    writer.wait_more(200, Duration::from_secs(30)).await;
+    let gap = writer.longest_gap_after(rollback);
+    eprintln!("longest write gap from pgwarden's pause to the end of the rollback: {gap:?}");
+    let acked = writer.stop().await;
     let rows: std::collections::BTreeSet<i64> = c
         .connect(new)
         .await

@@ -197,6 +197,45 @@ async fn shutdown_stops_postgres_then_magic_closes_the_watchdog() {
     assert!(f.pg.calls().contains(&Call::Stop(StopMode::Fast)));
 }
 
+/// Shutdown of the primary of a paused cluster (Patroni's rule, how a cluster is handed back
+/// to Patroni): PostgreSQL is not stopped, the leader key is left to expire, no stop
+/// callbacks run, the watchdog is closed, and the lease is forgotten so that neither fence
+/// stops PostgreSQL once the daemon is gone.
+#[tokio::test]
+async fn shutdown_in_a_paused_cluster_leaves_postgres_running() {
+    let mut f = fixture(WatchdogMode::Automatic).await;
+    f.runner.iteration().await.unwrap();
+    f.runner.iteration().await.unwrap();
+    assert_eq!(f.leader().await.as_deref(), Some("a"));
+    f.dcs
+        .put(
+            &format!("{PREFIX}config"),
+            &json!({"ttl": 30, "loop_wait": 10, "retry_timeout": 10, "pause": true}).to_string(),
+            None,
+            Condition::Always,
+        )
+        .await
+        .unwrap();
+    f.runner.iteration().await.unwrap();
+    assert!(f.runner.lease.deadline().is_some(), "the paused primary keeps its lease");
+    f.runner.on_shutdown().await;
+    let stops: Vec<_> = f
+        .pg
+        .calls()
+        .into_iter()
+        .filter(|c| matches!(c, Call::Stop(_)))
+        .collect();
+    assert!(stops.is_empty(), "PostgreSQL was stopped: {stops:?}");
+    assert_eq!(f.leader().await.as_deref(), Some("a"), "the key is left to expire");
+    assert!(f.runner.lease.deadline().is_none(), "the lease is forgotten");
+    assert!(!f.wd.with(|s| s.open));
+    assert!(
+        !f.cb.calls().iter().any(|c| c.starts_with("on_stop")),
+        "{:?}",
+        f.cb.calls()
+    );
+}
+
 /// Pausing the cluster disarms the watchdog.
 #[tokio::test]
 async fn pause_disarms_the_watchdog() {

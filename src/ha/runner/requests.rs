@@ -260,6 +260,22 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
     /// armed (Patroni's rule): the lease then runs out on its own.
     pub(super) async fn on_shutdown(&mut self) {
         let holds = self.status.borrow().holds_lock;
+        // Patroni's rule: a daemon stopped while the cluster is paused leaves PostgreSQL
+        // running and the leader key to expire; the operator who paused is in charge (this is
+        // how a cluster is handed back to Patroni, or upgraded, without stopping writes).
+        // Nothing promotes on its own in a paused cluster, so the running primary has no
+        // rival; the lease is forgotten so that neither fence stops it once this process is
+        // gone.
+        if self.last_view.as_ref().is_some_and(|v| v.paused()) {
+            tracing::info!(
+                leader = holds,
+                "shutting down while the cluster is paused: PostgreSQL is left running and the leader key left to expire"
+            );
+            self.lease.forget();
+            self.lease.watchdog().disable();
+            self.callbacks.wait_idle(Duration::from_secs(5)).await;
+            return;
+        }
         tracing::info!(leader = holds, "shutting down: stopping PostgreSQL");
         let lease = self.lease.clone();
         let stopped = match lease
