@@ -86,6 +86,9 @@ pub enum Action {
         /// Running members tagged `clonefrom: true`, other than this one and the leader.
         clonefrom: Vec<MemberName>,
     },
+    /// Create the data directory with no member to copy from, by the replica methods marked
+    /// `no_leader` (Patroni's "bootstrap (without leader)": a restore from a backup).
+    CloneWithoutLeader,
     /// Start as primary (we hold the key).
     StartPrimary,
     /// Start (or restart) as a replica following `leader`, after crash recovery and a
@@ -178,6 +181,8 @@ pub struct Inputs<'a> {
     /// PostgreSQL's configuration was last written to replicate from the remote primary as
     /// the dynamic configuration names it now (standby leader).
     pub following_remote: bool,
+    /// A replica method can run with no member to copy from (`no_leader: true`).
+    pub clone_without_leader: bool,
 }
 
 /// The actions of one iteration and why.
@@ -303,6 +308,16 @@ pub fn decide(i: &Inputs<'_>) -> Decision {
                             },
                         ]);
                         decision(actions, why)
+                    }
+                    // Patroni's "bootstrap (without leader)": a method that restores from a
+                    // backup needs no running member. Not while another member is
+                    // bootstrapping (`initialize` empty, matched above).
+                    None if i.clone_without_leader => {
+                        actions.extend([Action::CloneWithoutLeader, Action::StartReplica { leader: None }]);
+                        decision(
+                            actions,
+                            "no data directory and no leader: creating a replica with the methods that need none (no_leader)",
+                        )
                     }
                     None => decision(actions, "no data directory and no leader to clone from: waiting"),
                 },

@@ -861,6 +861,7 @@ fn inputs<'a>(me: &'a MemberName, view: Option<&'a ClusterView>, pg: &'a PgState
         standalone: false,
         standby_cluster: false,
         following_remote: false,
+        clone_without_leader: false,
     }
 }
 
@@ -1365,4 +1366,40 @@ fn standby_members_cascade_and_the_first_clones_the_remote() {
         "{}",
         d.reason
     );
+}
+
+/// Patroni's "bootstrap (without leader)": with no leader, a member with no data creates a
+/// replica only when a replica method needs no leader (a restore from a backup), then starts
+/// read-only with no upstream; never while another member is bootstrapping, and never with
+/// basebackup alone.
+#[test]
+fn no_leader_method_creates_a_replica_without_a_leader() {
+    let me = n("b");
+    let v = view(None);
+    let d = decide(&Inputs {
+        clone_without_leader: true,
+        ..inputs(&me, Some(&v), &PgState::NoData)
+    });
+    assert_eq!(
+        d.actions,
+        vec![Action::CloneWithoutLeader, Action::StartReplica { leader: None }],
+        "{}",
+        d.reason
+    );
+    let d = decide(&inputs(&me, Some(&v), &PgState::NoData));
+    assert!(d.actions.is_empty(), "basebackup needs a leader: {d:?}");
+    let mut bootstrapping = view(None);
+    bootstrapping.initialize = Some(String::new());
+    let d = decide(&Inputs {
+        clone_without_leader: true,
+        ..inputs(&me, Some(&bootstrapping), &PgState::NoData)
+    });
+    assert!(d.actions.is_empty(), "another member is bootstrapping: {d:?}");
+    // With a leader, the leader is cloned as before.
+    let v = view(Some("a"));
+    let d = decide(&Inputs {
+        clone_without_leader: true,
+        ..inputs(&me, Some(&v), &PgState::NoData)
+    });
+    assert!(matches!(d.actions[0], Action::Clone { .. }), "{d:?}");
 }

@@ -49,6 +49,8 @@ pub enum Call {
     CrashRecovery,
     /// `clone_from`.
     Clone(Upstream),
+    /// `clone_without_source`.
+    CloneWithoutSource,
     /// `check_rewind`.
     CheckRewind(Upstream),
     /// `rewind`.
@@ -348,6 +350,22 @@ impl PgControl for FakePg {
     async fn crash_recovery(&self) -> Result<bool> {
         self.record("crash_recovery", Call::CrashRecovery)?;
         Ok(self.with_state(|s| !std::mem::replace(&mut s.clean_shutdown, true)))
+    }
+
+    async fn clone_without_source(
+        &self,
+        methods: &[ReplicaMethod],
+        _progress: &watch::Sender<CloneProgress>,
+    ) -> Result<()> {
+        self.record("clone_without_source", Call::CloneWithoutSource)?;
+        if !methods.iter().any(ReplicaMethod::works_without_leader) {
+            return Err(Error::Unexpected {
+                what: "replica methods",
+                value: "none works without a leader".into(),
+            });
+        }
+        self.with_state(|s| s.has_data = true);
+        Ok(())
     }
 
     async fn clone_from(

@@ -197,6 +197,14 @@ impl PgControl for PgManager {
         self.clone_data_dir(Some(source), methods, progress).await
     }
 
+    async fn clone_without_source(
+        &self,
+        methods: &[ReplicaMethod],
+        progress: &watch::Sender<CloneProgress>,
+    ) -> Result<()> {
+        self.clone_data_dir(None, methods, progress).await
+    }
+
     async fn check_rewind(&self, primary: &Upstream) -> Result<RewindDecision> {
         self.check_divergence(primary).await
     }

@@ -189,6 +189,14 @@ pub trait PgControl: Send + Sync {
     /// "shut down". Returns whether recovery ran. The postmaster must be stopped.
     fn crash_recovery(&self) -> impl Future<Output = Result<bool>> + Send;
 
+    /// Creates the data directory with no member to copy from: only the methods that need
+    /// none (`no_leader: true`, a restore from a backup repository) run, in order.
+    fn clone_without_source(
+        &self,
+        methods: &[ReplicaMethod],
+        progress: &watch::Sender<CloneProgress>,
+    ) -> impl Future<Output = Result<()>> + Send;
+
     /// Creates the data directory from `source` with the replica methods in order, publishing
     /// progress on `progress`.
     fn clone_from(

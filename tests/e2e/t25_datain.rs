@@ -128,7 +128,8 @@ async fn streaming_from(c: &Cluster, primary: usize, member: &str) -> Option<()>
 /// pg_basebackup, the partial directory moved aside; a member whose pgBackRest restore fails
 /// (no backup yet) falls back too; once a backup exists, that member reinitialized is created
 /// through pgBackRest from the repository, with no base backup served by the primary, and
-/// streams afterwards.
+/// streams afterwards. Last, with the primary lost and no leader, a member whose disk was
+/// replaced restores itself from the repository (`no_leader: true`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn datain_pgbackrest_replica_and_fallback_to_basebackup() {
     require_pg!();
@@ -140,7 +141,7 @@ async fn datain_pgbackrest_replica_and_fallback_to_basebackup() {
                   threads: 2}\n";
     let restore = "  create_replica_methods: [pgbackrest, basebackup]\n  pgbackrest:\n    command: \
                    'pgbackrest --config={root}/pgbr/pgbackrest.conf --stanza=e2e --pg1-path={root}/pg1/pgdata --delta restore'\n    \
-                   keep_data: true\n    no_params: true\n";
+                   keep_data: true\n    no_params: true\n    no_leader: true\n";
     let mut c = Cluster::new(Options {
         dcs_parameters: vec![
             ("archive_mode", "\"on\""),
@@ -237,6 +238,46 @@ async fn datain_pgbackrest_replica_and_fallback_to_basebackup() {
     })
     .await;
     c.wait_healthy(Duration::from_secs(60)).await;
+
+    // `no_leader: true`: the primary is lost for good (the others may not fail over) and
+    // pg1's disk is replaced. With no member to copy from, pg1 restores itself from the
+    // repository (Patroni's "bootstrap (without leader)") and runs read-only.
+    c.kill9(0);
+    wait_for(Duration::from_secs(60), "the leader key expired", || async {
+        let v = pgwarden_testkit::http::get_json(&c.http, &format!("{}/cluster", c.rest_url(2))).await?;
+        let members = v["members"].as_array()?;
+        (!members.is_empty() && !members.iter().any(|m| m["role"] == "leader")).then_some(())
+    })
+    .await;
+    c.stop(1).await;
+    let data = c.nodes[1].dir.join("pgdata");
+    std::fs::rename(&data, c.nodes[1].dir.join("pgdata.lost-disk")).unwrap();
+    c.start(1);
+    wait_for(
+        Duration::from_secs(120),
+        "pg1 restored from the repository with no leader",
+        || async {
+            let log = c.log(1);
+            (log.contains("no data directory and no leader: creating a replica")
+                && log
+                    .lines()
+                    .filter(|l| l.contains("clone finished") && l.contains("pgbackrest"))
+                    .count()
+                    == 2)
+                .then_some(())
+        },
+    )
+    .await;
+    wait_for(
+        Duration::from_secs(60),
+        "pg1 answers read-only with the backup's rows",
+        || async {
+            let rows = c.query_i64(1, "SELECT count(*) FROM t").await?;
+            let ro = c.query_i64(1, "SELECT pg_is_in_recovery()::int::int8").await?;
+            (rows >= 1 && ro == 1).then_some(())
+        },
+    )
+    .await;
 }
 
 /// Adds a custom bootstrap method to every node's configuration (the harness writes the

@@ -97,6 +97,12 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
                 PgControl::clone_from(&*self.pg, &up, &methods, &self.progress).await?;
                 self.just_cloned = true;
             }
+            Action::CloneWithoutLeader => {
+                self.set_state(MemberState::CreatingReplica);
+                tracing::info!("cloning a replica with no leader, by the methods marked no_leader");
+                PgControl::clone_without_source(&*self.pg, &self.s.replica_methods, &self.progress).await?;
+                self.just_cloned = true;
+            }
             Action::StartPrimary => self.start_primary(v).await?,
             Action::StartReplica { leader } => self.start_replica(leader.as_ref(), v, obs).await?,
             Action::Follow { leader } => {
@@ -410,7 +416,10 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
                 }
                 Some(target)
             }
-            None => None,
+            None => {
+                self.just_cloned = false;
+                None
+            }
         };
         self.write_pg_config(v, PgRole::Standby(target)).await?;
         self.set_state(MemberState::Starting);

@@ -217,16 +217,22 @@ async fn shutdown_in_a_paused_cluster_leaves_postgres_running() {
         .await
         .unwrap();
     f.runner.iteration().await.unwrap();
-    assert!(f.runner.lease.deadline().is_some(), "the paused primary keeps its lease");
+    assert!(
+        f.runner.lease.deadline().is_some(),
+        "the paused primary keeps its lease"
+    );
     f.runner.on_shutdown().await;
-    let stops: Vec<_> = f
-        .pg
-        .calls()
-        .into_iter()
-        .filter(|c| matches!(c, Call::Stop(_)))
-        .collect();
+    let stops: Vec<_> =
+        f.pg.calls()
+            .into_iter()
+            .filter(|c| matches!(c, Call::Stop(_)))
+            .collect();
     assert!(stops.is_empty(), "PostgreSQL was stopped: {stops:?}");
-    assert_eq!(f.leader().await.as_deref(), Some("a"), "the key is left to expire");
+    assert_eq!(
+        f.leader().await.as_deref(),
+        Some("a"),
+        "the key is left to expire"
+    );
     assert!(f.runner.lease.deadline().is_none(), "the lease is forgotten");
     assert!(!f.wd.with(|s| s.open));
     assert!(

@@ -634,6 +634,11 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
                 && !self.pg.configured_by_pgwarden(),
             standby_cluster: self.standby_cluster_config(view).is_some(),
             following_remote: self.following_remote(view),
+            clone_without_leader: self
+                .s
+                .replica_methods
+                .iter()
+                .any(crate::postgres::ReplicaMethod::works_without_leader),
         });
         if d.reason != self.last_reason && d.needs_operator {
             tracing::warn!(reason = %d.reason, "decision: waiting for an operator");
