@@ -183,6 +183,8 @@ pub struct Inputs<'a> {
     pub following_remote: bool,
     /// A replica method can run with no member to copy from (`no_leader: true`).
     pub clone_without_leader: bool,
+    /// This member stopped PostgreSQL for a switchover and has not started it since.
+    pub demoted_for_switchover: bool,
 }
 
 /// The actions of one iteration and why.
@@ -328,6 +330,16 @@ pub fn decide(i: &Inputs<'_>) -> Decision {
                 return d;
             }
             if paused {
+                // Patroni's graceful demotion starts the old primary as a replica itself,
+                // paused or not: a switchover in a paused cluster must not leave it down.
+                if i.demoted_for_switchover && !i_hold {
+                    return decision(
+                        vec![Action::StartReplica {
+                            leader: leader.cloned(),
+                        }],
+                        "demoted by a switchover in a paused cluster: starting as a replica",
+                    );
+                }
                 return decision(
                     vec![],
                     "PostgreSQL is not running and the cluster is paused: not starting it",
@@ -444,7 +456,9 @@ fn decide_running(
                                 && m.xlog_location
                                     .is_some_and(|x| r.wal.0.saturating_sub(x) <= i.maximum_lag_on_failover)
                         });
-                    if healthy && !paused {
+                    // Patroni carries out a switchover to a named candidate in a paused
+                    // cluster too (its API refuses one without a candidate there).
+                    if healthy {
                         actions.push(Action::Demote(DemoteMode::Graceful));
                         return decision(actions, format!("switchover: handing the leader key to {c}"));
                     }

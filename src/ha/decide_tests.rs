@@ -862,6 +862,7 @@ fn inputs<'a>(me: &'a MemberName, view: Option<&'a ClusterView>, pg: &'a PgState
         standby_cluster: false,
         following_remote: false,
         clone_without_leader: false,
+        demoted_for_switchover: false,
     }
 }
 
@@ -1402,4 +1403,61 @@ fn no_leader_method_creates_a_replica_without_a_leader() {
         ..inputs(&me, Some(&v), &PgState::NoData)
     });
     assert!(matches!(d.actions[0], Action::Clone { .. }), "{d:?}");
+}
+
+/// A switchover to a named candidate in a paused cluster is carried out, as Patroni does:
+/// the leader demotes gracefully; the old primary, stopped by that demotion, starts as a
+/// replica although the cluster is paused; any other stopped member stays stopped.
+#[test]
+fn paused_switchover_to_a_named_candidate_is_carried_out() {
+    let mut v = view(Some("a"));
+    v.config = Some(Versioned {
+        value: crate::config::DynamicConfig::from_json(&json!({"pause": true})).unwrap(),
+        revision: 1,
+    });
+    v.failover = Some(Versioned {
+        value: FailoverKey {
+            leader: Some("a".into()),
+            member: Some("b".into()),
+            scheduled_at: None,
+        },
+        revision: 9,
+    });
+    let a = n("a");
+    let pg = primary();
+    let d = decide(&Inputs {
+        scheduled_due: true,
+        ..inputs(&a, Some(&v), &pg)
+    });
+    assert_eq!(
+        d.actions,
+        vec![Action::RefreshLeader, Action::Demote(DemoteMode::Graceful)],
+        "{}",
+        d.reason
+    );
+    // b took the key; a's PostgreSQL is stopped by the demotion.
+    let mut after = v.clone();
+    after.leader = Some(Versioned {
+        value: n("b"),
+        revision: 10,
+    });
+    let stopped = PgState::Stopped {
+        standby: false,
+        clean: true,
+    };
+    let d = decide(&Inputs {
+        demoted_for_switchover: true,
+        ..inputs(&a, Some(&after), &stopped)
+    });
+    assert_eq!(
+        d.actions,
+        vec![Action::StartReplica { leader: Some(n("b")) }],
+        "{}",
+        d.reason
+    );
+    let d = decide(&inputs(&a, Some(&after), &stopped));
+    assert!(
+        d.actions.is_empty(),
+        "stopped by someone else: left alone in pause: {d:?}"
+    );
 }

@@ -123,8 +123,9 @@ async fn e2e_primary_start_timeout_zero_fails_over_on_a_crash() {
     );
 }
 
-/// In maintenance mode (pause) the primary's death promotes nobody; after resume the
-/// cluster elects a leader and serves writes again.
+/// In maintenance mode (pause) a switchover to a named candidate is carried out, the
+/// primary's death promotes nobody; after resume the cluster elects a leader and serves
+/// writes again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn e2e_paused_cluster_does_not_fail_over() {
     require_pg!();
@@ -172,6 +173,27 @@ async fn e2e_paused_cluster_does_not_fail_over() {
         },
     )
     .await;
+    // A switchover to a named candidate is carried out in pause, as Patroni does; the old
+    // primary comes back as a streaming replica, and the cluster stays paused.
+    let cand = (0..3).find(|i| *i != leader).unwrap();
+    let body = json!({"leader": c.nodes[leader].spec.name, "candidate": c.nodes[cand].spec.name});
+    let (code, text) = c
+        .post(leader, "/switchover", body)
+        .await
+        .expect("POST /switchover");
+    assert_eq!(code, 200, "switchover in pause: {text}");
+    wait_for(
+        Duration::from_secs(60),
+        "the candidate primary and the old primary a streaming replica, still paused",
+        || async {
+            (c.primary().await? == cand).then_some(())?;
+            let s = c.patroni(leader).await?;
+            (s["role"] == "replica" && s["replication_state"] == "streaming" && s["pause"] == json!(true))
+                .then_some(())
+        },
+    )
+    .await;
+    let leader = cand;
     c.kill9(leader);
     // Watch for twice the ttl: nobody may become primary while paused.
     let until = Instant::now() + Duration::from_secs(20);

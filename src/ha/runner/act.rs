@@ -424,6 +424,7 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
         self.write_pg_config(v, PgRole::Standby(target)).await?;
         self.set_state(MemberState::Starting);
         self.pg.start().await?;
+        self.demoted_for_switchover = false;
         self.following = leader.cloned();
         self.not_streaming_since = None;
         let action = if self.role_changes_to_replica() {
@@ -635,6 +636,7 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
                     }
                 }
                 self.lease.release().await?;
+                self.demoted_for_switchover = true;
             }
             DemoteMode::ImmediateNoLock => {
                 self.lease.forget();

@@ -204,6 +204,9 @@ pub struct Runner<D: Dcs, P: PgControl + 'static> {
     /// a running primary) but it must be started as is, since recovery from the backup
     /// label is what makes it consistent. Crash recovery or a rewind here would fork it.
     just_cloned: bool,
+    /// PostgreSQL was stopped by a graceful demotion (a switchover) and not started since: in a
+    /// paused cluster it is started as a replica anyway, as Patroni does.
+    demoted_for_switchover: bool,
     /// This member's custom bootstrap failed (the reason): it takes no part in the bootstrap
     /// race again until restarted, so that a broken restore command does not run, and leave
     /// a moved-aside data directory, every loop (Patroni exits instead).
@@ -307,6 +310,7 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
             standby_leader: false,
             not_streaming_since: None,
             just_cloned: false,
+            demoted_for_switchover: false,
             custom_bootstrap_failed: None,
             clone_from_leader: false,
             rewind_failed: false,
@@ -639,6 +643,7 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
                 .replica_methods
                 .iter()
                 .any(crate::postgres::ReplicaMethod::works_without_leader),
+            demoted_for_switchover: self.demoted_for_switchover,
         });
         if d.reason != self.last_reason && d.needs_operator {
             tracing::warn!(reason = %d.reason, "decision: waiting for an operator");
