@@ -1200,7 +1200,13 @@ fn upgrade_host(lab: &Lab, i: usize, deb: &Path, old: &str, new: &str, leader: u
     let main_pid = "systemctl show -p MainPID --value pgwarden";
     let pid_before = lab.ok(i, main_pid);
     std::fs::copy(deb, lab.merged(i).join("root/pgwarden-new.deb")).unwrap();
-    lab.ok(i, "dpkg -i /root/pgwarden-new.deb >/dev/null");
+    let said = lab.ok(i, "dpkg -i /root/pgwarden-new.deb 2>&1 >/dev/null");
+    assert!(
+        said.contains(&format!("upgraded from {old}-1"))
+            && said.contains("keeps the old version until it is restarted"),
+        "{}: dpkg -i said:\n{said}",
+        host_name(i)
+    );
     let installed = lab.ok(i, "dpkg-query -W -f '${Version}' pgwarden");
     assert_eq!(
         installed,
