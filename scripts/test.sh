@@ -100,6 +100,10 @@ fi
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings -D clippy::todo
+# The previous release's .deb, which tests/field_systemd.rs upgrades from (cached under
+# target/packages/previous/<commit>). Built first, with the same target directory, so that
+# package.sh below reuses its compiled dependencies.
+./scripts/package-previous.sh
 # The .deb and .rpm that tests/packaging_checks.rs and tests/packaging_netns.rs check
 # (target/packages). As root (CI), those tests must run rather than skip.
 ./scripts/package.sh

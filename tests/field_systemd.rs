@@ -14,7 +14,12 @@
 //! PostgreSQL takes no write after the lease and another member leads; a container powered
 //! off and booted again rejoins as a replica. Two data nodes and a witness
 //! (`field_systemd_two_data_nodes_and_a_witness`): the witness has no PostgreSQL, and a stop
-//! of the primary hands over to the other data node.
+//! of the primary hands over to the other data node. A rolling upgrade
+//! (`field_systemd_rolling_upgrade_one_switchover`): three hosts installed from the previous
+//! release's .deb (scripts/package-previous.sh), then, under a client writing throughout,
+//! the replicas upgraded (install: the daemon keeps running; restart), one switchover to an
+//! upgraded replica, and the old primary upgraded; no acknowledged write lost, one new
+//! timeline, every host on the new version.
 //!
 //! How:
 //! - The root filesystem is made once by mmdebstrap from the machine's Debian mirror and
@@ -22,9 +27,10 @@
 //!   package list: a change of either rebuilds it. Each container boots from an overlay
 //!   mount on it (instant; a `cp -a` of the 470 MB root took about 3 s), so the cache stays
 //!   clean.
-//! - Network: namespace `<prefix>-hN` with 10.201.0.N/24 on a veth whose peer is a port of a
-//!   bridge in namespace `<prefix>-br`; the test's client (the writer, REST reads) lives in
-//!   `<prefix>-cl` (10.201.0.100). Nothing is configured in the machine's own namespace.
+//! - Network: the testkit's `NetLab` (shared with the other namespace tests): per host a
+//!   namespace `<prefix>-nI` with 10.201.0.(I+1)/24 on a veth whose peer is a port of a bridge
+//!   in namespace `<prefix>-br`; the test's client (the writer, REST reads) lives in
+//!   `<prefix>-cl` (10.201.0.200). Nothing is configured in the machine's own namespace.
 //! - A container is `systemd-nspawn -b --register=no --keep-unit`, a child of the test;
 //!   commands run inside with `nsenter -t <its PID 1> -a` (one helper, [`Lab::sh`]).
 //!
@@ -32,15 +38,16 @@
 //! if it does not, the overlays unmounted and their directories removed, the namespaces (and
 //! with them veths and bridge) deleted. The cached root is never written.
 //!
-//! Needs root, systemd-nspawn (systemd-container), mmdebstrap, nsenter and the .deb from
-//! scripts/package.sh; skipped loudly otherwise (a failure under
+//! Needs root, systemd-nspawn (systemd-container), mmdebstrap, nsenter, tc and the .deb from
+//! scripts/package.sh (the upgrade also the previous release's, from
+//! scripts/package-previous.sh); skipped loudly otherwise (a failure under
 //! PGWARDEN_REQUIRE_PACKAGE_TESTS=1, as scripts/test.sh sets).
 
 mod packaging;
 
 use packaging::{deb, have, run_limited, skip};
+use pgwarden_testkit::netns::NetLab;
 use serde_json::Value;
-use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
@@ -53,13 +60,12 @@ const PACKAGES: &str = "systemd,systemd-sysv,dbus,postgresql-15,iproute2,adduser
 /// postgresql-common creates and starts a cluster 15/main on port 5432: the port pgwarden's
 /// PostgreSQL uses. The root drops it (the data directory is pgwarden's to create).
 const CUSTOMIZE: &str = r#"chroot "$1" pg_dropcluster 15 main || true"#;
-const NET: &str = "10.201.0";
-const CLIENT_IP: &str = "10.201.0.100";
 const QUICK: Duration = Duration::from_secs(60);
 const SCOPE: &str = "field";
 
+/// Host `i`'s address: the testkit network's node address.
 fn host_ip(i: usize) -> String {
-    format!("{NET}.{}", i + 1)
+    format!("10.201.0.{}", i + 1)
 }
 
 fn host_name(i: usize) -> String {
@@ -188,26 +194,26 @@ struct Container {
 
 /// Everything the test created, undone on drop (also when the test panics).
 struct Lab {
-    prefix: String,
     root: PathBuf,
     work: PathBuf,
-    namespaces: Vec<String>,
     hosts: Vec<Container>,
+    /// Declared last: dropped (namespaces deleted) after [`Lab`]'s drop has powered the
+    /// containers off.
+    net: NetLab,
 }
 
 impl Lab {
     fn new(root: PathBuf, hosts: usize) -> Lab {
         let prefix = format!("fld{}", std::process::id() % 100_000);
+        let net = NetLab::new(&prefix, hosts).unwrap_or_else(|e| panic!("the test network: {e}"));
         let work = target_dir().join(format!("field-run-{}", std::process::id()));
         std::fs::create_dir_all(&work).unwrap();
         let mut lab = Lab {
-            prefix,
             root,
             work,
-            namespaces: vec![],
             hosts: vec![],
+            net,
         };
-        lab.build_network(hosts);
         for i in 0..hosts {
             let dir = lab.work.join(host_name(i));
             for d in ["upper", "work", "merged"] {
@@ -225,46 +231,13 @@ impl Lab {
     }
 
     fn ns(&self, i: usize) -> String {
-        format!("{}-h{}", self.prefix, i + 1)
+        self.net.node_ns(i)
     }
     fn client_ns(&self) -> String {
-        format!("{}-cl", self.prefix)
+        self.net.client_ns()
     }
     fn merged(&self, i: usize) -> PathBuf {
         self.hosts[i].dir.join("merged")
-    }
-
-    fn ip(&self, args: &[&str]) {
-        packaging::stdout_of("ip", args, QUICK);
-    }
-
-    fn add_namespace(&mut self, name: &str) {
-        self.ip(&["netns", "add", name]);
-        self.namespaces.push(name.to_string());
-        self.ip(&["-n", name, "link", "set", "lo", "up"]);
-    }
-
-    /// A bridge in its own namespace; per host (and for the client) a namespace with
-    /// eth0 = 10.201.0.N/24 whose veth peer is a port of the bridge.
-    fn build_network(&mut self, hosts: usize) {
-        let br = format!("{}-br", self.prefix);
-        self.add_namespace(&br);
-        self.ip(&["-n", &br, "link", "add", "br0", "type", "bridge"]);
-        self.ip(&["-n", &br, "link", "set", "br0", "up"]);
-        let mut ends: Vec<(String, String, String)> = (0..hosts)
-            .map(|i| (self.ns(i), format!("h{}", i + 1), host_ip(i)))
-            .collect();
-        ends.push((self.client_ns(), "cl".into(), CLIENT_IP.into()));
-        for (ns, port, ip) in ends {
-            self.add_namespace(&ns);
-            self.ip(&[
-                "-n", &ns, "link", "add", "eth0", "type", "veth", "peer", "name", &port, "netns", &br,
-            ]);
-            self.ip(&["-n", &br, "link", "set", &port, "master", "br0"]);
-            self.ip(&["-n", &br, "link", "set", &port, "up"]);
-            self.ip(&["-n", &ns, "addr", "add", &format!("{ip}/24"), "dev", "eth0"]);
-            self.ip(&["-n", &ns, "link", "set", "eth0", "up"]);
-        }
     }
 
     fn mount(&mut self, i: usize) {
@@ -445,9 +418,6 @@ impl Drop for Lab {
                 h.mounted = false;
             }
         }
-        for ns in self.namespaces.drain(..).rev() {
-            let _ = Command::new("ip").args(["netns", "del", &ns]).status();
-        }
         // The overlays' upper layers: copies of what the containers wrote, nothing else.
         let unmounted = self
             .hosts
@@ -478,37 +448,8 @@ fn wait_for<T>(limit: Duration, what: &str, mut cond: impl FnMut() -> Option<T>)
     }
 }
 
-/// An HTTP GET from inside network namespace `ns` (a thread that joins it; only that thread
-/// changes namespace). None on any failure or after about 3 s.
-fn get_in_ns(ns: &str, addr: &str, path: &str) -> Option<(u16, String)> {
-    let ns_path = format!("/run/netns/{ns}");
-    let addr = addr.to_string();
-    let path = path.to_string();
-    std::thread::spawn(move || -> Option<(u16, String)> {
-        let f = std::fs::File::open(&ns_path).ok()?;
-        nix::sched::setns(f, nix::sched::CloneFlags::CLONE_NEWNET).ok()?;
-        let sock: std::net::SocketAddr = addr.parse().ok()?;
-        let mut s = std::net::TcpStream::connect_timeout(&sock, Duration::from_secs(2)).ok()?;
-        s.set_read_timeout(Some(Duration::from_secs(3))).ok()?;
-        write!(
-            s,
-            "GET {path} HTTP/1.0\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-        )
-        .ok()?;
-        let mut buf = Vec::new();
-        s.read_to_end(&mut buf).ok()?;
-        let text = String::from_utf8_lossy(&buf).into_owned();
-        let (head, body) = text.split_once("\r\n\r\n")?;
-        let code = head.split_whitespace().nth(1)?.parse().ok()?;
-        Some((code, body.to_string()))
-    })
-    .join()
-    .ok()
-    .flatten()
-}
-
 fn rest_json(lab: &Lab, i: usize, path: &str) -> Option<Value> {
-    let (code, body) = get_in_ns(&lab.client_ns(), &format!("{}:8008", host_ip(i)), path)?;
+    let (code, body) = NetLab::http_get_in(&lab.client_ns(), &format!("{}:8008", host_ip(i)), path)?;
     (code == 200).then(|| serde_json::from_str(&body).ok()).flatten()
 }
 
@@ -570,7 +511,9 @@ fn superuser_password(lab: &Lab) -> String {
 /// multi-host connection strings (`target_session_attrs=read-write`), recording when each
 /// insert was acknowledged.
 struct Writer {
-    acked: Arc<Mutex<Vec<Instant>>>,
+    /// When each insert was acknowledged, and the number it inserted (1, 2, ... in the order
+    /// tried; a number whose insert failed is never acknowledged).
+    acked: Arc<Mutex<Vec<(Instant, i64)>>>,
     stop: Arc<std::sync::atomic::AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -595,6 +538,7 @@ impl Writer {
                 .unwrap();
             rt.block_on(async move {
                 let mut client: Option<tokio_postgres::Client> = None;
+                let mut n: i64 = 0;
                 while !s.load(std::sync::atomic::Ordering::Relaxed) {
                     if client.is_none() {
                         match tokio::time::timeout(
@@ -614,16 +558,17 @@ impl Writer {
                         }
                     }
                     let Some(c) = &client else { continue };
+                    n += 1;
                     let r = tokio::time::timeout(
                         Duration::from_secs(2),
-                        c.batch_execute(
-                            "CREATE TABLE IF NOT EXISTS field_writes (at timestamptz default now()); \
-                             INSERT INTO field_writes DEFAULT VALUES",
-                        ),
+                        c.batch_execute(&format!(
+                            "CREATE TABLE IF NOT EXISTS field_writes (n bigint, at timestamptz default now()); \
+                             INSERT INTO field_writes (n) VALUES ({n})"
+                        )),
                     )
                     .await;
                     match r {
-                        Ok(Ok(_)) => a.lock().unwrap().push(Instant::now()),
+                        Ok(Ok(_)) => a.lock().unwrap().push((Instant::now(), n)),
                         _ => client = None,
                     }
                     tokio::time::sleep(Duration::from_millis(20)).await;
@@ -645,9 +590,14 @@ impl Writer {
     /// acknowledgement after `until`.
     fn max_gap(&self, from: Instant, until: Instant) -> Duration {
         let acked = self.acked.lock().unwrap();
-        let mut last = acked.iter().rev().find(|&&t| t <= from).copied().unwrap_or(from);
+        let mut last = acked
+            .iter()
+            .rev()
+            .map(|&(t, _)| t)
+            .find(|&t| t <= from)
+            .unwrap_or(from);
         let mut gap = Duration::ZERO;
-        for &t in acked.iter().filter(|&&t| t > from) {
+        for t in acked.iter().map(|&(t, _)| t).filter(|&t| t > from) {
             gap = gap.max(t - last);
             last = t;
             if t > until {
@@ -655,6 +605,11 @@ impl Writer {
             }
         }
         gap
+    }
+
+    /// The numbers of every acknowledged insert so far.
+    fn acked_numbers(&self) -> Vec<i64> {
+        self.acked.lock().unwrap().iter().map(|&(_, n)| n).collect()
     }
 
     /// Waits for `n` more acknowledged writes.
@@ -679,7 +634,7 @@ fn preconditions() -> Option<PathBuf> {
         skip("field_systemd needs root (network namespaces, mounts, systemd-nspawn)");
         return None;
     }
-    for tool in ["systemd-nspawn", "mmdebstrap", "nsenter", "ip", "mount"] {
+    for tool in ["systemd-nspawn", "mmdebstrap", "nsenter", "ip", "tc", "mount"] {
         if !have(tool) {
             skip(&format!(
                 "{tool} not found (apt-get install systemd-container mmdebstrap util-linux iproute2)"
@@ -1147,5 +1102,281 @@ fn field_systemd_two_data_nodes_and_a_witness() {
     );
     drop(writer);
     phases.end("stop the primary (hand-over)");
+    phases.print();
+}
+
+/// The commit of the previous release (packaging/previous-release), which
+/// scripts/package-previous.sh packages.
+fn previous_release() -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("packaging/previous-release");
+    std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .trim()
+        .to_string()
+}
+
+/// The previous release's .deb from scripts/package-previous.sh; None (after saying why) when
+/// it is not there. Without the git history that names the commit, it cannot be built: the
+/// message says which commit is missing.
+fn previous_deb() -> Option<PathBuf> {
+    let commit = previous_release();
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("target/packages/previous")
+        .join(&commit);
+    let found = std::fs::read_dir(&dir).ok().and_then(|d| {
+        d.flatten()
+            .map(|e| e.path())
+            .find(|p| p.extension().is_some_and(|x| x == "deb"))
+    });
+    if found.is_none() {
+        let in_history = Command::new("git")
+            .args(["cat-file", "-e", &format!("{commit}^{{commit}}")])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if in_history {
+            skip(&format!(
+                "no .deb of the previous release {commit} in {}: run scripts/package-previous.sh",
+                dir.display()
+            ));
+        } else {
+            skip(&format!(
+                "the previous release, commit {commit}, is not in this checkout's git history (a \
+                 tarball or a shallow clone): its package cannot be built"
+            ));
+        }
+    }
+    found
+}
+
+/// The integers of column `n` of `table` on host `i`'s PostgreSQL, read from the client
+/// namespace.
+fn numbers_on(lab: &Lab, i: usize, password: &str, sql: &str) -> Vec<i64> {
+    let conn = format!(
+        "host={} port=5432 user=postgres dbname=postgres password={password} connect_timeout=3",
+        host_ip(i)
+    );
+    let ns_path = format!("/run/netns/{}", lab.client_ns());
+    let query = sql.to_string();
+    std::thread::spawn(move || -> Result<Vec<i64>, String> {
+        let f = std::fs::File::open(&ns_path).map_err(|e| e.to_string())?;
+        nix::sched::setns(f, nix::sched::CloneFlags::CLONE_NEWNET).map_err(|e| e.to_string())?;
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| e.to_string())?;
+        rt.block_on(async move {
+            let (c, connection) = tokio::time::timeout(
+                Duration::from_secs(5),
+                tokio_postgres::connect(&conn, tokio_postgres::NoTls),
+            )
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?;
+            tokio::spawn(connection);
+            let rows = tokio::time::timeout(Duration::from_secs(20), c.query(&query, &[]))
+                .await
+                .map_err(|e| e.to_string())?
+                .map_err(|e| e.to_string())?;
+            Ok(rows.iter().map(|r| r.get::<_, i64>(0)).collect())
+        })
+    })
+    .join()
+    .expect("query thread")
+    .unwrap_or_else(|e| panic!("{}: `{sql}`: {e}", host_name(i)))
+}
+
+/// pgwarden's version as host `i`'s REST API reports it (`patroni.pgwarden_version`).
+fn version_of(lab: &Lab, i: usize) -> Option<String> {
+    let p = rest_json(lab, i, "/patroni")?;
+    p["patroni"]["pgwarden_version"].as_str().map(str::to_owned)
+}
+
+/// Installs the new .deb on host `i` with the daemon running: the package must not restart it
+/// (same main PID, still the old version). Then the restart the procedure asks for, and the
+/// cluster healthy again with `leader` leading and host `i` on `version`.
+fn upgrade_host(lab: &Lab, i: usize, deb: &Path, old: &str, new: &str, leader: usize) {
+    let main_pid = "systemctl show -p MainPID --value pgwarden";
+    let pid_before = lab.ok(i, main_pid);
+    std::fs::copy(deb, lab.merged(i).join("root/pgwarden-new.deb")).unwrap();
+    let said = lab.ok(i, "dpkg -i /root/pgwarden-new.deb 2>&1 >/dev/null");
+    assert!(
+        said.contains(&format!("upgraded from {old}-1"))
+            && said.contains("keeps the old version until it is restarted"),
+        "{}: dpkg -i said:\n{said}",
+        host_name(i)
+    );
+    let installed = lab.ok(i, "dpkg-query -W -f '${Version}' pgwarden");
+    assert_eq!(
+        installed,
+        format!("{new}-1"),
+        "{}: installed version",
+        host_name(i)
+    );
+    assert_eq!(
+        lab.ok(i, main_pid),
+        pid_before,
+        "{}: installing the package restarted the daemon",
+        host_name(i)
+    );
+    assert_eq!(
+        version_of(lab, i).as_deref(),
+        Some(old),
+        "{}: the running daemon changed version on install",
+        host_name(i)
+    );
+    lab.ok(i, "systemctl restart pgwarden");
+    assert_ne!(lab.ok(i, main_pid), pid_before, "{}: not restarted", host_name(i));
+    let all = [0, 1, 2];
+    wait_for(
+        Duration::from_secs(120),
+        &format!("{} back on {new}, {} leading", host_name(i), host_name(leader)),
+        || (version_of(lab, i)? == new && wait_healthy_once(lab, &all)? == leader).then_some(()),
+    );
+}
+
+/// One look at the cluster from every host: the leader if all agree it is healthy.
+fn wait_healthy_once(lab: &Lab, all: &[usize]) -> Option<usize> {
+    let seen: Vec<usize> = all
+        .iter()
+        .map(|&i| healthy_from(lab, i, all))
+        .collect::<Option<_>>()?;
+    seen.windows(2).all(|w| w[0] == w[1]).then(|| seen[0])
+}
+
+/// The rows of the leader's `/history` (Patroni's list of timeline switches).
+fn history_rows(lab: &Lab, i: usize) -> usize {
+    rest_json(lab, i, "/history")
+        .and_then(|h| h.as_array().map(Vec::len))
+        .unwrap_or_else(|| panic!("{}: no /history", host_name(i)))
+}
+
+/// A rolling upgrade from the previous release's .deb to the new one under systemd, with a
+/// client writing throughout: replicas first (install, restart), one switchover to an
+/// upgraded replica, then the old primary. Old and new members share the Raft group for most
+/// of it, which checks the wire and DCS formats across the version step live.
+#[test]
+fn field_systemd_rolling_upgrade_one_switchover() {
+    let Some(new_deb) = preconditions() else { return };
+    let Some(old_deb) = previous_deb() else { return };
+    let new = env!("CARGO_PKG_VERSION");
+    let mut phases = Phases::new();
+    let lab = lab_with_package(&mut phases, &old_deb, 3);
+    let all = [0, 1, 2];
+    let old = lab.ok(0, "dpkg-query -W -f '${Version}' pgwarden");
+    let old = old.trim_end_matches("-1").to_string();
+    assert_ne!(
+        old, new,
+        "the previous release has this version: bump Cargo.toml's"
+    );
+
+    let tokens = init_first_host(&lab, 2);
+    join_and_start(&lab, &[(1, false), (2, false)], &tokens);
+    let leader = wait_healthy(
+        &lab,
+        &all,
+        &all,
+        Duration::from_secs(180),
+        "1 leader + 2 streaming",
+    );
+    for &i in &all {
+        assert_eq!(version_of(&lab, i).as_deref(), Some(old.as_str()));
+    }
+    phases.end("old version: init, join, enable --now, healthy");
+
+    let password = superuser_password(&lab);
+    let writer = Writer::start(&lab, &all, password.clone());
+    writer.wait_more(20, QUICK, "writes before the upgrade");
+    // The old version's keyspace, kept as the DCS fixture of tests/wire_compat.rs when asked.
+    if let Some(out) = std::env::var_os("PGWARDEN_DCS_FIXTURE") {
+        lab.ok(leader, "pgwardenctl dcs snapshot save /root/dcs-snapshot.json");
+        std::fs::copy(lab.merged(leader).join("root/dcs-snapshot.json"), &out).unwrap();
+        eprintln!("saved the {old} keyspace to {}", Path::new(&out).display());
+    }
+    let timeline_before = rest_json(&lab, leader, "/patroni").unwrap()["timeline"]
+        .as_u64()
+        .unwrap();
+    let history_before = history_rows(&lab, leader);
+    let started = Instant::now();
+
+    // 1. The replicas, one at a time: install (the daemon keeps running), restart.
+    let replicas: Vec<usize> = all.iter().copied().filter(|&j| j != leader).collect();
+    for &r in &replicas {
+        upgrade_host(&lab, r, &new_deb, &old, new, leader);
+        writer.wait_more(10, QUICK, "writes after a replica's upgrade");
+    }
+    let replicas_done = Instant::now();
+    phases.end("replicas: install, restart");
+
+    // 2. One switchover, to an upgraded replica.
+    let target = replicas[0];
+    let switch_at = Instant::now();
+    lab.ok(
+        leader,
+        &format!(
+            "pgwardenctl switchover {SCOPE} --leader {} --candidate {} --force",
+            host_name(leader),
+            host_name(target)
+        ),
+    );
+    assert_eq!(
+        wait_healthy(&lab, &all, &all, Duration::from_secs(90), "the switchover"),
+        target
+    );
+    writer.wait_more(10, QUICK, "writes after the switchover");
+    let switch_gap = writer.max_gap(switch_at, Instant::now());
+    phases.end("switchover to an upgraded replica");
+
+    // 3. The old primary, now a replica.
+    upgrade_host(&lab, leader, &new_deb, &old, new, target);
+    writer.wait_more(20, QUICK, "writes after the last upgrade");
+    let whole_gap = writer.max_gap(started, Instant::now());
+    let replicas_gap = writer.max_gap(started, replicas_done);
+    let acked = writer.acked_numbers();
+    drop(writer);
+    phases.end("old primary: install, restart");
+
+    // Every acknowledged write is on the new primary.
+    let stored = numbers_on(&lab, target, &password, "SELECT n FROM field_writes");
+    let stored: std::collections::HashSet<i64> = stored.into_iter().collect();
+    let lost: Vec<i64> = acked.iter().copied().filter(|n| !stored.contains(n)).collect();
+    assert!(
+        lost.is_empty(),
+        "{} acknowledged writes lost: {lost:?}",
+        lost.len()
+    );
+    // Exactly one switchover: one new timeline, one more history row.
+    let timeline_after = rest_json(&lab, target, "/patroni").unwrap()["timeline"]
+        .as_u64()
+        .unwrap();
+    assert_eq!(timeline_after, timeline_before + 1, "timelines");
+    assert_eq!(history_rows(&lab, target), history_before + 1, "history rows");
+    // Every host on the new version, by its REST API and by pgwardenctl.
+    let health = wait_healthy(&lab, &all, &all, QUICK, "1 leader + 2 streaming at the end");
+    assert_eq!(health, target);
+    check_pgwardenctl(&lab, &all, &all, target);
+    for &i in &all {
+        assert_eq!(version_of(&lab, i).as_deref(), Some(new), "{}", host_name(i));
+        let v = lab.ok(i, &format!("pgwardenctl version {SCOPE}"));
+        assert!(
+            v.contains(&format!("pgwardenctl version {new}"))
+                && all
+                    .iter()
+                    .all(|&j| v.contains(&format!("{}: pgwarden {new}", host_name(j)))),
+            "{}: pgwardenctl version:\n{v}",
+            host_name(i)
+        );
+    }
+    eprintln!(
+        "rolling upgrade {old} -> {new}: {} writes acknowledged, none lost; longest write gap: \
+         {:.2} s during the replicas' restarts, {:.2} s at the switchover, {:.2} s overall; \
+         timeline {timeline_before} -> {timeline_after}",
+        acked.len(),
+        replicas_gap.as_secs_f64(),
+        switch_gap.as_secs_f64(),
+        whole_gap.as_secs_f64()
+    );
+    phases.end("checks");
     phases.print();
 }

@@ -32,7 +32,6 @@ mod packaging;
 
 use packaging::{deb, have, run_limited, skip, stdout_of};
 use serde_json::Value;
-use std::io::{Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
@@ -334,34 +333,10 @@ fn chown(path: &Path, user: &str, group: &str) {
     );
 }
 
-/// An HTTP GET made from inside network namespace `ns` (a thread that joins the namespace;
-/// only that thread changes namespace). None on any failure or after about 3 s.
+/// An HTTP GET made from inside network namespace `ns` (the testkit's, shared with the
+/// systemd field test).
 fn get_in_ns(ns: &str, addr: &str, path: &str) -> Option<(u16, String)> {
-    let ns_path = format!("/run/netns/{ns}");
-    let addr = addr.to_string();
-    let path = path.to_string();
-    std::thread::spawn(move || -> Option<(u16, String)> {
-        let f = std::fs::File::open(&ns_path).ok()?;
-        nix::sched::setns(f, nix::sched::CloneFlags::CLONE_NEWNET).ok()?;
-        let sock: std::net::SocketAddr = addr.parse().ok()?;
-        let mut s = std::net::TcpStream::connect_timeout(&sock, Duration::from_secs(2)).ok()?;
-        s.set_read_timeout(Some(Duration::from_secs(3))).ok()?;
-        s.set_write_timeout(Some(Duration::from_secs(2))).ok()?;
-        write!(
-            s,
-            "GET {path} HTTP/1.0\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-        )
-        .ok()?;
-        let mut buf = Vec::new();
-        s.read_to_end(&mut buf).ok()?;
-        let text = String::from_utf8_lossy(&buf).into_owned();
-        let (head, body) = text.split_once("\r\n\r\n")?;
-        let code = head.split_whitespace().nth(1)?.parse().ok()?;
-        Some((code, body.to_string()))
-    })
-    .join()
-    .ok()
-    .flatten()
+    pgwarden_testkit::netns::NetLab::http_get_in(ns, addr, path)
 }
 
 /// GET /cluster on host `i`'s own REST API, from inside host `i`.

@@ -9,4 +9,10 @@ fi
 if [ -d /run/systemd/system ]; then
     systemctl daemon-reload >/dev/null 2>&1 || :
 fi
+# On an upgrade of a node whose daemon runs: nothing restarts it, so say it once, with the
+# order the restarts take (a primary's restart is a hand-over).
+if [ "$1" -ge 2 ] 2>/dev/null && [ -d /run/systemd/system ] &&
+    systemctl is-active --quiet pgwarden.service 2>/dev/null; then
+    echo "pgwarden: upgraded; the running pgwarden.service keeps the old version until it is restarted: replicas first, the primary after a switchover (Rolling upgrade in /usr/share/doc/pgwarden/install.md)." >&2
+fi
 exit 0

@@ -112,8 +112,20 @@ impl Member {
             self.raft_addr()
         );
         if self.first {
-            // Grows as members join: the join server adds each to the Raft group.
-            y.push_str("  single_node: true\n");
+            // The daemon cannot rewrite this file once members have joined (it is the
+            // operator's, and read-only under the unit's ProtectSystem), so the file says
+            // from the start what the line decides, rather than calling the node alone for
+            // ever after.
+            let _ = writeln!(
+                y,
+                "  # Founds the cluster while this node has no Raft state. Once two members\n  \
+                 # have joined, the daemon takes its Raft partners from the join state\n  \
+                 # ({}) and this line decides nothing.\n  \
+                 single_node: true",
+                crate::join::server::join_dir_of_state(&self.state_dir)
+                    .join(crate::join::server::MEMBERS_FILE)
+                    .display()
+            );
         } else {
             let _ = writeln!(y, "  partner_addrs: [{}]", self.partners.join(", "));
         }
@@ -164,5 +176,52 @@ impl Member {
             qs(&c.rewind)
         );
         y
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn first_member() -> Member {
+        Member {
+            scope: "s".into(),
+            namespace: "/service/".into(),
+            name: "host1".into(),
+            address: "10.0.0.1".into(),
+            raft_port: 5010,
+            restapi_port: 8008,
+            pg_port: 5432,
+            ctl_port: 5009,
+            state_dir: PathBuf::from("/var/lib/pgwarden"),
+            bin_dir: None,
+            witness: false,
+            first: true,
+            partners: vec![],
+            tls: TlsFiles::beside(Path::new("/etc/pgwarden/pgwarden.yml")),
+            credentials: Credentials {
+                superuser: "a".into(),
+                replication: "b".into(),
+                rewind: "c".into(),
+                restapi: "d".into(),
+            },
+            watchdog: None,
+        }
+    }
+
+    /// The first host's file stays true after the joins: its `single_node: true` says that it
+    /// only founds the cluster and where the partners come from afterwards.
+    #[test]
+    fn first_member_file_says_what_single_node_decides() {
+        let text = first_member().render();
+        let y: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
+        assert_eq!(y["raft"]["single_node"].as_bool(), Some(true));
+        assert!(y["raft"].get("partner_addrs").is_none());
+        assert!(
+            text.contains("Founds the cluster while this node has no Raft state")
+                && text.contains("/var/lib/pgwarden/join/members.json")
+                && text.contains("this line decides nothing"),
+            "{text}"
+        );
     }
 }

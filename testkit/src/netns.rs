@@ -508,6 +508,40 @@ impl NetLab {
     {
         self.block_on_in(&self.client_ns(), f)
     }
+
+    /// An HTTP/1.0 GET of `path` from `addr` (ip:port), made from inside namespace `ns` (any
+    /// namespace under /run/netns, this lab's or not): a thread joins it, so only that
+    /// thread changes namespace. Returns the status code and the body; None on any failure
+    /// or after about 3 s, so that callers poll it in their own wait loops. Plain std I/O,
+    /// no runtime: callers on a thread of their own (systemd containers, packaged daemons)
+    /// use it as well as async tests.
+    pub fn http_get_in(ns: &str, addr: &str, path: &str) -> Option<(u16, String)> {
+        use std::io::{Read, Write};
+        let ns_path = Path::new("/run/netns").join(ns);
+        let addr = addr.to_string();
+        let path = path.to_string();
+        std::thread::spawn(move || -> Option<(u16, String)> {
+            enter(&ns_path).ok()?;
+            let sock: std::net::SocketAddr = addr.parse().ok()?;
+            let mut s = std::net::TcpStream::connect_timeout(&sock, Duration::from_secs(2)).ok()?;
+            s.set_read_timeout(Some(Duration::from_secs(3))).ok()?;
+            s.set_write_timeout(Some(Duration::from_secs(2))).ok()?;
+            write!(
+                s,
+                "GET {path} HTTP/1.0\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+            )
+            .ok()?;
+            let mut buf = Vec::new();
+            s.read_to_end(&mut buf).ok()?;
+            let text = String::from_utf8_lossy(&buf).into_owned();
+            let (head, body) = text.split_once("\r\n\r\n")?;
+            let code = head.split_whitespace().nth(1)?.parse().ok()?;
+            Some((code, body.to_string()))
+        })
+        .join()
+        .ok()
+        .flatten()
+    }
 }
 
 impl Drop for NetLab {
