@@ -13,6 +13,9 @@
 # compiled for them are the ones the current sources reuse (same Cargo.lock, same profile);
 # only the pgwarden crates build twice. Run it before scripts/package.sh to get that saving
 # (scripts/test.sh does).
+#
+# Exit status 3: the commit is not in this checkout's history (a tarball, a shallow clone), so
+# the package cannot be built here; the rolling-upgrade test then skips and says why.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -35,12 +38,12 @@ fi
 if ! git rev-parse --git-dir >/dev/null 2>&1; then
     say "this checkout has no git history: cannot build the previous release $commit"
     say "(clone the repository, or put that release's .deb in target/packages/previous/$commit/)"
-    exit 1
+    exit 3
 fi
 if ! git cat-file -e "$commit^{commit}" 2>/dev/null; then
     say "commit $commit (the previous release) is not in this checkout's history"
     say "(a shallow clone? run: git fetch --unshallow)"
-    exit 1
+    exit 3
 fi
 
 # Everything cargo builds goes to this checkout's target directory.

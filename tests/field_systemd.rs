@@ -1141,10 +1141,12 @@ fn previous_deb() -> Option<PathBuf> {
                 dir.display()
             ));
         } else {
-            skip(&format!(
-                "the previous release, commit {commit}, is not in this checkout's git history (a \
-                 tarball or a shallow clone): its package cannot be built"
-            ));
+            // Not a failure even where the package tests are required (CI): a shallow clone
+            // or a tarball cannot build that package, whatever the machine has.
+            eprintln!(
+                "SKIPPED: the previous release, commit {commit}, is not in this checkout's git \
+                 history (a tarball or a shallow clone): its package cannot be built"
+            );
         }
     }
     found
