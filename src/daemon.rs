@@ -80,6 +80,14 @@ pub async fn run(
             .context("starting the Raft DCS")?,
     );
 
+    // A stretched cluster's timers must suit the inter-site round trip: measured, and
+    // warned about when the election timeout is too short for it (see crate::rtt).
+    tokio::spawn(crate::rtt::watch(
+        cfg.raft.partner_addrs.iter().map(|a| a.to_string()).collect(),
+        Duration::from_millis(cfg.raft.election_timeout_min_ms()),
+        shutdown.clone(),
+    ));
+
     let info = DaemonInfo {
         version: env!("CARGO_PKG_VERSION").into(),
         scope: cfg.scope.clone(),
