@@ -11,6 +11,9 @@
 //! one ([`SUGGEST_FACTOR`] × the round trip). The figures are also kept for /metrics
 //! (`pgwarden_raft_peer_rtt_seconds{peer}`).
 //!
+//! Not with TLS between the peers (`raft.certfile`): a TCP handshake that sends nothing
+//! would make each partner log a failed TLS handshake at every probe.
+//!
 //! Why 5 and 10: openraft's followers campaign after `election_timeout_max` +
 //! rand[min, max) without a heartbeat, and a heartbeat takes one one-way trip plus any
 //! retransmission (one round trip more), so under 5 round trips a single lost packet and

@@ -303,3 +303,314 @@ fn stretched_one_site_cut_off() {
         );
     });
 }
+
+// ---- Benchmarks (ignored; scripts/bench-multidc.sh runs them and docs/benchmarks.md has
+// ---- the figures) -------------------------------------------------------------------------
+
+/// A comma-separated list of numbers from environment variable `var`, else `default`.
+fn env_list(var: &str, default: &[u64]) -> Vec<u64> {
+    match std::env::var(var) {
+        Ok(v) => v
+            .split(',')
+            .map(|s| {
+                s.trim()
+                    .parse()
+                    .unwrap_or_else(|_| panic!("{var}: {s:?} is not a whole number"))
+            })
+            .collect(),
+        Err(_) => default.to_vec(),
+    }
+}
+
+/// (median, min, max) of `v` (not empty).
+fn spread(v: &[Duration]) -> (Duration, Duration, Duration) {
+    let mut s = v.to_vec();
+    s.sort();
+    (s[s.len() / 2], s[0], s[s.len() - 1])
+}
+
+/// The timers of docs/multi-datacenter.md for a round trip of `rtt`: the Raft configuration
+/// (election timeout at least 10 round trips, never under the shipped 500 ms, rounded up to
+/// 100 ms; the max twice that; the shipped 100 ms heartbeat) and the lease's bootstrap.dcs
+/// lines (loop_wait 2, retry_timeout at least 10 round trips and 1 s, ttl at least loop_wait
+/// plus two election_timeout_max, so that a Raft re-election, which takes up to max + max,
+/// fits between two renewals; never under the shipped 4 s).
+fn timers_for(rtt: Duration) -> (String, String) {
+    let min = ((rtt * 10).as_millis() as u64).div_ceil(100) * 100;
+    let min = min.max(500);
+    let max = min * 2;
+    let retry = ((rtt * 10).as_millis() as u64).div_ceil(1000).max(1);
+    let ttl = (2 + (2 * max).div_ceil(1000)).max(4);
+    (
+        format!("  election_timeout_min_ms: {min}\n  election_timeout_max_ms: {max}\n"),
+        format!("    ttl: {ttl}\n    loop_wait: 2\n    retry_timeout: {retry}\n"),
+    )
+}
+
+/// The stretched cluster's failover RTO at several one-way delays between the sites
+/// (`PGWARDEN_BENCH_DELAYS_MS`, default 1,10,50), `PGWARDEN_BENCH_ROUNDS` SIGKILLs of the
+/// primary's site each (default 3), in synchronous_mode, with the timers of the rule ([`timers_for`]). The
+/// killed node is started again and the next round waits for it to stream.
+#[test]
+#[ignore = "benchmark: scripts/bench-multidc.sh"]
+fn bench_multidc_stretched_rto() {
+    require_pg!();
+    require_netns!();
+    let delays = env_list("PGWARDEN_BENCH_DELAYS_MS", &[1, 10, 50]);
+    let rounds = env_list("PGWARDEN_BENCH_ROUNDS", &[3])[0] as usize;
+    let mut table = vec![];
+    for ms in delays {
+        let one_way = Duration::from_millis(ms);
+        let lab = Arc::new(
+            NetLab::with_site_delay(&format!("pgw-bmd{ms}"), 3, one_way).expect("build the three sites"),
+        );
+        let for_body = lab.clone();
+        let rtos = lab.block_on_in_client(move || async move {
+            let (timers, lease) = timers_for(one_way * 2);
+            eprintln!("BENCH timers at {ms} ms one way: {}", format!("{timers}{lease}").split_whitespace().collect::<Vec<_>>().join(" "));
+            let mut c = Cluster::new(Options {
+                netns: Some(for_body),
+                dcs_extra: format!("    synchronous_mode: true\n{lease}"),
+                raft_extra: vec![timers.clone(), timers.clone(), timers],
+                ..Options::default()
+            });
+            c.start_all();
+            let mut rtos = vec![];
+            for round in 0..rounds {
+                let p = c.wait_healthy(Duration::from_secs(180)).await;
+                wait_for(Duration::from_secs(60), "a synchronous standby", || async {
+                    let s = members_with_role(&c, p, "sync_standby").await?;
+                    (!s.is_empty()).then_some(())
+                })
+                .await;
+                let w = Writer::start_via_rest(&c).await;
+                w.wait_more(50, Duration::from_secs(60)).await;
+                let kill = Instant::now();
+                c.kill9(p);
+                let q = wait_new_primary(&c, p, Duration::from_secs(90)).await;
+                w.wait_more(20, Duration::from_secs(60)).await;
+                let last_old = w
+                    .ack_times
+                    .lock()
+                    .unwrap()
+                    .iter()
+                    .filter(|(at, n)| *at <= kill && *n == p)
+                    .map(|(at, _)| *at)
+                    .next_back()
+                    .expect("the old primary acknowledged writes");
+                let (first_new, _) = w.first_ack_after(kill, Some(p)).expect("a write on the new primary");
+                let acked = w.stop().await;
+                let lost = acked.difference(&rows_on(&c, q).await).count();
+                let rto = first_new - last_old;
+                eprintln!(
+                    "BENCH round: {ms} ms one way, round {round}: pg{p} killed, pg{q} first ack, RTO {:.2} s, kill → first ack {:.2} s, {lost} acknowledged writes lost",
+                    rto.as_secs_f64(),
+                    (first_new - kill).as_secs_f64()
+                );
+                assert_eq!(lost, 0, "acknowledged writes lost");
+                rtos.push(rto);
+                c.start(p);
+            }
+            rtos
+        });
+        let (med, min, max) = spread(&rtos);
+        table.push(format!(
+            "| {ms} ms | {} ms | {} | {:.2} s | {:.2} s | {:.2} s |",
+            ms * 2,
+            rounds,
+            med.as_secs_f64(),
+            min.as_secs_f64(),
+            max.as_secs_f64()
+        ));
+    }
+    eprintln!("BENCH | one way | round trip | rounds | RTO median | min | max |");
+    eprintln!("BENCH |---|---|---|---|---|---|");
+    for row in table {
+        eprintln!("BENCH {row}");
+    }
+}
+
+/// Replication lag of a standby cluster (2 data nodes + witness) following a primary
+/// cluster (2 data nodes + witness) through a permanent slot, on loopback, while pgbench
+/// (`PGWARDEN_BENCH_PGBENCH_SECONDS`, default 30; 4 clients, scale 10) writes to the
+/// primary: sampled every 500 ms on the primary for the standby leader's walsender (bytes
+/// and PostgreSQL's replay_lag), and the time the cascading member takes to replay the
+/// primary's last position once pgbench stops.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "benchmark: scripts/bench-multidc.sh"]
+async fn bench_multidc_standby_lag() {
+    require_pg!();
+    const SLOT: &str = "bench_dc2";
+    let seconds = env_list("PGWARDEN_BENCH_PGBENCH_SECONDS", &[30])[0];
+    let mut a = Cluster::new(Options {
+        data_nodes: 2,
+        witness: true,
+        dcs_extra: format!("    slots:\n      {SLOT}:\n        type: physical\n"),
+        ..Options::default()
+    });
+    a.start_all();
+    let pa = a.wait_healthy(Duration::from_secs(90)).await;
+    let remote_port = a.nodes[pa].spec.pg;
+    let mut b = Cluster::new(Options {
+        data_nodes: 2,
+        witness: true,
+        dcs_extra: format!(
+            "    standby_cluster:\n      host: 127.0.0.1\n      port: {remote_port}\n      primary_slot_name: {SLOT}\n"
+        ),
+        ..Options::default()
+    });
+    b.start_all();
+    let lag_sql = format!(
+        "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), r.replay_lsn)::int8, \
+         (COALESCE(extract(epoch FROM r.replay_lag), 0) * 1000)::int8 \
+         FROM pg_stat_replication r JOIN pg_replication_slots s ON s.active_pid = r.pid \
+         WHERE s.slot_name = '{SLOT}'"
+    );
+    let sample = |a: &Cluster| {
+        let a_conn = a.conn_str(pa);
+        let sql = lag_sql.clone();
+        async move {
+            let (cl, conn) = tokio_postgres::connect(&a_conn, tokio_postgres::NoTls)
+                .await
+                .ok()?;
+            tokio::spawn(async move {
+                let _ = conn.await;
+            });
+            let row = cl.query_opt(&sql, &[]).await.ok()??;
+            Some((row.get::<_, i64>(0), row.get::<_, i64>(1)))
+        }
+    };
+    wait_for(
+        Duration::from_secs(120),
+        "the standby leader streaming through the slot",
+        || sample(&a),
+    )
+    .await;
+    wait_for(
+        Duration::from_secs(120),
+        "both standby members streaming",
+        || async {
+            for i in 0..2 {
+                let st = b.patroni(i).await?;
+                if st.get("replication_state")?.as_str()? != "streaming" {
+                    return None;
+                }
+            }
+            Some(())
+        },
+    )
+    .await;
+    let pgbench = "/usr/lib/postgresql/15/bin/pgbench";
+    let host = "127.0.0.1".to_string();
+    let port = remote_port.to_string();
+    let run = |args: Vec<String>| {
+        let mut cmd = tokio::process::Command::new(pgbench);
+        cmd.args(["-h", &host, "-p", &port, "-U", "postgres"])
+            .args(args)
+            .arg("postgres")
+            .env("PGPASSWORD", crate::harness::SUPERUSER_PASSWORD)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true);
+        cmd
+    };
+    let init = tokio::time::timeout(
+        Duration::from_secs(300),
+        run(vec!["-i".into(), "-s".into(), "10".into(), "-q".into()]).output(),
+    )
+    .await
+    .expect("pgbench -i within 5 minutes")
+    .expect("run pgbench -i");
+    assert!(
+        init.status.success(),
+        "pgbench -i: {}",
+        String::from_utf8_lossy(&init.stderr)
+    );
+    let bench = run(vec![
+        "-c".into(),
+        "4".into(),
+        "-j".into(),
+        "2".into(),
+        "-T".into(),
+        seconds.to_string(),
+    ])
+    .spawn()
+    .expect("start pgbench");
+    let started = Instant::now();
+    let mut bytes = vec![];
+    let mut millis = vec![];
+    // Bounded by pgbench's run time.
+    while started.elapsed() < Duration::from_secs(seconds) {
+        if let Some((b, ms)) = sample(&a).await {
+            bytes.push(b);
+            millis.push(ms);
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let out = tokio::time::timeout(Duration::from_secs(60), bench.wait_with_output())
+        .await
+        .expect("pgbench to finish")
+        .expect("pgbench output");
+    let tps = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find(|l| l.starts_with("tps"))
+        .unwrap_or("tps: not reported")
+        .to_string();
+    // Catch-up: the primary's position at the end, replayed by every standby member.
+    let end = {
+        let cl = a.connect(pa).await.expect("connect to the primary");
+        let row = cl
+            .query_one("SELECT pg_current_wal_lsn()::text", &[])
+            .await
+            .expect("the primary's position");
+        row.get::<_, String>(0)
+    };
+    let stopped = Instant::now();
+    wait_for(
+        Duration::from_secs(120),
+        "both standby members to replay the primary's last position",
+        || async {
+            for i in 0..2 {
+                let cl = b.connect(i).await?;
+                let row = cl
+                    .query_one(
+                        &format!("SELECT pg_wal_lsn_diff(pg_last_wal_replay_lsn(), '{end}') >= 0"),
+                        &[],
+                    )
+                    .await
+                    .ok()?;
+                if !row.get::<_, bool>(0) {
+                    return None;
+                }
+            }
+            Some(())
+        },
+    )
+    .await;
+    let catch_up = stopped.elapsed();
+    bytes.sort();
+    millis.sort();
+    let pct = |v: &[i64], p: usize| v.get((v.len().saturating_sub(1)) * p / 100).copied().unwrap_or(0);
+    eprintln!("BENCH pgbench -c 4 -j 2 -T {seconds} (scale 10) on the primary cluster: {tps}");
+    eprintln!("BENCH | standby leader lag | median | p95 | max | samples |");
+    eprintln!("BENCH |---|---|---|---|---|");
+    eprintln!(
+        "BENCH | bytes (primary's position − replay_lsn) | {} | {} | {} | {} |",
+        pct(&bytes, 50),
+        pct(&bytes, 95),
+        pct(&bytes, 100),
+        bytes.len()
+    );
+    eprintln!(
+        "BENCH | replay_lag (ms) | {} | {} | {} | {} |",
+        pct(&millis, 50),
+        pct(&millis, 95),
+        pct(&millis, 100),
+        millis.len()
+    );
+    eprintln!(
+        "BENCH both standby members replayed the primary's last position {:.2} s after pgbench ended",
+        catch_up.as_secs_f64()
+    );
+}
