@@ -88,7 +88,10 @@ pub async fn run(
     if probe_rtt {
         tokio::spawn(crate::rtt::watch(
             cfg.raft.partner_addrs.iter().map(|a| a.to_string()).collect(),
-            Duration::from_millis(cfg.raft.election_timeout_min_ms()),
+            crate::rtt::RaftTimers {
+                heartbeat_interval: Duration::from_millis(cfg.raft.heartbeat_interval_ms()),
+                election_timeout_min: Duration::from_millis(cfg.raft.election_timeout_min_ms()),
+            },
             shutdown.clone(),
         ));
     }
