@@ -4,13 +4,14 @@
 //! sch_netem). The clients' namespace reaches every site without delay, so the times it
 //! records are the cluster's, not the client's distance.
 //!
-//! Timers follow the rule of docs/multi-datacenter.md: `raft.election_timeout_min_ms` at
-//! least 10 round trips (400 ms here; the shipped 500 ms fits up to a 50 ms round trip),
-//! `election_timeout_max_ms` twice that, the heartbeat under a fifth of the minimum and above
-//! 2 round trips (shipped 100 ms), and the lease (ttl 4, loop_wait 2, retry_timeout 1) at
-//! its shipped values, since retry_timeout is 25 round trips. So these tests run the shipped
-//! timing, as every other cluster test does, except pg2's election timeout in the SIGKILL
-//! test, set under 5 round trips on purpose to show the daemon's warning.
+//! Timers: these tests run the shipped timing (heartbeat 100 ms, election timeout
+//! 500/1000 ms, ttl 4, loop_wait 2, retry_timeout 1), as every other cluster test does. At a
+//! 40 ms round trip that is 2.5 round trips of heartbeat and 12.5 of election timeout: inside
+//! the limits the daemon warns at (2 and 5, see `pgwarden::rtt`); against the rule
+//! docs/multi-datacenter.md recommends for deployments ([`timers_for`], which the benchmark
+//! below applies at every delay) only the heartbeat falls short (3 round trips: 150 ms
+//! here). pg2's election timeout in the SIGKILL test is set under 5 round trips on purpose,
+//! to show the warning.
 
 use crate::harness::{Cluster, Options, Writer};
 use pgwarden_testkit::{require_netns, require_pg, wait_for, NetLab};
