@@ -38,6 +38,7 @@ pub mod join;
 pub mod logging;
 pub mod pb;
 pub mod postgres;
+pub mod rtt;
 pub mod sd_notify;
 pub mod shell;
 pub mod types;

@@ -409,7 +409,31 @@ pub fn render(s: &NodeStatus, snap: &Snapshot, raft: Option<&RaftInfo>, now: Ins
         }
     }
     slot_retained_bytes(&mut o, s);
+    peer_rtt(&mut o, &crate::rtt::last_measured());
     o.text
+}
+
+/// `pgwarden_raft_peer_rtt_seconds{peer=...}`: the round trip to each Raft partner, as
+/// crate::rtt last measured it (a TCP handshake). Nothing before the first measurement.
+fn peer_rtt(o: &mut Out, rtts: &std::collections::BTreeMap<String, std::time::Duration>) {
+    if rtts.is_empty() {
+        return;
+    }
+    let name = "pgwarden_raft_peer_rtt_seconds";
+    let _ = writeln!(
+        o.text,
+        "# HELP {name} Round trip to each Raft partner (its address in label peer), measured by a TCP handshake at start-up and every 5 minutes."
+    );
+    let _ = writeln!(o.text, "# TYPE {name} gauge");
+    let base = o.labels.trim_end_matches('}');
+    for (peer, rtt) in rtts {
+        let _ = writeln!(
+            o.text,
+            "{name}{base},peer=\"{}\"}} {:.6}",
+            escape(peer),
+            rtt.as_secs_f64()
+        );
+    }
 }
 
 /// `pgwarden_replication_slot_retained_bytes{slot_name=...}`: WAL each local slot holds back

@@ -18,6 +18,7 @@
 //! tests in `tests/e2e/harness.rs`.
 
 pub mod ca;
+pub mod delay_switch;
 pub mod env;
 pub mod http;
 pub mod lincheck;

@@ -17,6 +17,7 @@
 //! [`NetLab::block_on_in`]: a thread joins the namespace and runs a Tokio runtime, whose
 //! worker threads (and any process they spawn) inherit it.
 
+use crate::delay_switch::DelaySwitch;
 use std::collections::BTreeSet;
 use std::future::Future;
 use std::net::Ipv4Addr;
@@ -99,6 +100,8 @@ pub struct NetLab {
     lossy: Mutex<BTreeSet<usize>>,
     /// Nodes whose packets to the clients are dropped.
     client_cuts: Mutex<BTreeSet<usize>>,
+    /// With [`NetLab::with_site_delay`]: the userspace switch that replaces the bridge.
+    switch: Mutex<Option<DelaySwitch>>,
 }
 
 impl NetLab {
@@ -114,6 +117,7 @@ impl NetLab {
             cuts: Mutex::new(BTreeSet::new()),
             lossy: Mutex::new(BTreeSet::new()),
             client_cuts: Mutex::new(BTreeSet::new()),
+            switch: Mutex::new(None),
         };
         let mut all: Vec<String> = (0..nodes).map(|i| lab.node_ns(i)).collect();
         all.push(lab.client_ns());
@@ -134,6 +138,66 @@ impl NetLab {
             lab.add_sink(i)?;
         }
         lab.attach(&lab.client_ns(), "pcl", lab.client_ip())?;
+        Ok(lab)
+    }
+
+    /// Like [`NetLab::new`], for a stretched cluster: each node is a site of its own, and
+    /// every frame between two nodes is delayed by `one_way` (a round trip of twice that);
+    /// the clients' namespace reaches every node without delay. The nodes and the clients
+    /// are joined by a userspace switch over TAP devices instead of the bridge (see
+    /// [`crate::delay_switch`]: this works on kernels without `sch_netem`). Cuts and loss
+    /// work as with [`NetLab::new`]; [`NetLab::delay`] does not (there is no bridge port).
+    pub fn with_site_delay(prefix: &str, nodes: usize, one_way: Duration) -> Result<NetLab, NetError> {
+        assert!(nodes < 100, "at most 99 nodes");
+        let lab = NetLab {
+            prefix: prefix.to_string(),
+            nodes,
+            created: Mutex::new(Vec::new()),
+            cuts: Mutex::new(BTreeSet::new()),
+            lossy: Mutex::new(BTreeSet::new()),
+            client_cuts: Mutex::new(BTreeSet::new()),
+            switch: Mutex::new(None),
+        };
+        let mut all: Vec<String> = (0..nodes).map(|i| lab.node_ns(i)).collect();
+        all.push(lab.client_ns());
+        all.push(lab.bridge_ns());
+        for ns in &all {
+            if Path::new("/run/netns").join(ns).exists() {
+                eprintln!("netns: removing namespace {ns} left by an earlier run");
+                run("ip", &["netns", "del", ns])?;
+            }
+        }
+        // Ports 0..nodes are the nodes, port `nodes` the clients.
+        let mut ports = Vec::with_capacity(nodes + 1);
+        for i in 0..=nodes {
+            let (ns, ip) = if i < nodes {
+                (lab.node_ns(i), lab.node_ip(i))
+            } else {
+                (lab.client_ns(), lab.client_ip())
+            };
+            lab.add_namespace(&ns)?;
+            let tap = crate::delay_switch::open_tap(&ns, LINK).map_err(|reason| NetError::Enter {
+                ns: ns.clone(),
+                reason,
+            })?;
+            ports.push(tap);
+            run(
+                "ip",
+                &["-n", &ns, "addr", "add", &format!("{ip}/24"), "dev", LINK],
+            )?;
+            run("ip", &["-n", &ns, "link", "set", LINK, "up"])?;
+            if i < nodes {
+                lab.add_sink(i)?;
+            }
+        }
+        let switch = DelaySwitch::start(ports, move |from, to| {
+            if from < nodes && to < nodes {
+                one_way
+            } else {
+                Duration::ZERO
+            }
+        });
+        *lab.switch.lock().unwrap() = Some(switch);
         Ok(lab)
     }
 
@@ -546,6 +610,8 @@ impl NetLab {
 
 impl Drop for NetLab {
     fn drop(&mut self) {
+        // The switch first: closing its TAP files removes the devices.
+        drop(self.switch.lock().unwrap_or_else(|e| e.into_inner()).take());
         // Deleting a namespace deletes its veth ends (and their peers), the bridge and the
         // filters with it.
         let created = std::mem::take(&mut *self.created.lock().unwrap_or_else(|e| e.into_inner()));
@@ -619,6 +685,63 @@ mod tests {
             .await
             .unwrap()
         })
+    }
+
+    /// Time of a TCP handshake (one round trip) from `ns` to `to:port`.
+    fn handshake(lab: &NetLab, ns: &str, to: Ipv4Addr, port: u16) -> Duration {
+        let ns = ns.to_string();
+        lab.block_on_in(&ns, || async move {
+            let addr = SocketAddr::from((to, port));
+            tokio::task::spawn_blocking(move || {
+                let t = std::time::Instant::now();
+                TcpStream::connect_timeout(&addr, Duration::from_secs(2)).expect("connect");
+                t.elapsed()
+            })
+            .await
+            .unwrap()
+        })
+    }
+
+    /// With a site delay, a handshake between two nodes takes two one-way delays, one from
+    /// the clients takes none; cuts still cut; everything goes on drop.
+    #[test]
+    fn site_delay_delays_node_links_only_and_cuts_still_cut() {
+        crate::require_netns!();
+        let lab = NetLab::with_site_delay("pgwtk-sd", 2, Duration::from_millis(20)).unwrap();
+        let ip1 = lab.node_ip(1);
+        let listener = lab.block_on_in(&lab.node_ns(1), || async move {
+            TcpListener::bind(SocketAddr::from((ip1, 0))).unwrap()
+        });
+        let port = listener.local_addr().unwrap().port();
+        // The first handshake also resolves ARP (a broadcast, delayed too): measure the second.
+        let n0 = lab.node_ns(0);
+        handshake(&lab, &n0, ip1, port);
+        let between = handshake(&lab, &n0, ip1, port);
+        assert!(
+            between >= Duration::from_millis(40) && between < Duration::from_millis(200),
+            "node-to-node handshake took {between:?}"
+        );
+        handshake(&lab, &lab.client_ns(), ip1, port);
+        let client = handshake(&lab, &lab.client_ns(), ip1, port);
+        assert!(
+            client < Duration::from_millis(20),
+            "client handshake took {client:?}"
+        );
+        lab.isolate(1).unwrap();
+        assert!(
+            !connects(&lab, &n0, ip1, port),
+            "the cut let a connection through"
+        );
+        lab.heal().unwrap();
+        assert!(
+            connects(&lab, &n0, ip1, port),
+            "the heal did not restore the link"
+        );
+        let names = [lab.node_ns(0), lab.node_ns(1), lab.client_ns()];
+        drop(lab);
+        for n in names {
+            assert!(!Path::new("/run/netns").join(&n).exists(), "{n} left behind");
+        }
     }
 
     /// A cut drops silently (a connect times out rather than being refused), spares the

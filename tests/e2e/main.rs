@@ -19,7 +19,8 @@
 //! replicas and clusters from pgBackRest backups; [`t30_failover`] loses
 //! the primary in several ways; [`t35_failover_speed`] measures how fast the health checks
 //! follow a new primary and what a Raft leader change or a short cut costs;
-//! [`t36_failover_speed_netns`] repeats the cuts in network namespaces at the shipped timing; [`t40_sync`] covers synchronous replication;
+//! [`t36_failover_speed_netns`] repeats the cuts in network namespaces at the shipped timing;
+//! [`t37_stretched`] runs a cluster stretched over three sites 20 ms apart (SIGKILL failover, a site cut off); [`t40_sync`] covers synchronous replication;
 //! [`t42_standby`] runs a standby cluster following a primary cluster, fails it over and promotes it;
 //! [`t45_vip`] moves the built-in virtual IP with the primary, in network namespaces;
 //! [`t50_failsafe`] keeps the primary while the DCS is down; [`t60_callbacks`] runs
@@ -44,6 +45,7 @@ mod t27_takeover;
 mod t30_failover;
 mod t35_failover_speed;
 mod t36_failover_speed_netns;
+mod t37_stretched;
 mod t40_sync;
 mod t42_standby;
 mod t45_vip;
