@@ -872,6 +872,12 @@ fn every_table_key_is_read_by_the_types() {
         if spec.path == "raft.witness" {
             remove(&mut doc, "postgresql");
         }
+        if spec.path == "raft.voters" {
+            set(&mut doc, "raft.voters", json!(5)); // 3 or 5 only
+        }
+        if spec.path == "raft.voter_replace_after" {
+            set(&mut doc, "raft.voter_replace_after", json!("1min")); // well above the election timeout
+        }
         if spec.path.starts_with("raft.election_timeout") || spec.path == "raft.heartbeat_interval_ms" {
             continue; // numeric relations; covered by each_validation_error_names_its_key
         }
