@@ -230,7 +230,7 @@ impl NodeInner {
                 drop(_guard);
                 // Promoted now if the voter set is below its target (the driver would do
                 // it within a second; doing it here lets the reply say so).
-                if let Err(e) = self.check_voters().await {
+                if let Err(e) = self.check_voters(Some(hello.node_id)).await {
                     tracing::warn!(error = %e, "checking the voter set after adding a member");
                 }
                 let voter = self

@@ -344,7 +344,14 @@ impl NodeInner {
 
     /// One check of the voter set on the leader, applying at most one change. Returns the
     /// change made. Serialised with `members add|remove` by the membership lock.
-    pub(crate) async fn check_voters(&self) -> Result<Option<VoterChange>, String> {
+    ///
+    /// `caught_up`: a learner known to be caught up although the replication metrics may not
+    /// show it yet (the one `add_learner` in blocking mode just returned for: openraft
+    /// publishes its metrics a moment later).
+    pub(crate) async fn check_voters(
+        &self,
+        caught_up: Option<NodeId>,
+    ) -> Result<Option<VoterChange>, String> {
         let _guard = self.membership_lock.lock().await;
         let (leads, joint) = {
             let m = self.raft.metrics();
@@ -358,7 +365,10 @@ impl NodeInner {
         if !leads || joint {
             return Ok(None);
         }
-        let (views, voters) = self.member_views();
+        let (mut views, voters) = self.member_views();
+        if let Some(v) = views.iter_mut().find(|v| Some(v.id) == caught_up) {
+            v.caught_up = true;
+        }
         let Some(change) = decide(self.id, &views, &self.config.voters) else {
             return Ok(None);
         };
@@ -397,7 +407,7 @@ pub(crate) async fn run(inner: std::sync::Arc<NodeInner>) {
             _ = inner.shutdown.cancelled() => return,
             _ = tick.tick() => {}
         }
-        if let Err(e) = inner.check_voters().await {
+        if let Err(e) = inner.check_voters(None).await {
             // A refused change (leadership lost, another change pending) is retried on the
             // next tick; the same error is logged once a minute.
             let repeat = last_error
