@@ -374,24 +374,36 @@ impl NodeInner {
         };
         let new = change.apply(&voters);
         tracing::info!(?change, voters = ?new, "changing the Raft voter set");
-        self.raft
-            .change_membership(new, true)
-            .await
-            .map_err(|e| e.to_string())?;
-        let mut replaced = self.replaced.after.lock().unwrap_or_else(|p| p.into_inner());
-        match change {
-            VoterChange::Replace { dead, .. } => {
-                let d = views
-                    .iter()
-                    .find(|m| m.id == dead)
-                    .and_then(|m| m.unreachable_for)
-                    .unwrap_or_default();
-                replaced.insert(dead, d);
+        // Noted before the change, so that no `members list` answered while it commits
+        // shows the replaced member without its reason; undone if the change fails.
+        let noted = {
+            let mut replaced = self.replaced.after.lock().unwrap_or_else(|p| p.into_inner());
+            match change {
+                VoterChange::Replace { dead, .. } => {
+                    let d = views
+                        .iter()
+                        .find(|m| m.id == dead)
+                        .and_then(|m| m.unreachable_for)
+                        .unwrap_or_default();
+                    replaced.insert(dead, d);
+                    Some(dead)
+                }
+                VoterChange::Promote(id) | VoterChange::Spread { to: id, .. } => {
+                    replaced.remove(&id);
+                    None
+                }
+                VoterChange::Demote(_) => None,
             }
-            VoterChange::Promote(id) | VoterChange::Spread { to: id, .. } => {
-                replaced.remove(&id);
+        };
+        if let Err(e) = self.raft.change_membership(new, true).await {
+            if let Some(dead) = noted {
+                self.replaced
+                    .after
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(&dead);
             }
-            VoterChange::Demote(_) => {}
+            return Err(e.to_string());
         }
         Ok(Some(change))
     }
