@@ -321,6 +321,16 @@ fn each_validation_error_names_its_key() {
         ("raft.election_timeout_max_ms", |d| {
             set(d, "raft.election_timeout_max_ms", json!(400))
         }),
+        ("raft.voters", |d| set(d, "raft.voters", json!(4))),
+        ("raft.voters", |d| set(d, "raft.voters", json!(1))),
+        ("raft.voter_replace_after", |d| {
+            set(d, "raft.voter_replace_after", json!(4))
+        }),
+        ("raft.voter_replace_after", |d| {
+            set(d, "raft.election_timeout_max_ms", json!(3000));
+            set(d, "raft.voter_replace_after", json!("10s"))
+        }),
+        ("raft.site", |d| set(d, "raft.site", json!(" "))),
         ("ctl.listen", |d| set(d, "ctl.listen", json!("0.0.0.0:8009"))),
         ("postgresql.listen", |d| remove(d, "postgresql.listen")),
         ("postgresql.data_dir", |d| {
