@@ -52,6 +52,11 @@ pub async fn run(
         cfg.raft.partner_addrs.iter().map(|a| a.to_string()).collect(),
     );
     node_cfg.single_node = cfg.raft.single_node;
+    node_cfg.site = cfg.raft.site.clone();
+    node_cfg.voters = pgwarden_raft::voters::VoterPolicy {
+        target: usize::try_from(cfg.raft.voter_target()).unwrap_or(3),
+        replace_after: cfg.raft.voter_replace_after(),
+    };
     node_cfg.tls = cfg.raft.peer_tls().context("raft: TLS settings")?;
     node_cfg.op_timeout = timing.retry_timeout;
     node_cfg.timing = RaftTiming {

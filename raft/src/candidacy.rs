@@ -277,6 +277,7 @@ mod tests {
             leads,
             leader_contact_ms: contact_ms,
             last_log,
+            site: None,
         })
     }
 

@@ -51,6 +51,10 @@ pub struct NodeConfig {
     pub link_filter: Option<Arc<dyn LinkFilter>>,
     /// Mutual TLS with the peers; plain gRPC when `None`.
     pub tls: Option<crate::tls::PeerTls>,
+    /// This member's site (`raft.site`), sent to the leader that adds it.
+    pub site: Option<String>,
+    /// How many members vote and when an unreachable voter is replaced.
+    pub voters: crate::voters::VoterPolicy,
 }
 
 impl NodeConfig {
@@ -71,6 +75,8 @@ impl NodeConfig {
             op_timeout: Duration::from_secs(5),
             link_filter: None,
             tls: None,
+            site: None,
+            voters: crate::voters::VoterPolicy::default(),
         }
     }
 }

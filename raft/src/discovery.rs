@@ -75,6 +75,8 @@ impl NodeInner {
             }
             // Every partner answered and none is initialised: the lowest id initialises,
             // with the full membership, so no two nodes can initialise different clusters.
+            // All of them vote at first; the leader's voter driver then demotes the ones
+            // above the target (see `crate::voters`).
             let lowest = replies.iter().map(|r| r.node_id).min().unwrap_or(u64::MAX);
             if self.id < lowest {
                 let mut members = BTreeMap::from([(self.id, self.me.clone())]);
@@ -84,6 +86,7 @@ impl NodeInner {
                         Node {
                             name: r.name.clone(),
                             addr: r.addr.clone(),
+                            site: r.site.clone(),
                         },
                     );
                 }

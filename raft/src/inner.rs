@@ -38,6 +38,10 @@ pub(crate) struct NodeInner {
     pub(crate) op_timeout_ms: std::sync::atomic::AtomicU64,
     /// The lease deadlines the reaper keeps (see [`crate::lease`]); read by `LeaseLeft`.
     pub(crate) leases: crate::lease::SharedLeaseTable,
+    /// Serialises membership changes: `members add|remove` and the voter driver.
+    pub(crate) membership_lock: tokio::sync::Mutex<()>,
+    /// The voters this node replaced while leading (see [`crate::voters`]).
+    pub(crate) replaced: crate::voters::Replaced,
 }
 
 /// Shortest and longest pause between retries while no leader is known.

@@ -67,6 +67,7 @@ mod reads;
 pub mod server;
 pub mod state_machine;
 pub mod tls;
+pub mod voters;
 pub mod wire;
 mod writes;
 
@@ -90,6 +91,14 @@ pub struct Node {
     pub name: String,
     /// Where its peer service listens, `host:port`.
     pub addr: String,
+    /// Its site or datacenter (`raft.site`), which spreads the voters.
+    ///
+    /// Added after the first release. Membership is stored (sled log entries, snapshot
+    /// meta) and sent as JSON: a record without the field reads as `None` (serde default),
+    /// and `None` is not written, so a member of the previous version, which ignores
+    /// unknown fields anyway, reads exactly what it wrote before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub site: Option<String>,
 }
 
 impl std::fmt::Display for Node {

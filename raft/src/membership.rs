@@ -8,6 +8,7 @@ use crate::wire::{
     self, AdminError, AdminReply, AdminRequest, ClusterStatus, HelloReply, MemberStatus, NodeReport,
 };
 use crate::{Node, NodeId};
+use openraft::ChangeMembers;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
@@ -35,13 +36,21 @@ impl NodeInner {
                 .since_contact()
                 .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
             last_log: self.store.last_log_id(),
+            site: self.me.site.clone(),
         }
     }
 
     pub(crate) fn status(&self) -> ClusterStatus {
         let m = self.raft.metrics().borrow().clone();
         let membership = m.membership_config.membership();
-        let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
+        let (views, voters) = self.member_views();
+        let desired = crate::voters::desired_voters(views.len(), self.config.voters.target);
+        let replaced = self
+            .replaced
+            .after
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
         let members = membership
             .nodes()
             .map(|(id, node)| MemberStatus {
@@ -54,6 +63,10 @@ impl NodeInner {
                     .as_ref()
                     .and_then(|r| r.get(id).cloned().flatten())
                     .map(|l| l.index),
+                site: node.site.clone(),
+                why: views.iter().find(|v| v.id == *id).map_or_else(String::new, |v| {
+                    crate::voters::why(v, voters.len(), desired, replaced.get(id).copied())
+                }),
             })
             .collect();
         ClusterStatus {
@@ -152,6 +165,7 @@ impl NodeInner {
                         addr: addr.clone(),
                         reason: e.to_string(),
                     })?;
+                let _guard = self.membership_lock.lock().await;
                 let membership = self
                     .raft
                     .metrics()
@@ -179,34 +193,74 @@ impl NodeInner {
                 let node = Node {
                     name: hello.name.clone(),
                     addr: hello.addr.clone(),
+                    site: hello.site.clone(),
                 };
-                tracing::info!(node_id = hello.node_id, node = %node, "adding member as learner");
+                tracing::info!(node_id = hello.node_id, node = %node, site = ?node.site, "adding member as learner");
                 // Blocking: returns once the learner has caught up (by log or snapshot),
                 // so promoting it to voter cannot stall the quorum.
                 self.raft
                     .add_learner(hello.node_id, node, true)
                     .await
                     .map_err(|e| AdminError::Raft(e.to_string()))?;
-                for old in &same_name {
-                    voters.remove(old);
+                let old_voters: Vec<NodeId> =
+                    same_name.iter().copied().filter(|o| voters.contains(o)).collect();
+                if !old_voters.is_empty() {
+                    // One joint-consensus change gives the dead member's vote to the new
+                    // node, so the voter count never drops below three on the way.
+                    for old in &old_voters {
+                        voters.remove(old);
+                    }
+                    voters.insert(hello.node_id);
+                    self.raft
+                        .change_membership(voters, false)
+                        .await
+                        .map_err(|e| AdminError::Raft(e.to_string()))?;
                 }
-                voters.insert(hello.node_id);
-                // One joint-consensus change swaps the dead member for the new one, so the
-                // voter count never drops below three on the way.
-                self.raft
-                    .change_membership(voters, false)
-                    .await
-                    .map_err(|e| AdminError::Raft(e.to_string()))?;
-                tracing::info!(node_id = hello.node_id, replaced = ?same_name, "member is now a voter");
+                let old_learners: BTreeSet<NodeId> = same_name
+                    .iter()
+                    .copied()
+                    .filter(|o| !old_voters.contains(o))
+                    .collect();
+                if !old_learners.is_empty() {
+                    self.raft
+                        .change_membership(ChangeMembers::RemoveNodes(old_learners), false)
+                        .await
+                        .map_err(|e| AdminError::Raft(e.to_string()))?;
+                }
+                drop(_guard);
+                // Promoted now if the voter set is below its target (the driver would do
+                // it within a second; doing it here lets the reply say so).
+                if let Err(e) = self.check_voters(Some(hello.node_id)).await {
+                    tracing::warn!(error = %e, "checking the voter set after adding a member");
+                }
+                let voter = self
+                    .raft
+                    .metrics()
+                    .borrow()
+                    .membership_config
+                    .membership()
+                    .voter_ids()
+                    .any(|v| v == hello.node_id);
+                tracing::info!(node_id = hello.node_id, replaced = ?same_name, voter, "member added");
+                let why = self
+                    .status()
+                    .members
+                    .into_iter()
+                    .find(|m| m.id == hello.node_id)
+                    .map(|m| m.why)
+                    .unwrap_or_default();
                 Ok(AdminReply::Added(MemberStatus {
                     id: hello.node_id,
                     name: hello.name,
                     addr: hello.addr,
-                    voter: true,
+                    voter,
                     matched: None,
+                    site: hello.site,
+                    why,
                 }))
             }
             AdminRequest::RemoveMember { member } => {
+                let _guard = self.membership_lock.lock().await;
                 let membership = self
                     .raft
                     .metrics()
@@ -219,12 +273,26 @@ impl NodeInner {
                     .find(|(id, n)| n.name == member || id.to_string() == member)
                     .map(|(id, _)| *id)
                     .ok_or_else(|| AdminError::UnknownMember(member.clone()))?;
-                let voters: BTreeSet<NodeId> = membership.voter_ids().filter(|v| *v != id).collect();
-                self.raft
-                    .change_membership(voters, false)
-                    .await
-                    .map_err(|e| AdminError::Raft(e.to_string()))?;
-                tracing::info!(node_id = id, member = %member, "member removed");
+                let was_voter = membership.voter_ids().any(|v| v == id);
+                if was_voter {
+                    let voters: BTreeSet<NodeId> = membership.voter_ids().filter(|v| *v != id).collect();
+                    self.raft
+                        .change_membership(voters, false)
+                        .await
+                        .map_err(|e| AdminError::Raft(e.to_string()))?;
+                } else {
+                    // A learner is not in the voter set: replacing the voters would keep it.
+                    self.raft
+                        .change_membership(ChangeMembers::RemoveNodes(BTreeSet::from([id])), false)
+                        .await
+                        .map_err(|e| AdminError::Raft(e.to_string()))?;
+                }
+                self.replaced
+                    .after
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(&id);
+                tracing::info!(node_id = id, member = %member, was_voter, "member removed");
                 Ok(AdminReply::Removed(id))
             }
         }

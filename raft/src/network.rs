@@ -176,6 +176,17 @@ impl PeerClients {
         h.failures_since_report = 0;
     }
 
+    /// How long calls to the member peer at `addr` have been failing without a success in
+    /// between (`None`: the last call succeeded, or none was made). The voter driver reads
+    /// it on the leader, whose heartbeats reach every member several times a second, so a
+    /// peer that answers slowly but answers is never counted as gone.
+    pub(crate) fn failing_for(&self, addr: &str) -> Option<Duration> {
+        let map = self.health.lock().unwrap_or_else(|p| p.into_inner());
+        map.get(addr)
+            .and_then(|h| h.failing_since)
+            .map(|since| since.elapsed())
+    }
+
     /// Dials peers over TLS with `config` (the server must present a certificate the
     /// config trusts, for the IP or name in its address).
     pub fn with_tls(mut self, config: Option<Arc<rustls::ClientConfig>>) -> Self {

@@ -145,6 +145,7 @@ impl RaftNode {
         let me = Node {
             name: config.name.clone(),
             addr: config.self_addr.clone(),
+            site: config.site.clone(),
         };
         let shutdown = CancellationToken::new();
         let (proposer, proposer_task) = Proposer::start(raft.clone(), shutdown.clone());
@@ -163,6 +164,8 @@ impl RaftNode {
             candidacy: Arc::default(),
             op_timeout_ms,
             leases: crate::lease::SharedLeaseTable::default(),
+            membership_lock: tokio::sync::Mutex::new(()),
+            replaced: crate::voters::Replaced::default(),
         });
         tracing::info!(node_id = id, name = %inner.me.name, addr = %inner.me.addr, "Raft node started");
 
@@ -184,6 +187,7 @@ impl RaftNode {
         )));
         tasks.push(tokio::spawn(inner.clone().discover()));
         tasks.push(tokio::spawn(crate::candidacy::run(inner.clone())));
+        tasks.push(tokio::spawn(crate::voters::run(inner.clone())));
         Ok(RaftNode {
             inner,
             tasks: Arc::new(Mutex::new(tasks)),

@@ -125,6 +125,10 @@ pub struct HelloReply {
     /// The last entry of its Raft log, which decides whom it would vote for.
     #[serde(default)]
     pub last_log: Option<crate::LogId>,
+    /// Its site (`raft.site`); the leader records it in the membership when it adds the
+    /// node. A node of the previous version sends none (serde default): it joins siteless.
+    #[serde(default)]
+    pub site: Option<String>,
 }
 
 /// A read served by the receiving node.
@@ -239,8 +243,9 @@ pub enum WriteUnknown {
 pub enum AdminRequest {
     /// The cluster as the leader sees it.
     Status,
-    /// Add the node listening at `addr` (learner, then voter). With `replace`, a voter
-    /// with the same member name (a node that lost its data) is removed in the same step.
+    /// Add the node listening at `addr` as a learner; it becomes a voter if the voter set
+    /// is below its target. With `replace`, a member with the same name (a node that lost
+    /// its data) is removed, and its vote, if it had one, goes to the new node in one step.
     AddMember {
         /// The new node's peer address.
         addr: String,
@@ -325,6 +330,13 @@ pub struct MemberStatus {
     pub voter: bool,
     /// Last log index known replicated to it (leader's view).
     pub matched: Option<u64>,
+    /// Its site, if it declared one (absent from a leader of the previous version).
+    #[serde(default)]
+    pub site: Option<String>,
+    /// Why it votes or not, e.g. `learner: voter set full (3)` (empty from a leader of the
+    /// previous version).
+    #[serde(default)]
+    pub why: String,
 }
 
 /// One node's own state as it reports it: the row of `pgwardenctl dcs status`.

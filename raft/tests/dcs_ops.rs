@@ -261,6 +261,7 @@ async fn dcs_ops_a_backup_restored_into_a_fresh_cluster_holds_the_same_keys() {
     let me = Node {
         name: "n0".into(),
         addr: c.addrs[0].clone(),
+        site: None,
     };
     let dir = c.data_dir(0);
     let first = restore(&dir, &file, &read, me.clone(), false).await.unwrap();

@@ -639,6 +639,7 @@ fn restore_dcs(file: &std::path::Path, path: &std::path::Path, force: bool) -> E
     let me = pgwarden_raft::Node {
         name: cfg.name.to_string(),
         addr: cfg.raft.self_addr.to_string(),
+        site: cfg.raft.site.clone(),
     };
     let dir = cfg.raft.data_dir();
     let rt = match tokio::runtime::Runtime::new() {

@@ -86,6 +86,13 @@ pub const RAFT_HEARTBEAT_INTERVAL_MS: u64 = 100;
 pub const RAFT_ELECTION_TIMEOUT_MIN_MS: u64 = 500;
 /// Upper bound of the randomised election timeout.
 pub const RAFT_ELECTION_TIMEOUT_MAX_MS: u64 = 1000;
+/// How many members vote (`raft.voters`); the others are learners.
+pub const RAFT_VOTERS: u64 = 3;
+/// Seconds a voter may be unreachable before a learner takes its vote.
+pub const RAFT_VOTER_REPLACE_AFTER: u64 = 30;
+/// `raft.voter_replace_after` must be at least this many election timeouts (the upper
+/// bound): a voter that misses a few heartbeats, or a leader election, is not gone.
+pub const RAFT_VOTER_REPLACE_MIN_ELECTIONS: u64 = 5;
 
 /// GUCs that only the DCS may set: they must agree across the cluster or replicas cannot follow the
 /// primary, so a local `postgresql.parameters` value for them is ignored (Patroni's precedence rule).

@@ -270,6 +270,20 @@ pub struct Raft {
     /// CA bundle every peer's certificate must be signed by.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cafile: Option<PathBuf>,
+    /// This member's site or datacenter; the Raft leader spreads the voters over sites.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub site: Option<String>,
+    /// How many members vote (3 or 5); the others are learners.
+    #[serde(
+        default,
+        rename = "voters",
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient::opt_int"
+    )]
+    pub voter_target: Option<u64>,
+    /// How long a voter may be unreachable before a learner takes its vote.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub voter_replace_after: Option<Secs>,
 }
 
 impl Raft {
@@ -313,6 +327,17 @@ impl Raft {
     /// Number of voters: this node plus its partners.
     pub fn voters(&self) -> usize {
         1 + self.partner_addrs.len()
+    }
+    /// The target voter count (`raft.voters`).
+    pub fn voter_target(&self) -> u64 {
+        self.voter_target.unwrap_or(d::RAFT_VOTERS)
+    }
+    /// How long a voter may be unreachable before it is replaced (`raft.voter_replace_after`).
+    pub fn voter_replace_after(&self) -> std::time::Duration {
+        self.voter_replace_after.as_ref().map_or(
+            std::time::Duration::from_secs(d::RAFT_VOTER_REPLACE_AFTER),
+            Secs::duration,
+        )
     }
     /// Heartbeat period.
     pub fn heartbeat_interval_ms(&self) -> u64 {

@@ -321,6 +321,16 @@ fn each_validation_error_names_its_key() {
         ("raft.election_timeout_max_ms", |d| {
             set(d, "raft.election_timeout_max_ms", json!(400))
         }),
+        ("raft.voters", |d| set(d, "raft.voters", json!(4))),
+        ("raft.voters", |d| set(d, "raft.voters", json!(1))),
+        ("raft.voter_replace_after", |d| {
+            set(d, "raft.voter_replace_after", json!(4))
+        }),
+        ("raft.voter_replace_after", |d| {
+            set(d, "raft.election_timeout_max_ms", json!(3000));
+            set(d, "raft.voter_replace_after", json!("10s"))
+        }),
+        ("raft.site", |d| set(d, "raft.site", json!(" "))),
         ("ctl.listen", |d| set(d, "ctl.listen", json!("0.0.0.0:8009"))),
         ("postgresql.listen", |d| remove(d, "postgresql.listen")),
         ("postgresql.data_dir", |d| {
@@ -871,6 +881,12 @@ fn every_table_key_is_read_by_the_types() {
         }
         if spec.path == "raft.witness" {
             remove(&mut doc, "postgresql");
+        }
+        if spec.path == "raft.voters" {
+            set(&mut doc, "raft.voters", json!(5)); // 3 or 5 only
+        }
+        if spec.path == "raft.voter_replace_after" {
+            set(&mut doc, "raft.voter_replace_after", json!("1min")); // well above the election timeout
         }
         if spec.path.starts_with("raft.election_timeout") || spec.path == "raft.heartbeat_interval_ms" {
             continue; // numeric relations; covered by each_validation_error_names_its_key

@@ -123,6 +123,36 @@ impl Config {
                 why: format!("{emax} must be greater than raft.election_timeout_min_ms ({emin}) so timeouts are randomised"),
             });
         }
+        let target = r.voter_target();
+        if !pgwarden_raft::voters::ALLOWED_TARGETS.contains(&usize::try_from(target).unwrap_or(0)) {
+            errors.push(ConfigError::Invalid {
+                key: "raft.voters".into(),
+                why: format!(
+                    "{target} is not a voter count pgwarden keeps: use 3 (one failure tolerated) or 5 (two); \
+                     an even count tolerates no more failures than the odd count below it"
+                ),
+            });
+        }
+        let replace_ms = u64::try_from(r.voter_replace_after().as_millis()).unwrap_or(u64::MAX);
+        let min_ms = emax.saturating_mul(d::RAFT_VOTER_REPLACE_MIN_ELECTIONS).max(1000);
+        if replace_ms < min_ms {
+            errors.push(ConfigError::Invalid {
+                key: "raft.voter_replace_after".into(),
+                why: format!(
+                    "{} s is too short: it must be at least {} election timeouts (raft.election_timeout_max_ms \
+                     {emax}), {} s, so that a voter missing a few heartbeats is not replaced",
+                    replace_ms / 1000,
+                    d::RAFT_VOTER_REPLACE_MIN_ELECTIONS,
+                    min_ms.div_ceil(1000)
+                ),
+            });
+        }
+        if r.site.as_deref().is_some_and(|s| s.trim().is_empty()) {
+            errors.push(ConfigError::Invalid {
+                key: "raft.site".into(),
+                why: "is empty: name the site (e.g. dc1) or remove the key".into(),
+            });
+        }
 
         // ctl exposure.
         let ctl_listen = self.ctl.listen();

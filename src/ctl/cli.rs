@@ -548,7 +548,8 @@ pub enum MembersAction {
         #[arg(short = 'f', long = "format", value_enum, default_value = "pretty")]
         format: Format,
     },
-    /// Add the node listening at ADDR (its raft.self_addr) as a voter.
+    /// Add the node listening at ADDR (its raft.self_addr): a learner, and a voter if the
+    /// voter set is below its target (raft.voters).
     Add {
         /// host:port.
         addr: String,

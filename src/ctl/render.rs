@@ -560,7 +560,8 @@ pub fn raft_members(m: &pb::RaftMembers, fmt: Format) -> String {
         .iter()
         .find(|x| x.id == m.leader_id)
         .map_or_else(|| "none".to_string(), |x| x.name.clone());
-    let columns: Vec<String> = ["Id", "Name", "Address", "Role", "Matched", "Lag"]
+    // Site and Vote come last so scripts that read the first six columns keep working.
+    let columns: Vec<String> = ["Id", "Name", "Address", "Role", "Matched", "Lag", "Site", "Vote"]
         .map(String::from)
         .to_vec();
     let rows = m
@@ -585,6 +586,8 @@ pub fn raft_members(m: &pb::RaftMembers, fmt: Format) -> String {
                     || text(""),
                     |v| Cell::Int(i64::try_from(m.last_log_index.saturating_sub(v)).unwrap_or(i64::MAX)),
                 ),
+                text(x.site.clone()),
+                text(x.why.clone()),
             ]
         })
         .collect();

@@ -321,6 +321,8 @@ impl<D: Dcs, R: RaftAdmin> Admin<D, R> {
                 voter: m.voter,
                 leader: false,
                 matched: m.matched,
+                site: m.site.unwrap_or_default(),
+                why: m.why,
             }),
             other => Err(AdminError::Raft(RaftAdminError::Raft(format!(
                 "unexpected reply to an add request: {other:?}"
@@ -642,6 +644,8 @@ impl<D: Dcs, R: RaftAdmin> AdminService for Admin<D, R> {
                     addr: m.addr,
                     voter: m.voter,
                     matched: m.matched,
+                    site: m.site.unwrap_or_default(),
+                    why: m.why,
                 })
                 .collect(),
         }))

@@ -104,6 +104,9 @@ pub struct Cluster {
 pub struct Options {
     pub data_nodes: usize,
     pub witness: bool,
+    /// Witnesses beyond the one of `witness` (named `witness1`, `witness2`, ...), after it:
+    /// cheap members (no PostgreSQL) for tests of the Raft membership.
+    pub more_witnesses: usize,
     /// Extra YAML lines under bootstrap.dcs (indented by 4).
     pub dcs_extra: String,
     /// Extra YAML lines under ctl (indented by 2), e.g. `  auth_token: x\n`.
@@ -135,6 +138,7 @@ impl Default for Options {
         Options {
             data_nodes: 3,
             witness: false,
+            more_witnesses: 0,
             dcs_extra: String::new(),
             ctl_extra: String::new(),
             pg_extra: Vec::new(),
@@ -157,7 +161,7 @@ impl Cluster {
             .unwrap();
         std::fs::set_permissions(root.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
         let mut specs = vec![];
-        let nodes_total = opts.data_nodes + usize::from(opts.witness);
+        let nodes_total = opts.data_nodes + usize::from(opts.witness) + opts.more_witnesses;
         if let Some(net) = &opts.netns {
             assert!(
                 net.nodes() >= nodes_total,
@@ -183,6 +187,17 @@ impl Cluster {
             specs.push(NodeSpec {
                 host: host(opts.data_nodes),
                 name: "witness".into(),
+                witness: true,
+                raft: free_port(),
+                rest: free_port(),
+                pg: 0,
+                ctl: free_port(),
+            });
+        }
+        for w in 1..=opts.more_witnesses {
+            specs.push(NodeSpec {
+                host: host(specs.len()),
+                name: format!("witness{w}"),
                 witness: true,
                 raft: free_port(),
                 rest: free_port(),

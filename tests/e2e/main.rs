@@ -57,4 +57,5 @@ mod t85_haproxy;
 mod t86_check_patroni;
 mod t90_ctl;
 mod t92_dcs_ops;
+mod t93_voters;
 mod t95_demo;

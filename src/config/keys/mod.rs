@@ -544,6 +544,14 @@ fn local_rows(b: &mut Builder) {
     b.k("raft.certfile", Path, Unset).env();
     b.k("raft.keyfile", Path, Unset).env();
     b.k("raft.cafile", Path, Unset).env();
+    b.k("raft.site", Str, Unset).env();
+    b.k("raft.voters", Int, Num(d::RAFT_VOTERS as i64)).env();
+    b.k(
+        "raft.voter_replace_after",
+        Secs,
+        Num(d::RAFT_VOTER_REPLACE_AFTER as i64),
+    )
+    .env();
 
     b.k("postgresql", Section, Required);
     b.k("postgresql.listen", ListenAddr, Required).env();

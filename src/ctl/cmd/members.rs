@@ -1,4 +1,4 @@
-//! `members list|add|replace|remove`: the Raft voters of the embedded DCS.
+//! `members list|add|replace|remove`: the Raft members (voters and learners) of the embedded DCS.
 
 use super::Result;
 use crate::ctl::cli::MembersAction;
@@ -22,7 +22,15 @@ pub(super) async fn members(c: &mut Client, action: MembersAction) -> Result<()>
                 .add_raft_member(pb::AddRaftMemberRequest { addr })
                 .await?
                 .into_inner();
-            println!("Success: {} (id {}) at {} is a voter", m.name, m.id, m.addr);
+            let what = if m.why.is_empty() {
+                if m.voter { "voter" } else { "learner" }.to_string()
+            } else {
+                m.why.clone()
+            };
+            println!(
+                "Success: {} (id {}) at {} is a member ({what})",
+                m.name, m.id, m.addr
+            );
             Ok(())
         }
         MembersAction::Replace { addr } => {
