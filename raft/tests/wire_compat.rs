@@ -52,6 +52,8 @@ fn membership() -> Membership<NodeId, Node> {
                 Node {
                     name: format!("host{i}"),
                     addr: format!("10.0.0.{i}:5010"),
+                    // 0.2.0's sites: optional, and not written when unset.
+                    site: (i == 3).then(|| "dc3".to_string()),
                 },
             )
         })
@@ -171,6 +173,7 @@ fn samples() -> Vec<(&'static str, Value)> {
         leads: false,
         leader_contact_ms: Some(120),
         last_log: Some(log_id(3, 1, 45)),
+        site: None,
     };
     vec![
         ("append_entries_request", j(&append)),
