@@ -717,6 +717,40 @@ fn decide_standby_cluster(
             {
                 actions.push(Action::ClearFailover { revision: f.revision });
             }
+            // A switchover (or failover) to another member: the standby leader has written
+            // nothing of its own (it replays the remote primary's WAL), so handing the role
+            // over is releasing the key. The candidate takes it and follows the remote; this
+            // member then cascades from it, as any member without the key does.
+            if let Some(f) = view.failover.as_ref() {
+                let wants_me_gone = f.value.leader.as_deref().is_none_or(|l| l == i.me.as_str());
+                if let Some(c) = f.value.member.as_deref().filter(|c| *c != i.me.as_str()) {
+                    if wants_me_gone && !r.primary {
+                        if !i.scheduled_due {
+                            return Some(decision(
+                                actions,
+                                format!("switchover to {c} scheduled: waiting for its time"),
+                            ));
+                        }
+                        let healthy = view
+                            .members
+                            .iter()
+                            .any(|(n, m)| n.as_str() == c && m.is_failover_candidate());
+                        if healthy {
+                            return Some(decision(
+                                vec![Action::ReleaseLeader],
+                                format!("switchover: handing the standby leader role to {c}"),
+                            ));
+                        }
+                        actions.push(Action::ClearFailover { revision: f.revision });
+                        return Some(decision(
+                            actions,
+                            format!(
+                                "switchover to {c} is not possible: the candidate is not a healthy replica"
+                            ),
+                        ));
+                    }
+                }
+            }
             if r.primary && paused {
                 return Some(decision(
                     actions,

@@ -1461,3 +1461,54 @@ fn paused_switchover_to_a_named_candidate_is_carried_out() {
         "stopped by someone else: left alone in pause: {d:?}"
     );
 }
+
+/// A switchover inside a standby cluster: the standby leader releases the key for a healthy
+/// candidate (it has nothing of its own to hand over), the candidate takes it and follows the
+/// remote primary, never promoting, and the old standby leader does not race meanwhile; an
+/// unhealthy candidate's request is cleared.
+#[test]
+fn standby_switchover_hands_the_standby_leader_role_over() {
+    let switchover = |leader: Option<&str>| {
+        let mut v = view(leader);
+        v.failover = Some(crate::ha::view::Versioned {
+            value: FailoverKey {
+                leader: Some("a".into()),
+                member: Some("b".into()),
+                scheduled_at: None,
+            },
+            revision: 9,
+        });
+        v
+    };
+    let v = switchover(Some("a"));
+    let d = standby("a", &v, &replica(100, None), true, &[peer("b", 100, false, 1)]);
+    assert_eq!(d.actions, vec![Action::ReleaseLeader], "{}", d.reason);
+    // The candidate, once the key is free.
+    let free = switchover(None);
+    let d = standby(
+        "b",
+        &free,
+        &replica(100, Some("a")),
+        false,
+        &[peer("a", 100, false, 1)],
+    );
+    assert!(
+        d.actions.contains(&Action::AcquireLeader)
+            && d.actions.contains(&Action::FollowRemote)
+            && !d.actions.contains(&Action::Promote),
+        "{d:?}"
+    );
+    // The old standby leader leaves the key to the candidate.
+    let d = standby("a", &free, &replica(100, None), true, &[peer("b", 100, false, 1)]);
+    assert!(!d.actions.contains(&Action::AcquireLeader), "{d:?}");
+    // A candidate that is not a healthy replica: the request is cleared, the role kept.
+    let mut bad = switchover(Some("a"));
+    bad.members.get_mut(&n("b")).unwrap().state = "stopped".into();
+    let d = standby("a", &bad, &replica(100, None), true, &[]);
+    assert_eq!(
+        d.actions,
+        vec![Action::RefreshLeader, Action::ClearFailover { revision: 9 }],
+        "{}",
+        d.reason
+    );
+}

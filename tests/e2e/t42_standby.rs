@@ -222,6 +222,37 @@ async fn standby_cluster_replicates_fails_over_and_is_promoted() {
     .await;
     refuses_writes(&b, sl).await;
 
+    // A switchover inside the standby cluster hands the standby leader role back to the
+    // restarted member; nothing is promoted, and replication goes on.
+    let body = json!({"leader": b.nodes[other].spec.name, "candidate": b.nodes[sl].spec.name});
+    let (code, text) = b
+        .post(other, "/switchover", body)
+        .await
+        .expect("POST /switchover in the standby cluster");
+    assert_eq!(code, 200, "switchover in the standby cluster: {text}");
+    wait_for(
+        Duration::from_secs(60),
+        "the candidate as standby leader, the old one cascading from it",
+        || async {
+            (standby_leader(&b).await? == sl).then_some(())?;
+            let st = b.patroni(other).await?;
+            (st["role"] == "replica" && st["replication_state"] == "streaming").then_some(())
+        },
+    )
+    .await;
+    insert(&a, pa, 300, 310).await;
+    for i in [sl, other] {
+        wait_for(
+            Duration::from_secs(60),
+            &format!("310 rows on pg{i} after the switchover"),
+            || async { (rows(&b, i).await? == 310).then_some(()) },
+        )
+        .await;
+        refuses_writes(&b, i).await;
+    }
+    // From here on `other` names the standby leader again.
+    let (sl, other) = (other, sl);
+
     // Disaster recovery: the primary cluster is gone, the standby cluster is promoted.
     let old_postmasters: Vec<i32> = (0..a.nodes.len())
         .filter_map(|i| a.nodes[i].postmaster_pid())
@@ -249,12 +280,12 @@ async fn standby_cluster_replicates_fails_over_and_is_promoted() {
     assert_eq!(p, other, "the standby leader is the one promoted");
     assert_eq!(
         rows(&b, p).await,
-        Some(300),
+        Some(310),
         "rows acknowledged before the primary cluster was lost"
     );
     let client = b.connect(p).await.expect("connect to the new primary");
     client
-        .execute("INSERT INTO t VALUES (300, 'after promotion')", &[])
+        .execute("INSERT INTO t VALUES (310, 'after promotion')", &[])
         .await
         .expect("the promoted cluster accepts writes");
     let history = pgwarden_testkit::http::get_json(&b.http, &format!("{}/history", b.rest_url(p)))
@@ -267,7 +298,7 @@ async fn standby_cluster_replicates_fails_over_and_is_promoted() {
     wait_for(
         Duration::from_secs(60),
         "the other member replicating the new row",
-        || async { (rows(&b, sl).await? == 301).then_some(()) },
+        || async { (rows(&b, sl).await? == 311).then_some(()) },
     )
     .await;
 
@@ -302,7 +333,7 @@ async fn standby_cluster_replicates_fails_over_and_is_promoted() {
     wait_for(
         Duration::from_secs(90),
         "the old cluster's replica back with the diverging rows",
-        || async { (rows(&a, qa).await? == 310).then_some(()) },
+        || async { (rows(&a, qa).await? == 320).then_some(()) },
     )
     .await;
     // demote-cluster fences it: both members follow the promoted cluster, rewound (the
@@ -336,7 +367,7 @@ async fn standby_cluster_replicates_fails_over_and_is_promoted() {
     .await;
     let client = b.connect(p).await.expect("connect to the new primary");
     client
-        .execute("INSERT INTO t VALUES (301, 'after the demotion')", &[])
+        .execute("INSERT INTO t VALUES (311, 'after the demotion')", &[])
         .await
         .expect("a write on the new primary");
     for i in [pa, qa] {
@@ -346,7 +377,7 @@ async fn standby_cluster_replicates_fails_over_and_is_promoted() {
             || async {
                 let all = rows(&a, i).await?;
                 let stray = a.query_i64(i, "SELECT count(*) FROM t WHERE id >= 1000").await?;
-                (all == 302 && stray == 0).then_some(())
+                (all == 312 && stray == 0).then_some(())
             },
         )
         .await;
