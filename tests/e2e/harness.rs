@@ -981,38 +981,50 @@ pub fn write_to_one(
 ) -> (Arc<Mutex<Vec<Instant>>>, tokio_util::sync::CancellationToken) {
     let acks: Arc<Mutex<Vec<Instant>>> = Arc::default();
     let stop = tokio_util::sync::CancellationToken::new();
-    let (conn_str, a, s) = (c.conn_str(i), acks.clone(), stop.clone());
-    tokio::spawn(async move {
-        let mut id: i64 = first_id;
-        let mut client = None;
-        while !s.is_cancelled() {
-            if client.is_none() {
-                match tokio_postgres::connect(&conn_str, tokio_postgres::NoTls).await {
-                    Ok((cl, conn)) => {
-                        tokio::spawn(async move {
-                            let _ = conn.await;
-                        });
-                        client = Some(cl);
-                    }
-                    Err(_) => {
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
+    tokio::spawn(insert_loop(
+        c.conn_str(i),
+        first_id,
+        Duration::from_secs(3),
+        stop.clone(),
+        acks.clone(),
+    ));
+    (acks, stop)
+}
+
+/// The loop of a one-target writer: inserts ids after `first_id` into `writes` through
+/// `conn_str` (reconnecting there after any error, each insert bounded by `each`), pushing the
+/// time of every acknowledgement to `acks`, until `stop` or 100,000 inserts.
+pub async fn insert_loop(
+    conn_str: String,
+    first_id: i64,
+    each: Duration,
+    stop: tokio_util::sync::CancellationToken,
+    acks: Arc<Mutex<Vec<Instant>>>,
+) {
+    let mut id: i64 = first_id;
+    let mut client = None;
+    while !stop.is_cancelled() && id < first_id + 100_000 {
+        if client.is_none() {
+            match tokio_postgres::connect(&conn_str, tokio_postgres::NoTls).await {
+                Ok((cl, conn)) => {
+                    tokio::spawn(async move {
+                        let _ = conn.await;
+                    });
+                    client = Some(cl);
+                }
+                Err(_) => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
                 }
             }
-            let Some(cl) = &client else { continue };
-            id += 1;
-            let r = tokio::time::timeout(
-                Duration::from_secs(3),
-                cl.execute("INSERT INTO writes (id) VALUES ($1)", &[&id]),
-            )
-            .await;
-            match r {
-                Ok(Ok(_)) => a.lock().unwrap().push(Instant::now()),
-                _ => client = None,
-            }
-            tokio::time::sleep(Duration::from_millis(5)).await;
         }
-    });
-    (acks, stop)
+        let Some(cl) = &client else { continue };
+        id += 1;
+        let r = tokio::time::timeout(each, cl.execute("INSERT INTO writes (id) VALUES ($1)", &[&id])).await;
+        match r {
+            Ok(Ok(_)) => acks.lock().unwrap().push(Instant::now()),
+            _ => client = None,
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
 }

@@ -180,6 +180,30 @@ fn postmaster_pids(c: &Cluster) -> Vec<Option<i32>> {
     (0..c.nodes.len()).map(|i| c.nodes[i].postmaster_pid()).collect()
 }
 
+/// Waits until every member (Patroni's or pgwarden's: the same REST API) reports the cluster
+/// paused; returns the postmaster pids, every one running.
+async fn paused_and_running(c: &Cluster, who: &str) -> Vec<Option<i32>> {
+    wait_for(
+        Duration::from_secs(30),
+        &format!("every {who} member reports pause"),
+        || async {
+            for i in 0..c.nodes.len() {
+                if c.patroni(i).await?["pause"] != Value::Bool(true) {
+                    return None;
+                }
+            }
+            Some(())
+        },
+    )
+    .await;
+    let pids = postmaster_pids(c);
+    assert!(
+        pids.iter().all(Option::is_some),
+        "every PostgreSQL runs: {pids:?}"
+    );
+    pids
+}
+
 /// The Patroni cluster (3 members, etcd) under a writer; pause; stop Patroni; convert; start
 /// pgwarden: the same primary leads, the replicas stream, no postmaster was restarted, no
 /// acknowledged write is lost and the longest write gap is printed. The pgwarden cluster
@@ -275,24 +299,7 @@ async fn datain_takeover_of_a_running_patroni_cluster_and_the_rollback_keep_ever
         .await
         .expect("PATCH /config");
     assert!(r.status().is_success(), "pause: {}", r.status());
-    wait_for(
-        Duration::from_secs(30),
-        "every Patroni member reports pause",
-        || async {
-            for i in 0..3 {
-                if c.patroni(i).await?["pause"] != Value::Bool(true) {
-                    return None;
-                }
-            }
-            Some(())
-        },
-    )
-    .await;
-    let before = postmaster_pids(&c);
-    assert!(
-        before.iter().all(Option::is_some),
-        "every PostgreSQL runs: {before:?}"
-    );
+    let before = paused_and_running(&c, "Patroni").await;
     let takeover = Instant::now();
 
     // 2. Stop the Patroni daemons and etcd.
@@ -411,24 +418,7 @@ async fn datain_takeover_of_a_running_patroni_cluster_and_the_rollback_keep_ever
         .await
         .expect("PATCH /config on pgwarden");
     assert_eq!(code, 200, "pause: {body}");
-    wait_for(
-        Duration::from_secs(30),
-        "every pgwarden member reports pause",
-        || async {
-            for i in 0..3 {
-                if c.patroni(i).await?["pause"] != Value::Bool(true) {
-                    return None;
-                }
-            }
-            Some(())
-        },
-    )
-    .await;
-    let before = postmaster_pids(&c);
-    assert!(
-        before.iter().all(Option::is_some),
-        "every PostgreSQL runs: {before:?}"
-    );
+    let before = paused_and_running(&c, "pgwarden").await;
     let rollback = Instant::now();
     for i in 0..3 {
         c.stop(i).await;

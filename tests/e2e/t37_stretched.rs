@@ -186,38 +186,8 @@ fn write_inside_site(
     let a = acks.clone();
     let h = std::thread::spawn(move || {
         let ns = lab.node_ns(site);
-        lab.block_on_in(&ns, || async move {
-            let mut id = first_id;
-            let mut client = None;
-            // Bounded by the stop token and 100k inserts.
-            while !stop.is_cancelled() && id < first_id + 100_000 {
-                if client.is_none() {
-                    match tokio_postgres::connect(&conn, tokio_postgres::NoTls).await {
-                        Ok((cl, conn)) => {
-                            tokio::spawn(async move {
-                                let _ = conn.await;
-                            });
-                            client = Some(cl);
-                        }
-                        Err(_) => {
-                            tokio::time::sleep(Duration::from_millis(50)).await;
-                            continue;
-                        }
-                    }
-                }
-                let Some(cl) = &client else { continue };
-                id += 1;
-                let r = tokio::time::timeout(
-                    Duration::from_secs(2),
-                    cl.execute("INSERT INTO writes (id) VALUES ($1)", &[&id]),
-                )
-                .await;
-                match r {
-                    Ok(Ok(_)) => a.lock().unwrap().push(Instant::now()),
-                    _ => client = None,
-                }
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
+        lab.block_on_in(&ns, || {
+            crate::harness::insert_loop(conn, first_id, Duration::from_secs(2), stop, a)
         })
     });
     (h, acks)
