@@ -104,30 +104,38 @@ pub struct NetLab {
     switch: Mutex<Option<DelaySwitch>>,
 }
 
+/// A lab with nothing made yet, its namespaces' names taken: the ones an earlier, crashed
+/// run left with those names are deleted first. What the builders create afterwards is
+/// removed by its drop, also on an error half-way.
+fn empty_lab(prefix: &str, nodes: usize) -> Result<NetLab, NetError> {
+    assert!(nodes < 100, "at most 99 nodes");
+    let lab = NetLab {
+        prefix: prefix.to_string(),
+        nodes,
+        created: Mutex::new(Vec::new()),
+        cuts: Mutex::new(BTreeSet::new()),
+        lossy: Mutex::new(BTreeSet::new()),
+        client_cuts: Mutex::new(BTreeSet::new()),
+        switch: Mutex::new(None),
+    };
+    let mut all: Vec<String> = (0..nodes).map(|i| lab.node_ns(i)).collect();
+    all.push(lab.client_ns());
+    all.push(lab.bridge_ns());
+    for ns in &all {
+        if Path::new("/run/netns").join(ns).exists() {
+            eprintln!("netns: removing namespace {ns} left by an earlier run");
+            run("ip", &["netns", "del", ns])?;
+        }
+    }
+    Ok(lab)
+}
+
 impl NetLab {
     /// Builds the network for `nodes` nodes and the clients, its namespaces named
     /// `<prefix>-n0`…, `<prefix>-cl` and `<prefix>-br`. `prefix` must be unique to the test:
     /// namespaces left with these names by an earlier, crashed run are deleted first.
     pub fn new(prefix: &str, nodes: usize) -> Result<NetLab, NetError> {
-        assert!(nodes < 100, "at most 99 nodes");
-        let lab = NetLab {
-            prefix: prefix.to_string(),
-            nodes,
-            created: Mutex::new(Vec::new()),
-            cuts: Mutex::new(BTreeSet::new()),
-            lossy: Mutex::new(BTreeSet::new()),
-            client_cuts: Mutex::new(BTreeSet::new()),
-            switch: Mutex::new(None),
-        };
-        let mut all: Vec<String> = (0..nodes).map(|i| lab.node_ns(i)).collect();
-        all.push(lab.client_ns());
-        all.push(lab.bridge_ns());
-        for ns in &all {
-            if Path::new("/run/netns").join(ns).exists() {
-                eprintln!("netns: removing namespace {ns} left by an earlier run");
-                run("ip", &["netns", "del", ns])?;
-            }
-        }
+        let lab = empty_lab(prefix, nodes)?;
         // On any error below, the drop of `lab` removes what was created.
         let br = lab.bridge_ns();
         lab.add_namespace(&br)?;
@@ -148,25 +156,7 @@ impl NetLab {
     /// [`crate::delay_switch`]: this works on kernels without `sch_netem`). Cuts and loss
     /// work as with [`NetLab::new`]; [`NetLab::delay`] does not (there is no bridge port).
     pub fn with_site_delay(prefix: &str, nodes: usize, one_way: Duration) -> Result<NetLab, NetError> {
-        assert!(nodes < 100, "at most 99 nodes");
-        let lab = NetLab {
-            prefix: prefix.to_string(),
-            nodes,
-            created: Mutex::new(Vec::new()),
-            cuts: Mutex::new(BTreeSet::new()),
-            lossy: Mutex::new(BTreeSet::new()),
-            client_cuts: Mutex::new(BTreeSet::new()),
-            switch: Mutex::new(None),
-        };
-        let mut all: Vec<String> = (0..nodes).map(|i| lab.node_ns(i)).collect();
-        all.push(lab.client_ns());
-        all.push(lab.bridge_ns());
-        for ns in &all {
-            if Path::new("/run/netns").join(ns).exists() {
-                eprintln!("netns: removing namespace {ns} left by an earlier run");
-                run("ip", &["netns", "del", ns])?;
-            }
-        }
+        let lab = empty_lab(prefix, nodes)?;
         // Ports 0..nodes are the nodes, port `nodes` the clients.
         let mut ports = Vec::with_capacity(nodes + 1);
         for i in 0..=nodes {

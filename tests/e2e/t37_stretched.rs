@@ -112,15 +112,7 @@ fn stretched_three_sites_sigkill_failover() {
         c.kill9(p);
         let q = wait_new_primary(&c, p, Duration::from_secs(60)).await;
         w.wait_more(50, Duration::from_secs(60)).await;
-        let last_old = w
-            .ack_times
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|(at, n)| *at <= kill && *n == p)
-            .map(|(at, _)| *at)
-            .next_back()
-            .expect("the old primary acknowledged writes");
+        let last_old = last_ack_on(&w, p, kill);
         let (first_new, _) = w
             .first_ack_after(kill, Some(p))
             .expect("the new primary acknowledged writes");
@@ -191,6 +183,18 @@ fn write_inside_site(
         })
     });
     (h, acks)
+}
+
+/// The last write node `p` acknowledged to `w` at or before `at` (the SIGKILL).
+fn last_ack_on(w: &Writer, p: usize, at: Instant) -> Instant {
+    w.ack_times
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(t, n)| *t <= at && *n == p)
+        .map(|(t, _)| *t)
+        .next_back()
+        .expect("the old primary acknowledged writes")
 }
 
 /// The primary's site is cut off (every frame its link sends is dropped: to the other
@@ -365,15 +369,7 @@ fn bench_multidc_stretched_rto() {
                 c.kill9(p);
                 let q = wait_new_primary(&c, p, Duration::from_secs(90)).await;
                 w.wait_more(20, Duration::from_secs(60)).await;
-                let last_old = w
-                    .ack_times
-                    .lock()
-                    .unwrap()
-                    .iter()
-                    .filter(|(at, n)| *at <= kill && *n == p)
-                    .map(|(at, _)| *at)
-                    .next_back()
-                    .expect("the old primary acknowledged writes");
+                let last_old = last_ack_on(&w, p, kill);
                 let (first_new, _) = w.first_ack_after(kill, Some(p)).expect("a write on the new primary");
                 let acked = w.stop().await;
                 let lost = acked.difference(&rows_on(&c, q).await).count();
