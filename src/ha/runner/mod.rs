@@ -414,6 +414,13 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
             let (leader_key, failover_key, config_key) =
                 (self.key("leader"), self.key("failover"), self.key("config"));
             let me = self.s.me.to_string();
+            // The leader's keep-alive rewrites its key several times per loop_wait; only a
+            // change of holder is news here (a deletion wakes the loop below).
+            let known_leader = self
+                .last_view
+                .as_ref()
+                .and_then(|v| v.leader_name())
+                .map(|l| l.to_string());
             let wait = async {
                 loop {
                     match watch.next().await {
@@ -423,7 +430,11 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
                         {
                             return
                         }
-                        Some(crate::dcs::WatchEvent::Put(kv)) if kv.key == leader_key && kv.value != me => {
+                        Some(crate::dcs::WatchEvent::Put(kv))
+                            if kv.key == leader_key
+                                && kv.value != me
+                                && known_leader.as_deref() != Some(kv.value.as_str()) =>
+                        {
                             return
                         }
                         Some(_) => continue,
