@@ -15,9 +15,29 @@ const MARGIN: Duration = Duration::from_millis(500);
 const TOLERANCE: Duration = Duration::from_millis(500);
 
 async fn daemon_death(opts: Options) {
+    let sync = opts.dcs_extra.contains("synchronous_mode: true");
     let mut c = Cluster::new(opts);
     c.start_all();
     let leader = c.wait_healthy(Duration::from_secs(90)).await;
+    // In synchronous mode no member may be promoted until the sync key names a standby that
+    // holds every acknowledged commit: a kill before that leaves the cluster, rightly, with
+    // no primary.
+    if sync {
+        wait_for(
+            Duration::from_secs(30),
+            "the sync key to name a synchronous standby",
+            || async {
+                let v = pgwarden_testkit::http::get_json(&c.http, &format!("{}/cluster", c.rest_url(leader)))
+                    .await?;
+                v["members"]
+                    .as_array()?
+                    .iter()
+                    .any(|m| m["role"] == "sync_standby")
+                    .then_some(())
+            },
+        )
+        .await;
+    }
     // The table, and a guard beside the primary's postmaster, before the kill.
     let setup = c.connect(leader).await.expect("connect to the primary");
     setup
