@@ -456,17 +456,32 @@ fn rest_json(lab: &Lab, i: usize, path: &str) -> Option<Value> {
 /// From host `i`'s REST API: the leader's index if /cluster shows exactly the data nodes
 /// `members`, one leader running and every other one streaming on its timeline.
 fn healthy_from(lab: &Lab, i: usize, members: &[usize]) -> Option<usize> {
+    healthy_among(lab, i, members, true)
+}
+
+/// As [`healthy_from`], with `exact` false: members of the cluster other than `members` may be
+/// listed too, in any state (a killed host whose daemon systemd has already restarted).
+fn healthy_among(lab: &Lab, i: usize, members: &[usize], exact: bool) -> Option<usize> {
     let c = rest_json(lab, i, "/cluster")?;
-    let list = c.get("members")?.as_array()?;
-    if list.len() != members.len() {
+    let all = c.get("members")?.as_array()?;
+    if exact && all.len() != members.len() {
         return None;
     }
+    let list: Vec<&Value> = all
+        .iter()
+        .filter(|m| {
+            m.get("name")
+                .and_then(Value::as_str)
+                .is_some_and(|n| members.iter().any(|&j| host_name(j) == n))
+        })
+        .collect();
     let names: Vec<&str> = list.iter().filter_map(|m| m.get("name")?.as_str()).collect();
     if !members.iter().all(|&j| names.contains(&host_name(j).as_str())) {
         return None;
     }
     let leaders: Vec<&Value> = list
         .iter()
+        .copied()
         .filter(|m| m.get("role").and_then(Value::as_str) == Some("leader"))
         .collect();
     let [leader] = leaders.as_slice() else { return None };
@@ -989,9 +1004,11 @@ fn field_systemd_three_hosts() {
         "the killed node's PostgreSQL lived or took writes for {fenced_after:?}"
     );
     let survivors: Vec<usize> = all.iter().copied().filter(|&j| j != victim).collect();
+    // Restart=on-failure may bring the killed host's daemon back meanwhile: it may be
+    // listed, in any state; the survivors must agree on a leader among them.
     let next = wait_for(Duration::from_secs(90), "a failover after the SIGKILL", || {
-        let l = healthy_from(&lab, survivors[0], &survivors)?;
-        (healthy_from(&lab, survivors[1], &survivors)? == l).then_some(l)
+        let l = healthy_among(&lab, survivors[0], &survivors, false)?;
+        (healthy_among(&lab, survivors[1], &survivors, false)? == l).then_some(l)
     });
     let failover = killed_at.elapsed();
     // Never again a write on the killed node's old PostgreSQL (a restarted one is a replica).
