@@ -427,14 +427,7 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
         self.demoted_for_switchover = false;
         self.following = leader.cloned();
         self.not_streaming_since = None;
-        let action = if self.role_changes_to_replica() {
-            CallbackAction::OnRoleChange
-        } else if was_running {
-            CallbackAction::OnRestart
-        } else {
-            CallbackAction::OnStart
-        };
-        self.fire(action, CallbackRole::Replica);
+        self.fire_replica_start(was_running, CallbackRole::Replica);
         tracing::info!(leader = ?leader, "started PostgreSQL as a replica");
         Ok(())
     }
@@ -941,6 +934,19 @@ mod tests {
         });
     }
 
+    /// A runner for member `a`, diverged from leader `b` (see [`diverged`]), with
+    /// `use_pg_rewind` set.
+    async fn diverged_runner(
+        use_pg_rewind: bool,
+    ) -> (Arc<FakePg>, crate::ha::runner::Runner<MemDcs, FakePg>) {
+        let dcs = Arc::new(MemDcs::new());
+        let pg = Arc::new(FakePg::new());
+        diverged(&dcs, &pg).await;
+        let mut r = runner_a(dcs, pg.clone());
+        r.s.use_pg_rewind = Some(use_pg_rewind);
+        (pg, r)
+    }
+
     fn called(pg: &FakePg, what: &str) -> bool {
         pg.calls().iter().any(|c| format!("{c:?}").starts_with(what))
     }
@@ -950,11 +956,7 @@ mod tests {
     /// PostgreSQL is not started on it.
     #[tokio::test]
     async fn config_state_applied_use_pg_rewind_false_never_rewinds() {
-        let dcs = Arc::new(MemDcs::new());
-        let pg = Arc::new(FakePg::new());
-        diverged(&dcs, &pg).await;
-        let mut r = runner_a(dcs.clone(), pg.clone());
-        r.s.use_pg_rewind = Some(false);
+        let (pg, mut r) = diverged_runner(false).await;
         assert!(
             r.iteration().await.is_err(),
             "a diverged member must report why it stays down"
@@ -969,11 +971,7 @@ mod tests {
         assert!(!called(&pg, "MoveAside"), "{:?}", pg.calls());
 
         // With remove_data_directory_on_diverged_timelines: moved aside (then cloned).
-        let dcs = Arc::new(MemDcs::new());
-        let pg = Arc::new(FakePg::new());
-        diverged(&dcs, &pg).await;
-        let mut r = runner_a(dcs.clone(), pg.clone());
-        r.s.use_pg_rewind = Some(false);
+        let (pg, mut r) = diverged_runner(false).await;
         r.s.remove_data_directory_on_diverged_timelines = true;
         let _ = r.iteration().await;
         assert!(called(&pg, "MoveAside"), "{:?}", pg.calls());
@@ -1017,12 +1015,8 @@ mod tests {
     /// the timelines equal) is a failed rewind: PostgreSQL is not started on that data.
     #[tokio::test]
     async fn rewind_that_changes_nothing_is_checked_and_counts_as_failed() {
-        let dcs = Arc::new(MemDcs::new());
-        let pg = Arc::new(FakePg::new());
-        diverged(&dcs, &pg).await;
+        let (pg, mut r) = diverged_runner(true).await;
         pg.with_state(|s| s.rewind_changes_nothing = true);
-        let mut r = runner_a(dcs.clone(), pg.clone());
-        r.s.use_pg_rewind = Some(true);
         assert!(r.iteration().await.is_err());
         assert!(called(&pg, "Rewind"), "{:?}", pg.calls());
         assert!(
@@ -1033,11 +1027,7 @@ mod tests {
         assert!(!called(&pg, "MoveAside"), "{:?}", pg.calls());
 
         // A rewind that works is followed by the start as a replica.
-        let dcs = Arc::new(MemDcs::new());
-        let pg = Arc::new(FakePg::new());
-        diverged(&dcs, &pg).await;
-        let mut r = runner_a(dcs.clone(), pg.clone());
-        r.s.use_pg_rewind = Some(true);
+        let (pg, mut r) = diverged_runner(true).await;
         r.iteration().await.expect("rewound and started");
         assert!(called(&pg, "Rewind") && called(&pg, "Start"), "{:?}", pg.calls());
     }
@@ -1046,12 +1036,8 @@ mod tests {
     /// (it always did); otherwise the member stays stopped and the rewind is not retried.
     #[tokio::test]
     async fn config_state_applied_rewind_failure_reinitializes_only_when_configured() {
-        let dcs = Arc::new(MemDcs::new());
-        let pg = Arc::new(FakePg::new());
-        diverged(&dcs, &pg).await;
+        let (pg, mut r) = diverged_runner(true).await;
         pg.with_state(|s| s.rewind_fails = true);
-        let mut r = runner_a(dcs.clone(), pg.clone());
-        r.s.use_pg_rewind = Some(true);
         assert!(r.iteration().await.is_err());
         assert!(called(&pg, "Rewind"), "{:?}", pg.calls());
         assert!(!called(&pg, "MoveAside"), "{:?}", pg.calls());

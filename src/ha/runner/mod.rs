@@ -807,6 +807,19 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
         matches!(self.cb_role, Some(CallbackRole::Primary | CallbackRole::Demoted))
     }
 
+    /// The callback of a start as a replica (or standby leader): on_role_change after a
+    /// primary, on_restart when PostgreSQL was running just before, else on_start.
+    pub(super) fn fire_replica_start(&mut self, was_running: bool, role: CallbackRole) {
+        let action = if self.role_changes_to_replica() {
+            CallbackAction::OnRoleChange
+        } else if was_running {
+            CallbackAction::OnRestart
+        } else {
+            CallbackAction::OnStart
+        };
+        self.fire(action, role);
+    }
+
     /// Starts a background callback and remembers the role it announced.
     pub(super) fn fire(&mut self, action: CallbackAction, role: CallbackRole) {
         self.callbacks.fire(action, role);

@@ -225,14 +225,7 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
         self.pg.start().await?;
         self.following = None;
         self.not_streaming_since = None;
-        let action = if self.role_changes_to_replica() {
-            CallbackAction::OnRoleChange
-        } else if was_running {
-            CallbackAction::OnRestart
-        } else {
-            CallbackAction::OnStart
-        };
-        self.fire(action, CallbackRole::StandbyLeader);
+        self.fire_replica_start(was_running, CallbackRole::StandbyLeader);
         tracing::info!(upstream = ?self.written_role.as_ref().and_then(|r| r.upstream()).map(|t| format!("{}:{}", t.host, t.port)), "started PostgreSQL as the standby leader");
         Ok(())
     }
