@@ -44,7 +44,7 @@ pub struct VoterPolicy {
 impl Default for VoterPolicy {
     fn default() -> Self {
         VoterPolicy {
-            target: 3,
+            target: 5,
             replace_after: Duration::from_secs(30),
         }
     }

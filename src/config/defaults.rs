@@ -86,8 +86,10 @@ pub const RAFT_HEARTBEAT_INTERVAL_MS: u64 = 100;
 pub const RAFT_ELECTION_TIMEOUT_MIN_MS: u64 = 500;
 /// Upper bound of the randomised election timeout.
 pub const RAFT_ELECTION_TIMEOUT_MAX_MS: u64 = 1000;
-/// How many members vote (`raft.voters`); the others are learners.
-pub const RAFT_VOTERS: u64 = 3;
+/// How many members vote (`raft.voters`); the others are learners. Five, so that a cluster
+/// of five or more members survives two failures as it did when every member voted; three-
+/// and four-member clusters vote three either way.
+pub const RAFT_VOTERS: u64 = 5;
 /// Seconds a voter may be unreachable before a learner takes its vote.
 pub const RAFT_VOTER_REPLACE_AFTER: u64 = 30;
 /// `raft.voter_replace_after` must be at least this many election timeouts (the upper

@@ -84,11 +84,16 @@ async fn settled(c: &Cluster, i: usize, n: usize, limit: Duration) -> BTreeMap<S
     .await
 }
 
+/// Each member's `raft:` lines: its site and a target of three voters (the default, five,
+/// would make every one of five members vote).
 fn site_lines(sites: &[&str]) -> Vec<String> {
-    sites.iter().map(|s| format!("  site: {s}\n")).collect()
+    sites
+        .iter()
+        .map(|s| format!("  site: {s}\n  voters: 3\n"))
+        .collect()
 }
 
-/// 1 data node + 4 witnesses on sites a, a, b, b, c: all five bootstrap together (all
+/// 1 data node + 4 witnesses on sites a, a, b, b, c, `raft.voters: 3`: all five bootstrap together (all
 /// voting at first) and the Raft leader keeps three voters, one per site.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn stretched_voters_five_members_on_three_sites_keep_three_voters() {
@@ -137,7 +142,8 @@ async fn stretched_voters_five_members_on_three_sites_keep_three_voters() {
     );
 }
 
-/// 2 data nodes + 3 witnesses on four sites (a, a, b, c, d), `raft.voter_replace_after: 5`.
+/// 2 data nodes + 3 witnesses on four sites (a, a, b, c, d), `raft.voters: 3`,
+/// `raft.voter_replace_after: 5`.
 /// A data node that is a learner takes over as primary (switchover: its HA loop writes the
 /// leader key through the Raft leader). Then a voter is SIGKILLed: after 5 s a learner of
 /// a site that holds no voter takes its vote, the DCS keeps taking writes, and the killed
