@@ -45,12 +45,7 @@ impl NodeInner {
         let membership = m.membership_config.membership();
         let (views, voters) = self.member_views();
         let desired = crate::voters::desired_voters(views.len(), self.config.voters.target);
-        let replaced = self
-            .replaced
-            .after
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
+        let replaced = self.replaced.snapshot();
         let members = membership
             .nodes()
             .map(|(id, node)| MemberStatus {
@@ -287,11 +282,7 @@ impl NodeInner {
                         .await
                         .map_err(|e| AdminError::Raft(e.to_string()))?;
                 }
-                self.replaced
-                    .after
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .remove(&id);
+                self.replaced.lock().remove(&id);
                 tracing::info!(node_id = id, member = %member, was_voter, "member removed");
                 Ok(AdminReply::Removed(id))
             }

@@ -290,7 +290,20 @@ pub fn why(m: &MemberView, voters: usize, desired: usize, replaced_after: Option
 /// Lost with the leadership; a later leader shows such a member as an ordinary learner.
 #[derive(Default)]
 pub(crate) struct Replaced {
-    pub(crate) after: std::sync::Mutex<BTreeMap<NodeId, Duration>>,
+    after: std::sync::Mutex<BTreeMap<NodeId, Duration>>,
+}
+
+impl Replaced {
+    /// The map, locked (a panic elsewhere while holding it left it whole: each change is
+    /// one insert or remove).
+    pub(crate) fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<NodeId, Duration>> {
+        self.after.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A copy, for one look at the members.
+    pub(crate) fn snapshot(&self) -> BTreeMap<NodeId, Duration> {
+        self.lock().clone()
+    }
 }
 
 impl NodeInner {
@@ -308,12 +321,7 @@ impl NodeInner {
             )
         };
         let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
-        let replaced = self
-            .replaced
-            .after
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
+        let replaced = self.replaced.snapshot();
         let views = membership
             .nodes()
             .map(|(id, node)| {
@@ -377,7 +385,7 @@ impl NodeInner {
         // Noted before the change, so that no `members list` answered while it commits
         // shows the replaced member without its reason; undone if the change fails.
         let noted = {
-            let mut replaced = self.replaced.after.lock().unwrap_or_else(|p| p.into_inner());
+            let mut replaced = self.replaced.lock();
             match change {
                 VoterChange::Replace { dead, .. } => {
                     let d = views
@@ -397,11 +405,7 @@ impl NodeInner {
         };
         if let Err(e) = self.raft.change_membership(new, true).await {
             if let Some(dead) = noted {
-                self.replaced
-                    .after
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .remove(&dead);
+                self.replaced.lock().remove(&dead);
             }
             return Err(e.to_string());
         }
