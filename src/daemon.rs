@@ -71,9 +71,8 @@ pub async fn run(
         );
         node_cfg.link_filter = Some(Arc::new(p));
     }
-    // With TLS between peers, a bare TCP handshake would make each partner log a failed TLS
-    // handshake at every probe: the round-trip check is off then (see crate::rtt).
-    let probe_rtt = node_cfg.tls.is_none();
+    // The round-trip probe speaks the transport's TLS, if any (see crate::rtt).
+    let rtt_dialer = crate::rtt::Dialer::for_peers(node_cfg.tls.as_ref());
     let raft_listener = tokio::net::TcpListener::bind(cfg.raft.bind_addr().to_string())
         .await
         .with_context(|| {
@@ -90,16 +89,15 @@ pub async fn run(
 
     // A stretched cluster's timers must suit the inter-site round trip: measured, and
     // warned about when the election timeout is too short for it (see crate::rtt).
-    if probe_rtt {
-        tokio::spawn(crate::rtt::watch(
-            cfg.raft.partner_addrs.iter().map(|a| a.to_string()).collect(),
-            crate::rtt::RaftTimers {
-                heartbeat_interval: Duration::from_millis(cfg.raft.heartbeat_interval_ms()),
-                election_timeout_min: Duration::from_millis(cfg.raft.election_timeout_min_ms()),
-            },
-            shutdown.clone(),
-        ));
-    }
+    tokio::spawn(crate::rtt::watch(
+        cfg.raft.partner_addrs.iter().map(|a| a.to_string()).collect(),
+        rtt_dialer,
+        crate::rtt::RaftTimers {
+            heartbeat_interval: Duration::from_millis(cfg.raft.heartbeat_interval_ms()),
+            election_timeout_min: Duration::from_millis(cfg.raft.election_timeout_min_ms()),
+        },
+        shutdown.clone(),
+    ));
 
     let info = DaemonInfo {
         version: env!("CARGO_PKG_VERSION").into(),

@@ -14,8 +14,10 @@
 //! ([`HEARTBEAT_SUGGEST_FACTOR`] and [`SUGGEST_FACTOR`] round trips). The figures are also
 //! kept for /metrics (`pgwarden_raft_peer_rtt_seconds{peer}`).
 //!
-//! Not with TLS between the peers (`raft.certfile`): a TCP handshake that sends nothing
-//! would make each partner log a failed TLS handshake at every probe.
+//! With TLS between the peers (`raft.certfile`) only the TCP handshake is timed as well,
+//! but the probe then completes a TLS handshake with this node's own peer certificate and
+//! closes the session cleanly ([`Dialer::Tls`]): a connection that sent nothing would make
+//! each partner log a refused TLS handshake at every probe.
 //!
 //! Why 5 and 10: openraft's followers campaign after `election_timeout_max` +
 //! rand[min, max) without a heartbeat, and a heartbeat takes one one-way trip plus any
@@ -24,8 +26,9 @@
 //! datacenter round trip (≤ 1 ms) it never rises above the shipped 500 ms.
 
 use std::collections::BTreeMap;
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
+use tokio::io::AsyncWriteExt;
 use tokio_util::sync::CancellationToken;
 
 /// Below this many round trips, `election_timeout_min` draws a warning.
@@ -148,14 +151,60 @@ pub fn last_measured() -> BTreeMap<String, Duration> {
     measured().lock().unwrap_or_else(|e| e.into_inner()).clone()
 }
 
+/// How a probe talks to a partner once the TCP handshake it times is done.
+#[derive(Clone)]
+pub enum Dialer {
+    /// Plain Raft transport: close the socket at once.
+    Plain,
+    /// Mutual TLS between peers: finish a TLS handshake with this node's own peer
+    /// certificate (the partner accepts it as it accepts this node's Raft calls), then send
+    /// close_notify, so that the partner sees an ordinary short connection and logs nothing.
+    Tls(Arc<rustls::ClientConfig>),
+}
+
+impl Dialer {
+    /// The dialer for the Raft transport's TLS settings.
+    pub fn for_peers(tls: Option<&pgwarden_raft::tls::PeerTls>) -> Self {
+        tls.map_or(Dialer::Plain, |t| Dialer::Tls(t.client_config()))
+    }
+
+    /// Ends a probe connection as the transport expects it ended.
+    async fn finish(&self, addr: &str, tcp: tokio::net::TcpStream) {
+        let Dialer::Tls(config) = self else {
+            return;
+        };
+        // The partner's certificate names its address: the host part of `addr`, an IP
+        // address or a DNS name (bracketed IPv6 addresses lose their brackets).
+        let host = addr
+            .rsplit_once(':')
+            .map_or(addr, |(h, _)| h)
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string();
+        let Ok(name) = rustls::pki_types::ServerName::try_from(host) else {
+            return;
+        };
+        let connector = tokio_rustls::TlsConnector::from(config.clone());
+        match tokio::time::timeout(CONNECT_LIMIT, connector.connect(name, tcp)).await {
+            Ok(Ok(mut s)) => {
+                let _ = tokio::time::timeout(CONNECT_LIMIT, s.shutdown()).await;
+            }
+            // The Raft transport's own connector logs a failing handshake (throttled); the
+            // round trip measured before it still counts.
+            Ok(Err(e)) => tracing::debug!(peer = addr, error = %e, "round-trip probe: TLS handshake failed"),
+            Err(_) => tracing::debug!(peer = addr, "round-trip probe: TLS handshake timed out"),
+        }
+    }
+}
+
 /// The best of [`SAMPLES`] TCP handshakes with `addr`, `None` if none completed in time.
-async fn probe(addr: &str) -> Option<Duration> {
+async fn probe(addr: &str, dialer: &Dialer) -> Option<Duration> {
     let mut best: Option<Duration> = None;
     for _ in 0..SAMPLES {
         let t = tokio::time::Instant::now();
         if let Ok(Ok(s)) = tokio::time::timeout(CONNECT_LIMIT, tokio::net::TcpStream::connect(addr)).await {
             let took = t.elapsed();
-            drop(s);
+            dialer.finish(addr, s).await;
             best = Some(best.map_or(took, |b| b.min(took)));
         }
     }
@@ -165,7 +214,7 @@ async fn probe(addr: &str) -> Option<Duration> {
 /// Probes every partner now and then, until `shutdown`, and warns when the election
 /// timeout is too short for what was measured (once per change of the advice, not at every
 /// probe).
-pub async fn watch(partners: Vec<String>, timers: RaftTimers, shutdown: CancellationToken) {
+pub async fn watch(partners: Vec<String>, dialer: Dialer, timers: RaftTimers, shutdown: CancellationToken) {
     if partners.is_empty() {
         return;
     }
@@ -180,7 +229,7 @@ pub async fn watch(partners: Vec<String>, timers: RaftTimers, shutdown: Cancella
         wait = PROBE_EVERY;
         let mut rtts = BTreeMap::new();
         for p in &partners {
-            if let Some(r) = probe(p).await {
+            if let Some(r) = probe(p, &dialer).await {
                 rtts.insert(p.clone(), r);
             }
         }

@@ -89,6 +89,29 @@ async fn mutual_tls_cluster_forms_and_refuses_foreign_certificates() {
     let table = ctl(&["-c", cfg0, "list"]).await;
     assert!(table.ok && table.stdout.contains(&leader), "{table:?}");
 
+    // The round-trip check works over TLS: every member measured its partners, and its
+    // probes (a full TLS handshake, closed cleanly) made no partner log a refusal.
+    for i in 0..3 {
+        let rtt = wait_for(
+            Duration::from_secs(30),
+            "a round trip to a Raft partner measured over TLS",
+            || async { c.metric(i, "pgwarden_raft_peer_rtt_seconds").await },
+        )
+        .await;
+        assert!(rtt > 0.0 && rtt < 1.0, "pg{i}: round trip {rtt} s on loopback");
+    }
+    for i in 0..3 {
+        let log = c.log(i);
+        let noise: Vec<&str> = log
+            .lines()
+            .filter(|l| l.contains("refused a Raft peer connection") || l.contains("TLS handshake with"))
+            .collect();
+        assert!(
+            noise.is_empty(),
+            "pg{i} logged TLS refusals among members: {noise:#?}"
+        );
+    }
+
     // A 4th daemon with a certificate from another CA (trusting both CAs, so the only
     // thing in its way is its own certificate) cannot join: the members refuse it.
     let intruder_dir = tempfile::tempdir().unwrap();
