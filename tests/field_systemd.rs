@@ -435,17 +435,8 @@ impl Drop for Lab {
 }
 
 /// Polls `cond` every 250 ms until it returns Some, or panics after `limit` naming `what`.
-fn wait_for<T>(limit: Duration, what: &str, mut cond: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(v) = cond() {
-            return v;
-        }
-        if Instant::now() >= deadline {
-            panic!("timed out after {limit:?} waiting for {what}");
-        }
-        std::thread::sleep(Duration::from_millis(250));
-    }
+fn wait_for<T>(limit: Duration, what: &str, cond: impl FnMut() -> Option<T>) -> T {
+    pgwarden_testkit::wait::wait_blocking(Duration::from_millis(250), limit, what, cond)
 }
 
 fn rest_json(lab: &Lab, i: usize, path: &str) -> Option<Value> {
@@ -463,42 +454,9 @@ fn healthy_from(lab: &Lab, i: usize, members: &[usize]) -> Option<usize> {
 /// listed too, in any state (a killed host whose daemon systemd has already restarted).
 fn healthy_among(lab: &Lab, i: usize, members: &[usize], exact: bool) -> Option<usize> {
     let c = rest_json(lab, i, "/cluster")?;
-    let all = c.get("members")?.as_array()?;
-    if exact && all.len() != members.len() {
-        return None;
-    }
-    let list: Vec<&Value> = all
-        .iter()
-        .filter(|m| {
-            m.get("name")
-                .and_then(Value::as_str)
-                .is_some_and(|n| members.iter().any(|&j| host_name(j) == n))
-        })
-        .collect();
-    let names: Vec<&str> = list.iter().filter_map(|m| m.get("name")?.as_str()).collect();
-    if !members.iter().all(|&j| names.contains(&host_name(j).as_str())) {
-        return None;
-    }
-    let leaders: Vec<&Value> = list
-        .iter()
-        .copied()
-        .filter(|m| m.get("role").and_then(Value::as_str) == Some("leader"))
-        .collect();
-    let [leader] = leaders.as_slice() else { return None };
-    if leader.get("state")?.as_str()? != "running" {
-        return None;
-    }
-    let tl = leader.get("timeline")?.as_u64()?;
-    for m in list
-        .iter()
-        .filter(|m| m.get("role").and_then(Value::as_str) != Some("leader"))
-    {
-        if m.get("state")?.as_str()? != "streaming" || m.get("timeline")?.as_u64()? != tl {
-            return None;
-        }
-    }
-    let name = leader.get("name")?.as_str()?;
-    members.iter().copied().find(|&j| host_name(j) == name)
+    let names: Vec<String> = members.iter().map(|&j| host_name(j)).collect();
+    let leader = pgwarden_testkit::http::healthy_leader(&c, &names, exact)?;
+    members.iter().copied().find(|&j| host_name(j) == leader)
 }
 
 /// Waits until every member in `from` reports the same healthy cluster of `members`.

@@ -349,32 +349,8 @@ fn cluster_from(lab: &Lab, i: usize) -> Option<Value> {
 /// in state running and every other member streaming on the leader's timeline.
 fn healthy_from(lab: &Lab, i: usize, members: &[usize]) -> Option<String> {
     let c = cluster_from(lab, i)?;
-    let list = c.get("members")?.as_array()?;
-    if list.len() != members.len() {
-        return None;
-    }
-    let names: Vec<&str> = list.iter().filter_map(|m| m.get("name")?.as_str()).collect();
-    if !members.iter().all(|&j| names.contains(&host_name(j).as_str())) {
-        return None;
-    }
-    let leaders: Vec<&Value> = list
-        .iter()
-        .filter(|m| m.get("role").and_then(Value::as_str) == Some("leader"))
-        .collect();
-    let [leader] = leaders.as_slice() else { return None };
-    if leader.get("state")?.as_str()? != "running" {
-        return None;
-    }
-    let tl = leader.get("timeline")?.as_u64()?;
-    for m in list {
-        if m.get("role")?.as_str()? == "leader" {
-            continue;
-        }
-        if m.get("state")?.as_str()? != "streaming" || m.get("timeline")?.as_u64()? != tl {
-            return None;
-        }
-    }
-    Some(leader.get("name")?.as_str()?.to_string())
+    let names: Vec<String> = members.iter().map(|&j| host_name(j)).collect();
+    pgwarden_testkit::http::healthy_leader(&c, &names, true)
 }
 
 /// The superuser password of docs/install.md's configuration.
@@ -419,17 +395,8 @@ fn ids_on(lab: &Lab, pg_major: &str, i: usize, j: usize) -> Option<String> {
 }
 
 /// Polls `cond` every 500 ms until it returns Some, or panics after `limit` naming `what`.
-fn wait_for<T>(limit: Duration, what: &str, mut cond: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(v) = cond() {
-            return v;
-        }
-        if Instant::now() >= deadline {
-            panic!("timed out after {limit:?} waiting for {what}");
-        }
-        std::thread::sleep(Duration::from_millis(500));
-    }
+fn wait_for<T>(limit: Duration, what: &str, cond: impl FnMut() -> Option<T>) -> T {
+    pgwarden_testkit::wait::wait_blocking(Duration::from_millis(500), limit, what, cond)
 }
 
 /// Waits until every host in `from` reports the same healthy cluster of `members`; returns the

@@ -16,6 +16,7 @@
 use pgwarden::config::DynamicConfig;
 use pgwarden::ha::view::{ClusterView, MemberRecord, StatusKey, SyncKey};
 use pgwarden_raft::backup::DcsBackup;
+use pgwarden_testkit::compat::covers;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 
@@ -30,26 +31,6 @@ fn snapshots() -> Vec<(String, PathBuf)> {
     }
     found.sort();
     found
-}
-
-/// Whether `new` carries every field of `old` with the same value (`new` may have more).
-fn covers(old: &Value, new: &Value, at: &str) -> Result<(), String> {
-    match (old, new) {
-        (Value::Object(o), Value::Object(n)) => {
-            for (k, ov) in o {
-                let nv = n.get(k).ok_or_else(|| format!("{at}.{k}: no longer written"))?;
-                covers(ov, nv, &format!("{at}.{k}"))?;
-            }
-            Ok(())
-        }
-        (Value::Array(o), Value::Array(n)) if o.len() == n.len() => o
-            .iter()
-            .zip(n)
-            .enumerate()
-            .try_for_each(|(i, (ov, nv))| covers(ov, nv, &format!("{at}[{i}]"))),
-        (o, n) if o == n => Ok(()),
-        (o, n) => Err(format!("{at}: was {o}, now {n}")),
-    }
 }
 
 /// The value re-encoded by the current type for the key, or None for plain-text keys.

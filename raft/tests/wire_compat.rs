@@ -27,6 +27,7 @@ use pgwarden_raft::wire::{
 use pgwarden_raft::{
     Command, CommandResult, Condition, KeyValue, LogId, Node, NodeId, Proposal, StoredMembership, TypeConfig,
 };
+use pgwarden_testkit::compat::covers;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value;
@@ -283,26 +284,6 @@ fn reencode(kind: &str, old: &Value) -> Result<Value, String> {
         k if k.starts_with("admin_reply") => rt::<AdminReply>(old),
         k if k.starts_with("admin_") => rt::<AdminRequest>(old),
         other => Err(format!("no decoder for the message kind {other:?}: add one")),
-    }
-}
-
-/// Whether `new` carries every field of `old` with the same value (`new` may have more).
-fn covers(old: &Value, new: &Value, at: &str) -> Result<(), String> {
-    match (old, new) {
-        (Value::Object(o), Value::Object(n)) => {
-            for (k, ov) in o {
-                let nv = n.get(k).ok_or_else(|| format!("{at}.{k}: no longer written"))?;
-                covers(ov, nv, &format!("{at}.{k}"))?;
-            }
-            Ok(())
-        }
-        (Value::Array(o), Value::Array(n)) if o.len() == n.len() => o
-            .iter()
-            .zip(n)
-            .enumerate()
-            .try_for_each(|(i, (ov, nv))| covers(ov, nv, &format!("{at}[{i}]"))),
-        (o, n) if o == n => Ok(()),
-        (o, n) => Err(format!("{at}: was {o}, now {n}")),
     }
 }
 

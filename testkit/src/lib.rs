@@ -2,7 +2,8 @@
 //! both, never published).
 //!
 //! Module map: [`wait`] polls a condition until it holds or a limit passes (the one
-//! `wait_for`); [`ca`] is the test certificate authority that issues PEM certificates for
+//! `wait_for`); [`compat`] compares what an older version wrote with what this one writes;
+//! [`ca`] is the test certificate authority that issues PEM certificates for
 //! TLS tests; [`ports`] hands out loopback ports no other test process is given; [`http`]
 //! holds the small REST calls the end-to-end tests repeat (status codes, JSON bodies);
 //! [`env`] says whether PostgreSQL 15 is installed and whether this is a CI run, with the
@@ -18,6 +19,7 @@
 //! tests in `tests/e2e/harness.rs`.
 
 pub mod ca;
+pub mod compat;
 pub mod delay_switch;
 pub mod env;
 pub mod http;

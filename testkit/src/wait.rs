@@ -69,6 +69,27 @@ where
     }
 }
 
+/// [`wait_for_every`] for tests that drive processes with blocking calls (the package and
+/// systemd tests run commands inside network namespaces and containers): polls `cond` on this
+/// thread every `interval`, panicking after `limit` with a message naming `what`.
+pub fn wait_blocking<T>(
+    interval: Duration,
+    limit: Duration,
+    what: &str,
+    mut cond: impl FnMut() -> Option<T>,
+) -> T {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        if let Some(v) = cond() {
+            return v;
+        }
+        if std::time::Instant::now() >= deadline {
+            panic!("timed out after {limit:?} waiting for {what}");
+        }
+        std::thread::sleep(interval);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -151,6 +151,22 @@ impl Default for Options {
     }
 }
 
+impl Options {
+    /// A standby cluster of two data nodes and a witness, following the primary cluster
+    /// whose PostgreSQL listens on 127.0.0.1:`remote_port`, through the permanent slot
+    /// `slot` (which that cluster must keep).
+    pub fn standby_of(remote_port: u16, slot: &str) -> Options {
+        Options {
+            data_nodes: 2,
+            witness: true,
+            dcs_extra: format!(
+                "    standby_cluster:\n      host: 127.0.0.1\n      port: {remote_port}\n      primary_slot_name: {slot}\n"
+            ),
+            ..Options::default()
+        }
+    }
+}
+
 impl Cluster {
     pub fn new(opts: Options) -> Cluster {
         // Under /tmp with traversable permissions: PostgreSQL runs as `postgres` when the
@@ -478,6 +494,19 @@ impl Cluster {
 
     pub async fn patroni(&self, i: usize) -> Option<Value> {
         http::get_json(&self.http, &format!("{}/patroni", self.rest_url(i))).await
+    }
+
+    /// GET /cluster from node `i`: the names of the members whose role is `role`.
+    pub async fn members_with_role(&self, i: usize, role: &str) -> Option<BTreeSet<String>> {
+        let body = http::get_json(&self.http, &format!("{}/cluster", self.rest_url(i))).await?;
+        Some(
+            body.get("members")?
+                .as_array()?
+                .iter()
+                .filter(|m| m.get("role").and_then(Value::as_str) == Some(role))
+                .filter_map(|m| m.get("name").and_then(Value::as_str).map(str::to_owned))
+                .collect(),
+        )
     }
 
     pub async fn http_status(&self, i: usize, path: &str) -> Option<u16> {

@@ -27,13 +27,8 @@ async fn daemon_death(opts: Options) {
             Duration::from_secs(30),
             "the sync key to name a synchronous standby",
             || async {
-                let v = pgwarden_testkit::http::get_json(&c.http, &format!("{}/cluster", c.rest_url(leader)))
-                    .await?;
-                v["members"]
-                    .as_array()?
-                    .iter()
-                    .any(|m| m["role"] == "sync_standby")
-                    .then_some(())
+                let sync = c.members_with_role(leader, "sync_standby").await?;
+                (!sync.is_empty()).then_some(())
             },
         )
         .await;

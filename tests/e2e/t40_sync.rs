@@ -4,7 +4,6 @@
 
 use crate::harness::{conns, Cluster, Options, Writer};
 use pgwarden_testkit::wait_for;
-use serde_json::Value;
 use std::collections::BTreeSet;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -16,20 +15,6 @@ fn sync_options(extra: &str) -> Options {
     }
 }
 
-/// GET /cluster from node `i`: the names whose role is `role`.
-async fn members_with_role(c: &Cluster, i: usize, role: &str) -> Option<BTreeSet<String>> {
-    let url = format!("http://127.0.0.1:{}/cluster", c.nodes[i].spec.rest);
-    let body: Value = c.http.get(url).send().await.ok()?.json().await.ok()?;
-    Some(
-        body.get("members")?
-            .as_array()?
-            .iter()
-            .filter(|m| m.get("role").and_then(Value::as_str) == Some(role))
-            .filter_map(|m| m.get("name").and_then(Value::as_str).map(str::to_owned))
-            .collect(),
-    )
-}
-
 /// Waits until the cluster is healthy and the primary has a synchronous standby in /sync.
 async fn wait_sync_established(c: &Cluster, role: &str) -> (usize, BTreeSet<String>) {
     let p = c.wait_healthy(Duration::from_secs(90)).await;
@@ -37,7 +22,7 @@ async fn wait_sync_established(c: &Cluster, role: &str) -> (usize, BTreeSet<Stri
         Duration::from_secs(60),
         "a synchronous standby in /sync",
         || async {
-            let s = members_with_role(c, p, role).await?;
+            let s = c.members_with_role(p, role).await?;
             (!s.is_empty()).then_some(s)
         },
     )
@@ -180,7 +165,7 @@ async fn e2e_strict_mode_blocks_commits_without_a_standby_and_non_strict_degrade
     )
     .await;
     wait_for(Duration::from_secs(30), "/sync to list nobody", || async {
-        members_with_role(&c, p, "sync_standby")
+        c.members_with_role(p, "sync_standby")
             .await
             .filter(BTreeSet::is_empty)
     })

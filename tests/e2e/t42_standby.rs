@@ -108,14 +108,7 @@ async fn standby_cluster_replicates_fails_over_and_is_promoted() {
     .await;
 
     let remote_port = a.nodes[pa].spec.pg;
-    let mut b = Cluster::new(Options {
-        data_nodes: 2,
-        witness: true,
-        dcs_extra: format!(
-            "    standby_cluster:\n      host: 127.0.0.1\n      port: {remote_port}\n      primary_slot_name: {SLOT}\n"
-        ),
-        ..Options::default()
-    });
+    let mut b = Cluster::new(Options::standby_of(remote_port, SLOT));
     b.start_all();
     let sl = wait_for(
         Duration::from_secs(120),
