@@ -46,6 +46,9 @@ pub struct Running {
     pub streaming: bool,
     /// A replica that has not streamed for longer than the runner's grace period.
     pub stalled: bool,
+    /// The timeline its WAL receiver asks its upstream for, while one runs
+    /// (`pg_stat_wal_receiver.received_tli`): the timeline the replica is recovering along.
+    pub receiver_timeline: Option<u32>,
 }
 
 /// How to stop being primary (patroni-behaviour §2, demote modes).
@@ -532,6 +535,20 @@ fn decide_running(
             );
         }
         let up = upstream(i.me, view, l);
+        if let Some(end) = diverged_replica(i, view, r, l) {
+            return decision(
+                vec![Action::StartReplica {
+                    leader: Some(up.clone()),
+                }],
+                format!(
+                    "this replica holds WAL up to {} on timeline {}, past {} where the cluster's history ends that timeline: \
+                     it cannot follow {l}; restarting, with a rewind check",
+                    r.wal,
+                    r.timeline,
+                    Lsn(end)
+                ),
+            );
+        }
         if r.following.as_ref() != Some(up) {
             let why = if up == l {
                 format!("following the new leader {l}")
@@ -876,6 +893,30 @@ pub fn upstream<'a>(me: &MemberName, view: &'a ClusterView, leader: &'a MemberNa
         }
         _ => leader,
     }
+}
+
+/// A replica that can never follow the leader: its WAL receiver recovers along timeline T,
+/// older than the cluster's, and it holds WAL past the point where the cluster's history
+/// ends T. It received that WAL from a former primary after the promotion that ended T (a
+/// replica cut off together with that primary, or one that lagged the new one's race);
+/// PostgreSQL then only logs "new timeline forked off ... before current recovery point"
+/// and waits, while its WAL receiver keeps reconnecting (so it never counts as stalled).
+/// Patroni's diverged-LSN check of a replica after a leader change. Returns the end of T.
+///
+/// Only in a primary cluster whose leader reports the cluster's timeline, so that the
+/// history key describes the leader's line (a standby cluster's or a demoted cluster's rows
+/// can describe another one).
+fn diverged_replica(i: &Inputs<'_>, view: &ClusterView, r: &Running, leader: &MemberName) -> Option<u64> {
+    if i.standby_cluster || r.primary {
+        return None;
+    }
+    let tl = r.receiver_timeline?;
+    let cluster = view.timeline();
+    if tl >= cluster || view.members.get(leader)?.timeline? != cluster {
+        return None;
+    }
+    let end = view.history.iter().find(|h| h.timeline == tl)?.lsn;
+    (r.wal.0 > end).then_some(end)
 }
 
 /// Patroni's is_healthiest_node, for the rules pgwarden implements.

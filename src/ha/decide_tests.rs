@@ -44,6 +44,7 @@ fn replica(wal: u64, following: Option<&str>) -> PgState {
         following: following.map(n),
         streaming: true,
         stalled: false,
+        receiver_timeline: Some(1),
     })
 }
 
@@ -55,6 +56,7 @@ fn primary() -> PgState {
         following: None,
         streaming: false,
         stalled: false,
+        receiver_timeline: None,
     })
 }
 
@@ -1043,6 +1045,7 @@ fn a_stalled_replica_of_a_leader_without_member_key_waits_for_the_race() {
         following: Some(n("a")),
         streaming: false,
         stalled: true,
+        receiver_timeline: None,
     });
     let mut v = view(Some("a"));
     let d = decide(&inputs(&me, Some(&v), &stalled));
@@ -1510,5 +1513,58 @@ fn standby_switchover_hands_the_standby_leader_role_over() {
         vec![Action::RefreshLeader, Action::ClearFailover { revision: 9 }],
         "{}",
         d.reason
+    );
+}
+
+/// A replica whose WAL receiver recovers along timeline 1 while the cluster is on timeline 2,
+/// holding WAL past the point where the history ends timeline 1 (it received WAL a cut-off
+/// former primary wrote after the promotion), is restarted with a rewind check. Found by the
+/// 2 + 2 + witness test: the primary's site-mate, cut off with it, waited forever, its WAL
+/// receiver reconnecting every 5 s, so it never counted as stalled. At or before that point,
+/// without a WAL receiver, before the leader reports the new timeline, or in a standby
+/// cluster, nothing changes.
+#[test]
+fn a_replica_past_the_end_of_its_timeline_is_restarted_with_a_rewind_check() {
+    let mut v = view(Some("a"));
+    v.history = vec![HistoryRow::new(
+        1,
+        0x600_0000,
+        "no recovery target specified",
+        None,
+        None,
+    )];
+    v.members.get_mut(&n("a")).unwrap().timeline = Some(2);
+    let me = n("b");
+    let diverged = replica(0x600_0001, Some("a"));
+    let d = decide(&inputs(&me, Some(&v), &diverged));
+    assert_eq!(
+        d.actions,
+        vec![Action::StartReplica { leader: Some(n("a")) }],
+        "{d:?}"
+    );
+    assert!(d.reason.contains("cannot follow a"), "{}", d.reason);
+
+    let at_the_end = replica(0x600_0000, Some("a"));
+    assert!(decide(&inputs(&me, Some(&v), &at_the_end)).actions.is_empty());
+    let without_receiver = PgState::Running(Running {
+        receiver_timeline: None,
+        ..match replica(0x600_0001, Some("a")) {
+            PgState::Running(r) => r,
+            _ => unreachable!(),
+        }
+    });
+    assert!(decide(&inputs(&me, Some(&v), &without_receiver))
+        .actions
+        .is_empty());
+    let mut in_standby_cluster = inputs(&me, Some(&v), &diverged);
+    in_standby_cluster.standby_cluster = true;
+    assert!(!decide(&in_standby_cluster)
+        .actions
+        .iter()
+        .any(|a| matches!(a, Action::StartReplica { .. })));
+    v.members.get_mut(&n("a")).unwrap().timeline = Some(1);
+    assert!(
+        decide(&inputs(&me, Some(&v), &diverged)).actions.is_empty(),
+        "the leader does not report the cluster's timeline yet"
     );
 }

@@ -156,6 +156,15 @@ impl NetLab {
     /// [`crate::delay_switch`]: this works on kernels without `sch_netem`). Cuts and loss
     /// work as with [`NetLab::new`]; [`NetLab::delay`] does not (there is no bridge port).
     pub fn with_site_delay(prefix: &str, nodes: usize, one_way: Duration) -> Result<NetLab, NetError> {
+        let sites: Vec<usize> = (0..nodes).collect();
+        NetLab::with_sites(prefix, &sites, one_way)
+    }
+
+    /// Like [`NetLab::with_site_delay`], with several nodes per site: node `i` is in site
+    /// `sites[i]`, frames between two nodes of one site are not delayed, frames between
+    /// sites by `one_way`.
+    pub fn with_sites(prefix: &str, sites: &[usize], one_way: Duration) -> Result<NetLab, NetError> {
+        let nodes = sites.len();
         let lab = empty_lab(prefix, nodes)?;
         // Ports 0..nodes are the nodes, port `nodes` the clients.
         let mut ports = Vec::with_capacity(nodes + 1);
@@ -180,8 +189,9 @@ impl NetLab {
                 lab.add_sink(i)?;
             }
         }
+        let sites = sites.to_vec();
         let switch = DelaySwitch::start(ports, move |from, to| {
-            if from < nodes && to < nodes {
+            if from < nodes && to < nodes && sites[from] != sites[to] {
                 one_way
             } else {
                 Duration::ZERO

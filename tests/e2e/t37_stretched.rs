@@ -1,4 +1,5 @@
-//! Issue 18's stretched cluster: three sites, one data node each, every site in a network
+//! Issue 18's stretched cluster: three sites, one data node each (and the 2 + 2 + witness
+//! layout: two data sites of two members and a witness site), every site in a network
 //! namespace of its own and every frame between two sites delayed by 20 ms one way (a 40 ms
 //! round trip; the testkit's userspace switch delays it, because this kernel has no
 //! sch_netem). The clients' namespace reaches every site without delay, so the times it
@@ -15,7 +16,6 @@
 
 use crate::harness::{Cluster, Options, Writer};
 use pgwarden_testkit::{require_netns, require_pg, wait_for, NetLab};
-use serde_json::Value;
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -24,39 +24,20 @@ use tokio::time::Instant;
 /// One-way delay between two sites.
 const ONE_WAY: Duration = Duration::from_millis(20);
 
-/// Builds the three sites (namespaces named after `tag`) and runs `body` in the clients'
-/// namespace. The network goes after the cluster, also when the test fails.
-fn in_sites<F, Fut>(tag: &str, body: F)
+/// One data node per site, three sites.
+const THREE_SITES: [usize; 3] = [0, 1, 2];
+
+/// Builds the sites (node `i` in site `sites[i]`; namespaces named after `tag`) and runs
+/// `body` in the clients' namespace. The network goes after the cluster, also when the test
+/// fails.
+fn in_sites<F, Fut>(tag: &str, sites: &[usize], body: F)
 where
     F: FnOnce(Arc<NetLab>) -> Fut + Send,
     Fut: std::future::Future<Output = ()>,
 {
-    let lab =
-        Arc::new(NetLab::with_site_delay(&format!("pgw-{tag}"), 3, ONE_WAY).expect("build the three sites"));
+    let lab = Arc::new(NetLab::with_sites(&format!("pgw-{tag}"), sites, ONE_WAY).expect("build the sites"));
     let for_body = lab.clone();
     lab.block_on_in_client(move || body(for_body));
-}
-
-/// GET /cluster from node `i`: the names whose role is `role`.
-async fn members_with_role(c: &Cluster, i: usize, role: &str) -> Option<BTreeSet<String>> {
-    let body: Value = c
-        .http
-        .get(format!("{}/cluster", c.rest_url(i)))
-        .timeout(Duration::from_secs(2))
-        .send()
-        .await
-        .ok()?
-        .json()
-        .await
-        .ok()?;
-    Some(
-        body.get("members")?
-            .as_array()?
-            .iter()
-            .filter(|m| m.get("role").and_then(Value::as_str) == Some(role))
-            .filter_map(|m| m.get("name").and_then(Value::as_str).map(str::to_owned))
-            .collect(),
-    )
 }
 
 /// The ids of `writes` on node `i`.
@@ -87,7 +68,7 @@ async fn wait_new_primary(c: &Cluster, old: usize, limit: Duration) -> usize {
 fn stretched_three_sites_sigkill_failover() {
     require_pg!();
     require_netns!();
-    in_sites("t37-kill", |lab| async move {
+    in_sites("t37-kill", &THREE_SITES, |lab| async move {
         let mut c = Cluster::new(Options {
             netns: Some(lab),
             dcs_extra: "    synchronous_mode: true\n".into(),
@@ -101,7 +82,7 @@ fn stretched_three_sites_sigkill_failover() {
         c.start_all();
         let p = c.wait_healthy(Duration::from_secs(120)).await;
         let sync = wait_for(Duration::from_secs(60), "a synchronous standby", || async {
-            let s = members_with_role(&c, p, "sync_standby").await?;
+            let s = c.members_with_role(p, "sync_standby").await?;
             (!s.is_empty()).then_some(s)
         })
         .await;
@@ -207,7 +188,7 @@ fn last_ack_on(w: &Writer, p: usize, at: Instant) -> Instant {
 fn stretched_one_site_cut_off() {
     require_pg!();
     require_netns!();
-    in_sites("t37-cut", |lab| async move {
+    in_sites("t37-cut", &THREE_SITES, |lab| async move {
         let mut c = Cluster::new(Options {
             netns: Some(lab.clone()),
             ..Options::default()
@@ -274,6 +255,116 @@ fn stretched_one_site_cut_off() {
         let present = rows_on(&c, q).await;
         eprintln!(
             "{} rows acknowledged to the outside client; {} of them not on pg{q}",
+            acked.len(),
+            acked.difference(&present).count()
+        );
+    });
+}
+
+/// The other layout of docs/multi-datacenter.md: two data sites of two members each and a
+/// witness in a third site (sites a, a, b, b, c; `raft.site` set, so five voters, one
+/// failure of a whole data site tolerated). The primary's site is cut off from the other
+/// sites and from the clients (its two members still reach each other): a member of the
+/// other data site promotes, the cut-off primary's last commit comes before the new
+/// primary's first, its site-mate (cut off with it, two of five voters) never promotes, and
+/// after the heal both rejoin as replicas of the new primary.
+#[test]
+fn stretched_two_data_sites_and_a_witness_lose_a_data_site() {
+    require_pg!();
+    require_netns!();
+    const SITES: [usize; 5] = [0, 0, 1, 1, 2];
+    in_sites("t37-2s", &SITES, |lab| async move {
+        let mut c = Cluster::new(Options {
+            data_nodes: 4,
+            witness: true,
+            netns: Some(lab.clone()),
+            raft_extra: SITES
+                .iter()
+                .map(|s| format!("  site: {}\n", ["a", "b", "c"][*s]))
+                .collect(),
+            ..Options::default()
+        });
+        c.start_all();
+        let p = c.wait_healthy(Duration::from_secs(120)).await;
+        let site_of = |i: usize| SITES[i];
+        let mate = (0..4)
+            .find(|i| *i != p && site_of(*i) == site_of(p))
+            .expect("the primary's site-mate");
+        let voters = c.metric(p, "pgwarden_raft_voters").await;
+        eprintln!(
+            "pg{p} primary in site {}, with pg{mate}; Raft voters {voters:?}",
+            site_of(p)
+        );
+        assert_eq!(voters, Some(5.0), "five members, five voters by default");
+        let outside = Writer::start_via_rest(&c).await;
+        outside.wait_more(50, Duration::from_secs(60)).await;
+        let stop = tokio_util::sync::CancellationToken::new();
+        let (inside_thread, inside) =
+            write_inside_site(lab.clone(), p, c.conn_str(p), 1_000_000, stop.clone());
+        wait_for(Duration::from_secs(30), "the in-site client to write", || async {
+            (inside.lock().unwrap().len() >= 20).then_some(())
+        })
+        .await;
+
+        let cut = Instant::now();
+        for a in [p, mate] {
+            for b in (0..SITES.len()).filter(|b| site_of(*b) != site_of(p)) {
+                lab.cut(a, b).expect("cut the site off from the others");
+            }
+            lab.cut_from_clients(a)
+                .expect("cut the site off from the clients");
+        }
+        let q = wait_new_primary(&c, p, Duration::from_secs(60)).await;
+        assert_ne!(site_of(q), site_of(p), "pg{q}, in the cut-off site, promoted");
+        outside.wait_more(20, Duration::from_secs(60)).await;
+        let (first_new, _) = outside
+            .first_ack_after(cut, Some(p))
+            .expect("the new primary acknowledged writes");
+        // The in-site client has had a lease's time to see any late commit.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let last_inside = *inside.lock().unwrap().last().expect("in-site acks");
+        let secs = |a: Instant| a.duration_since(cut).as_secs_f64();
+        eprintln!(
+            "2+2+WITNESS CUT: cut-off pg{p} last commit at +{:.2} s; pg{q} first commit at +{:.2} s; margin {:.2} s",
+            secs(last_inside),
+            secs(first_new),
+            first_new.saturating_duration_since(last_inside).as_secs_f64()
+        );
+        assert!(
+            last_inside < first_new,
+            "the cut-off primary acknowledged a commit at +{:.2} s, after pg{q}'s first at +{:.2} s",
+            secs(last_inside),
+            secs(first_new)
+        );
+        stop.cancel();
+        let _ = inside_thread.join();
+        // The site-mate saw the same cut: it holds no lease and never promoted.
+        assert!(
+            !c.log(mate).contains("promoted to primary"),
+            "pg{mate}, cut off with the primary, promoted"
+        );
+
+        lab.heal().expect("heal the site");
+        let healthy = c.wait_healthy(Duration::from_secs(120)).await;
+        assert_eq!(healthy, q, "the primary moved after the heal");
+        // Both received WAL the old primary wrote after the cut (the site-mate by streaming):
+        // both must have been rewound to follow the new timeline.
+        for i in [p, mate] {
+            let s = c.patroni(i).await.expect("/patroni of a healed member");
+            assert_eq!(s["role"], "replica", "pg{i} after the heal: {s}");
+            let log = c.log(i);
+            eprintln!(
+                "pg{i} after the heal: replica on timeline {}; rewound: {}; restarted as a diverged replica: {}",
+                s["timeline"],
+                log.contains("pg_rewind done"),
+                log.contains("cannot follow")
+            );
+            assert!(log.contains("pg_rewind done"), "pg{i} follows without a rewind");
+        }
+        let acked = outside.stop().await;
+        let present = rows_on(&c, q).await;
+        eprintln!(
+            "{} rows acknowledged to the outside client; {} of them not on pg{q} (asynchronous replication)",
             acked.len(),
             acked.difference(&present).count()
         );
@@ -359,7 +450,7 @@ fn bench_multidc_stretched_rto() {
             for round in 0..rounds {
                 let p = c.wait_healthy(Duration::from_secs(180)).await;
                 wait_for(Duration::from_secs(60), "a synchronous standby", || async {
-                    let s = members_with_role(&c, p, "sync_standby").await?;
+                    let s = c.members_with_role(p, "sync_standby").await?;
                     (!s.is_empty()).then_some(())
                 })
                 .await;
@@ -423,14 +514,7 @@ async fn bench_multidc_standby_lag() {
     a.start_all();
     let pa = a.wait_healthy(Duration::from_secs(90)).await;
     let remote_port = a.nodes[pa].spec.pg;
-    let mut b = Cluster::new(Options {
-        data_nodes: 2,
-        witness: true,
-        dcs_extra: format!(
-            "    standby_cluster:\n      host: 127.0.0.1\n      port: {remote_port}\n      primary_slot_name: {SLOT}\n"
-        ),
-        ..Options::default()
-    });
+    let mut b = Cluster::new(Options::standby_of(remote_port, SLOT));
     b.start_all();
     let lag_sql = format!(
         "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), r.replay_lsn)::int8, \

@@ -55,9 +55,11 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
                         st.current_lsn.unwrap_or(Lsn(0))
                     };
                     let mut streaming = false;
+                    let mut receiver_timeline = None;
                     if st.in_recovery {
                         if let Ok(Some(w)) = self.pg.wal_receiver().await {
                             streaming = w.status == "streaming";
+                            receiver_timeline = Some(w.received_tli.0).filter(|t| *t > 0);
                         }
                     } else if let Ok(rows) = self.pg.replication().await {
                         obs.replication = rows;
@@ -85,6 +87,7 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
                             && self.not_streaming_since.is_some_and(|t| {
                                 t.elapsed() > STREAMING_GRACE.max(self.timing.ttl + self.timing.loop_wait)
                             }),
+                        receiver_timeline,
                     })
                 }
                 Err(_) => PgState::Unresponsive,
