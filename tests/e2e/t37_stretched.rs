@@ -178,6 +178,60 @@ fn last_ack_on(w: &Writer, p: usize, at: Instant) -> Instant {
         .expect("the old primary acknowledged writes")
 }
 
+/// A site cut under writes: a client outside writes through `GET /primary`, another inside
+/// primary `p`'s site writes to it (a cut of the site leaves it connected); `cut` runs, a new
+/// primary is awaited, and the cut-off primary's last acknowledged commit must come before the
+/// new primary's first (times and margin printed after `label`). The in-site client is
+/// stopped before returning: its rows after the cut are the ones a cut-off asynchronous
+/// primary acknowledges and the cluster loses. Returns the outside writer, still writing, and
+/// the new primary.
+async fn cut_while_writing(
+    c: &Cluster,
+    lab: &Arc<NetLab>,
+    p: usize,
+    label: &str,
+    cut: impl FnOnce(),
+) -> (Writer, usize) {
+    let outside = Writer::start_via_rest(c).await;
+    outside.wait_more(50, Duration::from_secs(60)).await;
+    let stop = tokio_util::sync::CancellationToken::new();
+    let (inside_thread, inside) = write_inside_site(lab.clone(), p, c.conn_str(p), 1_000_000, stop.clone());
+    wait_for(Duration::from_secs(30), "the in-site client to write", || async {
+        (inside.lock().unwrap().len() >= 20).then_some(())
+    })
+    .await;
+    let at = Instant::now();
+    cut();
+    let q = wait_new_primary(c, p, Duration::from_secs(60)).await;
+    let promoted_seen = Instant::now();
+    outside.wait_more(20, Duration::from_secs(60)).await;
+    let (first_new, _) = outside
+        .first_ack_after(at, Some(p))
+        .expect("the new primary acknowledged writes");
+    // The in-site client has had a lease's time to see any late commit.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let last_inside = *inside.lock().unwrap().last().expect("in-site acks");
+    let inside_after_cut = inside.lock().unwrap().iter().filter(|t| **t > at).count();
+    let secs = |a: Instant| a.duration_since(at).as_secs_f64();
+    eprintln!(
+        "{label}: cut-off pg{p} last commit at +{:.2} s ({inside_after_cut} commits after the cut); \
+         pg{q} first commit at +{:.2} s (seen primary at +{:.2} s); margin {:.2} s",
+        secs(last_inside),
+        secs(first_new),
+        secs(promoted_seen),
+        first_new.saturating_duration_since(last_inside).as_secs_f64()
+    );
+    assert!(
+        last_inside < first_new,
+        "the cut-off primary acknowledged a commit at +{:.2} s, after pg{q}'s first at +{:.2} s",
+        secs(last_inside),
+        secs(first_new)
+    );
+    stop.cancel();
+    let _ = inside_thread.join();
+    (outside, q)
+}
+
 /// The primary's site is cut off (every frame its link sends is dropped: to the other
 /// sites and to the clients) while a client inside that site keeps writing to it and a
 /// client outside writes through `GET /primary`. The other two sites elect a primary and
@@ -196,47 +250,11 @@ fn stretched_one_site_cut_off() {
         c.start_all();
         let p = c.wait_healthy(Duration::from_secs(120)).await;
         let ttl = c.ttl(p).await;
-        let outside = Writer::start_via_rest(&c).await;
-        outside.wait_more(50, Duration::from_secs(60)).await;
-        let stop = tokio_util::sync::CancellationToken::new();
-        let (inside_thread, inside) =
-            write_inside_site(lab.clone(), p, c.conn_str(p), 1_000_000, stop.clone());
-        wait_for(Duration::from_secs(30), "the in-site client to write", || async {
-            (inside.lock().unwrap().len() >= 20).then_some(())
+        eprintln!("pg{p} primary, ttl {ttl:?}: cutting its site off");
+        let (outside, q) = cut_while_writing(&c, &lab, p, "STRETCHED CUT", || {
+            lab.isolate_from_all(p).expect("cut the primary's site off")
         })
         .await;
-        eprintln!("pg{p} primary, ttl {ttl:?}: cutting its site off");
-        let cut = Instant::now();
-        lab.isolate_from_all(p).expect("cut the primary's site off");
-        let q = wait_new_primary(&c, p, Duration::from_secs(60)).await;
-        let promoted_seen = Instant::now();
-        outside.wait_more(20, Duration::from_secs(60)).await;
-        let (first_new, _) = outside
-            .first_ack_after(cut, Some(p))
-            .expect("the new primary acknowledged writes");
-        // The in-site client has had a lease's time to see any late commit.
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        let last_inside = *inside.lock().unwrap().last().expect("in-site acks");
-        let inside_after_cut = inside.lock().unwrap().iter().filter(|t| **t > cut).count();
-        let secs = |a: Instant| a.duration_since(cut).as_secs_f64();
-        eprintln!(
-            "STRETCHED CUT: cut-off pg{p} last commit at +{:.2} s ({inside_after_cut} commits after the cut); \
-             pg{q} first commit at +{:.2} s (seen primary at +{:.2} s); margin {:.2} s",
-            secs(last_inside),
-            secs(first_new),
-            secs(promoted_seen),
-            first_new.saturating_duration_since(last_inside).as_secs_f64()
-        );
-        assert!(
-            last_inside < first_new,
-            "the cut-off primary acknowledged a commit at +{:.2} s, after pg{q}'s first at +{:.2} s",
-            secs(last_inside),
-            secs(first_new)
-        );
-        // Stop the in-site client before the heal: its rows after the cut are the ones a
-        // cut-off asynchronous primary acknowledges and the cluster loses.
-        stop.cancel();
-        let _ = inside_thread.join();
 
         lab.heal().expect("heal the site");
         let healthy = c.wait_healthy(Duration::from_secs(120)).await;
@@ -296,48 +314,17 @@ fn stretched_two_data_sites_and_a_witness_lose_a_data_site() {
             site_of(p)
         );
         assert_eq!(voters, Some(5.0), "five members, five voters by default");
-        let outside = Writer::start_via_rest(&c).await;
-        outside.wait_more(50, Duration::from_secs(60)).await;
-        let stop = tokio_util::sync::CancellationToken::new();
-        let (inside_thread, inside) =
-            write_inside_site(lab.clone(), p, c.conn_str(p), 1_000_000, stop.clone());
-        wait_for(Duration::from_secs(30), "the in-site client to write", || async {
-            (inside.lock().unwrap().len() >= 20).then_some(())
+        let (outside, q) = cut_while_writing(&c, &lab, p, "2+2+WITNESS CUT", || {
+            for a in [p, mate] {
+                for b in (0..SITES.len()).filter(|b| site_of(*b) != site_of(p)) {
+                    lab.cut(a, b).expect("cut the site off from the others");
+                }
+                lab.cut_from_clients(a)
+                    .expect("cut the site off from the clients");
+            }
         })
         .await;
-
-        let cut = Instant::now();
-        for a in [p, mate] {
-            for b in (0..SITES.len()).filter(|b| site_of(*b) != site_of(p)) {
-                lab.cut(a, b).expect("cut the site off from the others");
-            }
-            lab.cut_from_clients(a)
-                .expect("cut the site off from the clients");
-        }
-        let q = wait_new_primary(&c, p, Duration::from_secs(60)).await;
         assert_ne!(site_of(q), site_of(p), "pg{q}, in the cut-off site, promoted");
-        outside.wait_more(20, Duration::from_secs(60)).await;
-        let (first_new, _) = outside
-            .first_ack_after(cut, Some(p))
-            .expect("the new primary acknowledged writes");
-        // The in-site client has had a lease's time to see any late commit.
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        let last_inside = *inside.lock().unwrap().last().expect("in-site acks");
-        let secs = |a: Instant| a.duration_since(cut).as_secs_f64();
-        eprintln!(
-            "2+2+WITNESS CUT: cut-off pg{p} last commit at +{:.2} s; pg{q} first commit at +{:.2} s; margin {:.2} s",
-            secs(last_inside),
-            secs(first_new),
-            first_new.saturating_duration_since(last_inside).as_secs_f64()
-        );
-        assert!(
-            last_inside < first_new,
-            "the cut-off primary acknowledged a commit at +{:.2} s, after pg{q}'s first at +{:.2} s",
-            secs(last_inside),
-            secs(first_new)
-        );
-        stop.cancel();
-        let _ = inside_thread.join();
         // The site-mate saw the same cut: it holds no lease and never promoted.
         assert!(
             !c.log(mate).contains("promoted to primary"),
