@@ -49,6 +49,10 @@ pub struct Running {
     /// The timeline its WAL receiver asks its upstream for, while one runs
     /// (`pg_stat_wal_receiver.received_tli`): the timeline the replica is recovering along.
     pub receiver_timeline: Option<u32>,
+    /// Replay position (a replica; 0 on a primary). Unlike the received position, it is
+    /// never past a switchpoint on a healthy replica: WAL received but not replayed may end
+    /// in a partial record the new primary never had, which PostgreSQL discards.
+    pub replayed: Lsn,
 }
 
 /// How to stop being primary (patroni-behaviour §2, demote modes).
@@ -541,10 +545,10 @@ fn decide_running(
                     leader: Some(up.clone()),
                 }],
                 format!(
-                    "this replica holds WAL up to {} on timeline {}, past {} where the cluster's history ends that timeline: \
+                    "this replica replayed WAL up to {} on timeline {}, past {} where the cluster's history ends that timeline: \
                      it cannot follow {l}; restarting, with a rewind check",
-                    r.wal,
-                    r.timeline,
+                    r.replayed,
+                    r.receiver_timeline.unwrap_or(r.timeline),
                     Lsn(end)
                 ),
             );
@@ -896,8 +900,8 @@ pub fn upstream<'a>(me: &MemberName, view: &'a ClusterView, leader: &'a MemberNa
 }
 
 /// A replica that can never follow the leader: its WAL receiver recovers along timeline T,
-/// older than the cluster's, and it holds WAL past the point where the cluster's history
-/// ends T. It received that WAL from a former primary after the promotion that ended T (a
+/// older than the cluster's, and it has replayed WAL past the point where the cluster's
+/// history ends T. It received that WAL from a former primary after the promotion that ended T (a
 /// replica cut off together with that primary, or one that lagged the new one's race);
 /// PostgreSQL then only logs "new timeline forked off ... before current recovery point"
 /// and waits, while its WAL receiver keeps reconnecting (so it never counts as stalled).
@@ -916,7 +920,7 @@ fn diverged_replica(i: &Inputs<'_>, view: &ClusterView, r: &Running, leader: &Me
         return None;
     }
     let end = view.history.iter().find(|h| h.timeline == tl)?.lsn;
-    (r.wal.0 > end).then_some(end)
+    (r.replayed.0 > end).then_some(end)
 }
 
 /// Patroni's is_healthiest_node, for the rules pgwarden implements.

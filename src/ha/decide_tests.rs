@@ -45,6 +45,7 @@ fn replica(wal: u64, following: Option<&str>) -> PgState {
         streaming: true,
         stalled: false,
         receiver_timeline: Some(1),
+        replayed: Lsn(wal),
     })
 }
 
@@ -57,6 +58,7 @@ fn primary() -> PgState {
         streaming: false,
         stalled: false,
         receiver_timeline: None,
+        replayed: Lsn(0),
     })
 }
 
@@ -131,8 +133,20 @@ fn decision_table() {
     paused_failover_to_c.config = paused.config.clone();
     let mut paused_c_holds = paused_failover_to_c.clone();
     paused_c_holds.leader = view(Some("c")).leader;
+    let mut promoted_a = view(Some("a"));
+    promoted_a.history = vec![HistoryRow::new(1, 50, "no recovery target specified", None, None)];
+    promoted_a.members.get_mut(&n("a")).unwrap().timeline = Some(2);
 
     let cases = vec![
+        Case {
+            name: "replica past the end of its timeline: restart with a rewind check",
+            me: "b",
+            view: Some(promoted_a),
+            pg: replica(90, Some("a")),
+            prio: 1,
+            peers: vec![],
+            expect: vec![Action::StartReplica { leader: Some(n("a")) }],
+        },
         Case {
             name: "empty cluster: race to bootstrap",
             me: "a",
@@ -1046,6 +1060,7 @@ fn a_stalled_replica_of_a_leader_without_member_key_waits_for_the_race() {
         streaming: false,
         stalled: true,
         receiver_timeline: None,
+        replayed: Lsn(0),
     });
     let mut v = view(Some("a"));
     let d = decide(&inputs(&me, Some(&v), &stalled));
@@ -1517,7 +1532,7 @@ fn standby_switchover_hands_the_standby_leader_role_over() {
 }
 
 /// A replica whose WAL receiver recovers along timeline 1 while the cluster is on timeline 2,
-/// holding WAL past the point where the history ends timeline 1 (it received WAL a cut-off
+/// having replayed WAL past the point where the history ends timeline 1 (it received WAL a cut-off
 /// former primary wrote after the promotion), is restarted with a rewind check. Found by the
 /// 2 + 2 + witness test: the primary's site-mate, cut off with it, waited forever, its WAL
 /// receiver reconnecting every 5 s, so it never counted as stalled. At or before that point,
@@ -1546,6 +1561,16 @@ fn a_replica_past_the_end_of_its_timeline_is_restarted_with_a_rewind_check() {
 
     let at_the_end = replica(0x600_0000, Some("a"));
     assert!(decide(&inputs(&me, Some(&v), &at_the_end)).actions.is_empty());
+    // Received past the end but not replayed (a partial record the new primary never had,
+    // which PostgreSQL discards when it switches timeline): no restart.
+    let received_only = PgState::Running(Running {
+        replayed: Lsn(0x600_0000),
+        ..match replica(0x600_0100, Some("a")) {
+            PgState::Running(r) => r,
+            _ => unreachable!(),
+        }
+    });
+    assert!(decide(&inputs(&me, Some(&v), &received_only)).actions.is_empty());
     let without_receiver = PgState::Running(Running {
         receiver_timeline: None,
         ..match replica(0x600_0001, Some("a")) {

@@ -209,6 +209,14 @@ impl PgControl for PgManager {
         self.check_divergence(primary).await
     }
 
+    fn last_switch(&self, tl: TimelineId) -> Option<(TimelineId, Lsn)> {
+        if tl.0 <= 1 {
+            return None;
+        }
+        let last = self.local_history(tl)?.pop()?;
+        Some((last.timeline, last.switchpoint))
+    }
+
     async fn rewind(&self, primary: &Upstream) -> Result<()> {
         self.run_pg_rewind(primary).await
     }

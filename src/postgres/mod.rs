@@ -66,7 +66,7 @@ pub use query::{LocalStatus, PendingChange, ReplicationRow, Slot, SlotState, Wal
 pub use rewind::{decide as decide_rewind, parse_history, HistoryEntry, RewindDecision};
 pub use settings::{Credentials, PgSettings, Timeouts};
 
-use crate::types::Lsn;
+use crate::types::{Lsn, TimelineId};
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::path::PathBuf;
@@ -213,6 +213,15 @@ pub trait PgControl: Send + Sync {
     /// itself is [`Error::RewindFailed`]; the data directory stays where it is (the caller
     /// decides whether to move it aside).
     fn rewind(&self, primary: &Upstream) -> impl Future<Output = Result<()>> + Send;
+
+    /// The last switch in the history file of timeline `tl` (this instance's `pg_wal`): the
+    /// timeline that ended and the LSN where `tl` began, the row Patroni's `history` key
+    /// records for a promotion. `None` for timeline 1 or a file that cannot be read (the
+    /// default, for implementations without a data directory).
+    fn last_switch(&self, tl: TimelineId) -> Option<(TimelineId, Lsn)> {
+        let _ = tl;
+        None
+    }
 
     /// Whether the data directory holds a cluster (`PG_VERSION`): `false` for an absent or empty
     /// directory, an error when it cannot be looked at. Never a guess: a data directory that

@@ -219,7 +219,7 @@ impl PgManager {
     /// This instance's own timeline history file, when it is past timeline 1 and the file can
     /// be read (PostgreSQL keeps every history file in pg_wal; an unreadable one leaves the
     /// decision to the primary's history alone, as Patroni's check).
-    fn local_history(&self, tl: TimelineId) -> Option<Vec<HistoryEntry>> {
+    pub(super) fn local_history(&self, tl: TimelineId) -> Option<Vec<HistoryEntry>> {
         if tl.0 <= 1 {
             return Some(Vec::new());
         }

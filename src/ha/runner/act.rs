@@ -572,9 +572,18 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
         self.following = None;
         if let Some(b) = &obs.status {
             let mut history = v.map(|v| v.history.clone()).unwrap_or_default();
-            let lsn = b.receive_lsn.max(b.replay_lsn).map_or(0, |l| l.0);
+            // The switch as the new timeline's history file records it (what Patroni writes,
+            // and what the diverged-replica rule compares replicas with); the last position
+            // observed before the promotion when the file cannot be read.
+            let (ended, lsn) = now
+                .as_ref()
+                .and_then(|st| self.pg.last_switch(st.timeline))
+                .map_or(
+                    (b.timeline.0, b.receive_lsn.max(b.replay_lsn).map_or(0, |l| l.0)),
+                    |(t, l)| (t.0, l.0),
+                );
             history.push(HistoryRow::new(
-                b.timeline.0,
+                ended,
                 lsn,
                 "no recovery target specified",
                 Some(chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, false)),

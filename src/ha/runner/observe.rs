@@ -88,6 +88,7 @@ impl<D: Dcs, P: PgControl + 'static> Runner<D, P> {
                                 t.elapsed() > STREAMING_GRACE.max(self.timing.ttl + self.timing.loop_wait)
                             }),
                         receiver_timeline,
+                        replayed: st.replay_lsn.unwrap_or(Lsn(0)),
                     })
                 }
                 Err(_) => PgState::Unresponsive,
