@@ -180,7 +180,24 @@ async fn failover_speed_a_held_node_cut_off_for_2s_does_not_depose_the_leader() 
     let f = (l + 1) % 3;
     let term = c.node(l).metrics().current_term;
     cut_for_2s(&c, f).await;
-    let l2 = c.wait_leader(Duration::from_secs(10), None).await;
+    // The returning node's higher term reaches the leader with the next message exchanged,
+    // just after the heal: wait (bounded) for a leader elected in a newer term, rather than
+    // read the term at once (which once saw the old one, and failed CI).
+    let nodes: Vec<_> = (0..3).map(|i| c.node(i).clone()).collect();
+    let l2 = wait_for(
+        Duration::from_secs(10),
+        "the cut node's return to depose the leader (a leader in a newer term)",
+        || {
+            let nodes = nodes.clone();
+            async move {
+                (0..3).find(|&i| {
+                    let m = nodes[i].metrics();
+                    m.current_term > term && m.current_leader == Some(nodes[i].id())
+                })
+            }
+        },
+    )
+    .await;
     let deposed = c.node(l2).metrics().current_term > term;
 
     // With the hold, the node of "the primary": no new term, same leader.
